@@ -1,0 +1,31 @@
+# One entry point for users and CI. Every target sets itself up: a fresh clone needs only python3.11 and make.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test test-slow demo serve clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv with everything (export, serving, Airflow, tests)
+
+test: $(STAMP)  ## run the test suite (fast: exports and serves the micro model for real)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and int8
+	$(PY) -m pytest -m slow -s $(PYTEST_ARGS)
+
+demo: $(STAMP)  ## the main job end to end on the bundled fixture model
+	$(VENV)/bin/svp demo $(DEMO_ARGS)
+
+clean:  ## remove the virtual environment and build outputs
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,158 @@
+"""`svp export`: checkpoint -> ONNX -> parity gate -> the next version of both Triton models.
+
+Nothing reaches the repository unless every check passes: all files are written to a staging folder and renamed
+into place at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from sensevoice_pipeline.repository import (
+    CMVN_FILE,
+    ENCODER_FILE,
+    ENCODER_MODEL,
+    FRONTEND_FILE,
+    META_FILE,
+    PIPELINE_MODEL,
+    ModelRepository,
+)
+
+from . import graph as graph_mod
+from . import parity, precision as precision_mod
+from .checkpoint import CheckpointFiles, find_checkpoint_files, load_funasr_model, resolve_model
+
+log = logging.getLogger(__name__)
+STEPS = ("load", "export", "verify", "write")
+
+
+class ExportError(RuntimeError):
+    """The export was refused; the repository was left as it was."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    version: int
+    repository: Path
+    meta: dict
+
+
+Progress = Callable[[str, str], None]
+
+
+def _print_progress(step: str, message: str) -> None:
+    index = STEPS.index(step) + 1
+    print(f"[{index}/{len(STEPS)}] {step:<6} {message}", flush=True)
+
+
+def run_export(
+    model: str,
+    repository: str | Path,
+    precision: str = "fp32",
+    exporter: str = "legacy",
+    progress: Progress = _print_progress,
+) -> ExportResult:
+    precision_mod.check_precision(precision)
+    if exporter not in graph_mod.EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r}: expected one of {', '.join(graph_mod.EXPORTERS)}")
+    repo = ModelRepository(repository)
+    repo.validate_or_init()
+    started = time.perf_counter()
+
+    progress("load", f"checkpoint {model}")
+    files = find_checkpoint_files(resolve_model(model))
+    _, torch_model = load_funasr_model(files)
+    config = files.config_dict()
+    feature_dim = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
+    n_params = sum(p.numel() for p in torch_model.parameters())
+    progress("load", f"SenseVoiceSmall, {n_params / 1e6:.1f} M parameters ({time.perf_counter() - started:.1f} s)")
+
+    encoder_graph = graph_mod.EncoderGraph(torch_model).eval()
+    with repo.staging() as staging:
+        t0 = time.perf_counter()
+        fp32_path = staging / "fp32.onnx"
+        opset = graph_mod.export_onnx(encoder_graph, fp32_path, exporter, feature_dim)
+        onnx.checker.check_model(str(fp32_path))
+        encoder_dir = staging / ENCODER_MODEL
+        encoder_dir.mkdir()
+        onnx_path = precision_mod.convert(fp32_path, encoder_dir / ENCODER_FILE, precision)
+        fp32_path.unlink()
+        onnx.checker.check_model(str(onnx_path))
+        export_seconds = time.perf_counter() - t0
+        size_mb = onnx_path.stat().st_size / 1e6
+        progress("export", f"{exporter} exporter, opset {opset}, {precision}, {size_mb:.1f} MB ({export_seconds:.1f} s)")
+
+        report = parity.compare(encoder_graph, onnx_path, precision, feature_dim)
+        progress(
+            "verify",
+            f"max abs {report.max_abs:.2e}, worst cosine {report.min_cosine:.6f}, "
+            f"argmax agreement {report.argmax_agreement:.2%} over {report.frames} frames",
+        )
+        if not report.passed:
+            raise ExportError(f"parity check failed for {precision}: {'; '.join(report.failures)}")
+
+        meta = _export_meta(model, files, precision, exporter, opset, report, n_params, export_seconds, config)
+        _stage_pipeline_version(repo, staging, files, config, meta)
+        shutil.copyfile(repo.model_dir(ENCODER_MODEL) / "model.py", encoder_dir / "model.py")
+        version = repo.next_version()
+        meta["version"] = version
+        (staging / PIPELINE_MODEL / META_FILE).write_text(json.dumps(meta, indent=2))
+        repo.publish(staging, version)
+    progress("write", f"version {version} of {PIPELINE_MODEL} and {ENCODER_MODEL} in {repo.path}")
+    return ExportResult(version, repo.path, meta)
+
+
+def _stage_pipeline_version(repo: ModelRepository, staging: Path, files: CheckpointFiles, config: dict, meta: dict):
+    target = staging / PIPELINE_MODEL
+    target.mkdir()
+    shutil.copyfile(repo.model_dir(PIPELINE_MODEL) / "model.py", target / "model.py")
+    shutil.copyfile(files.cmvn, target / CMVN_FILE)
+    shutil.copyfile(files.tokenizer, target / files.tokenizer.name)
+    frontend = {
+        "frontend_conf": {k: v for k, v in config["frontend_conf"].items() if k != "cmvn_file"},
+        "cmvn_file": CMVN_FILE,
+        "tokenizer": files.tokenizer.name,
+        "blank_id": config.get("model_conf", {}).get("blank_id", 0),
+    }
+    (target / FRONTEND_FILE).write_text(json.dumps(frontend, indent=2))
+
+
+def _export_meta(model, files, precision, exporter, opset, report, n_params, export_seconds, config) -> dict:
+    import funasr
+    import onnxruntime
+    import torch
+
+    return {
+        "source": {
+            "model": str(model),
+            "dir": str(files.root.resolve()),
+            "sha256": files.checksums(),
+        },
+        "architecture": {
+            "encoder": config["encoder"],
+            "encoder_conf": {k: config["encoder_conf"][k] for k in ("output_size", "num_blocks", "tp_blocks")},
+            "parameters": n_params,
+        },
+        "precision": precision,
+        "target_device": precision_mod.TARGET_DEVICE[precision],
+        "exporter": exporter,
+        "opset": opset,
+        "parity": report.to_dict(),
+        "export_seconds": round(export_seconds, 2),
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "tools": {
+            "torch": torch.__version__,
+            "funasr": funasr.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+    }

@@ -1,0 +1,83 @@
+"""Precision variants of the fp32 graph: int8 for CPU serving, fp16 for GPU serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+PRECISIONS = ("fp32", "int8", "fp16")
+# Where each variant is meant to run. int8 dynamic quantisation is fast on CPUs and usually slower than fp16 on
+# GPUs, so the metadata says so and `svp models` warns when it is served on a GPU config.
+TARGET_DEVICE = {"fp32": "any", "int8": "cpu", "fp16": "gpu"}
+# Ops that must stay fp32 in an fp16 graph: the sinusoidal position encoding computes positions with Range and
+# angles with Sin/Cos, and casts its inputs to float; in half precision onnxruntime refuses the graph.
+FP16_KEEP_FP32_OPS = ("Range", "Sin", "Cos")
+
+
+class PrecisionError(ValueError):
+    pass
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def convert(fp32_path: Path, out_path: Path, precision: str) -> Path:
+    """Write the ``precision`` variant of ``fp32_path`` to ``out_path`` (a copy for fp32)."""
+    check_precision(precision)
+    if precision == "fp32":
+        out_path.write_bytes(fp32_path.read_bytes())
+    elif precision == "int8":
+        _quantize_int8(fp32_path, out_path)
+    else:
+        _convert_fp16(fp32_path, out_path)
+    return out_path
+
+
+def _quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def _convert_fp16(src: Path, dst: Path) -> None:
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src))
+    # Stale fp32 type annotations of intermediate tensors contradict the converted nodes; drop them and let
+    # onnxruntime infer types from the nodes themselves.
+    del model.graph.value_info[:]
+    keep = [node.name for node in model.graph.node if _must_stay_fp32(node)]
+    half = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
+    _read_outputs_before_their_casts(half)
+    onnx.save(half, str(dst))
+
+
+def _read_outputs_before_their_casts(model: onnx.ModelProto) -> None:
+    """With keep_io_types the converter renames a graph output's producer to ``<x>_cast_to_<name>`` and adds a Cast
+    to fp32 named ``<name>``, but nodes that also read ``<name>`` inside the graph (argmax and gather read
+    ``ctc_logits``) keep reading the fp32 copy and no longer type-check. Point them at the fp16 tensor."""
+    outputs = {o.name for o in model.graph.output}
+    before_cast = {
+        node.output[0]: node.input[0]
+        for node in model.graph.node
+        if node.op_type == "Cast" and node.output and node.output[0] in outputs
+    }
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output and node.output[0] in before_cast:
+            continue
+        for i, name in enumerate(node.input):
+            if name in before_cast:
+                node.input[i] = before_cast[name]
+
+
+def _must_stay_fp32(node: onnx.NodeProto) -> bool:
+    if node.op_type in FP16_KEEP_FP32_OPS:
+        return True
+    if node.op_type == "Cast":
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        return to == onnx.TensorProto.FLOAT
+    return False

@@ -1,0 +1,56 @@
+"""An exported `sensevoice_encoder` graph run in-process with onnxruntime.
+
+Used by the local Triton config (python backend around onnxruntime CPU), by the export parity check, and by
+benchmarks that compare Triton with in-process inference.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnxruntime as ort
+
+INPUTS = ("speech", "speech_lengths", "language", "textnorm")
+
+
+class EncoderSession:
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, providers: list[str] | None = None):
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        threads = threads or int(os.environ.get("SVP_ORT_THREADS", "0"))
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(onnx_path)
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+        )
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(
+        self,
+        speech: np.ndarray,
+        speech_lengths: np.ndarray,
+        language: np.ndarray,
+        textnorm: np.ndarray,
+        outputs: Iterable[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        names = list(outputs) if outputs is not None else self.output_names
+        feeds = {
+            "speech": np.ascontiguousarray(speech, dtype=np.float32),
+            "speech_lengths": np.asarray(speech_lengths, dtype=np.int32).reshape(-1),
+            "language": np.asarray(language, dtype=np.int32).reshape(-1),
+            "textnorm": np.asarray(textnorm, dtype=np.int32).reshape(-1),
+        }
+        return dict(zip(names, self.session.run(names, feeds)))
+
+
+def pad_features(features: list[np.ndarray], feature_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack per-utterance features ``[T_i, D]`` into a zero-padded ``[B, max T, D]`` batch and their lengths."""
+    lengths = np.array([f.shape[0] for f in features], dtype=np.int32)
+    batch = np.zeros((len(features), max(int(lengths.max(initial=0)), 1), feature_dim), dtype=np.float32)
+    for i, f in enumerate(features):
+        batch[i, : f.shape[0]] = f
+    return batch, lengths

@@ -1,0 +1,191 @@
+"""A local CPU Triton: the `tritonserver` binary that ships in the nvidia-pytriton wheel (python backend only).
+
+Production runs the NGC container (see docker-compose.yml); this is the embedded default for one machine, the
+demo and the tests. It binds to 127.0.0.1, loads models explicitly (poll mode hung while folders changed), lints the
+repository first (a python model without model.py hangs the load and ignores SIGTERM), and always ends its whole
+process group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .repository import LOCAL_CONFIG_NAME, MODELS, ModelRepository
+
+log = logging.getLogger(__name__)
+
+PY_TAG = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pytriton_dir() -> Path:
+    try:
+        import pytriton
+    except ImportError as exc:
+        raise ServerError("the local Triton needs nvidia-pytriton: pip install -e '.[serve]'") from exc
+    return Path(pytriton.__file__).resolve().parent / "tritonserver"
+
+
+@dataclass
+class LocalTriton:
+    """Start with ``with LocalTriton(repo) as server:`` or ``start()`` / ``stop()``."""
+
+    repository: str | Path
+    http_port: int = 0  # 0: pick a free port
+    grpc_port: int = 0
+    metrics_port: int = 0
+    config_name: str | None = LOCAL_CONFIG_NAME
+    models: tuple[str, ...] = MODELS
+    host: str = "127.0.0.1"
+    startup_timeout: float = 120.0
+    log_file: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = field(default=None, init=False)
+    _workdir: Path | None = field(default=None, init=False)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    def start(self) -> "LocalTriton":
+        repo = ModelRepository(self.repository)
+        problems = repo.lint(self.config_name)
+        if problems:
+            raise ServerError(f"model repository {repo.path} is not ready:\n  " + "\n  ".join(problems))
+        self.http_port = self.http_port or free_port()
+        self.grpc_port = self.grpc_port or free_port()
+        self.metrics_port = self.metrics_port or free_port()
+        self._workdir = Path(tempfile.mkdtemp(prefix="svp-triton-"))
+        cmd = self._command(repo.path.resolve(), self._backends())
+        self.log_file = self.log_file or self._workdir / "tritonserver.log"
+        log.info("starting tritonserver: %s", " ".join(cmd))
+        with open(self.log_file, "ab") as out:
+            self.process = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=self._env(), start_new_session=True
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _backends(self) -> Path:
+        """A private copy of the wheel's backends folder with the python stub for this interpreter beside the
+        backend, where Triton looks for it."""
+        src = _pytriton_dir()
+        backends = self._workdir / "backends"
+        shutil.copytree(src / "backends", backends)
+        stub = src / "python_backend_stubs" / PY_TAG / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise ServerError(f"no Triton python stub for Python {PY_TAG} in {src}")
+        shutil.copy2(stub, backends / "python" / stub.name)
+        return backends
+
+    def _command(self, repo_path: Path, backends: Path) -> list[str]:
+        binary = _pytriton_dir() / "bin" / "tritonserver"
+        cmd = [
+            str(binary),
+            f"--model-repository={repo_path}",
+            f"--backend-directory={backends}",
+            "--model-control-mode=explicit",
+            *[f"--load-model={m}" for m in self.models],
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            "--log-verbose=0",
+        ]
+        if self.config_name:
+            cmd.append(f"--model-config-name={self.config_name}")
+        return cmd + self.extra_args
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The python stub finds its interpreter (and so this venv and its packages) through `python3` on PATH.
+        venv_bin = str(Path(sys.executable).parent)
+        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+        libs = [sysconfig.get_config_var("LIBDIR"), str(_pytriton_dir().parent.parent / "nvidia_pytriton.libs")]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")])
+        # Each python model instance is one process; keep onnxruntime from oversubscribing small machines.
+        env.setdefault("SVP_ORT_THREADS", str(max(1, (os.cpu_count() or 2))))
+        return env
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"http://{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} while starting:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise ServerError(f"tritonserver was not ready after {self.startup_timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_file or not Path(self.log_file).exists():
+            return ""
+        return "\n".join(Path(self.log_file).read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver ignored SIGTERM for %.0f s; killing its process group", timeout)
+            except ProcessLookupError:
+                pass
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # python stubs left behind, if any
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        if self._workdir is not None:
+            keep_log = self.log_file and str(self.log_file).startswith(str(self._workdir))
+            if not keep_log:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalTriton":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,73 @@
+"""Waveforms -> rich transcriptions for one exported model version, whatever runs the encoder.
+
+The same code serves the Triton `sensevoice` model (encoder reached through BLS) and in-process inference
+(encoder run by onnxruntime here), so both give the same text for the same audio.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .decoder import CtcDecoder, Tokenizer
+from .encoder import EncoderSession, pad_features
+from .frontend import Frontend, FrontendConfig
+from .languages import language_id, textnorm_id
+from .repository import ENCODER_FILE, ENCODER_MODEL, FRONTEND_FILE, PIPELINE_MODEL, ModelRepository
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio: np.ndarray  # mono float32 at 16 kHz
+    language: str = "auto"
+    use_itn: bool = False
+
+
+# (speech [B,T,D], lengths [B], language [B], textnorm [B]) -> (token_ids [B,T'], encoder_out_lens [B])
+EncodeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class Transcriber:
+    """Frontend and decoder of one version of the `sensevoice` model."""
+
+    def __init__(self, version_dir: str | Path):
+        version_dir = Path(version_dir)
+        spec = json.loads((version_dir / FRONTEND_FILE).read_text())
+        self.frontend = Frontend(FrontendConfig.from_dict(spec["frontend_conf"]), version_dir / spec["cmvn_file"])
+        self.decoder = CtcDecoder(Tokenizer(version_dir / spec["tokenizer"]), blank_id=spec.get("blank_id", 0))
+
+    def features(self, utterances: Sequence[Utterance]):
+        feats = [self.frontend(u.audio) for u in utterances]
+        speech, lengths = pad_features(feats, self.frontend.config.feature_dim)
+        languages = np.array([language_id(u.language) for u in utterances], dtype=np.int32)
+        textnorms = np.array([textnorm_id(u.use_itn) for u in utterances], dtype=np.int32)
+        return speech, lengths, languages, textnorms
+
+    def transcribe(self, utterances: Sequence[Utterance], encode: EncodeFn) -> list[str]:
+        if not utterances:
+            return []
+        token_ids, out_lens = encode(*self.features(utterances))
+        return self.decoder.decode_batch(token_ids, np.asarray(out_lens).reshape(-1))
+
+
+class LocalTranscriber:
+    """A model version run in this process with onnxruntime (no Triton): for benchmarks and checks."""
+
+    def __init__(self, repository: str | Path, version: int | None = None, threads: int | None = None):
+        repo = ModelRepository(repository)
+        self.version = version or repo.latest_complete_version()
+        if self.version is None:
+            raise FileNotFoundError(f"no complete model version in {repo.path}")
+        self.transcriber = Transcriber(repo.version_dir(PIPELINE_MODEL, self.version))
+        self.session = EncoderSession(repo.version_dir(ENCODER_MODEL, self.version) / ENCODER_FILE, threads=threads)
+
+    def _encode(self, speech, lengths, languages, textnorms):
+        out = self.session.run(speech, lengths, languages, textnorms, outputs=("token_ids", "encoder_out_lens"))
+        return out["token_ids"], out["encoder_out_lens"]
+
+    def transcribe(self, utterances: Sequence[Utterance]) -> list[str]:
+        return self.transcriber.transcribe(utterances, self._encode)
