@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -114,18 +116,20 @@ def load_funasr_model(files: CheckpointFiles):
     Returns ``(auto_model, torch_model)``; the torch model is in eval mode.
     """
     state = _read_state_dict(files.weights)
-    from funasr import AutoModel
+    with quiet_funasr():
+        from funasr import AutoModel
 
     try:
-        auto = AutoModel(
-            model=str(files.root),
-            device="cpu",
-            disable_update=True,
-            disable_pbar=True,
-            disable_log=True,
-            frontend_conf={"dither": 0.0},
-            tokenizer_conf={"bpemodel": str(files.tokenizer)},
-        )
+        with quiet_funasr():
+            auto = AutoModel(
+                model=str(files.root),
+                device="cpu",
+                disable_update=True,
+                disable_pbar=True,
+                disable_log=True,
+                frontend_conf={"dither": 0.0},
+                tokenizer_conf={"bpemodel": str(files.tokenizer)},
+            )
     except Exception as exc:  # noqa: BLE001 -- funasr raises many kinds; one clear message is what users need
         raise CheckpointError(f"funasr could not build the model from {files.root}: {exc}") from exc
     model = auto.model
@@ -136,6 +140,19 @@ def load_funasr_model(files: CheckpointFiles):
         )
     model.eval()
     return auto, model
+
+
+@contextlib.contextmanager
+def quiet_funasr():
+    """funasr prints banners to stdout and logs every loading step on the root logger; keep progress readable."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _read_state_dict(weights: Path) -> dict:

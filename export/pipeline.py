@@ -65,7 +65,7 @@ def run_export(
     if exporter not in graph_mod.EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}: expected one of {', '.join(graph_mod.EXPORTERS)}")
     repo = ModelRepository(repository)
-    repo.validate_or_init()
+    repo.check_target()
     started = time.perf_counter()
 
     progress("load", f"checkpoint {model}")
@@ -102,7 +102,7 @@ def run_export(
 
         meta = _export_meta(model, files, precision, exporter, opset, report, n_params, export_seconds, config)
         _stage_pipeline_version(repo, staging, files, config, meta)
-        shutil.copyfile(repo.model_dir(ENCODER_MODEL) / "model.py", encoder_dir / "model.py")
+        shutil.copyfile(repo.model_py(ENCODER_MODEL), encoder_dir / "model.py")
         version = repo.next_version()
         meta["version"] = version
         (staging / PIPELINE_MODEL / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -114,7 +114,7 @@ def run_export(
 def _stage_pipeline_version(repo: ModelRepository, staging: Path, files: CheckpointFiles, config: dict, meta: dict):
     target = staging / PIPELINE_MODEL
     target.mkdir()
-    shutil.copyfile(repo.model_dir(PIPELINE_MODEL) / "model.py", target / "model.py")
+    shutil.copyfile(repo.model_py(PIPELINE_MODEL), target / "model.py")
     shutil.copyfile(files.cmvn, target / CMVN_FILE)
     shutil.copyfile(files.tokenizer, target / files.tokenizer.name)
     frontend = {

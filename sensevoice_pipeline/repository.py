@@ -72,9 +72,9 @@ class ModelRepository:
     def is_initialised(self) -> bool:
         return all((self.model_dir(m) / "config.pbtxt").is_file() for m in MODELS)
 
-    def validate_or_init(self) -> None:
-        """Accept an existing SenseVoice repository; create one from the template in an empty or missing dir;
-        refuse anything else, so that an export never scatters files into an unrelated folder."""
+    def check_target(self) -> None:
+        """Accept an existing SenseVoice repository, or a missing or empty dir (it becomes one on publish); refuse
+        anything else, so that an export never scatters files into an unrelated folder."""
         if self.path.exists() and not self.path.is_dir():
             raise RepositoryError(f"{self.path} is not a directory")
         if self.is_initialised():
@@ -82,9 +82,19 @@ class ModelRepository:
         if self.path.is_dir() and any(p for p in self.path.iterdir() if not p.name.startswith(".")):
             raise RepositoryError(
                 f"{self.path} is not a SenseVoice model repository (expected "
-                f"{'/'.join((PIPELINE_MODEL, 'config.pbtxt'))} and {ENCODER_MODEL}/config.pbtxt) and is not empty"
+                f"{PIPELINE_MODEL}/config.pbtxt and {ENCODER_MODEL}/config.pbtxt) and is not empty"
             )
-        self._copy_template()
+
+    def validate_or_init(self) -> None:
+        """``check_target``, then give a missing or empty dir the configs and model.py shells of the template."""
+        self.check_target()
+        if not self.is_initialised():
+            self._copy_template()
+
+    def model_py(self, model: str) -> Path:
+        """The model.py shell that new versions of ``model`` get: the repository's own, else the template's."""
+        own = self.model_dir(model) / "model.py"
+        return own if own.is_file() else template_root() / model / "model.py"
 
     def _copy_template(self) -> None:
         src = template_root()
@@ -155,9 +165,14 @@ class ModelRepository:
     # -- publishing ----------------------------------------------------------------------------------------------
     @contextmanager
     def staging(self) -> Iterator[Path]:
-        """A scratch folder on the repository's filesystem (so the final rename is atomic); removed afterwards."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.path))
+        """A scratch folder on the repository's filesystem (so the final rename is atomic); removed afterwards.
+        It sits inside the repository when that exists, beside it otherwise (a failed export creates nothing)."""
+        if self.path.is_dir():
+            where = self.path
+        else:
+            where = self.path.parent
+            where.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}-staging-", dir=where))
         try:
             yield tmp
         finally:
@@ -166,6 +181,7 @@ class ModelRepository:
     def publish(self, staged: Path, version: int) -> None:
         """Move ``staged/<model>/`` folders into place as version ``version``; the encoder goes first so that a
         pipeline version never refers to an encoder that is not there yet."""
+        self.validate_or_init()
         for model in (ENCODER_MODEL, PIPELINE_MODEL):
             target = self.version_dir(model, version)
             if target.exists():

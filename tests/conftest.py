@@ -1,0 +1,68 @@
+"""Shared fixtures: a micro checkpoint built with funasr's classes, its real export, a real local Triton."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ASSETS = Path(__file__).parent / "assets"
+EXAMPLE_AUDIO = sorted((ASSETS / "audio").glob("*.mp3"))
+
+# Keep onnxruntime inside Triton's python models from fighting the test process for the two cores.
+os.environ.setdefault("SVP_ORT_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def micro_checkpoint(tmp_path_factory) -> Path:
+    from export.micro import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("micro") / "checkpoint", seed=0)
+
+
+@pytest.fixture(scope="session")
+def exported_repository(tmp_path_factory, micro_checkpoint) -> Path:
+    """The micro checkpoint exported (fp32, legacy exporter) as version 1 of a fresh repository."""
+    from export.pipeline import run_export
+
+    repo = tmp_path_factory.mktemp("repo") / "model_repository"
+    result = run_export(str(micro_checkpoint), repo, "fp32", "legacy", progress=lambda *_: None)
+    assert result.version == 1
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton(exported_repository):
+    from sensevoice_pipeline.server import LocalTriton
+
+    with LocalTriton(exported_repository) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def funasr_model(micro_checkpoint):
+    from export.checkpoint import find_checkpoint_files, load_funasr_model
+
+    auto, _ = load_funasr_model(find_checkpoint_files(micro_checkpoint))
+    return auto
+
+
+def funasr_text(auto, audio: np.ndarray, language: str, use_itn: bool) -> str:
+    from export.checkpoint import quiet_funasr
+
+    with quiet_funasr():
+        return auto.generate(input=audio, language=language, use_itn=use_itn, disable_pbar=True)[0]["text"]
+
+
+def synthetic_clip(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
+    """A deterministic speech-like signal: a few gliding harmonics under an amplitude envelope, plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120 + 80 * rng.random() + 30 * np.sin(2 * np.pi * (0.5 + rng.random()) * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * (2 + 3 * rng.random()) * t))
+    signal = 0.2 * envelope * voiced + 0.01 * rng.standard_normal(t.size)
+    return signal.astype(np.float32)

@@ -1,0 +1,167 @@
+"""A real tritonserver process serving the exported micro model: parity with funasr, batching, API, errors."""
+
+import asyncio
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from sensevoice_pipeline.audio import load_mono_16k, resample
+from sensevoice_pipeline.client import (
+    ModelNotReadyError,
+    Request,
+    SenseVoiceClient,
+    TritonUnavailableError,
+)
+from sensevoice_pipeline.languages import UnknownLanguageError
+from sensevoice_pipeline.server import free_port
+
+from .conftest import EXAMPLE_AUDIO, funasr_text, synthetic_clip
+
+LANGUAGES = ["auto", "zh", "en", "yue"]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def transcribe_all(url, requests, **kwargs):
+    async with SenseVoiceClient(url, **kwargs) as client:
+        return await client.transcribe_many(requests)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    examples = {path.stem: load_mono_16k(path) for path in EXAMPLE_AUDIO}
+    generated = {f"generated_{s}": synthetic_clip(seconds, seed=s) for s, seconds in [(1, 0.7), (2, 2.3), (3, 6.1)]}
+    return {**examples, **generated}
+
+
+def test_text_equals_funasr_for_every_language_and_itn(triton, funasr_model, clips):
+    cases = [(name, lang, itn) for name in clips for lang in LANGUAGES for itn in (True, False)]
+    results = run(transcribe_all(triton.grpc_url, [Request(clips[n], lang, itn) for n, lang, itn in cases]))
+    mismatches = []
+    for (name, lang, itn), result in zip(cases, results):
+        want = funasr_text(funasr_model, clips[name], lang, itn)
+        if result.text != want:
+            mismatches.append((name, lang, itn, result.text, want))
+    assert not mismatches, mismatches[:3]
+    assert len(cases) == len(clips) * 8 >= 64
+    # the hint and the switch really reach the model: the random-weight model answers differently
+    assert len({r.text for r in results}) > len(clips)
+
+
+def test_sixteen_at_once_equal_one_by_one(triton, clips):
+    audios = list(clips.values())
+    requests = [Request(audios[i % len(audios)][: 16000 + 3000 * i], LANGUAGES[i % 4], i % 2 == 0) for i in range(16)]
+    together = run(transcribe_all(triton.grpc_url, requests, max_concurrency=16))
+
+    async def one_by_one():
+        async with SenseVoiceClient(triton.grpc_url) as client:
+            return [await client.transcribe(r.audio, r.language, r.use_itn) for r in requests]
+
+    assert [r.text for r in together] == [r.text for r in run(one_by_one())]
+
+
+def test_answers_report_the_model_version(triton, clips):
+    (result,) = run(transcribe_all(triton.grpc_url, [Request(clips["en"], "en", True)]))
+    assert (result.model_name, result.model_version) == ("sensevoice", "1")
+
+
+def test_health_metadata_and_repository_index_over_grpc_and_http(triton):
+    http = httpclient.InferenceServerClient(triton.http_url)
+    grpc = grpcclient.InferenceServerClient(triton.grpc_url)
+    assert http.is_server_live() and http.is_server_ready()
+    assert grpc.is_server_live() and grpc.is_server_ready()
+    for client in (http, grpc):
+        assert client.is_model_ready("sensevoice", "1") and client.is_model_ready("sensevoice_encoder", "1")
+    meta = http.get_model_metadata("sensevoice")
+    assert {i["name"] for i in meta["inputs"]} == {"AUDIO", "LANGUAGE", "USE_ITN"}
+    assert [o["name"] for o in meta["outputs"]] == ["TEXT"]
+    index = {(m["name"], m.get("version"), m.get("state")) for m in http.get_model_repository_index()}
+    assert ("sensevoice", "1", "READY") in index and ("sensevoice_encoder", "1", "READY") in index
+    encoder = grpc.get_model_metadata("sensevoice_encoder")
+    assert [i.name for i in encoder.inputs] == ["speech", "speech_lengths", "language", "textnorm"]
+
+
+@pytest.mark.parametrize("config", ["config.pbtxt", "configs/local.pbtxt"])
+@pytest.mark.parametrize("model", ["sensevoice", "sensevoice_encoder"])
+def test_configs_parse_as_model_config_protos(model, config):
+    from pathlib import Path
+
+    text = (Path("model_repository") / model / config).read_text()
+    parsed = text_format.Parse(text, model_config_pb2.ModelConfig())
+    assert parsed.name == model and parsed.max_batch_size >= 16
+    assert parsed.HasField("dynamic_batching")
+    if config == "config.pbtxt" and model == "sensevoice_encoder":
+        assert parsed.backend == "onnxruntime"
+        assert parsed.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+        assert list(parsed.dynamic_batching.preferred_batch_size) and parsed.dynamic_batching.max_queue_delay_microseconds
+
+
+def test_resampling_is_band_limited_not_decimation():
+    rate = 44100
+    t = np.arange(rate) / rate
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    out = resample(tone, rate)
+    assert out.size == 16000
+    spectrum = np.abs(np.fft.rfft(out))
+    assert np.argmax(spectrum) == 1000  # 1 Hz bins: the tone stays at 1 kHz
+    assert np.sqrt(np.mean(out[100:-100] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.01)
+    # an 11 kHz tone cannot exist at 16 kHz: a real resampler removes it instead of aliasing it to 5 kHz
+    alias = resample(np.sin(2 * np.pi * 11000 * t).astype(np.float32), rate)
+    assert np.sqrt(np.mean(alias[100:-100] ** 2)) < 0.01
+
+
+@pytest.mark.parametrize("rate,channels", [(8000, 1), (44100, 1), (16000, 2), (22050, 2)])
+def test_transcribe_command_handles_rates_and_stereo(tmp_path, triton, funasr_model, rate, channels):
+    base = synthetic_clip(1.5, seed=rate + channels, rate=rate)
+    data = np.stack([base, 0.5 * base[::-1]], axis=1) if channels == 2 else base
+    path = tmp_path / f"call_{rate}_{channels}.wav"
+    sf.write(path, data, rate)
+    out = subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.cli", "transcribe", str(path), "--language", "en",
+         "--url", triton.grpc_url],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    file_col, raw, _clean = out.stdout.rstrip("\n").split("\t")
+    assert file_col == str(path)
+    assert raw == funasr_text(funasr_model, load_mono_16k(path), "en", True)
+    assert raw  # never empty, whatever the input rate
+
+
+def test_unknown_language_is_refused_before_sending(triton):
+    with pytest.raises(UnknownLanguageError, match="expected one of auto, zh, en"):
+        run(transcribe_all(triton.grpc_url, [Request(np.zeros(16000, np.float32), "klingon")]))
+
+
+def test_server_down_gives_a_clear_error():
+    url = f"127.0.0.1:{free_port()}"
+    with pytest.raises(TritonUnavailableError, match=f"cannot reach Triton at {url}"):
+        run(transcribe_all(url, [Request(np.zeros(1600, np.float32))], retries=1, backoff_s=0.01))
+
+
+def test_model_not_loaded_gives_a_clear_error(triton):
+    async def check():
+        async with SenseVoiceClient(triton.grpc_url, version=99) as client:
+            await client.check_ready()
+
+    with pytest.raises(ModelNotReadyError, match="sensevoice version 99 is not loaded"):
+        run(check())
+
+
+def test_transcribe_command_without_server(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, synthetic_clip(0.5, seed=1), 16000)
+    out = subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.cli", "transcribe", str(path), "--url", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2 and "cannot reach Triton" in out.stderr
