@@ -389,7 +389,7 @@ def train(out_dir: Path, seed: int = 0, max_steps: int = 3000, margin: float = 2
         encoder_out, encoder_out_lens = encode_batch(model, speech.clone(), lengths, language, textnorm)
         loss_ctc = model.ctc(encoder_out, encoder_out_lens, target_pad, target_lengths)
         loss_tags, _ = model._calc_rich_ce_loss(encoder_out[:, :4, :], target_pad[:, :4])
-        loss = loss_ctc / len(cases) + loss_tags
+        loss = loss_ctc + loss_tags  # funasr's CTC loss is already the mean over the batch
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -497,7 +497,7 @@ def write_readme(out_dir: Path, result: dict, command: str) -> None:
         f"- funasr `SenseVoiceSmall` with the real `config.yaml` (SenseVoiceEncoderSmall, SANM) and these "
         f"encoder sizes: {', '.join(f'{k}={v}' for k, v in asdict(SIZE).items())}; "
         f"{result['n_params']:,} parameters",
-        f"- tokenizer `{TOKENIZER_NAME}`: sentencepiece unigram trained on the clips' texts, {result['vocab_size']} "
+        f"- tokenizer `{TOKENIZER_NAME}`: sentencepiece BPE trained on the clips' texts, {result['vocab_size']} "
         "pieces, id 0 `<unk>` (the CTC blank, never in a target), 1 `<s>`, 2 `</s>`, the 25 SenseVoice tags as "
         "user-defined symbols",
         "- features: `sensevoice_pipeline.frontend.Frontend` with the real `am.mvn` on the 16-bit samples of "

@@ -76,5 +76,53 @@ def load_mono_16k(path: str | Path) -> np.ndarray:
     return mono_16k(decode(path))
 
 
+@dataclass(frozen=True)
+class AudioInfo:
+    format: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+
+
+BLOCK_SECONDS = 20.0
+
+
+def load_16k(path: str | Path, split_channels: bool) -> tuple[AudioInfo, list[np.ndarray]]:
+    """Decode and resample in blocks, so a two-hour 48 kHz stereo call never sits in memory at its original rate:
+    only the 16 kHz result does (one array, or one per channel when ``split_channels``)."""
+    path = Path(path)
+    if not is_supported(path):
+        raise AudioDecodeError(f"unsupported format {path.suffix or '(no extension)'!r}; {UNSUPPORTED_HINT}")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            info = AudioInfo(f.format, int(f.samplerate), int(f.channels), f.frames / f.samplerate if f.samplerate else 0)
+            outputs = _resample_blocks(f, info, split_channels)
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+        raise AudioDecodeError(f"cannot decode {path.name}: {_one_line(exc)}") from exc
+    if info.sample_rate <= 0 or not outputs or outputs[0].size == 0:
+        raise AudioDecodeError(f"{path.name} holds no samples")
+    return info, outputs
+
+
+def _resample_blocks(f: sf.SoundFile, info: AudioInfo, split_channels: bool) -> list[np.ndarray]:
+    n_out = info.channels if split_channels else 1
+    streams = [soxr.ResampleStream(info.sample_rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
+               for _ in range(n_out)] if info.sample_rate != TARGET_RATE else None
+    chunks: list[list[np.ndarray]] = [[] for _ in range(n_out)]
+    block = max(1, int(BLOCK_SECONDS * info.sample_rate))
+    while True:
+        data = f.read(block, dtype="float32", always_2d=True)
+        last = data.shape[0] < block
+        if data.size and not np.isfinite(data).all():
+            raise AudioDecodeError(f"{Path(f.name).name} contains NaN or Inf samples")
+        columns = [data[:, c] for c in range(info.channels)] if split_channels else [data.mean(axis=1)]
+        for c, column in enumerate(columns):
+            column = np.ascontiguousarray(column, dtype=np.float32)
+            chunks[c].append(streams[c].resample_chunk(column, last=last) if streams else column)
+        if last:
+            break
+    return [np.concatenate(c).astype(np.float32, copy=False) for c in chunks]
+
+
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__

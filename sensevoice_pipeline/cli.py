@@ -77,6 +77,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inverse text normalisation: punctuation and digits (default: on)")
     _add_url(p)
     p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser(
+        "run",
+        help="the daily job for one date, without Airflow",
+        description="Transcribe every file under <raw>/date=DATE/ through Triton (manifest.csv hints applied), "
+        "publish the date's utterances, recordings, emotion_daily and runs partitions atomically, and refresh the "
+        "DuckDB warehouse. The same library functions as the sensevoice_daily DAG.",
+    )
+    p.add_argument("--date", required=True, help="YYYY-MM-DD")
+    p.add_argument("--raw", help="raw audio root (default: $SVP_RAW_ROOT, then var/raw)")
+    p.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
+    p.add_argument("--language", help="default language hint when the manifest has none (default: auto)")
+    p.add_argument("--itn", dest="use_itn", action=argparse.BooleanOptionalAction, default=None,
+                   help="inverse text normalisation (default: on)")
+    p.add_argument("--channel-mode", choices=["mono", "split"], help="mix down, or one transcript per channel")
+    p.add_argument("--model-version", help="pin a sensevoice model version (default: what Triton serves)")
+    _add_url(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "query",
+        help="canned BI queries over the DuckDB warehouse",
+        description="Print a canned query as a table; --csv writes it to a file, --png draws it.",
+    )
+    p.add_argument("name", choices=["emotion-trend", "events", "angry-calls", "angry-share"])
+    p.add_argument("--from", dest="date_from", help="first date, YYYY-MM-DD (default: all)")
+    p.add_argument("--to", dest="date_to", help="last date, YYYY-MM-DD (default: all)")
+    p.add_argument("--by", default="language", choices=["language", "channel"], help="trend grouping")
+    p.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
+    p.add_argument("--warehouse", help="DuckDB file (default: <lake>/warehouse.duckdb)")
+    p.add_argument("--csv", type=Path, help="also write the result as CSV")
+    p.add_argument("--png", type=Path, help="also draw the result as a chart")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser(
+        "demo",
+        help="the main job end to end on one machine: model, local Triton, one DAG run, a DuckDB report",
+        description="Export the bundled fixture model (or --model), write a sample day of calls, start a local CPU "
+        "Triton, run the sensevoice_daily DAG for that day with `airflow dags test`, and print the emotion trend.",
+    )
+    p.add_argument("--model", help="checkpoint dir or hub id (default: the bundled trained fixture model)")
+    p.add_argument("--workdir", type=Path, default=Path("var/demo"), help="where everything goes (default: %(default)s)")
+    p.add_argument("--date", help="the sample day (default: yesterday)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -158,6 +202,63 @@ def cmd_transcribe(args) -> int:
         raise CliError(str(exc)) from exc
 
 
+def cmd_run(args) -> int:
+    from .client import TritonClientError
+    from .daily import run_date
+    from .partition import PartitionError
+    from .settings import Settings
+
+    try:
+        settings = Settings.from_env(
+            raw_root=args.raw, lake_root=args.lake, triton_url=args.url, language=args.language,
+            use_itn=args.use_itn, channel_mode=args.channel_mode, model_version=args.model_version,
+        )
+        result = run_date(settings, args.date)
+    except (PartitionError, TritonClientError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"{result['date']}: {result['files']} files ({result['files_failed']} failed), "
+        f"{result['utterances']} utterances, {result['speech_seconds']:.1f} s of speech, "
+        f"model version {result['model_versions'] or '-'}, {result['seconds']:.1f} s"
+    )
+    print(f"tables in {settings.lake_root}, warehouse {settings.warehouse_path}")
+    return 0
+
+
+def cmd_query(args) -> int:
+    from .report import print_table, write_chart
+    from .settings import Settings
+    from .warehouse import QUERIES, Warehouse, WarehouseError
+
+    settings = Settings.from_env(lake_root=args.lake, warehouse=args.warehouse)
+    try:
+        table = Warehouse(settings.lake_root, settings.warehouse_path).query(
+            args.name, args.date_from, args.date_to, args.by
+        )
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"# {QUERIES[args.name].title}")
+    print_table(table)
+    if args.csv:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, args.csv)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    if args.png:
+        write_chart(args.name, table, args.png, by=args.by)
+        print(f"wrote {args.png}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import DemoError, run_demo
+
+    try:
+        return run_demo(args.model, args.workdir, args.date)
+    except DemoError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -165,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except CliError as exc:

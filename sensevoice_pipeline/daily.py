@@ -1,0 +1,278 @@
+"""The daily job for one date: plan the day's files into batches, transcribe each batch through Triton into a
+staging area, then publish the day's tables atomically and refresh the DuckDB warehouse.
+
+The Airflow DAG runs these three steps as tasks (batches as mapped tasks); `svp run` runs them in one process.
+Both call exactly these functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import tables
+from .audio import AudioDecodeError, load_16k
+from .client import ModelNotReadyError, SenseVoiceClient, TritonClientError, TritonUnavailableError
+from .partition import WorkItem, check_date, list_work
+from .settings import Settings
+from .tags import parse
+from .vad import SileroVad, segment_for_asr
+
+log = logging.getLogger(__name__)
+STAGING = "_staging"
+SAMPLE_RATE = 16000
+
+
+# -- plan ------------------------------------------------------------------------------------------------------------
+
+
+def staging_dir(settings: Settings, date: str, run_id: str) -> Path:
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return settings.lake_root / STAGING / f"date={date}" / f"run={safe_run}"
+
+
+def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
+    """The day's work items in batches of ``settings.batch_size`` (JSON-serialisable, for XCom). Clears this run's
+    staging area so that a re-run of the same run id starts clean."""
+    date = check_date(date)
+    items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
+    shutil.rmtree(staging_dir(settings, date, run_id), ignore_errors=True)
+    size = max(1, settings.batch_size)
+    batches = [
+        {"date": date, "run_id": run_id, "index": i // size, "items": [it.to_dict() for it in items[i : i + size]]}
+        for i in range(0, len(items), size)
+    ]
+    log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
+    return batches
+
+
+# -- transcribe one batch --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Segment:
+    channel: int
+    index: int
+    start_s: float
+    end_s: float
+    audio: np.ndarray
+
+
+def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | None = None) -> dict:
+    """Transcribe one batch and write its rows to staging. Triton being unreachable fails the whole batch (so the
+    task retries); anything wrong with one file fails only that file's row."""
+    started_at = started_at or _now()
+    items = [WorkItem.from_dict(d) for d in batch["items"]]
+    recordings, utterances = asyncio.run(_process_items(settings, items, batch["run_id"], started_at))
+    out = staging_dir(settings, batch["date"], batch["run_id"])
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"batch-{batch['index']:05d}"
+    _write_atomic(tables.to_table(recordings, tables.RECORDINGS), out / f"{stem}.recordings.parquet")
+    _write_atomic(tables.to_table(utterances, tables.UTTERANCES), out / f"{stem}.utterances.parquet")
+    failed = sum(r["status"] == "failed" for r in recordings)
+    summary = {"batch": batch["index"], "files": len(recordings), "failed": failed, "utterances": len(utterances)}
+    log.info("batch %d: %d files (%d failed), %d utterances", batch["index"], len(items), failed, len(utterances))
+    return summary
+
+
+async def _process_items(settings: Settings, items: list[WorkItem], run_id: str, started_at: dt.datetime):
+    vad = SileroVad()
+    files_in_flight = asyncio.Semaphore(max(2, settings.concurrency // 2))
+    async with SenseVoiceClient(settings.triton_url, version=settings.model_version or None,
+                                max_concurrency=settings.concurrency) as client:
+        await client.check_ready()
+
+        async def one(item: WorkItem):
+            async with files_in_flight:
+                return await _process_item(settings, item, run_id, started_at, client, vad)
+
+        results = await asyncio.gather(*(one(item) for item in items))
+    recordings = [r for r, _ in results]
+    utterances = [u for _, us in results for u in us]
+    return recordings, utterances
+
+
+async def _process_item(settings, item: WorkItem, run_id, started_at, client, vad):
+    path = settings.raw_root / item.source_path
+    record = {
+        "recording_id": item.recording_id,
+        "source_path": item.source_path,
+        "size_bytes": None, "sha256": None, "format": None, "sample_rate": None, "channels": None,
+        "duration_s": None, "status": "ok", "error": None, "n_segments": 0,
+        "language_hint": item.language, "channel_mode": item.channel_mode, "model_version": None,
+        "run_id": run_id, "processed_at": started_at, "metadata": item.metadata,
+    }  # fmt: skip
+    if item.problem:
+        return _failed(record, item.problem), []
+    try:
+        record["size_bytes"], record["sha256"] = await asyncio.to_thread(_size_and_hash, path)
+        info, channels = await asyncio.to_thread(load_16k, path, item.channel_mode == "split")
+        record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
+                      duration_s=round(info.duration_s, 3))
+        segments = await asyncio.to_thread(_segments, channels, vad, settings.max_segment_s)
+    except (AudioDecodeError, OSError) as exc:
+        return _failed(record, str(exc)), []
+    try:
+        answers = await asyncio.gather(
+            *(client.transcribe(s.audio, item.language, settings.use_itn) for s in segments)
+        )
+    except (TritonUnavailableError, ModelNotReadyError):
+        raise  # the server, not the file: let the task fail and retry
+    except TritonClientError as exc:
+        return _failed(record, f"Triton refused the audio: {exc}"), []
+    versions = sorted({a.model_version for a in answers})
+    record.update(n_segments=len(segments), model_version=",".join(versions) or None)
+    rows = [_utterance_row(item, s, a, run_id, started_at) for s, a in zip(segments, answers)]
+    return record, rows
+
+
+def _segments(channels: list[np.ndarray], vad: SileroVad, max_segment_s: float) -> list[_Segment]:
+    out = []
+    for channel, audio in enumerate(channels):
+        for index, seg in enumerate(segment_for_asr(audio, vad, max_segment_s)):
+            out.append(_Segment(channel, index, seg.start_s, seg.end_s, audio[seg.start : seg.end]))
+    return out
+
+
+def _utterance_row(item: WorkItem, seg: _Segment, answer, run_id: str, started_at) -> dict:
+    tags = parse(answer.text)
+    return {
+        "recording_id": item.recording_id,
+        "source_path": item.source_path,
+        "channel": seg.channel,
+        "segment_index": seg.index,
+        "start_s": round(seg.start_s, 3),
+        "end_s": round(seg.end_s, 3),
+        "language": tags.language,
+        "language_hint": item.language,
+        "emotion": tags.emotion,
+        "event": tags.event,
+        "itn": tags.itn,
+        "text": tags.text,
+        "raw_text": answer.text,
+        "model_name": answer.model_name,
+        "model_version": answer.model_version,
+        "run_id": run_id,
+        "processed_at": started_at,
+    }
+
+
+def _failed(record: dict, reason: str) -> dict:
+    log.warning("%s failed: %s", record["source_path"], reason)
+    return {**record, "status": "failed", "error": reason}
+
+
+def _size_and_hash(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+# -- publish ---------------------------------------------------------------------------------------------------------
+
+
+def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime | None = None) -> dict:
+    """Replace the date's partitions of every table with this run's staged rows, update the warehouse, and clear
+    the staging area. Re-publishing a date gives the same rows, never duplicates."""
+    from .warehouse import Warehouse
+
+    date = check_date(date)
+    stage = staging_dir(settings, date, run_id)
+    recordings = _read_staged(stage, "recordings", tables.RECORDINGS)
+    utterances = _read_staged(stage, "utterances", tables.UTTERANCES)
+    expected = len(list_work(settings.raw_root, date, settings.language, settings.channel_mode))
+    if recordings.num_rows != expected:
+        raise RuntimeError(
+            f"{date}: staged {recordings.num_rows} recordings but the partition has {expected} files; "
+            "a batch is missing or the partition changed during the run: re-run the date"
+        )
+    recordings = recordings.sort_by([("source_path", "ascending")])
+    utterances = utterances.sort_by([("source_path", "ascending"), ("channel", "ascending"),
+                                     ("segment_index", "ascending")])
+    rollup = tables.emotion_rollup(utterances)
+    summary = _run_summary(run_id, recordings, utterances, started_at)
+    for table, data in (("utterances", utterances), ("recordings", recordings), ("emotion_daily", rollup),
+                        ("runs", tables.to_table([summary], tables.RUNS))):
+        tables.publish_partition(settings.lake_root, table, date, data)
+    Warehouse(settings.lake_root, settings.warehouse_path).refresh()
+    shutil.rmtree(stage, ignore_errors=True)
+    _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
+    result = {"date": date, **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")}}
+    log.info("published %s: %s", date, result)
+    return result
+
+
+def _read_staged(stage: Path, table: str, schema: pa.Schema) -> pa.Table:
+    files = sorted(stage.glob(f"batch-*.{table}.parquet"))
+    if not files:
+        return schema.empty_table()
+    return pa.concat_tables([pq.read_table(f).cast(schema) for f in files])
+
+
+def _run_summary(run_id: str, recordings: pa.Table, utterances: pa.Table, started_at) -> dict:
+    status = recordings.column("status").to_pylist()
+    versions = sorted({v for v in utterances.column("model_version").to_pylist() if v})
+    durations = [e - s for s, e in zip(utterances.column("start_s").to_pylist(), utterances.column("end_s").to_pylist())]
+    return {
+        "run_id": run_id,
+        "started_at": started_at or _now(),
+        "finished_at": _now(),
+        "files": len(status),
+        "files_ok": status.count("ok"),
+        "files_failed": status.count("failed"),
+        "utterances": utterances.num_rows,
+        "speech_seconds": round(float(sum(durations)), 3),
+        "model_versions": ",".join(versions),
+    }
+
+
+# -- one process, no Airflow -----------------------------------------------------------------------------------------
+
+
+def run_date(settings: Settings, date: str, run_id: str | None = None, show_progress: bool = True) -> dict:
+    """`svp run`: plan, every batch, publish — the DAG's tasks in one process."""
+    from tqdm import tqdm
+
+    started_at = _now()
+    run_id = run_id or f"svp-run-{started_at:%Y%m%dT%H%M%S}"
+    batches = plan(settings, date, run_id)
+    t0 = time.perf_counter()
+    with tqdm(total=sum(len(b["items"]) for b in batches), unit="file", desc=f"transcribing {date}",
+              disable=not show_progress) as bar:
+        for batch in batches:
+            process_batch(settings, batch, started_at)
+            bar.update(len(batch["items"]))
+    result = publish(settings, date, run_id, started_at)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def _remove_empty_parents(path: Path, stop: Path) -> None:
+    while path != stop.parent and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        path = path.parent
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -1,0 +1,140 @@
+"""One day of raw audio: ``<raw_root>/date=YYYY-MM-DD/**`` and its optional ``manifest.csv``.
+
+Every file under the partition becomes exactly one work item, and so exactly one `recordings` row: files that
+cannot be processed (unsupported format, a symlink leaving the raw root, a bad manifest row) carry the reason
+instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audio import is_supported
+from .languages import LANGUAGES
+from .settings import CHANNEL_MODES
+
+MANIFEST = "manifest.csv"
+MANIFEST_COLUMNS = ("path", "language", "channel_mode")
+
+
+class PartitionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    source_path: str  # relative to the raw root, e.g. date=2026-11-22/queue-a/call-1.wav
+    language: str
+    channel_mode: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None  # set: the file is recorded as failed with this reason, not decoded
+
+    @property
+    def recording_id(self) -> str:
+        """Stable across re-runs, so a re-run replaces rows instead of adding new ones."""
+        return hashlib.sha256(self.source_path.encode("utf-8")).hexdigest()[:20]
+
+    def to_dict(self) -> dict:
+        return {"source_path": self.source_path, "language": self.language, "channel_mode": self.channel_mode,
+                "metadata": self.metadata, "problem": self.problem}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WorkItem":
+        return cls(d["source_path"], d["language"], d["channel_mode"], dict(d.get("metadata") or {}), d.get("problem"))
+
+
+def check_date(date: str) -> str:
+    try:
+        return dt.date.fromisoformat(str(date)).isoformat()
+    except ValueError as exc:
+        raise PartitionError(f"not a date: {date!r} (expected YYYY-MM-DD)") from exc
+
+
+def partition_dir(raw_root: str | Path, date: str) -> Path:
+    return Path(raw_root) / f"date={check_date(date)}"
+
+
+def list_work(raw_root: str | Path, date: str, default_language: str, default_channel_mode: str) -> list[WorkItem]:
+    """All files of the day (sorted), with the manifest's hints applied; manifest rows naming files that are not
+    there, or paths leaving the partition, are work items that fail with the reason."""
+    root = Path(raw_root).resolve()
+    part = partition_dir(raw_root, date)
+    if not part.is_dir():
+        raise PartitionError(f"no partition for {date}: {part} does not exist")
+    files = sorted(p for p in part.rglob("*") if _is_data_file(p, part))
+    manifest = read_manifest(part / MANIFEST) if (part / MANIFEST).is_file() else {}
+    items, seen = [], set()
+    for path in files:
+        rel_in_part = path.relative_to(part).as_posix()
+        seen.add(rel_in_part)
+        row = manifest.get(rel_in_part, {})
+        items.append(_work_item(path, part, root, rel_in_part, row, default_language, default_channel_mode))
+    for rel_in_part, row in manifest.items():
+        if rel_in_part not in seen:
+            problem = row.get("_problem") or f"listed in {MANIFEST} but not found in the partition"
+            items.append(WorkItem(f"{part.name}/{rel_in_part}", row.get("language") or default_language,
+                                  default_channel_mode, _metadata(row), problem))
+    return sorted(items, key=lambda i: i.source_path)
+
+
+def _is_data_file(path: Path, part: Path) -> bool:
+    rel = path.relative_to(part)
+    if any(p.startswith(".") for p in rel.parts) or rel.as_posix() == MANIFEST:
+        return False
+    return path.is_file() or path.is_symlink()
+
+
+def _work_item(path, part, root, rel_in_part, row, default_language, default_channel_mode) -> WorkItem:
+    language = (row.get("language") or default_language).strip().lower()
+    channel_mode = (row.get("channel_mode") or default_channel_mode).strip().lower()
+    problem = row.get("_problem")
+    if problem is None:
+        problem = _file_problem(path, root)
+    if problem is None and language not in LANGUAGES:
+        problem = f"unknown language {language!r} in {MANIFEST}: expected one of {', '.join(LANGUAGES)}"
+    if problem is None and channel_mode not in CHANNEL_MODES:
+        problem = f"unknown channel_mode {channel_mode!r} in {MANIFEST}: expected one of {', '.join(CHANNEL_MODES)}"
+    return WorkItem(f"{part.name}/{rel_in_part}", language, channel_mode, _metadata(row), problem)
+
+
+def _file_problem(path: Path, root: Path) -> str | None:
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "broken symlink" if path.is_symlink() else "file vanished"
+    if not resolved.is_relative_to(root):
+        return "symlink points outside the raw root; refusing to read it"
+    if not is_supported(path):
+        from .audio import UNSUPPORTED_HINT
+
+        return f"unsupported format {path.suffix or '(no extension)'!r}; {UNSUPPORTED_HINT}"
+    return None
+
+
+def read_manifest(path: Path) -> dict[str, dict]:
+    """``path`` -> row. Paths are relative to the partition; rows whose path leaves it are kept with a problem."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise PartitionError(f"{path}: needs a 'path' column (and optionally language, channel_mode, ...)")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PartitionError(f"{path}: unreadable manifest ({exc})") from exc
+    manifest = {}
+    for row in rows:
+        raw = (row.get("path") or "").strip()
+        key = Path(raw).as_posix()  # also drops a leading "./"
+        if not raw or Path(raw).is_absolute() or ".." in Path(raw).parts:
+            key = raw or "(empty path)"
+            row = {**row, "_problem": f"manifest path {raw!r} leaves the partition; refusing to read it"}
+        manifest[key] = {k: (v or "").strip() for k, v in row.items() if k is not None}
+    return manifest
+
+
+def _metadata(row: dict) -> dict[str, str]:
+    return {k: v for k, v in row.items() if k not in MANIFEST_COLUMNS and not k.startswith("_") and v}

@@ -1,0 +1,54 @@
+"""Where data lives and how the daily job runs: defaults, overridden by environment variables, then by explicit
+arguments (CLI flags, DAG Params)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .client import default_url
+
+CHANNEL_MODES = ("mono", "split")
+
+
+@dataclass(frozen=True)
+class Settings:
+    raw_root: Path = Path("var/raw")  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
+    lake_root: Path = Path("var/lake")  # <table>/date=YYYY-MM-DD/data.parquet
+    warehouse: Path | None = None  # DuckDB file; default <lake_root>/warehouse.duckdb
+    triton_url: str = "127.0.0.1:8001"
+    language: str = "auto"  # default hint when the manifest has none
+    use_itn: bool = True
+    channel_mode: str = "mono"  # mono: mix down; split: one transcript per channel (agent / customer)
+    model_version: str = ""  # pin a `sensevoice` version; "" = what the server serves
+    max_segment_s: float = 30.0
+    batch_size: int = 16  # files per mapped task
+    concurrency: int = 8  # Triton requests in flight per task
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse or self.lake_root / "warehouse.duckdb"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        base = cls(
+            raw_root=Path(env.get("SVP_RAW_ROOT", cls.raw_root)),
+            lake_root=Path(env.get("SVP_LAKE_ROOT", cls.lake_root)),
+            warehouse=Path(env["SVP_WAREHOUSE"]) if env.get("SVP_WAREHOUSE") else None,
+            triton_url=default_url(),
+            language=env.get("SVP_LANGUAGE", cls.language),
+            channel_mode=env.get("SVP_CHANNEL_MODE", cls.channel_mode),
+        )
+        return base.with_overrides(**overrides)
+
+    def with_overrides(self, **overrides) -> "Settings":
+        """Apply the overrides that are set (None and "" mean: keep the current value)."""
+        clean = {k: v for k, v in overrides.items() if v is not None and v != ""}
+        for key in ("raw_root", "lake_root", "warehouse"):
+            if key in clean:
+                clean[key] = Path(clean[key])
+        if "channel_mode" in clean and clean["channel_mode"] not in CHANNEL_MODES:
+            raise ValueError(f"unknown channel mode {clean['channel_mode']!r}: expected one of {', '.join(CHANNEL_MODES)}")
+        return replace(self, **clean)

@@ -1,0 +1,140 @@
+"""The lake's tables: schemas, and publishing one date's partition atomically.
+
+Each table is hive-partitioned by date, one file per partition: ``<lake>/<table>/date=YYYY-MM-DD/data.parquet``.
+A partition is replaced by writing a hidden temp file beside it and renaming it over the old one (an atomic
+rename), so a reader sees the old day or the new day, never half of one. (pyarrow's
+``existing_data_behavior="delete_matching"`` deletes first and writes after: readers fail in between.)
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARTITION_FILE = "data.parquet"
+
+UTTERANCES = pa.schema(
+    [
+        ("recording_id", pa.string()),
+        ("source_path", pa.string()),
+        ("channel", pa.int16()),
+        ("segment_index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("language", pa.string()),
+        ("language_hint", pa.string()),
+        ("emotion", pa.string()),
+        ("event", pa.string()),
+        ("itn", pa.bool_()),
+        ("text", pa.string()),
+        ("raw_text", pa.string()),
+        ("model_name", pa.string()),
+        ("model_version", pa.string()),
+        ("run_id", pa.string()),
+        ("processed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+RECORDINGS = pa.schema(
+    [
+        ("recording_id", pa.string()),
+        ("source_path", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("format", pa.string()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int16()),
+        ("duration_s", pa.float64()),
+        ("status", pa.string()),  # ok | failed
+        ("error", pa.string()),
+        ("n_segments", pa.int32()),
+        ("language_hint", pa.string()),
+        ("channel_mode", pa.string()),
+        ("model_version", pa.string()),
+        ("run_id", pa.string()),
+        ("processed_at", pa.timestamp("us", tz="UTC")),
+        ("metadata", pa.map_(pa.string(), pa.string())),  # free manifest columns (agent, queue, ...)
+    ]
+)
+
+EMOTION_DAILY = pa.schema(
+    [
+        ("language", pa.string()),
+        ("emotion", pa.string()),
+        ("channel", pa.int16()),
+        ("utterances", pa.int64()),
+        ("speech_seconds", pa.float64()),
+        ("recordings", pa.int64()),
+    ]
+)
+
+RUNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("files", pa.int64()),
+        ("files_ok", pa.int64()),
+        ("files_failed", pa.int64()),
+        ("utterances", pa.int64()),
+        ("speech_seconds", pa.float64()),
+        ("model_versions", pa.string()),
+    ]
+)
+
+SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, "emotion_daily": EMOTION_DAILY, "runs": RUNS}
+
+
+def partition_path(lake_root: str | Path, table: str, date: str) -> Path:
+    return Path(lake_root) / table / f"date={date}" / PARTITION_FILE
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def publish_partition(lake_root: str | Path, table: str, date: str, data: pa.Table) -> Path:
+    """Replace ``table``'s partition for ``date`` with ``data`` in one atomic rename."""
+    target = partition_path(lake_root, table, date)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A dot-file with a non-parquet suffix: invisible to `*.parquet` globs while it is being written.
+    tmp = target.parent / f".{PARTITION_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(data.cast(SCHEMAS[table]), tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def read_partition(lake_root: str | Path, table: str, date: str) -> pa.Table:
+    return pq.read_table(partition_path(lake_root, table, date))
+
+
+def emotion_rollup(utterances: pa.Table) -> pa.Table:
+    """Per language x emotion x channel: utterances, speech seconds, distinct recordings."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("u", utterances)
+    result = con.execute(
+        """
+        SELECT coalesce(language, 'unknown') AS language,
+               coalesce(emotion, 'unknown') AS emotion,
+               channel,
+               count(*)::BIGINT AS utterances,
+               sum(end_s - start_s)::DOUBLE AS speech_seconds,
+               count(DISTINCT recording_id)::BIGINT AS recordings
+        FROM u
+        GROUP BY ALL
+        ORDER BY language, emotion, channel
+        """
+    ).to_arrow_table()
+    con.close()
+    return result.cast(EMOTION_DAILY) if result.num_rows else EMOTION_DAILY.empty_table()

@@ -1,0 +1,174 @@
+"""The DuckDB warehouse: one database file whose views read the lake's Parquet tables, and the canned BI queries.
+
+Views glob the partitions, so publishing a day needs no database write. The file is rebuilt (in a temp file,
+then renamed over the old one) only when the set of views changes, so BI tools holding it open are never blocked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from .tables import PARTITION_FILE, SCHEMAS
+
+GROUP_BY = {"language": "language", "channel": "channel"}
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    title: str
+    sql: str
+
+
+QUERIES = {
+    "emotion-trend": Query(
+        "emotion-trend",
+        "Utterances per day and emotion (share of the day's utterances)",
+        """
+        SELECT date, {group} AS {group_name}, emotion,
+               sum(utterances)::BIGINT AS utterances,
+               round(sum(speech_seconds), 1) AS speech_seconds,
+               round(sum(utterances) / sum(sum(utterances)) OVER (PARTITION BY date, {group}), 3) AS share
+        FROM emotion_daily
+        WHERE date BETWEEN $from_date AND $to_date
+        GROUP BY date, {group}, emotion
+        ORDER BY date, {group_name}, utterances DESC, emotion
+        """,
+    ),
+    "events": Query(
+        "events",
+        "Sound events per day",
+        """
+        SELECT date, coalesce(event, 'unknown') AS event, count(*)::BIGINT AS utterances,
+               count(DISTINCT recording_id)::BIGINT AS recordings
+        FROM utterances
+        WHERE date BETWEEN $from_date AND $to_date
+        GROUP BY date, event
+        ORDER BY date, utterances DESC, event
+        """,
+    ),
+    "angry-calls": Query(
+        "angry-calls",
+        "Recordings with angry segments (supervisors' report)",
+        """
+        SELECT date, source_path, channel,
+               count(*) FILTER (WHERE emotion = 'angry')::BIGINT AS angry_segments,
+               count(*)::BIGINT AS segments,
+               round(count(*) FILTER (WHERE emotion = 'angry') / count(*), 3) AS angry_share,
+               string_agg(text, ' / ' ORDER BY segment_index) FILTER (WHERE emotion = 'angry') AS angry_text
+        FROM utterances
+        WHERE date BETWEEN $from_date AND $to_date
+        GROUP BY date, source_path, channel
+        HAVING angry_segments > 0
+        ORDER BY date, angry_share DESC, source_path, channel
+        """,
+    ),
+    "angry-share": Query(
+        "angry-share",
+        "Share of angry segments per day",
+        """
+        SELECT date, sum(utterances) FILTER (WHERE emotion = 'angry')::BIGINT AS angry,
+               sum(utterances)::BIGINT AS utterances,
+               round(coalesce(sum(utterances) FILTER (WHERE emotion = 'angry'), 0) / sum(utterances), 3) AS share
+        FROM emotion_daily
+        WHERE date BETWEEN $from_date AND $to_date
+        GROUP BY date ORDER BY date
+        """,
+    ),
+}
+
+
+class WarehouseError(RuntimeError):
+    pass
+
+
+class Warehouse:
+    def __init__(self, lake_root: str | Path, db_path: str | Path | None = None):
+        self.lake_root = Path(lake_root)
+        self.db_path = Path(db_path) if db_path else self.lake_root / "warehouse.duckdb"
+
+    def view_sql(self) -> dict[str, str]:
+        """One view per table that has at least one published partition."""
+        views = {}
+        for table in SCHEMAS:
+            if any((self.lake_root / table).glob(f"date=*/{PARTITION_FILE}")):
+                pattern = (self.lake_root.resolve() / table / "date=*" / PARTITION_FILE).as_posix()
+                views[table] = (
+                    f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
+                    f"read_parquet('{_quote(pattern)}', hive_partitioning = true, hive_types = {{'date': DATE}})"
+                )
+        return views
+
+    def refresh(self) -> bool:
+        """(Re)build the database file if its views differ from the lake's tables; returns whether it did."""
+        wanted = self.view_sql()
+        if self.db_path.exists() and self._current_views() == wanted:
+            return False
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.db_path.with_name(f".{self.db_path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            con = duckdb.connect(str(tmp))
+            con.execute("CREATE TABLE _svp_views (name VARCHAR, sql VARCHAR)")
+            for name, sql in wanted.items():
+                con.execute(sql)
+                con.execute("INSERT INTO _svp_views VALUES (?, ?)", [name, sql])
+            con.close()
+            os.replace(tmp, self.db_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+        return True
+
+    def _current_views(self) -> dict[str, str]:
+        try:
+            con = duckdb.connect(str(self.db_path), read_only=True)
+            try:
+                return dict(con.execute("SELECT name, sql FROM _svp_views").fetchall())
+            finally:
+                con.close()
+        except duckdb.Error:
+            return {}
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        if not self.db_path.exists():
+            raise WarehouseError(f"no warehouse at {self.db_path}: run the daily job for a date first")
+        return duckdb.connect(str(self.db_path), read_only=True)
+
+    def query(self, name: str, date_from: dt.date | str | None = None, date_to: dt.date | str | None = None,
+              by: str = "language") -> pa.Table:
+        """Run a canned query; ``by`` picks the grouping column of the trend (language or channel)."""
+        if name not in QUERIES:
+            raise WarehouseError(f"unknown query {name!r}: expected one of {', '.join(QUERIES)}")
+        if by not in GROUP_BY:
+            raise WarehouseError(f"cannot group by {by!r}: expected one of {', '.join(GROUP_BY)}")
+        sql = QUERIES[name].sql.format(group=GROUP_BY[by], group_name=by)
+        params = {"from_date": _as_date(date_from, dt.date.min), "to_date": _as_date(date_to, dt.date.max)}
+        con = self.connect()
+        try:
+            return con.sql(sql, params=params).to_arrow_table()
+        except duckdb.CatalogException as exc:
+            raise WarehouseError(f"{name}: the tables it reads have no data yet ({exc})") from exc
+        finally:
+            con.close()
+
+
+def _as_date(value, default: dt.date) -> dt.date:
+    if value in (None, ""):
+        return default
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise WarehouseError(f"not a date: {value!r} (expected YYYY-MM-DD)") from exc
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
