@@ -1,0 +1,362 @@
+"""The SenseVoice Airflow page: dashboard data and HTML over a small real lake (Parquet + DuckDB), then the plugin in a
+real Airflow api-server (login, validation, the page's values)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sensevoice_pipeline import dashboard, tables
+from sensevoice_pipeline.warehouse import Warehouse
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+UTC = dt.timezone.utc
+DATES = ("2026-03-01", "2026-03-02", "2026-03-03")
+EVIL_ERROR = "decode failed: <script>alert('x')</script> & more"
+EVIL_PATH = "calls/<b>bad</b>&co.mp3"
+
+
+def _utterance(date, rec, channel, index, language, emotion, run_id, version="1"):
+    start = float(index * 3)
+    return {"recording_id": rec, "source_path": f"calls/{rec}.wav", "channel": channel, "segment_index": index,
+            "start_s": start, "end_s": start + 2.5, "language": language, "language_hint": "auto",
+            "emotion": emotion, "event": "speech", "itn": True, "text": f"segment {index}",
+            "raw_text": f"<|{language}|><|{emotion.upper()}|><|Speech|><|withitn|>segment {index}",
+            "model_name": "sensevoice", "model_version": version, "run_id": run_id,
+            "processed_at": dt.datetime.fromisoformat(f"{date}T01:00:00+00:00")}
+
+
+def _recording(date, rec, run_id, status="ok", error=None, path=None, n=0):
+    return {"recording_id": rec, "source_path": path or f"calls/{rec}.wav", "size_bytes": 48000, "sha256": "0" * 64,
+            "format": "WAV" if status == "ok" else None, "sample_rate": 16000, "channels": 2, "duration_s": 12.0,
+            "status": status, "error": error, "n_segments": n, "language_hint": "auto", "channel_mode": "split",
+            "model_version": "1" if status == "ok" else None, "run_id": run_id,
+            "processed_at": dt.datetime.fromisoformat(f"{date}T01:00:00+00:00"), "metadata": []}
+
+
+def build_lake(lake: Path) -> dict:
+    """Three days of two calls each (en and zh, two channels), one failed file a day from the second day on;
+    the third day was transcribed by model version 7, which the test repository does not hold."""
+    plan = {  # per date: (language, channel) -> emotions of its segments
+        DATES[0]: {("en", 0): ["neutral", "neutral", "happy"], ("en", 1): ["angry", "neutral"],
+                   ("zh", 0): ["neutral", "sad"]},
+        DATES[1]: {("en", 0): ["neutral", "angry", "angry"], ("zh", 1): ["happy", "happy", "neutral", "sad"]},
+        DATES[2]: {("en", 1): ["neutral"], ("zh", 0): ["neutral", "surprised"]},
+    }
+    for d, (date, groups) in enumerate(plan.items()):
+        run_id = f"scheduled__{date}T00:00:00+00:00"
+        version = "7" if date == DATES[2] else "1"
+        utterances, recordings = [], []
+        for language in ("en", "zh"):
+            rec = f"{date}-{language}"
+            segs = [(ch, e) for (lang, ch), emos in groups.items() if lang == language for e in emos]
+            utterances += [_utterance(date, rec, ch, i, language, e, run_id, version) for i, (ch, e) in enumerate(segs)]
+            recordings.append(_recording(date, rec, run_id, n=len(segs)))
+        if d >= 1:
+            recordings.append(_recording(date, f"{date}-bad", run_id, "failed", EVIL_ERROR, EVIL_PATH))
+        utt = tables.to_table(utterances, tables.UTTERANCES)
+        started = dt.datetime.fromisoformat(f"{date}T01:00:00+00:00") + dt.timedelta(days=1)
+        run = {"run_id": run_id, "started_at": started, "finished_at": started + dt.timedelta(seconds=42),
+               "files": len(recordings), "files_ok": 2, "files_failed": len(recordings) - 2,
+               "utterances": len(utterances), "speech_seconds": 2.5 * len(utterances), "model_versions": version}
+        tables.publish_partition(lake, "utterances", date, utt)
+        tables.publish_partition(lake, "recordings", date, tables.to_table(recordings, tables.RECORDINGS))
+        tables.publish_partition(lake, "emotion_daily", date, tables.emotion_rollup(utt))
+        tables.publish_partition(lake, "runs", date, tables.to_table([run], tables.RUNS))
+    Warehouse(lake).refresh()
+    return plan
+
+
+def build_model_repository(root: Path) -> Path:
+    """Version 1 complete (with an export_meta.json like `svp export` writes), version 2 missing its encoder."""
+    for model, files in (("sensevoice", ("model.py", "frontend.json", "am.mvn")),
+                         ("sensevoice_encoder", ("model.onnx", "model.py"))):
+        (root / model).mkdir(parents=True)
+        (root / model / "config.pbtxt").write_text("")
+        (root / model / "1").mkdir()
+        for f in files:
+            (root / model / "1" / f).write_text("")
+    meta = {"version": 1, "precision": "int8", "target_device": "cpu", "exporter": "legacy", "opset": 17,
+            "architecture": {"parameters": 234_000_000}, "source": {"model": "iic/SenseVoiceSmall"},
+            "exported_at": "2026-02-27T10:00:00+00:00",
+            "parity": {"max_abs": 0.01, "min_cosine": 0.991, "argmax_agreement": 0.985, "passed": True}}
+    (root / "sensevoice" / "1" / "export_meta.json").write_text(json.dumps(meta))
+    (root / "sensevoice" / "2").mkdir()
+    (root / "sensevoice" / "2" / "export_meta.json").write_text(json.dumps({"version": 2, "precision": "fp16"}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lake")
+    build_lake(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_repo(tmp_path_factory) -> Path:
+    return build_model_repository(tmp_path_factory.mktemp("models") / "model_repository")
+
+
+def load(lake, model_repo, **params):
+    return dashboard.load_dashboard(Warehouse(lake), model_repo, dashboard.Params.parse(**params))
+
+
+# -- parameters --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"date_to": "2026-01-01'; DROP TABLE x;--"}, {"date_from": "2026-13-01"}, {"date_from": "2026-02-30"},
+    {"date_from": "20260301"}, {"date_from": "2026-03-01\n"}, {"date_from": "２０２６-03-01"},
+    {"date_from": "2026-03-02", "date_to": "2026-03-01"}, {"date_from": "2020-01-01", "date_to": "2026-01-01"},
+    {"by": "language; DROP TABLE runs"}, {"by": "emotion"},
+])
+def test_params_refuse_bad_values(kwargs):
+    with pytest.raises(dashboard.DashboardParamError):
+        dashboard.Params.parse(**kwargs)
+
+
+def test_params_accept_dates_and_groupings():
+    assert dashboard.Params.parse("2026-03-01", "2026-03-03", "channel") == dashboard.Params(
+        dt.date(2026, 3, 1), dt.date(2026, 3, 3), "channel")
+    assert dashboard.Params.parse("", None) == dashboard.Params(None, None, "language")
+
+
+# -- data and HTML over a real lake ----------------------------------------------------------------------------------
+
+
+def test_default_range_ends_on_the_latest_published_day(lake, model_repo):
+    board = load(lake, model_repo)
+    assert (board.date_from, board.date_to) == (dt.date(2026, 2, 2), dt.date(2026, 3, 3))
+    assert board.notes == []
+    only_from = load(lake, model_repo, date_from="2026-04-01")  # after the lake's last day: an empty range
+    assert (only_from.date_from, only_from.date_to) == (dt.date(2026, 4, 1), dt.date(2026, 4, 1))
+
+
+def test_dashboard_data(lake, model_repo):
+    board = load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03")
+    trend = {(str(r["date"]), r["language"], r["emotion"]): r["utterances"] for r in board.trend}
+    assert trend[("2026-03-01", "en", "neutral")] == 3 and trend[("2026-03-02", "en", "angry")] == 2
+    assert sum(trend.values()) == 17
+    assert [r["date"] for r in board.runs] == [dt.date(2026, 3, 3), dt.date(2026, 3, 2), dt.date(2026, 3, 1)]
+    assert [r["files_failed"] for r in board.runs] == [1, 1, 0]
+    assert board.failed_total == 2 and {r["error"] for r in board.failed} == {EVIL_ERROR}
+    models = {m.version: m for m in board.models}
+    assert models["1"].status == "complete" and models["1"].utterances == 14 and models["1"].precision == "int8"
+    assert models["2"].status.startswith("incomplete") and models["2"].utterances is None
+    assert models["7"].status == "not in this repository" and models["7"].utterances == 3
+    by_channel = load(lake, model_repo, date_from="2026-03-02", date_to="2026-03-02", by="channel")
+    assert {(r["channel"], r["emotion"]): r["utterances"] for r in by_channel.trend} == {
+        (0, "angry"): 2, (0, "neutral"): 1, (1, "happy"): 2, (1, "neutral"): 1, (1, "sad"): 1}
+
+
+def test_render_page_escapes_and_shows_every_section(lake, model_repo):
+    page = dashboard.render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03"))
+    assert page.count("<svg") == 1 and "<script" not in page.lower()
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+    assert "calls/&lt;b&gt;bad&lt;/b&gt;&amp;co.mp3" in page
+    for text in ("Daily emotion trend by language", "language en — 9 utterances", "language zh — 8 utterances",
+                 "2026-03-02 language en angry: 2 utterances (66.7%)", "scheduled__2026-03-03T00:00:00+00:00",
+                 "2026-03-04 01:00:42", "42 s", "iic/SenseVoiceSmall", "2026-02-27 10:00:00", "234.0 M",
+                 "max abs 1.0e-02",
+                 "argmax 98.50%", "not in this repository", "incomplete: sensevoice/2/model.py is missing"):
+        assert esc(text) in page, text
+    assert re.search(r'<input type="date" name="from" value="2026-03-01">', page)
+    assert '<option value="language" selected>' in page
+
+
+def test_render_page_by_channel_and_empty_range(lake, model_repo):
+    page = dashboard.render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-01", by="channel"))
+    assert "channel 0 — 5 utterances" in page and "channel 1 — 2 utterances" in page
+    empty = dashboard.render_page(load(lake, model_repo, date_from="2025-01-01", date_to="2025-01-31"))
+    assert "<svg" not in empty and "No utterances in this date range." in empty
+    assert "No runs for dates in this range." in empty and "No failed recordings in this range." in empty
+
+
+def test_page_without_a_lake_or_a_repository(tmp_path):
+    board = dashboard.load_dashboard(Warehouse(tmp_path / "lake"), tmp_path / "nothing", dashboard.Params(),
+                                     today=dt.date(2026, 5, 1))
+    assert board.date_to == dt.date(2026, 5, 1) and board.trend == board.runs == board.models == []
+    page = dashboard.render_page(board)
+    assert "No warehouse yet" in page and "No model repository at" in page
+
+
+def test_serving_file_is_shown_when_present(lake, tmp_path):
+    repo = build_model_repository(tmp_path / "repo")
+    (repo / "serving.json").write_text(json.dumps({"serving": 1, "previous": None, "staged": 2, "retired": [],
+                                                   "note": "<i>pinned</i>", "history": [{"at": "x"}, {"at": "y"}]}))
+    board = load(lake, repo, date_from="2026-03-01", date_to="2026-03-03")
+    assert {m.version: m.role for m in board.models} == {"1": "serving", "2": "staged", "7": ""}
+    page = dashboard.render_page(board)
+    for text in ("<dt>serving</dt><dd>1</dd>", "<dt>previous</dt><dd>none</dd>", "<dt>history</dt><dd>(2 entries)</dd>",
+                 "&lt;i&gt;pinned&lt;/i&gt;"):
+        assert text in page, text
+    (repo / "serving.json").write_text("{not json")  # unreadable: the page goes on without it
+    assert load(lake, repo).serving is None
+
+
+def esc(text: str) -> str:
+    return dashboard.esc(text)
+
+
+# -- the plugin in a real api-server -----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiServer:
+    def __init__(self, url: str, home: Path, passwords: dict[str, str]):
+        self.url, self.home, self.passwords = url, home, passwords
+
+    def client(self, **kwargs):
+        import httpx
+
+        return httpx.Client(base_url=self.url, trust_env=False, timeout=30, **kwargs)
+
+    def token(self, user: str) -> str:
+        with self.client() as c:
+            r = c.post("/auth/token", json={"username": user, "password": self.passwords[user]})
+        assert r.status_code == 201, r.text
+        return r.json()["access_token"]
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory, lake, model_repo):
+    pytest.importorskip("airflow")
+    import httpx
+
+    home = tmp_path_factory.mktemp("airflow-home")
+    (home / "dags").mkdir()
+    passwords = {"svp_admin": secrets.token_urlsafe(12), "svp_viewer": secrets.token_urlsafe(12)}
+    (home / "passwords.json").write_text(json.dumps(passwords))
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(PROJECT_ROOT / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="svp_admin:admin,svp_viewer:viewer",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
+        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
+        AIRFLOW__API__SECRET_KEY=secrets.token_urlsafe(32),
+        SVP_LAKE_ROOT=str(lake),
+        SVP_MODEL_REPOSITORY=str(model_repo),
+        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    )
+    env.pop("SVP_WAREHOUSE", None)
+    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-3000:]
+    port = _free_port()
+    log_path = home / "api-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"api-server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/api/v2/monitor/health", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"api-server not ready after 180 s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield ApiServer(url, home, passwords)
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # workers left behind by the server, if any
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+def test_plugin_is_loaded(api_server):
+    with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_admin')}"}) as c:
+        plugins = c.get("/api/v2/plugins").json()["plugins"]
+        errors = c.get("/api/v2/plugins/importErrors").json()
+    ours = [p for p in plugins if p["name"] == "sensevoice"]
+    assert ours, plugins
+    assert [a["url_prefix"] for a in ours[0]["fastapi_apps"]] == ["/sensevoice"]
+    assert [(v["href"], v["url_route"], v["destination"]) for v in ours[0]["external_views"]] == [
+        ("/sensevoice/", "sensevoice", "nav")]
+    assert errors["total_entries"] == 0, errors
+
+
+def test_page_needs_a_login(api_server):
+    with api_server.client() as c:
+        assert c.get("/sensevoice/", headers={"Accept": "application/json"}).status_code == 401
+        browser = c.get("/sensevoice/?by=channel", headers={"Accept": "text/html"})
+        assert browser.status_code == 307
+        assert browser.headers["location"] == "/auth/login?next=%2Fsensevoice%2F%3Fby%3Dchannel"
+        assert c.get("/sensevoice/", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 403
+        # Validation never runs before the login check: nothing is said to a caller without one.
+        assert c.get("/sensevoice/", params={"by": "evil"}).status_code == 401
+        assert c.post("/auth/token", json={"username": "svp_admin", "password": "wrong"}).status_code == 401
+
+
+def test_page_with_a_login_shows_the_lake(api_server):
+    token = api_server.token("svp_viewer")  # the weakest role is enough
+    with api_server.client(cookies={"_token": token}) as c:  # the cookie the Airflow UI's login sets
+        r = c.get("/sensevoice/", params={"from": "2026-03-01", "to": "2026-03-03"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    page = r.text
+    assert page.count("<svg") == 1 and "<script" not in page.lower()
+    for text in ("language en — 9 utterances", "2026-03-02 language en angry: 2 utterances (66.7%)",
+                 "scheduled__2026-03-02T00:00:00+00:00", "iic/SenseVoiceSmall", "not in this repository"):
+        assert esc(text) in page, text
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+
+
+def test_page_by_channel_with_a_bearer_token(api_server):
+    with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_admin')}"}) as c:
+        r = c.get("/sensevoice/", params={"from": "2026-03-01", "to": "2026-03-01", "by": "channel"})
+        default = c.get("/sensevoice/")
+    assert r.status_code == 200 and "channel 0 — 5 utterances" in r.text
+    assert default.status_code == 200 and 'name="to" value="2026-03-03"' in default.text
+
+
+@pytest.mark.parametrize("params", [
+    {"to": "2026-01-01'; DROP TABLE x;--"}, {"from": "2026-02-30"}, {"from": "03/01/2026"},
+    {"by": "language) UNION SELECT 1--"}, {"by": "emotion"}, {"from": "2026-03-03", "to": "2026-03-01"},
+])
+def test_bad_parameters_give_422(api_server, params):
+    with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_admin')}"}) as c:
+        r = c.get("/sensevoice/", params=params)
+        assert r.status_code == 422, r.text
+        assert c.get("/sensevoice/", params={"from": "2026-03-01"}).status_code == 200  # the lake is intact
