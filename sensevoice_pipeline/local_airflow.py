@@ -29,7 +29,7 @@ class LocalAirflow:
         self.home = Path(self.home or tempfile.mkdtemp(prefix="svp-airflow-"))
         self._migrated = False
 
-    def env(self) -> dict[str, str]:
+    def env(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             AIRFLOW_HOME=str(self.home),
@@ -41,11 +41,12 @@ class LocalAirflow:
             PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
         )
         env.update(self.extra_env or {})
+        env.update(overrides or {})
         return env
 
-    def _airflow(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    def _airflow(self, *args: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "airflow", *args]
-        return subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, env=self.env(env), capture_output=True, text=True, timeout=timeout)
 
     def migrate(self) -> None:
         if self._migrated:
@@ -55,13 +56,15 @@ class LocalAirflow:
             raise AirflowRunError(f"airflow db migrate failed:\n{out.stdout[-2000:]}{out.stderr[-3000:]}")
         self._migrated = True
 
-    def dags_test(self, dag_id: str, logical_date: str, conf: dict | None = None, timeout: float = 900) -> str:
-        """`airflow dags test`; returns its output, raises with the tail of it when the run did not succeed."""
+    def dags_test(self, dag_id: str, logical_date: str, conf: dict | None = None, timeout: float = 900,
+                  env: dict[str, str] | None = None) -> str:
+        """`airflow dags test`; returns its output, raises with the tail of it when the run did not succeed.
+        ``env`` adds variables for this run only (e.g. ``triton_connection_env(url)``)."""
         self.migrate()
         args = ["dags", "test", dag_id, logical_date]
         if conf:
             args += ["--conf", json.dumps(conf)]
-        out = self._airflow(*args, timeout=timeout)
+        out = self._airflow(*args, timeout=timeout, env=env)
         text = out.stdout + out.stderr
         if out.returncode != 0 or "state=failed" in text or "DagRunState.FAILED" in text:
             raise AirflowRunError(f"airflow dags test {dag_id} {logical_date} did not succeed:\n{text[-6000:]}")

@@ -66,3 +66,46 @@ def synthetic_clip(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
     envelope = 0.5 * (1 + np.sin(2 * np.pi * (2 + 3 * rng.random()) * t))
     signal = 0.2 * envelope * voiced + 0.01 * rng.standard_normal(t.size)
     return signal.astype(np.float32)
+
+
+# -- the trained fixture model (export/fixture_model): real answers for end-to-end tests -------------------------------
+
+FIXTURE_MODEL_DIR = Path(__file__).resolve().parents[1] / "export" / "fixture_model"
+
+
+def fixture_cases() -> list[dict]:
+    """expected.jsonl of the fixture model: one case per (clip, language hint, use_itn) with funasr's exact text."""
+    import json
+
+    lines = (FIXTURE_MODEL_DIR / "expected.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="session")
+def fixture_repository(tmp_path_factory) -> Path:
+    """The trained fixture model exported (fp32) as version 1 of a fresh repository."""
+    from export.pipeline import run_export
+
+    repo = tmp_path_factory.mktemp("fixture-repo") / "model_repository"
+    result = run_export(str(FIXTURE_MODEL_DIR), repo, "fp32", "legacy", progress=lambda *_: None)
+    assert result.version == 1
+    return repo
+
+
+@pytest.fixture(scope="session")
+def fixture_triton(fixture_repository):
+    """A real local Triton serving the trained fixture model; shared by every end-to-end test of the session."""
+    from sensevoice_pipeline.server import LocalTriton
+
+    with LocalTriton(fixture_repository) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_airflow(tmp_path_factory):
+    """A throwaway, migrated Airflow home (SQLite) for `airflow dags test` runs of the project's DAGs."""
+    from sensevoice_pipeline.local_airflow import LocalAirflow
+
+    airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"))
+    airflow.migrate()
+    return airflow

@@ -1,0 +1,212 @@
+"""The daily job end to end: the sensevoice_daily DAG under `airflow dags test` and `svp run`, against a real local
+Triton serving the trained fixture model, real Parquet partitions and a real DuckDB warehouse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from sensevoice_pipeline import tables
+from sensevoice_pipeline.daily import run_date
+from sensevoice_pipeline.local_airflow import triton_connection_env
+from sensevoice_pipeline.sample_day import expected_answers, write_sample_day
+from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.tags import parse
+from sensevoice_pipeline.warehouse import Warehouse
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEMO_DAY = "2026-11-22"
+GOLDEN_DAY = "2026-11-21"
+# Columns that name the run rather than the data: they differ between two runs of the same date.
+RUN_COLUMNS = ("run_id", "processed_at", "started_at", "finished_at")
+
+
+def table_rows(lake: Path, table: str, date: str) -> list[dict]:
+    data = tables.read_partition(lake, table, date)
+    keep = [c for c in data.column_names if c not in RUN_COLUMNS]
+    return data.select(keep).to_pylist()
+
+
+def differences(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> list[str]:
+    """Readable differences between two snapshots of the tables (row by row, field by field)."""
+    out = []
+    for table in before:
+        if len(before[table]) != len(after[table]):
+            out.append(f"{table}: {len(before[table])} rows before, {len(after[table])} after")
+            continue
+        for old, new in zip(before[table], after[table]):
+            out += [f"{table} {old.get('source_path', '')}: {k} {old[k]!r} -> {new[k]!r}" for k in old if old[k] != new[k]]
+    return out
+
+
+def svp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_dags_import_without_errors(local_airflow):
+    script = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(PROJECT_ROOT / 'dags')!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "print(sorted(bag.dag_ids))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=local_airflow.env(), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sensevoice_daily" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_day(tmp_path_factory, fixture_triton, local_airflow):
+    """The sample day (golden clips, a stereo 8 kHz call, a long call, a corrupt upload) through the real DAG."""
+    root = tmp_path_factory.mktemp("daily")
+    settings = Settings(raw_root=root / "raw", lake_root=root / "lake")
+    calls = write_sample_day(settings.raw_root, DEMO_DAY)
+    conf = {"date": DEMO_DAY, "raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root),
+            "batch_size": 8}
+    env = triton_connection_env(fixture_triton.grpc_url)
+    output = local_airflow.dags_test("sensevoice_daily", f"{DEMO_DAY}T00:00:00+00:00", conf=conf, env=env)
+    return settings, calls, conf, env, output
+
+
+def test_every_file_has_exactly_one_recordings_row(demo_day):
+    settings, calls, *_ = demo_day
+    rows = {r["source_path"]: r for r in table_rows(settings.lake_root, "recordings", DEMO_DAY)}
+    assert sorted(rows) == sorted(f"date={DEMO_DAY}/{c.path}" for c in calls)
+    corrupt = rows[f"date={DEMO_DAY}/billing/corrupt_upload.wav"]
+    assert corrupt["status"] == "failed" and "cannot decode corrupt_upload.wav" in corrupt["error"]
+    assert corrupt["n_segments"] == 0 and corrupt["size_bytes"] > 0 and len(corrupt["sha256"]) == 64
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert len(ok) == len(calls) - 1 and all(r["error"] is None for r in ok)
+    assert all(r["model_version"] == "1" for r in ok)
+    phone = rows[f"date={DEMO_DAY}/support/phone_8khz_stereo.wav"]
+    assert (phone["sample_rate"], phone["channels"], phone["channel_mode"]) == (8000, 2, "split")
+    assert dict(rows[f"date={DEMO_DAY}/billing/en_refund_angry.wav"]["metadata"]) == {"agent": "ana",
+                                                                                     "queue": "billing"}
+
+
+def test_known_answers_come_back_exactly_with_manifest_hints(demo_day):
+    settings, calls, *_ = demo_day
+    want = {(f"date={DEMO_DAY}/{path}", channel): text for (path, channel), text in expected_answers(calls).items()}
+    got = {(r["source_path"], r["channel"]): r["raw_text"]
+           for r in table_rows(settings.lake_root, "utterances", DEMO_DAY) if (r["source_path"], r["channel"]) in want}
+    assert got == want
+    # The manifest forced Cantonese: the same audio is Mandarin without the hint.
+    assert got[(f"date={DEMO_DAY}/billing/cantonese_refund.wav", 0)].startswith("<|yue|>")
+
+
+def test_utterance_rows_have_sane_segments_and_parsed_tags(demo_day):
+    settings, *_ = demo_day
+    recordings = {r["source_path"]: r for r in table_rows(settings.lake_root, "recordings", DEMO_DAY)}
+    utterances = table_rows(settings.lake_root, "utterances", DEMO_DAY)
+    by_file = Counter((u["source_path"]) for u in utterances)
+    for path, count in by_file.items():
+        assert count == recordings[path]["n_segments"]
+    for u in utterances:
+        duration = recordings[u["source_path"]]["duration_s"]
+        assert 0 <= u["start_s"] < u["end_s"] <= duration + 1e-3 and u["end_s"] - u["start_s"] <= 30.0
+        tags = parse(u["raw_text"])
+        assert (u["language"], u["emotion"], u["event"], u["text"]) == (tags.language, tags.emotion, tags.event,
+                                                                          tags.text)
+        assert u["model_name"] == "sensevoice" and u["model_version"] == "1"
+    long_call = sorted((u for u in utterances if u["source_path"].endswith("long_call.mp3")),
+                       key=lambda u: u["segment_index"])
+    assert len(long_call) >= 3, "the 75 s call should be cut into several VAD segments"
+    assert all(a["end_s"] <= b["start_s"] for a, b in zip(long_call, long_call[1:]))
+    assert {u["channel"] for u in utterances if "stereo" in u["source_path"]} == {0, 1}
+
+
+def test_rollup_runs_and_warehouse(demo_day):
+    settings, calls, *_ = demo_day
+    utterances = table_rows(settings.lake_root, "utterances", DEMO_DAY)
+    rollup = table_rows(settings.lake_root, "emotion_daily", DEMO_DAY)
+    assert sum(r["utterances"] for r in rollup) == len(utterances)
+    (run,) = table_rows(settings.lake_root, "runs", DEMO_DAY)
+    assert (run["files"], run["files_failed"], run["utterances"]) == (len(calls), 1, len(utterances))
+    con = Warehouse(settings.lake_root).connect()
+    try:
+        assert con.execute("SELECT count(*) FROM utterances WHERE date = ?", [DEMO_DAY]).fetchone()[0] == len(utterances)
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert views == {"utterances", "recordings", "emotion_daily", "runs"}
+    finally:
+        con.close()
+
+
+def test_a_second_dag_run_of_the_date_leaves_identical_tables(demo_day, local_airflow):
+    settings, _, conf, env, _ = demo_day
+    before = {t: table_rows(settings.lake_root, t, DEMO_DAY) for t in tables.SCHEMAS}
+    local_airflow.dags_test("sensevoice_daily", f"{DEMO_DAY}T00:00:00+00:00", conf=conf, env=env)
+    after = {t: table_rows(settings.lake_root, t, DEMO_DAY) for t in tables.SCHEMAS}
+    assert not differences(before, after)
+    files = sorted(p.relative_to(settings.lake_root).as_posix() for p in settings.lake_root.rglob("*.parquet"))
+    assert files == sorted(f"{t}/date={DEMO_DAY}/data.parquet" for t in tables.SCHEMAS)  # no staging left behind
+
+
+def test_golden_day_emotion_counts_equal_the_expected_transcripts(tmp_path, fixture_triton):
+    """`svp run`'s function on a partition made only of fixture clips: emotion_daily is exactly what the expected
+    transcripts say, and a re-run changes nothing."""
+    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+    calls = write_sample_day(settings.raw_root, GOLDEN_DAY, extras=False)
+    expected = expected_answers(calls)
+    assert len(expected) == len(calls) + 1  # every file known; the stereo call twice
+
+    run_date(settings, GOLDEN_DAY, show_progress=False)
+
+    want: Counter = Counter()
+    recordings: dict[tuple, set] = {}
+    for (path, channel), text in expected.items():
+        tags = parse(text)
+        key = (tags.language, tags.emotion, channel)
+        want[key] += 1
+        recordings.setdefault(key, set()).add(path)
+    got = {(r["language"], r["emotion"], r["channel"]): r for r in table_rows(settings.lake_root, "emotion_daily",
+                                                                             GOLDEN_DAY)}
+    assert {k: r["utterances"] for k, r in got.items()} == dict(want)
+    assert {k: r["recordings"] for k, r in got.items()} == {k: len(v) for k, v in recordings.items()}
+    assert got[("en", "angry", 0)]["utterances"] == 2 and got[("en", "angry", 0)]["recordings"] == 2
+
+    before = {t: table_rows(settings.lake_root, t, GOLDEN_DAY) for t in tables.SCHEMAS}
+    run_date(settings, GOLDEN_DAY, show_progress=False)
+    assert not differences(before, {t: table_rows(settings.lake_root, t, GOLDEN_DAY) for t in tables.SCHEMAS})
+
+
+def test_svp_query_prints_writes_csv_and_draws(demo_day, tmp_path):
+    settings, *_ = demo_day
+    csv_path, png_path = tmp_path / "angry.csv", tmp_path / "trend.png"
+    out = svp("query", "angry-calls", "--lake", str(settings.lake_root), "--csv", str(csv_path))
+    assert out.returncode == 0, out.stderr
+    assert "billing/en_refund_angry.wav" in out.stdout
+    header = csv_path.read_text().splitlines()[0]
+    assert "source_path" in header and "angry_segments" in header
+    out = svp("query", "emotion-trend", "--by", "channel", "--from", DEMO_DAY, "--to", DEMO_DAY,
+              "--lake", str(settings.lake_root), "--png", str(png_path))
+    assert out.returncode == 0, out.stderr
+    assert "angry" in out.stdout and png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = svp("query", "emotion-trend", "--from", "yesterday", "--lake", str(settings.lake_root))
+    assert out.returncode == 2 and "not a date" in out.stderr
+
+
+def test_svp_run_reports_a_missing_partition_and_a_server_that_is_down(tmp_path):
+    (tmp_path / "raw").mkdir()
+    out = svp("run", "--date", "2026-01-01", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"))
+    assert out.returncode == 2 and "no partition for 2026-01-01" in out.stderr
+    write_sample_day(tmp_path / "raw", "2026-01-02", extras=False)
+    from sensevoice_pipeline.server import free_port
+
+    out = svp("run", "--date", "2026-01-02", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"),
+              "--url", f"127.0.0.1:{free_port()}")
+    assert out.returncode == 2 and "cannot reach Triton" in out.stderr
+    assert not (tmp_path / "lake" / "utterances").exists()
+
+
+def test_partition_files_are_parquet_with_the_design_schema(demo_day):
+    settings, *_ = demo_day
+    for table, schema in tables.SCHEMAS.items():
+        written = pq.read_schema(tables.partition_path(settings.lake_root, table, DEMO_DAY))
+        assert written.remove_metadata().equals(schema), table
