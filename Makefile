@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test test-slow demo serve clean
+.PHONY: help venv test test-slow bench demo serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ test: $(STAMP)  ## run the test suite (fast: exports and serves the micro model 
 
 test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and int8
 	$(PY) -m pytest -m slow -s $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## benchmarks (issue 8): full-size throughput vs funasr, Triton overhead, BI latency, memory
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 demo: $(STAMP)  ## the main job end to end on the bundled fixture model
 	$(VENV)/bin/svp demo $(DEMO_ARGS)

@@ -1,0 +1,201 @@
+"""BI latency: a synthetic year of `utterances` and `emotion_daily` in the lake's layout, and the canned queries of
+sensevoice_pipeline.warehouse timed through Warehouse.query (a fresh read-only connection per query, as `svp query`
+and the dashboard do).
+
+Generating 500,000 rows a day costs about a second per day here, so ``bi_templates`` distinct days are generated
+(DuckDB, seeded) and copied round-robin onto the year: every partition is a real file of the full size, the query
+cost is that of distinct data, only the values repeat weekly. The rollup of each template is made with
+tables.emotion_rollup, the code the daily job uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import Sizes, log, progress
+
+FIRST_DATE = dt.date(2025, 1, 1)
+SPEC_VERSION = 1
+PHRASES = [
+    "thank you for calling, how can i help", "i want a refund", "where is my order", "the invoice is wrong",
+    "can you help me with my account", "my card was charged twice", "please hold on a moment",
+    "i have been waiting for an hour", "this is unacceptable", "great, thanks a lot", "could you spell that",
+    "the delivery never arrived", "i would like to cancel", "is there anything else", "have a nice day",
+    "我要退款", "谢谢你", "我的订单在哪里", "お願いします", "ありがとうございました", "감사합니다", "환불해 주세요",
+    "唔該晒", "我想取消",
+]
+# emotion shares in percent (cumulative bounds in the SQL below); events likewise
+EMOTIONS = [("neutral", 68), ("happy", 10), ("sad", 6), ("angry", 5), ("surprised", 3), ("fearful", 2),
+            ("disgusted", 1), ("unknown", 5)]
+EVENTS = [("speech", 85), ("music", 4), ("laughter", 3), ("cough", 2), ("applause", 1), ("breath", 2),
+          ("unknown", 3)]
+LANGS = [("en", 40), ("zh", 25), ("yue", 10), ("ja", 12), ("ko", 8), ("nospeech", 5)]
+
+
+def _case(column_hash: str, choices: list[tuple[str, int]]) -> str:
+    bound, parts = 0, []
+    for value, share in choices:
+        bound += share
+        parts.append(f"WHEN {column_hash} < {bound} THEN '{value}'")
+    return "CASE " + " ".join(parts) + f" ELSE '{choices[-1][0]}' END"
+
+
+def _template_sql(rows: int, seed: int, date: str) -> str:
+    # ~10 segments per recording, two channels; values from independent hash bits of (row, seed).
+    return f"""
+        WITH base AS (
+            SELECT i, i // 10 AS rec, i % 10 AS seg, (hash(i, {seed}) >> 1)::BIGINT AS h
+            FROM range({rows}) t(i)
+        ), phr AS (SELECT ?::VARCHAR[] AS p)
+        SELECT
+            printf('%016x%04x', hash(rec, {seed}), {seed}) AS recording_id,
+            'date={date}/queue-' || (rec % 7)::VARCHAR || '/call-' || rec::VARCHAR || '.wav' AS source_path,
+            (h % 2)::SMALLINT AS channel,
+            seg::INTEGER AS segment_index,
+            seg * 9.0 AS start_s,
+            seg * 9.0 + 1.0 + (h % 2900) / 100.0 AS end_s,
+            {_case('(h >> 8) % 100', LANGS)} AS language,
+            CASE WHEN rec % 3 = 0 THEN 'auto' ELSE {_case('(h >> 8) % 100', LANGS)} END AS language_hint,
+            {_case('(h >> 16) % 100', EMOTIONS)} AS emotion,
+            {_case('(h >> 24) % 100', EVENTS)} AS event,
+            true AS itn,
+            p[1 + (h >> 32) % len(p)] AS text,
+            '<|en|><|NEUTRAL|><|Speech|><|withitn|>' || p[1 + (h >> 32) % len(p)] AS raw_text,
+            'sensevoice' AS model_name,
+            '1' AS model_version,
+            'bench-{date}' AS run_id,
+            TIMESTAMPTZ '{date} 23:00:00+00' AS processed_at
+        FROM base, phr
+    """
+
+
+def generate(root: Path, sizes: Sizes) -> dict:
+    """The lake under ``root`` (cached: a spec file says what it holds)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from sensevoice_pipeline import tables
+    from sensevoice_pipeline.warehouse import Warehouse
+
+    spec = {"version": SPEC_VERSION, "rows_per_day": sizes.bi_rows_per_day, "days": sizes.bi_days,
+            "templates": sizes.bi_templates}
+    spec_file = root / "spec.json"
+    if spec_file.is_file() and json.loads(spec_file.read_text()).get("spec") == spec:
+        info = json.loads(spec_file.read_text())
+        log(f"BI lake cached at {root} ({info['total_rows']:,} utterances over {sizes.bi_days} days)")
+        return {**info, "cached": True}
+    shutil.rmtree(root, ignore_errors=True)
+    templates = root / "_templates"
+    templates.mkdir(parents=True)
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    n_templates = min(sizes.bi_templates, sizes.bi_days)
+    log(f"BI: generating {n_templates} distinct days of {sizes.bi_rows_per_day:,} utterances ...")
+    for k in range(n_templates):
+        date = (FIRST_DATE + dt.timedelta(days=k)).isoformat()
+        table = con.sql(_template_sql(sizes.bi_rows_per_day, k + 1, date), params=[PHRASES]).to_arrow_table()
+        table = table.cast(tables.UTTERANCES)
+        pq.write_table(table, templates / f"utterances-{k}.parquet", compression="zstd")
+        pq.write_table(tables.emotion_rollup(table).cast(tables.EMOTION_DAILY), templates / f"emotion_daily-{k}.parquet",
+                       compression="zstd")
+    generate_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for day in progress(range(sizes.bi_days), total=sizes.bi_days, desc="BI: writing partitions", unit="day"):
+        date = (FIRST_DATE + dt.timedelta(days=day)).isoformat()
+        for table in ("utterances", "emotion_daily"):
+            target = tables.partition_path(root, table, date)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(templates / f"{table}-{day % n_templates}.parquet", target)
+    copy_s = time.perf_counter() - t1
+    Warehouse(root).refresh()
+    size_mb = sum(p.stat().st_size for p in root.rglob("data.parquet")) / 1e6
+    info = {
+        "spec": spec,
+        "total_rows": sizes.bi_rows_per_day * sizes.bi_days,
+        "generate_s": round(generate_s, 1),
+        "copy_s": round(copy_s, 1),
+        "per_day_generate_s": round(generate_s / n_templates, 2),
+        "lake_mb": round(size_mb, 1),
+        "last_date": (FIRST_DATE + dt.timedelta(days=sizes.bi_days - 1)).isoformat(),
+    }
+    spec_file.write_text(json.dumps(info))
+    log(f"BI lake ready in {generate_s + copy_s:.0f} s: {info['total_rows']:,} utterances, {size_mb:.0f} MB")
+    return {**info, "cached": False}
+
+
+# what the rollup saves: the two rollup queries computed from the utterances view instead
+FROM_UTTERANCES = """FROM (SELECT date, coalesce(language, 'unknown') AS language, coalesce(emotion, 'unknown') AS emotion,
+       channel, count(*) AS utterances, sum(end_s - start_s) AS speech_seconds FROM utterances
+       WHERE date BETWEEN $from_date AND $to_date GROUP BY ALL)"""
+
+
+def _timed(fn, repeats: int) -> tuple[list[float], int]:
+    times, rows = [], 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        rows = fn().num_rows
+        times.append(time.perf_counter() - t0)
+    return times, rows
+
+
+def _summary(times: list[float]) -> dict:
+    return {"p50_s": round(float(np.percentile(times, 50)), 4), "p95_s": round(float(np.percentile(times, 95)), 4),
+            "max_s": round(max(times), 4), "runs": len(times)}
+
+
+def run_bi(root: Path, sizes: Sizes) -> dict:
+    from sensevoice_pipeline.warehouse import GROUP_BY, QUERIES, Warehouse
+
+    lake = generate(root, sizes)
+    warehouse = Warehouse(root)
+    last = dt.date.fromisoformat(lake["last_date"])
+    sources = {name: ("rollup" if "FROM emotion_daily" in q.sql else "view") for name, q in QUERIES.items()}
+    rows = []
+
+    def date_range(days: int):
+        return (None, None) if days == 0 else (last - dt.timedelta(days=days - 1), last)
+
+    plan = []
+    for name, source in sources.items():
+        ranges = sizes.bi_rollup_ranges if source == "rollup" else sizes.bi_view_ranges
+        repeats = sizes.bi_repeats if source == "rollup" else sizes.bi_view_repeats
+        for days in ranges:
+            plan.append((name, source, days, repeats))
+    for name, source, days, repeats in progress(plan, desc="BI queries", unit="query"):
+        first, _ = _timed(lambda: warehouse.query(name, *date_range(days)), 1)  # first run: file cache, plan
+        times, n = _timed(lambda: warehouse.query(name, *date_range(days)), repeats)
+        rows.append({"query": name, "reads": source, "days": days or sizes.bi_days, "result_rows": n,
+                     "first_s": round(first[0], 4), **_summary(times)})
+        log(f"BI {name:<14} {source:<6} {days or sizes.bi_days:>4} days: p50 {rows[-1]['p50_s']:.3f} s, "
+            f"p95 {rows[-1]['p95_s']:.3f} s ({n:,} rows)")
+
+    # the rollup queries answered from the utterances view instead, over the widest view range
+    days = max(sizes.bi_view_ranges, key=lambda d: d or 10**9)
+    for name, source in sources.items():
+        if source != "rollup":
+            continue
+        sql = QUERIES[name].sql.format(group=GROUP_BY["language"], group_name="language")
+        sql = sql.replace("FROM emotion_daily", FROM_UTTERANCES)
+        first_date, last_date = date_range(days)
+        params = {"from_date": first_date or dt.date.min, "to_date": last_date or dt.date.max}
+
+        def run(sql=sql, params=params):
+            con = warehouse.connect()
+            try:
+                return con.sql(sql, params=params).to_arrow_table()
+            finally:
+                con.close()
+
+        first, _ = _timed(run, 1)
+        times, n = _timed(run, sizes.bi_view_repeats)
+        rows.append({"query": f"{name} (no rollup)", "reads": "view", "days": days or sizes.bi_days,
+                     "result_rows": n, "first_s": round(first[0], 4), **_summary(times)})
+        log(f"BI {name} from the utterances view, {days or sizes.bi_days} days: p50 {rows[-1]['p50_s']:.3f} s")
+    return {"lake": lake, "queries": rows}

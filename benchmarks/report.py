@@ -1,0 +1,318 @@
+"""Turn the steps' raw results into the rows of results.json, and render them as plain-text tables."""
+
+from __future__ import annotations
+
+from .common import PRECISIONS, rtfx
+
+TARGETS = {
+    "speedup_c_int8_vs_a": 2.5,  # at least
+    "triton_overhead_pct": 10.0,  # under
+    "bi_rollup_p95_s": 0.5,  # under
+    "peak_memory_mb": 1536.0,  # under (1.5 GB)
+}
+
+
+def _r(x, nd=2):
+    return None if x is None else round(float(x), nd)
+
+
+def _pct(c_wall: float, b_wall: float) -> float:
+    return 100.0 * (c_wall - b_wall) / b_wall
+
+
+def throughput_rows(raw: dict) -> list[dict]:
+    rows = []
+    a = raw.get("funasr")
+    if a:
+        chunked = a["call_chunked"]
+        call_s = chunked["call_s"]
+        call_wall_est = call_s / chunked["rtfx"]
+        rows.append({
+            "id": "a", "label": "(a) funasr AutoModel (PyTorch), one file at a time",
+            "clips_audio_s": a["clips"]["audio_s"], "clips_wall_s": a["clips"]["wall_s"], "clips_rtfx": a["clips"]["rtfx"],
+            "call_audio_s": call_s, "call_wall_s": _r(call_wall_est, 1), "call_rtfx": chunked["rtfx"],
+            "all_rtfx": _r(rtfx(a["clips"]["audio_s"] + call_s, a["clips"]["wall_s"] + call_wall_est)),
+            "call_measured": chunked["measured_share"] >= 0.999,
+            "note": (f"call cut into plain 30 s pieces (no VAD model offline); measured on the first "
+                     f"{chunked['audio_s']:.0f} s of {call_s:.0f} s, the rest extrapolated linearly"
+                     if chunked["measured_share"] < 0.999 else "call cut into plain 30 s pieces (no VAD model offline)"),
+        })
+        whole = a["call_whole"]
+        wall = whole["wall_s"] if whole["measured"] else whole["wall_s_extrapolated"]
+        rows.append({
+            "id": "a-whole-call", "label": "(a) funasr, the whole call in one generate()",
+            "call_audio_s": whole["audio_s"], "call_wall_s": wall, "call_rtfx": _r(rtfx(whole["audio_s"], wall)),
+            "all_rtfx": _r(rtfx(a["clips"]["audio_s"] + whole["audio_s"], a["clips"]["wall_s"] + wall)),
+            "call_measured": whole["measured"],
+            "note": "measured" if whole["measured"] else whole["note"],
+        })
+    for precision in PRECISIONS:
+        b = raw.get(f"ort_{precision}")
+        if b:
+            rows.append({
+                "id": f"b-{precision}", "label": f"(b) in-process onnxruntime {precision}, one utterance at a time",
+                "clips_audio_s": b["clips"]["audio_s"], "clips_wall_s": b["clips"]["wall_s"],
+                "clips_rtfx": b["clips"]["rtfx"], "call_audio_s": b["call"]["audio_s"],
+                "call_wall_s": b["call"]["wall_s"], "call_rtfx": b["call"]["rtfx"],
+                "all_rtfx": _r(rtfx(b["clips"]["audio_s"] + b["call"]["audio_s"], b["clips"]["wall_s"] + b["call"]["wall_s"])),
+                "call_measured": True, "note": f"call: VAD ({b['call']['segments']} segments) included",
+            })
+    for precision in PRECISIONS:
+        c = raw.get(f"triton_{precision}")
+        if c:
+            rows.append({
+                "id": f"c-{precision}", "label": f"(c) local Triton {precision}, {c['concurrency']} requests in flight",
+                "clips_audio_s": c["clips"]["audio_s"], "clips_wall_s": c["clips"]["wall_s"],
+                "clips_rtfx": c["clips"]["rtfx"], "call_audio_s": c["call"]["audio_s"],
+                "call_wall_s": c["call"]["wall_s"], "call_rtfx": c["call"]["rtfx"],
+                "all_rtfx": _r(rtfx(c["clips"]["audio_s"] + c["call"]["audio_s"], c["clips"]["wall_s"] + c["call"]["wall_s"])),
+                "call_measured": True,
+                "note": f"mean server batch {c['clips']['server_stats']['sensevoice']['mean_batch']} (clips)",
+            })
+            if "clips_serial" in c:
+                s = c["clips_serial"]
+                rows.append({
+                    "id": f"c-{precision}-serial", "label": f"(c) local Triton {precision}, one request at a time",
+                    "clips_audio_s": s["audio_s"], "clips_wall_s": s["wall_s"], "clips_rtfx": s["rtfx"],
+                    "note": "clips only",
+                })
+    d = raw.get("daily")
+    if d:
+        rows.append({
+            "id": f"d-{d['precision']}", "label": f"(d) daily.run_date via Triton {d['precision']} (decode..Parquet)",
+            "all_audio_s": d["audio_s"], "all_wall_s": d["wall_s"], "all_rtfx": d["rtfx"], "call_measured": True,
+            "note": f"{d['files']} files, {d['result'].get('utterances')} utterances, publish + warehouse included",
+        })
+    base = next((r for r in rows if r["id"] == "a"), None)
+    for r in rows:
+        if base and r.get("clips_rtfx") and base.get("clips_rtfx"):
+            r["speedup_clips_vs_a"] = _r(r["clips_rtfx"] / base["clips_rtfx"])
+        if base and r.get("all_rtfx") and base.get("all_rtfx"):
+            r["speedup_all_vs_a"] = _r(r["all_rtfx"] / base["all_rtfx"])
+    return rows
+
+
+def overhead_rows(raw: dict) -> list[dict]:
+    rows = []
+    for precision in PRECISIONS:
+        b, c = raw.get(f"ort_{precision}"), raw.get(f"triton_{precision}")
+        if not (b and c):
+            continue
+        pairs = [("clips", "clips", f"clips, {c['concurrency']} in flight"), ("call", "call", "call (VAD + segments)")]
+        if "clips_serial" in c:
+            pairs.insert(1, ("clips", "clips_serial", "clips, one at a time"))
+        for b_key, c_key, what in pairs:
+            rows.append({"precision": precision, "inputs": what, "b_wall_s": b[b_key]["wall_s"],
+                         "c_wall_s": c[c_key]["wall_s"], "overhead_pct": _r(_pct(c[c_key]["wall_s"], b[b_key]["wall_s"]), 1)})
+    return rows
+
+
+def memory_rows(raw: dict) -> list[dict]:
+    rows = []
+    for precision in PRECISIONS:
+        b = raw.get(f"ort_{precision}")
+        if b:
+            rows.append({"what": f"(b) in-process {precision}: the long call end to end (one process)",
+                         "client_mb": b["call"]["peak_rss_mb"], "server_pss_mb": 0.0,
+                         "total_mb": b["call"]["peak_rss_mb"], "note": f"after model load {b['call']['rss_after_load_mb']:.0f} MB"})
+    for precision in PRECISIONS:
+        c = raw.get(f"triton_{precision}")
+        if c:
+            server = c["call"]["server"]
+            rows.append({"what": f"(c) Triton {precision}: the long call, client + server tree",
+                         "client_mb": c["call"]["client_peak_rss_mb"], "server_pss_mb": server["peak_pss_sum_mb"],
+                         "server_rss_sum_mb": server["peak_rss_sum_mb"],
+                         "server_largest_mb": c.get("server_largest_process_maxrss_mb"),
+                         "total_mb": _r(c["call"]["client_peak_rss_mb"] + server["peak_pss_sum_mb"], 1),
+                         "note": f"{server['processes']} server processes"})
+    d = raw.get("daily")
+    if d:
+        rows.append({"what": f"(d) daily run ({d['precision']}): whole partition, client + server tree",
+                     "client_mb": d["client_peak_rss_mb"], "server_pss_mb": d["server"]["peak_pss_sum_mb"],
+                     "server_rss_sum_mb": d["server"]["peak_rss_sum_mb"],
+                     "server_largest_mb": d.get("server_largest_process_maxrss_mb"),
+                     "total_mb": _r(d["client_peak_rss_mb"] + d["server"]["peak_pss_sum_mb"], 1), "note": ""})
+    a = raw.get("funasr")
+    if a:
+        whole = a["call_whole"]
+        if whole["measured"]:
+            rows.append({"what": "(a) funasr: the whole call in one generate()", "client_mb": whole["peak_rss_mb"],
+                         "server_pss_mb": 0.0, "total_mb": whole["peak_rss_mb"], "note": "measured"})
+        else:
+            longest = whole["prefixes"][-1]
+            rows.append({"what": f"(a) funasr: one generate() on the first {longest['audio_s']:.0f} s",
+                         "client_mb": longest["peak_rss_mb"], "server_pss_mb": 0.0, "total_mb": longest["peak_rss_mb"],
+                         "note": "measured"})
+            rows.append({"what": "(a) funasr: the whole call in one generate()",
+                         "client_mb": whole["peak_rss_mb_extrapolated"], "server_pss_mb": 0.0,
+                         "total_mb": whole["peak_rss_mb_extrapolated"],
+                         "note": f"extrapolated (quadratic); attention maps alone {whole['attention_maps_gb']} GB"})
+    return rows
+
+
+def limits(raw: dict) -> dict:
+    """Where the time goes: in-process stage shares, VAD share of the call, Triton's queue and compute times."""
+    out = {}
+    for precision in PRECISIONS:
+        b = raw.get(f"ort_{precision}")
+        if b:
+            for part in ("clips", "call"):
+                stages = b[part]["stages_s"]
+                wall = b[part]["wall_s"]
+                shares = {k: _r(100 * stages.get(k, 0.0) / wall, 1) for k in ("frontend", "encoder", "decode")}
+                shares["vad"] = _r(100 * b[part].get("vad_s", 0.0) / wall, 1)
+                shares["other"] = _r(100 - sum(v for v in shares.values() if v), 1)
+                out[f"b_{precision}_{part}_pct"] = shares
+        c = raw.get(f"triton_{precision}")
+        if c:
+            for part in ("clips", "clips_serial", "call"):
+                if part not in c:
+                    continue
+                s = c[part]["server_stats"]
+                sv, enc = s.get("sensevoice", {}), s.get("sensevoice_encoder", {})
+                out[f"c_{precision}_{part}"] = {
+                    "requests": sv.get("requests"),
+                    "mean_batch_sensevoice": sv.get("mean_batch"),
+                    "mean_batch_encoder": enc.get("mean_batch"),
+                    "queue_ms_per_request": sv.get("queue_ms_per_request"),
+                    "sensevoice_compute_s": _r(sv.get("compute_infer_s", 0), 2),
+                    "encoder_compute_s": _r(enc.get("compute_infer_s", 0), 2),
+                    "frontend_decode_bls_s": _r(sv.get("compute_infer_s", 0) - enc.get("compute_infer_s", 0)
+                                                - enc.get("queue_s", 0) - enc.get("compute_input_s", 0)
+                                                - enc.get("compute_output_s", 0), 2),
+                    "wall_s": c[part]["wall_s"],
+                }
+    return out
+
+
+def targets(throughput: list[dict], overhead: list[dict], bi: dict | None, memory: list[dict]) -> list[dict]:
+    rows = []
+    by_id = {r["id"]: r for r in throughput}
+    a, c8 = by_id.get("a"), by_id.get("c-int8")
+    if a and c8:
+        for key, what in (("speedup_clips_vs_a", "clips"), ("speedup_all_vs_a", "clips + call")):
+            value = c8.get(key)
+            rows.append({"target": f"(c) int8 throughput / (a), {what}", "goal": ">= 2.5x", "value": value,
+                         "met": value is not None and value >= TARGETS["speedup_c_int8_vs_a"]})
+    for r in overhead:
+        if r["precision"] == "int8":
+            rows.append({"target": f"Triton overhead int8, {r['inputs']}", "goal": "< 10 %", "value": r["overhead_pct"],
+                         "met": r["overhead_pct"] < TARGETS["triton_overhead_pct"]})
+    if bi:
+        p95 = [q["p95_s"] for q in bi["queries"] if q["reads"] == "rollup"]
+        if p95:
+            rows.append({"target": "BI p95 on the rollups (worst query and range)", "goal": "< 0.5 s",
+                         "value": max(p95), "met": max(p95) < TARGETS["bi_rollup_p95_s"]})
+    for m in memory:
+        if m["what"].startswith("(c) Triton int8") or m["what"].startswith("(b) in-process int8"):
+            rows.append({"target": f"peak memory: {m['what']}", "goal": "< 1536 MB", "value": m["total_mb"],
+                         "met": m["total_mb"] < TARGETS["peak_memory_mb"]})
+    return rows
+
+
+def build_results(meta: dict, raw: dict) -> dict:
+    throughput = throughput_rows(raw)
+    overhead = overhead_rows(raw)
+    memory = memory_rows(raw)
+    bi = raw.get("bi")
+    return {
+        "meta": meta,
+        "models": raw.get("prepare", {}).get("models"),
+        "audio": raw.get("prepare", {}).get("audio"),
+        "throughput": throughput,
+        "triton_overhead": overhead,
+        "bi": bi,
+        "memory": memory,
+        "limits": limits(raw),
+        "targets": targets(throughput, overhead, bi, memory),
+        "steps": {k: v.get("step") for k, v in raw.items()},
+        "raw": raw,
+    }
+
+
+# -- rendering -------------------------------------------------------------------------------------------------------
+
+
+def _fmt(v, nd=1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table(headers: list[str], rows: list[list], aligns: str | None = None) -> str:
+    cells = [[_fmt(c) if not isinstance(c, str) else c for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    aligns = aligns or "l" + "r" * (len(headers) - 1)
+
+    def line(values):
+        return "  ".join(v.ljust(w) if a == "l" else v.rjust(w) for v, w, a in zip(values, widths, aligns))
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def render(results: dict) -> str:
+    meta = results["meta"]
+    out = []
+    audio = results.get("audio") or {}
+    models = results.get("models") or {}
+    params = (models.get("fp32") or {}).get("parameters")
+    out.append(f"SenseVoiceSmall benchmark ({meta['mode']}): {params and f'{params / 1e6:.1f} M parameters'}, "
+               f"random weights; {audio.get('clips')} clips of {audio.get('clip_min_s')}-{audio.get('clip_max_s')} s "
+               f"= {audio.get('clips_s')} s + one {audio.get('call_s')} s call; {meta['cpus']} CPUs, "
+               f"{meta['threads']} threads; git {meta['git']}")
+    out.append(f"load average (1/5/15 min) before {meta['load_before']}, after {meta.get('load_after')}; "
+               f"wall {meta.get('wall_s')} s")
+
+    out.append("\n1. Throughput, RTFx = audio seconds per wall second (higher is better)")
+    rows = []
+    for r in results["throughput"]:
+        rows.append([r["label"], r.get("clips_rtfx"), r.get("call_rtfx"), r.get("all_rtfx"),
+                     r.get("speedup_clips_vs_a"), r.get("speedup_all_vs_a"),
+                     "yes" if r.get("call_measured", True) else "extrap.", r.get("note", "")])
+    out.append(_table(["", "clips", "call", "clips+call", "x(a) clips", "x(a) all", "call measured", "note"], rows,
+                      "lrrrrrll"))
+
+    out.append("\n2. Triton overhead: (c) wall time against (b) on the same inputs and precision")
+    out.append(_table(["precision", "inputs", "(b) s", "(c) s", "overhead %"],
+                      [[r["precision"], r["inputs"], r["b_wall_s"], r["c_wall_s"], r["overhead_pct"]]
+                       for r in results["triton_overhead"]], "llrrr"))
+
+    bi = results.get("bi")
+    if bi:
+        lake = bi["lake"]
+        out.append(f"\n3. BI latency: {lake['total_rows']:,} utterances over {lake['spec']['days']} days "
+                   f"({lake['spec']['rows_per_day']:,}/day, {lake['spec']['templates']} generated days copied "
+                   f"round-robin; {lake['lake_mb']:.0f} MB of Parquet; generation {lake['per_day_generate_s']} s/day)")
+        out.append(_table(["query", "reads", "days", "rows out", "first s", "p50 s", "p95 s", "runs"],
+                          [[q["query"], q["reads"], q["days"], q["result_rows"], _fmt(q["first_s"], 3),
+                            _fmt(q["p50_s"], 3), _fmt(q["p95_s"], 3), q["runs"]] for q in bi["queries"]], "llrrrrrr"))
+
+    out.append("\n4. Peak memory (MB): client = ru_maxrss of the process; server = Triton process tree, "
+               "PSS summed (sampled every 0.2-1 s)")
+    out.append(_table(["", "client", "server PSS", "server RSS sum", "largest server proc", "total", "note"],
+                      [[m["what"], m["client_mb"], m.get("server_pss_mb"), m.get("server_rss_sum_mb"),
+                        m.get("server_largest_mb"), m["total_mb"], m.get("note", "")] for m in results["memory"]],
+                      "lrrrrrl"))
+
+    lim = results["limits"]
+    out.append("\n5. Where the time goes")
+    for key, shares in lim.items():
+        if key.startswith("b_"):
+            out.append(f"  {key}: " + ", ".join(f"{k} {v}%" for k, v in shares.items()))
+    for key, s in lim.items():
+        if key.startswith("c_"):
+            out.append(f"  {key}: {s['requests']} requests, mean batch {s['mean_batch_sensevoice']} "
+                       f"(encoder {s['mean_batch_encoder']}), queue {s['queue_ms_per_request']} ms/request, "
+                       f"encoder compute {s['encoder_compute_s']} s, frontend+decode+BLS {s['frontend_decode_bls_s']} s, "
+                       f"wall {s['wall_s']} s")
+
+    out.append("\n6. Targets (not tests; where we stand on this machine)")
+    out.append(_table(["target", "goal", "value", "met"],
+                      [[t["target"], t["goal"], t["value"], t["met"]] for t in results["targets"]], "llrl"))
+    return "\n".join(out)

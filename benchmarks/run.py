@@ -1,0 +1,147 @@
+"""`make bench` / `python -m benchmarks`: throughput against plain funasr, the Triton overhead, BI latency and peak
+memory, printed as tables and written to <workdir>/results.json (issue 8).
+
+Each measurement runs in its own process (benchmarks/steps.py); models, audio and the BI lake are built once and
+cached under the work dir (default var/bench/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .common import DEFAULT_WORKDIR, FULL, PRECISIONS, QUICK, REPO_ROOT, Paths, Sizes, load_average, log, write_json
+from .report import build_results, render
+
+ALL_STEPS = ("funasr", "ort", "triton", "daily", "bi")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: the tiny fixture model, ~25 s of clips and a 50 s call, a tiny BI lake (about a minute)")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache and output dir (default: var/bench)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default: <workdir>/results[-quick].json)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                   help="onnxruntime / torch threads, in-process and in Triton (default: all cores, %(default)s)")
+    p.add_argument("--concurrency", type=int, default=None, help="Triton requests in flight (default 8)")
+    p.add_argument("--only", nargs="+", choices=ALL_STEPS, default=None, help="run only these measurements")
+    p.add_argument("--clips-minutes", type=float, default=None, help="minutes of 3-30 s clips (default 10)")
+    p.add_argument("--call-minutes", type=float, default=None, help="length of the long call (default 30)")
+    p.add_argument("--bi-rows-per-day", type=int, default=None, help="utterances per day (default 500,000)")
+    p.add_argument("--bi-days", type=int, default=None, help="days of BI data (default 365)")
+    p.add_argument("--bi-repeats", type=int, default=None, help="runs per rollup query (default 20)")
+    p.add_argument("--no-serial", action="store_true", help="skip Triton one-request-at-a-time runs")
+    p.add_argument("--profile", action="store_true",
+                   help="also cProfile (b) int8 on the clips and the daily run (writes <workdir>/profile/)")
+    return p.parse_args(argv)
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    sizes = QUICK if args.quick else FULL
+    changes = {}
+    if args.concurrency:
+        changes["concurrency"] = args.concurrency
+    if args.clips_minutes:
+        changes["clips_total_s"] = args.clips_minutes * 60
+    if args.call_minutes:
+        changes["call_s"] = args.call_minutes * 60
+    if args.bi_rows_per_day:
+        changes["bi_rows_per_day"] = args.bi_rows_per_day
+    if args.bi_days:
+        changes["bi_days"] = args.bi_days
+    if args.bi_repeats:
+        changes["bi_repeats"] = args.bi_repeats
+    if args.no_serial:
+        changes["serial_triton"] = False
+    return replace(sizes, **changes)
+
+
+def run_step(name: str, label: str, cfg: dict, workdir: Path, env: dict) -> dict:
+    """One measurement in a fresh interpreter; its progress goes to our stderr, its result comes back as JSON."""
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=".step-") as tmp:
+        cfg_file, out_file = Path(tmp) / "config.json", Path(tmp) / "out.json"
+        cfg_file.write_text(json.dumps({**cfg, "label": label}))
+        log(f"--- {label} (load average {' '.join(map(str, load_average()))})")
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.steps", name, str(cfg_file), str(out_file)],
+                              cwd=REPO_ROOT, env=env, stdout=sys.stderr)
+        if proc.returncode != 0 or not out_file.is_file():
+            raise SystemExit(f"benchmark step {label} failed (exit code {proc.returncode})")
+        result = json.loads(out_file.read_text())
+        log(f"--- {label} done in {time.perf_counter() - t0:.0f} s")
+        return result
+
+
+def git_commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = sizes_from(args)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_path = args.out or workdir / ("results-quick.json" if args.quick else "results.json")
+    steps = args.only or ALL_STEPS
+    env = {**os.environ, "SVP_ORT_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
+    cfg = {"workdir": str(workdir), "sizes": sizes.to_dict(), "threads": args.threads, "profile": args.profile}
+    started = time.perf_counter()
+    meta = {
+        "mode": sizes.name,
+        "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "git": git_commit(),
+        "threads": args.threads,
+        "concurrency": sizes.concurrency,
+        "sizes": sizes.to_dict(),
+        "load_before": load_average(),
+    }
+    log(f"benchmark ({sizes.name}: {sizes.model} model) in {workdir}; load average {meta['load_before']}")
+    raw: dict = {}
+    if args.quick and "funasr" in steps:
+        raw.update(run_step("prepare", "prepare + (a) funasr", {**cfg, "then": ["funasr"]}, workdir, env))
+    else:
+        raw.update(run_step("prepare", "prepare", cfg, workdir, env))
+        if "funasr" in steps:
+            raw.update(run_step("funasr", "(a) funasr", cfg, workdir, env))
+    for precision in PRECISIONS:
+        if "ort" in steps:
+            raw[f"ort_{precision}"] = run_step("ort", f"(b) ort {precision}", {**cfg, "precision": precision},
+                                               workdir, env)["ort"]
+    for precision in PRECISIONS:
+        if "triton" in steps:
+            raw[f"triton_{precision}"] = run_step("triton", f"(c) triton {precision}",
+                                                  {**cfg, "precision": precision}, workdir, env)["triton"]
+    if "daily" in steps:
+        raw["daily"] = run_step("daily", "(d) daily", {**cfg, "precision": "int8"}, workdir, env)["daily"]
+    if "bi" in steps:
+        raw["bi"] = run_step("bi", "BI", cfg, workdir, env)["bi"]
+    meta["load_after"] = load_average()
+    meta["wall_s"] = round(time.perf_counter() - started, 1)
+    results = build_results(meta, raw)
+    write_json(out_path, results)
+    print(render(results))
+    print(f"\nresults: {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`python -m benchmarks --quick`: every measurement of issue 8 runs end to end and reports positive numbers.
+
+A smoke test only: the numbers of a quick run (tiny fixture model, a minute of audio, a tiny BI lake) say nothing
+about performance, and no timing is asserted. The full benchmark is `make bench`.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+THROUGHPUT_IDS = {"a", "a-whole-call", "b-fp32", "b-int8", "c-fp32", "c-int8", "c-fp32-serial", "c-int8-serial",
+                  "d-int8"}
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("bench")
+    out = workdir / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--workdir", str(workdir), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1. Throughput" in proc.stdout and "6. Targets" in proc.stdout
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_every_throughput_row_has_positive_numbers(results):
+    rows = {r["id"]: r for r in results["throughput"]}
+    assert set(rows) == THROUGHPUT_IDS
+    for r in rows.values():
+        for key in ("clips_rtfx", "call_rtfx", "all_rtfx", "clips_wall_s", "call_wall_s"):
+            if key in r:
+                assert positive(r[key]), (r["id"], key, r[key])
+        assert any(k in r for k in ("clips_rtfx", "call_rtfx", "all_rtfx")), r
+    assert positive(rows["d-int8"]["all_rtfx"])
+    assert positive(rows["c-int8"]["speedup_clips_vs_a"])
+
+
+@pytest.mark.slow
+def test_overhead_bi_memory_and_targets_are_reported(results):
+    overhead = results["triton_overhead"]
+    assert {(r["precision"], r["inputs"].split(",")[0].split(" ")[0]) for r in overhead} >= {
+        ("fp32", "clips"), ("int8", "clips"), ("fp32", "call"), ("int8", "call")}
+    assert all(positive(r["b_wall_s"]) and positive(r["c_wall_s"]) and math.isfinite(r["overhead_pct"])
+               for r in overhead)
+    queries = results["bi"]["queries"]
+    assert {q["reads"] for q in queries} == {"view", "rollup"}
+    assert all(positive(q["p50_s"]) and positive(q["p95_s"]) and q["result_rows"] > 0 for q in queries)
+    assert all(positive(m["total_mb"]) and positive(m["client_mb"]) for m in results["memory"])
+    assert any(positive(m.get("server_pss_mb")) for m in results["memory"])  # the Triton tree was sampled
+    assert results["targets"] and all(isinstance(t["met"], bool) for t in results["targets"])
+    assert positive(results["meta"]["wall_s"]) and len(results["meta"]["load_before"]) == 3
