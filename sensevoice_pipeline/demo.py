@@ -1,0 +1,112 @@
+"""`svp demo` (`make demo`): the main job end to end on one machine.
+
+1. export the model (the bundled trained fixture model unless ``--model`` names a checkpoint dir or hub id) into
+   ``<workdir>/model_repository`` — skipped when the latest version already comes from the same checkpoint files;
+2. write a sample day of calls under ``<workdir>/raw/date=<day>/`` (several languages and formats, a manifest with
+   hints, a stereo 8 kHz call, a long call, a corrupt upload);
+3. start a local CPU Triton on the repository;
+4. run the ``sensevoice_daily`` DAG for that day with ``airflow dags test`` (a throwaway Airflow home under the
+   workdir, the Triton address in the ``sensevoice_triton`` Connection);
+5. print the day's outcome and the emotion trend from the DuckDB warehouse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from pathlib import Path
+
+from .local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
+from .repository import ModelRepository, RepositoryError
+from .sample_day import FIXTURE_MODEL_DIR, write_sample_day
+from .server import LocalTriton, ServerError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+DAG_ID = "sensevoice_daily"
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
+    from .report import print_table, write_chart
+    from .warehouse import Warehouse
+
+    workdir = Path(workdir).resolve()
+    day = date or (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    settings = Settings(raw_root=workdir / "raw", lake_root=workdir / "lake")
+    repository = workdir / "model_repository"
+
+    _step(1, f"model: {model or 'bundled fixture model'} -> {repository}")
+    version = ensure_exported(model or str(FIXTURE_MODEL_DIR), repository)
+    print(f"   serving version {version}")
+
+    _step(2, f"sample day {day} -> {settings.raw_root}")
+    shutil.rmtree(settings.raw_root / f"date={day}", ignore_errors=True)
+    calls = write_sample_day(settings.raw_root, day)
+    print(f"   {len(calls)} files and manifest.csv")
+
+    _step(3, "local CPU Triton")
+    try:
+        with LocalTriton(repository, log_file=workdir / "tritonserver.log") as triton:
+            print(f"   ready: gRPC {triton.grpc_url} (log {triton.log_file})")
+            _step(4, f"airflow dags test {DAG_ID} {day}")
+            airflow = LocalAirflow(home=workdir / "airflow", extra_env=triton_connection_env(triton.grpc_url))
+            conf = {"date": day, "raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root)}
+            airflow.dags_test(DAG_ID, f"{day}T00:00:00+00:00", conf=conf)
+            print(f"   DAG run succeeded (Airflow home {airflow.home})")
+    except ServerError as exc:
+        raise DemoError(f"the local Triton did not start: {exc}") from exc
+    except AirflowRunError as exc:
+        raise DemoError(str(exc)) from exc
+
+    _step(5, f"report from {settings.warehouse_path}")
+    warehouse = Warehouse(settings.lake_root, settings.warehouse_path)
+    _print_day(warehouse, day)
+    print(f"\n# Emotion trend by language, {day}")
+    trend = warehouse.query("emotion-trend", day, day, "language")
+    print_table(trend)
+    write_chart("emotion-trend", trend, workdir / "emotion_trend.png")
+    print(f"\nChart: {workdir / 'emotion_trend.png'}")
+    print("\nMore: svp query events|angry-calls|angry-share "
+          f"--lake {settings.lake_root}   (add --csv FILE or --png FILE)")
+    return 0
+
+
+def ensure_exported(model: str, repository: Path) -> int:
+    """The repository's latest version when it was exported from these very checkpoint files, else a new export."""
+    from export.checkpoint import CheckpointError, find_checkpoint_files, resolve_model
+    from export.pipeline import ExportError, run_export
+
+    try:
+        files = find_checkpoint_files(resolve_model(model))
+        repo = ModelRepository(repository)
+        latest = repo.latest_complete_version() if repo.is_initialised() else None
+        if latest is not None and repo.read_meta(latest).get("source", {}).get("sha256") == files.checksums():
+            return latest
+        return run_export(model, repository, "fp32", "legacy").version
+    except (CheckpointError, ExportError, RepositoryError) as exc:
+        raise DemoError(f"export failed: {exc}") from exc
+
+
+def _print_day(warehouse, day: str) -> None:
+    con = warehouse.connect()
+    try:
+        runs = con.execute("SELECT files, files_ok, files_failed, utterances, speech_seconds, model_versions "
+                           "FROM runs WHERE date = ?", [day]).fetchall()
+        failed = con.execute("SELECT source_path, error FROM recordings WHERE date = ? AND status = 'failed' "
+                             "ORDER BY source_path", [day]).fetchall()
+    finally:
+        con.close()
+    for files, ok, n_failed, utterances, seconds, versions in runs:
+        print(f"   {files} files: {ok} ok, {n_failed} failed; {utterances} utterances, {seconds:.1f} s of speech, "
+              f"model version {versions}")
+    for path, error in failed:
+        print(f"   failed: {path}: {error}")
+
+
+def _step(n: int, text: str) -> None:
+    print(f"[{n}/5] {text}", flush=True)
