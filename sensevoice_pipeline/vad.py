@@ -20,6 +20,15 @@ SAMPLE_RATE = 16000
 WINDOW = 512  # samples per model call: the only window Silero VAD accepts at 16 kHz
 CONTEXT = 64  # samples of the previous window the model sees in front of each window
 DEFAULT_MODEL = Path(__file__).parent / "data" / "silero_vad.onnx"
+# Digital silence: windows whose peak stays below -80 dBFS (about 3 LSB of 16-bit audio; mu-law and PCM silence
+# decode to exact zeros). A stretch of them longer than 2 x QUIET_RUN_WINDOWS (20 s) runs through the model only
+# for its first and last 10 s; the middle gets probability 0. The model costs ~7 ms per second of audio (52 s for a
+# silent two-hour file, 0.6 s with this) and answers ~0.001-0.01 on silence, far below any usable threshold.
+# Silences up to 20 s (the mp3 clips carry ~1 s of exact zeros) are run exactly as silero runs them; after a longer
+# one the recurrent state differs from silero's, so the next probabilities can differ by up to ~0.3 and a segment
+# edge by a window (measured: one edge of seven moved by 512 samples after 60 s silences).
+QUIET_PEAK = 1e-4
+QUIET_RUN_WINDOWS = 10 * SAMPLE_RATE // WINDOW
 
 
 @dataclass(frozen=True)
@@ -72,18 +81,28 @@ class SileroVad:
         """One speech probability per 512-sample window, streamed exactly as silero's OnnxWrapper does.
 
         The recurrent state and the 64-sample context carry from window to window, so the result equals silero's
-        own ``audio_forward`` and the thresholds tuned for silero keep their meaning.
+        own ``audio_forward`` and the thresholds tuned for silero keep their meaning. The one exception is long
+        digital silence (see QUIET_PEAK): its middle gets probability 0 without running the model, so hours of
+        silence cost well under a second.
         """
         audio = _mono_float32(audio)
         n_windows = -(-audio.size // WINDOW)
+        skip = _skippable(_quiet_windows(audio, n_windows), QUIET_RUN_WINDOWS)
         # Zeros in front are the first window's context; zeros behind pad the last window, as silero pads it.
-        padded = np.zeros(CONTEXT + n_windows * WINDOW, dtype=np.float32)
-        padded[CONTEXT:CONTEXT + audio.size] = audio
+        # One window at a time (no padded copy of the whole signal: two hours at 16 kHz are 0.46 GB).
+        chunk = np.zeros((1, CONTEXT + WINDOW), dtype=np.float32)
         state = np.zeros((2, 1, 128), dtype=np.float32)
         sr = np.array(SAMPLE_RATE, dtype=np.int64)
         probs = np.empty(n_windows, dtype=np.float32)
         for i in range(n_windows):
-            chunk = padded[None, i * WINDOW:i * WINDOW + CONTEXT + WINDOW]
+            if skip[i]:
+                probs[i] = 0.0
+                continue
+            start = i * WINDOW
+            window = audio[start:start + WINDOW]
+            chunk[0, :CONTEXT] = audio[start - CONTEXT:start] if i else 0.0
+            chunk[0, CONTEXT:CONTEXT + window.size] = window
+            chunk[0, CONTEXT + window.size:] = 0.0
             prob, state = self._session.run([self._prob_out, self._state_out],
                                             {self._audio_in: chunk, self._state_in: state, self._sr_in: sr})
             probs[i] = prob[0, 0]
@@ -205,6 +224,28 @@ def _max_samples(max_segment_s: float) -> int:
     if not (math.isfinite(max_segment_s) and max_segment_s > 0):
         raise ValueError(f"max_segment_s must be a positive number of seconds, got {max_segment_s}")
     return int(max_segment_s * SAMPLE_RATE)
+
+
+def _quiet_windows(audio: np.ndarray, n_windows: int) -> np.ndarray:
+    """Per 512-sample window: is its peak below QUIET_PEAK? (max/min along rows: no full-size temporary)"""
+    full = audio.size // WINDOW
+    peaks = np.empty(n_windows, dtype=np.float32)
+    if full:
+        rows = audio[:full * WINDOW].reshape(full, WINDOW)
+        peaks[:full] = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+    if n_windows > full:
+        peaks[full] = np.abs(audio[full * WINDOW:]).max()
+    return peaks < QUIET_PEAK
+
+
+def _skippable(quiet: np.ndarray, keep: int) -> np.ndarray:
+    """Windows inside a quiet stretch that are more than ``keep`` windows from both of its ends."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], quiet.astype(np.int8), [0]))))
+    skip = np.zeros(quiet.size, dtype=bool)
+    for start, end in zip(edges[0::2], edges[1::2]):
+        if end - start > 2 * keep:
+            skip[start + keep:end - keep] = True
+    return skip
 
 
 def _mono_float32(audio: np.ndarray) -> np.ndarray:
