@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "127.0.0.1:8001"
 URL_ENV = "SVP_TRITON_URL"
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
+# Fewer samples are refused before sending: a one-sample request aborts the server's python stub (kaldi-native-fbank:
+# "n should be even"), and every later request of every client then fails until Triton is restarted.
+MIN_AUDIO_SAMPLES = 2
 
 
 def default_url() -> str:
@@ -110,7 +113,11 @@ class SenseVoiceClient:
 
     async def transcribe(self, audio: np.ndarray, language: str = "auto", use_itn: bool = True) -> Transcription:
         language_id(language)  # a clear error before anything is sent
-        inputs = self._inputs(np.asarray(audio, dtype=np.float32).reshape(1, -1), language, use_itn)
+        audio = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+        if audio.size < MIN_AUDIO_SAMPLES:
+            raise TritonClientError(f"audio of {audio.size} sample(s) is too short to transcribe "
+                                    f"(at least {MIN_AUDIO_SAMPLES}); not sent")
+        inputs = self._inputs(audio, language, use_itn)
         async with self._semaphore:
             result = await self._infer_with_retries(inputs)
         text = result.as_numpy("TEXT").reshape(-1)[0]
@@ -165,7 +172,8 @@ def _translate(exc: InferenceServerException, url: str, model: str, version: str
         return TritonUnavailableError(f"cannot reach Triton at {url}: {message}")
     if status == "StatusCode.DEADLINE_EXCEEDED":
         return TritonClientError(f"Triton at {url} did not answer within the deadline: {message}")
-    if "unknown model" in message or "is not ready" in message or "unavailable model" in message:
+    if ("unknown model" in message or "is not ready" in message or "unavailable model" in message
+            or "is not healthy" in message):  # a crashed python stub: the model is gone until Triton restarts
         pinned = f" version {version}" if version else ""
         return ModelNotReadyError(f"model {model}{pinned} is not loaded on Triton at {url}: {message}")
     return TritonClientError(f"Triton at {url}: {message}")
