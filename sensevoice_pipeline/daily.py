@@ -32,6 +32,7 @@ from .vad import SileroVad, segment_for_asr
 log = logging.getLogger(__name__)
 STAGING = "_staging"
 SAMPLE_RATE = 16000
+MIN_SAMPLES = SAMPLE_RATE // 100  # 10 ms (one fbank hop): less holds no word, and 1 sample crashes the server
 
 
 # -- plan ------------------------------------------------------------------------------------------------------------
@@ -120,6 +121,9 @@ async def _process_item(settings, item: WorkItem, run_id, started_at, client, va
         info, channels = await asyncio.to_thread(load_16k, path, item.channel_mode == "split")
         record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
                       duration_s=round(info.duration_s, 3))
+        if channels[0].size < MIN_SAMPLES:
+            return _failed(record, f"too short to transcribe: {1000 * channels[0].size / SAMPLE_RATE:.2f} ms of "
+                                   f"audio at 16 kHz (at least {1000 * MIN_SAMPLES // SAMPLE_RATE} ms needed)"), []
         segments = await asyncio.to_thread(_segments, channels, vad, settings.max_segment_s)
     except (AudioDecodeError, OSError) as exc:
         return _failed(record, str(exc)), []
@@ -252,12 +256,20 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
     run_id = run_id or f"svp-run-{started_at:%Y%m%dT%H%M%S}"
     batches = plan(settings, date, run_id)
     t0 = time.perf_counter()
-    with tqdm(total=sum(len(b["items"]) for b in batches), unit="file", desc=f"transcribing {date}",
-              disable=not show_progress) as bar:
-        for batch in batches:
-            process_batch(settings, batch, started_at)
-            bar.update(len(batch["items"]))
-    result = publish(settings, date, run_id, started_at)
+    try:
+        with tqdm(total=sum(len(b["items"]) for b in batches), unit="file", desc=f"transcribing {date}",
+                  disable=not show_progress) as bar:
+            for batch in batches:
+                process_batch(settings, batch, started_at)
+                bar.update(len(batch["items"]))
+        result = publish(settings, date, run_id, started_at)
+    except BaseException:
+        # Nobody resumes a failed `svp run` (the next one has a new run id): drop its staged batches, which would
+        # otherwise stay under _staging forever. A failure before publish leaves the published tables as they were.
+        stage = staging_dir(settings, check_date(date), run_id)
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
+        raise
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
 
@@ -269,8 +281,14 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 
 def _remove_empty_parents(path: Path, stop: Path) -> None:
-    while path != stop.parent and path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
+    """Remove ``path`` and its parents up to (not including) ``stop`` while they are empty. Another run may be
+    creating its staging dir beside them at the same moment: a directory that is no longer empty, or already gone,
+    ends the walk instead of failing a publish that has already succeeded."""
+    while path != stop and stop in path.parents:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (another run's staging), or removed by another run
+            return
         path = path.parent
 
 
