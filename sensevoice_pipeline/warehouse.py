@@ -6,7 +6,9 @@ then renamed over the old one) only when the set of views changes, so BI tools h
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import uuid
 from dataclasses import dataclass
@@ -107,11 +109,29 @@ class Warehouse:
         return views
 
     def refresh(self) -> bool:
-        """(Re)build the database file if its views differ from the lake's tables; returns whether it did."""
+        """(Re)build the database file if its views differ from the lake's tables; returns whether it did.
+
+        Publishers of different dates refresh concurrently: without the lock, one that listed the lake before
+        another published a new table could rename its older file over the newer one and lose that view."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._refresh_lock():
+            return self._refresh()
+
+    @contextlib.contextmanager
+    def _refresh_lock(self):
+        """An exclusive flock on ``.<db>.lock`` beside the file: across processes, and across threads (each call
+        opens its own file description). Readers never take it."""
+        with open(self.db_path.with_name(f".{self.db_path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _refresh(self) -> bool:
         wanted = self.view_sql()
         if self.db_path.exists() and self._current_views() == wanted:
             return False
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.db_path.with_name(f".{self.db_path.name}.{uuid.uuid4().hex}.tmp")
         try:
             con = duckdb.connect(str(tmp))
