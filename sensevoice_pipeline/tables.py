@@ -86,7 +86,41 @@ RUNS = pa.schema(
     ]
 )
 
+# One row per model release (sensevoice_model_release DAG, releases.release): partition = the UTC day it finished.
+MODEL_RELEASES = pa.schema(
+    [
+        ("release_id", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("outcome", pa.string()),  # promoted | refused
+        ("candidate_version", pa.string()),
+        ("serving_before", pa.string()),
+        ("serving_after", pa.string()),
+        ("precision", pa.string()),
+        ("exporter", pa.string()),
+        ("source_model", pa.string()),
+        ("source_sha256", pa.string()),
+        ("parity_max_abs", pa.float64()),
+        ("parity_min_cosine", pa.float64()),
+        ("parity_argmax_agreement", pa.float64()),
+        ("golden_cases", pa.int64()),
+        ("transcript_agreement", pa.float64()),
+        ("emotion_agreement", pa.float64()),
+        ("latency_serving_ms", pa.float64()),
+        ("latency_staged_ms", pa.float64()),
+        ("latency_ratio", pa.float64()),
+        ("min_transcript_agreement", pa.float64()),
+        ("min_emotion_agreement", pa.float64()),
+        ("max_latency_ratio", pa.float64()),
+        ("switch_seconds", pa.float64()),
+        ("reasons", pa.string()),
+        ("report_path", pa.string()),
+    ]
+)
+
 SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, "emotion_daily": EMOTION_DAILY, "runs": RUNS}
+# Tables written by other jobs than the daily one, with the same layout and atomic publish.
+OTHER_SCHEMAS = {"model_releases": MODEL_RELEASES}
 
 
 def partition_path(lake_root: str | Path, table: str, date: str) -> Path:
@@ -104,7 +138,7 @@ def publish_partition(lake_root: str | Path, table: str, date: str, data: pa.Tab
     # A dot-file with a non-parquet suffix: invisible to `*.parquet` globs while it is being written.
     tmp = target.parent / f".{PARTITION_FILE}.{uuid.uuid4().hex}.tmp"
     try:
-        pq.write_table(data.cast(SCHEMAS[table]), tmp, compression="zstd")
+        pq.write_table(data.cast(SCHEMAS.get(table) or OTHER_SCHEMAS[table]), tmp, compression="zstd")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
