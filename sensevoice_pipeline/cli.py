@@ -112,6 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser(
+        "models",
+        help="model versions: list, show, stage, promote, rollback, retire (on a running Triton)",
+        description="Manage the versions of `sensevoice` + `sensevoice_encoder` in a model repository and on the "
+        "Triton serving it. The serving version (recorded in <repository>/serving.json and the configs' "
+        "version_policy) is the one requests without a version reach. `stage` loads a candidate beside it as "
+        "`sensevoice_staged`; `promote` switches to it without failed requests; `rollback` switches back.",
+    )
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    for name, help_text in [
+        ("list", "every version: role, server state, precision, source checksum, export time, parity, files"),
+        ("show", "one version in full (export_meta.json included)"),
+        ("stage", "load VERSION beside the serving version as `sensevoice_staged` (serving untouched)"),
+        ("promote", "make VERSION (default: the staged one) the serving version"),
+        ("rollback", "serve the previous version again"),
+        ("retire", "unload VERSION and take it out of every role (files are kept)"),
+    ]:
+        m = msub.add_parser(name, help=help_text, description=help_text)
+        if name in ("show", "stage", "retire"):
+            m.add_argument("version", type=int)
+        elif name == "promote":
+            m.add_argument("version", type=int, nargs="?")
+        m.add_argument("--repository", default=DEFAULT_REPOSITORY, help="model repository (default: %(default)s)")
+        _add_url(m)
+        if name in ("list", "show"):
+            m.add_argument("--json", action="store_true", help="print JSON")
+        if name in ("promote", "rollback", "retire"):
+            m.add_argument("--offline", action="store_true",
+                           help="edit the repository only, for a stopped Triton (takes effect when it starts)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
         "demo",
         help="the main job end to end on one machine: model, local Triton, one DAG run, a DuckDB report",
         description="Export the bundled fixture model (or --model), write a sample day of calls, start a local CPU "
@@ -247,6 +278,43 @@ def cmd_query(args) -> int:
     if args.png:
         write_chart(args.name, table, args.png, by=args.by)
         print(f"wrote {args.png}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args) -> int:
+    import json
+
+    from . import releases
+    from .client import default_url
+
+    action = args.models_command
+    try:
+        if action in ("list", "show"):  # the server's view only when asked for
+            if action == "list":
+                rows, state, server = releases.list_versions(args.repository, args.url)
+                print(json.dumps({"versions": [r.to_dict() for r in rows], "serving": state.to_dict(),
+                                  "server": server}, indent=2) if args.json
+                      else releases.format_versions(rows, state, server))
+            else:
+                shown = releases.show_version(args.repository, args.version, args.url)
+                print(json.dumps(shown, indent=2) if args.json else releases.format_show(shown))
+            return 0
+        url = None if getattr(args, "offline", False) else (args.url or default_url())
+        if action == "stage":
+            r = releases.stage(args.repository, args.version, url)
+            print(f"staged version {r['staged']} as {r['model']} beside serving version {r['serving']} "
+                  f"({r['seconds']} s)")
+        elif action in ("promote", "rollback"):
+            r = (releases.promote(args.repository, args.version, url) if action == "promote"
+                 else releases.rollback(args.repository, url))
+            where = f"switched in {r['switch_seconds']} s" if url else "repository only (--offline)"
+            print(f"serving version {r['serving']} (previous {r['previous']}); {where}"
+                  if r["changed"] else f"version {r['serving']} is already serving")
+        elif action == "retire":
+            r = releases.retire(args.repository, args.version, url)
+            print(f"retired version {r['retired']}; serving version {r['serving']}")
+    except releases.ReleaseError as exc:
+        raise CliError(str(exc)) from exc
     return 0
 
 
