@@ -1,0 +1,366 @@
+"""Model versions on a running Triton (issue 6): list/show, version_policy edits, stage → promote → rollback under a
+steady stream of requests, a canary that refuses a bad release, version pinning in the daily job, and the
+sensevoice_model_release DAG run for real. A private LocalTriton on a private repository: these tests load and
+unload versions, so they never touch the shared `fixture_triton`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from sensevoice_pipeline import releases, tables
+from sensevoice_pipeline.client import ModelNotReadyError, SenseVoiceClient
+from sensevoice_pipeline.repository import ENCODER_MODEL, PIPELINE_MODEL
+from sensevoice_pipeline.server import LocalTriton, free_port
+
+from .conftest import FIXTURE_MODEL_DIR, fixture_cases
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CLIP = FIXTURE_MODEL_DIR / "clips" / "en_refund_angry.wav"
+CLIP_TEXT = "<|en|><|ANGRY|><|Speech|><|withitn|>I want a refund."
+
+
+def svp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def export(checkpoint, repo: Path, precision: str) -> int:
+    from export.pipeline import run_export
+
+    return run_export(str(checkpoint), repo, precision, "legacy", progress=lambda *_: None).version
+
+
+def all_policies(repo: Path, model: str) -> dict[str, tuple[int, ...]]:
+    return {str(p.relative_to(repo)): tuple(sorted(releases.parse_config(p).version_policy.specific.versions))
+            for p in releases.config_files(repo, model)}
+
+
+@pytest.fixture(scope="module")
+def release_repo(tmp_path_factory) -> Path:
+    """The trained fixture model exported twice (1: fp32, 2: int8); version 1 set to serve (offline, before start)."""
+    repo = tmp_path_factory.mktemp("releases") / "model_repository"
+    assert export(FIXTURE_MODEL_DIR, repo, "fp32") == 1
+    assert export(FIXTURE_MODEL_DIR, repo, "int8") == 2
+    releases.promote(repo, 1, url=None)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def release_triton(release_repo):
+    with LocalTriton(release_repo) as server:
+        yield server
+
+
+def serve(repo: Path, url: str, version: int) -> None:
+    """Make ``version`` the serving version (a precondition of a test, whatever ran before)."""
+    if releases.read_state(repo).serving != version:
+        releases.promote(repo, version, url)
+
+
+def unpinned_version(url: str) -> str:
+    async def ask():
+        async with SenseVoiceClient(url, retries=0) as client:
+            return (await client.transcribe(sf.read(CLIP, dtype="float32")[0], "auto", True)).model_version
+
+    return asyncio.run(ask())
+
+
+@dataclass
+class Answer:
+    started: float
+    ended: float
+    version: str | None
+    text: str | None
+    error: str | None
+
+
+@dataclass
+class Traffic:
+    """Unpinned requests, one after another, from a background thread until stopped (bounded: at most
+    ``max_requests`` or ``max_seconds``). No client retries: every failure counts."""
+
+    url: str
+    max_requests: int = 2000
+    max_seconds: float = 120.0
+    pause_s: float = 0.02
+    answers: list[Answer] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._audio = sf.read(CLIP, dtype="float32")[0]
+
+    async def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        async with SenseVoiceClient(self.url, retries=0, timeout_s=30) as client:
+            while not self._stop.is_set() and len(self.answers) < self.max_requests and time.monotonic() < deadline:
+                t = time.monotonic()
+                try:
+                    r = await client.transcribe(self._audio, "auto", True)
+                    self.answers.append(Answer(t, time.monotonic(), r.model_version, r.text, None))
+                except Exception as exc:  # noqa: BLE001 -- counted, not raised
+                    self.answers.append(Answer(t, time.monotonic(), None, None, repr(exc)))
+                await asyncio.sleep(self.pause_s)
+
+    def __enter__(self) -> "Traffic":
+        self._thread.start()
+        self.wait_for(3)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def wait_for(self, more: int, timeout: float = 60.0) -> None:
+        """Until ``more`` further answers have come back."""
+        target, deadline = len(self.answers) + more, time.monotonic() + timeout
+        while len(self.answers) < target:
+            assert self._thread.is_alive() or len(self.answers) >= target, "traffic stopped early"
+            assert time.monotonic() < deadline, "traffic stalled"
+            time.sleep(0.05)
+
+    def between(self, start: float, end: float = float("inf")) -> list[Answer]:
+        return [a for a in self.answers if a.started >= start and a.ended <= end]
+
+
+# -- repository only -------------------------------------------------------------------------------------------------
+
+
+def test_version_policy_edits_parse_as_model_configs_and_keep_the_rest(tmp_path):
+    repo = tmp_path / "model_repository"
+    shutil.copytree(PROJECT_ROOT / "model_repository", repo)
+    before = {p: p.read_text() for m in (PIPELINE_MODEL, ENCODER_MODEL) for p in releases.config_files(repo, m)}
+    assert len(before) == 4  # config.pbtxt + configs/local.pbtxt, both models
+
+    for model in (PIPELINE_MODEL, ENCODER_MODEL):
+        old = releases.set_version_policy(repo, model, [3, 2])
+        assert set(old) == set(releases.config_files(repo, model))
+    for path, text in before.items():
+        after = path.read_text()
+        new = text_format.Parse(after, model_config_pb2.ModelConfig())
+        assert list(new.version_policy.specific.versions) == [2, 3], path
+        old = text_format.Parse(text, model_config_pb2.ModelConfig())
+        new.ClearField("version_policy")
+        old.ClearField("version_policy")
+        assert new == old, f"{path}: more than version_policy changed"
+        # comments survive; exactly one policy line
+        assert [l for l in text.splitlines() if "#" in l] == [l for l in after.splitlines() if "#" in l]
+        assert after.count("version_policy") == 1
+
+    # a multi-line block with a nested comment is replaced as a whole; a config without one gets one appended
+    text = 'name: "m"\nversion_policy {\n  latest { num_versions: 2 }  # keep two }\n}\nmax_batch_size: 4\n'
+    out = releases.replace_version_policy(text, [7])
+    parsed = text_format.Parse(out, model_config_pb2.ModelConfig())
+    assert list(parsed.version_policy.specific.versions) == [7] and parsed.max_batch_size == 4
+    out = releases.replace_version_policy('name: "m"\n', [1, 2])
+    assert list(text_format.Parse(out, model_config_pb2.ModelConfig()).version_policy.specific.versions) == [1, 2]
+    with pytest.raises(releases.ReleaseError, match="empty version policy"):
+        releases.set_version_policy(repo, PIPELINE_MODEL, [])
+
+
+def test_list_and_show_reflect_versions_meta_and_roles(release_repo, tmp_path):
+    repo = tmp_path / "model_repository"
+    shutil.copytree(release_repo, repo)
+    (repo / PIPELINE_MODEL / "9").mkdir()  # a version whose export never finished
+    (repo / PIPELINE_MODEL / "9" / "model.py").write_text("")
+
+    out = svp("models", "list", "--repository", str(repo))
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line[:1].isdigit()}
+    assert sorted(lines) == ["1", "2", "9"]
+    for v, precision in (("1", "fp32"), ("2", "int8")):
+        meta = json.loads((repo / PIPELINE_MODEL / v / "export_meta.json").read_text())
+        cells = lines[v]
+        assert precision in cells and meta["exported_at"] in cells and "complete" in cells
+        assert meta["source"]["sha256"]["model.pt"][:12] in cells
+        assert f"argmax {meta['parity']['argmax_agreement']:.1%}" in cells
+    assert lines["1"].split()[1] == "serving" and "incomplete" in lines["9"]
+    assert "from serving.json" in out.stdout
+
+    out = svp("models", "list", "--repository", str(repo), "--json")
+    data = json.loads(out.stdout)
+    assert [v["version"] for v in data["versions"]] == [1, 2, 9] and data["serving"]["serving"] == 1
+    assert data["versions"][1]["parity"]["precision"] == "int8" and data["versions"][1]["parity"]["passed"]
+
+    out = svp("models", "show", "2", "--repository", str(repo))
+    assert out.returncode == 0 and "precision:  int8" in out.stdout and '"exporter": "legacy"' in out.stdout
+
+    # before serving.json, Triton served the latest version (2): promoting 1 made 2 the previous one
+    assert releases.read_state(repo).previous == 2
+    out = svp("models", "retire", "2", "--offline", "--repository", str(repo))
+    assert out.returncode == 0 and "retired version 2" in out.stdout, out.stderr
+    assert releases.read_state(repo).retired == [2] and releases.read_state(repo).previous is None
+
+    # one-line errors: unknown version, incomplete version, server down, ...
+    for args, message in [
+        (("show", "7"), "unknown version 7 (the repository has: 1, 2, 9)"),
+        (("promote", "9", "--offline"), "version 9 is incomplete: sensevoice/9/export_meta.json is missing"),
+        (("promote", "1", "--url", f"127.0.0.1:{free_port()}"), "cannot reach Triton at 127.0.0.1:"),
+        (("list", "--url", f"127.0.0.1:{free_port()}"), "cannot reach Triton at 127.0.0.1:"),
+        (("promote", "2", "--offline"), "version 2 is retired"),
+        (("rollback", "--offline"), "no previous version to roll back to"),
+        (("retire", "1", "--offline"), "version 1 is serving"),
+    ]:
+        out = svp("models", *args, "--repository", str(repo))
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert releases.read_state(repo).serving == 1  # nothing changed
+
+
+# -- a running Triton ------------------------------------------------------------------------------------------------
+
+
+def test_stage_promote_rollback_under_steady_traffic(release_repo, release_triton):
+    repo, url = release_repo, release_triton.grpc_url
+    serve(repo, url, 1)
+    with Traffic(url) as traffic:
+        t_stage = time.monotonic()
+        staged = releases.stage(repo, 2, url)
+        assert staged == {**staged, "staged": 2, "serving": 1, "model": releases.STAGED_MODEL}
+        traffic.wait_for(5)
+        rows, state, server = releases.list_versions(repo, url)
+        assert [(r.version, r.role, r.server) for r in rows] == [(1, "serving", "default"), (2, "staged", "staged")]
+        assert server["default_version"] == 1 and server["agrees"]
+        assert all_policies(repo, PIPELINE_MODEL) == {"sensevoice/config.pbtxt": (1,),
+                                                      "sensevoice/configs/local.pbtxt": (1,)}
+        assert set(all_policies(repo, ENCODER_MODEL).values()) == {(1, 2)}
+
+        t_promote = time.monotonic()
+        promoted = releases.promote(repo, None, url)  # the staged one
+        t_promoted = time.monotonic()
+        traffic.wait_for(25)
+        assert promoted["serving"] == 2 and promoted["previous"] == 1 and promoted["pipeline_versions"] == [1, 2]
+        state = releases.read_state(repo)
+        assert (state.serving, state.previous, state.staged) == (2, 1, None)
+        assert set(all_policies(repo, PIPELINE_MODEL).values()) == {(1, 2)}  # 1 stays loaded: warm standby
+
+        t_rollback = time.monotonic()
+        rolled = releases.rollback(repo, url)
+        t_rolled = time.monotonic()
+        traffic.wait_for(25)
+    assert rolled["serving"] == 1 and rolled["previous"] == 2
+    assert set(all_policies(repo, PIPELINE_MODEL).values()) == {(1,)}  # 2 > 1 would take unpinned traffic
+    assert set(all_policies(repo, ENCODER_MODEL).values()) == {(1,)}
+
+    answers = traffic.answers
+    failures = [a.error for a in answers if a.error]
+    assert not failures, f"{len(failures)} of {len(answers)} requests failed: {failures[:3]}"
+    assert all(a.text == CLIP_TEXT for a in answers)
+    assert {a.version for a in traffic.between(0, t_promote)} == {"1"}  # staging left serving alone
+    assert len(traffic.between(t_stage, t_promote)) >= 5
+    after_promote = traffic.between(t_promoted, t_rollback)
+    assert len(after_promote) >= 20 and {a.version for a in after_promote} == {"2"}
+    after_rollback = traffic.between(t_rolled)
+    assert len(after_rollback) >= 20 and {a.version for a in after_rollback} == {"1"}
+    sequence = "".join(a.version for a in sorted(answers, key=lambda a: a.started))
+    assert re.fullmatch(r"1+2+1+", sequence), sequence  # one switch each way, no flapping
+    print(f"\n{len(answers)} requests, 0 failed; promote switched in {promoted['switch_seconds']} s "
+          f"({t_promoted - t_promote:.1f} s in all), rollback in {rolled['switch_seconds']} s "
+          f"({t_rolled - t_rollback:.1f} s in all)")
+    assert unpinned_version(url) == "1"
+    assert not releases.TritonControl(url).ready_versions(releases.STAGED_MODEL)
+
+
+def test_daily_job_records_and_pins_the_answering_version(release_repo, release_triton, tmp_path):
+    repo, url = release_repo, release_triton.grpc_url
+    serve(repo, url, 1)
+    serve(repo, url, 2)  # 2 serves, 1 stays loaded as standby: two versions on the server
+    assert releases.TritonControl(url).ready_versions(PIPELINE_MODEL) == {1, 2}
+    date = "2026-11-20"
+    part = tmp_path / "raw" / f"date={date}"
+    part.mkdir(parents=True)
+    for name in ("en_refund_angry", "zh_thanks_happy_laughter", "ja_thanks_happy"):
+        shutil.copy(FIXTURE_MODEL_DIR / "clips" / f"{name}.wav", part / f"{name}.wav")
+
+    def versions(lake: Path) -> tuple[set, set, str]:
+        utt = tables.read_partition(lake, "utterances", date).to_pylist()
+        rec = tables.read_partition(lake, "recordings", date).to_pylist()
+        (run,) = tables.read_partition(lake, "runs", date).to_pylist()
+        assert len(rec) == 3 and all(r["status"] == "ok" for r in rec) and len(utt) >= 3
+        return {u["model_version"] for u in utt}, {r["model_version"] for r in rec}, run["model_versions"]
+
+    common = ["run", "--date", date, "--raw", str(tmp_path / "raw"), "--url", url]
+    out = svp(*common, "--lake", str(tmp_path / "pinned"), "--model-version", "1")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert versions(tmp_path / "pinned") == ({"1"}, {"1"}, "1")
+    out = svp(*common, "--lake", str(tmp_path / "unpinned"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert versions(tmp_path / "unpinned") == ({"2"}, {"2"}, "2")
+    out = svp(*common, "--lake", str(tmp_path / "missing"), "--model-version", "5")
+    assert out.returncode == 2 and "sensevoice version 5 is not loaded" in out.stderr
+
+
+def test_a_disagreeing_release_is_refused_and_serving_is_untouched(release_repo, release_triton, micro_checkpoint,
+                                                                   tmp_path):
+    repo, url = release_repo, release_triton.grpc_url
+    serve(repo, url, 2)
+    with Traffic(url) as traffic:
+        report = releases.release(str(micro_checkpoint), repo, url, tmp_path / "lake", precision="fp32",
+                                  thresholds={"max_latency_ratio": 100.0}, release_id="random-weights")
+        traffic.wait_for(5)
+    candidate = int(report["row"]["candidate_version"])
+    assert candidate == 3 and report["outcome"] == "refused"
+    assert "transcript agreement" in report["row"]["reasons"] and report["row"]["serving_after"] == "2"
+    assert report["row"]["transcript_agreement"] < 0.5 and report["row"]["golden_cases"] == len(fixture_cases())
+    assert not [a for a in traffic.answers if a.error] and {a.version for a in traffic.answers} == {"2"}
+    control = releases.TritonControl(url)
+    assert not control.ready_versions(releases.STAGED_MODEL)
+    assert candidate not in control.ready_versions(ENCODER_MODEL) | control.ready_versions(PIPELINE_MODEL)
+    state = releases.read_state(repo)
+    assert (state.serving, state.staged) == (2, None)
+    assert all(candidate not in v for m in (PIPELINE_MODEL, ENCODER_MODEL) for v in all_policies(repo, m).values())
+    saved = json.loads(Path(report["report"]).read_text())
+    assert saved["outcome"] == "refused" and saved["canary"]["disagreements"]
+    (row,) = pq.read_table(report["table"]).to_pylist()
+    assert (row["release_id"], row["outcome"], row["candidate_version"]) == ("random-weights", "refused", "3")
+    with pytest.raises(releases.ReleaseRefused, match="serving version 2 untouched"):
+        releases.check_outcome(report)
+    with pytest.raises(ModelNotReadyError):
+        async def staged_gone():
+            async with SenseVoiceClient(url, model=releases.STAGED_MODEL, retries=0) as client:
+                await client.check_ready()
+
+        asyncio.run(staged_gone())
+
+
+def test_release_dag_promotes_a_good_export_and_writes_its_report(release_repo, release_triton, local_airflow,
+                                                                   tmp_path):
+    from sensevoice_pipeline.local_airflow import LocalAirflow, triton_connection_env
+
+    repo, url = release_repo, release_triton.grpc_url
+    serve(repo, url, 2)
+    lake = tmp_path / "lake"
+    conf = {"checkpoint": str(FIXTURE_MODEL_DIR), "precision": "fp32", "repository": str(repo),
+            "lake_root": str(lake), "min_transcript_agreement": 0.95, "min_emotion_agreement": 0.95,
+            "max_latency_ratio": 100.0}
+    airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(url))
+    airflow.dags_test("sensevoice_model_release", "2026-11-23T00:00:00+00:00", conf=conf)
+
+    new = max(releases.ModelRepository(repo).versions())
+    state = releases.read_state(repo)
+    assert (state.serving, state.previous, state.staged) == (new, 2, None) and new > 2
+    assert unpinned_version(url) == str(new)
+    (partition,) = lake.glob("model_releases/date=*/data.parquet")
+    (row,) = pq.read_table(partition).to_pylist()
+    assert (row["outcome"], row["candidate_version"], row["serving_before"], row["serving_after"]) == (
+        "promoted", str(new), "2", str(new))
+    assert row["transcript_agreement"] >= 0.95 and row["emotion_agreement"] >= 0.95 and row["precision"] == "fp32"
+    assert row["golden_cases"] == len(fixture_cases()) and row["parity_argmax_agreement"] == 1.0
+    report = json.loads(Path(row["report_path"]).read_text())
+    assert report["release_id"] == row["release_id"] and report["decision"]["outcome"] == "promoted"
+    assert report["canary"]["expected_match_staged"] == 1.0  # the fp32 export answers every golden case exactly
