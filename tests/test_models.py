@@ -222,6 +222,26 @@ def test_list_and_show_reflect_versions_meta_and_roles(release_repo, tmp_path):
     assert releases.read_state(repo).serving == 1  # nothing changed
 
 
+def test_canary_gates_on_transcripts_emotions_and_latency():
+    cases = [releases.GoldenCase(CLIP, "auto", True, CLIP_TEXT)] * 10
+    same = [(CLIP_TEXT, 0.010, "1")] * 10
+    judge = lambda staged, thresholds=releases.CanaryThresholds(): releases._judge(  # noqa: E731
+        cases, {"serving": same, "staged": staged}, thresholds, 2, 1)
+    ok = judge([(CLIP_TEXT, 0.012, "2")] * 10)
+    assert ok["passed"] and ok["transcript_agreement"] == 1.0 and ok["latency_ratio"] == pytest.approx(1.2)
+    happy = CLIP_TEXT.replace("ANGRY", "HAPPY")  # same words, another emotion
+    result = judge([(happy, 0.010, "2")] * 2 + [(CLIP_TEXT, 0.010, "2")] * 8)
+    assert not result["passed"] and result["reasons"] == ["emotion agreement 0.800 < 0.95"]
+    assert result["transcript_agreement"] == 1.0 and len(result["disagreements"]) == 2
+    other = "<|en|><|ANGRY|><|Speech|><|withitn|>I want a refund now."
+    result = judge([(other, 0.030, "2")] * 10)
+    assert result["reasons"] == ["transcript agreement 0.000 < 0.95", "latency ratio 3.00 > 1.5"]
+    assert judge([(other, 0.010, "2")] * 10, releases.CanaryThresholds(0.0, 0.95, 1.5))["passed"]
+    # nothing serving yet: the golden set's expected texts are the baseline, latency is not gated
+    first = releases._judge(cases, {"staged": [(CLIP_TEXT, 0.5, "1")] * 10}, releases.CanaryThresholds(), 1, None)
+    assert first["passed"] and first["baseline"] == "expected texts of the golden set" and first["latency_ratio"] is None
+
+
 # -- a running Triton ------------------------------------------------------------------------------------------------
 
 
@@ -281,6 +301,11 @@ def test_daily_job_records_and_pins_the_answering_version(release_repo, release_
     serve(repo, url, 1)
     serve(repo, url, 2)  # 2 serves, 1 stays loaded as standby: two versions on the server
     assert releases.TritonControl(url).ready_versions(PIPELINE_MODEL) == {1, 2}
+    out = svp("models", "list", "--repository", str(repo), "--url", url)
+    assert out.returncode == 0, out.stderr
+    roles = {line.split()[0]: line.split()[1:3] for line in out.stdout.splitlines() if line[:1].isdigit()}
+    assert roles["2"] == ["serving", "default"] and roles["1"] == ["previous", "ready"]
+    assert f"Triton at {url} answers unpinned requests with version 2" in out.stdout
     date = "2026-11-20"
     part = tmp_path / "raw" / f"date={date}"
     part.mkdir(parents=True)
