@@ -60,7 +60,9 @@ def run_export(
     precision: str = "fp32",
     exporter: str = "legacy",
     progress: Progress = _print_progress,
+    thresholds: parity.Thresholds | None = None,
 ) -> ExportResult:
+    """``thresholds`` replaces the precision's default parity gate (see ``parity.thresholds_for``)."""
     precision_mod.check_precision(precision)
     if exporter not in graph_mod.EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}: expected one of {', '.join(graph_mod.EXPORTERS)}")
@@ -91,7 +93,7 @@ def run_export(
         size_mb = onnx_path.stat().st_size / 1e6
         progress("export", f"{exporter} exporter, opset {opset}, {precision}, {size_mb:.1f} MB ({export_seconds:.1f} s)")
 
-        report = parity.compare(encoder_graph, onnx_path, precision, feature_dim)
+        report = parity.compare(encoder_graph, onnx_path, precision, feature_dim, thresholds)
         progress(
             "verify",
             f"max abs {report.max_abs:.2e}, worst cosine {report.min_cosine:.6f}, "

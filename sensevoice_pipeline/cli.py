@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", default=DEFAULT_REPOSITORY, help="Triton model repository (default: %(default)s)")
     p.add_argument("--precision", default="fp32", help="fp32 (any device), int8 (CPU serving) or fp16 (GPU serving)")
     p.add_argument("--exporter", default="legacy", help="legacy (TorchScript, opset 17, fast) or dynamo (opset 18)")
+    p.add_argument("--min-cosine", type=float, metavar="X",
+                   help="parity gate: worst-frame cosine floor (default per precision: fp32 0.99999, fp16 0.999, "
+                   "int8 0.95)")
+    p.add_argument("--min-argmax-agreement", type=float, metavar="X",
+                   help="parity gate: share of frames whose best token must agree with PyTorch (default: fp32 1.0, "
+                   "fp16 0.98, int8 0.9); lower it only for random-weight checkpoints (benchmarks)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
@@ -158,12 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_export(args) -> int:
     from export.checkpoint import CheckpointError
     from export.pipeline import ExportError, run_export
-    from export.precision import PrecisionError
+    from export.precision import PrecisionError, check_precision
 
     from .repository import RepositoryError
 
     try:
-        result = run_export(args.model, args.repository, args.precision, args.exporter)
+        thresholds = None
+        if args.min_cosine is not None or args.min_argmax_agreement is not None:
+            from export.parity import thresholds_for
+
+            thresholds = thresholds_for(check_precision(args.precision), args.min_cosine, args.min_argmax_agreement)
+        result = run_export(args.model, args.repository, args.precision, args.exporter, thresholds=thresholds)
     except (CheckpointError, ExportError, PrecisionError, RepositoryError, ValueError) as exc:
         raise CliError(f"export failed: {exc}") from exc
     print(f"exported version {result.version} ({result.meta['precision']}) to {result.repository}")

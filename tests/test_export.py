@@ -117,6 +117,21 @@ def test_not_a_model_repository(tmp_path, micro_checkpoint):
     assert snapshot(elsewhere) == ["notes.txt"]
 
 
+def test_int8_gate_refuses_a_random_model_unless_the_floors_are_lowered(tmp_path, micro_checkpoint):
+    repo = tmp_path / "repo"
+    out = svp("export", "--model", str(micro_checkpoint), "--repository", str(repo), "--precision", "int8")
+    assert out.returncode == 2 and "parity check failed for int8" in out.stderr
+    assert snapshot(repo) == []
+    out = svp("export", "--model", str(micro_checkpoint), "--repository", str(repo), "--precision", "int8",
+              "--min-cosine", "0.5", "--min-argmax-agreement", "0")
+    assert out.returncode == 0, out.stderr
+    meta = ModelRepository(repo).read_meta(1)
+    assert meta["parity"]["thresholds"] == {"max_abs": None, "min_cosine": 0.5, "min_argmax_agreement": 0.0}
+    assert meta["parity"]["argmax_agreement"] < parity.THRESHOLDS["int8"].min_argmax_agreement
+    out = svp("export", "--model", str(micro_checkpoint), "--repository", str(repo), "--min-cosine", "2")
+    assert out.returncode == 2 and "min_cosine must be between 0 and 1" in out.stderr
+
+
 def test_export_meta_is_json_with_version(exported_repository):
     meta = json.loads((exported_repository / "sensevoice" / "1" / "export_meta.json").read_text())
     assert meta["version"] == 1 and meta["architecture"]["parameters"] > 100_000
@@ -130,8 +145,12 @@ def test_full_size_export(tmp_path_factory, precision):
 
     ckpt = build_checkpoint(tmp_path_factory.mktemp("full") / "ckpt", size=EncoderSize.full(), seed=0)
     lines = []
+    # Random weights give nearly flat logits: int8 rounding flips their argmax (0.46 agreement, worst cosine 0.938
+    # measured), which the default gate rightly refuses. Here the gate is loosened and the figures are reported.
+    thresholds = parity.thresholds_for(precision, 0.9, 0.0) if precision == "int8" else None
     result = run_export(str(ckpt), tmp_path_factory.mktemp("full-repo"), precision,
-                        progress=lambda step, msg: lines.append(f"{step}: {msg}"))
+                        progress=lambda step, msg: lines.append(f"{step}: {msg}"), thresholds=thresholds)
     print("\n".join(lines))
     assert result.meta["architecture"]["parameters"] > 230_000_000
     assert result.meta["parity"]["passed"]
+    assert result.meta["parity"]["thresholds"] == (thresholds or parity.THRESHOLDS[precision]).__dict__
