@@ -22,23 +22,32 @@ def micro_checkpoint(tmp_path_factory) -> Path:
     return build_checkpoint(tmp_path_factory.mktemp("micro") / "checkpoint", seed=0)
 
 
-@pytest.fixture(scope="session")
-def exported_repository(tmp_path_factory, micro_checkpoint) -> Path:
-    """The micro checkpoint exported (fp32, legacy exporter) as version 1 of a fresh repository."""
+def export_fresh_repository(model_dir: Path, repo: Path) -> Path:
+    """``model_dir`` exported (fp32, legacy exporter) as version 1 of a new repository at ``repo``."""
     from export.pipeline import run_export
 
-    repo = tmp_path_factory.mktemp("repo") / "model_repository"
-    result = run_export(str(micro_checkpoint), repo, "fp32", "legacy", progress=lambda *_: None)
+    result = run_export(str(model_dir), repo, "fp32", "legacy", progress=lambda *_: None)
     assert result.version == 1
     return repo
 
 
-@pytest.fixture(scope="session")
-def triton(exported_repository):
+def serve(repository: Path):
+    """A real local Triton on ``repository`` for as long as the fixture lives."""
     from sensevoice_pipeline.server import LocalTriton
 
-    with LocalTriton(exported_repository) as server:
+    with LocalTriton(repository) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def exported_repository(tmp_path_factory, micro_checkpoint) -> Path:
+    """The micro checkpoint as version 1 of a fresh repository."""
+    return export_fresh_repository(micro_checkpoint, tmp_path_factory.mktemp("repo") / "model_repository")
+
+
+@pytest.fixture(scope="session")
+def triton(exported_repository):
+    yield from serve(exported_repository)
 
 
 @pytest.fixture(scope="session")
@@ -83,22 +92,14 @@ def fixture_cases() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def fixture_repository(tmp_path_factory) -> Path:
-    """The trained fixture model exported (fp32) as version 1 of a fresh repository."""
-    from export.pipeline import run_export
-
-    repo = tmp_path_factory.mktemp("fixture-repo") / "model_repository"
-    result = run_export(str(FIXTURE_MODEL_DIR), repo, "fp32", "legacy", progress=lambda *_: None)
-    assert result.version == 1
-    return repo
+    """The trained fixture model as version 1 of a fresh repository."""
+    return export_fresh_repository(FIXTURE_MODEL_DIR, tmp_path_factory.mktemp("fixture-repo") / "model_repository")
 
 
 @pytest.fixture(scope="session")
 def fixture_triton(fixture_repository):
     """A real local Triton serving the trained fixture model; shared by every end-to-end test of the session."""
-    from sensevoice_pipeline.server import LocalTriton
-
-    with LocalTriton(fixture_repository) as server:
-        yield server
+    yield from serve(fixture_repository)
 
 
 @pytest.fixture(scope="session")
