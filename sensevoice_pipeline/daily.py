@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import logging
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import tables
+from . import storage, tables
 from .audio import AudioDecodeError, load_16k
 from .client import ModelNotReadyError, SenseVoiceClient, TritonClientError, TritonUnavailableError
 from .partition import WorkItem, check_date, list_work
@@ -48,7 +46,7 @@ def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
     staging area so that a re-run of the same run id starts clean."""
     date = check_date(date)
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
-    shutil.rmtree(staging_dir(settings, date, run_id), ignore_errors=True)
+    storage.remove_tree(staging_dir(settings, date, run_id))
     size = max(1, settings.batch_size)
     batches = [
         {"date": date, "run_id": run_id, "index": i // size, "items": [it.to_dict() for it in items[i : i + size]]}
@@ -105,7 +103,6 @@ async def _process_items(settings: Settings, items: list[WorkItem], run_id: str,
 
 
 async def _process_item(settings, item: WorkItem, run_id, started_at, client, vad):
-    path = settings.raw_root / item.source_path
     record = {
         "recording_id": item.recording_id,
         "source_path": item.source_path,
@@ -117,8 +114,13 @@ async def _process_item(settings, item: WorkItem, run_id, started_at, client, va
     if item.problem:
         return _failed(record, item.problem), []
     try:
-        record["size_bytes"], record["sha256"] = await asyncio.to_thread(_size_and_hash, path)
-        info, channels = await asyncio.to_thread(load_16k, path, item.channel_mode == "split")
+        # An s3:// object is decoded from a local temp copy (size and sha256 computed while it downloads).
+        local = await asyncio.to_thread(storage.fetch, settings.raw_root / item.source_path)
+        try:
+            record["size_bytes"], record["sha256"] = local.size, local.sha256
+            info, channels = await asyncio.to_thread(load_16k, local.path, item.channel_mode == "split")
+        finally:
+            local.release()  # the temp copy goes as soon as the samples are in memory
         record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
                       duration_s=round(info.duration_s, 3))
         if channels[0].size < MIN_SAMPLES:
@@ -177,16 +179,6 @@ def _failed(record: dict, reason: str) -> dict:
     return {**record, "status": "failed", "error": reason}
 
 
-def _size_and_hash(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
 # -- publish ---------------------------------------------------------------------------------------------------------
 
 
@@ -214,7 +206,7 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
                         ("runs", tables.to_table([summary], tables.RUNS))):
         tables.publish_partition(settings.lake_root, table, date, data)
     Warehouse(settings.lake_root, settings.warehouse_path).refresh()
-    shutil.rmtree(stage, ignore_errors=True)
+    storage.remove_tree(stage)
     _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
     result = {"date": date, **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")}}
     log.info("published %s: %s", date, result)
@@ -225,7 +217,7 @@ def _read_staged(stage: Path, table: str, schema: pa.Schema) -> pa.Table:
     files = sorted(stage.glob(f"batch-*.{table}.parquet"))
     if not files:
         return schema.empty_table()
-    return pa.concat_tables([pq.read_table(f).cast(schema) for f in files])
+    return pa.concat_tables([storage.read_parquet(f).cast(schema) for f in files])
 
 
 def _run_summary(run_id: str, recordings: pa.Table, utterances: pa.Table, started_at) -> dict:
@@ -267,7 +259,7 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
         # Nobody resumes a failed `svp run` (the next one has a new run id): drop its staged batches, which would
         # otherwise stay under _staging forever. A failure before publish leaves the published tables as they were.
         stage = staging_dir(settings, check_date(date), run_id)
-        shutil.rmtree(stage, ignore_errors=True)
+        storage.remove_tree(stage)
         _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
         raise
     result["seconds"] = round(time.perf_counter() - t0, 2)
@@ -275,6 +267,9 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
+    if storage.is_remote(path):  # s3://: one upload of the finished file (atomic for readers)
+        storage.write_parquet(table, path)
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from .audio import is_supported
 from .languages import LANGUAGES
 from .settings import CHANNEL_MODES
+from .storage import as_root, is_remote, list_remote_work
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("path", "language", "channel_mode")
@@ -55,12 +56,14 @@ def check_date(date: str) -> str:
 
 
 def partition_dir(raw_root: str | Path, date: str) -> Path:
-    return Path(raw_root) / f"date={check_date(date)}"
+    return as_root(raw_root) / f"date={check_date(date)}"  # a Path, or an s3:// ObjectPath
 
 
 def list_work(raw_root: str | Path, date: str, default_language: str, default_channel_mode: str) -> list[WorkItem]:
     """All files of the day (sorted), with the manifest's hints applied; manifest rows naming files that are not
     there, or paths leaving the partition, are work items that fail with the reason."""
+    if is_remote(raw_root):  # s3://bucket/prefix: the same items from a listing of the keys (storage.py)
+        return list_remote_work(partition_dir(raw_root, date), check_date(date), default_language, default_channel_mode)
     root = Path(raw_root).resolve()
     part = partition_dir(raw_root, date)
     if not part.is_dir():

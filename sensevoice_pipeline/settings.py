@@ -8,15 +8,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .client import default_url
+from .storage import ObjectPath, as_root, default_warehouse, is_remote
 
 CHANNEL_MODES = ("mono", "split")
 
 
 @dataclass(frozen=True)
 class Settings:
-    raw_root: Path = Path("var/raw")  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
-    lake_root: Path = Path("var/lake")  # <table>/date=YYYY-MM-DD/data.parquet
-    warehouse: Path | None = None  # DuckDB file; default <lake_root>/warehouse.duckdb
+    # The roots are local dirs or s3://bucket/prefix URIs (storage.ObjectPath; credentials: AWS_* environment).
+    raw_root: Path | ObjectPath = Path("var/raw")  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
+    lake_root: Path | ObjectPath = Path("var/lake")  # <table>/date=YYYY-MM-DD/data.parquet
+    # DuckDB file, always on local disk; default <lake_root>/warehouse.duckdb, or for an s3:// lake
+    # var/warehouse/<bucket>/<prefix>/warehouse.duckdb (storage.default_warehouse)
+    warehouse: Path | None = None
     triton_url: str = "127.0.0.1:8001"
     language: str = "auto"  # default hint when the manifest has none
     use_itn: bool = True
@@ -28,14 +32,14 @@ class Settings:
 
     @property
     def warehouse_path(self) -> Path:
-        return self.warehouse or self.lake_root / "warehouse.duckdb"
+        return self.warehouse or default_warehouse(self.lake_root)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         env = os.environ
         base = cls(
-            raw_root=Path(env.get("SVP_RAW_ROOT", cls.raw_root)),
-            lake_root=Path(env.get("SVP_LAKE_ROOT", cls.lake_root)),
+            raw_root=as_root(env.get("SVP_RAW_ROOT", cls.raw_root)),
+            lake_root=as_root(env.get("SVP_LAKE_ROOT", cls.lake_root)),
             warehouse=Path(env["SVP_WAREHOUSE"]) if env.get("SVP_WAREHOUSE") else None,
             triton_url=default_url(),
             language=env.get("SVP_LANGUAGE", cls.language),
@@ -46,9 +50,13 @@ class Settings:
     def with_overrides(self, **overrides) -> "Settings":
         """Apply the overrides that are set (None and "" mean: keep the current value)."""
         clean = {k: v for k, v in overrides.items() if v is not None and v != ""}
-        for key in ("raw_root", "lake_root", "warehouse"):
+        for key in ("raw_root", "lake_root"):
             if key in clean:
-                clean[key] = Path(clean[key])
+                clean[key] = as_root(clean[key])
+        if "warehouse" in clean:
+            if is_remote(clean["warehouse"]):
+                raise ValueError(f"the DuckDB warehouse is a local file, not {clean['warehouse']}")
+            clean["warehouse"] = Path(clean["warehouse"])
         if "channel_mode" in clean and clean["channel_mode"] not in CHANNEL_MODES:
             raise ValueError(f"unknown channel mode {clean['channel_mode']!r}: expected one of {', '.join(CHANNEL_MODES)}")
         return replace(self, **clean)

@@ -4,6 +4,8 @@ Each table is hive-partitioned by date, one file per partition: ``<lake>/<table>
 A partition is replaced by writing a hidden temp file beside it and renaming it over the old one (an atomic
 rename), so a reader sees the old day or the new day, never half of one. (pyarrow's
 ``existing_data_behavior="delete_matching"`` deletes first and writes after: readers fail in between.)
+In an s3:// lake the finished file is uploaded in one operation over the old object, which S3 replaces atomically
+(storage.write_parquet).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .storage import as_root, is_remote, read_parquet, write_parquet
 
 PARTITION_FILE = "data.parquet"
 
@@ -124,7 +128,7 @@ OTHER_SCHEMAS = {"model_releases": MODEL_RELEASES}
 
 
 def partition_path(lake_root: str | Path, table: str, date: str) -> Path:
-    return Path(lake_root) / table / f"date={date}" / PARTITION_FILE
+    return as_root(lake_root) / table / f"date={date}" / PARTITION_FILE
 
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
@@ -134,6 +138,8 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 def publish_partition(lake_root: str | Path, table: str, date: str, data: pa.Table) -> Path:
     """Replace ``table``'s partition for ``date`` with ``data`` in one atomic rename."""
     target = partition_path(lake_root, table, date)
+    if is_remote(target):  # s3://: one upload of the finished file replaces the object atomically
+        return write_parquet(data.cast(SCHEMAS.get(table) or OTHER_SCHEMAS[table]), target, compression="zstd")
     target.parent.mkdir(parents=True, exist_ok=True)
     # A dot-file with a non-parquet suffix: invisible to `*.parquet` globs while it is being written.
     tmp = target.parent / f".{PARTITION_FILE}.{uuid.uuid4().hex}.tmp"
@@ -148,7 +154,7 @@ def publish_partition(lake_root: str | Path, table: str, date: str, data: pa.Tab
 
 
 def read_partition(lake_root: str | Path, table: str, date: str) -> pa.Table:
-    return pq.read_table(partition_path(lake_root, table, date))
+    return read_parquet(partition_path(lake_root, table, date))
 
 
 def emotion_rollup(utterances: pa.Table) -> pa.Table:

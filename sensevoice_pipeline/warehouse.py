@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from .storage import StorageError, as_root, default_warehouse, prepare_duckdb
 from .tables import PARTITION_FILE, SCHEMAS
 
 GROUP_BY = {"language": "language", "channel": "channel"}
@@ -93,8 +94,8 @@ class WarehouseError(RuntimeError):
 
 class Warehouse:
     def __init__(self, lake_root: str | Path, db_path: str | Path | None = None):
-        self.lake_root = Path(lake_root)
-        self.db_path = Path(db_path) if db_path else self.lake_root / "warehouse.duckdb"
+        self.lake_root = as_root(lake_root)  # a local dir or an s3:// ObjectPath; the database file is always local
+        self.db_path = Path(db_path) if db_path else default_warehouse(self.lake_root)
 
     def view_sql(self) -> dict[str, str]:
         """One view per table that has at least one published partition."""
@@ -135,6 +136,7 @@ class Warehouse:
         tmp = self.db_path.with_name(f".{self.db_path.name}.{uuid.uuid4().hex}.tmp")
         try:
             con = duckdb.connect(str(tmp))
+            prepare_duckdb(con, self.lake_root)  # s3://: views are checked against the lake as they are created
             con.execute("CREATE TABLE _svp_views (name VARCHAR, sql VARCHAR)")
             for name, sql in wanted.items():
                 con.execute(sql)
@@ -159,7 +161,13 @@ class Warehouse:
     def connect(self) -> duckdb.DuckDBPyConnection:
         if not self.db_path.exists():
             raise WarehouseError(f"no warehouse at {self.db_path}: run the daily job for a date first")
-        return duckdb.connect(str(self.db_path), read_only=True)
+        con = duckdb.connect(str(self.db_path), read_only=True)
+        try:  # s3:// lake: httpfs and a TEMPORARY secret for this connection (never stored in the file)
+            prepare_duckdb(con, self.lake_root)
+        except StorageError as exc:
+            con.close()
+            raise WarehouseError(str(exc)) from exc
+        return con
 
     def query(self, name: str, date_from: dt.date | str | None = None, date_to: dt.date | str | None = None,
               by: str = "language") -> pa.Table:
@@ -175,6 +183,9 @@ class Warehouse:
             return con.sql(sql, params=params).to_arrow_table()
         except duckdb.CatalogException as exc:
             raise WarehouseError(f"{name}: the tables it reads have no data yet ({exc})") from exc
+        except duckdb.IOException as exc:  # e.g. an s3:// lake whose store is unreachable
+            reason = " ".join(str(exc).split())[:300]
+            raise WarehouseError(f"{name}: cannot read the lake at {self.lake_root}: {reason}") from exc
         finally:
             con.close()
 
