@@ -4,7 +4,9 @@ Parquet tables (utterances, recordings, emotion_daily, runs) -> DuckDB views for
 Every task body is one call into the `sensevoice_pipeline` library (`svp run` calls the same functions).
 
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address), and the
-environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE.
+environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE. The roots may be
+s3://bucket/prefix URIs: credentials and endpoint from the `aws` Connection named by `aws_conn_id` (default
+aws_default) when it exists, else from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utter
 
 
 def _settings(params: dict) -> Settings:
-    from sensevoice_pipeline.provider.hooks import SenseVoiceTritonHook
+    from sensevoice_pipeline.provider.hooks import SenseVoiceTritonHook, with_aws_connection
 
-    return Settings.from_env(
+    settings = Settings.from_env(
         raw_root=params.get("raw_root"),
         lake_root=params.get("lake_root"),
         triton_url=SenseVoiceTritonHook(params.get("triton_conn_id") or "sensevoice_triton").get_url(),
@@ -35,6 +37,7 @@ def _settings(params: dict) -> Settings:
         model_version=str(params.get("model_version") or ""),
         batch_size=params["batch_size"],
     )
+    return with_aws_connection(settings, params.get("aws_conn_id") or "aws_default")
 
 
 def _partition_date(context) -> str:
@@ -64,8 +67,10 @@ def _partition_date(context) -> str:
         "channel_mode": Param("mono", enum=list(CHANNEL_MODES), description="mono: mix down; split: per channel"),
         "model_version": Param("", type="string", description="Pin a `sensevoice` version for reproducible re-runs"),
         "batch_size": Param(16, type="integer", minimum=1, description="Files per mapped transcription task"),
-        "raw_root": Param("", type="string", description="Override $SVP_RAW_ROOT"),
-        "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT"),
+        "raw_root": Param("", type="string", description="Override $SVP_RAW_ROOT (a path or s3://bucket/prefix)"),
+        "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT (a path or s3://bucket/prefix)"),
+        "aws_conn_id": Param("aws_default", type="string",
+                             description="`aws` Connection for s3:// roots (missing: the AWS_* environment)"),
         "triton_conn_id": Param("sensevoice_triton", type="string", description="Connection of the Triton server"),
     },
     tags=["sensevoice", "speech-analytics"],

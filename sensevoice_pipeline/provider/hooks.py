@@ -1,13 +1,21 @@
-"""The hook that turns an Airflow Connection into the Triton gRPC address the library's client uses."""
+"""The hook that turns an Airflow Connection into the Triton gRPC address the library's client uses, and the helper
+that turns an ``aws`` Connection into the S3 settings of ``s3://`` data roots."""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import replace
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from ..client import default_url
+from ..storage import S3Options, is_remote
 
 DEFAULT_CONN_ID = "sensevoice_triton"
+DEFAULT_AWS_CONN_ID = "aws_default"
+
+log = logging.getLogger(__name__)
 
 
 class SenseVoiceTritonHook(BaseHook):
@@ -42,3 +50,26 @@ class SenseVoiceTritonHook(BaseHook):
             "relabeling": {"port": "gRPC port"},
             "placeholders": {"host": "triton.internal", "port": "8001"},
         }
+
+
+def with_aws_connection(settings, conn_id: str = DEFAULT_AWS_CONN_ID):
+    """``settings`` with its ``s3://`` roots bound to the Airflow Connection ``conn_id`` (type ``aws``, as the Amazon
+    provider defines it; the provider itself is not needed): login = access key id, password = secret access key,
+    extra ``{"endpoint_url": "http://minio:9000", "region_name": "us-east-1"}`` (``aws_session_token`` too). Fields the
+    connection leaves empty, and every field when there is no such connection, come from the AWS_* environment.
+    Local roots are left alone, and then the connection is not even looked up. For example::
+
+        AIRFLOW_CONN_AWS_DEFAULT='{"conn_type": "aws", "login": "KEY_ID", "password": "SECRET",
+                                   "extra": {"endpoint_url": "http://minio:9000"}}'
+    """
+    remote = {key: getattr(settings, key) for key in ("raw_root", "lake_root") if is_remote(getattr(settings, key))}
+    if not remote:
+        return settings
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        log.info("no connection %r; s3:// roots use the AWS_* environment", conn_id)
+        return settings
+    options = S3Options.from_connection(conn.login, conn.password, conn.extra_dejson, conn.host)
+    log.info("s3:// roots use connection %r (endpoint %s)", conn_id, options.describe())
+    return replace(settings, **{key: root.with_options(options) for key, root in remote.items()})
