@@ -72,6 +72,7 @@ def sensevoice_model_release():
     @task
     def export_model() -> dict:
         p = get_current_context()["params"]
+        releases.check_report_root(_lake_root(p))
         return releases.export_version(p["checkpoint"], _repository(p), p["precision"], p["exporter"])
 
     @task

@@ -899,15 +899,25 @@ def conclude_release(repository: str | Path, url: str, canary: dict) -> dict:
             "switch_seconds": None, "reasons": canary["reasons"]}
 
 
+def check_report_root(lake_root: str | Path) -> Path:
+    """Release reports and the ``model_releases`` table need a local (or mounted) lake root: appending a row takes
+    a file lock. Checked before a release starts, so a release is never promoted and then left without its report."""
+    if str(lake_root).startswith("s3://"):
+        raise ReleaseError(f"model releases write their report and table under a local lake root, not {lake_root}: "
+                           "give a local path (or a mounted bucket) as lake_root")
+    return Path(lake_root)
+
+
 def write_release_report(lake_root: str | Path, release_id: str, exported: dict, canary: dict | None,
                          decision: dict, started_at: str | None = None, report_dir: str | Path | None = None) -> dict:
     """The release report as JSON (``<lake>/release_reports/<release_id>.json`` unless ``report_dir``) and as a
     row of the ``model_releases`` table (partition = the UTC day the release finished; re-running a release id
     replaces its row). Returns the row and the report's path. DuckDB reads the table with
     ``read_parquet('<lake>/model_releases/date=*/data.parquet', hive_partitioning = true)``."""
+    lake_root = check_report_root(lake_root)
     finished = dt.datetime.now(dt.timezone.utc)
     safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", release_id)
-    report_path = Path(report_dir or Path(lake_root) / "release_reports") / f"{safe_id}.json"
+    report_path = Path(report_dir or lake_root / "release_reports") / f"{safe_id}.json"
     report = {
         "release_id": release_id,
         "started_at": started_at,
@@ -994,6 +1004,7 @@ def release(checkpoint: str, repository: str | Path, url: str, lake_root: str | 
             thresholds: CanaryThresholds | dict | None = None, release_id: str | None = None) -> dict:
     """The whole release in one process (the DAG runs the same steps as tasks): export, stage, canary, promote or
     discard, report. Returns the report summary (see ``write_release_report``)."""
+    check_report_root(lake_root)
     started = _now_iso()
     release_id = release_id or f"release-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
     exported = export_version(checkpoint, repository, precision, exporter)

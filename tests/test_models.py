@@ -389,3 +389,11 @@ def test_release_dag_promotes_a_good_export_and_writes_its_report(release_repo, 
     report = json.loads(Path(row["report_path"]).read_text())
     assert report["release_id"] == row["release_id"] and report["decision"]["outcome"] == "promoted"
     assert report["canary"]["expected_match_staged"] == 1.0  # the fp32 export answers every golden case exactly
+
+
+def test_a_release_refuses_an_object_store_lake_before_it_exports(tmp_path):
+    from sensevoice_pipeline import releases
+
+    with pytest.raises(releases.ReleaseError, match="local lake root"):
+        releases.release("no-such-checkpoint", tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake")
+    assert not (tmp_path / "repo").exists()
