@@ -88,6 +88,7 @@ def generate(root: Path, sizes: Sizes) -> dict:
     spec_file = root / "spec.json"
     if spec_file.is_file() and json.loads(spec_file.read_text()).get("spec") == spec:
         info = json.loads(spec_file.read_text())
+        Warehouse(root).refresh()  # rebuilt when the views changed or another duckdb version wrote the file
         log(f"BI lake cached at {root} ({info['total_rows']:,} utterances over {sizes.bi_days} days)")
         return {**info, "cached": True}
     shutil.rmtree(root, ignore_errors=True)

@@ -39,7 +39,8 @@ class Sizes:
     bi_rollup_ranges: tuple[int, ...]  # days back from the last date; 0 = all
     bi_view_ranges: tuple[int, ...]
     concurrency: int = 8
-    serial_triton: bool = True  # also run Triton one request at a time (the cleanest overhead figure)
+    serial_triton: bool = True  # also run Triton one request at a time (the cleanest overhead figure) ...
+    serial_clips_s: float = 120.0  # ... on the first clips, this much audio
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +55,7 @@ FULL = Sizes(
     call_s=1800.0,
     funasr_whole_max_s=240.0,
     funasr_prefixes_s=(30.0, 60.0, 120.0, 240.0),
-    funasr_chunked_s=300.0,
+    funasr_chunked_s=120.0,
     bi_rows_per_day=500_000,
     bi_days=365,
     bi_templates=7,
@@ -82,6 +83,7 @@ QUICK = Sizes(
     bi_rollup_ranges=(2, 0),
     bi_view_ranges=(1, 0),
     serial_triton=True,
+    serial_clips_s=1e9,
 )
 
 
@@ -133,12 +135,22 @@ def log(message: str) -> None:
 
 
 def progress(iterable, total: int | None = None, desc: str = "", unit: str = "it"):
-    """tqdm on stderr, without the bar's noise when output is not a terminal (a few log lines instead)."""
-    from tqdm import tqdm
+    """A tqdm bar on a terminal; otherwise (make bench > log, pytest) a log line every 20 s and one at the end."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
 
-    tty = sys.stderr.isatty()
-    return tqdm(iterable, total=total, desc=f"[{_PREFIX}] {desc}", unit=unit, file=sys.stderr, leave=tty,
-                disable=None if tty else False, mininterval=0.5 if tty else 15.0, dynamic_ncols=True)
+        yield from tqdm(iterable, total=total, desc=f"[{_PREFIX}] {desc}", unit=unit, file=sys.stderr,
+                        dynamic_ncols=True)
+        return
+    items = list(iterable)
+    t0 = last = time.perf_counter()
+    for i, item in enumerate(items):
+        yield item
+        now = time.perf_counter()
+        if now - last >= 20.0 and i + 1 < len(items):
+            log(f"{desc}: {i + 1}/{len(items)} {unit}s, {now - t0:.0f} s")
+            last = now
+    log(f"{desc}: {len(items)}/{len(items)} {unit}s in {time.perf_counter() - t0:.1f} s")
 
 
 # -- measurement helpers ---------------------------------------------------------------------------------------------
@@ -216,40 +228,41 @@ class TreeSampler:
         self.peak_rss_mb = self.peak_pss_mb = self.peak_largest_mb = 0.0
 
     def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            if not self._sample(pss=n % self.pss_every == 0):
+                return
+            n += 1
+            self._stop.wait(self.interval_s)
+
+    def _sample(self, pss: bool) -> bool:
         import psutil
 
         try:
             root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
         except psutil.Error:
-            return
-        n = 0
-        while not self._stop.is_set():
+            return False
+        rss_sum, pss_sum, largest = 0.0, 0.0, 0.0
+        for p in procs:
             try:
-                procs = [root, *root.children(recursive=True)]
+                info = p.memory_full_info() if pss else p.memory_info()
             except psutil.Error:
-                return
-            rss, pss, largest = 0.0, 0.0, 0.0
-            want_pss = n % self.pss_every == 0
-            for p in procs:
-                try:
-                    if want_pss:
-                        info = p.memory_full_info()
-                        pss += getattr(info, "pss", info.rss) / 2**20
-                    else:
-                        info = p.memory_info()
-                    rss += info.rss / 2**20
-                    largest = max(largest, info.rss / 2**20)
-                except psutil.Error:
-                    pass
-            self.processes = max(self.processes, len(procs))
-            self.peak_rss_mb = max(self.peak_rss_mb, rss)
-            self.peak_largest_mb = max(self.peak_largest_mb, largest)
-            if want_pss:
-                self.peak_pss_mb = max(self.peak_pss_mb, pss)
-            n += 1
-            self._stop.wait(self.interval_s)
+                continue
+            rss_sum += info.rss / 2**20
+            largest = max(largest, info.rss / 2**20)
+            if pss:
+                pss_sum += getattr(info, "pss", info.rss) / 2**20
+        self.processes = max(self.processes, len(procs))
+        self.peak_rss_mb = max(self.peak_rss_mb, rss_sum)
+        self.peak_largest_mb = max(self.peak_largest_mb, largest)
+        if pss:
+            self.peak_pss_mb = max(self.peak_pss_mb, pss_sum)
+        return True
 
     def snapshot(self) -> dict:
+        """The peaks since the last reset, including one sample taken now (short phases may fall between two)."""
+        self._sample(pss=True)
         return {
             "peak_rss_sum_mb": round(self.peak_rss_mb, 1),
             "peak_pss_sum_mb": round(self.peak_pss_mb, 1),
@@ -273,3 +286,16 @@ def write_json(path: Path, data) -> None:
 
 def rtfx(audio_s: float, wall_s: float) -> float:
     return audio_s / wall_s if wall_s > 0 else float("nan")
+
+
+def machine_speed(seconds: float = 0.5) -> float:
+    """GFLOP/s of float32 matrix products (numpy's BLAS, all its threads) over about ``seconds``: a yardstick of
+    how much CPU the other users of this machine left us, taken before and after the run."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ a
+        n += 1
+    return round(2 * 512**3 * n / (time.perf_counter() - t0) / 1e9, 1)

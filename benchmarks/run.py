@@ -19,7 +19,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .common import DEFAULT_WORKDIR, FULL, PRECISIONS, QUICK, REPO_ROOT, Paths, Sizes, load_average, log, write_json
+from .common import (
+    DEFAULT_WORKDIR,
+    FULL,
+    PRECISIONS,
+    QUICK,
+    REPO_ROOT,
+    Sizes,
+    load_average,
+    log,
+    machine_speed,
+    write_json,
+)
 from .report import build_results, render
 
 ALL_STEPS = ("funasr", "ort", "triton", "daily", "bi")
@@ -113,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": sizes.concurrency,
         "sizes": sizes.to_dict(),
         "load_before": load_average(),
+        "gflops_before": machine_speed(),
     }
     log(f"benchmark ({sizes.name}: {sizes.model} model) in {workdir}; load average {meta['load_before']}")
     raw: dict = {}
@@ -135,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if "bi" in steps:
         raw["bi"] = run_step("bi", "BI", cfg, workdir, env)["bi"]
     meta["load_after"] = load_average()
+    meta["gflops_after"] = machine_speed()
     meta["wall_s"] = round(time.perf_counter() - started, 1)
     results = build_results(meta, raw)
     write_json(out_path, results)
