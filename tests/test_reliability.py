@@ -1,0 +1,570 @@
+"""Reliability and safety (issue 9): bad inputs, a crashed Triton, re-runs, concurrent runs and readers lose nothing.
+
+Everything is real: Triton processes serving the trained fixture model, `svp run` (as a subprocess) and
+`daily.run_date`, one `airflow dags test`, files on disk, Parquet partitions and the DuckDB warehouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import soundfile as sf
+import soxr
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from sensevoice_pipeline import daily, tables
+from sensevoice_pipeline.client import (ModelNotReadyError, SenseVoiceClient, TritonUnavailableError,
+                                        transcribe_sync)
+from sensevoice_pipeline.local_airflow import LocalAirflow, triton_connection_env
+from sensevoice_pipeline.partition import list_work
+from sensevoice_pipeline.server import LocalTriton, free_port
+from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.warehouse import Warehouse
+
+from .conftest import FIXTURE_MODEL_DIR, fixture_cases
+
+CLIPS = FIXTURE_MODEL_DIR / "clips"
+DAILY_TABLES = ("utterances", "recordings", "emotion_daily", "runs")
+# Columns that name the run rather than the data: they differ between two runs of the same date.
+RUN_COLUMNS = ("run_id", "processed_at", "started_at", "finished_at")
+SPEECH_CLIPS = sorted(p.stem for p in CLIPS.glob("*.wav") if not p.stem.startswith("nospeech"))
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------------
+
+
+def clip(name: str) -> np.ndarray:
+    audio, rate = sf.read(CLIPS / f"{name}.wav", dtype="float32")
+    assert rate == 16000
+    return audio
+
+
+def expected_text(name: str, language: str = "auto", use_itn: bool = True) -> str:
+    (case,) = [c for c in fixture_cases()
+               if c["clip"] == f"clips/{name}.wav" and c["language"] == language and c["use_itn"] == use_itn]
+    return case["text"]
+
+
+def write_clips(raw: Path, date: str, names: list[str]) -> list[str]:
+    part = raw / f"date={date}"
+    part.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(CLIPS / f"{name}.wav", part / f"{name}.wav")
+    return [f"date={date}/{n}.wav" for n in names]
+
+
+def table_rows(lake: Path, table: str, date: str) -> list[dict]:
+    data = tables.read_partition(lake, table, date)
+    return data.select([c for c in data.column_names if c not in RUN_COLUMNS]).to_pylist()
+
+
+def snapshot(lake: Path, dates: list[str]) -> dict:
+    return {(t, d): table_rows(lake, t, d) for t in DAILY_TABLES for d in dates}
+
+
+def assert_complete(settings: Settings, date: str) -> None:
+    """No gaps (every listed work item has its row) and no duplicates, in recordings and utterances."""
+    recordings = table_rows(settings.lake_root, "recordings", date)
+    paths = [r["source_path"] for r in recordings]
+    assert len(paths) == len(set(paths))
+    assert set(paths) == {i.source_path for i in list_work(settings.raw_root, date, "auto", "mono")}
+    utterances = table_rows(settings.lake_root, "utterances", date)
+    keys = [(u["recording_id"], u["channel"], u["segment_index"]) for u in utterances]
+    assert len(keys) == len(set(keys))
+    per_recording = {r["recording_id"]: r["n_segments"] for r in recordings}
+    assert {k: sum(1 for u in keys if u[0] == k) for k in per_recording} == per_recording
+
+
+def staged_runs(settings: Settings, date: str) -> list[str]:
+    stage = settings.lake_root / daily.STAGING / f"date={date}"
+    return sorted(p.name for p in stage.iterdir()) if stage.is_dir() else []
+
+
+def bound_sockets(pid: int) -> list[tuple[str, int]]:
+    """(ip, port) of every listening TCP socket and bound UDP socket of the process and its descendants."""
+    root = psutil.Process(pid)
+    found = set()
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            connections = proc.net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        for c in connections:
+            if c.laddr and not c.raddr and c.status in (psutil.CONN_LISTEN, psutil.CONN_NONE):
+                found.add((_unmapped(c.laddr.ip), c.laddr.port))
+    return sorted(found)
+
+
+def _unmapped(ip: str) -> str:
+    """gRPC listens on a dual-stack socket: ``::ffff:127.0.0.1`` is IPv4 loopback seen through IPv6."""
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+# -- 1. a corpus of bad inputs -----------------------------------------------------------------------------------------
+
+BAD_DAY = "2026-10-01"
+TWO_HOURS = 2 * 3600
+
+
+def write_bad_corpus(raw: Path, date: str) -> None:
+    part = raw / f"date={date}"
+    (part / "queue a").mkdir(parents=True)
+    rng = np.random.default_rng(9)
+    good = clip("en_refund_angry")
+    sf.write(part / "control_en_refund_angry.wav", good, 16000, subtype="PCM_16")
+    (part / "empty.wav").write_bytes(b"")
+    (part / "truncated_header.wav").write_bytes((part / "control_en_refund_angry.wav").read_bytes()[:30])
+    (part / "random_bytes.mp3").write_bytes(rng.bytes(8192))
+    (part / "random_bytes.wav").write_bytes(rng.bytes(8192))
+    sf.write(part / "zero_samples.wav", np.zeros((0, 1), np.float32), 16000, subtype="PCM_16")
+    poisoned = good.copy()
+    poisoned[100], poisoned[2000] = np.nan, np.inf
+    sf.write(part / "nan_inf_float.wav", poisoned, 16000, subtype="FLOAT")
+    happy = clip("en_thanks_happy_applause")
+    sf.write(part / "six_channels.wav", np.tile(happy[:, None], (1, 6)), 16000, subtype="PCM_16")
+    sf.write(part / "mulaw_8k.wav", soxr.resample(clip("ko_thanks_neutral"), 16000, 8000), 8000, subtype="ULAW")
+    sf.write(part / "hires_96k.flac", soxr.resample(clip("ja_thanks_happy"), 16000, 96000), 96000, subtype="PCM_24")
+    # Two hours of 8 kHz silence: 180 KB of FLAC, 0.46 GB once decoded to 16 kHz float32.
+    with sf.SoundFile(part / "two_hours_silent.flac", "w", 8000, 1, format="FLAC", subtype="PCM_16") as f:
+        minute = np.zeros(8000 * 60, np.int16)
+        for _ in range(TWO_HOURS // 60):
+            f.write(minute)
+    sf.write(part / "silence_only.wav", np.zeros(10 * 16000, np.float32), 16000, subtype="PCM_16")
+    sf.write(part / "one_sample.wav", np.full(1, 0.1, np.float32), 16000, subtype="PCM_16")
+    shutil.copy(CLIPS / "en_paid_sad_cough.wav", part / "voice_memo.m4a")
+    (part / "notes.xyz").write_text("not audio\n")
+    shutil.copy(CLIPS / "zh_refund_angry.wav", part / "queue a" / "通话 ünïcødé #1.wav")
+    outside = raw.parent / "outside"
+    outside.mkdir()
+    shutil.copy(CLIPS / "en_order_neutral_bgm.wav", outside / "secret.wav")
+    (part / "link_outside.wav").symlink_to(outside / "secret.wav")
+    shutil.copy(CLIPS / "ko_help_fearful.wav", raw / "escape.wav")  # exists, but the manifest may not reach it
+    shutil.copy(CLIPS / "yue_thanks_happy.wav", part / "unknown_language.wav")
+    (part / "manifest.csv").write_text(
+        "path,language,channel_mode,agent\n"
+        "control_en_refund_angry.wav,en,,ana\n"
+        "six_channels.wav,,split,bo\n"
+        "../escape.wav,en,,eve\n"
+        "unknown_language.wav,klingon,,kim\n"
+        "missing.wav,en,,max\n",
+        encoding="utf-8",
+    )
+
+
+# source path (relative to the partition) -> (status, exact error or a fragment of it)
+BAD_EXPECTED = {
+    "control_en_refund_angry.wav": ("ok", None),
+    "empty.wav": ("failed", "empty.wav is an empty file (0 bytes)"),
+    "truncated_header.wav": ("failed", "cannot decode truncated_header.wav: Error in WAV file. No 'data' chunk marker."),
+    "random_bytes.mp3": ("failed", "cannot decode random_bytes.mp3: not a valid audio file"),
+    "random_bytes.wav": ("failed", "cannot decode random_bytes.wav: Format not recognised."),
+    "zero_samples.wav": ("failed", "zero_samples.wav holds no samples"),
+    "nan_inf_float.wav": ("failed", "nan_inf_float.wav contains NaN or Inf samples"),
+    "six_channels.wav": ("ok", None),
+    "mulaw_8k.wav": ("ok", None),
+    "hires_96k.flac": ("ok", None),
+    "two_hours_silent.flac": ("ok", None),
+    "silence_only.wav": ("ok", None),
+    "one_sample.wav": ("failed", "too short to transcribe: 0.06 ms of audio at 16 kHz (at least 10 ms needed)"),
+    "voice_memo.m4a": ("failed", "unsupported format '.m4a'; supported formats: wav, flac, mp3, ogg"),
+    "notes.xyz": ("failed", "unsupported format '.xyz'; supported formats: wav, flac, mp3, ogg"),
+    "queue a/通话 ünïcødé #1.wav": ("ok", None),
+    "link_outside.wav": ("failed", "symlink points outside the raw root; refusing to read it"),
+    "../escape.wav": ("failed", "manifest path '../escape.wav' leaves the partition; refusing to read it"),
+    "unknown_language.wav": ("failed", "unknown language 'klingon' in manifest.csv: expected one of auto, zh, en"),
+    "missing.wav": ("failed", "listed in manifest.csv but not found in the partition"),
+}
+
+# `svp run` with its own peak RSS: the baseline is taken after the imports a run needs.
+SVP_RUN_WITH_RSS = textwrap.dedent(
+    """
+    import json, resource, sys
+    import psutil
+    from sensevoice_pipeline import cli, daily, warehouse  # noqa: F401 -- what the run imports, in the baseline
+    import tqdm  # noqa: F401
+    base = psutil.Process().memory_info().rss
+    rc = cli.main(sys.argv[1:])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print("RSS " + json.dumps({"base": base, "peak": peak}), flush=True)
+    sys.exit(rc)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def bad_day(tmp_path_factory, fixture_triton):
+    root = tmp_path_factory.mktemp("bad-inputs")
+    settings = Settings(raw_root=root / "raw", lake_root=root / "lake", triton_url=fixture_triton.grpc_url)
+    write_bad_corpus(settings.raw_root, BAD_DAY)
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", SVP_RUN_WITH_RSS, "run", "--date", BAD_DAY, "--raw", str(settings.raw_root),
+         "--lake", str(settings.lake_root), "--url", fixture_triton.grpc_url],
+        capture_output=True, text=True, timeout=240,
+    )
+    seconds = time.perf_counter() - t0
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    rss = json.loads(out.stdout.split("RSS ", 1)[1].splitlines()[0])
+    return settings, out.stdout, rss, seconds
+
+
+@pytest.mark.timeout(300)
+def test_every_bad_input_is_one_row_with_a_readable_reason(bad_day, fixture_triton):
+    settings, stdout, _, seconds = bad_day
+    n_rows = len(BAD_EXPECTED)
+    assert f"{BAD_DAY}: {n_rows} files ({sum(s == 'failed' for s, _ in BAD_EXPECTED.values())} failed)" in stdout
+    rows = table_rows(settings.lake_root, "recordings", BAD_DAY)
+    assert len(rows) == n_rows
+    by_path = {r["source_path"].removeprefix(f"date={BAD_DAY}/"): r for r in rows}
+    assert sorted(by_path) == sorted(BAD_EXPECTED)
+    for path, (status, reason) in BAD_EXPECTED.items():
+        row = by_path[path]
+        assert row["status"] == status, (path, row["error"])
+        if status == "ok":  # the model version is that of the answers: none for a file without speech segments
+            assert row["error"] is None, path
+            assert row["model_version"] == (None if path == "two_hours_silent.flac" else "1"), path
+        else:
+            assert row["error"].startswith(reason), (path, row["error"])
+            assert "\n" not in row["error"] and str(settings.raw_root) not in row["error"], row["error"]
+            assert row["n_segments"] == 0
+    # The refused paths were never opened: no size, no hash.
+    for path in ("link_outside.wav", "../escape.wav", "missing.wav", "voice_memo.m4a", "notes.xyz"):
+        assert by_path[path]["size_bytes"] is None and by_path[path]["sha256"] is None, path
+    assert by_path["empty.wav"]["size_bytes"] == 0
+    assert dict(by_path["control_en_refund_angry.wav"]["metadata"]) == {"agent": "ana"}
+    assert by_path["unknown_language.wav"]["language_hint"] == "klingon"
+
+    utterances = table_rows(settings.lake_root, "utterances", BAD_DAY)
+    by_file: dict[str, list[dict]] = {}
+    for u in utterances:
+        by_file.setdefault(u["source_path"].removeprefix(f"date={BAD_DAY}/"), []).append(u)
+    assert sorted(by_file) == sorted(p for p, (s, _) in BAD_EXPECTED.items()
+                                     if s == "ok" and p != "two_hours_silent.flac")
+    assert [u["raw_text"] for u in by_file["control_en_refund_angry.wav"]] == [expected_text("en_refund_angry", "en")]
+    assert [u["raw_text"] for u in by_file["queue a/通话 ünïcødé #1.wav"]] == [expected_text("zh_refund_angry")]
+    assert [u["raw_text"] for u in by_file["hires_96k.flac"]] == [expected_text("ja_thanks_happy")]
+    six = by_path["six_channels.wav"]
+    assert (six["channels"], six["channel_mode"], six["n_segments"]) == (6, "split", 6)
+    assert [(u["channel"], u["raw_text"]) for u in by_file["six_channels.wav"]] == [
+        (c, expected_text("en_thanks_happy_applause")) for c in range(6)]
+    mulaw = by_path["mulaw_8k.wav"]
+    assert (mulaw["sample_rate"], mulaw["format"], mulaw["n_segments"]) == (8000, "WAV", 1)
+    assert by_file["mulaw_8k.wav"][0]["raw_text"].startswith("<|")  # answered; its marker tones lie above 4 kHz
+    assert len(by_file["silence_only.wav"]) == 1  # short: sent whole, SenseVoice handles silence itself
+    long = by_path["two_hours_silent.flac"]
+    assert (long["duration_s"], long["sample_rate"], long["n_segments"]) == (TWO_HOURS, 8000, 0)
+
+    # The day published with its run summary and the warehouse sees it.
+    (run,) = table_rows(settings.lake_root, "runs", BAD_DAY)
+    assert (run["files"], run["files_failed"]) == (n_rows, sum(s == "failed" for s, _ in BAD_EXPECTED.values()))
+    con = Warehouse(settings.lake_root).connect()
+    try:
+        count = con.execute("SELECT count(*) FROM recordings WHERE date = ?", [BAD_DAY]).fetchone()[0]
+    finally:
+        con.close()
+    assert count == n_rows
+    assert staged_runs(settings, BAD_DAY) == []
+    # The one-sample file did not take the shared server down with it (it aborts the python stub when sent).
+    (answer,) = transcribe_sync([clip("ko_help_fearful")], url=fixture_triton.grpc_url)
+    assert answer.text == expected_text("ko_help_fearful")
+    assert seconds < 120, f"the bad day took {seconds:.0f} s"
+
+
+def test_memory_stays_bounded_and_two_hours_of_silence_take_seconds(bad_day):
+    _, _, rss, seconds = bad_day
+    decoded = TWO_HOURS * 16000 * 4  # the two-hour file at 16 kHz, float32: 0.46 GB, held once
+    growth = rss["peak"] - rss["base"]
+    # Before the fixes: 2x for concatenating the resampled blocks plus 1x for the VAD's padded copy (1.3 GB).
+    assert growth < 1.25 * decoded + 200 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MB"
+    assert seconds < 90, f"`svp run` of the bad day took {seconds:.0f} s"
+
+
+@pytest.mark.timeout(300)
+def test_the_dag_publishes_the_same_rows_for_the_bad_day(bad_day, fixture_triton, local_airflow, tmp_path):
+    settings, *_ = bad_day
+    lake = tmp_path / "dag-lake"
+    airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(fixture_triton.grpc_url))
+    airflow._migrated = True  # the session's home is migrated already
+    conf = {"date": BAD_DAY, "raw_root": str(settings.raw_root), "lake_root": str(lake), "batch_size": 8}
+    # The logical date must not precede the DAG's start_date (2026-11-01): Airflow then runs no task at all and
+    # still reports the run successful. The date to process comes from the `date` param.
+    airflow.dags_test("sensevoice_daily", "2026-11-02T00:00:00+00:00", conf=conf, timeout=240)
+    assert snapshot(lake, [BAD_DAY]) == snapshot(settings.lake_root, [BAD_DAY])
+    assert staged_runs(Settings(raw_root=settings.raw_root, lake_root=lake), BAD_DAY) == []
+
+
+# -- 2. Triton killed in the middle of a run ---------------------------------------------------------------------------
+
+CRASH_DAY = "2026-10-02"
+
+
+def kill_hard(server: LocalTriton) -> list[int]:
+    """SIGKILL tritonserver's whole process group (the server and its python stubs), as a crash would."""
+    proc = server.process
+    pids = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return pids
+
+
+async def crash_the_model(url: str) -> None:
+    """A one-sample request straight through tritonclient (our client refuses to send it)."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        await client.infer("sensevoice", SenseVoiceClient._inputs(np.zeros((1, 1), np.float32), "auto", True))
+    except InferenceServerException:
+        pass
+    finally:
+        await client.close()
+
+
+@pytest.mark.timeout(300)
+def test_triton_killed_mid_run_fails_clearly_and_a_rerun_restores_the_same_tables(
+        tmp_path, fixture_repository, monkeypatch, caplog):
+    repo = shutil.copytree(fixture_repository, tmp_path / "model_repository")
+    raw = tmp_path / "raw"
+    write_clips(raw, CRASH_DAY, SPEECH_CLIPS[:6])  # 3 batches of 2
+    base = Settings(raw_root=raw, lake_root=tmp_path / "lake", batch_size=2)
+
+    with LocalTriton(repo) as first:
+        settings = base.with_overrides(triton_url=first.grpc_url)
+        daily.run_date(settings, CRASH_DAY, run_id="undisturbed", show_progress=False)
+        reference = snapshot(settings.lake_root, [CRASH_DAY])
+        assert_complete(settings, CRASH_DAY)
+
+        # `svp run` again; Triton dies while batch 1 is being transcribed (batch 0 is staged by then).
+        seen = {}
+        calls = itertools.count(1)
+        real_transcribe = SenseVoiceClient.transcribe
+
+        async def transcribe(self, audio, language="auto", use_itn=True):
+            if next(calls) == 3:
+                seen["staged"] = sorted(p.name for p in daily.staging_dir(settings, CRASH_DAY, "crashed").iterdir())
+                seen["pids"] = kill_hard(first)
+            return await real_transcribe(self, audio, language, use_itn)
+
+        monkeypatch.setattr(SenseVoiceClient, "transcribe", transcribe)
+        t0 = time.perf_counter()
+        with pytest.raises(TritonUnavailableError, match=f"cannot reach Triton at {first.grpc_url}"):
+            daily.run_date(settings, CRASH_DAY, run_id="crashed", show_progress=False)
+        failed_after = time.perf_counter() - t0
+        monkeypatch.undo()
+    assert seen["staged"] == ["batch-00000.recordings.parquet", "batch-00000.utterances.parquet"]
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"])
+    # It retried as configured (4 retries, 0.5 s doubling: 7.5 s) before giving up, and said why.
+    assert sum("unavailable" in r.getMessage() and "retry" in r.getMessage() for r in caplog.records) >= 4
+    assert 7 < failed_after < 60
+    # Nothing was published by the crashed run, and its staged batch was removed (nobody resumes an `svp run`).
+    assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
+    assert staged_runs(settings, CRASH_DAY) == []
+
+    # The DAG's way: tasks of one run id. This time the server stays up but its model crashes (another client sends
+    # the one-sample request that aborts the python stub): the batch must fail as a server error, not stage its
+    # files as failed rows. The task's retry runs after Triton is back; publish finds every batch staged once.
+    with LocalTriton(repo) as second:
+        settings = base.with_overrides(triton_url=second.grpc_url)
+        batches = daily.plan(settings, CRASH_DAY, "dag-run")
+        daily.process_batch(settings, batches[0])
+        asyncio.run(crash_the_model(second.grpc_url))
+        with pytest.raises(ModelNotReadyError, match="is not healthy"):
+            daily.process_batch(settings, batches[1])
+        kill_hard(second)  # a server whose stub died ignores SIGTERM for a while
+    stage = daily.staging_dir(settings, CRASH_DAY, "dag-run")
+    assert sorted(p.name for p in stage.iterdir()) == ["batch-00000.recordings.parquet",
+                                                        "batch-00000.utterances.parquet"]  # kept for the retry
+    with pytest.raises(RuntimeError, match="staged 2 recordings but the partition has 6 files"):
+        daily.publish(settings, CRASH_DAY, "dag-run")  # publishing a partial day is refused
+    assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
+
+    with LocalTriton(repo) as third:  # restarted: the retries and the re-run complete
+        settings = base.with_overrides(triton_url=third.grpc_url)
+        for batch in batches[1:]:
+            daily.process_batch(settings, batch)
+        daily.publish(settings, CRASH_DAY, "dag-run")
+        assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
+        daily.run_date(settings, CRASH_DAY, run_id="rerun", show_progress=False)
+    assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
+    assert_complete(settings, CRASH_DAY)
+    assert staged_runs(settings, CRASH_DAY) == []
+
+
+# -- 3. re-runs, a backfilled week, two dates at once ------------------------------------------------------------------
+
+WEEK = [f"2026-10-{d:02d}" for d in range(5, 12)]
+
+
+@pytest.mark.timeout(300)
+def test_reruns_and_backfills_give_identical_tables_even_two_dates_at_a_time(tmp_path, fixture_triton):
+    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url,
+                        batch_size=1)
+    for i, date in enumerate(WEEK):
+        write_clips(settings.raw_root, date, [SPEECH_CLIPS[(2 * i) % 18], SPEECH_CLIPS[(2 * i + 1) % 18]])
+    for date in WEEK:  # the backfill
+        daily.run_date(settings, date, show_progress=False)
+    first = snapshot(settings.lake_root, WEEK)
+    for date in WEEK:
+        assert_complete(settings, date)
+        assert len(first[("utterances", date)]) == 2
+    for attempt in range(3):
+        daily.run_date(settings, WEEK[3], run_id=f"rerun-{attempt}", show_progress=False)
+        assert snapshot(settings.lake_root, WEEK) == first
+    # The week again, two dates at a time in two threads: same lake, same warehouse.
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda d: daily.run_date(settings, d, run_id=f"parallel-{d}", show_progress=False), WEEK))
+    assert snapshot(settings.lake_root, WEEK) == first
+    con = Warehouse(settings.lake_root).connect()
+    try:
+        per_day = dict(con.execute("SELECT date::VARCHAR, count(*) FROM utterances GROUP BY ALL").fetchall())
+        assert per_day == {d: 2 for d in WEEK}
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == len(WEEK)
+    finally:
+        con.close()
+    assert not any((settings.lake_root / daily.STAGING).glob("date=*"))
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_publishers_never_lose_a_warehouse_view(tmp_path):
+    """Two publishers of different tables refresh the same warehouse at once, 20 times over, on fresh lakes: the
+    last refresh must see both tables (a refresh that listed the lake before the other table appeared must not
+    rename its stale file over the newer one)."""
+    data = {t: tables.SCHEMAS[t].empty_table() for t in ("utterances", "recordings")}
+    for i in range(20):  # without the refresh lock, 6 of 25 attempts lost a view here
+        lake = tmp_path / f"lake-{i}"
+        barrier = threading.Barrier(2)
+
+        def publisher(table: str, date: str):
+            barrier.wait()
+            tables.publish_partition(lake, table, date, data[table])
+            Warehouse(lake).refresh()
+
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(publisher, "utterances", "2026-10-01"),
+                       pool.submit(publisher, "recordings", "2026-10-02")]
+            [f.result() for f in futures]
+        con = Warehouse(lake).connect()
+        try:
+            views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        finally:
+            con.close()
+        assert views == {"utterances", "recordings"}, f"attempt {i}"
+
+
+# -- 4. a reader looping over the views while the date is re-published -------------------------------------------------
+
+READER_DAY = "2026-10-20"
+READER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import duckdb
+    db, date, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    counts, errors, n = {}, [], 0
+    while not stop.exists():
+        try:
+            con = duckdb.connect(db, read_only=True)
+            try:
+                u = con.execute("SELECT count(*) FROM utterances WHERE date = ?", [date]).fetchone()[0]
+                r = con.execute("SELECT count(*), count(DISTINCT source_path) FROM recordings WHERE date = ?",
+                                [date]).fetchone()
+            finally:
+                con.close()
+            key = f"{u}/{r[0]}/{r[1]}"
+            counts[key] = counts.get(key, 0) + 1
+        except Exception as exc:  # noqa: BLE001 -- every error is what the test looks for
+            errors.append(f"{type(exc).__name__}: {exc}")
+        n += 1
+        if n == 1:
+            print("ready", flush=True)
+    print(json.dumps({"iterations": n, "counts": counts, "errors": errors[:5], "n_errors": len(errors)}), flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(300)
+def test_a_reader_never_sees_an_error_or_a_partial_day_while_the_date_is_republished(tmp_path, fixture_triton):
+    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url,
+                        batch_size=2)
+    write_clips(settings.raw_root, READER_DAY, SPEECH_CLIPS[:5])
+    daily.run_date(settings, READER_DAY, show_progress=False)
+    expected = "5/5/5"
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(settings.warehouse_path), READER_DAY, str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = reader.stdout.readline().strip()
+        assert first == "ready", (first, reader.stderr.read() if reader.poll() is not None else "")
+        for attempt in range(2):  # real re-runs of the date
+            daily.run_date(settings, READER_DAY, run_id=f"republish-{attempt}", show_progress=False)
+        # and the publish step alone, as fast as it goes: every table's partition replaced 30 times
+        current = {t: tables.read_partition(settings.lake_root, t, READER_DAY) for t in DAILY_TABLES}
+        for _ in range(30):
+            for table, data in current.items():
+                tables.publish_partition(settings.lake_root, table, READER_DAY, data)
+            Warehouse(settings.lake_root).refresh()
+    finally:
+        stop.touch()
+        out, err = reader.communicate(timeout=60)
+    assert out.strip(), f"the reader printed nothing (exit {reader.returncode}): {err[-3000:]}"
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["n_errors"] == 0, (result, err[-3000:])
+    assert set(result["counts"]) == {expected}, result
+    assert result["iterations"] >= 10, result  # it did read while the date was being re-published
+    assert_complete(settings, READER_DAY)
+
+
+# -- 5. Triton listens on loopback only --------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(180)
+def test_local_triton_and_svp_serve_bind_to_loopback_only(tmp_path, fixture_repository):
+    repo = shutil.copytree(fixture_repository, tmp_path / "model_repository")
+    with LocalTriton(repo) as server:
+        sockets = bound_sockets(server.process.pid)
+        ports = {server.http_port, server.grpc_port, server.metrics_port}
+    assert ports <= {port for _, port in sockets}, sockets
+    assert {ip for ip, _ in sockets} == {"127.0.0.1"}, sockets
+
+    ports = {"--http-port": free_port(), "--grpc-port": free_port(), "--metrics-port": free_port()}
+    args = [x for kv in ports.items() for x in (kv[0], str(kv[1]))]
+    serve = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.cli", "serve", "--repository", str(repo),
+                              *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = serve.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Triton ready"):
+                break
+        assert lines and lines[-1].startswith("Triton ready"), "".join(lines)[-3000:]
+        assert f"gRPC 127.0.0.1:{ports['--grpc-port']}" in lines[-1]
+        triton_pids = [c.pid for c in psutil.Process(serve.pid).children(recursive=True)]
+        sockets = bound_sockets(serve.pid)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        rest, _ = serve.communicate(timeout=60)
+    assert serve.returncode == 0, rest[-3000:]
+    assert set(ports.values()) <= {port for _, port in sockets}, sockets
+    assert {ip for ip, _ in sockets} == {"127.0.0.1"}, sockets
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in triton_pids)
