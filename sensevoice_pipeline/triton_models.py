@@ -15,6 +15,7 @@ from .repository import ENCODER_FILE, ENCODER_MODEL
 from .transcriber import Transcriber, Utterance
 
 ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens")
+MIN_SAMPLES = 2
 
 
 def _version_dir(args: dict) -> tuple[Path, int]:
@@ -57,6 +58,9 @@ class SenseVoiceModel:
             utterances = [Utterance(audio[i].astype(np.float32), languages[i], bool(itn[i])) for i in range(audio.shape[0])]
             if any(not np.isfinite(u.audio).all() for u in utterances):
                 raise ValueError("AUDIO contains NaN or Inf samples")
+            if any(u.audio.size < MIN_SAMPLES for u in utterances):
+                # kaldi-native-fbank aborts the whole stub process on a one-sample window: refuse it here, per request
+                raise ValueError(f"AUDIO needs at least {MIN_SAMPLES} samples")
             for u in utterances:
                 language_id(u.language)  # reject an unknown hint here, not in the middle of a batch
             return utterances

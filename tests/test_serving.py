@@ -90,6 +90,30 @@ def test_health_metadata_and_repository_index_over_grpc_and_http(triton):
     assert [i.name for i in encoder.inputs] == ["speech", "speech_lengths", "language", "textnorm"]
 
 
+def test_bad_requests_get_an_error_and_the_model_keeps_serving(triton, clips):
+    """Sent past the client's own checks: a one-sample clip (it used to abort the python stub, failing every later
+    request), NaN samples and an unknown language each get their own error; the next request is answered."""
+    grpc = grpcclient.InferenceServerClient(triton.grpc_url)
+
+    def infer(audio, language="auto"):
+        audio = np.asarray(audio, np.float32).reshape(1, -1)
+        tensors = [("AUDIO", audio, "FP32"), ("LANGUAGE", np.array([[language.encode()]], np.object_), "BYTES"),
+                   ("USE_ITN", np.array([[True]]), "BOOL")]
+        inputs = []
+        for name, value, dtype in tensors:
+            inputs.append(grpcclient.InferInput(name, list(value.shape), dtype))
+            inputs[-1].set_data_from_numpy(value)
+        return grpc.infer("sensevoice", inputs).as_numpy("TEXT").reshape(-1)[0].decode()
+
+    for audio, language, message in [([0.1], "auto", "at least 2 samples"),
+                                     ([np.nan] * 1600, "auto", "NaN or Inf"),
+                                     (clips["generated_1"], "klingon", "klingon")]:
+        with pytest.raises(Exception, match=message):
+            infer(audio, language)
+    (expected,) = run(transcribe_all(triton.grpc_url, [Request(clips["generated_1"], "auto", True)]))
+    assert infer(clips["generated_1"]) == expected.text
+
+
 @pytest.mark.parametrize("config", ["config.pbtxt", "configs/local.pbtxt"])
 @pytest.mark.parametrize("model", ["sensevoice", "sensevoice_encoder"])
 def test_configs_parse_as_model_config_protos(model, config):
