@@ -163,7 +163,7 @@ def emotion_rollup(utterances: pa.Table) -> pa.Table:
 
     con = duckdb.connect()
     con.register("u", utterances)
-    result = con.execute(
+    result = con.sql(
         """
         SELECT coalesce(language, 'unknown') AS language,
                coalesce(emotion, 'unknown') AS emotion,
