@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,23 @@ class LocalAirflow:
         text = out.stdout + out.stderr
         if out.returncode != 0 or "state=failed" in text or "DagRunState.FAILED" in text:
             raise AirflowRunError(f"airflow dags test {dag_id} {logical_date} did not succeed:\n{text[-6000:]}")
+        self._check_tasks_ran(dag_id, logical_date, text, env)
         return text
+
+    def _check_tasks_ran(self, dag_id: str, logical_date: str, text: str, env: dict[str, str] | None) -> None:
+        """A run whose logical date precedes the DAG's start_date succeeds without running a single task."""
+        run_id = re.search(r"run_id=['\"]?([^'\",\s]+)", text)
+        if not run_id:
+            raise AirflowRunError(f"airflow dags test {dag_id} {logical_date}: no run id in its output")
+        out = self._airflow("tasks", "states-for-dag-run", dag_id, run_id.group(1), "-o", "json", timeout=120,
+                            env=env)
+        try:
+            states = [t.get("state") for t in json.loads(out.stdout[out.stdout.index("["):])]
+        except ValueError as exc:
+            raise AirflowRunError(f"cannot read the task states of {run_id.group(1)}: {out.stderr[-2000:]}") from exc
+        if "success" not in states:
+            raise AirflowRunError(f"airflow dags test {dag_id} {logical_date} ran no task (task states: {states}); "
+                                  "is the logical date before the DAG's start_date?")
 
 
 def triton_connection_env(grpc_url: str, conn_id: str = "sensevoice_triton") -> dict[str, str]:
