@@ -23,6 +23,11 @@ class EncoderSession:
         threads = threads or int(os.environ.get("SVP_ORT_THREADS", "0"))
         if threads:
             options.intra_op_num_threads = threads
+        # Idle pool threads spin by default, taking cores from whatever else runs here (the frontend, VAD, the other
+        # Triton stub, other jobs). On the 2-core dev machine that made 2 threads slower than 1; without spinning,
+        # 2 threads ran the full-size encoder 17% (int8) and 24% (fp32) faster (benchmarks/, issue 8).
+        # SVP_ORT_SPINNING=1 restores it, e.g. on a machine that runs nothing else.
+        options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("SVP_ORT_SPINNING", "0"))
         self.path = Path(onnx_path)
         self.session = ort.InferenceSession(
             str(self.path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
