@@ -20,6 +20,23 @@ def _pct(c_wall: float, b_wall: float) -> float:
     return 100.0 * (c_wall - b_wall) / b_wall
 
 
+def _clips_and_call(step: dict) -> dict:
+    clips, call = step["clips"], step.get("call")
+    row = {"clips_audio_s": clips["audio_s"], "clips_wall_s": clips["wall_s"], "clips_rtfx": clips["rtfx"]}
+    if call:
+        row.update(call_audio_s=call["audio_s"], call_wall_s=call["wall_s"], call_rtfx=call["rtfx"],
+                   all_rtfx=_r(rtfx(clips["audio_s"] + call["audio_s"], clips["wall_s"] + call["wall_s"])),
+                   call_measured=True)
+    return row
+
+
+def _call_note(step: dict) -> str:
+    call = step.get("call")
+    if not call:
+        return "clips only (--fp32-call adds the call)"
+    return f"call: VAD ({call['vad_s']:.0f} s) + {call['segments']} segments (mean {call['mean_segment_s']} s)"
+
+
 def throughput_rows(raw: dict) -> list[dict]:
     rows = []
     a = raw.get("funasr")
@@ -49,32 +66,23 @@ def throughput_rows(raw: dict) -> list[dict]:
     for precision in PRECISIONS:
         b = raw.get(f"ort_{precision}")
         if b:
-            rows.append({
-                "id": f"b-{precision}", "label": f"(b) in-process onnxruntime {precision}, one utterance at a time",
-                "clips_audio_s": b["clips"]["audio_s"], "clips_wall_s": b["clips"]["wall_s"],
-                "clips_rtfx": b["clips"]["rtfx"], "call_audio_s": b["call"]["audio_s"],
-                "call_wall_s": b["call"]["wall_s"], "call_rtfx": b["call"]["rtfx"],
-                "all_rtfx": _r(rtfx(b["clips"]["audio_s"] + b["call"]["audio_s"], b["clips"]["wall_s"] + b["call"]["wall_s"])),
-                "call_measured": True, "note": f"call: VAD ({b['call']['segments']} segments) included",
-            })
+            rows.append({"id": f"b-{precision}",
+                         "label": f"(b) in-process onnxruntime {precision}, one utterance at a time",
+                         **_clips_and_call(b), "note": _call_note(b)})
     for precision in PRECISIONS:
         c = raw.get(f"triton_{precision}")
         if c:
-            rows.append({
-                "id": f"c-{precision}", "label": f"(c) local Triton {precision}, {c['concurrency']} requests in flight",
-                "clips_audio_s": c["clips"]["audio_s"], "clips_wall_s": c["clips"]["wall_s"],
-                "clips_rtfx": c["clips"]["rtfx"], "call_audio_s": c["call"]["audio_s"],
-                "call_wall_s": c["call"]["wall_s"], "call_rtfx": c["call"]["rtfx"],
-                "all_rtfx": _r(rtfx(c["clips"]["audio_s"] + c["call"]["audio_s"], c["clips"]["wall_s"] + c["call"]["wall_s"])),
-                "call_measured": True,
-                "note": f"mean server batch {c['clips']['server_stats']['sensevoice']['mean_batch']} (clips)",
-            })
+            rows.append({"id": f"c-{precision}",
+                         "label": f"(c) local Triton {precision}, {c['concurrency']} requests in flight",
+                         **_clips_and_call(c),
+                         "note": f"mean server batch {c['clips']['server_stats']['sensevoice']['mean_batch']} "
+                                 f"(clips); {_call_note(c)}"})
             if "clips_serial" in c:
                 s = c["clips_serial"]
                 rows.append({
                     "id": f"c-{precision}-serial", "label": f"(c) local Triton {precision}, one request at a time",
                     "clips_audio_s": s["audio_s"], "clips_wall_s": s["wall_s"], "clips_rtfx": s["rtfx"],
-                    "note": "clips only",
+                    "note": f"first {s['files']} clips ({s['audio_s']:.0f} s) only",
                 })
     d = raw.get("daily")
     if d:
@@ -102,7 +110,8 @@ def overhead_rows(raw: dict) -> list[dict]:
         if "clips_serial" in c:
             n = c["clips_serial"]["files"]
             pairs.append((sum(b["clips"]["per_clip_wall_s"][:n]), "clips_serial", f"first {n} clips, one at a time"))
-        pairs.append((b["call"]["wall_s"], "call", "call (VAD + segments)"))
+        if "call" in b and "call" in c:
+            pairs.append((b["call"]["wall_s"], "call", "call (VAD + segments)"))
         for b_wall, c_key, what in pairs:
             rows.append({"precision": precision, "inputs": what, "b_wall_s": _r(b_wall, 3),
                          "c_wall_s": c[c_key]["wall_s"], "overhead_pct": _r(_pct(c[c_key]["wall_s"], b_wall), 1)})
@@ -114,18 +123,23 @@ def memory_rows(raw: dict) -> list[dict]:
     for precision in PRECISIONS:
         b = raw.get(f"ort_{precision}")
         if b:
-            rows.append({"what": f"(b) in-process {precision}: the long call end to end (one process)",
-                         "client_mb": b["call"]["peak_rss_mb"], "server_pss_mb": 0.0,
-                         "total_mb": b["call"]["peak_rss_mb"], "note": f"after model load {b['call']['rss_after_load_mb']:.0f} MB"})
+            part = "call" if "call" in b else None
+            peak = b["call"]["peak_rss_mb"] if part else b["peak_rss_mb"]
+            rows.append({"what": f"(b) in-process {precision}: " + ("the long call end to end (one process)" if part
+                                                                   else "the clips (no call run)"),
+                         "client_mb": peak, "server_pss_mb": 0.0, "total_mb": peak,
+                         "note": f"{b['rss_after_load_mb']:.0f} MB after loading the model"})
     for precision in PRECISIONS:
         c = raw.get(f"triton_{precision}")
         if c:
-            server = c["call"]["server"]
-            rows.append({"what": f"(c) Triton {precision}: the long call, client + server tree",
-                         "client_mb": c["call"]["client_peak_rss_mb"], "server_pss_mb": server["peak_pss_sum_mb"],
+            part = c.get("call") or c["clips"]
+            server = part["server"]
+            what = "the long call" if "call" in c else "the clips (no call run)"
+            rows.append({"what": f"(c) Triton {precision}: {what}, client + server tree",
+                         "client_mb": part["client_peak_rss_mb"], "server_pss_mb": server["peak_pss_sum_mb"],
                          "server_rss_sum_mb": server["peak_rss_sum_mb"],
                          "server_largest_mb": c.get("server_largest_process_maxrss_mb"),
-                         "total_mb": _r(c["call"]["client_peak_rss_mb"] + server["peak_pss_sum_mb"], 1),
+                         "total_mb": _r(part["client_peak_rss_mb"] + server["peak_pss_sum_mb"], 1),
                          "note": f"{server['processes']} server processes"})
     d = raw.get("daily")
     if d:
@@ -159,6 +173,8 @@ def limits(raw: dict) -> dict:
         b = raw.get(f"ort_{precision}")
         if b:
             for part in ("clips", "call"):
+                if part not in b:
+                    continue
                 stages = b[part]["stages_s"]
                 wall = b[part]["wall_s"]
                 shares = {k: _r(100 * stages.get(k, 0.0) / wall, 1) for k in ("frontend", "encoder", "decode")}
@@ -281,13 +297,13 @@ def render(results: dict) -> str:
     for r in results["throughput"]:
         rows.append([r["label"], r.get("clips_rtfx"), r.get("call_rtfx"), r.get("all_rtfx"),
                      r.get("speedup_clips_vs_a"), r.get("speedup_all_vs_a"),
-                     "yes" if r.get("call_measured", True) else "extrap.", r.get("note", "")])
+                     {True: "yes", False: "extrap.", None: "-"}[r.get("call_measured")], r.get("note", "")])
     out.append(_table(["", "clips", "call", "clips+call", "x(a) clips", "x(a) all", "call measured", "note"], rows,
                       "lrrrrrll"))
 
     out.append("\n2. Triton overhead: (c) wall time against (b) on the same inputs and precision")
     out.append(_table(["precision", "inputs", "(b) s", "(c) s", "overhead %"],
-                      [[r["precision"], r["inputs"], r["b_wall_s"], r["c_wall_s"], r["overhead_pct"]]
+                      [[r["precision"], r["inputs"], _fmt(r["b_wall_s"], 2), _fmt(r["c_wall_s"], 2), r["overhead_pct"]]
                        for r in results["triton_overhead"]], "llrrr"))
 
     bi = results.get("bi")

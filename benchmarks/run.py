@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bi-days", type=int, default=None, help="days of BI data (default 365)")
     p.add_argument("--bi-repeats", type=int, default=None, help="runs per rollup query (default 20)")
     p.add_argument("--no-serial", action="store_true", help="skip Triton one-request-at-a-time runs")
+    p.add_argument("--fp32-call", action="store_true",
+                   help="also run the long call in fp32 in (b) and (c) (default: clips only in fp32; ~+8 min)")
     p.add_argument("--profile", action="store_true",
                    help="also cProfile (b) int8 on the clips and the daily run (writes <workdir>/profile/)")
     return p.parse_args(argv)
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "SVP_ORT_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     cfg = {"workdir": str(workdir), "sizes": sizes.to_dict(), "threads": args.threads, "profile": args.profile}
     started = time.perf_counter()
+
+    def with_call(precision: str) -> bool:  # the long call in fp32 too doubles the run; int8 is the CPU serving one
+        return precision == "int8" or args.fp32_call or args.quick
+
     meta = {
         "mode": sizes.name,
         "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -136,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             raw.update(run_step("funasr", "(a) funasr", cfg, workdir, env))
     for precision in PRECISIONS:
         if "ort" in steps:
-            raw[f"ort_{precision}"] = run_step("ort", f"(b) ort {precision}", {**cfg, "precision": precision},
-                                               workdir, env)["ort"]
+            raw[f"ort_{precision}"] = run_step("ort", f"(b) ort {precision}", {**cfg, "precision": precision,
+                                               "with_call": with_call(precision)}, workdir, env)["ort"]
     for precision in PRECISIONS:
         if "triton" in steps:
-            raw[f"triton_{precision}"] = run_step("triton", f"(c) triton {precision}",
-                                                  {**cfg, "precision": precision}, workdir, env)["triton"]
+            raw[f"triton_{precision}"] = run_step("triton", f"(c) triton {precision}", {
+                **cfg, "precision": precision, "with_call": with_call(precision)}, workdir, env)["triton"]
     if "daily" in steps:
         raw["daily"] = run_step("daily", "(d) daily", {**cfg, "precision": "int8"}, workdir, env)["daily"]
     if "bi" in steps:

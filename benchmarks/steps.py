@@ -214,19 +214,21 @@ def step_ort(cfg: dict) -> dict:
     out: dict = {"precision": precision, "load_s": round(load_s, 2), "threads": cfg["threads"]}
 
     # the call first, so that the peak RSS read right after it is the call's (model + audio + work)
-    t0 = time.perf_counter()
-    segments = segment_for_asr(call, vad, MAX_SEGMENT_S)
-    vad_s = time.perf_counter() - t0
-    for s in progress(segments, desc=f"(b) ort {precision} call", unit="seg"):
-        transcribe([Utterance(call[s.start:s.end], call_file.language, True)])
-    wall = time.perf_counter() - t0
-    out["call"] = {"audio_s": round(_audio_s(call), 2), "wall_s": round(wall, 3), "vad_s": round(vad_s, 3),
-                   "rtfx": round(rtfx(_audio_s(call), wall), 2), **_segments_info(segments, call),
-                   "stages_s": {k: round(v, 3) for k, v in timers.seconds.items()},
-                   "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_load_mb": round(rss_loaded, 1)}
-    log(f"(b) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = {rtfx(_audio_s(call), wall):.1f}x "
-        f"({len(segments)} VAD segments, VAD {vad_s:.1f} s)")
-    timers.reset()
+    if cfg.get("with_call", True):
+        t0 = time.perf_counter()
+        segments = segment_for_asr(call, vad, MAX_SEGMENT_S)
+        vad_s = time.perf_counter() - t0
+        for s in progress(segments, desc=f"(b) ort {precision} call", unit="seg"):
+            transcribe([Utterance(call[s.start:s.end], call_file.language, True)])
+        wall = time.perf_counter() - t0
+        out["call"] = {"audio_s": round(_audio_s(call), 2), "wall_s": round(wall, 3), "vad_s": round(vad_s, 3),
+                       "rtfx": round(rtfx(_audio_s(call), wall), 2), **_segments_info(segments, call),
+                       "stages_s": {k: round(v, 3) for k, v in timers.seconds.items()},
+                       "peak_rss_mb": round(peak_rss_mb(), 1)}
+        log(f"(b) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = {rtfx(_audio_s(call), wall):.1f}x "
+            f"({len(segments)} VAD segments, VAD {vad_s:.1f} s)")
+        timers.reset()
+    out["rss_after_load_mb"] = round(rss_loaded, 1)
 
     per_clip = []
     t0 = time.perf_counter()
@@ -326,29 +328,33 @@ def step_triton(cfg: dict) -> dict:
             await client.transcribe_many([Request(warm, "auto", True)] * concurrency)
             stats = [await _server_stats(client.client)]
 
-            sampler.reset()
-            t0 = time.perf_counter()
-            segments = await asyncio.to_thread(segment_for_asr, call, vad, MAX_SEGMENT_S)
-            vad_s = time.perf_counter() - t0
-            await client.transcribe_many(Request(call[s.start:s.end], call_file.language, True) for s in segments)
-            wall = time.perf_counter() - t0
-            out["call"] = {"audio_s": round(_audio_s(call), 2), "wall_s": round(wall, 3), "vad_s": round(vad_s, 3),
-                           "rtfx": round(rtfx(_audio_s(call), wall), 2), **_segments_info(segments, call),
-                           "client_peak_rss_mb": round(peak_rss_mb(), 1), "server": sampler.snapshot()}
-            stats.append(await _server_stats(client.client))
-            out["call"]["server_stats"] = _stats_delta(stats[-2], stats[-1])
-            log(f"(c) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = {rtfx(_audio_s(call), wall):.1f}x "
-                f"({len(segments)} segments); client peak RSS {out['call']['client_peak_rss_mb']:.0f} MB, "
-                f"server tree PSS {out['call']['server']['peak_pss_sum_mb']:.0f} MB")
+            if cfg.get("with_call", True):
+                sampler.reset()
+                t0 = time.perf_counter()
+                segments = await asyncio.to_thread(segment_for_asr, call, vad, MAX_SEGMENT_S)
+                vad_s = time.perf_counter() - t0
+                await client.transcribe_many(Request(call[s.start:s.end], call_file.language, True) for s in segments)
+                wall = time.perf_counter() - t0
+                out["call"] = {"audio_s": round(_audio_s(call), 2), "wall_s": round(wall, 3), "vad_s": round(vad_s, 3),
+                               "rtfx": round(rtfx(_audio_s(call), wall), 2), **_segments_info(segments, call),
+                               "client_peak_rss_mb": round(peak_rss_mb(), 1), "server": sampler.snapshot()}
+                stats.append(await _server_stats(client.client))
+                out["call"]["server_stats"] = _stats_delta(stats[-2], stats[-1])
+                log(f"(c) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = "
+                    f"{rtfx(_audio_s(call), wall):.1f}x ({len(segments)} segments); client peak RSS "
+                    f"{out['call']['client_peak_rss_mb']:.0f} MB, server tree PSS "
+                    f"{out['call']['server']['peak_pss_sum_mb']:.0f} MB")
 
             audio_s = sum(_audio_s(a) for _, a in clips)
             requests = [Request(a, f.language, True) for f, a in clips]
+            sampler.reset()
             t0 = time.perf_counter()
             await client.transcribe_many(requests)
             wall = time.perf_counter() - t0
             stats.append(await _server_stats(client.client))
             out["clips"] = {"files": len(clips), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3),
-                            "rtfx": round(rtfx(audio_s, wall), 2), "server_stats": _stats_delta(stats[-2], stats[-1])}
+                            "rtfx": round(rtfx(audio_s, wall), 2), "server_stats": _stats_delta(stats[-2], stats[-1]),
+                            "client_peak_rss_mb": round(peak_rss_mb(), 1), "server": sampler.snapshot()}
             log(f"(c) {precision} clips, {concurrency} in flight: {audio_s:.0f} s in {wall:.1f} s = "
                 f"{rtfx(audio_s, wall):.1f}x")
 
