@@ -40,7 +40,7 @@ class Sizes:
     bi_view_ranges: tuple[int, ...]
     concurrency: int = 8
     serial_triton: bool = True  # also run Triton one request at a time (the cleanest overhead figure) ...
-    serial_clips_s: float = 120.0  # ... on the first clips, this much audio
+    serial_clips_s: float = 90.0  # ... on the first clips, this much audio (also (a) against (b), paired)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,8 +54,8 @@ FULL = Sizes(
     clip_max_s=30.0,
     call_s=1800.0,
     funasr_whole_max_s=240.0,
-    funasr_prefixes_s=(30.0, 60.0, 120.0, 180.0),
-    funasr_chunked_s=120.0,
+    funasr_prefixes_s=(30.0, 60.0, 90.0, 120.0),
+    funasr_chunked_s=90.0,
     bi_rows_per_day=500_000,
     bi_days=365,
     bi_templates=7,

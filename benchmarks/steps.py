@@ -134,26 +134,37 @@ def step_funasr(cfg: dict) -> dict:
     # here, time growing prefixes of it and fit t = a*L + b*L^2 (attention is quadratic in the length).
     call_s = _audio_s(call)
     whole: dict = {"audio_s": round(call_s, 2)}
-    if call_s <= sizes.funasr_whole_max_s:
+    # memory while one generate() runs: RSS sampled every 0.1 s (ru_maxrss already holds the model loading peak)
+    sampler = TreeSampler(os.getpid(), interval_s=0.1, pss_every=10**9).start()
+
+    def timed_generate(audio: np.ndarray) -> dict:
+        import psutil
+
+        before = psutil.Process().memory_info().rss / 2**20
+        sampler.reset()
         t0 = time.perf_counter()
-        generate(call, call_file.language)
-        whole.update(measured=True, wall_s=round(time.perf_counter() - t0, 3), peak_rss_mb=round(peak_rss_mb(), 1))
+        generate(audio, call_file.language)
+        wall = time.perf_counter() - t0
+        peak = sampler.snapshot()["peak_rss_sum_mb"]
+        return {"audio_s": round(_audio_s(audio), 2), "wall_s": round(wall, 3), "peak_rss_mb": round(peak, 1),
+                "rss_before_mb": round(before, 1), "growth_mb": round(max(0.0, peak - before), 1)}
+
+    if call_s <= sizes.funasr_whole_max_s:
+        point = timed_generate(call)
+        whole.update(measured=True, wall_s=point["wall_s"], peak_rss_mb=point["peak_rss_mb"])
     else:
         points = []
         for prefix_s in progress(sizes.funasr_prefixes_s, desc="(a) funasr call prefixes", unit="prefix"):
-            t0 = time.perf_counter()
-            generate(call[: int(prefix_s * SAMPLE_RATE)], call_file.language)
-            points.append({"audio_s": prefix_s, "wall_s": round(time.perf_counter() - t0, 3),
-                           "peak_rss_mb": round(peak_rss_mb(), 1)})
+            points.append(timed_generate(call[: int(prefix_s * SAMPLE_RATE)]))
             log(f"(a) whole-file generate on the first {prefix_s:g} s: {points[-1]['wall_s']:.2f} s, "
-                f"peak RSS {points[-1]['peak_rss_mb']:.0f} MB")
+                f"RSS {points[-1]['rss_before_mb']:.0f} MB -> peak {points[-1]['peak_rss_mb']:.0f} MB")
         lengths = np.array([p["audio_s"] for p in points])
         walls = np.array([p["wall_s"] for p in points])
-        (a, b), *_ = np.linalg.lstsq(np.stack([lengths, lengths**2], axis=1), walls, rcond=None)
+        basis = np.stack([lengths, lengths**2], axis=1)
+        (a, b), *_ = np.linalg.lstsq(basis, walls, rcond=None)
         if b < 0:  # noise: fall back to linear through the longest prefix
             a, b = walls[-1] / lengths[-1], 0.0
-        rss = np.array([p["peak_rss_mb"] for p in points])
-        growth = max(0.0, float((rss[-1] - rss[0]) / (lengths[-1] ** 2 - lengths[0] ** 2)))
+        (m1, m2), *_ = np.linalg.lstsq(basis, np.array([p["growth_mb"] for p in points]), rcond=None)
         frames = call_s * 100 / 6 + 4  # LFR frames + the 4 query frames
         attention_gb = 2 * 4 * frames**2 * 4 / 1e9  # two [heads=4, T, T] float32 maps (scores, softmax) per layer
         whole.update(
@@ -161,7 +172,7 @@ def step_funasr(cfg: dict) -> dict:
             prefixes=points,
             fit={"a_s_per_s": float(a), "b_s_per_s2": float(b)},
             wall_s_extrapolated=round(float(a * call_s + b * call_s**2), 1),
-            peak_rss_mb_extrapolated=round(float(rss[-1] + growth * (call_s**2 - lengths[-1] ** 2)), 0),
+            peak_rss_mb_extrapolated=round(points[-1]["rss_before_mb"] + max(0.0, float(m1 * call_s + m2 * call_s**2)), 0),
             attention_maps_gb=round(attention_gb, 1),
             note=(f"not run: one generate() on {call_s / 60:.0f} min needs one attention map of "
                   f"{attention_gb / 2:.0f} GB per layer ({frames:.0f} frames); time extrapolated from "
@@ -182,8 +193,39 @@ def step_funasr(cfg: dict) -> dict:
                            "rtfx": round(rtfx(_audio_s(part), wall), 2), "call_s": round(call_s, 2),
                            "measured_share": round(_audio_s(part) / call_s, 3)}
     log(f"(a) call in 30 s chunks: {_audio_s(part):.0f} s in {wall:.1f} s = {rtfx(_audio_s(part), wall):.1f}x")
+    sampler.stop()
+    out["paired"] = _paired(paths, sizes, cfg, clips, "int8", "funasr",
+                            lambda f, audio: generate(audio, f.language))
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
+
+
+def _paired(paths: Paths, sizes: Sizes, cfg: dict, clips, precision: str, name: str, other) -> dict:
+    """``other`` against in-process onnxruntime on the first clips, alternating which goes first, so that both
+    see the same load from whatever else runs on this machine (the whole-run ratios drift with it)."""
+    from sensevoice_pipeline.transcriber import LocalTranscriber, Utterance
+
+    local = LocalTranscriber(paths.repository(sizes.model, precision), threads=cfg["threads"])
+    local.transcribe([Utterance(clips[0][1][: 3 * SAMPLE_RATE], "auto", True)])  # warm-up
+    subset, total = [], 0.0
+    for f, audio in clips:
+        if total >= sizes.serial_clips_s:
+            break
+        subset.append((f, audio))
+        total += _audio_s(audio)
+    spent = {"ort": 0.0, name: 0.0}
+    for i, (f, audio) in enumerate(progress(subset, desc=f"paired {name} / ort {precision}", unit="clip")):
+        runs = [("ort", lambda: local.transcribe([Utterance(audio, f.language, True)])), (name, lambda: other(f, audio))]
+        for key, run in runs if i % 2 == 0 else runs[::-1]:
+            t0 = time.perf_counter()
+            run()
+            spent[key] += time.perf_counter() - t0
+    result = {"precision": precision, "files": len(subset), "audio_s": round(total, 2),
+              "ort_s": round(spent["ort"], 3), f"{name}_s": round(spent[name], 3),
+              "ratio": round(spent[name] / spent["ort"], 3)}
+    log(f"paired on {len(subset)} clips ({total:.0f} s): {name} {spent[name]:.1f} s, in-process {precision} "
+        f"{spent['ort']:.1f} s ({100 * (spent[name] / spent['ort'] - 1):+.0f}%)")
+    return result
 
 
 # -- (b) in-process onnxruntime: library frontend + encoder session + CTC decoder -------------------------------------
@@ -262,6 +304,17 @@ def step_ort(cfg: dict) -> dict:
 STAT_KEYS = ("success", "queue", "compute_input", "compute_infer", "compute_output")
 
 
+async def _settled_stats(client, before: dict, requests: int, timeout_s: float = 5.0) -> None:
+    """Triton records a request's statistics just after answering it: wait until all of a phase's are in."""
+    deadline = time.monotonic() + timeout_s
+    want = before.get("sensevoice", {}).get("success", {}).get("count", 0) + requests
+    while time.monotonic() < deadline:
+        now = await _server_stats(client)
+        if now.get("sensevoice", {}).get("success", {}).get("count", 0) >= want:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _server_stats(client) -> dict:
     from sensevoice_pipeline.repository import MODELS
 
@@ -326,6 +379,7 @@ def step_triton(cfg: dict) -> dict:
             await client.check_ready()
             warm = clips[0][1][: 3 * SAMPLE_RATE]
             await client.transcribe_many([Request(warm, "auto", True)] * concurrency)
+            await _settled_stats(client.client, {}, concurrency)
             stats = [await _server_stats(client.client)]
 
             if cfg.get("with_call", True):
@@ -335,6 +389,7 @@ def step_triton(cfg: dict) -> dict:
                 vad_s = time.perf_counter() - t0
                 await client.transcribe_many(Request(call[s.start:s.end], call_file.language, True) for s in segments)
                 wall = time.perf_counter() - t0
+                await _settled_stats(client.client, stats[-1], len(segments))
                 out["call"] = {"audio_s": round(_audio_s(call), 2), "wall_s": round(wall, 3), "vad_s": round(vad_s, 3),
                                "rtfx": round(rtfx(_audio_s(call), wall), 2), **_segments_info(segments, call),
                                "client_peak_rss_mb": round(peak_rss_mb(), 1), "server": sampler.snapshot()}
@@ -351,6 +406,7 @@ def step_triton(cfg: dict) -> dict:
             t0 = time.perf_counter()
             await client.transcribe_many(requests)
             wall = time.perf_counter() - t0
+            await _settled_stats(client.client, stats[-1], len(requests))
             stats.append(await _server_stats(client.client))
             out["clips"] = {"files": len(clips), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3),
                             "rtfx": round(rtfx(audio_s, wall), 2), "server_stats": _stats_delta(stats[-2], stats[-1]),
@@ -359,19 +415,19 @@ def step_triton(cfg: dict) -> dict:
                 f"{rtfx(audio_s, wall):.1f}x")
 
             if sizes.serial_triton:
-                # one request at a time on the first clips (serial_clips_s of audio): the per-request overhead
-                n = next((i + 1 for i in range(len(clips))
-                          if sum(_audio_s(a) for _, a in clips[:i + 1]) >= sizes.serial_clips_s), len(clips))
-                subset_s = sum(_audio_s(a) for _, a in clips[:n])
-                t0 = time.perf_counter()
-                for r in progress(requests[:n], desc=f"(c) triton {precision} clips one at a time", unit="clip"):
-                    await client.transcribe(r.audio, r.language, r.use_itn)
-                wall = time.perf_counter() - t0
+                # one request at a time, alternating with the same clip in-process: the per-request overhead
+                loop = asyncio.get_running_loop()
+
+                def triton_one(f, audio):
+                    return asyncio.run_coroutine_threadsafe(client.transcribe(audio, f.language, True), loop).result()
+
+                before = await _server_stats(client.client)
+                paired = await asyncio.to_thread(_paired, paths, sizes, cfg, clips, precision, "triton", triton_one)
+                await _settled_stats(client.client, before, paired["files"])
                 stats.append(await _server_stats(client.client))
-                out["clips_serial"] = {"files": n, "audio_s": round(subset_s, 2), "wall_s": round(wall, 3),
-                                       "rtfx": round(rtfx(subset_s, wall), 2),
-                                       "server_stats": _stats_delta(stats[-2], stats[-1])}
-                log(f"(c) {precision} first {n} clips, one at a time: {wall:.1f} s = {rtfx(subset_s, wall):.1f}x")
+                out["clips_serial"] = {"files": paired["files"], "audio_s": paired["audio_s"],
+                                       "wall_s": paired["triton_s"], "rtfx": round(rtfx(paired["audio_s"], paired["triton_s"]), 2),
+                                       "paired_ort_s": paired["ort_s"], "server_stats": _stats_delta(before, stats[-1])}
 
     try:
         asyncio.run(measure())
