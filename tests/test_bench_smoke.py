@@ -1,7 +1,8 @@
 """`python -m benchmarks --quick`: every measurement of issue 8 runs end to end and reports positive numbers.
 
 A smoke test only: the numbers of a quick run (tiny fixture model, a minute of audio, a tiny BI lake) say nothing
-about performance, and no timing is asserted. The full benchmark is `make bench`.
+about performance, and no timing is asserted. The full benchmark is `make bench`. The quick run took 40 s on an
+idle 2-core machine (76 s with four other test runs on it).
 """
 
 import json
@@ -32,7 +33,6 @@ def results(tmp_path_factory):
     return json.loads(out.read_text())
 
 
-@pytest.mark.slow
 def test_every_throughput_row_has_positive_numbers(results):
     rows = {r["id"]: r for r in results["throughput"]}
     assert set(rows) == THROUGHPUT_IDS
@@ -45,7 +45,6 @@ def test_every_throughput_row_has_positive_numbers(results):
     assert positive(rows["c-int8"]["speedup_clips_vs_a"])
 
 
-@pytest.mark.slow
 def test_overhead_bi_memory_and_targets_are_reported(results):
     overhead = results["triton_overhead"]
     assert {(r["precision"], r["inputs"].split(",")[0].split(" ")[0]) for r in overhead} >= {
