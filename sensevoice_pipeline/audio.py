@@ -38,10 +38,17 @@ def is_supported(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
 
 
+def unsupported_reason(path: str | Path) -> str | None:
+    """Why ``path`` will not be decoded, judging by its extension; None when it will be tried."""
+    if is_supported(path):
+        return None
+    return f"unsupported format {Path(path).suffix or '(no extension)'!r}; {UNSUPPORTED_HINT}"
+
+
 def decode(path: str | Path) -> DecodedAudio:
     path = Path(path)
-    if not is_supported(path):
-        raise AudioDecodeError(f"unsupported format {path.suffix or '(no extension)'!r}; {UNSUPPORTED_HINT}")
+    if reason := unsupported_reason(path):
+        raise AudioDecodeError(reason)
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
         info_format = sf.info(str(path)).format
@@ -91,8 +98,8 @@ def load_16k(path: str | Path, split_channels: bool) -> tuple[AudioInfo, list[np
     """Decode and resample in blocks, so a two-hour 48 kHz stereo call never sits in memory at its original rate:
     only the 16 kHz result does (one array, or one per channel when ``split_channels``)."""
     path = Path(path)
-    if not is_supported(path):
-        raise AudioDecodeError(f"unsupported format {path.suffix or '(no extension)'!r}; {UNSUPPORTED_HINT}")
+    if reason := unsupported_reason(path):
+        raise AudioDecodeError(reason)
     try:
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{path.name} is an empty file (0 bytes)")

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audio import is_supported
+from .audio import unsupported_reason
 from .languages import LANGUAGES
 from .settings import CHANNEL_MODES
 from .storage import as_root, is_remote, list_remote_work
@@ -68,18 +68,23 @@ def list_work(raw_root: str | Path, date: str, default_language: str, default_ch
     part = partition_dir(raw_root, date)
     if not part.is_dir():
         raise PartitionError(f"no partition for {date}: {part} does not exist")
-    files = sorted(p for p in part.rglob("*") if _is_data_file(p, part))
+    files = {path.relative_to(part).as_posix(): _file_problem(path, root)
+             for path in sorted(part.rglob("*")) if _is_data_file(path, part)}
     manifest = read_manifest(part / MANIFEST) if (part / MANIFEST).is_file() else {}
-    items, seen = [], set()
-    for path in files:
-        rel_in_part = path.relative_to(part).as_posix()
-        seen.add(rel_in_part)
-        row = manifest.get(rel_in_part, {})
-        items.append(_work_item(path, part, root, rel_in_part, row, default_language, default_channel_mode))
-    for rel_in_part, row in manifest.items():
-        if rel_in_part not in seen:
+    return work_items(part.name, files, manifest, default_language, default_channel_mode)
+
+
+def work_items(part_name: str, files: dict[str, str | None], manifest: dict[str, dict], default_language: str,
+               default_channel_mode: str) -> list[WorkItem]:
+    """The day's work items, wherever its files live: one per file (``files``: path in the partition -> what is
+    wrong with the file itself, or None) with the manifest's hints, plus a failing one per manifest row that names
+    no file."""
+    items = [_work_item(part_name, rel, problem, manifest.get(rel, {}), default_language, default_channel_mode)
+             for rel, problem in files.items()]
+    for rel, row in manifest.items():
+        if rel not in files:
             problem = row.get("_problem") or f"listed in {MANIFEST} but not found in the partition"
-            items.append(WorkItem(f"{part.name}/{rel_in_part}", row.get("language") or default_language,
+            items.append(WorkItem(f"{part_name}/{rel}", row.get("language") or default_language,
                                   default_channel_mode, _metadata(row), problem))
     return sorted(items, key=lambda i: i.source_path)
 
@@ -91,17 +96,16 @@ def _is_data_file(path: Path, part: Path) -> bool:
     return path.is_file() or path.is_symlink()
 
 
-def _work_item(path, part, root, rel_in_part, row, default_language, default_channel_mode) -> WorkItem:
+def _work_item(part_name: str, rel: str, file_problem: str | None, row: dict, default_language: str,
+               default_channel_mode: str) -> WorkItem:
     language = (row.get("language") or default_language).strip().lower()
     channel_mode = (row.get("channel_mode") or default_channel_mode).strip().lower()
-    problem = row.get("_problem")
-    if problem is None:
-        problem = _file_problem(path, root)
+    problem = row.get("_problem") or file_problem
     if problem is None and language not in LANGUAGES:
         problem = f"unknown language {language!r} in {MANIFEST}: expected one of {', '.join(LANGUAGES)}"
     if problem is None and channel_mode not in CHANNEL_MODES:
         problem = f"unknown channel_mode {channel_mode!r} in {MANIFEST}: expected one of {', '.join(CHANNEL_MODES)}"
-    return WorkItem(f"{part.name}/{rel_in_part}", language, channel_mode, _metadata(row), problem)
+    return WorkItem(f"{part_name}/{rel}", language, channel_mode, _metadata(row), problem)
 
 
 def _file_problem(path: Path, root: Path) -> str | None:
@@ -111,11 +115,7 @@ def _file_problem(path: Path, root: Path) -> str | None:
         return "broken symlink" if path.is_symlink() else "file vanished"
     if not resolved.is_relative_to(root):
         return "symlink points outside the raw root; refusing to read it"
-    if not is_supported(path):
-        from .audio import UNSUPPORTED_HINT
-
-        return f"unsupported format {path.suffix or '(no extension)'!r}; {UNSUPPORTED_HINT}"
-    return None
+    return unsupported_reason(path)
 
 
 def read_manifest(path: Path) -> dict[str, dict]:

@@ -429,50 +429,30 @@ def remove_tree(path: Root) -> None:
 
 def list_remote_work(part: ObjectPath, date: str, default_language: str,
                      default_channel_mode: str) -> list["WorkItem"]:
-    """partition.list_work for ``s3://.../date=D``: the same work items, from one listing of its keys. Keep in step
-    with partition.list_work / _work_item (the equality tests in tests/test_storage.py compare both on a day)."""
-    from .languages import LANGUAGES
-    from .partition import MANIFEST, PartitionError, WorkItem, _metadata
-    from .settings import CHANNEL_MODES
+    """partition.list_work for ``s3://.../date=D``: the same work items (partition.work_items), from one listing of
+    its keys."""
+    from .partition import MANIFEST, PartitionError, work_items
 
     objects = dict(part.list_files())
     if not objects:
         check_bucket(part)
         raise PartitionError(f"no partition for {date}: {part} does not exist (no objects below it)")
     manifest = _read_remote_manifest(part / MANIFEST) if MANIFEST in objects else {}
-    items, seen = [], set()
+    files = {}
     for rel in sorted(objects):
         if rel == MANIFEST or any(p.startswith(".") for p in rel.split("/") if p not in ("", ".", "..")):
             continue  # hidden files are not data, as in a local partition
-        seen.add(rel)
-        row = manifest.get(rel, {})
-        language = (row.get("language") or default_language).strip().lower()
-        channel_mode = (row.get("channel_mode") or default_channel_mode).strip().lower()
-        problem = row.get("_problem")
-        if problem is None and any(p in ("", ".", "..") for p in rel.split("/")):
-            problem = "object key has an empty, '.' or '..' segment; refusing to read it"
-        if problem is None and Path(rel).suffix.lower() not in _supported():
-            from .audio import UNSUPPORTED_HINT
-
-            problem = f"unsupported format {Path(rel).suffix or '(no extension)'!r}; {UNSUPPORTED_HINT}"
-        if problem is None and language not in LANGUAGES:
-            problem = f"unknown language {language!r} in {MANIFEST}: expected one of {', '.join(LANGUAGES)}"
-        if problem is None and channel_mode not in CHANNEL_MODES:
-            problem = (f"unknown channel_mode {channel_mode!r} in {MANIFEST}: "
-                       f"expected one of {', '.join(CHANNEL_MODES)}")
-        items.append(WorkItem(f"{part.name}/{rel}", language, channel_mode, _metadata(row), problem))
-    for rel, row in manifest.items():
-        if rel not in seen:
-            problem = row.get("_problem") or f"listed in {MANIFEST} but not found in the partition"
-            items.append(WorkItem(f"{part.name}/{rel}", row.get("language") or default_language,
-                                  default_channel_mode, _metadata(row), problem))
-    return sorted(items, key=lambda i: i.source_path)
+        files[rel] = _key_problem(rel)
+    return work_items(part.name, files, manifest, default_language, default_channel_mode)
 
 
-def _supported() -> tuple[str, ...]:
-    from .audio import SUPPORTED_EXTENSIONS
+def _key_problem(rel: str) -> str | None:
+    """What is wrong with an object's key itself (the counterpart of a local file's symlink and format checks)."""
+    from .audio import unsupported_reason
 
-    return SUPPORTED_EXTENSIONS
+    if any(p in ("", ".", "..") for p in rel.split("/")):
+        return "object key has an empty, '.' or '..' segment; refusing to read it"
+    return unsupported_reason(rel)
 
 
 def _read_remote_manifest(path: ObjectPath) -> dict[str, dict]:
