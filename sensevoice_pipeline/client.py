@@ -21,9 +21,6 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "127.0.0.1:8001"
 URL_ENV = "SVP_TRITON_URL"
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
-# Fewer samples are refused before sending: a one-sample request aborts the server's python stub (kaldi-native-fbank:
-# "n should be even"), and every later request of every client then fails until Triton is restarted.
-MIN_AUDIO_SAMPLES = 2
 
 
 def default_url() -> str:
@@ -113,11 +110,7 @@ class SenseVoiceClient:
 
     async def transcribe(self, audio: np.ndarray, language: str = "auto", use_itn: bool = True) -> Transcription:
         language_id(language)  # a clear error before anything is sent
-        audio = np.asarray(audio, dtype=np.float32).reshape(1, -1)
-        if audio.size < MIN_AUDIO_SAMPLES:
-            raise TritonClientError(f"audio of {audio.size} sample(s) is too short to transcribe "
-                                    f"(at least {MIN_AUDIO_SAMPLES}); not sent")
-        inputs = self._inputs(audio, language, use_itn)
+        inputs = self._inputs(np.asarray(audio, dtype=np.float32).reshape(1, -1), language, use_itn)
         async with self._semaphore:
             result = await self._infer_with_retries(inputs)
         text = result.as_numpy("TEXT").reshape(-1)[0]

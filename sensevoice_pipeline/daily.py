@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import storage, tables
 from .audio import AudioDecodeError, load_16k
@@ -30,7 +29,7 @@ from .vad import SileroVad, segment_for_asr
 log = logging.getLogger(__name__)
 STAGING = "_staging"
 SAMPLE_RATE = 16000
-MIN_SAMPLES = SAMPLE_RATE // 100  # 10 ms (one fbank hop): less holds no word, and 1 sample crashes the server
+MIN_SAMPLES = SAMPLE_RATE // 100  # 10 ms (one fbank hop): less holds no word; failed here with a readable reason
 
 
 # -- plan ------------------------------------------------------------------------------------------------------------
@@ -77,8 +76,8 @@ def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | Non
     out = staging_dir(settings, batch["date"], batch["run_id"])
     out.mkdir(parents=True, exist_ok=True)
     stem = f"batch-{batch['index']:05d}"
-    _write_atomic(tables.to_table(recordings, tables.RECORDINGS), out / f"{stem}.recordings.parquet")
-    _write_atomic(tables.to_table(utterances, tables.UTTERANCES), out / f"{stem}.utterances.parquet")
+    storage.write_parquet(tables.to_table(recordings, tables.RECORDINGS), out / f"{stem}.recordings.parquet")
+    storage.write_parquet(tables.to_table(utterances, tables.UTTERANCES), out / f"{stem}.utterances.parquet")
     failed = sum(r["status"] == "failed" for r in recordings)
     summary = {"batch": batch["index"], "files": len(recordings), "failed": failed, "utterances": len(utterances)}
     log.info("batch %d: %d files (%d failed), %d utterances", batch["index"], len(items), failed, len(utterances))
@@ -206,8 +205,7 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
                         ("runs", tables.to_table([summary], tables.RUNS))):
         tables.publish_partition(settings.lake_root, table, date, data)
     Warehouse(settings.lake_root, settings.warehouse_path).refresh()
-    storage.remove_tree(stage)
-    _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
+    _drop_staging(settings, date, run_id)
     result = {"date": date, **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")}}
     log.info("published %s: %s", date, result)
     return result
@@ -258,21 +256,17 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
     except BaseException:
         # Nobody resumes a failed `svp run` (the next one has a new run id): drop its staged batches, which would
         # otherwise stay under _staging forever. A failure before publish leaves the published tables as they were.
-        stage = staging_dir(settings, check_date(date), run_id)
-        storage.remove_tree(stage)
-        _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
+        _drop_staging(settings, check_date(date), run_id)
         raise
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    if storage.is_remote(path):  # s3://: one upload of the finished file (atomic for readers)
-        storage.write_parquet(table, path)
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+def _drop_staging(settings: Settings, date: str, run_id: str) -> None:
+    """Remove the run's staged batches, and the date's staging folder when no other run is using it."""
+    stage = staging_dir(settings, date, run_id)
+    storage.remove_tree(stage)
+    _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
 
 
 def _remove_empty_parents(path: Path, stop: Path) -> None:

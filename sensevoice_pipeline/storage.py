@@ -41,6 +41,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -394,11 +395,16 @@ def read_text(path: ObjectPath, encoding: str = "utf-8") -> str:
 # -- writing ---------------------------------------------------------------------------------------------------------
 
 
-def write_parquet(table: pa.Table, path: ObjectPath, **write_options) -> ObjectPath:
-    """Write ``table`` as one Parquet object at ``path``, replacing any object there atomically for readers: the
-    file is finished in memory first, then sent in one upload (one PUT below 5 MB, else one multipart upload that
-    S3 makes visible only when it completes; pyarrow completes it only when every part arrived). Nothing is deleted
-    first, so no reader ever finds the key missing or half written."""
+def write_parquet(table: pa.Table, path: Root, **write_options) -> Root:
+    """Write ``table`` as one Parquet file at ``path``, replacing any file there atomically for readers, so that no
+    reader ever finds it missing or half written.
+
+    Local: a hidden temp file beside it (a dot-file with a non-parquet suffix, invisible to ``*.parquet`` globs),
+    fsync, then a rename over the old one. (pyarrow's ``existing_data_behavior="delete_matching"`` deletes first and
+    writes after: readers fail in between.) s3://: the file is finished in memory, then sent in one upload (one PUT
+    below 5 MB, else one multipart upload that S3 makes visible only when it completes); nothing is deleted first."""
+    if not is_remote(path):
+        return _write_parquet_local(table, Path(path), **write_options)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **write_options)
     data = sink.getvalue()
@@ -406,6 +412,19 @@ def write_parquet(table: pa.Table, path: ObjectPath, **write_options) -> ObjectP
         out = path.filesystem.open_output_stream(path.fs_path, compression=None)
         out.write(data)
         out.close()
+    return path
+
+
+def _write_parquet_local(table: pa.Table, path: Path, **write_options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(table, tmp, **write_options)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

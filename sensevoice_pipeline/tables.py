@@ -1,23 +1,17 @@
 """The lake's tables: schemas, and publishing one date's partition atomically.
 
 Each table is hive-partitioned by date, one file per partition: ``<lake>/<table>/date=YYYY-MM-DD/data.parquet``.
-A partition is replaced by writing a hidden temp file beside it and renaming it over the old one (an atomic
-rename), so a reader sees the old day or the new day, never half of one. (pyarrow's
-``existing_data_behavior="delete_matching"`` deletes first and writes after: readers fail in between.)
-In an s3:// lake the finished file is uploaded in one operation over the old object, which S3 replaces atomically
-(storage.write_parquet).
+A partition is replaced atomically (storage.write_parquet: a temp file renamed over the old one, or in an s3://
+lake one upload over the old object), so a reader sees the old day or the new day, never half of one.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .storage import as_root, is_remote, read_parquet, write_parquet
+from .storage import as_root, read_parquet, write_parquet
 
 PARTITION_FILE = "data.parquet"
 
@@ -135,22 +129,13 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def schema_of(table: str) -> pa.Schema:
+    return SCHEMAS.get(table) or OTHER_SCHEMAS[table]
+
+
 def publish_partition(lake_root: str | Path, table: str, date: str, data: pa.Table) -> Path:
-    """Replace ``table``'s partition for ``date`` with ``data`` in one atomic rename."""
-    target = partition_path(lake_root, table, date)
-    if is_remote(target):  # s3://: one upload of the finished file replaces the object atomically
-        return write_parquet(data.cast(SCHEMAS.get(table) or OTHER_SCHEMAS[table]), target, compression="zstd")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A dot-file with a non-parquet suffix: invisible to `*.parquet` globs while it is being written.
-    tmp = target.parent / f".{PARTITION_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
-        pq.write_table(data.cast(SCHEMAS.get(table) or OTHER_SCHEMAS[table]), tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    """Replace ``table``'s partition for ``date`` with ``data`` atomically (storage.write_parquet)."""
+    return write_parquet(data.cast(schema_of(table)), partition_path(lake_root, table, date), compression="zstd")
 
 
 def read_partition(lake_root: str | Path, table: str, date: str) -> pa.Table:

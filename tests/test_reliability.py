@@ -283,7 +283,7 @@ def test_every_bad_input_is_one_row_with_a_readable_reason(bad_day, fixture_trit
         con.close()
     assert count == n_rows
     assert staged_runs(settings, BAD_DAY) == []
-    # The one-sample file did not take the shared server down with it (it aborts the python stub when sent).
+    # The one-sample file did not take the shared server down with it (the model refuses such a clip per request).
     (answer,) = transcribe_sync([clip("ko_help_fearful")], url=fixture_triton.grpc_url)
     assert answer.text == expected_text("ko_help_fearful")
     assert seconds < 120, f"the bad day took {seconds:.0f} s"
