@@ -9,13 +9,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import InputError
+
 TARGET_RATE = 16000
 # What libsndfile (bundled with soundfile) decodes. Anything else is refused with the list below.
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif")
 UNSUPPORTED_HINT = "supported formats: " + ", ".join(e.lstrip(".") for e in SUPPORTED_EXTENSIONS)
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(InputError, ValueError):
     """The file cannot be turned into audio; the message says why in one line."""
 
 

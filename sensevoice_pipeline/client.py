@@ -1,5 +1,10 @@
 """Async gRPC client for the `sensevoice` Triton model: one utterance per request, language hint and ITN switch per
-request, bounded concurrency, a deadline per request, retries with backoff while the server is unavailable."""
+request, bounded concurrency, a deadline per request, retries with backoff on serving faults.
+
+Every failure is classified once, here (errors.py): the model refusing a request as invalid (gRPC
+INVALID_ARGUMENT, which `triton_models` sets only for a bad request) is an :class:`~.errors.InputError` about that
+audio; everything else -- unreachable, not ready, deadline, internal error -- is a :class:`~.errors.ServingError`,
+retried here with backoff and then raised, so that the task fails instead of recording good files as failed."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from .errors import InputError, ServingError
 from .languages import language_id
 from .repository import PIPELINE_MODEL
 
@@ -20,7 +26,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "127.0.0.1:8001"
 URL_ENV = "SVP_TRITON_URL"
-RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
+UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
+REJECTED = "StatusCode.INVALID_ARGUMENT"
+DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
 
 
 def default_url() -> str:
@@ -28,8 +36,8 @@ def default_url() -> str:
     return os.environ.get(URL_ENV) or DEFAULT_URL
 
 
-class TritonClientError(RuntimeError):
-    pass
+class TritonClientError(ServingError):
+    """Triton failed to answer (internal error, crashed model, ...): a serving fault, never a fact about the audio."""
 
 
 class TritonUnavailableError(TritonClientError):
@@ -38,6 +46,14 @@ class TritonUnavailableError(TritonClientError):
 
 class ModelNotReadyError(TritonClientError):
     """The server answers but the model (or the pinned version) is not loaded."""
+
+
+class TritonDeadlineError(TritonClientError):
+    """The server did not answer within the request's deadline."""
+
+
+class RequestRejectedError(InputError):
+    """The model refused this request's audio or hint as invalid (gRPC INVALID_ARGUMENT): a fault of the input."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +82,14 @@ class SenseVoiceClient:
         timeout_s: float = 120.0,
         retries: int = 4,
         backoff_s: float = 0.5,
+        deadline_retries: int = 1,
     ):
         self.url = url or default_url()
         self.model = model
         self.version = "" if version in (None, "") else str(version)
         self.timeout_s = timeout_s
         self.retries = retries
+        self.deadline_retries = min(deadline_retries, retries)  # each costs a whole timeout_s
         self.backoff_s = backoff_s
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._client: grpcclient.InferenceServerClient | None = None
@@ -149,27 +167,37 @@ class SenseVoiceClient:
                     client_timeout=self.timeout_s,
                 )
             except InferenceServerException as exc:
-                status = str(exc.status())
-                if status in RETRYABLE and attempt < self.retries:
-                    log.warning("Triton at %s unavailable (%s); retry %d in %.1f s", self.url, status, attempt + 1, delay)
-                    await asyncio.sleep(delay)
-                    delay *= 2
-                    continue
-                raise _translate(exc, self.url, self.model, self.version) from exc
+                error = _translate(exc, self.url, self.model, self.version)
+                if not self._worth_retrying(error, attempt):
+                    raise error from exc
+                log.warning("%s; retry %d in %.1f s", error, attempt + 1, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
         raise AssertionError("unreachable")
 
+    def _worth_retrying(self, error: Exception, attempt: int) -> bool:
+        """Serving faults are retried (a restarting server, a transient internal error); a rejected request or a
+        model that is not loaded will not change by asking again."""
+        if isinstance(error, (RequestRejectedError, ModelNotReadyError)):
+            return False
+        if isinstance(error, TritonDeadlineError):
+            return attempt < self.deadline_retries
+        return attempt < self.retries
 
-def _translate(exc: InferenceServerException, url: str, model: str, version: str) -> TritonClientError:
+
+def _translate(exc: InferenceServerException, url: str, model: str, version: str) -> InputError | ServingError:
     status, message = str(exc.status()), exc.message() or str(exc)
-    if status in RETRYABLE:
+    if status == REJECTED:
+        return RequestRejectedError(f"the model refused the audio: {message}")
+    if status in UNREACHABLE:
         return TritonUnavailableError(f"cannot reach Triton at {url}: {message}")
-    if status == "StatusCode.DEADLINE_EXCEEDED":
-        return TritonClientError(f"Triton at {url} did not answer within the deadline: {message}")
+    if status == DEADLINE:
+        return TritonDeadlineError(f"Triton at {url} did not answer within the deadline: {message}")
     if ("unknown model" in message or "is not ready" in message or "unavailable model" in message
             or "is not healthy" in message):  # a crashed python stub: the model is gone until Triton restarts
         pinned = f" version {version}" if version else ""
         return ModelNotReadyError(f"model {model}{pinned} is not loaded on Triton at {url}: {message}")
-    return TritonClientError(f"Triton at {url}: {message}")
+    return TritonClientError(f"Triton at {url} failed ({status.removeprefix('StatusCode.')}): {message}")
 
 
 def transcribe_sync(

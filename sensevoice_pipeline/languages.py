@@ -6,6 +6,8 @@ the `sensevoice_encoder` contract, so they are fixed here rather than read from 
 
 from __future__ import annotations
 
+from .errors import ConfigurationError
+
 LANGUAGE_IDS: dict[str, int] = {
     "auto": 0,
     "zh": 3,
@@ -25,8 +27,8 @@ N_QUERY_FRAMES = 4
 LANGUAGES = tuple(LANGUAGE_IDS)
 
 
-class UnknownLanguageError(ValueError):
-    pass
+class UnknownLanguageError(ConfigurationError):
+    """A language hint the model does not know (a ValueError too)."""
 
 
 def language_id(language: str) -> int:

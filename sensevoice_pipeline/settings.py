@@ -29,6 +29,13 @@ class Settings:
     max_segment_s: float = 30.0
     batch_size: int = 16  # files per mapped task
     concurrency: int = 8  # Triton requests in flight per task
+    request_timeout_s: float = 120.0  # deadline of one Triton request (SVP_REQUEST_TIMEOUT_S)
+    # Share of a day's files that may fail (bad input) before the run ends failed; the day is published anyway.
+    failure_budget: float = 0.2
+    # The DuckLake catalog of the lake's tables (SVP_CATALOG): a SQLite file path; default <lake_root>/catalog.sqlite,
+    # or for an s3:// lake var/warehouse/<bucket>/<prefix>/catalog.sqlite (lake.default_catalog)
+    catalog: str | None = None
+    lease_ttl_s: float = 3600.0  # a run holds its date this long after its last heartbeat (SVP_LEASE_TTL_S)
 
     @property
     def warehouse_path(self) -> Path:
@@ -44,6 +51,10 @@ class Settings:
             triton_url=default_url(),
             language=env.get("SVP_LANGUAGE", cls.language),
             channel_mode=env.get("SVP_CHANNEL_MODE", cls.channel_mode),
+            request_timeout_s=float(env.get("SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s)),
+            failure_budget=float(env.get("SVP_FAILURE_BUDGET", cls.failure_budget)),
+            catalog=env.get("SVP_CATALOG") or None,
+            lease_ttl_s=float(env.get("SVP_LEASE_TTL_S", cls.lease_ttl_s)),
         )
         return base.with_overrides(**overrides)
 
