@@ -96,24 +96,26 @@ class AudioInfo:
 BLOCK_SECONDS = 20.0
 
 
-def load_16k(path: str | Path, split_channels: bool) -> tuple[AudioInfo, list[np.ndarray]]:
+def load_16k(path: str | Path, split_channels: bool, name: str = "") -> tuple[AudioInfo, list[np.ndarray]]:
     """Decode and resample in blocks, so a two-hour 48 kHz stereo call never sits in memory at its original rate:
-    only the 16 kHz result does (one array, or one per channel when ``split_channels``)."""
+    only the 16 kHz result does (one array, or one per channel when ``split_channels``). ``name``: the file's name
+    for messages and the format check, when ``path`` does not carry it (an open descriptor's /proc/self/fd path)."""
     path = Path(path)
-    if reason := unsupported_reason(path):
+    name = name or path.name
+    if reason := unsupported_reason(name):
         raise AudioDecodeError(reason)
     try:
         if path.stat().st_size == 0:
-            raise AudioDecodeError(f"{path.name} is an empty file (0 bytes)")
+            raise AudioDecodeError(f"{name} is an empty file (0 bytes)")
         with sf.SoundFile(str(path)) as f:
             info = AudioInfo(f.format, int(f.samplerate), int(f.channels), f.frames / f.samplerate if f.samplerate else 0)
             outputs = _resample_blocks(f, info, split_channels)
     except AudioDecodeError:
         raise  # already one readable line (it is a ValueError too: do not wrap it twice)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
-        raise AudioDecodeError(f"cannot decode {path.name}: {_decode_reason(exc, path)}") from exc
+        raise AudioDecodeError(f"cannot decode {name}: {_decode_reason(exc, path, name)}") from exc
     if info.sample_rate <= 0 or not outputs or outputs[0].size == 0:
-        raise AudioDecodeError(f"{path.name} holds no samples")
+        raise AudioDecodeError(f"{name} holds no samples")
     return info, outputs
 
 
@@ -167,10 +169,10 @@ class _Sink:
         return out.copy() if self._buf.size - self._n > 1024 + self._n // 8 else out
 
 
-def _decode_reason(exc: Exception, path: Path) -> str:
+def _decode_reason(exc: Exception, path: Path, name: str) -> str:
     """libsndfile's message without the file's absolute path (the row already names the file), and without its
     misleading "does not exist" for files it merely cannot parse."""
-    text = _one_line(exc).replace(f"Error opening {str(path)!r}: ", "").replace(str(path), path.name)
+    text = _one_line(exc).replace(f"Error opening {str(path)!r}: ", "").replace(str(path), name)
     if "File does not exist or is not a regular file" in text and path.is_file():
         text = "not a valid audio file (the decoder found no audio stream in it)"
     return text

@@ -1,8 +1,16 @@
 """The daily job for one date: plan the day's files into batches, transcribe each batch through Triton into a
-staging area, then publish the day's tables atomically and refresh the DuckDB warehouse.
+staging area, then publish the day's tables in one commit and refresh the DuckDB warehouse.
 
-The Airflow DAG runs these three steps as tasks (batches as mapped tasks); `svp run` runs them in one process.
-Both call exactly these functions.
+The Airflow DAG runs these steps as tasks (batches as mapped tasks, `release` as a teardown); `svp run` runs them
+in one process. Both call exactly these functions.
+
+The rules they keep (docs/architecture.md):
+- faults (errors.py): a bad input file becomes a ``failed`` row with its reason; a serving fault fails the batch
+  (the task retries) and nothing of the run is published;
+- one run per date at a time (lease.py), from plan to publish;
+- publish checks that the partition is still the one planned (paths, sizes, modification times, and the size of
+  what was actually read), then replaces the date in all four tables in one DuckLake transaction (catalog.py);
+- a raw file is read only if the file actually opened lies inside the raw root (storage.fetch).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import datetime as dt
 import logging
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,15 +28,20 @@ import numpy as np
 import pyarrow as pa
 
 from . import storage, tables
-from .audio import AudioDecodeError, load_16k
-from .client import ModelNotReadyError, SenseVoiceClient, TritonClientError, TritonUnavailableError
+from .audio import load_16k
+from .catalog import Lake
+from .client import SenseVoiceClient
+from .errors import FailureBudgetExceeded, InputError, PublishError
+from .lease import DateLeases
 from .partition import WorkItem, check_date, list_work
 from .settings import Settings
 from .tags import parse
 from .vad import SileroVad, segment_for_asr
+from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 STAGING = "_staging"
+PLAN_FILE = "plan.parquet"  # what the run planned: source_path, stamp (publish checks the partition against it)
 SAMPLE_RATE = 16000
 MIN_SAMPLES = SAMPLE_RATE // 100  # 10 ms (one fbank hop): less holds no word; failed here with a readable reason
 
@@ -40,12 +54,26 @@ def staging_dir(settings: Settings, date: str, run_id: str) -> Path:
     return settings.lake_root / STAGING / f"date={date}" / f"run={safe_run}"
 
 
+def lake(settings: Settings) -> Lake:
+    return Lake(settings.lake_root, settings.catalog)
+
+
+def leases(settings: Settings) -> DateLeases:
+    return DateLeases(lake(settings).catalog_path.with_name("leases.sqlite"), settings.lease_ttl_s)
+
+
 def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
-    """The day's work items in batches of ``settings.batch_size`` (JSON-serialisable, for XCom). Clears this run's
-    staging area so that a re-run of the same run id starts clean."""
+    """Take the date's lease, then the day's work items in batches of ``settings.batch_size`` (JSON-serialisable,
+    for XCom). Clears this run's staging area so that a re-run of the same run id starts clean, and records the
+    plan there for publish to check."""
     date = check_date(date)
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
-    storage.remove_tree(staging_dir(settings, date, run_id))
+    leases(settings).acquire(date, run_id)
+    stage = staging_dir(settings, date, run_id)
+    storage.remove_tree(stage)
+    planned = pa.table({"source_path": [i.source_path for i in items], "stamp": [i.stamp for i in items]},
+                       schema=pa.schema([("source_path", pa.string()), ("stamp", pa.string())]))
+    storage.write_parquet(planned, stage / PLAN_FILE)
     size = max(1, settings.batch_size)
     batches = [
         {"date": date, "run_id": run_id, "index": i // size, "items": [it.to_dict() for it in items[i : i + size]]}
@@ -53,6 +81,13 @@ def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
     ]
     log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
     return batches
+
+
+def release(settings: Settings, date: str, run_id: str) -> None:
+    """Give up the date's lease (if this run holds it) and this run's staging: the end of every run, failed or not."""
+    date = check_date(date)
+    _drop_staging(settings, date, run_id)
+    leases(settings).release(date, run_id)
 
 
 # -- transcribe one batch --------------------------------------------------------------------------------------------
@@ -71,6 +106,7 @@ def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | Non
     """Transcribe one batch and write its rows to staging. Triton being unreachable fails the whole batch (so the
     task retries); anything wrong with one file fails only that file's row."""
     started_at = started_at or _now()
+    leases(settings).renew(batch["date"], batch["run_id"])
     items = [WorkItem.from_dict(d) for d in batch["items"]]
     recordings, utterances = asyncio.run(_process_items(settings, items, batch["run_id"], started_at))
     out = staging_dir(settings, batch["date"], batch["run_id"])
@@ -88,7 +124,7 @@ async def _process_items(settings: Settings, items: list[WorkItem], run_id: str,
     vad = SileroVad()
     files_in_flight = asyncio.Semaphore(max(2, settings.concurrency // 2))
     async with SenseVoiceClient(settings.triton_url, version=settings.model_version or None,
-                                max_concurrency=settings.concurrency) as client:
+                                max_concurrency=settings.concurrency, timeout_s=settings.request_timeout_s) as client:
         await client.check_ready()
 
         async def one(item: WorkItem):
@@ -113,33 +149,34 @@ async def _process_item(settings, item: WorkItem, run_id, started_at, client, va
     if item.problem:
         return _failed(record, item.problem), []
     try:
-        # An s3:// object is decoded from a local temp copy (size and sha256 computed while it downloads).
-        local = await asyncio.to_thread(storage.fetch, settings.raw_root / item.source_path)
-        try:
-            record["size_bytes"], record["sha256"] = local.size, local.sha256
-            info, channels = await asyncio.to_thread(load_16k, local.path, item.channel_mode == "split")
-        finally:
-            local.release()  # the temp copy goes as soon as the samples are in memory
-        record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
-                      duration_s=round(info.duration_s, 3))
-        if channels[0].size < MIN_SAMPLES:
-            return _failed(record, f"too short to transcribe: {1000 * channels[0].size / SAMPLE_RATE:.2f} ms of "
-                                   f"audio at 16 kHz (at least {1000 * MIN_SAMPLES // SAMPLE_RATE} ms needed)"), []
-        segments = await asyncio.to_thread(_segments, channels, vad, settings.max_segment_s)
-    except (AudioDecodeError, OSError) as exc:
-        return _failed(record, str(exc)), []
-    try:
+        segments = await _read_segments(settings, item, record, vad)
         answers = await asyncio.gather(
             *(client.transcribe(s.audio, item.language, settings.use_itn) for s in segments)
         )
-    except (TritonUnavailableError, ModelNotReadyError):
-        raise  # the server, not the file: let the task fail and retry
-    except TritonClientError as exc:
-        return _failed(record, f"Triton refused the audio: {exc}"), []
+    except (InputError, OSError) as exc:  # the file's fault; a ServingError is not caught: the task fails
+        return _failed(record, str(exc)), []
     versions = sorted({a.model_version for a in answers})
     record.update(n_segments=len(segments), model_version=",".join(versions) or None)
     rows = [_utterance_row(item, s, a, run_id, started_at) for s, a in zip(segments, answers)]
     return record, rows
+
+
+async def _read_segments(settings: Settings, item: WorkItem, record: dict, vad: SileroVad) -> list[_Segment]:
+    """Fetch, decode and segment one file, filling in what the recordings row says about it."""
+    # A local file is opened once, checked to lie inside the raw root, and decoded through that descriptor; an
+    # s3:// object is decoded from a local temp copy (size and sha256 computed while it downloads).
+    local = await asyncio.to_thread(storage.fetch, settings.raw_root / item.source_path, settings.raw_root)
+    try:
+        record["size_bytes"], record["sha256"] = local.size, local.sha256
+        info, channels = await asyncio.to_thread(load_16k, local.path, item.channel_mode == "split", local.name)
+    finally:
+        local.release()  # the temp copy goes (the descriptor closes) as soon as the samples are in memory
+    record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
+                  duration_s=round(info.duration_s, 3))
+    if channels[0].size < MIN_SAMPLES:
+        raise InputError(f"too short to transcribe: {1000 * channels[0].size / SAMPLE_RATE:.2f} ms of audio at "
+                         f"16 kHz (at least {1000 * MIN_SAMPLES // SAMPLE_RATE} ms needed)")
+    return await asyncio.to_thread(_segments, channels, vad, settings.max_segment_s)
 
 
 def _segments(channels: list[np.ndarray], vad: SileroVad, max_segment_s: float) -> list[_Segment]:
@@ -182,33 +219,87 @@ def _failed(record: dict, reason: str) -> dict:
 
 
 def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime | None = None) -> dict:
-    """Replace the date's partitions of every table with this run's staged rows, update the warehouse, and clear
-    the staging area. Re-publishing a date gives the same rows, never duplicates."""
-    from .warehouse import Warehouse
-
+    """Replace the date in every table with this run's staged rows in one commit, update the warehouse, and clear
+    the staging area. Re-publishing a date gives the same rows, never duplicates. Raises PublishError (nothing
+    published) when the partition changed since it was planned or the run lost its lease, and
+    FailureBudgetExceeded (after publishing) when too many files failed."""
     date = check_date(date)
+    date_leases = leases(settings)
+    date_leases.renew(date, run_id)
     stage = staging_dir(settings, date, run_id)
     recordings = _read_staged(stage, "recordings", tables.RECORDINGS)
     utterances = _read_staged(stage, "utterances", tables.UTTERANCES)
-    expected = len(list_work(settings.raw_root, date, settings.language, settings.channel_mode))
-    if recordings.num_rows != expected:
-        raise RuntimeError(
-            f"{date}: staged {recordings.num_rows} recordings but the partition has {expected} files; "
-            "a batch is missing or the partition changed during the run: re-run the date"
-        )
+    verify_plan(settings, date, stage, recordings)
     recordings = recordings.sort_by([("source_path", "ascending")])
     utterances = utterances.sort_by([("source_path", "ascending"), ("channel", "ascending"),
                                      ("segment_index", "ascending")])
-    rollup = tables.emotion_rollup(utterances)
     summary = _run_summary(run_id, recordings, utterances, started_at)
-    for table, data in (("utterances", utterances), ("recordings", recordings), ("emotion_daily", rollup),
-                        ("runs", tables.to_table([summary], tables.RUNS))):
-        tables.publish_partition(settings.lake_root, table, date, data)
-    Warehouse(settings.lake_root, settings.warehouse_path).refresh()
-    _drop_staging(settings, date, run_id)
-    result = {"date": date, **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")}}
+    day = {"utterances": utterances, "recordings": recordings, "emotion_daily": tables.emotion_rollup(utterances),
+           "runs": tables.to_table([summary], tables.RUNS)}
+    the_lake = lake(settings)
+    snapshot = the_lake.commit_day(date, day, before_commit=lambda: date_leases.renew(date, run_id))
+    Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog).refresh()
+    release(settings, date, run_id)
+    _collect_garbage(settings, the_lake)
+    result = {"date": date, "snapshot": snapshot,
+              **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")}}
     log.info("published %s: %s", date, result)
+    _check_failure_budget(result, settings.failure_budget)
     return result
+
+
+def verify_plan(settings: Settings, date: str, stage, recordings: pa.Table) -> None:
+    """The partition must still be the one planned (the same paths, sizes and modification times), and every file
+    must have been read at its planned size; else PublishError naming what changed."""
+    planned = dict(zip(*storage.read_parquet(stage / PLAN_FILE).to_pydict().values()))
+    now = {i.source_path: i.stamp for i in list_work(settings.raw_root, date, settings.language, settings.channel_mode)}
+    staged = {r["source_path"]: r["size_bytes"] for r in recordings.select(["source_path", "size_bytes"]).to_pylist()}
+    changes = [f"added {p}" for p in sorted(now.keys() - planned.keys())]
+    changes += [f"removed {p}" for p in sorted(planned.keys() - now.keys())]
+    changes += [f"changed {p} ({planned[p]} -> {now[p]})" for p in sorted(planned.keys() & now.keys())
+                if planned[p] != now[p]]
+    changes += [f"changed while read {p} (read {size} bytes, planned {planned[p]})" for p, size in sorted(staged.items())
+                if p in planned and size is not None and planned[p] and not planned[p].startswith(f"{size} bytes")]
+    changes += [f"no transcription result for {p}" for p in sorted(planned.keys() - staged.keys())]
+    if changes:
+        shown = "; ".join(changes[:10]) + (f"; and {len(changes) - 10} more" if len(changes) > 10 else "")
+        raise PublishError(f"{date}: the partition changed during the run, nothing was published ({shown}): "
+                           "re-run the date")
+
+
+def _check_failure_budget(result: dict, budget: float) -> None:
+    if result["files"] and result["files_failed"] / result["files"] > budget:
+        raise FailureBudgetExceeded(
+            f"{result['date']} was published, but {result['files_failed']} of {result['files']} files failed "
+            f"({result['files_failed'] / result['files']:.0%}, over the failure budget of {budget:.0%}): see the "
+            "`error` column of the recordings table (status = 'failed') for each file's reason"
+        )
+
+
+def _collect_garbage(settings: Settings, the_lake: Lake) -> None:
+    """Superseded lake files and abandoned staging of any date, past the grace period. Cleanup never fails a
+    publish that has succeeded."""
+    grace = dt.timedelta(seconds=settings.gc_grace_s)
+    try:
+        the_lake.collect_garbage(grace)
+        _drop_stale_staging(settings, grace)
+    except Exception as exc:  # noqa: BLE001 -- logged; the next publish tries again
+        log.warning("garbage collection skipped: %s", exc)
+
+
+def _drop_stale_staging(settings: Settings, grace: dt.timedelta) -> None:
+    """Local lakes: staging folders of runs that neither published nor released (a killed `svp run`, a DAG run
+    that was never retried), untouched for longer than the grace period."""
+    root = settings.lake_root / STAGING
+    if storage.is_remote(root) or not root.is_dir():
+        return
+    cutoff = time.time() - grace.total_seconds()
+    for stage in root.glob("date=*/run=*"):
+        newest = max((p.stat().st_mtime for p in [stage, *stage.iterdir()]), default=0)
+        if newest < cutoff:
+            log.info("removing abandoned staging %s", stage)
+            storage.remove_tree(stage)
+            _remove_empty_parents(stage.parent, root)
 
 
 def _read_staged(stage: Path, table: str, schema: pa.Schema) -> pa.Table:
@@ -243,7 +334,7 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
     from tqdm import tqdm
 
     started_at = _now()
-    run_id = run_id or f"svp-run-{started_at:%Y%m%dT%H%M%S}"
+    run_id = run_id or new_run_id(started_at)
     batches = plan(settings, date, run_id)
     t0 = time.perf_counter()
     try:
@@ -254,12 +345,17 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
                 bar.update(len(batch["items"]))
         result = publish(settings, date, run_id, started_at)
     except BaseException:
-        # Nobody resumes a failed `svp run` (the next one has a new run id): drop its staged batches, which would
-        # otherwise stay under _staging forever. A failure before publish leaves the published tables as they were.
-        _drop_staging(settings, check_date(date), run_id)
+        # Nobody resumes a failed `svp run` (the next one has a new run id): give up the date and the staged
+        # batches. A failure before the commit leaves the published tables as they were.
+        release(settings, date, run_id)
         raise
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
+
+
+def new_run_id(started_at: dt.datetime) -> str:
+    """Unique even for two runs started in the same second (they must not share a staging folder)."""
+    return f"svp-run-{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def _drop_staging(settings: Settings, date: str, run_id: str) -> None:

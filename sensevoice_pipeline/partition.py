@@ -33,6 +33,7 @@ class WorkItem:
     channel_mode: str
     metadata: dict[str, str] = field(default_factory=dict)
     problem: str | None = None  # set: the file is recorded as failed with this reason, not decoded
+    stamp: str | None = None  # size and modification time when the day was planned (publish checks them again)
 
     @property
     def recording_id(self) -> str:
@@ -41,11 +42,25 @@ class WorkItem:
 
     def to_dict(self) -> dict:
         return {"source_path": self.source_path, "language": self.language, "channel_mode": self.channel_mode,
-                "metadata": self.metadata, "problem": self.problem}
+                "metadata": self.metadata, "problem": self.problem, "stamp": self.stamp}
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorkItem":
-        return cls(d["source_path"], d["language"], d["channel_mode"], dict(d.get("metadata") or {}), d.get("problem"))
+        return cls(d["source_path"], d["language"], d["channel_mode"], dict(d.get("metadata") or {}), d.get("problem"),
+                   d.get("stamp"))
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a partition as listed: what is wrong with it (None: nothing yet) and its stamp."""
+
+    problem: str | None
+    stamp: str | None
+
+
+def stamp(size: int, mtime_ns: int) -> str:
+    """What must not change between planning a day and publishing it: size and modification time."""
+    return f"{size} bytes, modified {mtime_ns}"
 
 
 def check_date(date: str) -> str:
@@ -68,19 +83,19 @@ def list_work(raw_root: str | Path, date: str, default_language: str, default_ch
     part = partition_dir(raw_root, date)
     if not part.is_dir():
         raise PartitionError(f"no partition for {date}: {part} does not exist")
-    files = {path.relative_to(part).as_posix(): _file_problem(path, root)
+    files = {path.relative_to(part).as_posix(): _file_entry(path, root)
              for path in sorted(part.rglob("*")) if _is_data_file(path, part)}
     manifest = read_manifest(part / MANIFEST) if (part / MANIFEST).is_file() else {}
     return work_items(part.name, files, manifest, default_language, default_channel_mode)
 
 
-def work_items(part_name: str, files: dict[str, str | None], manifest: dict[str, dict], default_language: str,
+def work_items(part_name: str, files: dict[str, FileEntry], manifest: dict[str, dict], default_language: str,
                default_channel_mode: str) -> list[WorkItem]:
     """The day's work items, wherever its files live: one per file (``files``: path in the partition -> what is
-    wrong with the file itself, or None) with the manifest's hints, plus a failing one per manifest row that names
-    no file."""
-    items = [_work_item(part_name, rel, problem, manifest.get(rel, {}), default_language, default_channel_mode)
-             for rel, problem in files.items()]
+    wrong with the file itself and its stamp) with the manifest's hints, plus a failing one per manifest row that
+    names no file."""
+    items = [_work_item(part_name, rel, entry, manifest.get(rel, {}), default_language, default_channel_mode)
+             for rel, entry in files.items()]
     for rel, row in manifest.items():
         if rel not in files:
             problem = row.get("_problem") or f"listed in {MANIFEST} but not found in the partition"
@@ -96,16 +111,24 @@ def _is_data_file(path: Path, part: Path) -> bool:
     return path.is_file() or path.is_symlink()
 
 
-def _work_item(part_name: str, rel: str, file_problem: str | None, row: dict, default_language: str,
+def _work_item(part_name: str, rel: str, entry: FileEntry, row: dict, default_language: str,
                default_channel_mode: str) -> WorkItem:
     language = (row.get("language") or default_language).strip().lower()
     channel_mode = (row.get("channel_mode") or default_channel_mode).strip().lower()
-    problem = row.get("_problem") or file_problem
+    problem = row.get("_problem") or entry.problem
     if problem is None and language not in LANGUAGES:
         problem = f"unknown language {language!r} in {MANIFEST}: expected one of {', '.join(LANGUAGES)}"
     if problem is None and channel_mode not in CHANNEL_MODES:
         problem = f"unknown channel_mode {channel_mode!r} in {MANIFEST}: expected one of {', '.join(CHANNEL_MODES)}"
-    return WorkItem(f"{part_name}/{rel}", language, channel_mode, _metadata(row), problem)
+    return WorkItem(f"{part_name}/{rel}", language, channel_mode, _metadata(row), problem, entry.stamp)
+
+
+def _file_entry(path: Path, root: Path) -> FileEntry:
+    try:
+        info = path.lstat()
+    except OSError:
+        return FileEntry("file vanished", None)
+    return FileEntry(_file_problem(path, root), stamp(info.st_size, info.st_mtime_ns))
 
 
 def _file_problem(path: Path, root: Path) -> str | None:

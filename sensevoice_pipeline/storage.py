@@ -51,6 +51,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .errors import InputError
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -66,6 +68,10 @@ HASH_BLOCK = 1 << 20  # bytes per read while hashing a local file
 # working directory, one file per lake: var/warehouse/<bucket>/<prefix>/warehouse.duckdb.
 LOCAL_WAREHOUSE_DIR = Path("var/warehouse")
 DUCKDB_SECRET = "svp_lake"
+
+
+class OutsideRootError(InputError):
+    """A raw file that resolves outside the raw root when it is opened."""
 
 
 class StorageError(ValueError):
@@ -234,18 +240,18 @@ class ObjectPath:
         """Objects below this prefix whose key relative to it matches ``pattern`` segment by segment (``*`` stays
         within a segment, as with pathlib), sorted. Directory markers are not objects here."""
         want = pattern.split("/")
-        hits = [rel for rel, _ in self.list_files()
+        hits = [rel for rel, *_ in self.list_files()
                 if len(rel.split("/")) == len(want)
                 and all(fnmatch.fnmatchcase(p, w) for p, w in zip(rel.split("/"), want))]
         return [self._child(rel) for rel in sorted(hits)]
 
-    def list_files(self) -> list[tuple[str, int]]:
-        """(key relative to this prefix, size) of every object below it; [] when there is none."""
+    def list_files(self) -> list[tuple[str, int, int]]:
+        """(key relative to this prefix, size, mtime in ns) of every object below it; [] when there is none."""
         selector = pafs.FileSelector(self.fs_path, recursive=True, allow_not_found=True)
         with storage_errors(self, "listing"):
             infos = self.filesystem.get_file_info(selector)
         base = self.fs_path + "/"
-        return [(i.path[len(base):], i.size) for i in infos
+        return [(i.path[len(base):], i.size, i.mtime_ns or 0) for i in infos
                 if i.type == pafs.FileType.File and i.path.startswith(base)]
 
     def _child(self, rel: str) -> "ObjectPath":
@@ -330,18 +336,24 @@ def check_bucket(path: ObjectPath) -> None:
 
 @dataclass
 class LocalCopy:
-    """A local file to decode, with the size and sha256 of the original. For an s3:// object it is a temp copy:
-    ``release()`` removes it (and is a no-op for local files)."""
+    """A local file to decode, with the size and sha256 of the original. For an s3:// object it is a temp copy; for
+    a local file it is the file descriptor opened (and checked) by :func:`fetch`, named through ``/proc/self/fd`` so
+    that the decoder reads exactly the file that was checked. ``release()`` removes the copy or closes the file."""
 
     path: Path
     size: int
     sha256: str
+    name: str = ""  # the original's file name, for messages
     _tmpdir: str | None = None
+    _fd: int | None = None
 
     def release(self) -> None:
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "LocalCopy":
         return self
@@ -350,19 +362,15 @@ class LocalCopy:
         self.release()
 
 
-def fetch(path: Root) -> LocalCopy:
+def fetch(path: Root, inside: Root | None = None) -> LocalCopy:
     """The file at ``path`` on local disk, with its size and sha256. A local file is read in place (hashed in
-    1 MiB blocks). An s3:// object is downloaded in chunks into a private temp dir, under its own name (decoder
-    messages name the file), and hashed as it arrives: a two-hour call is never held in memory. A missing object is
-    a FileNotFoundError; a store that cannot be reached is a StorageError."""
+    1 MiB blocks); with ``inside``, it is read only if the file actually opened resolves inside that root (checked
+    on the open descriptor, so a symlink swapped in after the day was planned cannot lead the read elsewhere). An
+    s3:// object is downloaded in chunks into a private temp dir, under its own name (decoder messages name the
+    file), and hashed as it arrives: a two-hour call is never held in memory. A missing object is a
+    FileNotFoundError; a store that cannot be reached is a StorageError."""
     if not is_remote(path):
-        path = Path(path)
-        digest, size = hashlib.sha256(), 0
-        with open(path, "rb") as f:
-            while block := f.read(HASH_BLOCK):
-                digest.update(block)
-                size += len(block)
-        return LocalCopy(path, size, digest.hexdigest())
+        return _open_local(Path(path), None if inside is None else Path(inside))
     tmpdir = tempfile.mkdtemp(prefix="svp-audio-")
     local = Path(tmpdir) / path.name
     try:
@@ -376,7 +384,24 @@ def fetch(path: Root) -> LocalCopy:
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    return LocalCopy(local, size, digest.hexdigest(), tmpdir)
+    return LocalCopy(local, size, digest.hexdigest(), path.name, _tmpdir=tmpdir)
+
+
+def _open_local(path: Path, inside: Path | None) -> LocalCopy:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))  # what was opened, whatever the path says now
+        if inside is not None and not opened.is_relative_to(inside.resolve()):
+            raise OutsideRootError(f"{path.name} resolves outside the raw root when opened; refusing to read it")
+        digest, size = hashlib.sha256(), 0
+        while block := os.read(fd, HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return LocalCopy(Path(f"/proc/self/fd/{fd}"), size, digest.hexdigest(), path.name, _fd=fd)
 
 
 def read_parquet(path: Root) -> pa.Table:
@@ -450,9 +475,9 @@ def list_remote_work(part: ObjectPath, date: str, default_language: str,
                      default_channel_mode: str) -> list["WorkItem"]:
     """partition.list_work for ``s3://.../date=D``: the same work items (partition.work_items), from one listing of
     its keys."""
-    from .partition import MANIFEST, PartitionError, work_items
+    from .partition import MANIFEST, FileEntry, PartitionError, stamp, work_items
 
-    objects = dict(part.list_files())
+    objects = {rel: stamp(size, mtime_ns) for rel, size, mtime_ns in part.list_files()}
     if not objects:
         check_bucket(part)
         raise PartitionError(f"no partition for {date}: {part} does not exist (no objects below it)")
@@ -461,7 +486,7 @@ def list_remote_work(part: ObjectPath, date: str, default_language: str,
     for rel in sorted(objects):
         if rel == MANIFEST or any(p.startswith(".") for p in rel.split("/") if p not in ("", ".", "..")):
             continue  # hidden files are not data, as in a local partition
-        files[rel] = _key_problem(rel)
+        files[rel] = FileEntry(_key_problem(rel), objects[rel])
     return work_items(part.name, files, manifest, default_language, default_channel_mode)
 
 
@@ -504,41 +529,49 @@ def prepare_duckdb(con: "duckdb.DuckDBPyConnection", lake_root: Root) -> None:
             fields["SESSION_TOKEN"] = options.session_token
     if host:  # MinIO and other S3-compatible stores: path-style URLs on their own endpoint
         fields.update(ENDPOINT=host, URL_STYLE="path", USE_SSL=scheme == "https")
-    body = ", ".join(f"{k} {_sql_value(v)}" for k, v in fields.items())
+    body = ", ".join(f"{k} {sql_value(v)}" for k, v in fields.items())
     con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {DUCKDB_SECRET} ({body})")
 
 
-def duckdb_httpfs_path() -> Path | None:
-    """The httpfs extension shipped by the ``duckdb-extension-httpfs`` wheel for this DuckDB version, if any."""
+def duckdb_extension_path(name: str) -> Path | None:
+    """The extension ``name`` shipped by the ``duckdb-extension-<name>`` wheel for this DuckDB version, if any."""
+    import importlib
+
     import duckdb
 
     try:
-        import duckdb_extension_httpfs
+        module = importlib.import_module(f"duckdb_extension_{name}")
     except ImportError:
         return None
-    path = (Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-            / "httpfs.duckdb_extension")
+    path = Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
     return path if path.is_file() else None
 
 
-def _load_httpfs(con) -> None:
+def load_duckdb_extension(con, name: str) -> None:
+    """LOAD a DuckDB extension from its PyPI wheel (nothing is downloaded at run time); where no wheel exists for
+    this platform, from DuckDB's own extension repository."""
     import duckdb
 
-    path = duckdb_httpfs_path()
+    path = duckdb_extension_path(name)
     try:
         if path:
-            con.execute(f"LOAD {_sql_value(str(path))}")
-        else:  # no wheel for this platform: DuckDB's own extension repository (needs the internet once)
-            con.execute("INSTALL httpfs")
-            con.execute("LOAD httpfs")
+            con.execute(f"LOAD {sql_value(str(path))}")
+        else:
+            con.execute(f"INSTALL {name}")
+            con.execute(f"LOAD {name}")
     except duckdb.Error as exc:
         raise StorageError(
-            f"DuckDB cannot load its httpfs extension, which an s3:// lake needs: {' '.join(str(exc).split())[:300]} "
-            f"(install duckdb-extension-httpfs=={duckdb.__version__})"
+            f"DuckDB cannot load its {name} extension: {' '.join(str(exc).split())[:300]} "
+            f"(install duckdb-extension-{name.replace('_', '-')}=={duckdb.__version__})"
         ) from exc
 
 
-def _sql_value(value) -> str:
+def _load_httpfs(con) -> None:
+    load_duckdb_extension(con, "httpfs")
+
+
+def sql_value(value) -> str:
+    """A SQL string (or boolean) literal."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return "'" + str(value).replace("'", "''") + "'"

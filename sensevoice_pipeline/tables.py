@@ -1,19 +1,9 @@
-"""The lake's tables: schemas, and publishing one date's partition atomically.
-
-Each table is hive-partitioned by date, one file per partition: ``<lake>/<table>/date=YYYY-MM-DD/data.parquet``.
-A partition is replaced atomically (storage.write_parquet: a temp file renamed over the old one, or in an s3://
-lake one upload over the old object), so a reader sees the old day or the new day, never half of one.
-"""
+"""The lake's tables: their schemas (without the ``date`` partition column, which every table has first) and the
+daily rollup. Where and how they are stored and committed: catalog.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
-
-from .storage import as_root, read_parquet, write_parquet
-
-PARTITION_FILE = "data.parquet"
 
 UTTERANCES = pa.schema(
     [
@@ -117,29 +107,22 @@ MODEL_RELEASES = pa.schema(
 )
 
 SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, "emotion_daily": EMOTION_DAILY, "runs": RUNS}
-# Tables written by other jobs than the daily one, with the same layout and atomic publish.
+DAILY_TABLES = tuple(SCHEMAS)  # what one daily run publishes for its date, in one commit
+# Tables written by other jobs than the daily one, in the same catalog.
 OTHER_SCHEMAS = {"model_releases": MODEL_RELEASES}
-
-
-def partition_path(lake_root: str | Path, table: str, date: str) -> Path:
-    return as_root(lake_root) / table / f"date={date}" / PARTITION_FILE
+ALL_SCHEMAS = {**SCHEMAS, **OTHER_SCHEMAS}
+# A stable row order within a date, for readers that compare tables.
+SORT_KEYS = {
+    "utterances": ("source_path", "channel", "segment_index"),
+    "recordings": ("source_path",),
+    "emotion_daily": ("language", "emotion", "channel"),
+    "runs": ("run_id",),
+    "model_releases": ("finished_at", "release_id"),
+}
 
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
-
-
-def schema_of(table: str) -> pa.Schema:
-    return SCHEMAS.get(table) or OTHER_SCHEMAS[table]
-
-
-def publish_partition(lake_root: str | Path, table: str, date: str, data: pa.Table) -> Path:
-    """Replace ``table``'s partition for ``date`` with ``data`` atomically (storage.write_parquet)."""
-    return write_parquet(data.cast(schema_of(table)), partition_path(lake_root, table, date), compression="zstd")
-
-
-def read_partition(lake_root: str | Path, table: str, date: str) -> pa.Table:
-    return read_parquet(partition_path(lake_root, table, date))
 
 
 def emotion_rollup(utterances: pa.Table) -> pa.Table:

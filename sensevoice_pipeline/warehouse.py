@@ -1,7 +1,10 @@
-"""The DuckDB warehouse: one database file whose views read the lake's Parquet tables, and the canned BI queries.
+"""The DuckDB warehouse: one database file whose views read the lake's tables, and the canned BI queries.
 
-Views glob the partitions, so publishing a day needs no database write. The file is rebuilt (in a temp file,
-then renamed over the old one) only when the set of views changes, so BI tools holding it open are never blocked.
+The views read the DuckLake catalog attached as ``lake`` (catalog.py): DuckDB does not keep attachments in a file,
+so whoever opens the file attaches the catalog first -- :meth:`Warehouse.connect` does; a BI tool runs the two lines
+that :meth:`Warehouse.attach_sql` prints (README, "Query"). Publishing a day needs no write to this file. It is
+rebuilt (in a temp file, then renamed over the old one) only when its views change, so BI tools holding it open are
+never blocked.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from .storage import StorageError, as_root, default_warehouse, prepare_duckdb
-from .tables import PARTITION_FILE, SCHEMAS
+from .catalog import ALIAS, CatalogError, Lake
+from .storage import StorageError, default_warehouse, duckdb_extension_path
+from .tables import ALL_SCHEMAS
 
 GROUP_BY = {"language": "language", "channel": "channel"}
 
@@ -93,21 +97,20 @@ class WarehouseError(RuntimeError):
 
 
 class Warehouse:
-    def __init__(self, lake_root: str | Path, db_path: str | Path | None = None):
-        self.lake_root = as_root(lake_root)  # a local dir or an s3:// ObjectPath; the database file is always local
+    def __init__(self, lake_root: str | Path, db_path: str | Path | None = None, catalog: str | Path | None = None):
+        self.lake = Lake(lake_root, catalog)
+        self.lake_root = self.lake.root  # a local dir or an s3:// ObjectPath; the database file is always local
         self.db_path = Path(db_path) if db_path else default_warehouse(self.lake_root)
 
     def view_sql(self) -> dict[str, str]:
-        """One view per table that has at least one published partition."""
-        views = {}
-        for table in SCHEMAS:
-            if any((self.lake_root / table).glob(f"date=*/{PARTITION_FILE}")):
-                pattern = (self.lake_root.resolve() / table / "date=*" / PARTITION_FILE).as_posix()
-                views[table] = (
-                    f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
-                    f"read_parquet('{_quote(pattern)}', hive_partitioning = true, hive_types = {{'date': DATE}})"
-                )
-        return views
+        """One view per table of the lake."""
+        return {table: f'CREATE OR REPLACE VIEW {table} AS SELECT * FROM {ALIAS}."{table}"' for table in ALL_SCHEMAS}
+
+    def attach_sql(self) -> list[str]:
+        """What a BI tool runs after opening the file, so that its views find the lake's tables."""
+        ducklake = duckdb_extension_path("ducklake")
+        return [f"LOAD '{ducklake}'" if ducklake else "INSTALL ducklake; LOAD ducklake",
+                f"ATTACH 'ducklake:sqlite:{self.lake.catalog_path.resolve()}' AS {ALIAS} (READ_ONLY)"]
 
     def refresh(self) -> bool:
         """(Re)build the database file if its views differ from the lake's tables; returns whether it did.
@@ -136,7 +139,7 @@ class Warehouse:
         tmp = self.db_path.with_name(f".{self.db_path.name}.{uuid.uuid4().hex}.tmp")
         try:
             con = duckdb.connect(str(tmp))
-            prepare_duckdb(con, self.lake_root)  # s3://: views are checked against the lake as they are created
+            self.lake.attach(con)  # the views are checked against the lake's tables as they are created
             con.execute("CREATE TABLE _svp_views (name VARCHAR, sql VARCHAR)")
             for name, sql in wanted.items():
                 con.execute(sql)
@@ -163,10 +166,10 @@ class Warehouse:
             raise WarehouseError(f"no warehouse at {self.db_path}: run the daily job for a date first")
         con = duckdb.connect(str(self.db_path), read_only=True)
         try:  # s3:// lake: httpfs and a TEMPORARY secret for this connection (never stored in the file)
-            prepare_duckdb(con, self.lake_root)
-        except StorageError as exc:
+            self.lake.attach(con)
+        except (StorageError, CatalogError, duckdb.Error) as exc:
             con.close()
-            raise WarehouseError(str(exc)) from exc
+            raise WarehouseError(" ".join(str(exc).split())[:300]) from exc
         return con
 
     def query(self, name: str, date_from: dt.date | str | None = None, date_to: dt.date | str | None = None,

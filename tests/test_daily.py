@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sensevoice_pipeline import tables
+from sensevoice_pipeline.catalog import Lake
 from sensevoice_pipeline.daily import run_date
 from sensevoice_pipeline.local_airflow import triton_connection_env
 from sensevoice_pipeline.sample_day import expected_answers, write_sample_day
@@ -27,7 +28,7 @@ RUN_COLUMNS = ("run_id", "processed_at", "started_at", "finished_at")
 
 
 def table_rows(lake: Path, table: str, date: str) -> list[dict]:
-    data = tables.read_partition(lake, table, date)
+    data = Lake(lake).read(table, date)
     keep = [c for c in data.column_names if c not in RUN_COLUMNS]
     return data.select(keep).to_pylist()
 
@@ -133,7 +134,7 @@ def test_rollup_runs_and_warehouse(demo_day):
     try:
         assert con.execute("SELECT count(*) FROM utterances WHERE date = ?", [DEMO_DAY]).fetchone()[0] == len(utterances)
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        assert views == {"utterances", "recordings", "emotion_daily", "runs"}
+        assert views == set(tables.ALL_SCHEMAS)
     finally:
         con.close()
 
@@ -144,8 +145,7 @@ def test_a_second_dag_run_of_the_date_leaves_identical_tables(demo_day, local_ai
     local_airflow.dags_test("sensevoice_daily", f"{DEMO_DAY}T00:00:00+00:00", conf=conf, env=env)
     after = {t: table_rows(settings.lake_root, t, DEMO_DAY) for t in tables.SCHEMAS}
     assert not differences(before, after)
-    files = sorted(p.relative_to(settings.lake_root).as_posix() for p in settings.lake_root.rglob("*.parquet"))
-    assert files == sorted(f"{t}/date={DEMO_DAY}/data.parquet" for t in tables.SCHEMAS)  # no staging left behind
+    assert not list((settings.lake_root / "_staging").rglob("*"))  # no staging left behind
 
 
 def test_golden_day_emotion_counts_equal_the_expected_transcripts(tmp_path, fixture_triton):
@@ -202,11 +202,15 @@ def test_svp_run_reports_a_missing_partition_and_a_server_that_is_down(tmp_path)
     out = svp("run", "--date", "2026-01-02", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"),
               "--url", f"127.0.0.1:{free_port()}")
     assert out.returncode == 2 and "cannot reach Triton" in out.stderr
-    assert not (tmp_path / "lake" / "utterances").exists()
+    assert not Lake(tmp_path / "lake").exists  # nothing was committed
 
 
 def test_partition_files_are_parquet_with_the_design_schema(demo_day):
+    """The lake's data files are plain Parquet in hive-style date folders: the design's columns after the date."""
     settings, *_ = demo_day
     for table, schema in tables.SCHEMAS.items():
-        written = pq.read_schema(tables.partition_path(settings.lake_root, table, DEMO_DAY))
-        assert written.remove_metadata().equals(schema), table
+        files = sorted((Path(settings.lake_root) / "data" / "main" / table / f"date={DEMO_DAY}").glob("*.parquet"))
+        assert files, table
+        written = pq.read_schema(files[-1])
+        assert written.names == ["date", *schema.names], table
+        assert [f.type for f in written][1:] == list(schema.types), table

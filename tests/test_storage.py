@@ -96,7 +96,7 @@ def upload_dir(local: Path, target: ObjectPath) -> None:
 
 
 def objects(prefix: ObjectPath) -> list[str]:
-    return sorted(rel for rel, _ in prefix.list_files())
+    return sorted(rel for rel, *_ in prefix.list_files())
 
 
 def snapshot(lake) -> dict[str, list[dict]]:

@@ -1,0 +1,229 @@
+"""The lake's tables in a DuckLake catalog: a date is published to all of its tables in one transaction.
+
+Why DuckLake: the design asks that a reader sees a date's four tables all from one run or all from the previous one,
+across crashes and concurrent runs, on local disk and on S3. Per-file atomic renames cannot give that across four
+tables, and Delta Lake / Iceberg commit per table. DuckLake keeps the data as ordinary Parquet files (hive-style
+``date=YYYY-MM-DD`` folders under ``<lake>/data/``) and the list of live files in a SQL catalog, so one
+``BEGIN … COMMIT`` replaces a date in every table at once, readers read a snapshot, and a crashed writer leaves
+only unreferenced files behind (garbage-collected after a grace period, :meth:`Lake.collect_garbage`).
+
+The catalog is a SQLite file (``Settings.catalog``; default ``<lake>/catalog.sqlite``, or for an s3:// lake a local
+file under ``var/warehouse/``): every process that writes the lake must reach the same file, i.e. run on one host
+or share it through a local volume. Writers of one catalog take turns through a file lock, so their commits never
+conflict; readers never wait for it.
+
+Readers other than this package: DuckDB with the ducklake extension ``ATTACH 'ducklake:sqlite:<catalog>' AS lake
+(READ_ONLY)`` (the warehouse file's views do exactly that), or any engine that speaks DuckLake. Globbing the Parquet
+files directly is wrong: superseded files stay on disk until the grace period has passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+from pathlib import Path
+from typing import Callable, Iterator
+
+import duckdb
+import pyarrow as pa
+
+from .errors import ConfigurationError
+from .storage import LOCAL_WAREHOUSE_DIR, Root, as_root, is_remote, load_duckdb_extension, prepare_duckdb, sql_value
+from .tables import ALL_SCHEMAS, SORT_KEYS
+
+log = logging.getLogger(__name__)
+
+ALIAS = "lake"  # the name the catalog is attached under, in our connections and in the warehouse's views
+DATA_DIR = "data"  # <lake>/data/main/<table>/date=YYYY-MM-DD/ducklake-<uuid>.parquet
+
+
+def default_catalog(lake_root: Root) -> Path:
+    """``<lake>/catalog.sqlite`` for a local lake; for an s3:// lake a local file beside its warehouse file
+    (``var/warehouse/<bucket>/<prefix>/catalog.sqlite``): SQLite cannot live in an object store."""
+    if is_remote(lake_root):
+        return LOCAL_WAREHOUSE_DIR / lake_root.bucket / lake_root.key / "catalog.sqlite"
+    return Path(lake_root) / "catalog.sqlite"
+
+
+class CatalogError(ConfigurationError):
+    """The catalog cannot be used as configured (unsupported kind, missing file for a reader)."""
+
+
+class Lake:
+    """``Lake(lake_root).commit_day(date, {"utterances": table, ...})``; ``Lake(lake_root).read("runs", date)``."""
+
+    def __init__(self, lake_root: str | Path | Root, catalog: str | Path | None = None):
+        self.root = as_root(lake_root)
+        text = str(catalog) if catalog else ""
+        if "://" in text or text.startswith(("postgres:", "mysql:")):
+            raise CatalogError(f"unsupported catalog {text!r}: give the path of a local SQLite file")
+        self.catalog_path = Path(text) if text else default_catalog(self.root)
+
+    @property
+    def data_path(self) -> str:
+        if is_remote(self.root):
+            return f"{self.root}/{DATA_DIR}/"
+        return f"{Path(self.root).resolve() / DATA_DIR}/"
+
+    @property
+    def exists(self) -> bool:
+        return self.catalog_path.is_file()
+
+    # -- connections -------------------------------------------------------------------------------------------------
+
+    def attach(self, con: duckdb.DuckDBPyConnection, read_only: bool = True) -> None:
+        """Attach the catalog to ``con`` as ``lake`` (and, for an s3:// lake, give ``con`` a temporary secret)."""
+        load_duckdb_extension(con, "ducklake")
+        load_duckdb_extension(con, "sqlite_scanner")
+        prepare_duckdb(con, self.root)
+        target = sql_value(f"ducklake:sqlite:{self.catalog_path.resolve()}")
+        # IF NOT EXISTS: DuckDB shares one instance between the connections of a process to the same file (the
+        # warehouse), and attachments belong to the instance.
+        if read_only:
+            if not self.exists:
+                raise CatalogError(f"no lake catalog at {self.catalog_path}: run the daily job for a date first")
+            con.execute(f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
+            return
+        self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
+        con.execute(f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)")
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection that may write, holding the catalog's writer lock, with every table created."""
+        with self._writer_lock():
+            con = duckdb.connect()
+            try:
+                self.attach(con, read_only=False)
+                self._create_tables(con)
+                yield con
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect()
+        try:
+            self.attach(con, read_only=True)
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def _writer_lock(self):
+        """Writers of one catalog take turns (an flock beside the file): commits never conflict, and table creation
+        is never raced. Readers do not take it."""
+        self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.catalog_path.with_name(f".{self.catalog_path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+        existing = {row[0] for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]).fetchall()}
+        for name, schema in ALL_SCHEMAS.items():
+            if name in existing:
+                continue
+            columns = ", ".join(f'"{c}" {t}' for c, t in zip(schema.names, _duckdb_types(con, schema)))
+            con.execute(f'CREATE TABLE {ALIAS}."{name}" (date DATE, {columns})')
+            con.execute(f'ALTER TABLE {ALIAS}."{name}" SET PARTITIONED BY (date)')
+            log.info("created table %s in the lake catalog", name)
+
+    # -- writing -----------------------------------------------------------------------------------------------------
+
+    def commit_day(self, date: str, tables: dict[str, pa.Table],
+                   before_commit: Callable[[], None] | None = None) -> int:
+        """Replace ``date`` in every table of ``tables`` in one transaction; returns the new snapshot id.
+        ``before_commit`` runs inside the transaction, just before COMMIT (e.g. to check that the run still holds
+        the date): raising there rolls everything back."""
+        with self.writer() as con:
+            con.execute("BEGIN")
+            try:
+                for name, data in tables.items():
+                    con.execute(f'DELETE FROM {ALIAS}."{name}" WHERE date = ?::DATE', [date])
+                    self._insert(con, name, date, data)
+                if before_commit:
+                    before_commit()
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return self._snapshot(con)
+
+    def replace_rows(self, table: str, date: str, key: str, data: pa.Table) -> None:
+        """Insert ``data`` into ``date`` of ``table``, replacing rows with the same ``key`` (one transaction)."""
+        with self.writer() as con:
+            con.execute("BEGIN")
+            try:
+                for value in set(data.column(key).to_pylist()):
+                    con.execute(f'DELETE FROM {ALIAS}."{table}" WHERE date = ?::DATE AND "{key}" = ?', [date, value])
+                self._insert(con, table, date, data)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, name: str, date: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        schema = ALL_SCHEMAS[name]
+        columns = ", ".join(f'"{c}"' for c in schema.names)
+        con.register("_svp_rows", data.cast(schema))
+        try:
+            con.execute(f'INSERT INTO {ALIAS}."{name}" (date, {columns}) SELECT ?::DATE, {columns} FROM _svp_rows',
+                        [date])
+        finally:
+            con.unregister("_svp_rows")
+
+    # -- reading -----------------------------------------------------------------------------------------------------
+
+    def read(self, table: str, date: str | None = None) -> pa.Table:
+        """``table``'s rows (for ``date``, without the date column; else all, with it) in a stable order."""
+        if not self.exists:
+            return ALL_SCHEMAS[table].empty_table()
+        order = ", ".join(f'"{c}"' for c in SORT_KEYS[table])
+        with self.reader() as con:
+            if date is None:
+                return con.sql(f'SELECT * FROM {ALIAS}."{table}" ORDER BY date, {order}').to_arrow_table()
+            rows = con.execute(f'SELECT * EXCLUDE (date) FROM {ALIAS}."{table}" WHERE date = ?::DATE ORDER BY {order}',
+                               [date]).to_arrow_table()
+        return rows.cast(ALL_SCHEMAS[table])
+
+    def snapshot_id(self) -> int | None:
+        if not self.exists:
+            return None
+        with self.reader() as con:
+            return self._snapshot(con)
+
+    @staticmethod
+    def _snapshot(con: duckdb.DuckDBPyConnection) -> int:
+        return int(con.execute(f"SELECT max(snapshot_id) FROM {ALIAS}.snapshots()").fetchone()[0])
+
+    # -- garbage -----------------------------------------------------------------------------------------------------
+
+    def collect_garbage(self, grace: dt.timedelta) -> int:
+        """Forget snapshots older than ``grace`` and delete the files only they referenced, and files no snapshot
+        ever committed (a crashed writer's) older than ``grace``. Returns how many files were deleted. The grace
+        period lets a reader that started on an old snapshot finish."""
+        cutoff = dt.datetime.now(dt.timezone.utc) - grace
+        with self.writer() as con:
+            con.execute(f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => ?::TIMESTAMPTZ)", [cutoff])
+            old = con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)",
+                              [cutoff]).fetchall()
+            orphans = con.execute(f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)",
+                                  [cutoff]).fetchall()
+        if old or orphans:
+            log.info("lake garbage collection: %d superseded and %d orphaned files deleted", len(old), len(orphans))
+        return len(old) + len(orphans)
+
+
+def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str]:
+    """DuckDB's column types for an Arrow schema (what DuckDB itself maps them to)."""
+    return [str(t) for t in con.from_arrow(schema.empty_table()).types]
