@@ -35,19 +35,33 @@ class SenseVoiceModel:
 
     def execute(self, requests):
         parsed: list[list[Utterance] | Exception] = [self._parse(r) for r in requests]
-        utterances = [u for p in parsed if not isinstance(p, Exception) for u in p]
+        valid = [p for p in parsed if not isinstance(p, Exception)]
         try:
-            texts = iter(self._transcribe(utterances))
-        except Exception as exc:  # noqa: BLE001 -- every request of the batch gets the error, none is lost
-            return [self._error(str(exc)) for _ in requests]
-        responses = []
-        for p in parsed:
-            if isinstance(p, Exception):
-                responses.append(self._error(str(p)))
-                continue
-            rows = np.array([[next(texts).encode("utf-8")] for _ in p], dtype=np.object_)
-            responses.append(self.pb.InferenceResponse(output_tensors=[self.pb.Tensor("TEXT", rows)]))
-        return responses
+            answers = self._answer(valid)
+        except Exception as exc:  # noqa: BLE001 -- every request gets an answer or its own error, none is lost
+            # One request can fail the whole dynamic batch (the encoder, the frontend). Ask again one request at a
+            # time, so that only the guilty request gets the error and the others of the batch their text.
+            if len(valid) == 1:  # already alone: asking again would only repeat the failure
+                answers = [self._error(str(exc), self.pb.TritonError.INTERNAL)]
+            else:
+                answers = [self._answer_alone(utterances) for utterances in valid]
+        answers = iter(answers)
+        # INVALID_ARG (gRPC INVALID_ARGUMENT) only for a request refused while parsing: the client records that
+        # audio as a failed input. Everything else is INTERNAL: a serving fault the client retries, then raises.
+        return [self._error(str(p), self.pb.TritonError.INVALID_ARG) if isinstance(p, Exception) else next(answers)
+                for p in parsed]
+
+    def _answer(self, requests: list[list[Utterance]]) -> list:
+        """One TEXT response per request; the utterances of all requests share the encoder batches."""
+        texts = iter(self._transcribe([u for utterances in requests for u in utterances]))
+        return [self._text([next(texts) for _ in utterances]) for utterances in requests]
+
+    def _answer_alone(self, utterances: list[Utterance]):
+        try:
+            (response,) = self._answer([utterances])
+            return response
+        except Exception as exc:  # noqa: BLE001 -- this request's own failure, as its error
+            return self._error(str(exc), self.pb.TritonError.INTERNAL)
 
     def _parse(self, request) -> list[Utterance] | Exception:
         try:
@@ -94,8 +108,12 @@ class SenseVoiceModel:
         lens = self.pb.get_output_tensor_by_name(response, "encoder_out_lens").as_numpy().reshape(-1)
         return token_ids, lens
 
-    def _error(self, message: str):
-        return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message))
+    def _text(self, texts: list[str]):
+        rows = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor("TEXT", rows)])
+
+    def _error(self, message: str, code):
+        return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message, code))
 
 
 class EncoderModel:
