@@ -30,6 +30,8 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline import daily, tables
+from sensevoice_pipeline.catalog import Lake
+from sensevoice_pipeline.errors import PublishError
 from sensevoice_pipeline.client import (ModelNotReadyError, SenseVoiceClient, TritonUnavailableError,
                                         transcribe_sync)
 from sensevoice_pipeline.local_airflow import LocalAirflow, triton_connection_env
@@ -41,7 +43,7 @@ from sensevoice_pipeline.warehouse import Warehouse
 from .conftest import FIXTURE_MODEL_DIR, fixture_cases
 
 CLIPS = FIXTURE_MODEL_DIR / "clips"
-DAILY_TABLES = ("utterances", "recordings", "emotion_daily", "runs")
+DAILY_TABLES = tables.DAILY_TABLES
 # Columns that name the run rather than the data: they differ between two runs of the same date.
 RUN_COLUMNS = ("run_id", "processed_at", "started_at", "finished_at")
 SPEECH_CLIPS = sorted(p.stem for p in CLIPS.glob("*.wav") if not p.stem.startswith("nospeech"))
@@ -71,7 +73,7 @@ def write_clips(raw: Path, date: str, names: list[str]) -> list[str]:
 
 
 def table_rows(lake: Path, table: str, date: str) -> list[dict]:
-    data = tables.read_partition(lake, table, date)
+    data = Lake(lake).read(table, date)
     return data.select([c for c in data.column_names if c not in RUN_COLUMNS]).to_pylist()
 
 
@@ -379,10 +381,10 @@ def test_triton_killed_mid_run_fails_clearly_and_a_rerun_restores_the_same_table
             daily.run_date(settings, CRASH_DAY, run_id="crashed", show_progress=False)
         failed_after = time.perf_counter() - t0
         monkeypatch.undo()
-    assert seen["staged"] == ["batch-00000.recordings.parquet", "batch-00000.utterances.parquet"]
+    assert seen["staged"] == ["batch-00000.recordings.parquet", "batch-00000.utterances.parquet", daily.PLAN_FILE]
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"])
     # It retried as configured (4 retries, 0.5 s doubling: 7.5 s) before giving up, and said why.
-    assert sum("unavailable" in r.getMessage() and "retry" in r.getMessage() for r in caplog.records) >= 4
+    assert sum("cannot reach Triton" in r.getMessage() and "retry" in r.getMessage() for r in caplog.records) >= 4
     assert 7 < failed_after < 60
     # Nothing was published by the crashed run, and its staged batch was removed (nobody resumes an `svp run`).
     assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
@@ -400,8 +402,9 @@ def test_triton_killed_mid_run_fails_clearly_and_a_rerun_restores_the_same_table
         kill_hard(second)  # a server whose stub died ignores SIGTERM for a while
     stage = daily.staging_dir(settings, CRASH_DAY, "dag-run")
     assert sorted(p.name for p in stage.iterdir()) == ["batch-00000.recordings.parquet",
-                                                        "batch-00000.utterances.parquet"]  # kept for the retry
-    with pytest.raises(RuntimeError, match="staged 2 recordings but the partition has 6 files"):
+                                                        "batch-00000.utterances.parquet",
+                                                        daily.PLAN_FILE]  # kept for the retry
+    with pytest.raises(PublishError, match="no transcription result for date=.*; no transcription result"):
         daily.publish(settings, CRASH_DAY, "dag-run")  # publishing a partial day is refused
     assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
 
@@ -452,93 +455,114 @@ def test_reruns_and_backfills_give_identical_tables_even_two_dates_at_a_time(tmp
 
 
 @pytest.mark.timeout(120)
-def test_concurrent_publishers_never_lose_a_warehouse_view(tmp_path):
-    """Two publishers of different tables refresh the same warehouse at once, 20 times over, on fresh lakes: the
-    last refresh must see both tables (a refresh that listed the lake before the other table appeared must not
-    rename its stale file over the newer one)."""
-    data = {t: tables.SCHEMAS[t].empty_table() for t in ("utterances", "recordings")}
-    for i in range(20):  # without the refresh lock, 6 of 25 attempts lost a view here
+def test_concurrent_publishers_of_different_dates_both_land(tmp_path):
+    """Two publishers of different dates commit to one fresh lake and refresh its warehouse at once, 10 times over:
+    both dates land in every table (writers take turns on the catalog; table creation is not raced)."""
+    runs = {d: tables.to_table([{"run_id": f"run-{d}", "files": 0}], tables.RUNS) for d in ("2026-10-01", "2026-10-02")}
+    for i in range(10):
         lake = tmp_path / f"lake-{i}"
         barrier = threading.Barrier(2)
 
-        def publisher(table: str, date: str):
+        def publisher(date: str):
             barrier.wait()
-            tables.publish_partition(lake, table, date, data[table])
+            Lake(lake).commit_day(date, {"runs": runs[date], "utterances": tables.UTTERANCES.empty_table()})
             Warehouse(lake).refresh()
 
         with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(publisher, "utterances", "2026-10-01"),
-                       pool.submit(publisher, "recordings", "2026-10-02")]
-            [f.result() for f in futures]
+            [f.result() for f in [pool.submit(publisher, d) for d in runs]]
         con = Warehouse(lake).connect()
         try:
-            views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+            got = con.execute("SELECT date::VARCHAR, run_id FROM runs ORDER BY date").fetchall()
         finally:
             con.close()
-        assert views == {"utterances", "recordings"}, f"attempt {i}"
+        assert got == [(d, f"run-{d}") for d in runs], f"attempt {i}"
 
 
 # -- 4. a reader looping over the views while the date is re-published -------------------------------------------------
 
 READER_DAY = "2026-10-20"
+# A reader as a BI user's would be: the warehouse file, the catalog attached, one read transaction per look. Every
+# look checks that the date's four tables come from one run and agree with each other.
 READER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys
     from pathlib import Path
-    import duckdb
-    db, date, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    counts, errors, n = {}, [], 0
+    from sensevoice_pipeline.warehouse import Warehouse
+    lake, date, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    seen, errors, n = {}, [], 0
     while not stop.exists():
         try:
-            con = duckdb.connect(db, read_only=True)
+            con = Warehouse(lake).connect()
             try:
-                u = con.execute("SELECT count(*) FROM utterances WHERE date = ?", [date]).fetchone()[0]
-                r = con.execute("SELECT count(*), count(DISTINCT source_path) FROM recordings WHERE date = ?",
-                                [date]).fetchone()
+                con.execute("BEGIN")
+                q = lambda sql: con.execute(sql, [date]).fetchall()
+                (run, files, utt), = q("SELECT run_id, files, utterances FROM runs WHERE date = ?")
+                runs_u = {r for r, in q("SELECT DISTINCT run_id FROM utterances WHERE date = ?")}
+                runs_r = {r for r, in q("SELECT DISTINCT run_id FROM recordings WHERE date = ?")}
+                (n_u, itn), = q("SELECT count(*), string_agg(DISTINCT itn::VARCHAR, ',') FROM utterances WHERE date = ?")
+                (n_r,), = q("SELECT count(*) FROM recordings WHERE date = ?")
+                (rolled,), = q("SELECT sum(utterances) FROM emotion_daily WHERE date = ?")
+                con.execute("COMMIT")
             finally:
                 con.close()
-            key = f"{u}/{r[0]}/{r[1]}"
-            counts[key] = counts.get(key, 0) + 1
+            if runs_u != {run} or runs_r != {run} or (n_u, n_r, rolled) != (utt, files, utt):
+                errors.append(f"mixed day: runs={run} utterances={runs_u} recordings={runs_r} "
+                              f"counts={(n_u, n_r, rolled)} vs {(utt, files)}")
+            seen[run] = itn
         except Exception as exc:  # noqa: BLE001 -- every error is what the test looks for
             errors.append(f"{type(exc).__name__}: {exc}")
         n += 1
         if n == 1:
             print("ready", flush=True)
-    print(json.dumps({"iterations": n, "counts": counts, "errors": errors[:5], "n_errors": len(errors)}), flush=True)
+    print(json.dumps({"iterations": n, "seen": seen, "errors": errors[:5], "n_errors": len(errors)}), flush=True)
     """
 )
 
 
-@pytest.mark.timeout(300)
-def test_a_reader_never_sees_an_error_or_a_partial_day_while_the_date_is_republished(tmp_path, fixture_triton):
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url,
-                        batch_size=2)
-    write_clips(settings.raw_root, READER_DAY, SPEECH_CLIPS[:5])
-    daily.run_date(settings, READER_DAY, show_progress=False)
-    expected = "5/5/5"
-    stop = tmp_path / "stop"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(settings.warehouse_path), READER_DAY, str(stop)],
+def start_reader(lake: Path, date: str, stop: Path) -> subprocess.Popen:
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(lake), date, str(stop)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = reader.stdout.readline().strip()
-        assert first == "ready", (first, reader.stderr.read() if reader.poll() is not None else "")
-        for attempt in range(2):  # real re-runs of the date
-            daily.run_date(settings, READER_DAY, run_id=f"republish-{attempt}", show_progress=False)
-        # and the publish step alone, as fast as it goes: every table's partition replaced 30 times
-        current = {t: tables.read_partition(settings.lake_root, t, READER_DAY) for t in DAILY_TABLES}
-        for _ in range(30):
-            for table, data in current.items():
-                tables.publish_partition(settings.lake_root, table, READER_DAY, data)
-            Warehouse(settings.lake_root).refresh()
-    finally:
-        stop.touch()
-        out, err = reader.communicate(timeout=60)
+    first = reader.stdout.readline().strip()
+    assert first == "ready", (first, reader.stderr.read() if reader.poll() is not None else "")
+    return reader
+
+
+def stop_reader(reader: subprocess.Popen, stop: Path) -> dict:
+    stop.touch()
+    out, err = reader.communicate(timeout=60)
     assert out.strip(), f"the reader printed nothing (exit {reader.returncode}): {err[-3000:]}"
     result = json.loads(out.strip().splitlines()[-1])
     assert result["n_errors"] == 0, (result, err[-3000:])
-    assert set(result["counts"]) == {expected}, result
+    return result
+
+
+@pytest.mark.timeout(300)
+def test_a_reader_only_ever_sees_whole_days_while_the_date_is_republished_with_different_data(
+        tmp_path, fixture_triton):
+    """Runs with ITN and without it give different rows for the same files: published alternately, a reader in
+    another process sees one run's four tables or the other's, never a mix, never an error."""
+    with_itn = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url,
+                        batch_size=2)
+    without_itn = with_itn.with_overrides(use_itn=False)
+    write_clips(with_itn.raw_root, READER_DAY, SPEECH_CLIPS[:5])
+    daily.run_date(with_itn, READER_DAY, run_id="itn-0", show_progress=False)
+    stop = tmp_path / "stop"
+    reader = start_reader(with_itn.lake_root, READER_DAY, stop)
+    lake = Lake(with_itn.lake_root)
+    try:
+        days = {}
+        for attempt, settings in enumerate([without_itn, with_itn, without_itn]):  # real re-runs of the date
+            run_id = f"{'itn' if settings.use_itn else 'plain'}-{attempt + 1}"
+            daily.run_date(settings, READER_DAY, run_id=run_id, show_progress=False)
+            days[settings.use_itn] = {t: lake.read(t, READER_DAY) for t in DAILY_TABLES}
+        assert days[True]["utterances"].column("raw_text") != days[False]["utterances"].column("raw_text")
+        for i in range(30):  # and the commit alone, as fast as it goes, alternating the two different days
+            lake.commit_day(READER_DAY, days[i % 2 == 0])
+    finally:
+        result = stop_reader(reader, stop)
     assert result["iterations"] >= 10, result  # it did read while the date was being re-published
-    assert_complete(settings, READER_DAY)
+    assert {"true", "false"} <= set(result["seen"].values()), result  # it saw both versions of the day
+    assert_complete(with_itn, READER_DAY)
 
 
 # -- 5. Triton listens on loopback only --------------------------------------------------------------------------------
