@@ -96,7 +96,13 @@ def compare(graph, onnx_path: Path, precision: str, feature_dim: int,
     batch = check_batch(feature_dim)
     refs = torch_reference(graph, *batch)
     result = EncoderSession(onnx_path).run(*batch, outputs=("ctc_logits", "encoder_out_lens"))
-    logits, lens = result["ctc_logits"], result["encoder_out_lens"]
+    return judge(refs, result["ctc_logits"], result["encoder_out_lens"], precision, limits)
+
+
+def judge(refs: list[tuple[np.ndarray, int]], logits: np.ndarray, lens: np.ndarray, precision: str,
+          limits: Thresholds | None = None) -> ParityReport:
+    """The gate itself: the candidate's padded batch (``logits`` [B, T, V], ``lens`` [B]) against the reference's
+    per-utterance ``(log-probabilities [n, V], n)``, under ``limits`` (default: the precision's thresholds)."""
     lens_equal = all(int(lens[i]) == n for i, (_, n) in enumerate(refs))
     max_abs, cosines, agree, frames = 0.0, [], 0, 0
     for i, (ref, n) in enumerate(refs):

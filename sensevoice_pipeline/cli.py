@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from . import __version__
+from .errors import ConfigurationError, InputError, ServingError, SvpError
 
 DEFAULT_REPOSITORY = "model_repository"
 
@@ -120,17 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "models",
-        help="model versions: list, show, stage, promote, rollback, retire (on a running Triton)",
+        help="model versions: list, show, stage, unstage, promote, rollback, retire (on a running Triton)",
         description="Manage the versions of `sensevoice` + `sensevoice_encoder` in a model repository and on the "
         "Triton serving it. The serving version (recorded in <repository>/serving.json and the configs' "
         "version_policy) is the one requests without a version reach. `stage` loads a candidate beside it as "
-        "`sensevoice_staged`; `promote` switches to it without failed requests; `rollback` switches back.",
+        "`sensevoice_staged` (`unstage` unloads it); `promote` switches to it without failed requests; `rollback` "
+        "switches back.",
     )
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     for name, help_text in [
         ("list", "every version: role, server state, precision, source checksum, export time, parity, files"),
         ("show", "one version in full (export_meta.json included)"),
         ("stage", "load VERSION beside the serving version as `sensevoice_staged` (serving untouched)"),
+        ("unstage", "unload `sensevoice_staged`, e.g. after a failed canary (serving untouched)"),
         ("promote", "make VERSION (default: the staged one) the serving version"),
         ("rollback", "serve the previous version again"),
         ("retire", "unload VERSION and take it out of every role (files are kept)"),
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_url(m)
         if name in ("list", "show"):
             m.add_argument("--json", action="store_true", help="print JSON")
-        if name in ("promote", "rollback", "retire"):
+        if name in ("unstage", "promote", "rollback", "retire"):
             m.add_argument("--offline", action="store_true",
                            help="edit the repository only, for a stopped Triton (takes effect when it starts)")
     p.set_defaults(func=cmd_models)
@@ -273,24 +276,65 @@ def cmd_query(args) -> int:
     from .settings import Settings
     from .warehouse import QUERIES, Warehouse, WarehouseError
 
-    settings = Settings.from_env(lake_root=args.lake, warehouse=args.warehouse)
+    # Everything the user typed is checked before the warehouse is opened (a slow s3:// lake included).
+    date_from, date_to = _date_flag("--from", args.date_from), _date_flag("--to", args.date_to)
+    if date_from and date_to and date_from > date_to:
+        raise CliError(f"--from {date_from} is after --to {date_to}: no date can match")
+    outputs = [(flag, path) for flag, path in (("--csv", args.csv), ("--png", args.png)) if path]
+    for flag, path in outputs:
+        _check_output(flag, path)
     try:
-        table = Warehouse(settings.lake_root, settings.warehouse_path).query(
-            args.name, args.date_from, args.date_to, args.by
-        )
+        settings = Settings.from_env(lake_root=args.lake, warehouse=args.warehouse)
+    except ValueError as exc:  # ConfigurationError, or a storage URI that cannot work
+        raise CliError(str(exc)) from exc
+    try:
+        table = Warehouse(settings.lake_root, settings.warehouse_path).query(args.name, date_from, date_to, args.by)
     except WarehouseError as exc:
         raise CliError(str(exc)) from exc
     print(f"# {QUERIES[args.name].title}")
     print_table(table)
-    if args.csv:
-        import pyarrow.csv as pacsv
+    for flag, path in outputs:
+        if flag == "--csv":
+            import pyarrow.csv as pacsv
 
-        pacsv.write_csv(table, args.csv)
-        print(f"wrote {args.csv}", file=sys.stderr)
-    if args.png:
-        write_chart(args.name, table, args.png, by=args.by)
-        print(f"wrote {args.png}", file=sys.stderr)
+            _write_output(flag, path, lambda target: pacsv.write_csv(table, target))
+        else:
+            _write_output(flag, path, lambda target: write_chart(args.name, table, target, by=args.by))
+        print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _date_flag(flag: str, value: str | None):
+    import datetime as dt
+
+    if value in (None, ""):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{flag}: not a date: {value!r} (expected YYYY-MM-DD)") from None
+
+
+def _check_output(flag: str, path: Path) -> None:
+    """Refuse, before the query runs, an output file that cannot be written. Missing folders are fine: they are
+    created when the file is written, as `--csv reports/today.csv` asks for."""
+    if path.is_dir():
+        raise CliError(f"{flag} {path} is a folder: name the file to write")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CliError(f"cannot write {flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {flag} {path}: {existing} is not writable")
+
+
+def _write_output(flag: str, path: Path, write) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as exc:
+        raise CliError(f"cannot write {flag} {path}: {exc.strerror or exc}") from exc
 
 
 def cmd_models(args) -> int:
@@ -316,6 +360,8 @@ def cmd_models(args) -> int:
             r = releases.stage(args.repository, args.version, url)
             print(f"staged version {r['staged']} as {r['model']} beside serving version {r['serving']} "
                   f"({r['seconds']} s)")
+        elif action == "unstage":
+            print(releases.format_unstaged(releases.unstage(args.repository, url)))
         elif action in ("promote", "rollback"):
             r = (releases.promote(args.repository, args.version, url) if action == "promote"
                  else releases.rollback(args.repository, url))
@@ -353,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"svp {args.command}: {exc}", file=sys.stderr)
         return 2
+    except SvpError as exc:  # raised on purpose (errors.py): its message, on one line, never a traceback
+        print(f"svp {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        # 2 as for CliError when the user fixes the settings, an input or the server and runs again; 1 when the run
+        # itself failed (PublishError, FailureBudgetExceeded, ...)
+        return 2 if isinstance(exc, (ConfigurationError, InputError, ServingError)) else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `svp query ... | head`: the reader left; not an error worth a traceback

@@ -8,16 +8,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .client import default_url
-from .storage import ObjectPath, as_root, default_warehouse, is_remote
+from .errors import ConfigurationError
+from .languages import LANGUAGES, UnknownLanguageError, language_id
+from .storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
 
 CHANNEL_MODES = ("mono", "split")
+
+
+class RootError(ConfigurationError, StorageError):
+    """A raw or lake root that cannot work (unsupported URI, no bucket): one line for
+    the user, and still the StorageError that ``storage.as_root`` raises for a bad URI."""
 
 
 @dataclass(frozen=True)
 class Settings:
     # The roots are local dirs or s3://bucket/prefix URIs (storage.ObjectPath; credentials: AWS_* environment).
     raw_root: Path | ObjectPath = Path("var/raw")  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
-    lake_root: Path | ObjectPath = Path("var/lake")  # <table>/date=YYYY-MM-DD/data.parquet
+    lake_root: Path | ObjectPath = Path("var/lake")  # data/main/<table>/date=YYYY-MM-DD/*.parquet (catalog.py)
     # DuckDB file, always on local disk; default <lake_root>/warehouse.duckdb, or for an s3:// lake
     # var/warehouse/<bucket>/<prefix>/warehouse.duckdb (storage.default_warehouse)
     warehouse: Path | None = None
@@ -36,6 +43,9 @@ class Settings:
     # or for an s3:// lake var/warehouse/<bucket>/<prefix>/catalog.sqlite (lake.default_catalog)
     catalog: str | None = None
     lease_ttl_s: float = 3600.0  # a run holds its date this long after its last heartbeat (SVP_LEASE_TTL_S)
+    # Superseded lake files and abandoned staging are deleted this long after they stopped being current, so a
+    # reader that started on an older snapshot can finish (SVP_GC_GRACE_S).
+    gc_grace_s: float = 86400.0
 
     @property
     def warehouse_path(self) -> Path:
@@ -44,30 +54,77 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         env = os.environ
+        given = {key for key, value in overrides.items() if value is not None and value != ""}
+
+        def checked_env(key: str, variable: str, default):
+            """The variable's value for ``key``, checked like an override (its errors name the variable); unset,
+            empty or overridden: ``default``, so that a flag can stand in for a bad variable."""
+            return default if key in given or not env.get(variable) else _checked(key, env[variable], variable)
+
         base = cls(
-            raw_root=as_root(env.get("SVP_RAW_ROOT", cls.raw_root)),
-            lake_root=as_root(env.get("SVP_LAKE_ROOT", cls.lake_root)),
-            warehouse=Path(env["SVP_WAREHOUSE"]) if env.get("SVP_WAREHOUSE") else None,
+            raw_root=checked_env("raw_root", "SVP_RAW_ROOT", cls.raw_root),
+            lake_root=checked_env("lake_root", "SVP_LAKE_ROOT", cls.lake_root),
+            warehouse=checked_env("warehouse", "SVP_WAREHOUSE", None),
             triton_url=default_url(),
-            language=env.get("SVP_LANGUAGE", cls.language),
-            channel_mode=env.get("SVP_CHANNEL_MODE", cls.channel_mode),
+            language=checked_env("language", "SVP_LANGUAGE", cls.language),
+            channel_mode=checked_env("channel_mode", "SVP_CHANNEL_MODE", cls.channel_mode),
             request_timeout_s=float(env.get("SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s)),
             failure_budget=float(env.get("SVP_FAILURE_BUDGET", cls.failure_budget)),
             catalog=env.get("SVP_CATALOG") or None,
             lease_ttl_s=float(env.get("SVP_LEASE_TTL_S", cls.lease_ttl_s)),
+            gc_grace_s=float(env.get("SVP_GC_GRACE_S", cls.gc_grace_s)),
         )
         return base.with_overrides(**overrides)
 
     def with_overrides(self, **overrides) -> "Settings":
-        """Apply the overrides that are set (None and "" mean: keep the current value)."""
+        """Apply the overrides that are set (None and "" mean: keep the current value). Roots, warehouse, default
+        language and channel mode are checked here, before any work: ConfigurationError (a ValueError) if they
+        cannot work."""
         clean = {k: v for k, v in overrides.items() if v is not None and v != ""}
-        for key in ("raw_root", "lake_root"):
+        for key in _CHECKED:
             if key in clean:
-                clean[key] = as_root(clean[key])
-        if "warehouse" in clean:
-            if is_remote(clean["warehouse"]):
-                raise ValueError(f"the DuckDB warehouse is a local file, not {clean['warehouse']}")
-            clean["warehouse"] = Path(clean["warehouse"])
-        if "channel_mode" in clean and clean["channel_mode"] not in CHANNEL_MODES:
-            raise ValueError(f"unknown channel mode {clean['channel_mode']!r}: expected one of {', '.join(CHANNEL_MODES)}")
+                clean[key] = _checked(key, clean[key])
         return replace(self, **clean)
+
+
+def _check_duckdb_path(path: Path, where: str) -> Path:
+    """DuckDB reads what follows a '?' in a database path as connection options, and then cannot write the file."""
+    if "?" in str(path):
+        raise RootError(f"{where}{str(path)!r} contains '?', which DuckDB cannot have in a database file's path; "
+                        "use a path without it")
+    return path
+
+
+_CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode")
+
+
+def _checked(key: str, value, variable: str | None = None):
+    """``value`` as Settings keeps field ``key``, or ConfigurationError; ``variable``: the environment variable it
+    came from, named in the message."""
+    where = f"{variable}: " if variable else ""
+    if key in ("raw_root", "lake_root"):
+        try:
+            root = as_root(value)
+        except StorageError as exc:
+            raise RootError(f"{where}{exc}") from exc
+        if key == "lake_root" and not is_remote(root):
+            _check_duckdb_path(root, where)  # the catalog and the warehouse file live in it
+        return root
+    if key == "warehouse":
+        if is_remote(value):
+            raise ConfigurationError(f"{where}the DuckDB warehouse is a local file, not {value}")
+        return _check_duckdb_path(Path(value), where)
+    if key == "language":
+        try:
+            language_id(value)
+        except UnknownLanguageError as exc:
+            raise UnknownLanguageError(f"{where}unknown default language {value!r}: expected one of "
+                                       f"{', '.join(LANGUAGES)}") from exc
+        return str(value).strip().lower()
+    if key == "channel_mode":
+        mode = str(value).strip().lower()
+        if mode not in CHANNEL_MODES:
+            raise ConfigurationError(f"{where}unknown channel mode {value!r}: expected one of "
+                                     f"{', '.join(CHANNEL_MODES)}")
+        return mode
+    return value

@@ -1,7 +1,13 @@
+import datetime as dt
+import os
 import subprocess
 import sys
+import wave
+from pathlib import Path
 
 import pytest
+
+from sensevoice_pipeline import errors
 
 
 def svp(*args):
@@ -56,3 +62,185 @@ def test_serve_runs_in_the_foreground_until_sigterm(exported_repository):
     for port in ports:  # the server and its python stubs are gone
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+# -- user errors: one line on stderr, exit code 2, never a traceback -------------------------------------------------
+
+SVP_EXECUTABLE = Path(sys.executable).with_name("svp")  # the installed console script, as a user runs it
+
+
+def run_svp(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real `svp` executable in ``cwd`` (its default var/ paths land there), without the caller's SVP_* and AWS_*
+    settings, plus ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SVP_", "AWS_"))}
+    return subprocess.run([str(SVP_EXECUTABLE), *args], capture_output=True, text=True, cwd=cwd,
+                          env={**clean, **(env or {})}, timeout=120)
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit code 2 and exactly one non-empty line on stderr, naming the command and each of ``fragments``."""
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
+    assert lines[0].startswith("svp "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def write_raw_day(raw: Path, date: str) -> Path:
+    """A partition with one short silent wav: enough for `svp run` to find work."""
+    part = raw / f"date={date}"
+    part.mkdir(parents=True)
+    with wave.open(str(part / "call.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 8000)
+    return raw
+
+
+def test_the_svp_executable_is_installed():
+    assert SVP_EXECUTABLE.exists(), f"{SVP_EXECUTABLE}: run `make venv` (pip install -e .)"
+
+
+def test_a_lake_path_with_a_question_mark_is_refused_up_front(tmp_path):
+    assert_one_line_error(run_svp("query", "emotion-trend", "--lake", "lake?", cwd=tmp_path), "lake?", "'?'")
+    assert_one_line_error(run_svp("query", "emotion-trend", "--warehouse", "w?.duckdb", cwd=tmp_path), "'?'")
+
+
+@pytest.mark.parametrize("lake", ["var/la[ke", "lake]", "lakes/*"])
+def test_a_lake_path_with_glob_characters_works(tmp_path, lake):
+    """The lake's files are found through its catalog, not through glob patterns: any directory name works."""
+    from sensevoice_pipeline import tables
+    from sensevoice_pipeline.catalog import Lake
+    from sensevoice_pipeline.warehouse import Warehouse
+
+    assert_one_line_error(run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path), "run the daily job")
+    root = tmp_path / lake
+    Lake(root).commit_day("2026-01-01", {"emotion_daily": tables.to_table(
+        [{"language": "en", "emotion": "angry", "channel": 0, "utterances": 3, "speech_seconds": 4.0,
+          "recordings": 1}], tables.EMOTION_DAILY)})
+    Warehouse(root).refresh()
+    out = run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path)
+    assert out.returncode == 0 and "angry" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("args,env,fragments", [
+    (["--lake", "ftp://x"], {}, ["ftp://x"]),
+    ([], {"SVP_LAKE_ROOT": "ftp://x"}, ["SVP_LAKE_ROOT", "ftp://x"]),
+    (["--warehouse", "s3://x"], {}, ["s3://x"]),
+    ([], {"SVP_WAREHOUSE": "s3://x/w.duckdb"}, ["SVP_WAREHOUSE", "s3://x/w.duckdb"]),
+])
+def test_query_refuses_storage_it_cannot_use(tmp_path, args, env, fragments):
+    assert_one_line_error(run_svp("query", "events", *args, cwd=tmp_path, env=env), *fragments)
+
+
+def test_run_refuses_a_storage_uri_it_cannot_use(tmp_path):
+    out = run_svp("run", "--date", "2026-01-01", "--lake", "ftp://x", cwd=tmp_path)
+    assert_one_line_error(out, "ftp://x")
+
+
+@pytest.mark.parametrize("lake", ["missing", "empty"])
+def test_query_on_a_lake_without_data_is_one_line(tmp_path, lake):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path))
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--from", "2026-02-01", "--to", "2026-01-31"], ["--from 2026-02-01 is after --to 2026-01-31"]),
+    (["--from", "yesterday"], ["--from", "not a date", "yesterday"]),
+    (["--to", "2026-13-01"], ["--to", "not a date"]),
+])
+def test_query_refuses_dates_that_cannot_match(tmp_path, args, fragments):
+    assert_one_line_error(run_svp("query", "emotion-trend", *args, "--lake", "lake", cwd=tmp_path), *fragments)
+
+
+def test_query_refuses_an_output_it_cannot_write_before_querying(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    (tmp_path / "reports").mkdir()
+    # No lake at all: these errors come before the warehouse is opened, and nothing is created.
+    out = run_svp("query", "events", "--csv", "notes.txt/out.csv", cwd=tmp_path)
+    assert_one_line_error(out, "--csv", "notes.txt is a file")
+    assert_one_line_error(run_svp("query", "events", "--png", "reports", cwd=tmp_path), "--png", "is a folder")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "reports"]
+
+
+def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys):
+    """`--csv reports/2026/angry.csv` writes the file and the folders it needs, like `--png`."""
+    import pyarrow as pa
+
+    from sensevoice_pipeline import warehouse
+    from sensevoice_pipeline.cli import main
+
+    asked = []
+
+    class FakeWarehouse:  # the CLI's side only: the lake's storage is tested in test_daily / test_storage
+        def __init__(self, lake_root, db_path=None, *_):
+            pass
+
+        def query(self, name, date_from=None, date_to=None, by="language"):
+            asked.append((name, date_from, date_to, by))
+            return pa.table({"date": pa.array([dt.date(2026, 1, 1)]), "source_path": ["a.wav"],
+                             "angry_segments": [2]})
+
+    monkeypatch.setattr(warehouse, "Warehouse", FakeWarehouse)
+    monkeypatch.chdir(tmp_path)
+    csv_path, png_path = Path("reports/2026/angry.csv"), tmp_path / "charts" / "angry.png"
+    assert main(["query", "angry-calls", "--from", "2026-01-01", "--to", "2026-01-01", "--csv", str(csv_path),
+                 "--png", str(png_path)]) == 0
+    assert asked == [("angry-calls", dt.date(2026, 1, 1), dt.date(2026, 1, 1), "language")]
+    assert csv_path.read_text().splitlines() == ['"date","source_path","angry_segments"', '2026-01-01,"a.wav",2']
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {csv_path}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,env,fragments", [
+    (["--language", "xx"], {}, ["unknown default language 'xx'"]),
+    ([], {"SVP_LANGUAGE": "xx"}, ["SVP_LANGUAGE", "'xx'"]),
+    ([], {"SVP_CHANNEL_MODE": "stereo"}, ["SVP_CHANNEL_MODE", "'stereo'"]),
+])
+def test_run_refuses_a_default_it_cannot_use_before_any_file(tmp_path, args, env, fragments):
+    """Not every file failed with "unknown language in manifest.csv" and the day published: nothing runs."""
+    raw = write_raw_day(tmp_path / "raw", "2026-01-01")
+    out = run_svp("run", "--date", "2026-01-01", "--raw", str(raw), "--lake", str(tmp_path / "lake"),
+                  "--url", unreachable(), *args, cwd=tmp_path, env=env)
+    assert_one_line_error(out, *fragments)
+    assert not (tmp_path / "lake").exists()
+
+
+def test_a_flag_stands_in_for_a_bad_environment_variable(tmp_path):
+    """SVP_LANGUAGE=xx with --language en is not refused for the variable: the run goes on to the next check."""
+    out = run_svp("run", "--date", "2026-01-01", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"),
+                  "--language", "en", cwd=tmp_path, env={"SVP_LANGUAGE": "xx"})
+    line = assert_one_line_error(out, "no partition for 2026-01-01")
+    assert "SVP_LANGUAGE" not in line
+
+
+def unreachable() -> str:
+    from sensevoice_pipeline.server import free_port
+
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.mark.parametrize("error,code", [
+    (errors.ConfigurationError("date 2026-01-01 is being processed by run r1"), 2),
+    (errors.ServingError("sensevoice is not ready"), 2),
+    (errors.InputError("call.wav: cannot decode"), 2),
+    (errors.PublishError("the partition changed during the run:\nadded a.wav"), 1),
+    (errors.FailureBudgetExceeded("published 2026-01-01, but 3 of 4 files failed"), 1),
+])
+def test_errors_raised_on_purpose_are_one_line(monkeypatch, capsys, error, code):
+    """Any SvpError that reaches the command line: one line (its message, newlines folded), no traceback; exit 2
+    when the user can fix settings, input or server, 1 when the run itself failed."""
+    from sensevoice_pipeline import cli
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_query", fail)
+    assert cli.main(["query", "events"]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("svp query: ") and "Traceback" not in err
+    assert " ".join(str(error).split()) in err
