@@ -3,6 +3,12 @@ writes nothing) → stage the new version beside the serving one (`sensevoice_st
 both, comparing transcripts, emotions and latency → promote when within the thresholds, otherwise unload the staged
 version and leave serving untouched → a release report (JSON) and a row of the `model_releases` table.
 
+Whatever fails, the last two tasks run (trigger rule `all_done`): `unstage_candidate` unloads `sensevoice_staged`
+when the release did not conclude (a failed stage, canary or promotion; `svp models unstage` does the same by hand),
+and `report` writes the report and the `model_releases` row, with outcome `failed` and the failed step's error as
+the reason when a step raised. `report` then fails the run (ReleaseFailed), so a run whose stage or canary raised
+still ends failed; a refused release fails it too unless `fail_on_refusal` is off.
+
 Every task body is one call into `sensevoice_pipeline.releases` (`svp models ...` calls the same functions).
 
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address), and the
@@ -13,11 +19,16 @@ the `[export]` extra (torch, funasr) on the worker that runs it.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
 from sensevoice_pipeline import releases
+
+# task id -> the release step it runs (releases.RELEASE_STEPS), in order.
+STEP_TASKS = {"export_model": "export", "stage": "stage", "canary": "canary", "promote_or_discard": "promote"}
+ERROR_KEY = "error"  # XCom key under which a failed step leaves its one-line error for the report
 
 
 def _repository(params: dict) -> str:
@@ -36,6 +47,15 @@ def _url(params: dict) -> str:
 
 def _thresholds(params: dict) -> dict:
     return {k: float(params[k]) for k in ("min_transcript_agreement", "min_emotion_agreement", "max_latency_ratio")}
+
+
+def _step(body: Callable[[], dict]) -> dict:
+    """Run a task body; when it raises, leave its error (one line) in XCom for the report task, then fail."""
+    try:
+        return body()
+    except Exception as exc:
+        get_current_context()["ti"].xcom_push(key=ERROR_KEY, value=releases.describe_error(exc))
+        raise
 
 
 @dag(
@@ -73,37 +93,60 @@ def sensevoice_model_release():
     def export_model() -> dict:
         p = get_current_context()["params"]
         releases.check_report_root(_lake_root(p))
-        return releases.export_version(p["checkpoint"], _repository(p), p["precision"], p["exporter"])
+        return _step(lambda: releases.export_version(p["checkpoint"], _repository(p), p["precision"], p["exporter"]))
 
     @task
     def stage(exported: dict) -> dict:
         p = get_current_context()["params"]
-        return releases.stage(_repository(p), exported["version"], _url(p))
+        return _step(lambda: releases.stage(_repository(p), exported["version"], _url(p)))
 
     @task
     def canary(staged: dict) -> dict:
         p = get_current_context()["params"]
-        return releases.run_canary(_url(p), staged["staged"], p["golden_dir"] or None, _thresholds(p),
-                                   serving_version=staged["serving"])
+        return _step(lambda: releases.run_canary(_url(p), staged["staged"], p["golden_dir"] or None, _thresholds(p),
+                                                 serving_version=staged["serving"]))
 
     @task
     def promote_or_discard(result: dict) -> dict:
         p = get_current_context()["params"]
-        return releases.conclude_release(_repository(p), _url(p), result)
+        return _step(lambda: releases.conclude_release(_repository(p), _url(p), result))
 
-    @task
-    def report(exported: dict, result: dict, decision: dict) -> dict:
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def unstage_candidate() -> dict:
+        """Runs whatever failed upstream: a release that did not conclude leaves no candidate loaded."""
         context = get_current_context()
-        p = context["params"]
+        p, ti = context["params"], context["ti"]
+        if ti.xcom_pull(task_ids="promote_or_discard") is not None:
+            return {"skipped": "the release concluded (promoted, or refused and unstaged)"}
+        if ti.xcom_pull(task_ids="export_model") is None:
+            return {"skipped": "nothing was exported, so nothing was staged"}
+        return _step(lambda: releases.unstage(_repository(p), _url(p)))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report() -> dict:
+        """Runs whatever failed upstream: the report and the model_releases row, then the run's verdict."""
+        context = get_current_context()
+        p, ti = context["params"], context["ti"]
+        results = {t: ti.xcom_pull(task_ids=t) for t in (*STEP_TASKS, "unstage_candidate")}
+        exported, staged, result, decision = (results[t] for t in STEP_TASKS)
+        if decision is None:  # a step raised (or never ran because one before it raised)
+            errors = {t: ti.xcom_pull(task_ids=t, key=ERROR_KEY) for t in (*STEP_TASKS, "unstage_candidate")}
+            failed = next((t for t in STEP_TASKS if errors[t]), None) \
+                or next(t for t in STEP_TASKS if results[t] is None)
+            decision = releases.failed_decision(
+                _repository(p), STEP_TASKS[failed], errors[failed] or f"task {failed} failed (see its log)",
+                candidate=(exported or {}).get("version"), serving_before=(staged or {}).get("serving"),
+                unstaged=results["unstage_candidate"], cleanup_error=errors["unstage_candidate"],
+            )
         summary = releases.write_release_report(
-            _lake_root(p), context["run_id"], exported, result, decision,
+            _lake_root(p), context["run_id"], exported or {}, result, decision,
             started_at=context["dag_run"].start_date.isoformat(), report_dir=p["report_dir"] or None,
         )
         return releases.check_outcome(summary, p["fail_on_refusal"])
 
     exported = export_model()
-    result = canary(stage(exported))
-    report(exported, result, promote_or_discard(result))
+    decision = promote_or_discard(canary(stage(exported)))
+    decision >> unstage_candidate() >> report()
 
 
 sensevoice_model_release()

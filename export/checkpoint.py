@@ -8,18 +8,25 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from sensevoice_pipeline.errors import SvpError
 
 log = logging.getLogger(__name__)
 
 HUB_HINT = "a local checkpoint dir, or a ModelScope / Hugging Face id such as iic/SenseVoiceSmall"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SvpError, RuntimeError):
     """The checkpoint is missing, incomplete or unreadable."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """model.pt holds more than tensors and plain containers: unpickling it could run code, so it is refused."""
 
 
 @dataclass(frozen=True)
@@ -156,16 +163,39 @@ def quiet_funasr():
 
 
 def _read_state_dict(weights: Path) -> dict:
-    """funasr logs and carries on with random weights when model.pt cannot be read; fail loudly instead."""
+    """funasr logs and carries on with random weights when model.pt cannot be read; fail loudly instead.
+
+    Only tensors and plain containers are unpickled (``weights_only=True``): a checkpoint is data from elsewhere, and
+    a full pickle runs whatever code it names while it loads. One that needs more is refused before anything of it
+    runs (UnsafeCheckpointError); re-save it with ``torch.save(model.state_dict(), "model.pt")``."""
+    import pickle
+
     import torch
 
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=False)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _unpickler_reason(exc)
+        if "global" not in reason.lower() and "class" not in reason.lower():  # e.g. "Unsupported operand": garbage
+            raise CheckpointError(f"{weights} is corrupt or not a PyTorch checkpoint ({reason})") from exc
+        raise UnsafeCheckpointError(
+            f"{weights} needs more than tensors to load ({reason}); refusing to unpickle it, since that could run "
+            "code: re-save it as a plain state dict (torch.save(model.state_dict(), 'model.pt'))"
+        ) from exc
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{weights} is corrupt or not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{weights} is corrupt or not a PyTorch checkpoint ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:300]})") from exc
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and key in state:
             state = state[key]
-    if not isinstance(state, dict) or not any(k.startswith("encoder.") for k in state):
+    if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("encoder.") for k in state):
         raise CheckpointError(f"{weights} holds no SenseVoice encoder weights")
     return state
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The one useful line of torch's multi-paragraph "Weights only load failed" message."""
+    text = " ".join(str(exc).split())
+    m = re.search(r"WeightsUnpickler error: (.+?)(?: Please use| Check the documentation|$)", text)
+    reason = (m.group(1) if m else text).strip().rstrip(".")
+    return reason[:200]

@@ -45,11 +45,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, ModelRepository
+from .errors import SvpError
+from .repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, SERVING_FILE, ModelRepository
 
 log = logging.getLogger(__name__)
 
-SERVING_FILE = "serving.json"
 LOCK_FILE = ".serving.lock"
 STAGED_MODEL = "sensevoice_staged"
 HISTORY_LIMIT = 50
@@ -58,7 +58,7 @@ DEFAULT_GOLDEN_DIR = PROJECT_ROOT / "export" / "fixture_model"  # clips/ + expec
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(SvpError, RuntimeError):
     """A release operation was refused or failed; the message is one line and says what to do."""
 
 
@@ -451,16 +451,22 @@ def _stage(repo: ModelRepository, control: TritonControl, state: ServingState, v
 
 
 def unstage(repository: str | Path, url: str | None) -> dict:
-    """Unload the staged candidate (and its encoder version unless another role needs it)."""
+    """Unload the staged candidate ``sensevoice_staged`` (and its encoder version unless another role needs it) and
+    forget it in serving.json; the serving version is untouched. ``svp models unstage`` and the release DAG's
+    clean-up (whatever failed) call this. Idempotent: with nothing staged it changes nothing and says so
+    (``unstaged`` None, ``unloaded`` False). Without ``url`` (a stopped Triton) it edits the repository only."""
     repo = _repository(repository)
     with locked(repo.path), _server(url) as control:
         state = read_state(repo.path)
         staged = state.staged
-        if staged is None and (control is None or not control.ready_versions(STAGED_MODEL)):
-            return {"unstaged": None, "serving": state.serving}
+        loaded = control is not None and bool(control.ready_versions(STAGED_MODEL))
+        if staged is None and not loaded:
+            return {"unstaged": None, "unloaded": False, "serving": state.serving, "server": control is not None}
         _unstage(repo, control, state)
         write_state(repo.path, state)
-    return {"unstaged": staged, "serving": state.serving}
+    log.info("unstaged version %s (%s %s); serving version %s untouched", staged, STAGED_MODEL,
+             "unloaded" if loaded else "was not loaded", state.serving)
+    return {"unstaged": staged, "unloaded": loaded, "serving": state.serving, "server": url is not None}
 
 
 def _unstage(repo: ModelRepository, control: TritonControl | None, state: ServingState) -> None:
@@ -471,6 +477,16 @@ def _unstage(repo: ModelRepository, control: TritonControl | None, state: Servin
         _apply_policy(repo, control, ENCODER_MODEL, _pipeline_versions(state.serving, state.previous))
     state.staged = None
     state.note("unstage", version=staged)
+
+
+def format_unstaged(result: dict) -> str:
+    serving = result["serving"] if result["serving"] is not None else "-"
+    if result["unstaged"] is None and not result["unloaded"]:
+        return f"nothing is staged ({STAGED_MODEL} is not loaded); serving version {serving} untouched"
+    what = f"version {result['unstaged']}" if result["unstaged"] is not None else "an unrecorded candidate"
+    where = (f"{STAGED_MODEL} unloaded" if result["unloaded"]
+             else f"{STAGED_MODEL} was not loaded" if result.get("server") else "repository only, --offline")
+    return f"unstaged {what} ({where}); serving version {serving} untouched"
 
 
 def promote(repository: str | Path, version: int | None = None, url: str | None = None,
@@ -598,8 +614,9 @@ class VersionRow:
 
 def source_checksum(meta: dict) -> str | None:
     """The checkpoint's fingerprint: the sha256 of its weights file (model.pt), else of all its files."""
-    sums = (meta.get("source") or {}).get("sha256") or {}
-    if not sums:
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    sums = source.get("sha256") or {}
+    if not isinstance(sums, dict) or not sums:
         return None
     weights = [v for k, v in sums.items() if k.endswith((".pt", ".pth", ".bin", ".safetensors"))]
     if weights:
@@ -638,10 +655,12 @@ def list_versions(repository: str | Path, url: str | None = None) -> tuple[list[
                 where = "encoder"
             else:
                 where = "-"
+        parity = meta.get("parity") if isinstance(meta.get("parity"), dict) else {}
         rows.append(VersionRow(
             version=v, complete=info.complete, problems=info.problems, role=role,
-            precision=meta.get("precision"), exporter=meta.get("exporter"), source_sha256=source_checksum(meta),
-            exported_at=meta.get("exported_at"), parity=meta.get("parity") or {}, server=where, meta=meta,
+            precision=_text(meta.get("precision")), exporter=_text(meta.get("exporter")),
+            source_sha256=source_checksum(meta), exported_at=_text(meta.get("exported_at")), parity=parity,
+            server=where, meta=meta,
         ))
     return rows, state, server
 
@@ -649,8 +668,22 @@ def list_versions(repository: str | Path, url: str | None = None) -> tuple[list[
 def format_parity(parity: dict) -> str:
     if not parity:
         return "-"
-    return (f"max|d| {parity.get('max_abs', float('nan')):.1e} cos {parity.get('min_cosine', float('nan')):.5f} "
-            f"argmax {parity.get('argmax_agreement', float('nan')):.1%}")
+    return (f"max|d| {_number(parity.get('max_abs')):.1e} cos {_number(parity.get('min_cosine')):.5f} "
+            f"argmax {_number(parity.get('argmax_agreement')):.1%}")
+
+
+def _number(value) -> float:
+    """A figure of export_meta.json for display (NaN when absent or not a number: the meta check says why)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _source_model(meta: dict) -> str | None:
+    source = meta.get("source")
+    return _text(source.get("model")) if isinstance(source, dict) else None
 
 
 def format_versions(rows: list[VersionRow], state: ServingState, server: dict) -> str:
@@ -693,7 +726,7 @@ def format_show(d: dict) -> str:
         + (f", on the server: {d['server']}" if d["server"] is not None else ""),
         f"  files:      {'complete' if d['complete'] else 'incomplete: ' + '; '.join(d['problems'])}",
         f"  precision:  {d['precision'] or '-'} ({d['exporter'] or '-'} exporter)",
-        f"  source:     {(d['meta'].get('source') or {}).get('model', '-')}  sha256 {d['source_sha256'] or '-'}",
+        f"  source:     {_source_model(d['meta']) or '-'}  sha256 {d['source_sha256'] or '-'}",
         f"  exported:   {d['exported_at'] or '-'}",
         f"  parity:     {format_parity(d['parity'])}"
         + (f" ({'passed' if d['parity'].get('passed') else 'FAILED'})" if d["parity"] else ""),
@@ -899,6 +932,51 @@ def conclude_release(repository: str | Path, url: str, canary: dict) -> dict:
             "switch_seconds": None, "reasons": canary["reasons"]}
 
 
+# The steps of a release, in order (the DAG's tasks are export_model, stage, canary, promote_or_discard).
+RELEASE_STEPS = ("export", "stage", "canary", "promote")
+
+
+def describe_error(exc: BaseException, limit: int = 400) -> str:
+    """An exception as one line for a report: its type and its first lines of message."""
+    text = " ".join(str(exc).split()) or repr(exc)
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+def failed_decision(repository: str | Path, step: str, error: str, candidate: int | None = None,
+                    serving_before: int | None = None, unstaged: dict | None = None,
+                    cleanup_error: str | None = None) -> dict:
+    """The decision of a release that did not conclude: ``step`` raised ``error``. What serves now is read back
+    from the repository (a failed stage or canary leaves it untouched)."""
+    try:
+        state = read_state(repository)
+        serving, previous = state.serving, state.previous
+    except (ReleaseError, OSError):
+        serving = previous = None
+    if serving_before is None and step in ("export", "stage", "canary"):
+        serving_before = serving  # those steps never touch the serving version
+    reasons = [f"{step} failed: {error}"]
+    if cleanup_error:
+        reasons.append(f"unstage failed: {cleanup_error}")
+    return {"outcome": "failed", "version": candidate, "serving": serving, "previous": previous,
+            "switch_seconds": None, "reasons": reasons, "failed_step": step, "error": error,
+            "serving_before": serving_before, "unstaged": unstaged}
+
+
+def abandon_release(repository: str | Path, url: str | None, step: str, error: str, candidate: int | None = None,
+                    serving_before: int | None = None) -> dict:
+    """After a failed step: unload whatever is staged (nothing was staged when the export failed), then the
+    ``failed`` decision. Never raises for the clean-up: a failed unstage becomes one of the reasons."""
+    unstaged, cleanup_error = None, None
+    if step != "export":
+        try:
+            unstaged = unstage(repository, url)
+        except Exception as exc:  # noqa: BLE001 -- recorded in the report; the step's own error is what is raised
+            cleanup_error = describe_error(exc)
+            log.error("could not unstage after the failed %s: %s", step, cleanup_error)
+    return failed_decision(repository, step, error, candidate, serving_before, unstaged, cleanup_error)
+
+
 def check_report_root(lake_root: str | Path) -> Path:
     """Release reports and the ``model_releases`` table need a local (or mounted) lake root: appending a row takes
     a file lock. Checked before a release starts, so a release is never promoted and then left without its report."""
@@ -912,8 +990,8 @@ def write_release_report(lake_root: str | Path, release_id: str, exported: dict,
                          decision: dict, started_at: str | None = None, report_dir: str | Path | None = None) -> dict:
     """The release report as JSON (``<lake>/release_reports/<release_id>.json`` unless ``report_dir``) and as a
     row of the ``model_releases`` table (partition = the UTC day the release finished; re-running a release id
-    replaces its row). Returns the row and the report's path. DuckDB reads the table with
-    ``read_parquet('<lake>/model_releases/date=*/data.parquet', hive_partitioning = true)``."""
+    replaces its row). Returns the row and the report's path. DuckDB reads the table through the warehouse's
+    ``model_releases`` view."""
     lake_root = check_report_root(lake_root)
     finished = dt.datetime.now(dt.timezone.utc)
     safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", release_id)
@@ -936,8 +1014,8 @@ def write_release_report(lake_root: str | Path, release_id: str, exported: dict,
         "started_at": _parse_time(started_at) or finished,
         "finished_at": finished,
         "outcome": decision["outcome"],
-        "candidate_version": _str(exported.get("version")),
-        "serving_before": _str(canary.get("serving_version")),
+        "candidate_version": _str(exported.get("version", decision.get("version"))),
+        "serving_before": _str(canary.get("serving_version", decision.get("serving_before"))),
         "serving_after": _str(decision.get("serving")),
         "precision": exported.get("precision"),
         "exporter": exported.get("exporter"),
@@ -966,32 +1044,34 @@ def write_release_report(lake_root: str | Path, release_id: str, exported: dict,
 
 
 def _append_release_row(lake_root: str | Path, date: str, row: dict) -> Path:
+    """The row into the lake's ``model_releases`` table (catalog.py), replacing an earlier row of the same release
+    id; returns the catalog holding it."""
     import pyarrow as pa
 
     from . import tables
+    from .catalog import Lake
 
-    table_dir = Path(lake_root) / "model_releases"
-    table_dir.mkdir(parents=True, exist_ok=True)
-    with open(table_dir / ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            path = tables.partition_path(lake_root, "model_releases", date)
-            rows = []
-            if path.is_file():
-                rows = [r for r in tables.read_partition(lake_root, "model_releases", date).to_pylist()
-                        if r["release_id"] != row["release_id"]]
-            data = pa.Table.from_pylist(rows + [row], schema=tables.MODEL_RELEASES)
-            return tables.publish_partition(lake_root, "model_releases", date, data)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    the_lake = Lake(lake_root, os.environ.get("SVP_CATALOG") or None)
+    the_lake.replace_rows("model_releases", date, "release_id", pa.Table.from_pylist([row], schema=tables.MODEL_RELEASES))
+    return the_lake.catalog_path
 
 
 class ReleaseRefused(ReleaseError):
     """The canary refused the candidate (serving was left untouched)."""
 
 
+class ReleaseFailed(ReleaseError):
+    """A step of the release raised (export, stage, canary or promote); the candidate was unstaged and the report
+    written with outcome ``failed``."""
+
+
 def check_outcome(report: dict, fail_on_refusal: bool = True) -> dict:
-    """Raise ReleaseRefused for a refused release when asked to (so that a DAG run shows it), after the report."""
+    """After the report: raise ReleaseFailed for a failed release (always) and ReleaseRefused for a refused one
+    when asked to, so that a DAG run shows it."""
+    if report["outcome"] == "failed":
+        reasons = report["row"].get("reasons") or "a step failed"
+        raise ReleaseFailed(f"release {report['row']['release_id']} failed ({reasons}); serving version "
+                            f"{report['row']['serving_after']}; report {report['report']}")
     if report["outcome"] != "promoted" and fail_on_refusal:
         reasons = report["row"].get("reasons") or "canary failed"
         raise ReleaseRefused(f"release {report['row']['release_id']} refused ({reasons}); serving version "
@@ -1003,18 +1083,31 @@ def release(checkpoint: str, repository: str | Path, url: str, lake_root: str | 
             precision: str = "fp32", exporter: str = "legacy", golden_dir: str | Path | None = None,
             thresholds: CanaryThresholds | dict | None = None, release_id: str | None = None) -> dict:
     """The whole release in one process (the DAG runs the same steps as tasks): export, stage, canary, promote or
-    discard, report. Returns the report summary (see ``write_release_report``)."""
+    discard, report. Returns the report summary (see ``write_release_report``). When a step raises, the candidate
+    is unstaged and the report written with outcome ``failed`` (and the step's reason) before the error goes on."""
     check_report_root(lake_root)
     started = _now_iso()
     release_id = release_id or f"release-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
-    exported = export_version(checkpoint, repository, precision, exporter)
-    staged = stage(repository, exported["version"], url)
+    exported: dict = {}
+    staged: dict = {}
+    canary = None
+    step = RELEASE_STEPS[0]
     try:
+        exported = export_version(checkpoint, repository, precision, exporter)
+        step = "stage"
+        staged = stage(repository, exported["version"], url)
+        step = "canary"
         canary = run_canary(url, staged["staged"], golden_dir, thresholds, serving_version=staged["serving"])
-    except Exception:
-        unstage(repository, url)
+        step = "promote"
+        decision = conclude_release(repository, url, canary)
+    except Exception as exc:
+        decision = abandon_release(repository, url, step, describe_error(exc), exported.get("version"),
+                                   staged.get("serving"))
+        try:
+            write_release_report(lake_root, release_id, exported, canary, decision, started_at=started)
+        except Exception:  # noqa: BLE001 -- the step's error is the one to raise
+            log.exception("could not write the report of the failed release %s", release_id)
         raise
-    decision = conclude_release(repository, url, canary)
     return write_release_report(lake_root, release_id, exported, canary, decision, started_at=started)
 
 

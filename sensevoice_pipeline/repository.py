@@ -9,10 +9,16 @@ Layout (one version number names one consistent model)::
     <repo>/sensevoice_encoder/config.pbtxt    production config (onnxruntime backend, GPU)
     <repo>/sensevoice_encoder/configs/local.pbtxt   python backend around onnxruntime CPU
     <repo>/sensevoice_encoder/<N>/            model.onnx (+ model.py for the local config)
+    <repo>/serving.json                       the serving / previous / staged / retired versions (releases.py)
+
+Every read of a version checks its ``export_meta.json`` (required keys and their types, see ``meta_problems``); a
+version whose meta is wrong is *incomplete*, like one with a missing file, and cannot be staged or promoted.
+Retired versions (``serving.json``) are never loaded, so their files do not stop a server from starting.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -22,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .errors import SvpError
+
 PIPELINE_MODEL = "sensevoice"
 ENCODER_MODEL = "sensevoice_encoder"
 MODELS = (PIPELINE_MODEL, ENCODER_MODEL)
@@ -30,6 +38,8 @@ META_FILE = "export_meta.json"
 FRONTEND_FILE = "frontend.json"
 CMVN_FILE = "am.mvn"
 ENCODER_FILE = "model.onnx"
+SERVING_FILE = "serving.json"
+PRECISIONS = ("fp32", "int8", "fp16")  # export/precision.py's, repeated here so reading a repository needs no export
 
 # Files every complete version holds, per model; the tokenizer is named in frontend.json.
 REQUIRED_VERSION_FILES = {
@@ -38,8 +48,79 @@ REQUIRED_VERSION_FILES = {
 }
 
 
-class RepositoryError(RuntimeError):
+class RepositoryError(SvpError, RuntimeError):
     """The path is not a usable SenseVoice model repository."""
+
+
+class MetaError(RepositoryError):
+    """A version's export_meta.json is missing, unreadable or lacks what every version records."""
+
+
+# export_meta.json: key -> (accepted types, required). Nested: source.model, source.sha256, parity figures.
+_NUMBER = (int, float)
+META_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "version": ((int,), True),
+    "precision": ((str,), True),
+    "exporter": ((str,), True),
+    "exported_at": ((str,), True),
+    "source": ((dict,), True),
+    "parity": ((dict,), True),
+    "target_device": ((str,), False),
+    "opset": ((int,), False),
+    "architecture": ((dict,), False),
+    "export_seconds": (_NUMBER, False),
+    "tools": ((dict,), False),
+}
+PARITY_NUMBERS = ("max_abs", "min_cosine", "mean_cosine", "argmax_agreement")
+
+
+def _type_name(value) -> str:
+    return "null" if value is None else {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+                                         int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _is(value, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def meta_problems(meta, version: int | None = None) -> list[str]:
+    """What is wrong with a parsed export_meta.json (empty: nothing). Each item names the key and what it holds."""
+    if not isinstance(meta, dict):
+        return [f"must be a JSON object, not {_type_name(meta)}"]
+    problems = []
+    expected = {dict: "an object", str: "a string", int: "an integer", float: "a number"}
+    for key, (types, required) in META_KEYS.items():
+        if key not in meta:
+            if required:
+                problems.append(f"required key {key!r} is missing")
+            continue
+        if not _is(meta[key], types):
+            problems.append(f"{key!r} must be {' or '.join(expected[t] for t in types)}, "
+                            f"not {_type_name(meta[key])} ({json.dumps(meta[key])[:40]})")
+    if _is(meta.get("version"), (int,)) and version is not None and meta["version"] != version:
+        problems.append(f"'version' is {meta['version']} but the folder is version {version}")
+    if _is(meta.get("precision"), (str,)) and meta["precision"] not in PRECISIONS:
+        problems.append(f"'precision' must be one of {', '.join(PRECISIONS)}, not {meta['precision']!r}")
+    if _is(meta.get("exported_at"), (str,)):
+        try:
+            dt.datetime.fromisoformat(meta["exported_at"])
+        except ValueError:
+            problems.append(f"'exported_at' is not an ISO 8601 time ({meta['exported_at'][:40]!r})")
+    source = meta.get("source")
+    if isinstance(source, dict):
+        if not _is(source.get("model"), (str,)):
+            problems.append(f"'source.model' must be a string, not {_type_name(source.get('model'))}")
+        sums = source.get("sha256")
+        if sums is not None and not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
+            problems.append("'source.sha256' must map file names to checksum strings")
+    parity = meta.get("parity")
+    if isinstance(parity, dict):
+        for key in PARITY_NUMBERS:
+            if key in parity and parity[key] is not None and not _is(parity[key], _NUMBER):
+                problems.append(f"'parity.{key}' must be a number, not {_type_name(parity[key])}")
+        if "passed" in parity and not isinstance(parity["passed"], bool):
+            problems.append(f"'parity.passed' must be true or false, not {_type_name(parity['passed'])}")
+    return problems
 
 
 def template_root() -> Path:
@@ -120,12 +201,37 @@ class ModelRepository:
         complete = [v for v in self.versions() if self.version_info(v).complete]
         return max(complete) if complete else None
 
+    def meta_path(self, version: int) -> Path:
+        return self.version_dir(PIPELINE_MODEL, version) / META_FILE
+
     def read_meta(self, version: int) -> dict:
-        path = self.version_dir(PIPELINE_MODEL, version) / META_FILE
+        """The version's export_meta.json as far as it can be read ({} when it cannot: see ``load_meta``)."""
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            meta = json.loads(self.meta_path(version).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def check_meta(self, version: int) -> list[str]:
+        """What is wrong with the version's export_meta.json, each problem naming the file (empty: nothing)."""
+        path = self.meta_path(version)
+        name = path.relative_to(self.path).as_posix()
+        if not path.is_file():
+            return [f"{name} is missing"]
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            return [f"{name} is unreadable ({exc})"]
+        except json.JSONDecodeError as exc:
+            return [f"{name} is not valid JSON ({exc})"]
+        return [f"{name}: {p}" for p in meta_problems(meta, version)]
+
+    def load_meta(self, version: int) -> dict:
+        """The version's export_meta.json, validated; MetaError (one line naming the file) when it is wrong."""
+        problems = self.check_meta(version)
+        if problems:
+            raise MetaError("; ".join(problems))
+        return json.loads(self.meta_path(version).read_text(encoding="utf-8"))
 
     def version_info(self, version: int) -> VersionInfo:
         problems = self._version_problems(version)
@@ -139,7 +245,36 @@ class ModelRepository:
                 problems.append(f"{model}/{version}/ is missing")
                 continue
             problems += [f"{model}/{version}/{f} is missing" for f in files if not (vdir / f).is_file()]
+        if (self.meta_path(version)).is_file():  # a missing one is already listed above
+            problems += self.check_meta(version)
         return problems
+
+    def retired_versions(self) -> set[int]:
+        """Versions ``serving.json`` records as retired (none when it is absent or unreadable)."""
+        try:
+            retired = json.loads((self.path / SERVING_FILE).read_text()).get("retired") or []
+            return {int(v) for v in retired}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return set()
+
+    def policy_versions(self, model: str, config: Path) -> list[int] | None:
+        """The versions of ``model`` Triton loads under ``config``'s version_policy (None: the config does not
+        parse, so nothing can be assumed)."""
+        present = sorted(v for v in self.versions() if self.version_dir(model, v).is_dir())
+        try:
+            from google.protobuf import text_format
+            from tritonclient.grpc import model_config_pb2
+
+            policy = text_format.Parse(config.read_text(), model_config_pb2.ModelConfig()).version_policy
+        except Exception:  # noqa: BLE001 -- unreadable, unparsable, or no tritonclient here
+            return None
+        kind = policy.WhichOneof("policy_choice")
+        if kind == "specific":
+            return sorted(v for v in policy.specific.versions if v in present)
+        if kind == "all":
+            return present
+        n = policy.latest.num_versions if kind == "latest" else 1  # Triton's default: latest, 1
+        return present[-n:] if n else []
 
     # -- lint -----------------------------------------------------------------------------------------------------
     def lint(self, config_name: str | None = None) -> list[str]:
@@ -158,9 +293,28 @@ class ModelRepository:
         versions = self.versions()
         if not versions:
             problems.append("no model version: run `svp export` first")
+        skipped = self._retired_and_unloaded(config_name, set(versions))
+        if versions and not set(versions) - skipped:
+            problems.append("every version is retired: promote one first")
         for v in versions:
-            problems += self._version_problems(v)
+            if v not in skipped:
+                problems += self._version_problems(v)
         return problems
+
+    def _retired_and_unloaded(self, config_name: str | None, versions: set[int]) -> set[int]:
+        """Retired versions that no config about to be served would load: their files are never read by Triton,
+        so a broken or half-deleted retired version does not stop the others from being served."""
+        retired = self.retired_versions() & versions
+        if not retired:
+            return set()
+        loaded: set[int] = set()
+        for model in MODELS:
+            cfg = self.model_dir(model) / ("configs" if config_name else "") / f"{config_name or 'config'}.pbtxt"
+            policy = self.policy_versions(model, cfg) if cfg.is_file() else []
+            if policy is None:
+                return set()  # cannot tell what Triton would load: check every version
+            loaded |= set(policy)
+        return retired - loaded
 
     # -- publishing ----------------------------------------------------------------------------------------------
     @contextmanager

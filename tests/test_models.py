@@ -16,13 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from sensevoice_pipeline import releases, tables
+from sensevoice_pipeline import releases
 from sensevoice_pipeline.client import ModelNotReadyError, SenseVoiceClient
 from sensevoice_pipeline.repository import ENCODER_MODEL, PIPELINE_MODEL
 from sensevoice_pipeline.server import LocalTriton, free_port
@@ -43,6 +42,19 @@ def export(checkpoint, repo: Path, precision: str) -> int:
     from export.pipeline import run_export
 
     return run_export(str(checkpoint), repo, precision, "legacy", progress=lambda *_: None).version
+
+
+def release_rows(lake: Path) -> list[dict]:
+    """The ``model_releases`` rows of ``lake`` as a BI tool reads them: the warehouse's ``model_releases`` view."""
+    from sensevoice_pipeline.warehouse import Warehouse
+
+    warehouse = Warehouse(lake)
+    warehouse.refresh()  # a release writes the lake's catalog only; the view appears when the file is (re)built
+    con = warehouse.connect()
+    try:
+        return con.sql("SELECT * FROM model_releases ORDER BY finished_at, release_id").to_arrow_table().to_pylist()
+    finally:
+        con.close()
 
 
 def all_policies(repo: Path, model: str) -> dict[str, tuple[int, ...]]:
@@ -313,9 +325,10 @@ def test_daily_job_records_and_pins_the_answering_version(release_repo, release_
         shutil.copy(FIXTURE_MODEL_DIR / "clips" / f"{name}.wav", part / f"{name}.wav")
 
     def versions(lake: Path) -> tuple[set, set, str]:
-        utt = tables.read_partition(lake, "utterances", date).to_pylist()
-        rec = tables.read_partition(lake, "recordings", date).to_pylist()
-        (run,) = tables.read_partition(lake, "runs", date).to_pylist()
+        from sensevoice_pipeline.catalog import Lake
+
+        utt, rec, runs = (Lake(lake).read(t, date).to_pylist() for t in ("utterances", "recordings", "runs"))
+        (run,) = runs
         assert len(rec) == 3 and all(r["status"] == "ok" for r in rec) and len(utt) >= 3
         return {u["model_version"] for u in utt}, {r["model_version"] for r in rec}, run["model_versions"]
 
@@ -351,7 +364,7 @@ def test_a_disagreeing_release_is_refused_and_serving_is_untouched(release_repo,
     assert all(candidate not in v for m in (PIPELINE_MODEL, ENCODER_MODEL) for v in all_policies(repo, m).values())
     saved = json.loads(Path(report["report"]).read_text())
     assert saved["outcome"] == "refused" and saved["canary"]["disagreements"]
-    (row,) = pq.read_table(report["table"]).to_pylist()
+    (row,) = release_rows(tmp_path / "lake")
     assert (row["release_id"], row["outcome"], row["candidate_version"]) == ("random-weights", "refused", "3")
     with pytest.raises(releases.ReleaseRefused, match="serving version 2 untouched"):
         releases.check_outcome(report)
@@ -380,8 +393,7 @@ def test_release_dag_promotes_a_good_export_and_writes_its_report(release_repo, 
     state = releases.read_state(repo)
     assert (state.serving, state.previous, state.staged) == (new, 2, None) and new > 2
     assert unpinned_version(url) == str(new)
-    (partition,) = lake.glob("model_releases/date=*/data.parquet")
-    (row,) = pq.read_table(partition).to_pylist()
+    (row,) = release_rows(lake)
     assert (row["outcome"], row["candidate_version"], row["serving_before"], row["serving_after"]) == (
         "promoted", str(new), "2", str(new))
     assert row["transcript_agreement"] >= 0.95 and row["emotion_agreement"] >= 0.95 and row["precision"] == "fp32"
@@ -389,6 +401,108 @@ def test_release_dag_promotes_a_good_export_and_writes_its_report(release_repo, 
     report = json.loads(Path(row["report_path"]).read_text())
     assert report["release_id"] == row["release_id"] and report["decision"]["outcome"] == "promoted"
     assert report["canary"]["expected_match_staged"] == 1.0  # the fp32 export answers every golden case exactly
+
+
+def staged_gone(url: str, candidate: int | None = None) -> None:
+    """Triton's own view: no READY ``sensevoice_staged`` in its model index, and ``candidate`` loaded nowhere."""
+    control = releases.TritonControl(url)
+    try:
+        index = control.client.get_model_repository_index(client_timeout=10).models
+        assert not [m for m in index if m.name == releases.STAGED_MODEL and m.state == "READY"], index
+        assert not control.ready_versions(releases.STAGED_MODEL)
+        if candidate is not None:
+            assert candidate not in control.ready_versions(ENCODER_MODEL) | control.ready_versions(PIPELINE_MODEL)
+    finally:
+        control.close()
+
+
+def broken_golden_set(root: Path) -> Path:
+    """A golden set the canary cannot read: the canary raises (it does not merely refuse)."""
+    root.mkdir(parents=True)
+    (root / "expected.jsonl").write_text("not a golden case\n")
+    return root
+
+
+def test_unstage_unloads_the_staged_candidate_and_says_when_nothing_is_staged(release_repo, release_triton):
+    repo, url = release_repo, release_triton.grpc_url
+    serve(repo, url, 1)
+    common = ("--repository", str(repo), "--url", url)
+    out = svp("models", "unstage", *common)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "nothing is staged (sensevoice_staged is not loaded); serving version 1 untouched"
+
+    releases.stage(repo, 2, url)
+    control = releases.TritonControl(url)
+    assert control.ready_versions(releases.STAGED_MODEL) == {2} and 2 in control.ready_versions(ENCODER_MODEL)
+    out = svp("models", "unstage", *common)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "unstaged version 2 (sensevoice_staged unloaded); serving version 1 untouched"
+    staged_gone(url, 2)
+    assert control.ready_versions(ENCODER_MODEL) == control.ready_versions(PIPELINE_MODEL) == {1}
+    state = releases.read_state(repo)
+    assert (state.serving, state.staged) == (1, None) and state.history[-1]["action"] == "unstage"
+    assert set(all_policies(repo, ENCODER_MODEL).values()) == {(1,)}
+    assert unpinned_version(url) == "1"
+    out = svp("models", "unstage", *common)
+    assert out.returncode == 0 and out.stdout.startswith("nothing is staged"), out.stderr
+    out = svp("models", "unstage", "--repository", str(repo), "--url", f"127.0.0.1:{free_port()}")
+    assert out.returncode == 2 and "cannot reach Triton at 127.0.0.1:" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_release_whose_canary_raises_unstages_and_reports_the_failure(release_repo, release_triton,
+                                                                        micro_checkpoint, tmp_path):
+    repo, url = release_repo, release_triton.grpc_url
+    serving = releases.read_state(repo).serving
+    with pytest.raises(releases.ReleaseError, match="not a golden case"):
+        releases.release(str(micro_checkpoint), repo, url, tmp_path / "lake", golden_dir=broken_golden_set(
+            tmp_path / "golden"), release_id="broken-golden-set")
+    candidate = max(releases.ModelRepository(repo).versions())
+    staged_gone(url, candidate)
+    state = releases.read_state(repo)
+    assert (state.serving, state.staged) == (serving, None)
+    (row,) = release_rows(tmp_path / "lake")
+    assert (row["release_id"], row["outcome"], row["candidate_version"], row["serving_before"],
+            row["serving_after"]) == ("broken-golden-set", "failed", str(candidate), str(serving), str(serving))
+    assert re.fullmatch(r"canary failed: ReleaseError: \S+/expected\.jsonl:1: not a golden case \(.+\)", row["reasons"])
+    report = json.loads(Path(row["report_path"]).read_text())
+    assert report["outcome"] == "failed" and report["canary"] is None and report["export"]["version"] == candidate
+    assert report["decision"]["failed_step"] == "canary"
+    assert report["decision"]["unstaged"] == {"unstaged": candidate, "unloaded": True, "serving": serving,
+                                              "server": True}
+
+
+def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(release_repo, release_triton,
+                                                                              local_airflow, tmp_path):
+    from sensevoice_pipeline.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
+
+    repo, url = release_repo, release_triton.grpc_url
+    serving = releases.read_state(repo).serving
+    lake = tmp_path / "lake"
+    conf = {"checkpoint": str(FIXTURE_MODEL_DIR), "precision": "fp32", "repository": str(repo),
+            "lake_root": str(lake), "golden_dir": str(broken_golden_set(tmp_path / "golden"))}
+    airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(url))
+    with pytest.raises(AirflowRunError) as failed:  # the run ends failed ...
+        airflow.dags_test("sensevoice_model_release", "2026-11-24T00:00:00+00:00", conf=conf)
+    assert "ReleaseFailed" in str(failed.value) and "canary failed" in str(failed.value)
+
+    # ... after the staged candidate was unloaded ...
+    candidate = max(releases.ModelRepository(repo).versions())
+    staged_gone(url, candidate)
+    state = releases.read_state(repo)
+    assert (state.serving, state.staged) == (serving, None) and candidate not in state.retired
+    assert all(candidate not in v for m in (PIPELINE_MODEL, ENCODER_MODEL) for v in all_policies(repo, m).values())
+    assert unpinned_version(url) == str(serving)
+    # ... and its report and model_releases row were written
+    (row,) = release_rows(lake)
+    assert (row["outcome"], row["candidate_version"], row["serving_before"], row["serving_after"]) == (
+        "failed", str(candidate), str(serving), str(serving))
+    assert re.fullmatch(r"canary failed: ReleaseError: \S+/expected\.jsonl:1: not a golden case \(.+\)", row["reasons"])
+    assert row["precision"] == "fp32" and row["parity_argmax_agreement"] == 1.0 and row["golden_cases"] is None
+    report = json.loads(Path(row["report_path"]).read_text())
+    assert report["release_id"] == row["release_id"] and report["outcome"] == "failed" and report["canary"] is None
+    assert report["decision"]["failed_step"] == "canary"
+    assert report["decision"]["unstaged"]["unstaged"] == candidate and report["decision"]["unstaged"]["unloaded"]
 
 
 def test_a_release_refuses_an_object_store_lake_before_it_exports(tmp_path):
