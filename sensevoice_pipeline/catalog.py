@@ -30,7 +30,8 @@ import duckdb
 import pyarrow as pa
 
 from .errors import ConfigurationError
-from .storage import LOCAL_WAREHOUSE_DIR, Root, as_root, is_remote, load_duckdb_extension, prepare_duckdb, sql_value
+from .storage import (LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, is_remote, load_duckdb_extension,
+                      prepare_duckdb, sql_value)
 from .tables import ALL_SCHEMAS, SORT_KEYS
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class Lake:
                 raise CatalogError(f"no lake catalog at {self.catalog_path}: run the daily job for a date first")
             con.execute(f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
             return
+        if is_remote(self.root):
+            check_bucket(self.root)  # one clear line now, not an HTTP error in the middle of a commit
         self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
         # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
         con.execute(f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)")
@@ -143,31 +146,21 @@ class Lake:
         ``before_commit`` runs inside the transaction, just before COMMIT (e.g. to check that the run still holds
         the date): raising there rolls everything back."""
         with self.writer() as con:
-            con.execute("BEGIN")
-            try:
+            with _transaction(con):
                 for name, data in tables.items():
                     con.execute(f'DELETE FROM {ALIAS}."{name}" WHERE date = ?::DATE', [date])
                     self._insert(con, name, date, data)
                 if before_commit:
                     before_commit()
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             return self._snapshot(con)
 
     def replace_rows(self, table: str, date: str, key: str, data: pa.Table) -> None:
         """Insert ``data`` into ``date`` of ``table``, replacing rows with the same ``key`` (one transaction)."""
         with self.writer() as con:
-            con.execute("BEGIN")
-            try:
+            with _transaction(con):
                 for value in set(data.column(key).to_pylist()):
                     con.execute(f'DELETE FROM {ALIAS}."{table}" WHERE date = ?::DATE AND "{key}" = ?', [date, value])
                 self._insert(con, table, date, data)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
 
     @staticmethod
     def _insert(con: duckdb.DuckDBPyConnection, name: str, date: str, data: pa.Table) -> None:
@@ -222,6 +215,19 @@ class Lake:
         if old or orphans:
             log.info("lake garbage collection: %d superseded and %d orphaned files deleted", len(old), len(orphans))
         return len(old) + len(orphans)
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection):
+    """BEGIN ... COMMIT; anything raised before the COMMIT rolls the transaction back. A COMMIT that fails has
+    already ended it (DuckDB aborts it), so its error is raised as it is."""
+    con.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str]:

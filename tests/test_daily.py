@@ -27,8 +27,8 @@ GOLDEN_DAY = "2026-11-21"
 RUN_COLUMNS = ("run_id", "processed_at", "started_at", "finished_at")
 
 
-def table_rows(lake: Path, table: str, date: str) -> list[dict]:
-    data = Lake(lake).read(table, date)
+def table_rows(lake: Path, table: str, date: str, catalog: Path | None = None) -> list[dict]:
+    data = Lake(lake, catalog).read(table, date)
     keep = [c for c in data.column_names if c not in RUN_COLUMNS]
     return data.select(keep).to_pylist()
 

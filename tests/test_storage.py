@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from sensevoice_pipeline import storage, tables
+from sensevoice_pipeline.catalog import Lake
 from sensevoice_pipeline.daily import run_date
 from sensevoice_pipeline.local_airflow import triton_connection_env
 from sensevoice_pipeline.partition import PartitionError, list_work
@@ -99,8 +100,13 @@ def objects(prefix: ObjectPath) -> list[str]:
     return sorted(rel for rel, *_ in prefix.list_files())
 
 
-def snapshot(lake) -> dict[str, list[dict]]:
-    return {t: table_rows(lake, t, DAY) for t in tables.SCHEMAS}
+def snapshot(lake, catalog: Path | None = None) -> dict[str, list[dict]]:
+    return {t: table_rows(lake, t, DAY, catalog) for t in tables.SCHEMAS}
+
+
+def data_objects(lake: ObjectPath) -> list[str]:
+    """The lake's objects, by table and date folder (DuckLake names the files): staging and data."""
+    return sorted({rel.rsplit("/", 1)[0] for rel in objects(lake)})
 
 
 # -- the sample day, local and in S3 ---------------------------------------------------------------------------------
@@ -129,12 +135,15 @@ def cli_run(tmp_path_factory, sample_day, fixture_triton, aws_env):
     """`svp run` with both roots in S3, configured through the AWS_* environment only."""
     lake = f"s3://{LAKE_BUCKET}/cli"
     warehouse = tmp_path_factory.mktemp("cli-warehouse") / "warehouse.duckdb"
-    env = {**os.environ, **aws_env, "SVP_WAREHOUSE": str(warehouse)}
+    catalog = warehouse.with_name("catalog.sqlite")
+    env = {**os.environ, **aws_env, "SVP_WAREHOUSE": str(warehouse), "SVP_CATALOG": str(catalog)}
     out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", "run", "--date", DAY, "--raw", RAW_URI,
                           "--lake", lake, "--url", fixture_triton.grpc_url], capture_output=True, text=True, env=env,
                          timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    return Settings.from_env(lake_root=lake, warehouse=warehouse, triton_url=fixture_triton.grpc_url), out.stdout
+    settings = Settings.from_env(lake_root=lake, warehouse=warehouse, triton_url=fixture_triton.grpc_url,
+                                 catalog=str(catalog))
+    return settings, out.stdout
 
 
 # -- svp run, publish, warehouse -------------------------------------------------------------------------------------
@@ -144,19 +153,19 @@ def test_svp_run_with_s3_roots_gives_the_same_tables_as_local_paths(cli_run, loc
     settings, stdout = cli_run
     _, want = local_run
     assert f"tables in s3://{LAKE_BUCKET}/cli" in stdout
-    got = snapshot(settings.lake_root)
+    got = snapshot(settings.lake_root, settings.catalog)
     assert not differences(want, got)
     assert got == want  # sizes and sha256 of the downloaded objects included
     corrupt = [r for r in got["recordings"] if r["status"] == "failed"]
     assert len(corrupt) == 1 and corrupt[0]["error"].startswith("cannot decode corrupt_upload.wav")
-    # One object per table and date; the staged batches are gone.
-    assert objects(settings.lake_root) == sorted(f"{t}/date={DAY}/data.parquet" for t in tables.SCHEMAS)
+    # The tables' Parquet files in hive-style date folders in the bucket; the staged batches are gone.
+    assert data_objects(settings.lake_root) == sorted(f"data/main/{t}/date={DAY}" for t in tables.SCHEMAS)
 
 
 def test_rerun_on_s3_replaces_partitions_in_place_and_readers_never_see_half_of_one(cli_run, fixture_triton,
                                                                                      tmp_path):
     settings, _ = cli_run
-    before = snapshot(settings.lake_root)
+    before = snapshot(settings.lake_root, settings.catalog)
     expected_rows = len(before["utterances"])
     reads: list[int] = []
     errors: list[str] = []
@@ -165,7 +174,7 @@ def test_rerun_on_s3_replaces_partitions_in_place_and_readers_never_see_half_of_
     def reader():
         while not done.is_set() and len(reads) < 2000:
             try:
-                reads.append(tables.read_partition(settings.lake_root, "utterances", DAY).num_rows)
+                reads.append(Lake(settings.lake_root, settings.catalog).read("utterances", DAY).num_rows)
             except Exception as exc:  # any failure is a reader that saw a missing or broken partition
                 errors.append(repr(exc))
             time.sleep(0.02)
@@ -180,15 +189,15 @@ def test_rerun_on_s3_replaces_partitions_in_place_and_readers_never_see_half_of_
         thread.join(timeout=30)
     assert not errors, errors[:3]
     assert reads and set(reads) == {expected_rows}
-    assert not differences(before, snapshot(settings.lake_root))
-    for table in tables.SCHEMAS:
-        assert objects(settings.lake_root / table / f"date={DAY}") == ["data.parquet"], table
+    assert not differences(before, snapshot(settings.lake_root, settings.catalog))
+    assert data_objects(settings.lake_root) == sorted(f"data/main/{t}/date={DAY}" for t in tables.SCHEMAS)
 
 
 def test_duckdb_views_over_the_s3_lake_answer_like_the_local_lake(cli_run, local_run):
     settings, _ = cli_run
     local_settings, _ = local_run
-    s3_house, local_house = Warehouse(settings.lake_root, settings.warehouse_path), Warehouse(local_settings.lake_root)
+    s3_house = Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog)
+    local_house = Warehouse(local_settings.lake_root)
     for name in QUERIES:
         for by in GROUP_BY:
             got, want = s3_house.query(name, by=by), local_house.query(name, by=by)
@@ -196,8 +205,8 @@ def test_duckdb_views_over_the_s3_lake_answer_like_the_local_lake(cli_run, local
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         views = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
-        assert set(views) == set(tables.SCHEMAS)
-        assert f"s3://{LAKE_BUCKET}/cli/utterances/date=*/data.parquet" in views["utterances"]
+        assert set(views) == set(tables.ALL_SCHEMAS)
+        assert 'FROM lake.utterances' in views["utterances"]
         assert con.execute("SELECT count(*) FROM duckdb_secrets()").fetchone()[0] == 0
     finally:
         con.close()
@@ -213,12 +222,12 @@ def test_dag_with_s3_roots_gives_the_same_tables_as_local_paths(local_airflow, f
     conn = {"conn_type": "aws", "extra": {"endpoint_url": aws_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"}}
     env = {**triton_connection_env(fixture_triton.grpc_url), **aws_env,
            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AIRFLOW_CONN_SVP_S3": json.dumps(conn),
-           "SVP_WAREHOUSE": str(tmp_path / "warehouse.duckdb")}
+           "SVP_WAREHOUSE": str(tmp_path / "warehouse.duckdb"), "SVP_CATALOG": str(tmp_path / "catalog.sqlite")}
     conf = {"date": DAY, "raw_root": RAW_URI, "lake_root": lake, "batch_size": 8, "aws_conn_id": "svp_s3"}
     local_airflow.dags_test("sensevoice_daily", f"{DAY}T00:00:00+00:00", conf=conf, env=env)
     lake_root = ObjectPath.parse(lake, S3Options.from_env())
-    assert not differences(want, snapshot(lake_root))
-    assert objects(lake_root) == sorted(f"{t}/date={DAY}/data.parquet" for t in tables.SCHEMAS)
+    assert not differences(want, snapshot(lake_root, tmp_path / "catalog.sqlite"))
+    assert data_objects(lake_root) == sorted(f"data/main/{t}/date={DAY}" for t in tables.SCHEMAS)
     assert (tmp_path / "warehouse.duckdb").is_file()
 
 
@@ -243,8 +252,9 @@ def test_s3_listing_gives_the_same_work_items_as_a_local_partition(tmp_path, buc
         "notes.txt,,stereo,x\n"
     )
     upload_dir(tmp_path / "raw", ObjectPath.parse(f"s3://{RAW_BUCKET}/listing", options))
-    local = [i.to_dict() for i in list_work(tmp_path / "raw", day, "auto", "mono")]
-    remote = [i.to_dict() for i in list_work(f"s3://{RAW_BUCKET}/listing", day, "auto", "mono")]
+    unstamped = lambda items: [{**i.to_dict(), "stamp": bool(i.stamp)} for i in items]  # noqa: E731 -- mtimes differ
+    local = unstamped(list_work(tmp_path / "raw", day, "auto", "mono"))
+    remote = unstamped(list_work(f"s3://{RAW_BUCKET}/listing", day, "auto", "mono"))
     assert remote == local
     problems = {i["source_path"]: i["problem"] for i in remote}
     assert "leaves the partition" in problems[f"date={day}/../escape.wav"]
@@ -281,7 +291,7 @@ def test_unreachable_endpoint_and_missing_bucket_are_clear_errors(buckets, optio
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist at http://127.0.0.1"):
         list_work("s3://no-such-bucket/calls", DAY, "auto", "mono")
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
-        tables.publish_partition("s3://no-such-bucket/lake", "runs", DAY, tables.RUNS.empty_table())
+        Lake("s3://no-such-bucket/lake", tmp_path / "c.sqlite").commit_day(DAY, {"runs": tables.RUNS.empty_table()})
     with pytest.raises(PartitionError, match=f"no partition for 2026-01-01: {RAW_URI}/date=2026-01-01"):
         list_work(RAW_URI, "2026-01-01", "auto", "mono")
     # The same through `svp run`: one line, exit code 2, nothing written.
