@@ -3,10 +3,33 @@ Parquet tables (utterances, recordings, emotion_daily, runs) -> DuckDB views for
 
 Every task body is one call into the `sensevoice_pipeline` library (`svp run` calls the same functions).
 
+Tasks: `wait_for_partition` -> `plan` -> `transcribe` (mapped, one task per batch of files) -> `publish`, and the
+teardown `release`.
+
+- **Late data.** `wait_for_partition` is a deferrable sensor: until the day's partition
+  `<raw_root>/date=YYYY-MM-DD/` is ready it waits in the triggerer, holding no worker slot. Ready means: the file
+  named by the `ready_marker` Param exists inside it (`manifest.csv` when the export writes it last, or a hidden
+  marker such as `.ready`), or, with an empty marker, the folder holds at least one non-hidden file. (A visible
+  marker such as `_SUCCESS` works for the wait, but `plan` lists it as one more file, failed as an unsupported
+  format, which counts against the failure budget.) It checks every
+  `poke_interval_seconds` and fails after `wait_timeout_minutes` with a message naming the partition and what is
+  missing (a timeout is not retried). `svp` shares the check (`sensevoice_pipeline.arrival`).
+- **One run per date.** `plan` takes the date's lease (`daily.plan`); while another run holds it (a manual re-run of
+  a day the scheduled run is still processing), `plan` fails with DateBusyError and its retries are the wait:
+  70-90 minutes in all, longer than a lease lives without heartbeats ($SVP_LEASE_TTL_S, default 1 h).
+  `max_active_runs=2` lets a backfill process two *different* dates at once; two runs of one date are serialised by
+  the lease, never by Airflow. The teardown `release` (`daily.release`) gives the lease back and removes the run's
+  staging whatever happened upstream, so a failed run does not hold its date until the lease expires.
+- **Failure budget.** `publish` commits the day, then fails the run when more than `failure_budget` of the day's
+  files failed (bad input): the day's rows are published, the run is red, and `publish` is not retried (nor when
+  it refuses to publish a partition that changed during the run: re-run the date). Other configuration errors in
+  `plan` fail at once too; only a busy date is retried.
+
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address), and the
-environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE. The roots may be
-s3://bucket/prefix URIs: credentials and endpoint from the `aws` Connection named by `aws_conn_id` (default
-aws_default) when it exists, else from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL.
+environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE, SVP_LEASE_TTL_S,
+SVP_REQUEST_TIMEOUT_S, SVP_CATALOG. The roots may be s3://bucket/prefix URIs: credentials and endpoint from the `aws`
+Connection named by `aws_conn_id` (default aws_default) when it exists, else from AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL (in the triggerer as well as in the workers).
 """
 
 from __future__ import annotations
@@ -14,11 +37,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task, teardown
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from sensevoice_pipeline import daily
+from sensevoice_pipeline.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
+from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, PublishError
 from sensevoice_pipeline.languages import LANGUAGES
+from sensevoice_pipeline.lease import DateBusyError
+from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.settings import CHANNEL_MODES, Settings
 
 UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"})
@@ -36,18 +64,21 @@ def _settings(params: dict) -> Settings:
         channel_mode=params["channel_mode"],
         model_version=str(params.get("model_version") or ""),
         batch_size=params["batch_size"],
+        failure_budget=params["failure_budget"],
     )
     return with_aws_connection(settings, params.get("aws_conn_id") or "aws_default")
 
 
 def _partition_date(context) -> str:
-    """The day that just ended: the start of the run's data interval. A manual run may name a date in Params."""
-    if context["params"].get("date"):
-        return context["params"]["date"]
-    start = context.get("data_interval_start") or context.get("logical_date")
-    if start is None:  # manual runs without a logical date
-        start = context["dag_run"].run_after - dt.timedelta(days=1)
-    return start.date().isoformat()
+    """The day that just ended: the start of the run's data interval. A manual run may name a date in Params.
+    (The sensor's own rule: one function for every task of the run.)"""
+    return partition_date(context)
+
+
+# plan's retries double as the wait for the date's lease (see the doc above): pauses of about 2, 4, 8 and 16 minutes
+# (exponential, with jitter), then 20: 70-90 minutes in all.
+LEASE_WAIT = {"retries": 6, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True,
+              "max_retry_delay": dt.timedelta(minutes=20)}
 
 
 @dag(
@@ -67,6 +98,16 @@ def _partition_date(context) -> str:
         "channel_mode": Param("mono", enum=list(CHANNEL_MODES), description="mono: mix down; split: per channel"),
         "model_version": Param("", type="string", description="Pin a `sensevoice` version for reproducible re-runs"),
         "batch_size": Param(16, type="integer", minimum=1, description="Files per mapped transcription task"),
+        "failure_budget": Param(0.2, type="number", minimum=0, maximum=1,
+                                description="Share of the day's files that may fail (bad input) before the run fails; "
+                                            "the day is published either way"),
+        "ready_marker": Param("", type="string",
+                              description="File inside date=YYYY-MM-DD/ that says the day is complete (e.g. "
+                                          "manifest.csv, .ready); empty: the folder exists and holds a file"),
+        "wait_timeout_minutes": Param(int(DEFAULT_TIMEOUT_S // 60), type="number", minimum=0,
+                                      description="How long to wait for the day's partition before failing"),
+        "poke_interval_seconds": Param(int(DEFAULT_POKE_INTERVAL_S), type="number", minimum=1,
+                                       description="Seconds between two checks of the day's partition"),
         "raw_root": Param("", type="string", description="Override $SVP_RAW_ROOT (a path or s3://bucket/prefix)"),
         "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT (a path or s3://bucket/prefix)"),
         "aws_conn_id": Param("aws_default", type="string",
@@ -77,10 +118,25 @@ def _partition_date(context) -> str:
     doc_md=__doc__,
 )
 def sensevoice_daily():
-    @task
+    wait_for_partition = PartitionArrivalSensor(
+        task_id="wait_for_partition",
+        raw_root="{{ params.raw_root }}",  # empty: $SVP_RAW_ROOT
+        # date: empty = _partition_date of the run (the `date` Param, else the day that just ended)
+        ready_marker="{{ params.ready_marker }}",
+        wait_timeout_minutes="{{ params.wait_timeout_minutes }}",
+        poke_interval_seconds="{{ params.poke_interval_seconds }}",
+        aws_conn_id="{{ params.aws_conn_id }}",
+    )
+
+    @task(**LEASE_WAIT)
     def plan() -> list[dict]:
         context = get_current_context()
-        return daily.plan(_settings(context["params"]), _partition_date(context), context["run_id"])
+        try:
+            return daily.plan(_settings(context["params"]), _partition_date(context), context["run_id"])
+        except DateBusyError:
+            raise  # another run holds the date: the retries are the wait
+        except ConfigurationError as exc:
+            raise AirflowFailException(str(exc)) from exc  # waiting would not fix it: fail now, not in 90 min
 
     @task(retries=3, max_active_tis_per_dagrun=4)
     def transcribe(batch: dict) -> dict:
@@ -90,12 +146,27 @@ def sensevoice_daily():
     @task(outlets=[UTTERANCES_ASSET], trigger_rule="none_failed")  # an empty day still publishes
     def publish(summaries: list[dict]) -> dict:
         context = get_current_context()
-        result = daily.publish(_settings(context["params"]), _partition_date(context), context["run_id"],
-                               context["dag_run"].start_date)
+        try:
+            result = daily.publish(_settings(context["params"]), _partition_date(context), context["run_id"],
+                                   context["dag_run"].start_date)
+        except (FailureBudgetExceeded, PublishError) as exc:
+            # Final either way: the day was published but too many files failed (a retry would only find the
+            # staging gone), or the partition changed / the lease was lost (re-run the date from plan).
+            raise AirflowFailException(str(exc)) from exc
         context["outlet_events"][UTTERANCES_ASSET].extra = {"date": result["date"], "files": result["files"]}
         return result
 
-    publish(transcribe.expand(batch=plan()))
+    # A teardown without a setup runs once everything upstream is done, whatever its state: also after plan failed
+    # having taken the lease. (Were plan its setup, a failed plan would skip it.) It does not decide the run's state.
+    @teardown
+    def release() -> None:
+        context = get_current_context()
+        daily.release(_settings(context["params"]), _partition_date(context), context["run_id"])
+
+    planned = plan()
+    published = publish(transcribe.expand(batch=planned))
+    wait_for_partition >> planned
+    [planned, published] >> release()
 
 
 sensevoice_daily()

@@ -20,6 +20,8 @@ from .storage import as_root, is_remote, list_remote_work
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("path", "language", "channel_mode")
+# Hidden files, and markers such as _SUCCESS (the sensor's ready marker), are not recordings.
+NOT_DATA_PREFIXES = (".", "_")
 
 
 class PartitionError(ValueError):
@@ -106,7 +108,7 @@ def work_items(part_name: str, files: dict[str, FileEntry], manifest: dict[str, 
 
 def _is_data_file(path: Path, part: Path) -> bool:
     rel = path.relative_to(part)
-    if any(p.startswith(".") for p in rel.parts) or rel.as_posix() == MANIFEST:
+    if any(p.startswith(NOT_DATA_PREFIXES) for p in rel.parts) or rel.as_posix() == MANIFEST:
         return False
     return path.is_file() or path.is_symlink()
 

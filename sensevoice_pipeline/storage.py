@@ -475,7 +475,7 @@ def list_remote_work(part: ObjectPath, date: str, default_language: str,
                      default_channel_mode: str) -> list["WorkItem"]:
     """partition.list_work for ``s3://.../date=D``: the same work items (partition.work_items), from one listing of
     its keys."""
-    from .partition import MANIFEST, FileEntry, PartitionError, stamp, work_items
+    from .partition import MANIFEST, NOT_DATA_PREFIXES, FileEntry, PartitionError, stamp, work_items
 
     objects = {rel: stamp(size, mtime_ns) for rel, size, mtime_ns in part.list_files()}
     if not objects:
@@ -484,8 +484,8 @@ def list_remote_work(part: ObjectPath, date: str, default_language: str,
     manifest = _read_remote_manifest(part / MANIFEST) if MANIFEST in objects else {}
     files = {}
     for rel in sorted(objects):
-        if rel == MANIFEST or any(p.startswith(".") for p in rel.split("/") if p not in ("", ".", "..")):
-            continue  # hidden files are not data, as in a local partition
+        if rel == MANIFEST or any(p.startswith(NOT_DATA_PREFIXES) for p in rel.split("/") if p not in ("", ".", "..")):
+            continue  # hidden files and markers are not data, as in a local partition
         files[rel] = FileEntry(_key_problem(rel), objects[rel])
     return work_items(part.name, files, manifest, default_language, default_channel_mode)
 

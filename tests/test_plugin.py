@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sensevoice_pipeline import dashboard, tables
+from sensevoice_pipeline.catalog import Lake
 from sensevoice_pipeline.warehouse import Warehouse
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -70,10 +71,9 @@ def build_lake(lake: Path) -> dict:
         run = {"run_id": run_id, "started_at": started, "finished_at": started + dt.timedelta(seconds=42),
                "files": len(recordings), "files_ok": 2, "files_failed": len(recordings) - 2,
                "utterances": len(utterances), "speech_seconds": 2.5 * len(utterances), "model_versions": version}
-        tables.publish_partition(lake, "utterances", date, utt)
-        tables.publish_partition(lake, "recordings", date, tables.to_table(recordings, tables.RECORDINGS))
-        tables.publish_partition(lake, "emotion_daily", date, tables.emotion_rollup(utt))
-        tables.publish_partition(lake, "runs", date, tables.to_table([run], tables.RUNS))
+        Lake(lake).commit_day(date, {"utterances": utt, "recordings": tables.to_table(recordings, tables.RECORDINGS),
+                                     "emotion_daily": tables.emotion_rollup(utt),
+                                     "runs": tables.to_table([run], tables.RUNS)})
     Warehouse(lake).refresh()
     return plan
 
