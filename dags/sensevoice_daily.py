@@ -8,10 +8,9 @@ teardown `release`.
 
 - **Late data.** `wait_for_partition` is a deferrable sensor: until the day's partition
   `<raw_root>/date=YYYY-MM-DD/` is ready it waits in the triggerer, holding no worker slot. Ready means: the file
-  named by the `ready_marker` Param exists inside it (`manifest.csv` when the export writes it last, or a hidden
-  marker such as `.ready`), or, with an empty marker, the folder holds at least one non-hidden file. (A visible
-  marker such as `_SUCCESS` works for the wait, but `plan` lists it as one more file, failed as an unsupported
-  format, which counts against the failure budget.) It checks every
+  named by the `ready_marker` Param exists inside it (`_SUCCESS`, `manifest.csv` when the export writes it last, or
+  a hidden `.ready`; files starting with `_` or `.` are never recordings), or, with an empty marker, the folder
+  holds at least one non-hidden file. It checks every
   `poke_interval_seconds` and fails after `wait_timeout_minutes` with a message naming the partition and what is
   missing (a timeout is not retried). `svp` shares the check (`sensevoice_pipeline.arrival`).
 - **One run per date.** `plan` takes the date's lease (`daily.plan`); while another run holds it (a manual re-run of
