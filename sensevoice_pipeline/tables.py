@@ -80,7 +80,7 @@ MODEL_RELEASES = pa.schema(
         ("release_id", pa.string()),
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("outcome", pa.string()),  # promoted | refused
+        ("outcome", pa.string()),  # promoted | refused | failed
         ("candidate_version", pa.string()),
         ("serving_before", pa.string()),
         ("serving_after", pa.string()),
