@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import logging
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,8 +29,8 @@ import duckdb
 import pyarrow as pa
 
 from .errors import ConfigurationError
-from .storage import (LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, is_remote, load_duckdb_extension,
-                      prepare_duckdb, sql_value)
+from .storage import (LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, exclusive_lock, is_remote,
+                      load_duckdb_extension, prepare_duckdb, sql_value)
 from .tables import ALL_SCHEMAS, SORT_KEYS
 
 log = logging.getLogger(__name__)
@@ -114,17 +113,10 @@ class Lake:
         finally:
             con.close()
 
-    @contextlib.contextmanager
     def _writer_lock(self):
         """Writers of one catalog take turns (an flock beside the file): commits never conflict, and table creation
         is never raced. Readers do not take it."""
-        self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.catalog_path.with_name(f".{self.catalog_path.name}.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return exclusive_lock(self.catalog_path.with_name(f".{self.catalog_path.name}.lock"))
 
     @staticmethod
     def _create_tables(con: duckdb.DuckDBPyConnection) -> None:

@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inverse text normalisation (default: on)")
     p.add_argument("--channel-mode", choices=["mono", "split"], help="mix down, or one transcript per channel")
     p.add_argument("--model-version", help="pin a sensevoice model version (default: what Triton serves)")
+    p.add_argument("--failure-budget", type=float, metavar="SHARE",
+                   help="share of the day's files that may fail before the run fails; the day is published either "
+                   "way (default: $SVP_FAILURE_BUDGET, then 0.2)")
+    p.add_argument("--wait", type=float, default=0, metavar="MINUTES",
+                   help="wait up to MINUTES for the day's partition to land (default: 0, fail at once if missing)")
+    p.add_argument("--ready-marker", default="", metavar="FILE",
+                   help="with --wait: the file inside date=DATE/ that says the day is complete, e.g. _SUCCESS "
+                   "(default: any file)")
     _add_url(p)
     p.set_defaults(func=cmd_run)
 
@@ -249,6 +257,7 @@ def cmd_transcribe(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from .arrival import wait_for_partition
     from .client import TritonClientError
     from .daily import run_date
     from .partition import PartitionError
@@ -258,7 +267,12 @@ def cmd_run(args) -> int:
         settings = Settings.from_env(
             raw_root=args.raw, lake_root=args.lake, triton_url=args.url, language=args.language,
             use_itn=args.use_itn, channel_mode=args.channel_mode, model_version=args.model_version,
+            failure_budget=args.failure_budget,
         )
+        if args.wait > 0:
+            arrival = wait_for_partition(settings.raw_root, args.date, args.ready_marker, timeout_s=60 * args.wait,
+                                         poke_interval_s=max(1.0, min(30.0, 6 * args.wait)))
+            print(f"{arrival.partition}: {arrival.detail}", file=sys.stderr)
         result = run_date(settings, args.date)
     except (PartitionError, TritonClientError, ValueError) as exc:
         raise CliError(str(exc)) from exc

@@ -8,15 +8,16 @@ instead of being skipped.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .arrival import check_date, partition_path
 from .audio import unsupported_reason
+from .errors import ConfigurationError
 from .languages import LANGUAGES
 from .settings import CHANNEL_MODES
-from .storage import as_root, is_remote, list_remote_work
+from .storage import is_remote, list_remote_work
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("path", "language", "channel_mode")
@@ -24,8 +25,8 @@ MANIFEST_COLUMNS = ("path", "language", "channel_mode")
 NOT_DATA_PREFIXES = (".", "_")
 
 
-class PartitionError(ValueError):
-    pass
+class PartitionError(ConfigurationError):
+    """The day's partition cannot be planned (missing, unreadable manifest); a ValueError too."""
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,8 @@ def stamp(size: int, mtime_ns: int) -> str:
     return f"{size} bytes, modified {mtime_ns}"
 
 
-def check_date(date: str) -> str:
-    try:
-        return dt.date.fromisoformat(str(date)).isoformat()
-    except ValueError as exc:
-        raise PartitionError(f"not a date: {date!r} (expected YYYY-MM-DD)") from exc
-
-
 def partition_dir(raw_root: str | Path, date: str) -> Path:
-    return as_root(raw_root) / f"date={check_date(date)}"  # a Path, or an s3:// ObjectPath
+    return partition_path(raw_root, date)  # a Path, or an s3:// ObjectPath
 
 
 def list_work(raw_root: str | Path, date: str, default_language: str, default_channel_mode: str) -> list[WorkItem]:

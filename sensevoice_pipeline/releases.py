@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import SvpError
-from .repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, SERVING_FILE, ModelRepository
+from .repository import (ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, SERVING_FILE, ModelRepository,
+                         versions_under_policy)
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +163,7 @@ def policy_versions(repository: str | Path, model: str) -> list[int]:
         return []
     policy = parse_config(files[0]).version_policy
     present = sorted(v for v in repo.versions() if repo.version_dir(model, v).is_dir())
-    kind = policy.WhichOneof("policy_choice")
-    if kind == "specific":
-        return sorted(v for v in policy.specific.versions if v in present)
-    if kind == "all":
-        return present
-    n = policy.latest.num_versions if kind == "latest" else 1  # Triton's default: latest, 1
-    return present[-n:] if n else []
+    return versions_under_policy(policy, present)
 
 
 def version_policy_text(versions: list[int]) -> str:

@@ -139,6 +139,17 @@ class VersionInfo:
     problems: tuple[str, ...]
 
 
+def versions_under_policy(policy, present: list[int]) -> list[int]:
+    """Which of the ``present`` versions (sorted) Triton loads under a ModelConfig ``version_policy``."""
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "specific":
+        return sorted(v for v in policy.specific.versions if v in present)
+    if kind == "all":
+        return present
+    n = policy.latest.num_versions if kind == "latest" else 1  # Triton's default: latest, 1
+    return present[-n:] if n else []
+
+
 class ModelRepository:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -268,13 +279,7 @@ class ModelRepository:
             policy = text_format.Parse(config.read_text(), model_config_pb2.ModelConfig()).version_policy
         except Exception:  # noqa: BLE001 -- unreadable, unparsable, or no tritonclient here
             return None
-        kind = policy.WhichOneof("policy_choice")
-        if kind == "specific":
-            return sorted(v for v in policy.specific.versions if v in present)
-        if kind == "all":
-            return present
-        n = policy.latest.num_versions if kind == "latest" else 1  # Triton's default: latest, 1
-        return present[-n:] if n else []
+        return versions_under_policy(policy, present)
 
     # -- lint -----------------------------------------------------------------------------------------------------
     def lint(self, config_name: str | None = None) -> list[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import fnmatch
 import functools
 import hashlib
@@ -451,6 +452,19 @@ def _write_parquet_local(table: pa.Table, path: Path, **write_options) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path):
+    """An exclusive flock on the local file ``path`` (created if missing): across processes, and across threads
+    (each call opens its own file description). Released when the holder exits, or dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def remove_tree(path: Root) -> None:

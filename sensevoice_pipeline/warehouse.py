@@ -9,9 +9,7 @@ never blocked.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import os
 import uuid
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from .catalog import ALIAS, CatalogError, Lake
-from .storage import StorageError, default_warehouse, duckdb_extension_path
+from .storage import StorageError, default_warehouse, duckdb_extension_path, exclusive_lock
 from .tables import ALL_SCHEMAS
 
 GROUP_BY = {"language": "language", "channel": "channel"}
@@ -121,16 +119,9 @@ class Warehouse:
         with self._refresh_lock():
             return self._refresh()
 
-    @contextlib.contextmanager
     def _refresh_lock(self):
-        """An exclusive flock on ``.<db>.lock`` beside the file: across processes, and across threads (each call
-        opens its own file description). Readers never take it."""
-        with open(self.db_path.with_name(f".{self.db_path.name}.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        """An exclusive flock on ``.<db>.lock`` beside the file. Readers never take it."""
+        return exclusive_lock(self.db_path.with_name(f".{self.db_path.name}.lock"))
 
     def _refresh(self) -> bool:
         wanted = self.view_sql()
@@ -202,7 +193,3 @@ def _as_date(value, default: dt.date) -> dt.date:
         return dt.date.fromisoformat(str(value))
     except ValueError as exc:
         raise WarehouseError(f"not a date: {value!r} (expected YYYY-MM-DD)") from exc
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "''")

@@ -1,6 +1,7 @@
 import datetime as dt
 import os
 import subprocess
+import threading
 import sys
 import wave
 from pathlib import Path
@@ -244,3 +245,24 @@ def test_errors_raised_on_purpose_are_one_line(monkeypatch, capsys, error, code)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("svp query: ") and "Traceback" not in err
     assert " ".join(str(error).split()) in err
+
+
+def test_svp_run_waits_for_a_late_partition_and_says_when_it_never_came(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    out = run_svp("run", "--date", "2026-01-01", "--raw", str(raw), "--wait", "0.05", "--ready-marker", "_SUCCESS",
+                  "--url", unreachable(), cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    last = out.stderr.strip().splitlines()[-1]  # after one progress line per check
+    assert last.startswith("svp run: ") and "was not ready after" in last and "_SUCCESS" in last, last
+    # The partition lands (marker last) while the run waits: it goes on, and then finds no Triton.
+    late = threading.Timer(2.0, lambda: (write_raw_day(raw, "2026-01-02"),
+                                         (raw / "date=2026-01-02" / "_SUCCESS").touch()))
+    late.start()
+    try:
+        out = run_svp("run", "--date", "2026-01-02", "--raw", str(raw), "--wait", "1", "--ready-marker", "_SUCCESS",
+                      "--url", unreachable(), cwd=tmp_path)
+    finally:
+        late.cancel()
+    assert out.returncode == 2 and "cannot reach Triton" in out.stderr.strip().splitlines()[-1], out.stderr
+    assert "_SUCCESS" in out.stderr  # it said what it found before going on

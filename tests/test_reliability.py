@@ -6,7 +6,6 @@ Everything is real: Triton processes serving the trained fixture model, `svp run
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import itertools
 import json
@@ -26,8 +25,6 @@ import psutil
 import pytest
 import soundfile as sf
 import soxr
-import tritonclient.grpc.aio as grpcclient
-from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline import daily, tables
 from sensevoice_pipeline.catalog import Lake
