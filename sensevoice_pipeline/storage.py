@@ -338,8 +338,9 @@ def check_bucket(path: ObjectPath) -> None:
 @dataclass
 class LocalCopy:
     """A local file to decode, with the size and sha256 of the original. For an s3:// object it is a temp copy; for
-    a local file it is the file descriptor opened (and checked) by :func:`fetch`, named through ``/proc/self/fd`` so
-    that the decoder reads exactly the file that was checked. ``release()`` removes the copy or closes the file."""
+    a local file, a temp link to the descriptor opened (and checked) by :func:`fetch`, through ``/proc/self/fd``, so
+    that the decoder reads exactly the file that was checked. ``release()`` removes the copy or link and closes the
+    descriptor."""
 
     path: Path
     size: int
@@ -399,10 +400,14 @@ def _open_local(path: Path, inside: Path | None) -> LocalCopy:
             digest.update(block)
             size += len(block)
         os.lseek(fd, 0, os.SEEK_SET)
+        # The decoder opens a link under the file's own name (libsndfile falls back on the extension to pick a
+        # format) that points at the descriptor: it reads the very file checked above, whatever the path says now.
+        tmpdir = tempfile.mkdtemp(prefix="svp-audio-")
+        os.symlink(f"/proc/self/fd/{fd}", Path(tmpdir) / path.name)
     except BaseException:
         os.close(fd)
         raise
-    return LocalCopy(Path(f"/proc/self/fd/{fd}"), size, digest.hexdigest(), path.name, _fd=fd)
+    return LocalCopy(Path(tmpdir) / path.name, size, digest.hexdigest(), path.name, _tmpdir=tmpdir, _fd=fd)
 
 
 def read_parquet(path: Root) -> pa.Table:

@@ -217,9 +217,9 @@ def bad_day(tmp_path_factory, fixture_triton):
     t0 = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", SVP_RUN_WITH_RSS, "run", "--date", BAD_DAY, "--raw", str(settings.raw_root),
-         "--lake", str(settings.lake_root), "--url", fixture_triton.grpc_url],
+         "--lake", str(settings.lake_root), "--url", fixture_triton.grpc_url, "--failure-budget", "1"],
         capture_output=True, text=True, timeout=240,
-    )
+    )  # a corpus of bad inputs: most of its files fail on purpose, so no failure budget applies
     seconds = time.perf_counter() - t0
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     rss = json.loads(out.stdout.split("RSS ", 1)[1].splitlines()[0])
@@ -305,7 +305,8 @@ def test_the_dag_publishes_the_same_rows_for_the_bad_day(bad_day, fixture_triton
     lake = tmp_path / "dag-lake"
     airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(fixture_triton.grpc_url))
     airflow._migrated = True  # the session's home is migrated already
-    conf = {"date": BAD_DAY, "raw_root": str(settings.raw_root), "lake_root": str(lake), "batch_size": 8}
+    conf = {"date": BAD_DAY, "raw_root": str(settings.raw_root), "lake_root": str(lake), "batch_size": 8,
+            "failure_budget": 1}
     # The logical date must not precede the DAG's start_date (2026-11-01): Airflow then runs no task at all and
     # still reports the run successful. The date to process comes from the `date` param.
     airflow.dags_test("sensevoice_daily", "2026-11-02T00:00:00+00:00", conf=conf, timeout=240)
