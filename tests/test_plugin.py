@@ -144,6 +144,24 @@ def test_default_range_ends_on_the_latest_published_day(lake, model_repo):
     assert (only_from.date_from, only_from.date_to) == (dt.date(2026, 4, 1), dt.date(2026, 4, 1))
 
 
+def test_a_one_day_lake_answers_the_page_and_every_canned_query(tmp_path, model_repo):
+    """DuckDB 1.5.5 raised an internal error for max() of a hive partition column when the scan held one file (the
+    demo's one-day lake answered 500). The catalog's tables carry the date as a real column: no such scan."""
+    from sensevoice_pipeline.warehouse import QUERIES
+
+    lake = tmp_path / "lake"
+    utt = tables.to_table([_utterance(DATES[0], "r", 0, 0, "en", "angry", "one")], tables.UTTERANCES)
+    Lake(lake).commit_day(DATES[0], {"utterances": utt, "emotion_daily": tables.emotion_rollup(utt),
+                                     "recordings": tables.to_table([_recording(DATES[0], "r", "one", n=1)],
+                                                                   tables.RECORDINGS),
+                                     "runs": tables.to_table([{"run_id": "one", "files": 1}], tables.RUNS)})
+    Warehouse(lake).refresh()
+    board = load(lake, model_repo)
+    assert board.date_to == dt.date.fromisoformat(DATES[0]) and board.notes == []
+    for name in QUERIES:
+        assert Warehouse(lake).query(name).num_rows == 1, name
+
+
 def test_dashboard_data(lake, model_repo):
     board = load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03")
     trend = {(str(r["date"]), r["language"], r["emotion"]): r["utterances"] for r in board.trend}
