@@ -3,7 +3,10 @@
 Data comes from the lake's DuckDB warehouse (the canned emotion-trend query of ``warehouse.py``, plus the recent
 runs, the failed recordings and the model versions used, all with bound parameters) and from the model repository
 (``$SVP_MODEL_REPOSITORY``, default ``model_repository``). The HTML is one self-contained page: an inline SVG chart,
-tables, a GET form; no script, no external resource; every value from data goes through ``html.escape``.
+tables, a GET form; no script, no external resource; every value from data goes through ``html.escape``. It says what
+it shows (the dates, the model versions that transcribed them, the failed files with a link to their reasons) and
+never a filesystem path of the server (``redact``). The chart's emotion colours are ``report.EMOTION_COLORS``, the
+PNG charts' own.
 
 No Airflow import here: ``plugins/sensevoice_plugin.py`` mounts this page in the api-server and adds the login.
 """
@@ -21,6 +24,7 @@ from typing import Any, Callable
 
 import duckdb
 
+from .report import emotion_colors, emotion_order
 from .repository import ModelRepository
 from .warehouse import GROUP_BY, Warehouse, WarehouseError
 
@@ -44,17 +48,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-EMOTION_COLORS = {
-    "neutral": "#9aa5b1",
-    "happy": "#f2b705",
-    "sad": "#3b78c2",
-    "angry": "#d64541",
-    "fearful": "#8e44ad",
-    "disgusted": "#2e8b57",
-    "surprised": "#ff8c1a",
-    "unknown": "#d5dbe1",
-}
-EXTRA_COLORS = ("#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#1f77b4")
 
 RECENT_RUNS_SQL = """
 SELECT date, run_id, started_at, finished_at, files, files_ok, files_failed, utterances, speech_seconds,
@@ -150,6 +143,7 @@ class Dashboard:
     failed: list[dict] = field(default_factory=list)
     failed_total: int = 0
     models: list[ModelRow] = field(default_factory=list)
+    model_versions: list[str] = field(default_factory=list)  # that transcribed utterances dated in the range
     serving: dict | None = None
     notes: list[str] = field(default_factory=list)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
@@ -189,6 +183,7 @@ def load_dashboard(warehouse: Warehouse, model_repository: str | Path, params: P
             board.failed = _rows(con, FAILED_RECORDINGS_SQL, {**bounds, "limit": limit}, "recordings", notes)
             board.failed_total = int(board.failed[0]["total"]) if board.failed else 0
             usage = _rows(con, MODEL_USAGE_SQL, bounds, "utterances", notes)
+            board.model_versions = [_version_label(u["model_version"]) for u in usage]
     finally:
         if con is not None:
             con.close()
@@ -225,10 +220,10 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict, table: str, no
 
 def _models(path: Path, usage: list[dict], notes: list[str]) -> tuple[list[ModelRow], dict | None]:
     repo = ModelRepository(path)
-    used = {str(u["model_version"]) if u["model_version"] is not None else "": u for u in usage}
+    used = {_version_label(u["model_version"], ""): u for u in usage}
     rows = []
     if not path.is_dir():
-        notes.append(f"No model repository at {path} (set {MODEL_REPOSITORY_ENV}).")
+        notes.append(f"No model repository at the configured path (set {MODEL_REPOSITORY_ENV}).")  # path not shown
     for version in repo.versions():
         info = repo.version_info(version)
         meta = info.meta if isinstance(info.meta, dict) else {}
@@ -257,6 +252,10 @@ def _models(path: Path, usage: list[dict], notes: list[str]) -> tuple[list[Model
     for row in rows:
         row.role = roles.get(row.version, "")
     return rows, serving
+
+
+def _version_label(value: Any, none: str = "(none)") -> str:
+    return none if value is None else str(value)
 
 
 def _when(value: Any) -> str:
@@ -314,6 +313,24 @@ def _serving(path: Path) -> dict | None:
 # -- HTML -------------------------------------------------------------------------------------------------------------
 
 
+# An absolute POSIX path inside a text (an error message, a note): one or more folders and a last part. Not a URL's
+# path (``s3://b/k``, ``http://h/p``) nor a relative one (``calls/a.wav``): the character before the slash decides.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~\]-])/(?:[^\s/'\"<>;,()\[\]{}]+/)+([^\s/'\"<>;,()\[\]{}]*)")
+
+
+def redact(text: Any, roots: dict[str, Any] | None = None) -> str:
+    """``text`` without server paths: a known root (the lake, the model repository) becomes its name in brackets,
+    any other absolute path its last part (``…/call.wav``). The page shows no filesystem path of the server."""
+    out = _text(text)
+    for name, root in (roots or {}).items():
+        if not isinstance(root, (str, os.PathLike)):  # an s3:// lake (storage.ObjectPath): not a server path
+            continue
+        forms = {str(p).rstrip("/") for p in (Path(root), Path(root).resolve()) if p.is_absolute()}
+        for form in sorted(forms - {""}, key=len, reverse=True):
+            out = out.replace(form, f"[{name}]")
+    return ABSOLUTE_PATH.sub(lambda m: "…/" + m.group(1) if m.group(1) else "…/", out)
+
+
 def esc(value: Any) -> str:
     return html.escape(_text(value), quote=True)
 
@@ -340,6 +357,7 @@ class Column:
     title: str
     numeric: bool = False
     get: Callable[[Any], Any] | None = None
+    wrap: bool = False  # long free text (a reason, a status) wraps; every other cell stays on one line
 
 
 def render_table(columns: list[Column], rows: list, empty: str, css_class: str = "") -> str:
@@ -351,10 +369,12 @@ def render_table(columns: list[Column], rows: list, empty: str, css_class: str =
         cells = []
         for c in columns:
             value = c.get(row) if c.get else (row.get(c.key) if isinstance(row, dict) else getattr(row, c.key))
-            cells.append(f'<td{" class=num" if c.numeric else ""}>{esc(value)}</td>')
+            cls = " class=num" if c.numeric else " class=wrap" if c.wrap else ""
+            cells.append(f"<td{cls}>{esc(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cls = f' class="{esc(css_class)}"' if css_class else ""
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'  # a table wider than the window scrolls by itself, not the page
 
 
 def _duration(row: dict) -> str:
@@ -369,22 +389,33 @@ RUN_COLUMNS = [
     Column("date", "date"), Column("run_id", "run"), Column("finished_at", "finished (UTC)"),
     Column("duration", "took", get=_duration), Column("files", "files", True), Column("files_ok", "ok", True),
     Column("files_failed", "failed", True), Column("utterances", "utterances", True),
-    Column("speech_seconds", "speech s", True), Column("model_versions", "model versions"),
+    Column("speech_seconds", "speech s", True), Column("model_versions", "model versions", wrap=True),
 ]
 FAILED_COLUMNS = [
-    Column("date", "date"), Column("source_path", "file"), Column("format", "format"),
-    Column("size_bytes", "bytes", True), Column("error", "reason"), Column("run_id", "run"),
+    Column("date", "date"), Column("source_path", "file", wrap=True), Column("format", "format"),
+    Column("size_bytes", "bytes", True), Column("error", "reason", wrap=True), Column("run_id", "run"),
 ]
-MODEL_COLUMNS = [
-    Column("version", "version"), Column("role", "role"), Column("status", "status"), Column("precision", "precision"),
-    Column("target_device", "device"), Column("exporter", "exporter"), Column("parameters", "parameters"),
-    Column("source", "checkpoint"), Column("exported_at", "exported (UTC)"), Column("parity", "parity check"),
-    Column("utterances", "utterances in range", True), Column("dates", "used on"),
+MODEL_COLUMNS = [  # what the range used first: a narrow window scrolls the table to the export details
+    Column("version", "version"), Column("role", "role"), Column("status", "status", wrap=True),
+    Column("utterances", "utterances in range", True), Column("dates", "used on"), Column("precision", "precision"),
+    Column("target_device", "device"), Column("parameters", "parameters"), Column("exporter", "exporter", wrap=True),
+    Column("source", "checkpoint"), Column("exported_at", "exported (UTC)"),
+    Column("parity", "parity check", wrap=True),
 ]
 
 
 def _group_label(value: Any) -> str:
     return "(none)" if value is None else str(value)
+
+
+def _nice_step(peak: int) -> int:
+    """The y axis' step for a panel whose tallest bar is ``peak``: a whole number, at least half of ``peak``, round
+    (1, 2, 5, 12, 15, 25, 40, 600, ...) so that the labels 0, step, 2 * step are exact and easy to read."""
+    half = max(1, -(-int(peak) // 2))
+    if half <= 10:
+        return half
+    mag = 10 ** (len(str(half)) - 1)
+    return next(int(m * mag) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * mag >= half)
 
 
 def trend_svg(rows: list[dict], by: str, date_from: dt.date, date_to: dt.date, width: int = 1160) -> str:
@@ -394,10 +425,8 @@ def trend_svg(rows: list[dict], by: str, date_from: dt.date, date_to: dt.date, w
         return '<p class="empty">No utterances in this date range.</p>'
     days = [date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)]
     index = {d: i for i, d in enumerate(days)}
-    known = list(EMOTION_COLORS)
-    emotions = sorted({r["emotion"] for r in rows},
-                      key=lambda e: (known.index(e), "") if e in known else (len(known), str(e)))
-    colors = {e: EMOTION_COLORS.get(e) or EXTRA_COLORS[i % len(EXTRA_COLORS)] for i, e in enumerate(emotions)}
+    emotions = emotion_order(r["emotion"] for r in rows)
+    colors = emotion_colors(emotions)  # the PNG charts' colours (report.EMOTION_COLORS)
     totals: dict[str, int] = {}
     cells: dict[tuple[str, int], dict[str, dict]] = {}
     for r in rows:
@@ -426,13 +455,13 @@ def trend_svg(rows: list[dict], by: str, date_from: dt.date, date_to: dt.date, w
         top = legend_h + p * panel_h
         y0 = top + title_h + plot_h  # the baseline
         day_totals = {i: sum(int(r["utterances"]) for r in em.values()) for (g, i), em in cells.items() if g == group}
-        peak = max(day_totals.values(), default=0) or 1
+        peak = 2 * _nice_step(max(day_totals.values(), default=0))  # the top line; the middle one is a whole count
         out.append(f'<text x="{left}" y="{top + 15}" class="panel">{esc(by)} {esc(group)} — '
                    f'{esc(totals[group])} utterances</text>')
         for frac in (0.0, 0.5, 1.0):  # grid and y labels
             y = y0 - plot_h * frac
             out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" class="grid"/>'
-                       f'<text x="{left - 6}" y="{y + 4:.1f}" class="ylab">{esc(round(peak * frac))}</text>')
+                       f'<text x="{left - 6}" y="{y + 4:.1f}" class="ylab">{esc(int(peak * frac))}</text>')
         for i in sorted(day_totals):
             y = y0
             for e in emotions:
@@ -467,13 +496,15 @@ def trend_table(rows: list[dict], by: str) -> str:
 STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px 24px;color:#1f2933;background:#fff}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:22px 0 8px}
-.meta,.note,.empty{color:#616e7c}.empty{font-style:italic}
+.meta,.note,.empty{color:#616e7c}.summary{margin:2px 0;font-size:15px}.summary a{color:#c0392b}.empty{font-style:italic}
 form{display:flex;gap:12px;align-items:end;flex-wrap:wrap;margin:12px 0;padding:10px;background:#f5f7fa;
      border-radius:6px}
 label{display:flex;flex-direction:column;font-size:12px;color:#52606d}
 input,select,button{font:inherit;padding:3px 6px}
 table{border-collapse:collapse;margin:4px 0 8px;font-size:13px}
 th,td{border-bottom:1px solid #e4e7eb;padding:4px 8px;text-align:left;vertical-align:top}
+td{white-space:nowrap}td.wrap{white-space:normal;min-width:9em;max-width:36em;overflow-wrap:break-word}
+.scroll{overflow-x:auto;max-width:100%}
 th{background:#f5f7fa;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 table.compact td,table.compact th{padding:2px 6px}
 .chart text{font-size:11px;fill:#52606d}.chart .panel{font-size:13px;font-weight:600;fill:#1f2933}
@@ -493,25 +524,43 @@ def _summary(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
+def _redacted(columns: list[Column], roots: dict[str, Any]) -> list[Column]:
+    """The same columns, each text value passed through ``redact`` (numbers and times as they are)."""
+    def cell(c: Column) -> Callable[[Any], Any]:
+        def get(row: Any) -> Any:
+            value = c.get(row) if c.get else (row.get(c.key) if isinstance(row, dict) else getattr(row, c.key))
+            return redact(value, roots) if isinstance(value, str) else value
+        return get
+    return [Column(c.key, c.title, c.numeric, cell(c), c.wrap) for c in columns]
+
+
 def render_page(board: Dashboard) -> str:
     """The whole page. The form reloads the page itself (GET), so the page works inside Airflow's iframe too."""
     by_options = "".join(
         f'<option value="{esc(g)}"{" selected" if g == board.by else ""}>{esc(g)}</option>' for g in GROUPINGS)
-    notes = "".join(f"<li>{esc(n)}</li>" for n in board.notes)
+    roots = {"lake": board.lake_root, "model repository": board.model_repository}
+    clean = lambda value: esc(redact(value, roots))  # noqa: E731  free text from data and errors: no server paths
+    notes = "".join(f"<li>{clean(n)}</li>" for n in board.notes)
     failed_note = (f'<p class="note">Showing {esc(len(board.failed))} of {esc(board.failed_total)}.</p>'
                    if board.failed_total > len(board.failed) else "")
     serving = ""
     if board.serving is not None:
-        items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(_summary(v))}</dd>" for k, v in board.serving.items())
+        items = "".join(f"<dt>{clean(k)}</dt><dd>{clean(_summary(v))}</dd>" for k, v in board.serving.items())
         serving = f"<h3>{esc(SERVING_FILE)}</h3><dl>{items}</dl>"
     period = f"{board.date_from.isoformat()} – {board.date_to.isoformat()}"
+    days = (board.date_to - board.date_from).days + 1
+    versions = ", ".join(board.model_versions) or "none"
+    failed = f"{board.failed_total:,} failed file{'' if board.failed_total == 1 else 's'}"
+    failed_link = f'<a href="#failed">{esc(failed)}</a>' if board.failed_total else esc(failed)
     return "".join([
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         f"<title>SenseVoice · {esc(period)}</title><style>{STYLE}</style></head><body>",
         "<h1>SenseVoice speech analytics</h1>",
-        f'<p class="meta">Dates {esc(period)} · lake {esc(board.lake_root)} · '
-        f'generated {esc(board.generated_at)} UTC</p>',
+        f'<p class="summary">Dates <b>{esc(period)}</b> ({esc(days)} day{"" if days == 1 else "s"}) · '
+        f'model version{"" if len(board.model_versions) == 1 else "s"} <b>{clean(versions)}</b> · '
+        f'{failed_link}</p>',
+        f'<p class="meta">Generated {esc(board.generated_at)} UTC</p>',
         '<form method="get" action="">',
         f'<label>from<input type="date" name="from" value="{esc(board.date_from.isoformat())}"></label>',
         f'<label>to<input type="date" name="to" value="{esc(board.date_to.isoformat())}"></label>',
@@ -525,11 +574,12 @@ def render_page(board: Dashboard) -> str:
         '<section id="runs"><h2>Recent runs</h2>',
         render_table(RUN_COLUMNS, board.runs, "No runs for dates in this range."),
         "</section>",
-        '<section id="failed"><h2>Failed recordings</h2>',
-        render_table(FAILED_COLUMNS, board.failed, "No failed recordings in this range."), failed_note,
+        f'<section id="failed"><h2>Failed recordings ({esc(board.failed_total)})</h2>',
+        render_table(_redacted(FAILED_COLUMNS, roots), board.failed, "No failed recordings in this range."),
+        failed_note,
         "</section>",
         '<section id="models"><h2>Model versions</h2>',
-        f'<p class="meta">Repository {esc(board.model_repository)}</p>',
-        render_table(MODEL_COLUMNS, board.models, "No model versions found."), serving,
+        render_table(_redacted(MODEL_COLUMNS, roots), board.models, "No model versions found.", "compact"),
+        serving,
         "</section></body></html>",
     ])

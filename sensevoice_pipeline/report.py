@@ -1,10 +1,43 @@
-"""Query results for people: aligned text tables in the terminal and PNG charts."""
+"""Query results for people: aligned text tables in the terminal and PNG charts.
+
+``EMOTION_COLORS`` is the one emotion -> colour mapping of the product: the PNG charts here and the plugin page's SVG
+chart (``dashboard.py``) both use it, so angry is red and neutral grey everywhere.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pyarrow as pa
+
+# Colours that mean something; the order is the stacking order (bottom first) and the legend's order.
+EMOTION_COLORS = {
+    "neutral": "#9aa5b1",  # grey
+    "happy": "#2e9e44",  # green
+    "sad": "#3b78c2",  # blue
+    "angry": "#d64541",  # red
+    "fearful": "#8e44ad",  # purple
+    "disgusted": "#8a7a2c",  # olive / brown
+    "surprised": "#ff8c1a",  # orange
+    "unknown": "#d5dbe1",  # light grey
+}
+# For values outside EMOTION_COLORS (an emotion label a later model adds): none of them red, green or grey.
+EXTRA_COLORS = ("#17becf", "#e377c2", "#1f77b4", "#7b4173", "#c49c94", "#393b79")
+
+
+def emotion_order(emotions) -> list:
+    """Known emotions in EMOTION_COLORS' order, then the others sorted by their text."""
+    known = list(EMOTION_COLORS)
+    return sorted(set(emotions), key=lambda e: (known.index(e), "") if e in known else (len(known), str(e)))
+
+
+def emotion_colors(emotions) -> dict:
+    """A colour for each emotion: its fixed one, or (for one this product does not know) one of EXTRA_COLORS."""
+    emotions = list(emotions)
+    extra = [e for e in emotion_order(emotions) if e not in EMOTION_COLORS]
+    colors = {e: EMOTION_COLORS[e] for e in emotions if e in EMOTION_COLORS}
+    colors.update({e: EXTRA_COLORS[i % len(EXTRA_COLORS)] for i, e in enumerate(extra)})
+    return colors
 
 
 def format_table(table: pa.Table, max_rows: int = 60, max_width: int = 48) -> str:
@@ -48,12 +81,16 @@ def write_chart(name: str, table: pa.Table, path: Path, by: str = "language") ->
         series.setdefault(key, [0.0] * len(dates))[dates.index(str(r["date"]))] += float(r[value_key] or 0)
     fig, ax = plt.subplots(figsize=(max(6, len(dates) * 0.6 + 3), 4))
     bottom = [0.0] * len(dates)
-    for key, values in sorted(series.items()):
-        ax.bar(dates, values, bottom=bottom, label=key)
+    colors = emotion_colors(series) if stack_key == "emotion" else {}
+    keys = emotion_order(series) if stack_key == "emotion" else sorted(series)
+    for key in keys:
+        values = series[key]
+        ax.bar(dates, values, bottom=bottom, label=key, **({"color": colors[key]} if key in colors else {}))
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_title(f"{name} ({'all ' + by + 's' if name == 'emotion-trend' else ''})".replace(" ()", ""))
     ax.set_ylabel(value_key.replace("_", " "))
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+    handles, labels = ax.get_legend_handles_labels()  # listed top to bottom, like the stack reads
+    ax.legend(handles[::-1], labels[::-1], fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -224,6 +224,133 @@ def test_serving_file_is_shown_when_present(lake, tmp_path):
     assert load(lake, repo).serving is None
 
 
+# -- emotion colours: one mapping for the PNG charts and the page ------------------------------------------------------
+
+MEANT = {"angry": "red", "happy": "green", "neutral": "grey", "sad": "blue", "fearful": "purple",
+         "disgusted": "olive", "surprised": "orange", "unknown": "light grey"}
+
+
+def _hue(hex_color: str) -> str:
+    """A colour name for a hex value, coarse enough to check that each emotion's colour means what it should."""
+    import colorsys
+
+    r, g, b = (int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    h, lightness, sat = colorsys.rgb_to_hls(r, g, b)
+    if sat < 0.25 or max(r, g, b) - min(r, g, b) < 0.12:
+        return "light grey" if lightness > 0.78 else "grey"
+    deg = h * 360
+    for name, upto in (("red", 15), ("orange", 40), ("olive", 65), ("green", 160), ("blue", 250), ("purple", 330)):
+        if deg < upto:
+            return name
+    return "red"
+
+
+def test_emotion_colours_mean_something():
+    from sensevoice_pipeline.report import EMOTION_COLORS
+
+    assert {e: _hue(c) for e, c in EMOTION_COLORS.items()} == MEANT
+    assert len(set(EMOTION_COLORS.values())) == len(EMOTION_COLORS)
+
+
+def test_png_chart_and_page_use_the_same_emotion_colours(lake, model_repo, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.colors as mcolors
+    import matplotlib.image as mimage
+    import matplotlib.pyplot as plt
+    import pyarrow as pa
+
+    from sensevoice_pipeline.report import EMOTION_COLORS, write_chart
+
+    table = Warehouse(lake).query("emotion-trend", dt.date(2026, 3, 1), dt.date(2026, 3, 3))
+    extra = pa.table({"date": [dt.date(2026, 3, 3)] * 3, "emotion": ["fearful", "disgusted", "unknown"],
+                      "utterances": [1, 1, 1]})  # the emotions the small lake lacks
+    table = pa.concat_tables([table.select(["date", "emotion", "utterances"]), extra])
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))  # keep the figure to read its bars
+    png = tmp_path / "trend.png"
+    write_chart("emotion-trend", table, png)
+    (fig,) = figures
+    bars = {c.get_label(): mcolors.to_hex(c.patches[0].get_facecolor()) for c in fig.axes[0].containers}
+    assert bars == EMOTION_COLORS  # every emotion, each in its colour (angry red, neutral grey, ...)
+    assert list(bars)[:2] == ["neutral", "happy"]  # stacked in the mapping's order: neutral at the bottom
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(bars)[::-1]  # read like the stack
+    plt.close(fig)
+    # The rendered pixels carry those colours too (each bar's inside is drawn in its exact colour).
+    pixels = {mcolors.to_hex(tuple(p[:3])) for p in mimage.imread(png).reshape(-1, 4)}
+    assert set(EMOTION_COLORS.values()) <= pixels
+    assert "#1f77b4" not in pixels  # matplotlib's first default colour (which made angry blue) is not used
+
+    page = dashboard.render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03"))
+    legend = dict((e, c) for c, e in re.findall(r'<rect x="\d+" y="8" width="12" height="12" fill="(#[0-9a-f]{6})"/>'
+                                                  r'<text [^>]*class="legend">([^<]+)</text>', page))
+    assert legend == {e: EMOTION_COLORS[e] for e in ("neutral", "happy", "sad", "angry", "surprised")}
+    for emotion, color in legend.items():  # every bar segment of an emotion has its colour
+        fills = set(re.findall(rf'fill="(#[0-9a-f]{{6}})"><title>[^<]* {emotion}: ', page))
+        assert fills == {color}, emotion
+
+
+# -- what the page says it shows; no server paths ----------------------------------------------------------------------
+
+
+def _no_server_paths(page: str, *paths: Path) -> None:
+    for path in paths:
+        for form in {str(path), str(path.resolve())}:
+            assert form not in page, form
+    assert not re.search(r"(?<![\w.:/~-])/(tmp|home|root|var|srv|data|opt|mnt|work)/", page), \
+        re.search(r".{60}(?<![\w.:/~-])/(tmp|home|root|var|srv|data|opt|mnt|work)/.{60}", page)
+
+
+def test_page_says_what_it_shows(lake, model_repo):
+    page = dashboard.render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03"))
+    summary = re.search(r'<p class="summary">(.*?)</p>', page).group(1)
+    assert "Dates <b>2026-03-01 – 2026-03-03</b> (3 days)" in summary
+    assert "model versions <b>1, 7</b>" in summary
+    assert '<a href="#failed">2 failed files</a>' in summary
+    assert '<section id="failed"><h2>Failed recordings (2)</h2>' in page
+    one_day = dashboard.render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-01"))
+    summary = re.search(r'<p class="summary">(.*?)</p>', one_day).group(1)
+    assert "(1 day)" in summary and "model version <b>1</b>" in summary and "0 failed files" in summary
+    assert "href" not in summary  # nothing to jump to
+
+
+def test_chart_y_axis_labels_are_exact_counts(lake, model_repo):
+    """The middle grid line is labelled with the count it stands at (a panel of 5 at most once read 0, 2, 5 with the
+    2 on the line of 2.5): the top is twice a whole step."""
+    page = dashboard.render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03"))
+    labels = [int(x) for x in re.findall(r'class="ylab">(\d+)</text>', page)]
+    assert labels == [0, 3, 6, 0, 2, 4]  # en: days of 5, 3, 1 utterances; zh: 2, 4, 2
+    assert [dashboard._nice_step(p) for p in (0, 1, 5, 21, 617)] == [1, 1, 3, 12, 400]
+
+
+def test_page_shows_no_server_paths(lake, model_repo, tmp_path):
+    page = dashboard.render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03"))
+    _no_server_paths(page, lake, model_repo, lake.parent)
+    missing = dashboard.render_page(dashboard.load_dashboard(Warehouse(tmp_path / "lake"), tmp_path / "nothing",
+                                                             dashboard.Params(), today=dt.date(2026, 5, 1)))
+    assert "No model repository at" in missing
+    _no_server_paths(missing, tmp_path)
+
+
+def test_failure_reasons_lose_their_server_paths(lake, model_repo):
+    board = load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03")
+    board.failed[0]["error"] = f"decode failed: {lake}/staging/2026-03-02/calls/x.wav: Format not recognised"
+    board.failed[1]["error"] = "fetch failed: /srv/raw/date=2026-03-03/q/call 1.wav (s3://bucket/raw/k.wav)"
+    board.notes.append(f"No warehouse yet: {model_repo}/sensevoice is odd")
+    page = dashboard.render_page(board)
+    _no_server_paths(page, lake, model_repo)
+    for text in ("decode failed: [lake]/staging/2026-03-02/calls/x.wav: Format not recognised",
+                 "fetch failed: …/call 1.wav (s3://bucket/raw/k.wav)", "[model repository]/sensevoice is odd"):
+        assert esc(text) in page, text
+    assert dashboard.redact("ratio 1/2, calls/a.wav, http://h/p/q") == "ratio 1/2, calls/a.wav, http://h/p/q"
+    from sensevoice_pipeline.storage import ObjectPath
+
+    s3_lake = {"lake": ObjectPath.parse("s3://bucket/lake"), "model repository": model_repo}  # a lake on S3
+    assert dashboard.redact(f"{model_repo}/x and s3://bucket/lake/y", s3_lake) == \
+        "[model repository]/x and s3://bucket/lake/y"
+
+
 def esc(text: str) -> str:
     return dashboard.esc(text)
 
@@ -262,6 +389,7 @@ def api_server(tmp_path_factory, lake, model_repo):
     (home / "dags").mkdir()
     passwords = {"svp_admin": secrets.token_urlsafe(12), "svp_viewer": secrets.token_urlsafe(12)}
     (home / "passwords.json").write_text(json.dumps(passwords))
+    (home / "paths.json").write_text(json.dumps([str(lake), str(model_repo)]))  # what the page must not show
     env = dict(os.environ)
     env.update(
         AIRFLOW_HOME=str(home),
@@ -359,6 +487,9 @@ def test_page_with_a_login_shows_the_lake(api_server):
                  "scheduled__2026-03-02T00:00:00+00:00", "iic/SenseVoiceSmall", "not in this repository"):
         assert esc(text) in page, text
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+    assert '<a href="#failed">2 failed files</a>' in page and "model versions <b>1, 7</b>" in page
+    served = [Path(p) for p in json.loads((api_server.home / "paths.json").read_text())]  # the lake, the models
+    _no_server_paths(page, api_server.home, *served)
 
 
 def test_page_by_channel_with_a_bearer_token(api_server):
