@@ -6,6 +6,12 @@ login (the ``_token`` cookie the UI sets, or an ``Authorization: Bearer`` JWT fr
 that may see the Airflow website; a browser without one is sent to the login page, anything else gets 401.
 Query parameters are checked before use (dates as YYYY-MM-DD, ``by`` one of language / channel: otherwise 422) and
 reach DuckDB only as bound parameters.
+
+``POST /sensevoice/clip`` ("Try a clip", the page's multipart form): the same login, then ``clip_check`` does the
+work -- size limit while the body arrives, format, decoding in memory, the daily job's segmentation, the Triton at
+the ``sensevoice_triton`` Connection (``SenseVoiceTritonHook``; $SVP_TRITON_URL without one). It answers an HTML page
+(JSON for a client that asks for ``application/json`` only) with 200, or 413 / 415 / 422 for the clip or the form,
+503 / 504 / 502 when the serving side fails. ``GET /sensevoice/clip`` shows the empty form (where a login comes back).
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import requires_access_view
 from airflow.plugins_manager import AirflowPlugin
-from sensevoice_pipeline import dashboard
+from sensevoice_pipeline import clip_check, dashboard
+from sensevoice_pipeline.errors import InputError, ServingError
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.warehouse import Warehouse
 
@@ -34,7 +42,9 @@ async def _login_or_error(request: Request, exc: HTTPException):
     """A browser with no (or an expired) login goes to Airflow's login page, then comes back here."""
     if exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(get_auth_manager().get_url_login(next_url=here), status_code=307)
+        # 303 after a form's POST (the login page is fetched with GET); the form itself lives at GET .../clip
+        code = 307 if request.method in ("GET", "HEAD") else 303
+        return RedirectResponse(get_auth_manager().get_url_login(next_url=here), status_code=code)
     return await http_exception_handler(request, exc)
 
 
@@ -56,6 +66,58 @@ def page(
     except dashboard.DashboardParamError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     return HTMLResponse(dashboard.render_page(board), headers=dashboard.SECURITY_HEADERS)
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _clip_answer(request: Request, status: int = 200, result=None, error: str | None = None,
+                 language: str = "auto", itn: bool = True):
+    if _wants_json(request):
+        body = result.to_dict() if result is not None else {"detail": error}
+        return JSONResponse(body, status_code=status, headers=dashboard.SECURITY_HEADERS)
+    page = dashboard.render_clip_page(result, error, status, language, itn)
+    return HTMLResponse(page, status_code=status, headers=dashboard.SECURITY_HEADERS)
+
+
+@app.get("/clip", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
+def clip_page(request: Request):
+    return _clip_answer(request)
+
+
+@app.post("/clip", dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
+async def check_clip(request: Request):
+    """The body is read only after the login check, and never past ``clip_check.MAX_BODY_BYTES``."""
+    from sensevoice_pipeline.provider.hooks import SenseVoiceTritonHook
+
+    limited = Request(request.scope, clip_check.limit_body(request.receive))
+    language, itn = "auto", True
+    try:
+        if int(request.headers.get("content-length") or 0) > clip_check.MAX_BODY_BYTES:
+            raise clip_check.UploadTooLarge()
+        form = await limited.form(max_files=1, max_fields=4)
+        try:
+            language = clip_check.parse_language(form.get("language"))
+            itn = clip_check.parse_itn(form.get("itn"))
+            upload = form.get("clip")
+            if upload is None or isinstance(upload, str):
+                raise clip_check.ClipRefused("no clip: the form needs a file in the field `clip`")
+            data = await upload.read(clip_check.MAX_UPLOAD_BYTES + 1)
+            result = await clip_check.check_clip(data, upload.filename, language, itn,
+                                                 url=SenseVoiceTritonHook().get_url)
+        finally:
+            await form.close()
+    except StarletteHTTPException as exc:  # a malformed multipart body (400)
+        return _clip_answer(request, exc.status_code, error=str(exc.detail), language=language, itn=itn)
+    except clip_check.UploadTooLarge as exc:
+        await clip_check.drain(request.receive)  # the client gets this answer, not a reset connection
+        return _clip_answer(request, exc.status, error=str(exc), language=language, itn=itn)
+    except (InputError, ServingError) as exc:
+        return _clip_answer(request, clip_check.http_status(exc), error=clip_check.message(exc), language=language,
+                            itn=itn)
+    return _clip_answer(request, result=result, language=language, itn=itn)
 
 
 class SenseVoicePlugin(AirflowPlugin):

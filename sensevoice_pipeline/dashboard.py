@@ -3,7 +3,9 @@
 Data comes from the lake's DuckDB warehouse (the canned emotion-trend query of ``warehouse.py``, plus the recent
 runs, the failed recordings and the model versions used, all with bound parameters) and from the model repository
 (``$SVP_MODEL_REPOSITORY``, default ``model_repository``). The HTML is one self-contained page: an inline SVG chart,
-tables, a GET form; no script, no external resource; every value from data goes through ``html.escape``. It says what
+tables, a GET form for the dates, and the "Try a clip" form (a plain multipart POST to ``clip``, answered by
+``render_clip_page`` with what ``clip_check`` found); no script, no external resource; every value from data goes
+through ``html.escape``. It says what
 it shows (the dates, the model versions that transcribed them, the failed files with a link to their reasons) and
 never a filesystem path of the server (``redact``). The chart's emotion colours are ``report.EMOTION_COLORS``, the
 PNG charts' own.
@@ -24,6 +26,8 @@ from typing import Any, Callable
 
 import duckdb
 
+from .clip_check import ACCEPT, MAX_CLIP_SECONDS, MAX_SEGMENT_S, MAX_UPLOAD_BYTES, ClipResult
+from .languages import LANGUAGES
 from .report import emotion_colors, emotion_order
 from .repository import ModelRepository
 from .warehouse import GROUP_BY, Warehouse, WarehouseError
@@ -512,6 +516,8 @@ table.compact td,table.compact th{padding:2px 6px}
 .chart .grid{stroke:#e4e7eb;stroke-width:1}
 .notes{background:#fffbea;border:1px solid #f7d070;padding:6px 10px;border-radius:6px}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{font-weight:600}dd{margin:0}
+.error{background:#fdecea;border:1px solid #e0a4a0;padding:6px 10px;border-radius:6px;color:#8a1c14}
+.texts dd{white-space:pre-wrap;overflow-wrap:anywhere;font-size:15px}code{font:13px/1.4 ui-monospace,monospace}
 """
 
 
@@ -581,5 +587,83 @@ def render_page(board: Dashboard) -> str:
         '<section id="models"><h2>Model versions</h2>',
         render_table(_redacted(MODEL_COLUMNS, roots), board.models, "No model versions found.", "compact"),
         serving,
-        "</section></body></html>",
+        "</section>",
+        clip_section(),
+        "</body></html>",
+    ])
+
+
+# -- try a clip --------------------------------------------------------------------------------------------------------
+
+
+def clip_form(language: str = "auto", itn: bool = True) -> str:
+    """The upload form: a plain multipart POST to ``clip`` (beside the page, so inside Airflow's frame too)."""
+    languages = "".join(f'<option value="{esc(x)}"{" selected" if x == language else ""}>{esc(x)}</option>'
+                        for x in LANGUAGES)
+    itns = "".join(f'<option value="{v}"{" selected" if (v == "on") == itn else ""}>{v}</option>'
+                   for v in ("on", "off"))
+    return "".join([
+        '<form method="post" action="clip" enctype="multipart/form-data" class="clip">',
+        f'<label>clip<input type="file" name="clip" accept="{esc(ACCEPT)}" required></label>',
+        f'<label>language<select name="language">{languages}</select></label>',
+        f'<label>ITN<select name="itn">{itns}</select></label>',
+        '<button type="submit">Transcribe</button></form>',
+    ])
+
+
+def _clip_help() -> str:
+    formats = ", ".join(e.lstrip(".") for e in ACCEPT.split(","))
+    return (f'<p class="meta">Upload a clip ({esc(formats)}; up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB and '
+            f'{MAX_CLIP_SECONDS / 60:.0f} min) to see what the serving model answers: the raw rich transcription, '
+            f'its plain and emoji renderings. Channels are mixed down; a clip longer than {MAX_SEGMENT_S:.0f} s is cut '
+            'into speech segments as the daily job does. Nothing is stored.</p>')
+
+
+def clip_section(language: str = "auto", itn: bool = True) -> str:
+    return f'<section id="clip"><h2>Try a clip</h2>{_clip_help()}{clip_form(language, itn)}</section>'
+
+
+SEGMENT_COLUMNS = [
+    Column("index", "#", True), Column("start_s", "start s", True, get=lambda s: f"{s.start_s:.2f}"),
+    Column("end_s", "end s", True, get=lambda s: f"{s.end_s:.2f}"), Column("raw", "raw", wrap=True),
+    Column("plain", "plain", wrap=True), Column("emoji", "emoji", wrap=True),
+]
+
+
+def render_clip_page(result: ClipResult | None = None, error: str | None = None, status: int = 200,
+                     language: str = "auto", itn: bool = True) -> str:
+    """The answer to the clip form: what Triton said (or why not), then the form again with the same choices."""
+    body = []
+    if error:
+        body.append(f'<p class="error" role="alert" id="clip-error">{esc(status)}: {esc(redact(error))}</p>')
+    if result is not None:
+        n = len(result.segments)
+        cut = (f"{n} speech segment{'' if n == 1 else 's'} (VAD, at most {MAX_SEGMENT_S:.0f} s each)"
+               if result.segmented else "the whole clip in one request")
+        channels = f"{result.channels} channel{'' if result.channels == 1 else 's'}"
+        facts = [("clip", result.name),
+                 ("audio", f"{result.format}, {result.sample_rate} Hz, {channels}, {result.duration_s:.2f} s"),
+                 ("language hint", result.language), ("ITN", "on" if result.use_itn else "off"),
+                 ("model", f"{result.model_name} version {result.model_version}" if result.model_name else "none"),
+                 ("transcribed", cut), ("took", f"{result.seconds:.2f} s")]
+        body.append('<div id="clip-result"><dl>' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
+                    + "</dl>")
+        if result.segments:
+            body.append('<h3>Transcription</h3><dl class="texts">'
+                        f'<dt>raw</dt><dd><code id="clip-raw">{esc(result.raw)}</code></dd>'
+                        f'<dt>plain</dt><dd id="clip-plain">{esc(result.plain)}</dd>'
+                        f'<dt>emoji</dt><dd id="clip-emoji">{esc(result.emoji)}</dd></dl>')
+        else:
+            body.append('<p class="empty" id="clip-raw">No speech found in this clip.</p>')
+        if result.segmented and result.segments:
+            body.append("<h3>Segments</h3>" + render_table(SEGMENT_COLUMNS, result.segments, "", "compact"))
+        body.append("</div>")
+    return "".join([
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        f"<title>SenseVoice · try a clip</title><style>{STYLE}</style></head><body>",
+        "<h1>SenseVoice speech analytics</h1>",
+        '<p class="meta"><a href="./">Back to the dashboard</a></p>',
+        '<section id="clip"><h2>Try a clip</h2>', *body, _clip_help(), clip_form(language, itn), "</section>",
+        "</body></html>",
     ])

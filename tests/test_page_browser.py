@@ -156,3 +156,56 @@ def test_page_inside_the_airflow_ui(api_server, browser, tmp_path):  # noqa: F81
     assert inner.evaluate("window.__cspViolations") == []
     ours = [(t, m) for t, m in console if t == "error" and ("sensevoice" in m.lower() or "security policy" in m.lower())]
     assert ours == [], ours
+
+
+def test_try_a_clip_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F811
+    """The page's "Try a clip" form, used as an analyst would (no script: a plain multipart POST): choose the fixture
+    clip, a hint and ITN, press Transcribe; the answer page shows the serving model's exact raw text and its
+    renderings, with no console error and no CSP violation."""
+    from playwright.sync_api import expect
+
+    from sensevoice_pipeline.tags import render_emoji, render_plain
+    from tests.test_plugin import FIXTURE_DIR, expected_text
+
+    expected = expected_text("clips/en_refund_angry.wav", "en", True)
+    host = api_server.url.split("//", 1)[1].split(":")[0]
+    browser.add_cookies([{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}])
+    browser.add_init_script(RECORD_VIOLATIONS)
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    console, errors = [], []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    assert page.goto(f"{api_server.url}/sensevoice/", wait_until="load").status == 200
+    assert page.evaluate("window.__cspViolations") == []
+    form = page.locator("#clip form")
+    form.locator("input[name=clip]").set_input_files(str(FIXTURE_DIR / "clips" / "en_refund_angry.wav"))
+    form.locator("select[name=language]").select_option("en")
+    form.locator("select[name=itn]").select_option("on")
+    with page.expect_navigation(wait_until="load") as navigation:
+        form.get_by_role("button", name="Transcribe").click()
+    assert navigation.value.status == 200 and page.url == f"{api_server.url}/sensevoice/clip"
+
+    expect(page.locator("#clip-raw")).to_have_text(expected)
+    expect(page.locator("#clip-plain")).to_have_text(render_plain(expected))
+    expect(page.locator("#clip-emoji")).to_have_text(render_emoji(expected))
+    expect(page.locator("#clip-result")).to_contain_text("sensevoice version 1")
+    expect(page.locator("#clip select[name=language]")).to_have_value("en")  # the choices stay for the next clip
+    screenshot = tmp_path / "sensevoice-try-a-clip.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    print(f"\nscreenshot: {screenshot}")
+
+    # A file the decoder cannot read: the same page says why, with the form to try again.
+    broken = tmp_path / "broken.wav"
+    from tests.test_plugin import CORRUPT_WAV
+
+    broken.write_bytes(CORRUPT_WAV)
+    page.locator("#clip input[name=clip]").set_input_files(str(broken))
+    with page.expect_navigation(wait_until="load") as navigation:
+        page.locator("#clip").get_by_role("button", name="Transcribe").click()
+    assert navigation.value.status == 422
+    expect(page.locator("#clip-error")).to_contain_text("cannot decode broken.wav: Error in WAV/W64/RF64 file.")
+
+    assert page.evaluate("window.__cspViolations") == []
+    problems = [(t, m) for t, m in console if t in ("error", "warning") and "422" not in m]
+    assert problems == [] and errors == [], (problems, errors)

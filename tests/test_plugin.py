@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sensevoice_pipeline import dashboard, tables
@@ -381,9 +382,14 @@ class ApiServer:
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory, lake, model_repo):
+def api_server(tmp_path_factory, lake, model_repo, fixture_triton):
+    """A real api-server with the plugin, over the small lake; its ``sensevoice_triton`` Connection (an
+    AIRFLOW_CONN_ variable, as a deployment may set it) names the fixture model's Triton, and $SVP_TRITON_URL, the
+    hook's fallback, a dead address: a clip answered right shows that the Connection was used."""
     pytest.importorskip("airflow")
     import httpx
+
+    from sensevoice_pipeline.local_airflow import triton_connection_env
 
     home = tmp_path_factory.mktemp("airflow-home")
     (home / "dags").mkdir()
@@ -404,6 +410,8 @@ def api_server(tmp_path_factory, lake, model_repo):
         AIRFLOW__API__SECRET_KEY=secrets.token_urlsafe(32),
         SVP_LAKE_ROOT=str(lake),
         SVP_MODEL_REPOSITORY=str(model_repo),
+        SVP_TRITON_URL=f"127.0.0.1:{_free_port()}",  # nobody listens: only the Connection leads to Triton
+        **triton_connection_env(fixture_triton.grpc_url),
         PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     )
     env.pop("SVP_WAREHOUSE", None)
@@ -509,3 +517,142 @@ def test_bad_parameters_give_422(api_server, params):
         r = c.get("/sensevoice/", params=params)
         assert r.status_code == 422, r.text
         assert c.get("/sensevoice/", params={"from": "2026-03-01"}).status_code == 200  # the lake is intact
+
+
+# -- try a clip: the upload form, over HTTP against the real api-server and the fixture model's Triton ---------------
+
+FIXTURE_DIR = PROJECT_ROOT / "export" / "fixture_model"
+CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + np.random.default_rng(7).bytes(2000)  # the sample day's broken upload
+
+
+def expected_text(clip: str, language: str, use_itn: bool) -> str:
+    from tests.conftest import fixture_cases
+
+    (case,) = [c for c in fixture_cases() if (c["clip"], c["language"], c["use_itn"]) == (clip, language, use_itn)]
+    return case["text"]
+
+
+def post_clip(client, name: str, data: bytes, language: str = "auto", itn: str = "on", **kwargs):
+    return client.post("/sensevoice/clip", files={"clip": (name, data, "audio/wav")},
+                       data={"language": language, "itn": itn}, **kwargs)
+
+
+def test_clip_needs_a_login(api_server):
+    data = (FIXTURE_DIR / "clips" / "en_refund_angry.wav").read_bytes()
+    with api_server.client() as c:
+        assert post_clip(c, "a.wav", data, headers={"Accept": "application/json"}).status_code == 401
+        assert post_clip(c, "a.wav", data, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 403
+        browser = c.get("/sensevoice/clip", headers={"Accept": "text/html"})  # the login comes back to the form
+        assert browser.status_code == 307
+        assert browser.headers["location"] == "/auth/login?next=%2Fsensevoice%2Fclip"
+        # Nothing about the upload is said before the login check (an unsupported file is not judged).
+        assert post_clip(c, "a.txt", b"x", headers={"Accept": "application/json"}).status_code == 401
+
+
+@pytest.mark.parametrize("clip, language, use_itn", [
+    ("clips/en_refund_angry.wav", "en", True), ("clips/zh_refund_angry.wav", "auto", False),
+])
+def test_clip_is_transcribed_by_the_serving_triton(api_server, clip, language, use_itn):
+    from sensevoice_pipeline.tags import render_emoji, render_plain
+
+    expected = expected_text(clip, language, use_itn)
+    data = (FIXTURE_DIR / clip).read_bytes()
+    with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_viewer')}"}) as c:
+        r = post_clip(c, Path(clip).name, data, language, "on" if use_itn else "off",
+                      headers={"Accept": "application/json"})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["raw"] == expected
+        assert (answer["plain"], answer["emoji"]) == (render_plain(expected), render_emoji(expected))
+        assert (answer["language"], answer["use_itn"], answer["name"]) == (language, use_itn, Path(clip).name)
+        assert answer["model_name"] == "sensevoice" and answer["model_version"] == "1"
+        assert len(answer["segments"]) == 1 and answer["segments"][0]["start_s"] == 0.0
+        page = post_clip(c, Path(clip).name, data, language, "on" if use_itn else "off")  # what a browser gets
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert f'<code id="clip-raw">{esc(expected)}</code>' in page.text
+    assert f'<dd id="clip-emoji">{esc(render_emoji(expected))}</dd>' in page.text
+    assert f'<option value="{language}" selected>' in page.text and "<script" not in page.text.lower()
+
+
+def test_clip_form_is_on_the_page(api_server):
+    with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_viewer')}"}) as c:
+        page = c.get("/sensevoice/").text
+        empty = c.get("/sensevoice/clip")
+    assert '<form method="post" action="clip" enctype="multipart/form-data" class="clip">' in page
+    assert '<input type="file" name="clip"' in page and '<select name="itn">' in page
+    assert empty.status_code == 200 and 'action="clip"' in empty.text and "clip-result" not in empty.text
+
+
+def test_clip_refuses_bad_uploads_with_a_reason(api_server, tmp_path):
+    from sensevoice_pipeline.audio import load_16k
+
+    (tmp_path / "broken.wav").write_bytes(CORRUPT_WAV)
+    with pytest.raises(ValueError) as decoder:  # what the decoder says about this file, in the daily job too
+        load_16k(tmp_path / "broken.wav", False)
+    good = (FIXTURE_DIR / "clips" / "en_refund_angry.wav").read_bytes()
+    json_only = {"Accept": "application/json"}
+    with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_viewer')}"}) as c:
+        wrong_type = post_clip(c, "notes.txt", b"hello", headers=json_only)
+        assert wrong_type.status_code == 415, wrong_type.text
+        assert wrong_type.json()["detail"].startswith("unsupported format '.txt' (notes.txt); supported formats: wav")
+        too_big = post_clip(c, "big.wav", good + bytes(21 * 1024 * 1024), headers=json_only)
+        assert too_big.status_code == 413, too_big.text
+        assert too_big.json()["detail"] == "the upload is larger than the limit of 20 MB"
+        # Sent in chunks with no Content-Length: counted while it arrives, refused once past the limit.
+        head = (b'--svp\r\nContent-Disposition: form-data; name="clip"; filename="big.wav"\r\n'
+                b"Content-Type: audio/wav\r\n\r\n")
+        chunks = (part for part in [head, good, *[bytes(1024 * 1024)] * 21, b"\r\n--svp--\r\n"])
+        streamed = c.post("/sensevoice/clip", content=chunks,
+                          headers={**json_only, "Content-Type": "multipart/form-data; boundary=svp"})
+        assert "content-length" not in streamed.request.headers
+        assert streamed.status_code == 413 and streamed.json()["detail"] == too_big.json()["detail"]
+        corrupt = post_clip(c, "broken.wav", CORRUPT_WAV, headers=json_only)
+        assert corrupt.status_code == 422, corrupt.text
+        assert corrupt.json()["detail"] == str(decoder.value)
+        assert "Short 'fmt ' chunk" in str(decoder.value)
+        shown = post_clip(c, "broken.wav", CORRUPT_WAV)  # the browser's page says it too
+        assert shown.status_code == 422 and esc(str(decoder.value)) in shown.text and 'id="clip-error"' in shown.text
+        bad_hint = post_clip(c, "a.wav", good, language="fr", headers=json_only)
+        assert bad_hint.status_code == 422 and "language: expected one of auto, zh, en" in bad_hint.json()["detail"]
+        no_file = c.post("/sensevoice/clip", data={"language": "en"}, headers=json_only)
+        assert no_file.status_code == 422 and "no clip" in no_file.json()["detail"]
+        assert post_clip(c, "a.wav", good, "en", headers=json_only).status_code == 200  # the server is fine
+
+
+def test_clip_checks_fail_clearly_when_triton_is_down(tmp_path):
+    """A serving fault is never blamed on the clip: the page answers 503 with the reason."""
+    import asyncio
+
+    from sensevoice_pipeline import clip_check
+    from sensevoice_pipeline.errors import ServingError
+
+    data = (FIXTURE_DIR / "clips" / "en_refund_angry.wav").read_bytes()
+    url = f"127.0.0.1:{_free_port()}"
+    with pytest.raises(ServingError) as exc:
+        asyncio.run(clip_check.check_clip(data, "a.wav", "en", True, url=url))
+    assert clip_check.http_status(exc.value) == 503
+    assert clip_check.message(exc.value).startswith(f"the transcription service failed, not the clip: cannot reach "
+                                                    f"Triton at {url}")
+
+
+def test_a_long_clip_is_cut_like_the_daily_job(fixture_triton):
+    """Over 30 s: the daily job's VAD segments (vad.segment_for_asr), each one request, decoded from FLAC bytes."""
+    import asyncio
+    import io
+
+    import soundfile as sf
+
+    from sensevoice_pipeline import clip_check, sample_day
+    from sensevoice_pipeline.vad import segment_for_asr
+
+    speech = sample_day._long_speech(repeats=1)
+    buf = io.BytesIO()
+    sf.write(buf, speech, 16000, format="FLAC")
+    result = asyncio.run(clip_check.check_clip(buf.getvalue(), "call.flac", "auto", True, url=fixture_triton.grpc_url))
+    assert result.duration_s > 30 and result.segmented
+    _, decoded = clip_check.decode_in_memory(buf.getvalue(), "call.flac")
+    bounds = [(round(s.start_s, 3), round(s.end_s, 3)) for s in segment_for_asr(decoded)]
+    assert len(bounds) > 1 and [(s.start_s, s.end_s) for s in result.segments] == bounds
+    assert all(s.raw.startswith("<|") and s.end_s - s.start_s <= 30 for s in result.segments)
+    assert result.raw == "".join(s.raw for s in result.segments)
