@@ -9,7 +9,7 @@ The plugin page's "Try a clip" form posts a clip, a language hint and the ITN sw
   system and is gone when closed) that ``audio.load_16k`` decodes through its ``/proc/self/fd`` path, and is closed
   as soon as the 16 kHz samples are in memory;
 - **the daily job's path**: channels mixed down to mono, resampled to 16 kHz, the same too-short rule
-  (``daily.MIN_SAMPLES``) and the same segmentation (``vad.segment_for_asr``: the whole clip when it is at most 30 s,
+  (``daily.check_long_enough``) and the same segmentation (``vad.segment_for_asr``: the whole clip when it is at most 30 s,
   otherwise silero-vad speech segments of at most 30 s each), then one Triton request per segment with the hint and
   ITN switch. A long clip is segmented rather than refused because the page is there to show what the daily job
   makes of a real call, and real calls are longer than 30 s; ``MAX_CLIP_SECONDS`` bounds the cost;
@@ -36,7 +36,7 @@ import soundfile as sf
 
 from .audio import SUPPORTED_EXTENSIONS, UNSUPPORTED_HINT, AudioDecodeError, load_16k
 from .client import ModelNotReadyError, SenseVoiceClient, TritonDeadlineError, TritonUnavailableError
-from .daily import MIN_SAMPLES, SAMPLE_RATE
+from .daily import SAMPLE_RATE, check_long_enough
 from .errors import InputError, ServingError
 from .languages import LANGUAGES
 from .tags import parse, render_emoji, render_plain
@@ -183,9 +183,7 @@ async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn
     if not data:
         raise ClipRefused(f"{name} is an empty file (0 bytes)")
     info, audio = await asyncio.to_thread(decode_in_memory, data, name)
-    if audio.size < MIN_SAMPLES:
-        raise ClipRefused(f"too short to transcribe: {1000 * audio.size / SAMPLE_RATE:.2f} ms of audio at 16 kHz "
-                          f"(at least {1000 * MIN_SAMPLES // SAMPLE_RATE} ms needed)")
+    check_long_enough(audio)  # the daily job's rule: an InputError, answered with 422
     segments = await asyncio.to_thread(segment_for_asr, audio, None, max_segment_s)
     result = ClipResult(name, info.format, info.sample_rate, info.channels, round(audio.size / SAMPLE_RATE, 3),
                         language, use_itn, segmented=audio.size > int(max_segment_s * SAMPLE_RATE))

@@ -173,10 +173,15 @@ async def _read_segments(settings: Settings, item: WorkItem, record: dict, vad: 
         local.release()  # the temp copy goes (the descriptor closes) as soon as the samples are in memory
     record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
                   duration_s=round(info.duration_s, 3))
-    if channels[0].size < MIN_SAMPLES:
-        raise InputError(f"too short to transcribe: {1000 * channels[0].size / SAMPLE_RATE:.2f} ms of audio at "
-                         f"16 kHz (at least {1000 * MIN_SAMPLES // SAMPLE_RATE} ms needed)")
+    check_long_enough(channels[0])
     return await asyncio.to_thread(_segments, channels, vad, settings.max_segment_s)
+
+
+def check_long_enough(samples: np.ndarray) -> None:
+    """InputError unless ``samples`` (16 kHz) hold at least one fbank hop: less holds no word."""
+    if samples.size < MIN_SAMPLES:
+        raise InputError(f"too short to transcribe: {1000 * samples.size / SAMPLE_RATE:.2f} ms of audio at "
+                         f"16 kHz (at least {1000 * MIN_SAMPLES // SAMPLE_RATE} ms needed)")
 
 
 def _segments(channels: list[np.ndarray], vad: SileroVad, max_segment_s: float) -> list[_Segment]:

@@ -538,7 +538,7 @@ def prepare_duckdb(con: "duckdb.DuckDBPyConnection", lake_root: Root) -> None:
     file can be handed to BI users without credentials in it. A no-op for a local lake."""
     if not is_remote(lake_root):
         return
-    _load_httpfs(con)
+    load_duckdb_extension(con, "httpfs")
     options = lake_root.options
     host, scheme = options.endpoint()
     fields = {"TYPE": "s3", "SCOPE": f"{SCHEME}{lake_root.bucket}", "REGION": options.region or DEFAULT_REGION}
@@ -583,10 +583,6 @@ def load_duckdb_extension(con, name: str) -> None:
             f"DuckDB cannot load its {name} extension: {' '.join(str(exc).split())[:300]} "
             f"(install duckdb-extension-{name.replace('_', '-')}=={duckdb.__version__})"
         ) from exc
-
-
-def _load_httpfs(con) -> None:
-    load_duckdb_extension(con, "httpfs")
 
 
 def sql_value(value) -> str:
