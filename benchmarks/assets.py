@@ -37,7 +37,7 @@ def build_models(paths: Paths, model: str) -> dict:
     from export import parity
     from export.micro import EncoderSize, build_checkpoint
     from export.pipeline import run_export
-    from sensevoice_pipeline.repository import ModelRepository
+    from sensevoice_pipeline.serving.repository import ModelRepository
 
     out: dict = {"model": model}
     ckpt = paths.checkpoint(model)
@@ -92,7 +92,7 @@ def _quiet_logging():
 
 
 def model_facts(paths: Paths, model: str) -> dict:
-    from sensevoice_pipeline.repository import ENCODER_FILE, ENCODER_MODEL, ModelRepository
+    from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL, ModelRepository
 
     facts = {}
     for precision in PRECISIONS:
@@ -122,7 +122,7 @@ class AudioFile:
 
 
 def _speech_sources() -> list[tuple[str, np.ndarray]]:
-    from sensevoice_pipeline.audio import load_mono_16k
+    from sensevoice_pipeline.speech.audio import load_mono_16k
 
     sources = []
     for path in sorted(SPEECH_DIR.glob("*.mp3")):

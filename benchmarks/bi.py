@@ -1,5 +1,5 @@
 """BI latency: a synthetic year of `utterances` and `emotion_daily` in the lake's layout, and the canned queries of
-sensevoice_pipeline.warehouse timed through Warehouse.query (a fresh read-only connection per query, as `svp query`
+sensevoice_pipeline.warehouse.database timed through Warehouse.query (a fresh read-only connection per query, as `svp query`
 and the dashboard do).
 
 Generating 500,000 rows a day costs about a second per day here, so ``bi_templates`` distinct days are generated
@@ -81,9 +81,9 @@ def generate(root: Path, sizes: Sizes) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sensevoice_pipeline import tables
-    from sensevoice_pipeline.catalog import Lake
-    from sensevoice_pipeline.warehouse import Warehouse
+    from sensevoice_pipeline.lake import tables
+    from sensevoice_pipeline.lake.catalog import Lake
+    from sensevoice_pipeline.warehouse.database import Warehouse
 
     spec = {"version": SPEC_VERSION, "rows_per_day": sizes.bi_rows_per_day, "days": sizes.bi_days,
             "templates": sizes.bi_templates}
@@ -159,7 +159,7 @@ def _summary(times: list[float]) -> dict:
 
 
 def run_bi(root: Path, sizes: Sizes) -> dict:
-    from sensevoice_pipeline.warehouse import GROUP_BY, QUERIES, Warehouse
+    from sensevoice_pipeline.warehouse.database import GROUP_BY, QUERIES, Warehouse
 
     lake = generate(root, sizes)
     warehouse = Warehouse(root)

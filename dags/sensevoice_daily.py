@@ -12,7 +12,7 @@ teardown `release`.
   a hidden `.ready`; files starting with `_` or `.` are never recordings), or, with an empty marker, the folder
   holds at least one non-hidden file. It checks every
   `poke_interval_seconds` and fails after `wait_timeout_minutes` with a message naming the partition and what is
-  missing (a timeout is not retried). `svp` shares the check (`sensevoice_pipeline.arrival`).
+  missing (a timeout is not retried). `svp` shares the check (`sensevoice_pipeline.lake.arrival`).
 - **One run per date.** `plan` takes the date's lease (`daily.plan`); while another run holds it (a manual re-run of
   a day the scheduled run is still processing), `plan` fails with DateBusyError and its retries are the wait:
   70-90 minutes in all, longer than a lease lives without heartbeats ($SVP_LEASE_TTL_S, default 1 h).
@@ -40,11 +40,11 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task, teardown
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from sensevoice_pipeline import daily
-from sensevoice_pipeline.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
+from sensevoice_pipeline.lake import daily
+from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, PublishError
-from sensevoice_pipeline.languages import LANGUAGES
-from sensevoice_pipeline.lease import DateBusyError
+from sensevoice_pipeline.speech.languages import LANGUAGES
+from sensevoice_pipeline.lake.lease import DateBusyError
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.settings import CHANNEL_MODES, Settings
 

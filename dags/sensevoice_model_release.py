@@ -9,7 +9,7 @@ and `report` writes the report and the `model_releases` row, with outcome `faile
 the reason when a step raised. `report` then fails the run (ReleaseFailed), so a run whose stage or canary raised
 still ends failed; a refused release fails it too unless `fail_on_refusal` is off.
 
-Every task body is one call into `sensevoice_pipeline.releases` (`svp models ...` calls the same functions).
+Every task body is one call into `sensevoice_pipeline.releases.operations` (`svp models ...` calls the same functions).
 
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address), and the
 environment: SVP_LAKE_ROOT (default var/lake), SVP_MODEL_REPOSITORY (default model_repository). The export task needs
@@ -24,7 +24,7 @@ from typing import Callable
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from sensevoice_pipeline import releases
+from sensevoice_pipeline.releases.operations import operations as releases
 
 # task id -> the release step it runs (releases.RELEASE_STEPS), in order.
 STEP_TASKS = {"export_model": "export", "stage": "stage", "canary": "canary", "promote_or_discard": "promote"}

@@ -41,7 +41,7 @@ COPY pyproject.toml README.m[d] ./
 COPY sensevoice_pipeline ./sensevoice_pipeline
 RUN pip install --no-cache-dir --upgrade pip \
  && pip install --no-cache-dir . \
- && python -c "import numpy, sensevoice_pipeline.triton_models; assert numpy.__version__.startswith('1.'), numpy.__version__"
+ && python -c "import numpy, sensevoice_pipeline.serving.triton_models; assert numpy.__version__.startswith('1.'), numpy.__version__"
 
 # Replace the Python 3.10 stub with the 3.11 one (same Triton release, 2.51 / r24.10) and check that it links.
 COPY --from=stub /stub/ /opt/tritonserver/backends/python/

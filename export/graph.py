@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from sensevoice_pipeline.languages import EVENT_EMOTION_QUERY_IDS, N_QUERY_FRAMES
+from sensevoice_pipeline.speech.languages import EVENT_EMOTION_QUERY_IDS, N_QUERY_FRAMES
 
 INPUT_NAMES = ["speech", "speech_lengths", "language", "textnorm"]
 OUTPUT_NAMES = ["ctc_logits", "encoder_out_lens", "token_ids", "token_scores"]

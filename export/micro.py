@@ -43,7 +43,7 @@ def build_checkpoint(
     import torch
     from funasr.models.sense_voice.model import SenseVoiceSmall
 
-    from sensevoice_pipeline.decoder import Tokenizer
+    from sensevoice_pipeline.speech.decoder import Tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

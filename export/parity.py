@@ -91,7 +91,7 @@ def thresholds_for(precision: str, min_cosine: float | None = None,
 
 def compare(graph, onnx_path: Path, precision: str, feature_dim: int,
             limits: Thresholds | None = None) -> ParityReport:
-    from sensevoice_pipeline.encoder import EncoderSession
+    from sensevoice_pipeline.speech.encoder import EncoderSession
 
     batch = check_batch(feature_dim)
     refs = torch_reference(graph, *batch)

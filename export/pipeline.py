@@ -17,7 +17,7 @@ from typing import Callable
 
 import onnx
 
-from sensevoice_pipeline.repository import (
+from sensevoice_pipeline.serving.repository import (
     CMVN_FILE,
     ENCODER_FILE,
     ENCODER_MODEL,

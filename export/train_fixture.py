@@ -16,7 +16,7 @@ Everything is made here, deterministically from the seed:
   four query frames, with the language hint and text-normalisation switch given as the query embeddings exactly
   as ``SenseVoiceSmall.inference`` builds them.
 
-Features come from ``sensevoice_pipeline.frontend.Frontend`` with the real am.mvn, on the int16 samples written to
+Features come from ``sensevoice_pipeline.speech.frontend.Frontend`` with the real am.mvn, on the int16 samples written to
 ``clips/*.wav``, so training sees what inference sees. Training stops once every case of ``expected.jsonl`` decodes
 exactly (greedy CTC) with a safety margin on every frame, or at ``--max-steps``; the dir is then checked with
 funasr's ``AutoModel`` itself.
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from export.micro import EncoderSize, REFERENCE_DIR, build_checkpoint
-from sensevoice_pipeline.languages import EVENT_EMOTION_QUERY_IDS, LANGUAGE_IDS, TEXTNORM_IDS
+from sensevoice_pipeline.speech.languages import EVENT_EMOTION_QUERY_IDS, LANGUAGE_IDS, TEXTNORM_IDS
 
 SAMPLE_RATE = 16000
 TOKENIZER_NAME = "fixture_spectok.bpe.model"
@@ -321,7 +321,7 @@ def encode_batch(model, speech, speech_lengths, language, textnorm):
 
 
 def greedy_ids(log_probs, length: int) -> list[int]:
-    from sensevoice_pipeline.decoder import ctc_greedy_ids
+    from sensevoice_pipeline.speech.decoder import ctc_greedy_ids
 
     return ctc_greedy_ids(log_probs[:length].argmax(-1).numpy(), length)
 
@@ -333,7 +333,7 @@ def train(out_dir: Path, seed: int = 0, max_steps: int = 3000, margin: float = 2
     import yaml
     from funasr.models.sense_voice.model import SenseVoiceSmall
 
-    from sensevoice_pipeline.frontend import Frontend, FrontendConfig
+    from sensevoice_pipeline.speech.frontend import Frontend, FrontendConfig
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -427,7 +427,7 @@ def evaluate(model, speech, lengths, language, textnorm, cases, pieces, tokenize
     the second-best log-probability (how far any frame is from flipping)."""
     import torch
 
-    from sensevoice_pipeline.decoder import Tokenizer
+    from sensevoice_pipeline.speech.decoder import Tokenizer
 
     tok = Tokenizer(tokenizer)
     model.eval()
@@ -500,7 +500,7 @@ def write_readme(out_dir: Path, result: dict, command: str) -> None:
         f"- tokenizer `{TOKENIZER_NAME}`: sentencepiece BPE trained on the clips' texts, {result['vocab_size']} "
         "pieces, id 0 `<unk>` (the CTC blank, never in a target), 1 `<s>`, 2 `</s>`, the 25 SenseVoice tags as "
         "user-defined symbols",
-        "- features: `sensevoice_pipeline.frontend.Frontend` with the real `am.mvn` on the 16-bit samples of "
+        "- features: `sensevoice_pipeline.speech.frontend.Frontend` with the real `am.mvn` on the 16-bit samples of "
         "`clips/*.wav` (the same features funasr's WavFrontend makes)",
         "- loss: funasr's CTC (log_softmax of `ctc.ctc_lo`) over all output frames, the four query frames "
         "included, against the whole rich transcription, plus funasr's cross-entropy on the query frames; the "

@@ -1,7 +1,7 @@
 """Airflow plugin: the SenseVoice page (daily emotion trend, recent runs, failed recordings, model versions) served by
 the api-server under /sensevoice/, with an entry in the UI's nav (Browse menu) that shows it in Airflow's frame.
 
-Thin wiring only: the data and the HTML live in ``sensevoice_pipeline.dashboard``. Every request needs an Airflow
+Thin wiring only: the data and the HTML live in ``sensevoice_pipeline.ui.dashboard``. Every request needs an Airflow
 login (the ``_token`` cookie the UI sets, or an ``Authorization: Bearer`` JWT from ``POST /auth/token``) and a role
 that may see the Airflow website; a browser without one is sent to the login page, anything else gets 401.
 Query parameters are checked before use (dates as YYYY-MM-DD, ``by`` one of language / channel: otherwise 422) and
@@ -27,10 +27,10 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import requires_access_view
 from airflow.plugins_manager import AirflowPlugin
-from sensevoice_pipeline import clip_check, dashboard
+from sensevoice_pipeline.ui import clip as clip_check, dashboard
 from sensevoice_pipeline.errors import InputError, ServingError
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.warehouse import Warehouse
+from sensevoice_pipeline.warehouse.database import Warehouse
 
 URL_PREFIX = "/sensevoice"
 

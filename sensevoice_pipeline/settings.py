@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .client import default_url
-from .errors import ConfigurationError
-from .languages import LANGUAGES, UnknownLanguageError, language_id
-from .storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
+from sensevoice_pipeline.serving.client import default_url
+from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
+from sensevoice_pipeline.lake.storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
 
 CHANNEL_MODES = ("mono", "split")
 

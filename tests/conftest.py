@@ -33,7 +33,7 @@ def export_fresh_repository(model_dir: Path, repo: Path) -> Path:
 
 def serve(repository: Path):
     """A real local Triton on ``repository`` for as long as the fixture lives."""
-    from sensevoice_pipeline.server import LocalTriton
+    from sensevoice_pipeline.serving.server import LocalTriton
 
     with LocalTriton(repository) as server:
         yield server
@@ -105,7 +105,7 @@ def fixture_triton(fixture_repository):
 @pytest.fixture(scope="session")
 def local_airflow(tmp_path_factory):
     """A throwaway, migrated Airflow home (SQLite) for `airflow dags test` runs of the project's DAGs."""
-    from sensevoice_pipeline.local_airflow import LocalAirflow
+    from sensevoice_pipeline.demo.local_airflow import LocalAirflow
 
     airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"))
     airflow.migrate()

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from sensevoice_pipeline import arrival, partition
-from sensevoice_pipeline.catalog import Lake
+from sensevoice_pipeline.lake import arrival, partition
+from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
-from sensevoice_pipeline.storage import ObjectPath, S3Options, StorageError
+from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
+from sensevoice_pipeline.lake.storage import ObjectPath, S3Options, StorageError
 
 from .conftest import ASSETS
 from .test_storage import RAW_BUCKET, aws_env, buckets, options, s3_endpoint  # noqa: F401
@@ -423,7 +423,7 @@ def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(f
     assert states == {"wait_for_partition": ("success", 1), "plan": ("success", 1), "transcribe": ("success", 1),
                       "publish": ("failed", 1), "release": ("success", 1)}
     assert sorted(r["status"] for r in Lake(lake).read("recordings", day).to_pylist()) == ["failed", "ok", "ok"]
-    from sensevoice_pipeline import daily
+    from sensevoice_pipeline.lake import daily
     from sensevoice_pipeline.settings import Settings
 
     assert daily.leases(Settings(raw_root=raw, lake_root=lake)).holder(day) is None

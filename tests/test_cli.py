@@ -12,7 +12,7 @@ from sensevoice_pipeline import errors
 
 
 def svp(*args):
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
                           timeout=120)
 
 
@@ -42,11 +42,11 @@ def test_serve_runs_in_the_foreground_until_sigterm(exported_repository):
     import signal
     import socket
 
-    from sensevoice_pipeline.server import free_port
+    from sensevoice_pipeline.serving.server import free_port
 
     ports = [free_port() for _ in range(3)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sensevoice_pipeline.cli", "serve", "--repository", str(exported_repository),
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository", str(exported_repository),
          "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -113,9 +113,9 @@ def test_a_lake_path_with_a_question_mark_is_refused_up_front(tmp_path):
 @pytest.mark.parametrize("lake", ["var/la[ke", "lake]", "lakes/*"])
 def test_a_lake_path_with_glob_characters_works(tmp_path, lake):
     """The lake's files are found through its catalog, not through glob patterns: any directory name works."""
-    from sensevoice_pipeline import tables
-    from sensevoice_pipeline.catalog import Lake
-    from sensevoice_pipeline.warehouse import Warehouse
+    from sensevoice_pipeline.lake import tables
+    from sensevoice_pipeline.lake.catalog import Lake
+    from sensevoice_pipeline.warehouse.database import Warehouse
 
     assert_one_line_error(run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path), "run the daily job")
     root = tmp_path / lake
@@ -172,8 +172,8 @@ def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys)
     """`--csv reports/2026/angry.csv` writes the file and the folders it needs, like `--png`."""
     import pyarrow as pa
 
-    from sensevoice_pipeline import warehouse
-    from sensevoice_pipeline.cli import main
+    from sensevoice_pipeline.warehouse.database import database as warehouse
+    from sensevoice_pipeline.ui.cli import main
 
     asked = []
 
@@ -220,7 +220,7 @@ def test_a_flag_stands_in_for_a_bad_environment_variable(tmp_path):
 
 
 def unreachable() -> str:
-    from sensevoice_pipeline.server import free_port
+    from sensevoice_pipeline.serving.server import free_port
 
     return f"127.0.0.1:{free_port()}"
 
@@ -235,7 +235,7 @@ def unreachable() -> str:
 def test_errors_raised_on_purpose_are_one_line(monkeypatch, capsys, error, code):
     """Any SvpError that reaches the command line: one line (its message, newlines folded), no traceback; exit 2
     when the user can fix settings, input or server, 1 when the run itself failed."""
-    from sensevoice_pipeline import cli
+    from sensevoice_pipeline.ui import cli
 
     def fail(args):
         raise error

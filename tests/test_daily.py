@@ -11,14 +11,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sensevoice_pipeline import tables
-from sensevoice_pipeline.catalog import Lake
-from sensevoice_pipeline.daily import run_date
-from sensevoice_pipeline.local_airflow import triton_connection_env
-from sensevoice_pipeline.sample_day import expected_answers, write_sample_day
+from sensevoice_pipeline.lake import tables
+from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.lake.daily import run_date
+from sensevoice_pipeline.demo.local_airflow import triton_connection_env
+from sensevoice_pipeline.demo.sample_day import expected_answers, write_sample_day
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.tags import parse
-from sensevoice_pipeline.warehouse import Warehouse
+from sensevoice_pipeline.speech.tags import parse
+from sensevoice_pipeline.warehouse.database import Warehouse
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DAY = "2026-11-22"
@@ -46,7 +46,7 @@ def differences(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> 
 
 
 def svp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -197,7 +197,7 @@ def test_svp_run_reports_a_missing_partition_and_a_server_that_is_down(tmp_path)
     out = svp("run", "--date", "2026-01-01", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"))
     assert out.returncode == 2 and "no partition for 2026-01-01" in out.stderr
     write_sample_day(tmp_path / "raw", "2026-01-02", extras=False)
-    from sensevoice_pipeline.server import free_port
+    from sensevoice_pipeline.serving.server import free_port
 
     out = svp("run", "--date", "2026-01-02", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"),
               "--url", f"127.0.0.1:{free_port()}")

@@ -21,11 +21,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sensevoice_pipeline import daily, tables
-from sensevoice_pipeline.catalog import Lake
-from sensevoice_pipeline.client import TritonClientError, TritonDeadlineError
+from sensevoice_pipeline.lake import daily, tables
+from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.serving.client import TritonClientError, TritonDeadlineError
 from sensevoice_pipeline.errors import FailureBudgetExceeded, PublishError, ServingError
-from sensevoice_pipeline.lease import DateBusyError
+from sensevoice_pipeline.lake.lease import DateBusyError
 from sensevoice_pipeline.settings import Settings
 
 from .fault_models import RAISE_LANGUAGE, STALL_LANGUAGE, fault_repository, fault_triton  # noqa: F401
@@ -82,7 +82,8 @@ def test_a_serving_fault_mid_run_fails_the_run_and_leaves_the_published_day_as_i
 PUBLISHER = textwrap.dedent(
     """
     import os, signal, sys
-    from sensevoice_pipeline import catalog, daily, warehouse
+    from sensevoice_pipeline.lake import catalog, daily
+    from sensevoice_pipeline.warehouse.database import database as warehouse
     from sensevoice_pipeline.settings import Settings
     raw, lake, date, run_id, point = sys.argv[1:6]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -199,7 +200,7 @@ def test_two_svp_runs_of_one_date_started_together_publish_one_run(tmp_path, fix
     tables of exactly one run, a refused run says who holds the date, and nothing is left staged or leased."""
     settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
     write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:2])
-    command = [sys.executable, "-m", "sensevoice_pipeline.cli", "run", "--date", DAY, "--raw", str(settings.raw_root),
+    command = [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", DAY, "--raw", str(settings.raw_root),
                "--lake", str(settings.lake_root), "--url", fixture_triton.grpc_url]
     refused = 0
     for _ in range(5):

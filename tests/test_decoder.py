@@ -1,6 +1,6 @@
 import numpy as np
 
-from sensevoice_pipeline.decoder import CtcDecoder, Tokenizer, ctc_greedy_ids
+from sensevoice_pipeline.speech.decoder import CtcDecoder, Tokenizer, ctc_greedy_ids
 
 TOKENIZER = "export/reference_model/SYNTHETIC_chn_jpn_yue_eng_ko_spectok.bpe.model"
 

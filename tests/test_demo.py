@@ -5,7 +5,7 @@ import sys
 
 
 def svp_demo(workdir):
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", "demo", "--workdir", str(workdir),
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "demo", "--workdir", str(workdir),
                            "--date", "2026-11-20"], capture_output=True, text=True, timeout=600)
 
 

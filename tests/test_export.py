@@ -11,13 +11,13 @@ import pytest
 
 from export import parity
 from export.pipeline import ExportError, run_export
-from sensevoice_pipeline.repository import ModelRepository
+from sensevoice_pipeline.serving.repository import ModelRepository
 
 from .conftest import FIXTURE_MODEL_DIR
 
 
 def svp(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 
@@ -285,7 +285,7 @@ def test_the_known_model_passes_the_int8_gate_exactly(tmp_path, known_checkpoint
 
 def test_int8_gate_refuses_a_broken_candidate_unless_the_floors_are_lowered(tmp_path, known_checkpoint,
                                                                            drifting_int8, capsys):
-    from sensevoice_pipeline.cli import main
+    from sensevoice_pipeline.ui.cli import main
 
     cosine, best_ref, best_got = expected_parity(known_vectors(drifting_int8.size)[0], drifting_int8)
     assert (best_ref, best_got) == (BEST_REF, BEST_DRIFTED) and 0.75 < cosine < 0.85  # the construction holds

@@ -5,7 +5,7 @@ import pytest
 import torch
 from funasr.frontends.wav_frontend import WavFrontend, apply_lfr as funasr_apply_lfr
 
-from sensevoice_pipeline.frontend import CmvnFormatError, Frontend, FrontendConfig, apply_lfr, load_cmvn
+from sensevoice_pipeline.speech.frontend import CmvnFormatError, Frontend, FrontendConfig, apply_lfr, load_cmvn
 
 from .conftest import synthetic_clip
 

@@ -3,7 +3,7 @@ mixes a short utterance with a much longer one, and texts still come back in the
 
 import numpy as np
 
-from sensevoice_pipeline.transcriber import MAX_PADDING, LocalTranscriber, Utterance, length_groups
+from sensevoice_pipeline.speech.transcriber import MAX_PADDING, LocalTranscriber, Utterance, length_groups
 
 from .conftest import EXAMPLE_AUDIO, synthetic_clip
 
@@ -27,7 +27,7 @@ def test_similar_lengths_share_a_batch_and_far_apart_ones_do_not():
 
 
 def test_batch_equals_one_by_one_in_the_given_order(exported_repository):
-    from sensevoice_pipeline.audio import load_mono_16k
+    from sensevoice_pipeline.speech.audio import load_mono_16k
 
     local = LocalTranscriber(exported_repository, threads=1)
     audios = [load_mono_16k(p) for p in EXAMPLE_AUDIO] + [synthetic_clip(s, seed=i) for i, s in enumerate((0.7, 2.3, 6.1, 2.4))]

@@ -21,10 +21,10 @@ import soundfile as sf
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from sensevoice_pipeline import releases
-from sensevoice_pipeline.client import ModelNotReadyError, SenseVoiceClient
-from sensevoice_pipeline.repository import ENCODER_MODEL, PIPELINE_MODEL
-from sensevoice_pipeline.server import LocalTriton, free_port
+from sensevoice_pipeline.releases.operations import operations as releases
+from sensevoice_pipeline.serving.client import ModelNotReadyError, SenseVoiceClient
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
+from sensevoice_pipeline.serving.server import LocalTriton, free_port
 
 from .conftest import FIXTURE_MODEL_DIR, fixture_cases
 
@@ -34,7 +34,7 @@ CLIP_TEXT = "<|en|><|ANGRY|><|Speech|><|withitn|>I want a refund."
 
 
 def svp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -46,7 +46,7 @@ def export(checkpoint, repo: Path, precision: str) -> int:
 
 def release_rows(lake: Path) -> list[dict]:
     """The ``model_releases`` rows of ``lake`` as a BI tool reads them: the warehouse's ``model_releases`` view."""
-    from sensevoice_pipeline.warehouse import Warehouse
+    from sensevoice_pipeline.warehouse.database import Warehouse
 
     warehouse = Warehouse(lake)
     warehouse.refresh()  # a release writes the lake's catalog only; the view appears when the file is (re)built
@@ -325,7 +325,7 @@ def test_daily_job_records_and_pins_the_answering_version(release_repo, release_
         shutil.copy(FIXTURE_MODEL_DIR / "clips" / f"{name}.wav", part / f"{name}.wav")
 
     def versions(lake: Path) -> tuple[set, set, str]:
-        from sensevoice_pipeline.catalog import Lake
+        from sensevoice_pipeline.lake.catalog import Lake
 
         utt, rec, runs = (Lake(lake).read(t, date).to_pylist() for t in ("utterances", "recordings", "runs"))
         (run,) = runs
@@ -378,7 +378,7 @@ def test_a_disagreeing_release_is_refused_and_serving_is_untouched(release_repo,
 
 def test_release_dag_promotes_a_good_export_and_writes_its_report(release_repo, release_triton, local_airflow,
                                                                    tmp_path):
-    from sensevoice_pipeline.local_airflow import LocalAirflow, triton_connection_env
+    from sensevoice_pipeline.demo.local_airflow import LocalAirflow, triton_connection_env
 
     repo, url = release_repo, release_triton.grpc_url
     serve(repo, url, 2)
@@ -474,7 +474,7 @@ def test_a_release_whose_canary_raises_unstages_and_reports_the_failure(release_
 
 def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(release_repo, release_triton,
                                                                               local_airflow, tmp_path):
-    from sensevoice_pipeline.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
+    from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
 
     repo, url = release_repo, release_triton.grpc_url
     serving = releases.read_state(repo).serving
@@ -506,7 +506,7 @@ def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(re
 
 
 def test_a_release_refuses_an_object_store_lake_before_it_exports(tmp_path):
-    from sensevoice_pipeline import releases
+    from sensevoice_pipeline.releases.operations import operations as releases
 
     with pytest.raises(releases.ReleaseError, match="local lake root"):
         releases.release("no-such-checkpoint", tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sensevoice_pipeline.report import EMOTION_COLORS
+from sensevoice_pipeline.warehouse.report import EMOTION_COLORS
 from tests.test_plugin import api_server, lake, model_repo  # noqa: F401  (fixtures: the lake and the api-server)
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -164,7 +164,7 @@ def test_try_a_clip_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F
     renderings, with no console error and no CSP violation."""
     from playwright.sync_api import expect
 
-    from sensevoice_pipeline.tags import render_emoji, render_plain
+    from sensevoice_pipeline.speech.tags import render_emoji, render_plain
     from tests.test_plugin import FIXTURE_DIR, expected_text
 
     expected = expected_text("clips/en_refund_angry.wav", "en", True)

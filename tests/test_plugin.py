@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensevoice_pipeline import dashboard, tables
-from sensevoice_pipeline.catalog import Lake
-from sensevoice_pipeline.warehouse import Warehouse
+from sensevoice_pipeline.ui import dashboard
+from sensevoice_pipeline.lake import tables
+from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.warehouse.database import Warehouse
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 UTC = dt.timezone.utc
@@ -148,7 +149,7 @@ def test_default_range_ends_on_the_latest_published_day(lake, model_repo):
 def test_a_one_day_lake_answers_the_page_and_every_canned_query(tmp_path, model_repo):
     """DuckDB 1.5.5 raised an internal error for max() of a hive partition column when the scan held one file (the
     demo's one-day lake answered 500). The catalog's tables carry the date as a real column: no such scan."""
-    from sensevoice_pipeline.warehouse import QUERIES
+    from sensevoice_pipeline.warehouse.database import QUERIES
 
     lake = tmp_path / "lake"
     utt = tables.to_table([_utterance(DATES[0], "r", 0, 0, "en", "angry", "one")], tables.UTTERANCES)
@@ -247,7 +248,7 @@ def _hue(hex_color: str) -> str:
 
 
 def test_emotion_colours_mean_something():
-    from sensevoice_pipeline.report import EMOTION_COLORS
+    from sensevoice_pipeline.warehouse.report import EMOTION_COLORS
 
     assert {e: _hue(c) for e, c in EMOTION_COLORS.items()} == MEANT
     assert len(set(EMOTION_COLORS.values())) == len(EMOTION_COLORS)
@@ -262,7 +263,7 @@ def test_png_chart_and_page_use_the_same_emotion_colours(lake, model_repo, tmp_p
     import matplotlib.pyplot as plt
     import pyarrow as pa
 
-    from sensevoice_pipeline.report import EMOTION_COLORS, write_chart
+    from sensevoice_pipeline.warehouse.report import EMOTION_COLORS, write_chart
 
     table = Warehouse(lake).query("emotion-trend", dt.date(2026, 3, 1), dt.date(2026, 3, 3))
     extra = pa.table({"date": [dt.date(2026, 3, 3)] * 3, "emotion": ["fearful", "disgusted", "unknown"],
@@ -345,7 +346,7 @@ def test_failure_reasons_lose_their_server_paths(lake, model_repo):
                  "fetch failed: …/call 1.wav (s3://bucket/raw/k.wav)", "[model repository]/sensevoice is odd"):
         assert esc(text) in page, text
     assert dashboard.redact("ratio 1/2, calls/a.wav, http://h/p/q") == "ratio 1/2, calls/a.wav, http://h/p/q"
-    from sensevoice_pipeline.storage import ObjectPath
+    from sensevoice_pipeline.lake.storage import ObjectPath
 
     s3_lake = {"lake": ObjectPath.parse("s3://bucket/lake"), "model repository": model_repo}  # a lake on S3
     assert dashboard.redact(f"{model_repo}/x and s3://bucket/lake/y", s3_lake) == \
@@ -389,7 +390,7 @@ def api_server(tmp_path_factory, lake, model_repo, fixture_triton):
     pytest.importorskip("airflow")
     import httpx
 
-    from sensevoice_pipeline.local_airflow import triton_connection_env
+    from sensevoice_pipeline.demo.local_airflow import triton_connection_env
 
     home = tmp_path_factory.mktemp("airflow-home")
     (home / "dags").mkdir()
@@ -553,7 +554,7 @@ def test_clip_needs_a_login(api_server):
     ("clips/en_refund_angry.wav", "en", True), ("clips/zh_refund_angry.wav", "auto", False),
 ])
 def test_clip_is_transcribed_by_the_serving_triton(api_server, clip, language, use_itn):
-    from sensevoice_pipeline.tags import render_emoji, render_plain
+    from sensevoice_pipeline.speech.tags import render_emoji, render_plain
 
     expected = expected_text(clip, language, use_itn)
     data = (FIXTURE_DIR / clip).read_bytes()
@@ -585,7 +586,7 @@ def test_clip_form_is_on_the_page(api_server):
 
 
 def test_clip_refuses_bad_uploads_with_a_reason(api_server, tmp_path):
-    from sensevoice_pipeline.audio import load_16k
+    from sensevoice_pipeline.speech.audio import load_16k
 
     (tmp_path / "broken.wav").write_bytes(CORRUPT_WAV)
     with pytest.raises(ValueError) as decoder:  # what the decoder says about this file, in the daily job too
@@ -624,7 +625,7 @@ def test_clip_checks_fail_clearly_when_triton_is_down(tmp_path):
     """A serving fault is never blamed on the clip: the page answers 503 with the reason."""
     import asyncio
 
-    from sensevoice_pipeline import clip_check
+    from sensevoice_pipeline.ui import clip as clip_check
     from sensevoice_pipeline.errors import ServingError
 
     data = (FIXTURE_DIR / "clips" / "en_refund_angry.wav").read_bytes()
@@ -643,8 +644,9 @@ def test_a_long_clip_is_cut_like_the_daily_job(fixture_triton):
 
     import soundfile as sf
 
-    from sensevoice_pipeline import clip_check, sample_day
-    from sensevoice_pipeline.vad import segment_for_asr
+    from sensevoice_pipeline.ui import clip as clip_check
+    from sensevoice_pipeline.demo.run import sample_day
+    from sensevoice_pipeline.speech.vad import segment_for_asr
 
     speech = sample_day._long_speech(repeats=1)
     buf = io.BytesIO()

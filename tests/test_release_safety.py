@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from sensevoice_pipeline import releases
-from sensevoice_pipeline.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, ModelRepository
-from sensevoice_pipeline.server import LocalTriton, ServerError
+from sensevoice_pipeline.releases.operations import operations as releases
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.serving.server import LocalTriton, ServerError
 
 
 def svp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -117,7 +117,7 @@ def test_export_meta_is_checked_when_a_repository_is_read(exported_repository, t
     assert out.returncode == 0 and releases.read_state(repo).serving == 5, out.stderr
 
     # read by the library: every problem names the file and the key
-    from sensevoice_pipeline.repository import MetaError
+    from sensevoice_pipeline.serving.repository import MetaError
 
     r = ModelRepository(repo)
     assert r.check_meta(1) == [] and r.check_meta(5) == [] and r.load_meta(5)["version"] == 5

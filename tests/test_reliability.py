@@ -26,16 +26,16 @@ import pytest
 import soundfile as sf
 import soxr
 
-from sensevoice_pipeline import daily, tables
-from sensevoice_pipeline.catalog import Lake
+from sensevoice_pipeline.lake import daily, tables
+from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.errors import PublishError
-from sensevoice_pipeline.client import (ModelNotReadyError, SenseVoiceClient, TritonUnavailableError,
+from sensevoice_pipeline.serving.client import (ModelNotReadyError, SenseVoiceClient, TritonUnavailableError,
                                         transcribe_sync)
-from sensevoice_pipeline.local_airflow import LocalAirflow, triton_connection_env
-from sensevoice_pipeline.partition import list_work
-from sensevoice_pipeline.server import LocalTriton, free_port
+from sensevoice_pipeline.demo.local_airflow import LocalAirflow, triton_connection_env
+from sensevoice_pipeline.lake.partition import list_work
+from sensevoice_pipeline.serving.server import LocalTriton, free_port
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.warehouse import Warehouse
+from sensevoice_pipeline.warehouse.database import Warehouse
 
 from .conftest import FIXTURE_MODEL_DIR, fixture_cases
 
@@ -198,7 +198,9 @@ SVP_RUN_WITH_RSS = textwrap.dedent(
     """
     import json, resource, sys
     import psutil
-    from sensevoice_pipeline import cli, daily, warehouse  # noqa: F401 -- what the run imports, in the baseline
+    from sensevoice_pipeline.ui import cli
+    from sensevoice_pipeline.lake import daily
+    from sensevoice_pipeline.warehouse.database import database as warehouse  # noqa: F401 -- what the run imports, in the baseline
     import tqdm  # noqa: F401
     base = psutil.Process().memory_info().rss
     rc = cli.main(sys.argv[1:])
@@ -485,7 +487,7 @@ READER = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from sensevoice_pipeline.warehouse import Warehouse
+    from sensevoice_pipeline.warehouse.database import Warehouse
     lake, date, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     seen, errors, n = {}, [], 0
     while not stop.exists():
@@ -577,7 +579,7 @@ def test_local_triton_and_svp_serve_bind_to_loopback_only(tmp_path, fixture_repo
 
     ports = {"--http-port": free_port(), "--grpc-port": free_port(), "--metrics-port": free_port()}
     args = [x for kv in ports.items() for x in (kv[0], str(kv[1]))]
-    serve = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.cli", "serve", "--repository", str(repo),
+    serve = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository", str(repo),
                               *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []

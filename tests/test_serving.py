@@ -12,15 +12,15 @@ import tritonclient.http as httpclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from sensevoice_pipeline.audio import load_mono_16k, resample
-from sensevoice_pipeline.client import (
+from sensevoice_pipeline.speech.audio import load_mono_16k, resample
+from sensevoice_pipeline.serving.client import (
     ModelNotReadyError,
     Request,
     SenseVoiceClient,
     TritonUnavailableError,
 )
-from sensevoice_pipeline.languages import UnknownLanguageError
-from sensevoice_pipeline.server import free_port
+from sensevoice_pipeline.speech.languages import UnknownLanguageError
+from sensevoice_pipeline.serving.server import free_port
 
 from .conftest import EXAMPLE_AUDIO, funasr_text, synthetic_clip
 
@@ -150,7 +150,7 @@ def test_transcribe_command_handles_rates_and_stereo(tmp_path, triton, funasr_mo
     path = tmp_path / f"call_{rate}_{channels}.wav"
     sf.write(path, data, rate)
     out = subprocess.run(
-        [sys.executable, "-m", "sensevoice_pipeline.cli", "transcribe", str(path), "--language", "en",
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "transcribe", str(path), "--language", "en",
          "--url", triton.grpc_url],
         capture_output=True, text=True, timeout=120,
     )
@@ -185,7 +185,7 @@ def test_transcribe_command_without_server(tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, synthetic_clip(0.5, seed=1), 16000)
     out = subprocess.run(
-        [sys.executable, "-m", "sensevoice_pipeline.cli", "transcribe", str(path), "--url", f"127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "transcribe", str(path), "--url", f"127.0.0.1:{free_port()}"],
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 2 and "cannot reach Triton" in out.stderr

@@ -13,7 +13,7 @@ import soundfile as sf
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from sensevoice_pipeline.client import (RequestRejectedError, SenseVoiceClient, TritonClientError,
+from sensevoice_pipeline.serving.client import (RequestRejectedError, SenseVoiceClient, TritonClientError,
                                         TritonDeadlineError)
 from sensevoice_pipeline.errors import ServingError
 

@@ -17,16 +17,16 @@ import duckdb
 import pyarrow.fs as pafs
 import pytest
 
-from sensevoice_pipeline import storage, tables
-from sensevoice_pipeline.catalog import Lake
-from sensevoice_pipeline.daily import run_date
-from sensevoice_pipeline.local_airflow import triton_connection_env
-from sensevoice_pipeline.partition import PartitionError, list_work
-from sensevoice_pipeline.sample_day import write_sample_day
-from sensevoice_pipeline.server import free_port
+from sensevoice_pipeline.lake import storage, tables
+from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.lake.daily import run_date
+from sensevoice_pipeline.demo.local_airflow import triton_connection_env
+from sensevoice_pipeline.lake.partition import PartitionError, list_work
+from sensevoice_pipeline.demo.sample_day import write_sample_day
+from sensevoice_pipeline.serving.server import free_port
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.storage import ObjectPath, S3Options, StorageError
-from sensevoice_pipeline.warehouse import GROUP_BY, QUERIES, Warehouse
+from sensevoice_pipeline.lake.storage import ObjectPath, S3Options, StorageError
+from sensevoice_pipeline.warehouse.database import GROUP_BY, QUERIES, Warehouse
 
 from .test_daily import differences, table_rows
 
@@ -137,7 +137,7 @@ def cli_run(tmp_path_factory, sample_day, fixture_triton, aws_env):
     warehouse = tmp_path_factory.mktemp("cli-warehouse") / "warehouse.duckdb"
     catalog = warehouse.with_name("catalog.sqlite")
     env = {**os.environ, **aws_env, "SVP_WAREHOUSE": str(warehouse), "SVP_CATALOG": str(catalog)}
-    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", "run", "--date", DAY, "--raw", RAW_URI,
+    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", DAY, "--raw", RAW_URI,
                           "--lake", lake, "--url", fixture_triton.grpc_url], capture_output=True, text=True, env=env,
                          timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
@@ -295,7 +295,7 @@ def test_unreachable_endpoint_and_missing_bucket_are_clear_errors(buckets, optio
     with pytest.raises(PartitionError, match=f"no partition for 2026-01-01: {RAW_URI}/date=2026-01-01"):
         list_work(RAW_URI, "2026-01-01", "auto", "mono")
     # The same through `svp run`: one line, exit code 2, nothing written.
-    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.cli", "run", "--date", DAY, "--raw",
+    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", DAY, "--raw",
                           "s3://no-such-bucket/calls", "--lake", f"s3://{LAKE_BUCKET}/never", "--url",
                           f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120,
                          env={**os.environ, **aws_env, "SVP_WAREHOUSE": str(tmp_path / "w.duckdb")})

@@ -3,7 +3,7 @@ import random
 import pytest
 from funasr.utils.postprocess_utils import rich_transcription_postprocess
 
-from sensevoice_pipeline.tags import parse, render_emoji, render_plain
+from sensevoice_pipeline.speech.tags import parse, render_emoji, render_plain
 
 LANGS = ["<|zh|>", "<|en|>", "<|yue|>", "<|ja|>", "<|ko|>", "<|nospeech|>"]
 EMOS = ["<|HAPPY|>", "<|SAD|>", "<|ANGRY|>", "<|NEUTRAL|>", "<|FEARFUL|>", "<|DISGUSTED|>", "<|SURPRISED|>",

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensevoice_pipeline.audio import load_mono_16k
-from sensevoice_pipeline.vad import DEFAULT_MODEL, SAMPLE_RATE, WINDOW, Segment, SileroVad, segment_for_asr
+from sensevoice_pipeline.speech.audio import load_mono_16k
+from sensevoice_pipeline.speech.vad import DEFAULT_MODEL, SAMPLE_RATE, WINDOW, Segment, SileroVad, segment_for_asr
 
 from .conftest import EXAMPLE_AUDIO
 

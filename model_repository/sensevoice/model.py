@@ -2,7 +2,7 @@
 
 import triton_python_backend_utils as pb_utils
 
-from sensevoice_pipeline.triton_models import SenseVoiceModel
+from sensevoice_pipeline.serving.triton_models import SenseVoiceModel
 
 
 class TritonPythonModel:

@@ -3,7 +3,7 @@
 
 import triton_python_backend_utils as pb_utils
 
-from sensevoice_pipeline.triton_models import EncoderModel
+from sensevoice_pipeline.serving.triton_models import EncoderModel
 
 
 class TritonPythonModel:

@@ -9,8 +9,8 @@ from dataclasses import replace
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from ..client import default_url
-from ..storage import S3Options, is_remote
+from sensevoice_pipeline.serving.client import default_url
+from sensevoice_pipeline.lake.storage import S3Options, is_remote
 
 DEFAULT_CONN_ID = "sensevoice_triton"
 DEFAULT_AWS_CONN_ID = "aws_default"

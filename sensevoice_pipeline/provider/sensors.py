@@ -18,10 +18,10 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from .. import arrival
-from ..errors import ConfigurationError
-from ..storage import StorageError, as_root, is_remote
-from .triggers import PartitionArrivalTrigger
+from sensevoice_pipeline.lake import arrival
+from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.lake.storage import StorageError, as_root, is_remote
+from sensevoice_pipeline.provider.triggers import PartitionArrivalTrigger
 
 # Extra time the triggerer gives the trigger past its own deadline before Airflow fails the task itself: the
 # trigger's own timeout event (with the readable message) comes first.
@@ -101,7 +101,7 @@ class PartitionArrivalSensor(BaseSensorOperator):
     def _resolve_root(self) -> str:
         """The raw root as the triggerer must see it: a URI, or an absolute local path ($SVP_RAW_ROOT and relative
         paths are resolved here, on the worker, in the environment the other tasks of the run see)."""
-        from ..settings import Settings
+        from sensevoice_pipeline.settings import Settings
 
         root = Settings.from_env(raw_root=self.raw_root or None).raw_root
         return str(root) if is_remote(root) else str(Path(root).absolute())
@@ -110,8 +110,8 @@ class PartitionArrivalSensor(BaseSensorOperator):
         root = as_root(self._root)
         if not is_remote(root):
             return root
-        from ..settings import Settings
-        from .hooks import with_aws_connection
+        from sensevoice_pipeline.settings import Settings
+        from sensevoice_pipeline.provider.hooks import with_aws_connection
 
         return with_aws_connection(Settings(raw_root=root), self.aws_conn_id or "aws_default").raw_root
 

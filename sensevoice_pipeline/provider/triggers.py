@@ -15,8 +15,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from .. import arrival
-from ..storage import S3Options, StorageError, as_root, is_remote
+from sensevoice_pipeline.lake import arrival
+from sensevoice_pipeline.lake.storage import S3Options, StorageError, as_root, is_remote
 
 
 class PartitionArrivalTrigger(BaseTrigger):

@@ -41,7 +41,7 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from sensevoice_pipeline.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, PIPELINE_MODEL, ModelRepository
 
 from ..conftest import serve
 

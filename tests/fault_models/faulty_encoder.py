@@ -12,8 +12,8 @@ import time
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from sensevoice_pipeline.languages import language_id
-from sensevoice_pipeline.triton_models import EncoderModel
+from sensevoice_pipeline.speech.languages import language_id
+from sensevoice_pipeline.serving.triton_models import EncoderModel
 
 RAISE_ID = language_id("nospeech")
 STALL_ID = language_id("ko")

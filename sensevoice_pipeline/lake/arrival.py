@@ -13,7 +13,7 @@ when:
 A check never waits and never raises for a partition that is merely missing; it raises for what waiting cannot fix:
 a bad date or marker, or a local raw root that does not exist (:class:`~sensevoice_pipeline.errors.ConfigurationError`),
 an s3:// bucket that does not exist or an object store that refuses or cannot be reached
-(:class:`~sensevoice_pipeline.storage.StorageError`).
+(:class:`~sensevoice_pipeline.lake.storage.StorageError`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
 
-from .errors import ConfigurationError
-from .storage import ObjectPath, Root, as_root, check_bucket, is_remote, storage_errors
+from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.lake.storage import ObjectPath, Root, as_root, check_bucket, is_remote, storage_errors
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .errors import SvpError
-from .repository import (ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, SERVING_FILE, ModelRepository,
+from sensevoice_pipeline.errors import SvpError
+from sensevoice_pipeline.serving.repository import (ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, SERVING_FILE, ModelRepository,
                          versions_under_policy)
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".serving.lock"
 STAGED_MODEL = "sensevoice_staged"
 HISTORY_LIMIT = 50
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_GOLDEN_DIR = PROJECT_ROOT / "export" / "fixture_model"  # clips/ + expected.jsonl of the fixture model
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
 
@@ -783,7 +783,7 @@ def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Pa
     """Send every golden case through the serving version (pinned) and the staged one, one request at a time,
     alternating; compare texts (tags removed), emotions and median latency. Without a serving version the
     golden set's expected texts are the baseline. Returns a JSON-serialisable result with ``passed``."""
-    from .audio import load_mono_16k
+    from sensevoice_pipeline.speech.audio import load_mono_16k
 
     if isinstance(thresholds, dict):
         thresholds = CanaryThresholds(**thresholds)
@@ -807,7 +807,7 @@ def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Pa
 
 
 async def _canary_requests(url, cases, audios, staged_version, serving_version):
-    from .client import SenseVoiceClient, TritonClientError
+    from sensevoice_pipeline.serving.client import SenseVoiceClient, TritonClientError
 
     staged = SenseVoiceClient(url, model=STAGED_MODEL, version=staged_version, max_concurrency=1, retries=2)
     serving = SenseVoiceClient(url, version=serving_version, max_concurrency=1, retries=2)
@@ -833,7 +833,7 @@ async def _canary_requests(url, cases, audios, staged_version, serving_version):
 
 
 def _judge(cases, answers, thresholds: CanaryThresholds, staged_version, serving_version) -> dict:
-    from .tags import parse
+    from sensevoice_pipeline.speech.tags import parse
 
     staged = answers["staged"]
     if "serving" in answers:
@@ -1043,8 +1043,8 @@ def _append_release_row(lake_root: str | Path, date: str, row: dict) -> Path:
     id; returns the catalog holding it."""
     import pyarrow as pa
 
-    from . import tables
-    from .catalog import Lake
+    from sensevoice_pipeline.lake import tables
+    from sensevoice_pipeline.lake.catalog import Lake
 
     the_lake = Lake(lake_root, os.environ.get("SVP_CATALOG") or None)
     the_lake.replace_rows("model_releases", date, "release_id", pa.Table.from_pylist([row], schema=tables.MODEL_RELEASES))

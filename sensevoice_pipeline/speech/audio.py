@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import InputError
+from sensevoice_pipeline.errors import InputError
 
 TARGET_RATE = 16000
 # What libsndfile (bundled with soundfile) decodes. Anything else is refused with the list below.

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .repository import LOCAL_CONFIG_NAME, MODELS, ModelRepository
+from sensevoice_pipeline.serving.repository import LOCAL_CONFIG_NAME, MODELS, ModelRepository
 
 log = logging.getLogger(__name__)
 

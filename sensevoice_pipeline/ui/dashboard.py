@@ -26,11 +26,11 @@ from typing import Any, Callable
 
 import duckdb
 
-from .clip_check import ACCEPT, MAX_CLIP_SECONDS, MAX_SEGMENT_S, MAX_UPLOAD_BYTES, ClipResult
-from .languages import LANGUAGES
-from .report import emotion_colors, emotion_order
-from .repository import ModelRepository
-from .warehouse import GROUP_BY, Warehouse, WarehouseError
+from sensevoice_pipeline.ui.clip import ACCEPT, MAX_CLIP_SECONDS, MAX_SEGMENT_S, MAX_UPLOAD_BYTES, ClipResult
+from sensevoice_pipeline.speech.languages import LANGUAGES
+from sensevoice_pipeline.warehouse.report import emotion_colors, emotion_order
+from sensevoice_pipeline.serving.repository import ModelRepository
+from sensevoice_pipeline.warehouse.database import GROUP_BY, Warehouse, WarehouseError
 
 MODEL_REPOSITORY_ENV = "SVP_MODEL_REPOSITORY"
 DEFAULT_MODEL_REPOSITORY = "model_repository"

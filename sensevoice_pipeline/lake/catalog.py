@@ -28,10 +28,10 @@ from typing import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
-from .errors import ConfigurationError
-from .storage import (LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, exclusive_lock, is_remote,
+from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.lake.storage import (LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, exclusive_lock, is_remote,
                       load_duckdb_extension, prepare_duckdb, sql_value)
-from .tables import ALL_SCHEMAS, SORT_KEYS
+from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, SORT_KEYS
 
 log = logging.getLogger(__name__)
 

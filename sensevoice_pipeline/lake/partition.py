@@ -12,12 +12,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arrival import check_date, partition_path
-from .audio import unsupported_reason
-from .errors import ConfigurationError
-from .languages import LANGUAGES
-from .settings import CHANNEL_MODES
-from .storage import is_remote, list_remote_work
+from sensevoice_pipeline.lake.arrival import check_date, partition_path
+from sensevoice_pipeline.speech.audio import unsupported_reason
+from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.speech.languages import LANGUAGES
+from sensevoice_pipeline.settings import CHANNEL_MODES
+from sensevoice_pipeline.lake.storage import is_remote, list_remote_work
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("path", "language", "channel_mode")

@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from .catalog import ALIAS, CatalogError, Lake
-from .storage import StorageError, default_warehouse, duckdb_extension_path, exclusive_lock
-from .tables import ALL_SCHEMAS
+from sensevoice_pipeline.lake.catalog import ALIAS, CatalogError, Lake
+from sensevoice_pipeline.lake.storage import StorageError, default_warehouse, duckdb_extension_path, exclusive_lock
+from sensevoice_pipeline.lake.tables import ALL_SCHEMAS
 
 GROUP_BY = {"language": "language", "channel": "channel"}
 

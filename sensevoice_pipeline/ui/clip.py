@@ -34,13 +34,13 @@ from typing import Any, Awaitable, Callable
 
 import soundfile as sf
 
-from .audio import SUPPORTED_EXTENSIONS, UNSUPPORTED_HINT, AudioDecodeError, load_16k
-from .client import ModelNotReadyError, SenseVoiceClient, TritonDeadlineError, TritonUnavailableError
-from .daily import SAMPLE_RATE, check_long_enough
-from .errors import InputError, ServingError
-from .languages import LANGUAGES
-from .tags import parse, render_emoji, render_plain
-from .vad import segment_for_asr
+from sensevoice_pipeline.speech.audio import SUPPORTED_EXTENSIONS, UNSUPPORTED_HINT, AudioDecodeError, load_16k
+from sensevoice_pipeline.serving.client import ModelNotReadyError, SenseVoiceClient, TritonDeadlineError, TritonUnavailableError
+from sensevoice_pipeline.lake.daily import SAMPLE_RATE, check_long_enough
+from sensevoice_pipeline.errors import InputError, ServingError
+from sensevoice_pipeline.speech.languages import LANGUAGES
+from sensevoice_pipeline.speech.tags import parse, render_emoji, render_plain
+from sensevoice_pipeline.speech.vad import segment_for_asr
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the clip itself
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, part headers and the two small fields

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import SvpError
+from sensevoice_pipeline.errors import SvpError
 
 PIPELINE_MODEL = "sensevoice"
 ENCODER_MODEL = "sensevoice_encoder"
@@ -125,7 +125,7 @@ def meta_problems(meta, version: int | None = None) -> list[str]:
 
 def template_root() -> Path:
     """The project's own `model_repository/`: configs and model.py shells that new repositories start from."""
-    root = Path(__file__).resolve().parents[1] / "model_repository"
+    root = Path(__file__).resolve().parents[2] / "model_repository"
     if not (root / PIPELINE_MODEL / "config.pbtxt").is_file():
         raise RepositoryError(f"model repository template not found at {root} (run from a clone of the project)")
     return root

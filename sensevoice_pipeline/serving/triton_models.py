@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoder import EncoderSession
-from .languages import UnknownLanguageError, language_id
-from .repository import ENCODER_FILE, ENCODER_MODEL
-from .transcriber import Transcriber, Utterance
+from sensevoice_pipeline.speech.encoder import EncoderSession
+from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
+from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
+from sensevoice_pipeline.speech.transcriber import Transcriber, Utterance
 
 ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens")
 MIN_SAMPLES = 2

@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from . import storage, tables
-from .audio import load_16k
-from .catalog import Lake
-from .client import SenseVoiceClient
-from .errors import FailureBudgetExceeded, InputError, PublishError
-from .lease import DateLeases
-from .partition import WorkItem, check_date, list_work
-from .settings import Settings
-from .tags import parse
-from .vad import SileroVad, segment_for_asr
-from .warehouse import Warehouse
+from sensevoice_pipeline.lake import storage, tables
+from sensevoice_pipeline.speech.audio import load_16k
+from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.serving.client import SenseVoiceClient
+from sensevoice_pipeline.errors import FailureBudgetExceeded, InputError, PublishError
+from sensevoice_pipeline.lake.lease import DateLeases
+from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
+from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.speech.tags import parse
+from sensevoice_pipeline.speech.vad import SileroVad, segment_for_asr
+from sensevoice_pipeline.warehouse.database import Warehouse
 
 log = logging.getLogger(__name__)
 STAGING = "_staging"

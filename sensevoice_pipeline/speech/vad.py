@@ -9,6 +9,7 @@ Triton's Python models do not have.
 from __future__ import annotations
 
 import math
+from importlib import resources
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,8 @@ import onnxruntime as ort
 SAMPLE_RATE = 16000
 WINDOW = 512  # samples per model call: the only window Silero VAD accepts at 16 kHz
 CONTEXT = 64  # samples of the previous window the model sees in front of each window
-DEFAULT_MODEL = Path(__file__).parent / "data" / "silero_vad.onnx"
+# shipped inside the package (sensevoice_pipeline/data), so it is found from a clone and from an installed wheel
+DEFAULT_MODEL = Path(str(resources.files("sensevoice_pipeline") / "data" / "silero_vad.onnx"))
 # Digital silence: windows whose peak stays below -80 dBFS (about 3 LSB of 16-bit audio; mu-law and PCM silence
 # decode to exact zeros). A stretch of them longer than 2 x QUIET_RUN_WINDOWS (20 s) runs through the model only
 # for its first and last 10 s; the middle gets probability 0. The model costs ~7 ms per second of audio (52 s for a

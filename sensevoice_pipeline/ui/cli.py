@@ -11,8 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
-from . import __version__
-from .errors import ConfigurationError, InputError, ServingError, SvpError
+from sensevoice_pipeline import __version__
+from sensevoice_pipeline.errors import ConfigurationError, InputError, ServingError, SvpError
 
 DEFAULT_REPOSITORY = "model_repository"
 
@@ -22,7 +22,7 @@ class CliError(Exception):
 
 
 def _add_url(parser: argparse.ArgumentParser) -> None:
-    from .client import DEFAULT_URL, URL_ENV
+    from sensevoice_pipeline.serving.client import DEFAULT_URL, URL_ENV
 
     parser.add_argument(
         "--url",
@@ -178,7 +178,7 @@ def cmd_export(args) -> int:
     from export.pipeline import ExportError, run_export
     from export.precision import PrecisionError, check_precision
 
-    from .repository import RepositoryError
+    from sensevoice_pipeline.serving.repository import RepositoryError
 
     try:
         thresholds = None
@@ -194,7 +194,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .server import LocalTriton, ServerError
+    from sensevoice_pipeline.serving.server import LocalTriton, ServerError
 
     server = LocalTriton(
         args.repository,
@@ -224,10 +224,10 @@ def cmd_serve(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
-    from .audio import AudioDecodeError, load_mono_16k
-    from .client import SenseVoiceClient, TritonClientError
-    from .languages import UnknownLanguageError, language_id
-    from .tags import parse
+    from sensevoice_pipeline.speech.audio import AudioDecodeError, load_mono_16k
+    from sensevoice_pipeline.serving.client import SenseVoiceClient, TritonClientError
+    from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
+    from sensevoice_pipeline.speech.tags import parse
 
     try:
         language_id(args.language)
@@ -257,11 +257,11 @@ def cmd_transcribe(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .arrival import wait_for_partition
-    from .client import TritonClientError
-    from .daily import run_date
-    from .partition import PartitionError
-    from .settings import Settings
+    from sensevoice_pipeline.lake.arrival import wait_for_partition
+    from sensevoice_pipeline.serving.client import TritonClientError
+    from sensevoice_pipeline.lake.daily import run_date
+    from sensevoice_pipeline.lake.partition import PartitionError
+    from sensevoice_pipeline.settings import Settings
 
     try:
         settings = Settings.from_env(
@@ -286,9 +286,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from .report import print_table, write_chart
-    from .settings import Settings
-    from .warehouse import QUERIES, Warehouse, WarehouseError
+    from sensevoice_pipeline.warehouse.report import print_table, write_chart
+    from sensevoice_pipeline.settings import Settings
+    from sensevoice_pipeline.warehouse.database import QUERIES, Warehouse, WarehouseError
 
     # Everything the user typed is checked before the warehouse is opened (a slow s3:// lake included).
     date_from, date_to = _date_flag("--from", args.date_from), _date_flag("--to", args.date_to)
@@ -354,8 +354,8 @@ def _write_output(flag: str, path: Path, write) -> None:
 def cmd_models(args) -> int:
     import json
 
-    from . import releases
-    from .client import default_url
+    from sensevoice_pipeline.releases.operations import operations as releases
+    from sensevoice_pipeline.serving.client import default_url
 
     action = args.models_command
     try:
@@ -391,7 +391,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import DemoError, run_demo
+    from sensevoice_pipeline.demo.run import DemoError, run_demo
 
     try:
         return run_demo(args.model, args.workdir, args.date)

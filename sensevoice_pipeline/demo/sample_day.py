@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .audio import resample
-from .partition import MANIFEST, partition_dir
+from sensevoice_pipeline.speech.audio import resample
+from sensevoice_pipeline.lake.partition import MANIFEST, partition_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_MODEL_DIR = PROJECT_ROOT / "export" / "fixture_model"
 SPEECH_EXAMPLES_DIR = PROJECT_ROOT / "tests" / "assets" / "audio"  # the model card's example clips (real speech)
 RATE = 16000

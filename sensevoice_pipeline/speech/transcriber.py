@@ -13,11 +13,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .decoder import CtcDecoder, Tokenizer
-from .encoder import EncoderSession, pad_features
-from .frontend import Frontend, FrontendConfig
-from .languages import language_id, textnorm_id
-from .repository import ENCODER_FILE, ENCODER_MODEL, FRONTEND_FILE, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.speech.decoder import CtcDecoder, Tokenizer
+from sensevoice_pipeline.speech.encoder import EncoderSession, pad_features
+from sensevoice_pipeline.speech.frontend import Frontend, FrontendConfig
+from sensevoice_pipeline.speech.languages import language_id, textnorm_id
+from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL, FRONTEND_FILE, PIPELINE_MODEL, ModelRepository
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the `sensevoice_encoder` contract, so they are fixed here rather than read from 
 
 from __future__ import annotations
 
-from .errors import ConfigurationError
+from sensevoice_pipeline.errors import ConfigurationError
 
 LANGUAGE_IDS: dict[str, int] = {
     "auto": 0,

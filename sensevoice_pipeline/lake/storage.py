@@ -52,12 +52,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .errors import InputError
+from sensevoice_pipeline.errors import InputError
 
 if TYPE_CHECKING:
     import duckdb
 
-    from .partition import WorkItem
+    from sensevoice_pipeline.lake.partition import WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ def list_remote_work(part: ObjectPath, date: str, default_language: str,
                      default_channel_mode: str) -> list["WorkItem"]:
     """partition.list_work for ``s3://.../date=D``: the same work items (partition.work_items), from one listing of
     its keys."""
-    from .partition import MANIFEST, NOT_DATA_PREFIXES, FileEntry, PartitionError, stamp, work_items
+    from sensevoice_pipeline.lake.partition import MANIFEST, NOT_DATA_PREFIXES, FileEntry, PartitionError, stamp, work_items
 
     objects = {rel: stamp(size, mtime_ns) for rel, size, mtime_ns in part.list_files()}
     if not objects:
@@ -511,7 +511,7 @@ def list_remote_work(part: ObjectPath, date: str, default_language: str,
 
 def _key_problem(rel: str) -> str | None:
     """What is wrong with an object's key itself (the counterpart of a local file's symlink and format checks)."""
-    from .audio import unsupported_reason
+    from sensevoice_pipeline.speech.audio import unsupported_reason
 
     if any(p in ("", ".", "..") for p in rel.split("/")):
         return "object key has an empty, '.' or '..' segment; refusing to read it"
@@ -520,7 +520,7 @@ def _key_problem(rel: str) -> str | None:
 
 def _read_remote_manifest(path: ObjectPath) -> dict[str, dict]:
     """partition.read_manifest on a temp copy of the object; its messages name the object, not the copy."""
-    from .partition import PartitionError, read_manifest
+    from sensevoice_pipeline.lake.partition import PartitionError, read_manifest
 
     with fetch(path) as local:
         try:

@@ -17,11 +17,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from .local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
-from .repository import ModelRepository, RepositoryError
-from .sample_day import FIXTURE_MODEL_DIR, write_sample_day
-from .server import LocalTriton, ServerError
-from .settings import Settings
+from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
+from sensevoice_pipeline.serving.repository import ModelRepository, RepositoryError
+from sensevoice_pipeline.demo.sample_day import FIXTURE_MODEL_DIR, write_sample_day
+from sensevoice_pipeline.serving.server import LocalTriton, ServerError
+from sensevoice_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 DAG_ID = "sensevoice_daily"
@@ -32,8 +32,8 @@ class DemoError(RuntimeError):
 
 
 def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
-    from .report import print_table, write_chart
-    from .warehouse import Warehouse
+    from sensevoice_pipeline.warehouse.report import print_table, write_chart
+    from sensevoice_pipeline.warehouse.database import Warehouse
 
     workdir = Path(workdir).resolve()
     day = date or (dt.date.today() - dt.timedelta(days=1)).isoformat()

@@ -18,9 +18,9 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from .errors import InputError, ServingError
-from .languages import language_id
-from .repository import PIPELINE_MODEL
+from sensevoice_pipeline.errors import InputError, ServingError
+from sensevoice_pipeline.speech.languages import language_id
+from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 
 log = logging.getLogger(__name__)
 

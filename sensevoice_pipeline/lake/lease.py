@@ -18,7 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .errors import ConfigurationError, PublishError
+from sensevoice_pipeline.errors import ConfigurationError, PublishError
 
 
 class DateBusyError(ConfigurationError):

@@ -1,0 +1,1 @@
+"""What people use: the `svp` command line, the Airflow page and its Try-a-clip form."""
