@@ -24,7 +24,7 @@ from typing import Callable
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from sensevoice_pipeline.releases.operations import operations as releases
+from sensevoice_pipeline.releases import operations as releases
 
 # task id -> the release step it runs (releases.RELEASE_STEPS), in order.
 STEP_TASKS = {"export_model": "export", "stage": "stage", "canary": "canary", "promote_or_discard": "promote"}

@@ -172,7 +172,7 @@ def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys)
     """`--csv reports/2026/angry.csv` writes the file and the folders it needs, like `--png`."""
     import pyarrow as pa
 
-    from sensevoice_pipeline.warehouse.database import database as warehouse
+    from sensevoice_pipeline.warehouse import database as warehouse
     from sensevoice_pipeline.ui.cli import main
 
     asked = []

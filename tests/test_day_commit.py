@@ -83,7 +83,7 @@ PUBLISHER = textwrap.dedent(
     """
     import os, signal, sys
     from sensevoice_pipeline.lake import catalog, daily
-    from sensevoice_pipeline.warehouse.database import database as warehouse
+    from sensevoice_pipeline.warehouse import database as warehouse
     from sensevoice_pipeline.settings import Settings
     raw, lake, date, run_id, point = sys.argv[1:6]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)

@@ -21,7 +21,7 @@ import soundfile as sf
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from sensevoice_pipeline.releases.operations import operations as releases
+from sensevoice_pipeline.releases import operations as releases
 from sensevoice_pipeline.serving.client import ModelNotReadyError, SenseVoiceClient
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
 from sensevoice_pipeline.serving.server import LocalTriton, free_port
@@ -506,7 +506,7 @@ def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(re
 
 
 def test_a_release_refuses_an_object_store_lake_before_it_exports(tmp_path):
-    from sensevoice_pipeline.releases.operations import operations as releases
+    from sensevoice_pipeline.releases import operations as releases
 
     with pytest.raises(releases.ReleaseError, match="local lake root"):
         releases.release("no-such-checkpoint", tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake")

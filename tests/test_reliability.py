@@ -200,7 +200,7 @@ SVP_RUN_WITH_RSS = textwrap.dedent(
     import psutil
     from sensevoice_pipeline.ui import cli
     from sensevoice_pipeline.lake import daily
-    from sensevoice_pipeline.warehouse.database import database as warehouse  # noqa: F401 -- what the run imports, in the baseline
+    from sensevoice_pipeline.warehouse import database as warehouse  # noqa: F401 -- what the run imports, in the baseline
     import tqdm  # noqa: F401
     base = psutil.Process().memory_info().rss
     rc = cli.main(sys.argv[1:])

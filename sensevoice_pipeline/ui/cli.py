@@ -354,7 +354,7 @@ def _write_output(flag: str, path: Path, write) -> None:
 def cmd_models(args) -> int:
     import json
 
-    from sensevoice_pipeline.releases.operations import operations as releases
+    from sensevoice_pipeline.releases import operations as releases
     from sensevoice_pipeline.serving.client import default_url
 
     action = args.models_command
