@@ -21,29 +21,24 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from sensevoice_pipeline.lake import storage, tables
-from sensevoice_pipeline.speech.audio import load_16k
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.serving.client import SenseVoiceClient
+from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
 from sensevoice_pipeline.errors import FailureBudgetExceeded, InputError, PublishError
 from sensevoice_pipeline.lake.lease import DateLeases
 from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.tags import parse
-from sensevoice_pipeline.speech.vad import SileroVad, segment_for_asr
 from sensevoice_pipeline.warehouse.database import Warehouse
 
 log = logging.getLogger(__name__)
 STAGING = "_staging"
 PLAN_FILE = "plan.parquet"  # what the run planned: source_path, stamp (publish checks the partition against it)
-SAMPLE_RATE = 16000
-MIN_SAMPLES = SAMPLE_RATE // 100  # 10 ms (one fbank hop): less holds no word; failed here with a readable reason
 
 
 # -- plan ------------------------------------------------------------------------------------------------------------
@@ -93,15 +88,6 @@ def release(settings: Settings, date: str, run_id: str) -> None:
 # -- transcribe one batch --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Segment:
-    channel: int
-    index: int
-    start_s: float
-    end_s: float
-    audio: np.ndarray
-
-
 def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | None = None) -> dict:
     """Transcribe one batch and write its rows to staging. Triton being unreachable fails the whole batch (so the
     task retries); anything wrong with one file fails only that file's row."""
@@ -121,15 +107,15 @@ def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | Non
 
 
 async def _process_items(settings: Settings, items: list[WorkItem], run_id: str, started_at: dt.datetime):
-    vad = SileroVad()
     files_in_flight = asyncio.Semaphore(max(2, settings.concurrency // 2))
     async with SenseVoiceClient(settings.triton_url, version=settings.model_version or None,
                                 max_concurrency=settings.concurrency, timeout_s=settings.request_timeout_s) as client:
         await client.check_ready()
+        transcriber = RecordingTranscriber(client, settings.max_segment_s)
 
         async def one(item: WorkItem):
             async with files_in_flight:
-                return await _process_item(settings, item, run_id, started_at, client, vad)
+                return await _process_item(settings, item, run_id, started_at, transcriber)
 
         results = await asyncio.gather(*(one(item) for item in items))
     recordings = [r for r, _ in results]
@@ -137,7 +123,7 @@ async def _process_items(settings: Settings, items: list[WorkItem], run_id: str,
     return recordings, utterances
 
 
-async def _process_item(settings, item: WorkItem, run_id, started_at, client, vad):
+async def _process_item(settings, item: WorkItem, run_id, started_at, transcriber: RecordingTranscriber):
     record = {
         "recording_id": item.recording_id,
         "source_path": item.source_path,
@@ -149,50 +135,32 @@ async def _process_item(settings, item: WorkItem, run_id, started_at, client, va
     if item.problem:
         return _failed(record, item.problem), []
     try:
-        segments = await _read_segments(settings, item, record, vad)
-        answers = await asyncio.gather(
-            *(client.transcribe(s.audio, item.language, settings.use_itn) for s in segments)
-        )
+        info, channels = await _fetch_and_decode(settings, item, record, transcriber)
+        transcript = await transcriber.transcribe_channels(info, channels, item.language, settings.use_itn)
     except (InputError, OSError) as exc:  # the file's fault; a ServingError is not caught: the task fails
         return _failed(record, str(exc)), []
-    versions = sorted({a.model_version for a in answers})
-    record.update(n_segments=len(segments), model_version=",".join(versions) or None)
-    rows = [_utterance_row(item, s, a, run_id, started_at) for s, a in zip(segments, answers)]
+    record.update(n_segments=len(transcript.segments), model_version=",".join(transcript.model_versions) or None)
+    rows = [_utterance_row(item, s, run_id, started_at) for s in transcript.segments]
     return record, rows
 
 
-async def _read_segments(settings: Settings, item: WorkItem, record: dict, vad: SileroVad) -> list[_Segment]:
-    """Fetch, decode and segment one file, filling in what the recordings row says about it."""
+async def _fetch_and_decode(settings: Settings, item: WorkItem, record: dict, transcriber: RecordingTranscriber):
+    """Fetch and decode one file, filling in what the recordings row says about it (also when it then fails)."""
     # A local file is opened once, checked to lie inside the raw root, and decoded through that descriptor; an
     # s3:// object is decoded from a local temp copy (size and sha256 computed while it downloads).
     local = await asyncio.to_thread(storage.fetch, settings.raw_root / item.source_path, settings.raw_root)
     try:
         record["size_bytes"], record["sha256"] = local.size, local.sha256
-        info, channels = await asyncio.to_thread(load_16k, local.path, item.channel_mode == "split", local.name)
+        info, channels = await transcriber.decode(local.path, item.channel_mode == "split", local.name)
     finally:
         local.release()  # the temp copy goes (the descriptor closes) as soon as the samples are in memory
     record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
                   duration_s=round(info.duration_s, 3))
-    check_long_enough(channels[0])
-    return await asyncio.to_thread(_segments, channels, vad, settings.max_segment_s)
+    return info, channels
 
 
-def check_long_enough(samples: np.ndarray) -> None:
-    """InputError unless ``samples`` (16 kHz) hold at least one fbank hop: less holds no word."""
-    if samples.size < MIN_SAMPLES:
-        raise InputError(f"too short to transcribe: {1000 * samples.size / SAMPLE_RATE:.2f} ms of audio at "
-                         f"16 kHz (at least {1000 * MIN_SAMPLES // SAMPLE_RATE} ms needed)")
-
-
-def _segments(channels: list[np.ndarray], vad: SileroVad, max_segment_s: float) -> list[_Segment]:
-    out = []
-    for channel, audio in enumerate(channels):
-        for index, seg in enumerate(segment_for_asr(audio, vad, max_segment_s)):
-            out.append(_Segment(channel, index, seg.start_s, seg.end_s, audio[seg.start : seg.end]))
-    return out
-
-
-def _utterance_row(item: WorkItem, seg: _Segment, answer, run_id: str, started_at) -> dict:
+def _utterance_row(item: WorkItem, segment: SegmentAnswer, run_id: str, started_at) -> dict:
+    seg, answer = segment.segment, segment.answer
     tags = parse(answer.text)
     return {
         "recording_id": item.recording_id,
@@ -239,7 +207,7 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
     utterances = utterances.sort_by([("source_path", "ascending"), ("channel", "ascending"),
                                      ("segment_index", "ascending")])
     summary = _run_summary(run_id, recordings, utterances, started_at)
-    day = {"utterances": utterances, "recordings": recordings, "emotion_daily": tables.emotion_rollup(utterances),
+    day = {"utterances": utterances, "recordings": recordings, **tables.rollups(utterances),
            "runs": tables.to_table([summary], tables.RUNS)}
     the_lake = lake(settings)
     snapshot = the_lake.commit_day(date, day, before_commit=lambda: date_leases.renew(date, run_id))

@@ -13,9 +13,9 @@ from sensevoice_pipeline.speech.encoder import EncoderSession
 from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
 from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
 from sensevoice_pipeline.speech.transcriber import Transcriber, Utterance
+from sensevoice_pipeline.constants import MIN_REQUEST_SAMPLES
 
 ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens")
-MIN_SAMPLES = 2
 
 
 def _version_dir(args: dict) -> tuple[Path, int]:
@@ -72,9 +72,9 @@ class SenseVoiceModel:
             utterances = [Utterance(audio[i].astype(np.float32), languages[i], bool(itn[i])) for i in range(audio.shape[0])]
             if any(not np.isfinite(u.audio).all() for u in utterances):
                 raise ValueError("AUDIO contains NaN or Inf samples")
-            if any(u.audio.size < MIN_SAMPLES for u in utterances):
+            if any(u.audio.size < MIN_REQUEST_SAMPLES for u in utterances):
                 # kaldi-native-fbank aborts the whole stub process on a one-sample window: refuse it here, per request
-                raise ValueError(f"AUDIO needs at least {MIN_SAMPLES} samples")
+                raise ValueError(f"AUDIO needs at least {MIN_REQUEST_SAMPLES} samples")
             for u in utterances:
                 language_id(u.language)  # reject an unknown hint here, not in the middle of a batch
             return utterances

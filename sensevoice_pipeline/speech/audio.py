@@ -10,8 +10,8 @@ import soundfile as sf
 import soxr
 
 from sensevoice_pipeline.errors import InputError
+from sensevoice_pipeline.constants import SAMPLE_RATE
 
-TARGET_RATE = 16000
 # What libsndfile (bundled with soundfile) decodes. Anything else is refused with the list below.
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif")
 UNSUPPORTED_HINT = "supported formats: " + ", ".join(e.lstrip(".") for e in SUPPORTED_EXTENSIONS)
@@ -63,7 +63,7 @@ def decode(path: str | Path) -> DecodedAudio:
     return DecodedAudio(samples, int(rate), info_format)
 
 
-def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
+def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Band-limited resampling (soxr HQ) of a 1-D signal; a copy-free pass-through at the target rate."""
     samples = np.asarray(samples, dtype=np.float32)
     if rate == target:
@@ -121,11 +121,11 @@ def load_16k(path: str | Path, split_channels: bool, name: str = "") -> tuple[Au
 
 def _resample_blocks(f: sf.SoundFile, info: AudioInfo, split_channels: bool) -> list[np.ndarray]:
     n_out = info.channels if split_channels else 1
-    streams = [soxr.ResampleStream(info.sample_rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
-               for _ in range(n_out)] if info.sample_rate != TARGET_RATE else None
+    streams = [soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+               for _ in range(n_out)] if info.sample_rate != SAMPLE_RATE else None
     # One preallocated 16 kHz buffer per output, sized from the header: concatenating blocks at the end would hold
     # the whole result twice (0.9 GB instead of 0.46 GB for two hours).
-    expected = int(max(f.frames, 0) * TARGET_RATE / info.sample_rate) + 64 if info.sample_rate > 0 else 0
+    expected = int(max(f.frames, 0) * SAMPLE_RATE / info.sample_rate) + 64 if info.sample_rate > 0 else 0
     chunks = [_Sink(min(expected, MAX_PREALLOCATED_SAMPLES)) for _ in range(n_out)]
     block = max(1, int(BLOCK_SECONDS * info.sample_rate))
     while True:
@@ -144,7 +144,7 @@ def _resample_blocks(f: sf.SoundFile, info: AudioInfo, split_channels: bool) -> 
 
 # A header may claim any length (a corrupt FLAC can say 2**36 frames): preallocate at most four hours at 16 kHz and
 # grow beyond that only as real samples arrive.
-MAX_PREALLOCATED_SAMPLES = 4 * 3600 * TARGET_RATE
+MAX_PREALLOCATED_SAMPLES = 4 * 3600 * SAMPLE_RATE
 
 
 class _Sink:

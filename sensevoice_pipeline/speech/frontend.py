@@ -12,8 +12,8 @@ from pathlib import Path
 
 import kaldi_native_fbank as knf
 import numpy as np
+from sensevoice_pipeline.constants import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 # funasr scales [-1, 1] float audio to the int16 range before the fbank, as Kaldi does.
 INT16_SCALE = float(1 << 15)
 

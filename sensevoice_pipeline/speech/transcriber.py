@@ -18,13 +18,14 @@ from sensevoice_pipeline.speech.encoder import EncoderSession, pad_features
 from sensevoice_pipeline.speech.frontend import Frontend, FrontendConfig
 from sensevoice_pipeline.speech.languages import language_id, textnorm_id
 from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL, FRONTEND_FILE, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.constants import DEFAULT_USE_ITN
 
 
 @dataclass(frozen=True)
 class Utterance:
     audio: np.ndarray  # mono float32 at 16 kHz
     language: str = "auto"
-    use_itn: bool = False
+    use_itn: bool = DEFAULT_USE_ITN
 
 
 # (speech [B,T,D], lengths [B], language [B], textnorm [B]) -> (token_ids [B,T'], encoder_out_lens [B])

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 WINDOW = 512  # samples per model call: the only window Silero VAD accepts at 16 kHz
 CONTEXT = 64  # samples of the previous window the model sees in front of each window
 # shipped inside the package (sensevoice_pipeline/data), so it is found from a clone and from an installed wheel
@@ -110,7 +110,7 @@ class SileroVad:
             probs[i] = prob[0, 0]
         return probs
 
-    def segments(self, audio: np.ndarray, max_segment_s: float = 30.0) -> list[Segment]:
+    def segments(self, audio: np.ndarray, max_segment_s: float = DEFAULT_MAX_SEGMENT_S) -> list[Segment]:
         """Padded speech segments, sorted and disjoint, none longer than ``max_segment_s``."""
         audio = _mono_float32(audio)
         return self._segments_from_probabilities(self.speech_probabilities(audio), audio.size, max_segment_s)
@@ -204,7 +204,8 @@ class SileroVad:
         return hi, hi
 
 
-def segment_for_asr(audio: np.ndarray, vad: SileroVad | None = None, max_segment_s: float = 30.0) -> list[Segment]:
+def segment_for_asr(audio: np.ndarray, vad: SileroVad | None = None,
+                    max_segment_s: float = DEFAULT_MAX_SEGMENT_S) -> list[Segment]:
     """The whole clip as one segment when it is at most max_segment_s long (SenseVoice handles silence itself and
     short clips need no cutting); otherwise VAD speech segments, none longer than max_segment_s. Empty audio -> []."""
     audio = _mono_float32(audio)

@@ -9,7 +9,7 @@ The plugin page's "Try a clip" form posts a clip, a language hint and the ITN sw
   system and is gone when closed) that ``audio.load_16k`` decodes through its ``/proc/self/fd`` path, and is closed
   as soon as the 16 kHz samples are in memory;
 - **the daily job's path**: channels mixed down to mono, resampled to 16 kHz, the same too-short rule
-  (``daily.check_long_enough``) and the same segmentation (``vad.segment_for_asr``: the whole clip when it is at most 30 s,
+  and the same segmentation, through the same service (``serving.recordings``: the whole clip when it is at most 30 s,
   otherwise silero-vad speech segments of at most 30 s each), then one Triton request per segment with the hint and
   ITN switch. A long clip is segmented rather than refused because the page is there to show what the daily job
   makes of a real call, and real calls are longer than 30 s; ``MAX_CLIP_SECONDS`` bounds the cost;
@@ -36,17 +36,17 @@ import soundfile as sf
 
 from sensevoice_pipeline.speech.audio import SUPPORTED_EXTENSIONS, UNSUPPORTED_HINT, AudioDecodeError, load_16k
 from sensevoice_pipeline.serving.client import ModelNotReadyError, SenseVoiceClient, TritonDeadlineError, TritonUnavailableError
-from sensevoice_pipeline.lake.daily import SAMPLE_RATE, check_long_enough
+from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_USE_ITN, SAMPLE_RATE
+from sensevoice_pipeline.serving.recordings import RecordingTranscriber, check_long_enough
 from sensevoice_pipeline.errors import InputError, ServingError
 from sensevoice_pipeline.speech.languages import LANGUAGES
 from sensevoice_pipeline.speech.tags import parse, render_emoji, render_plain
-from sensevoice_pipeline.speech.vad import segment_for_asr
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the clip itself
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, part headers and the two small fields
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES
 MAX_CLIP_SECONDS = 600.0  # ten minutes: a 20 MB 16 kHz 16-bit mono WAV is about 10.9 min
-MAX_SEGMENT_S = 30.0  # the daily job's default (Settings.max_segment_s)
+MAX_SEGMENT_S = DEFAULT_MAX_SEGMENT_S  # the daily job's default (Settings.max_segment_s)
 REQUEST_TIMEOUT_S = 60.0  # one segment's Triton request: someone is waiting at the page
 MAX_NAME = 120
 ACCEPT = ",".join(SUPPORTED_EXTENSIONS)  # the form's file picker hint
@@ -111,7 +111,7 @@ def parse_language(value: Any) -> str:
 def parse_itn(value: Any) -> bool:
     """``on`` / ``off`` (the form's select; true/false, 1/0, yes/no too); absent: on, the daily job's default."""
     if value is None or str(value).strip() == "":
-        return True
+        return DEFAULT_USE_ITN
     try:
         return ITN_VALUES[str(value).strip().lower()]
     except KeyError:
@@ -168,7 +168,7 @@ class TritonAddressError(ServingError):
     """The Triton address cannot be found (a ``sensevoice_triton`` Connection without a host, ...)."""
 
 
-async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn: Any = True, *,
+async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn: Any = DEFAULT_USE_ITN, *,
                      url: str | Callable[[], str], max_segment_s: float = MAX_SEGMENT_S,
                      timeout_s: float = REQUEST_TIMEOUT_S) -> ClipResult:
     """Decode ``data`` (the uploaded file's bytes) in memory, segment it like the daily job and transcribe every
@@ -183,8 +183,7 @@ async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn
     if not data:
         raise ClipRefused(f"{name} is an empty file (0 bytes)")
     info, audio = await asyncio.to_thread(decode_in_memory, data, name)
-    check_long_enough(audio)  # the daily job's rule: an InputError, answered with 422
-    segments = await asyncio.to_thread(segment_for_asr, audio, None, max_segment_s)
+    check_long_enough(audio)  # the daily job's rule, before any Triton lookup: an InputError, answered with 422
     result = ClipResult(name, info.format, info.sample_rate, info.channels, round(audio.size / SAMPLE_RATE, 3),
                         language, use_itn, segmented=audio.size > int(max_segment_s * SAMPLE_RATE))
     if callable(url):
@@ -195,14 +194,15 @@ async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn
     async with SenseVoiceClient(url, max_concurrency=4, timeout_s=timeout_s, retries=1, backoff_s=0.5,
                                 deadline_retries=0) as client:
         await client.check_ready()
-        answers = await asyncio.gather(*(client.transcribe(audio[s.start:s.end], language, use_itn)
-                                         for s in segments))
-    for i, (seg, answer) in enumerate(zip(segments, answers)):
-        result.segments.append(ClipSegment(i, round(seg.start_s, 3), round(seg.end_s, 3), answer.text,
-                                           parse(answer.text).text, render_emoji(answer.text)))
-    if answers:
-        result.model_name = answers[0].model_name
-        result.model_version = ",".join(sorted({a.model_version for a in answers}))
+        transcript = await RecordingTranscriber(client, max_segment_s).transcribe_channels(
+            info, [audio], language, use_itn)
+    for i, s in enumerate(transcript.segments):
+        text = s.answer.text
+        result.segments.append(ClipSegment(i, round(s.segment.start_s, 3), round(s.segment.end_s, 3), text,
+                                           parse(text).text, render_emoji(text)))
+    if transcript.segments:
+        result.model_name = transcript.segments[0].answer.model_name
+        result.model_version = ",".join(transcript.model_versions)
     result.raw = "".join(s.raw for s in result.segments)
     result.plain = render_plain(result.raw)
     result.emoji = render_emoji(result.raw) if result.raw else ""
