@@ -45,6 +45,7 @@ from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TI
 from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, PublishError
 from sensevoice_pipeline.speech.languages import LANGUAGES
 from sensevoice_pipeline.lake.lease import DateBusyError
+from sensevoice_pipeline.provider.hooks import airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.settings import CHANNEL_MODES, Settings
 
@@ -52,12 +53,11 @@ UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utter
 
 
 def _settings(params: dict) -> Settings:
-    from sensevoice_pipeline.provider.hooks import SenseVoiceTritonHook, with_aws_connection
-
-    settings = Settings.from_env(
+    return airflow_settings(
         raw_root=params.get("raw_root"),
         lake_root=params.get("lake_root"),
-        triton_url=SenseVoiceTritonHook(params.get("triton_conn_id") or "sensevoice_triton").get_url(),
+        triton_conn_id=params.get("triton_conn_id"),
+        aws_conn_id=params.get("aws_conn_id"),
         language=params["language"],
         use_itn=params["use_itn"],
         channel_mode=params["channel_mode"],
@@ -65,7 +65,6 @@ def _settings(params: dict) -> Settings:
         batch_size=params["batch_size"],
         failure_budget=params["failure_budget"],
     )
-    return with_aws_connection(settings, params.get("aws_conn_id") or "aws_default")
 
 
 def _partition_date(context) -> str:

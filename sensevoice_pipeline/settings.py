@@ -1,5 +1,7 @@
-"""Where data lives and how the daily job runs: defaults, overridden by environment variables, then by explicit
-arguments (CLI flags, DAG Params)."""
+"""The one configuration object: where data and models live, which Airflow Connections to use, and how the daily
+job runs. Defaults, overridden by environment variables (``Settings.from_env``), then by explicit arguments (CLI
+flags, DAG Params). The CLI builds it with ``Settings.from_env``; DAG tasks and the plugin page with
+``provider.hooks.airflow_settings``, which adds what the named Connections say (Triton address, S3 credentials)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
 from sensevoice_pipeline.lake.storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
+from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_USE_ITN
 
 CHANNEL_MODES = ("mono", "split")
 
@@ -30,10 +33,10 @@ class Settings:
     warehouse: Path | None = None
     triton_url: str = "127.0.0.1:8001"
     language: str = "auto"  # default hint when the manifest has none
-    use_itn: bool = True
+    use_itn: bool = DEFAULT_USE_ITN
     channel_mode: str = "mono"  # mono: mix down; split: one transcript per channel (agent / customer)
     model_version: str = ""  # pin a `sensevoice` version; "" = what the server serves
-    max_segment_s: float = 30.0
+    max_segment_s: float = DEFAULT_MAX_SEGMENT_S
     batch_size: int = 16  # files per mapped task
     concurrency: int = 8  # Triton requests in flight per task
     request_timeout_s: float = 120.0  # deadline of one Triton request (SVP_REQUEST_TIMEOUT_S)
@@ -46,6 +49,13 @@ class Settings:
     # Superseded lake files and abandoned staging are deleted this long after they stopped being current, so a
     # reader that started on an older snapshot can finish (SVP_GC_GRACE_S).
     gc_grace_s: float = 86400.0
+    # The Triton model repository (SVP_MODEL_REPOSITORY): the release DAG, `svp models` and the page read it.
+    model_repository: Path = Path("model_repository")
+    # The canary's golden set (SVP_GOLDEN_DIR): clips + expected.jsonl; None: the fixture model's clips.
+    golden_dir: Path | None = None
+    # Airflow Connections (names; only DAG tasks and the plugin look them up): the Triton address, S3 credentials.
+    triton_conn_id: str = "sensevoice_triton"  # SVP_TRITON_CONN_ID
+    aws_conn_id: str = "aws_default"  # SVP_AWS_CONN_ID
 
     @property
     def warehouse_path(self) -> Path:
@@ -73,6 +83,10 @@ class Settings:
             catalog=env.get("SVP_CATALOG") or None,
             lease_ttl_s=float(env.get("SVP_LEASE_TTL_S", cls.lease_ttl_s)),
             gc_grace_s=float(env.get("SVP_GC_GRACE_S", cls.gc_grace_s)),
+            model_repository=Path(env.get("SVP_MODEL_REPOSITORY") or cls.model_repository),
+            golden_dir=Path(env["SVP_GOLDEN_DIR"]) if env.get("SVP_GOLDEN_DIR") else None,
+            triton_conn_id=env.get("SVP_TRITON_CONN_ID") or cls.triton_conn_id,
+            aws_conn_id=env.get("SVP_AWS_CONN_ID") or cls.aws_conn_id,
         )
         return base.with_overrides(**overrides)
 
@@ -95,7 +109,7 @@ def _check_duckdb_path(path: Path, where: str) -> Path:
     return path
 
 
-_CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode")
+_CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode", "model_repository", "golden_dir")
 
 
 def _checked(key: str, value, variable: str | None = None):
@@ -121,6 +135,10 @@ def _checked(key: str, value, variable: str | None = None):
             raise UnknownLanguageError(f"{where}unknown default language {value!r}: expected one of "
                                        f"{', '.join(LANGUAGES)}") from exc
         return str(value).strip().lower()
+    if key in ("model_repository", "golden_dir"):
+        if is_remote(value):
+            raise ConfigurationError(f"{where}{key.replace('_', ' ')} must be a local directory, not {value}")
+        return Path(value)
     if key == "channel_mode":
         mode = str(value).strip().lower()
         if mode not in CHANNEL_MODES:

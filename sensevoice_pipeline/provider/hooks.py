@@ -1,5 +1,6 @@
-"""The hook that turns an Airflow Connection into the Triton gRPC address the library's client uses, and the helper
-that turns an ``aws`` Connection into the S3 settings of ``s3://`` data roots."""
+"""The hook that turns an Airflow Connection into the Triton gRPC address the library's client uses, the helper
+that turns an ``aws`` Connection into the S3 settings of ``s3://`` data roots, and ``airflow_settings``: the one way
+DAG tasks and the plugin page build their :class:`~sensevoice_pipeline.settings.Settings`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import replace
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.lake.storage import S3Options, is_remote
+from sensevoice_pipeline.serving.client import default_url
+from sensevoice_pipeline.settings import Settings
 
 DEFAULT_CONN_ID = "sensevoice_triton"
 DEFAULT_AWS_CONN_ID = "aws_default"
@@ -73,3 +75,12 @@ def with_aws_connection(settings, conn_id: str = DEFAULT_AWS_CONN_ID):
     options = S3Options.from_connection(conn.login, conn.password, conn.extra_dejson, conn.host)
     log.info("s3:// roots use connection %r (endpoint %s)", conn_id, options.describe())
     return replace(settings, **{key: root.with_options(options) for key, root in remote.items()})
+
+
+def airflow_settings(**overrides) -> Settings:
+    """Settings for an Airflow task or the plugin page: the environment, then ``overrides`` (a DAG's Params; None and
+    "" keep the environment's value), then what the Connections they name say: the Triton address from
+    ``triton_conn_id`` and S3 credentials for ``s3://`` roots from ``aws_conn_id``."""
+    settings = Settings.from_env(**overrides)
+    settings = replace(settings, triton_url=SenseVoiceTritonHook(settings.triton_conn_id).get_url())
+    return with_aws_connection(settings, settings.aws_conn_id)
