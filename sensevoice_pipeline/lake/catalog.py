@@ -31,7 +31,7 @@ import pyarrow as pa
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.lake.storage import (LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, exclusive_lock, is_remote,
                       load_duckdb_extension, prepare_duckdb, sql_value)
-from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, SORT_KEYS
+from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, ROLLUP_SCHEMAS, SORT_KEYS, rollup_sql
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +120,25 @@ class Lake:
 
     @staticmethod
     def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+        """Create the tables this version of the code knows and the catalog lacks. A rollup table added to a lake
+        that already holds utterances is filled from them for every date, in the same transaction, so the canned
+        queries never read a rollup that lacks published days."""
         existing = {row[0] for row in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]).fetchall()}
-        for name, schema in ALL_SCHEMAS.items():
-            if name in existing:
-                continue
-            columns = ", ".join(f'"{c}" {t}' for c, t in zip(schema.names, _duckdb_types(con, schema)))
-            con.execute(f'CREATE TABLE {ALIAS}."{name}" (date DATE, {columns})')
-            con.execute(f'ALTER TABLE {ALIAS}."{name}" SET PARTITIONED BY (date)')
-            log.info("created table %s in the lake catalog", name)
+        missing = [name for name in ALL_SCHEMAS if name not in existing]
+        if not missing:
+            return
+        with _transaction(con):
+            for name in missing:
+                schema = ALL_SCHEMAS[name]
+                columns = ", ".join(f'"{c}" {t}' for c, t in zip(schema.names, _duckdb_types(con, schema)))
+                con.execute(f'CREATE TABLE {ALIAS}."{name}" (date DATE, {columns})')
+                con.execute(f'ALTER TABLE {ALIAS}."{name}" SET PARTITIONED BY (date)')
+                log.info("created table %s in the lake catalog", name)
+            if "utterances" in existing:
+                for name in (n for n in missing if n in ROLLUP_SCHEMAS):
+                    _fill_rollup(con, name)
+
 
     # -- writing -----------------------------------------------------------------------------------------------------
 
@@ -225,3 +235,11 @@ def _transaction(con: duckdb.DuckDBPyConnection):
 def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str]:
     """DuckDB's column types for an Arrow schema (what DuckDB itself maps them to)."""
     return [str(t) for t in con.from_arrow(schema.empty_table()).types]
+
+
+def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    columns = ", ".join(f'"{c}"' for c in ALL_SCHEMAS[name].names)
+    con.execute(f'INSERT INTO {ALIAS}."{name}" (date, {columns}) '
+                f'WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}')
+    rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
+    log.info("filled the new rollup %s from the published utterances: %d rows", name, rows)

@@ -1,8 +1,14 @@
 """The lake's tables: their schemas (without the ``date`` partition column, which every table has first) and the
-daily rollup. Where and how they are stored and committed: catalog.py."""
+daily rollups. Where and how they are stored and committed: catalog.py.
+
+The rollups are computed from a day's utterances by the publish step and committed in the same transaction as the
+day's raw tables, so a BI question over a year reads a few thousand rows a day instead of half a million, and a
+rollup never disagrees with the utterances it was made from. The raw views stay for ad-hoc SQL.
+"""
 
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 
 UTTERANCES = pa.schema(
@@ -60,6 +66,37 @@ EMOTION_DAILY = pa.schema(
     ]
 )
 
+# Per sound event: how many utterances carry it and in how many recordings (exact distinct counts for the day).
+EVENT_DAILY = pa.schema(
+    [
+        ("event", pa.string()),
+        ("utterances", pa.int64()),
+        ("recordings", pa.int64()),
+    ]
+)
+
+# Which model versions answered the day's utterances (the page's "models" table).
+MODEL_USAGE_DAILY = pa.schema(
+    [
+        ("model_version", pa.string()),
+        ("utterances", pa.int64()),
+        ("recordings", pa.int64()),
+    ]
+)
+
+# The supervisors' report: one row per recording and channel with at least one angry segment.
+ANGRY_CALLS = pa.schema(
+    [
+        ("recording_id", pa.string()),
+        ("source_path", pa.string()),
+        ("channel", pa.int16()),
+        ("angry_segments", pa.int64()),
+        ("segments", pa.int64()),
+        ("angry_share", pa.float64()),
+        ("angry_text", pa.string()),  # the angry segments' texts, in segment order, joined with " / "
+    ]
+)
+
 RUNS = pa.schema(
     [
         ("run_id", pa.string()),
@@ -106,7 +143,9 @@ MODEL_RELEASES = pa.schema(
     ]
 )
 
-SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, "emotion_daily": EMOTION_DAILY, "runs": RUNS}
+ROLLUP_SCHEMAS = {"emotion_daily": EMOTION_DAILY, "event_daily": EVENT_DAILY, "model_usage_daily": MODEL_USAGE_DAILY,
+                  "angry_calls": ANGRY_CALLS}
+SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, **ROLLUP_SCHEMAS, "runs": RUNS}
 DAILY_TABLES = tuple(SCHEMAS)  # what one daily run publishes for its date, in one commit
 # Tables written by other jobs than the daily one, in the same catalog.
 OTHER_SCHEMAS = {"model_releases": MODEL_RELEASES}
@@ -116,6 +155,9 @@ SORT_KEYS = {
     "utterances": ("source_path", "channel", "segment_index"),
     "recordings": ("source_path",),
     "emotion_daily": ("language", "emotion", "channel"),
+    "event_daily": ("event",),
+    "model_usage_daily": ("model_version",),
+    "angry_calls": ("source_path", "channel"),
     "runs": ("run_id",),
     "model_releases": ("finished_at", "release_id"),
 }
@@ -125,24 +167,54 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+# Each rollup as SQL over utterances registered as ``u``: for one day's rows ({date} empty), or for every date of
+# the lake at once ({date} = "date, ", to fill a rollup table added to an existing lake). Missing tags count as
+# 'unknown', as the canned queries always showed them.
+ROLLUP_SQL = {
+    "emotion_daily": """
+        SELECT {date}coalesce(language, 'unknown') AS language, coalesce(emotion, 'unknown') AS emotion, channel,
+               count(*)::BIGINT AS utterances, sum(end_s - start_s)::DOUBLE AS speech_seconds,
+               count(DISTINCT recording_id)::BIGINT AS recordings
+        FROM u GROUP BY ALL ORDER BY {date}language, emotion, channel
+    """,
+    "event_daily": """
+        SELECT {date}coalesce(event, 'unknown') AS event, count(*)::BIGINT AS utterances,
+               count(DISTINCT recording_id)::BIGINT AS recordings
+        FROM u GROUP BY ALL ORDER BY {date}event
+    """,
+    "model_usage_daily": """
+        SELECT {date}model_version, count(*)::BIGINT AS utterances, count(DISTINCT recording_id)::BIGINT AS recordings
+        FROM u GROUP BY ALL ORDER BY {date}model_version
+    """,
+    "angry_calls": """
+        SELECT {date}any_value(recording_id) AS recording_id, source_path, channel,
+               count(*) FILTER (WHERE emotion = 'angry')::BIGINT AS angry_segments,
+               count(*)::BIGINT AS segments,
+               round(count(*) FILTER (WHERE emotion = 'angry') / count(*), 3)::DOUBLE AS angry_share,
+               string_agg(text, ' / ' ORDER BY segment_index) FILTER (WHERE emotion = 'angry') AS angry_text
+        FROM u GROUP BY {date}source_path, channel HAVING angry_segments > 0 ORDER BY {date}source_path, channel
+    """,
+}
+
+
+def rollup_sql(name: str, every_date: bool = False) -> str:
+    return ROLLUP_SQL[name].format(date="date, " if every_date else "")
+
+
+def rollups(utterances: pa.Table) -> dict[str, pa.Table]:
+    """Every rollup of one day's utterances, by table name."""
+    con = duckdb.connect()
+    try:
+        con.register("u", utterances)
+        out = {}
+        for name, schema in ROLLUP_SCHEMAS.items():
+            result = con.sql(rollup_sql(name)).to_arrow_table()
+            out[name] = result.cast(schema) if result.num_rows else schema.empty_table()
+        return out
+    finally:
+        con.close()
+
+
 def emotion_rollup(utterances: pa.Table) -> pa.Table:
     """Per language x emotion x channel: utterances, speech seconds, distinct recordings."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.register("u", utterances)
-    result = con.sql(
-        """
-        SELECT coalesce(language, 'unknown') AS language,
-               coalesce(emotion, 'unknown') AS emotion,
-               channel,
-               count(*)::BIGINT AS utterances,
-               sum(end_s - start_s)::DOUBLE AS speech_seconds,
-               count(DISTINCT recording_id)::BIGINT AS recordings
-        FROM u
-        GROUP BY ALL
-        ORDER BY language, emotion, channel
-        """
-    ).to_arrow_table()
-    con.close()
-    return result.cast(EMOTION_DAILY) if result.num_rows else EMOTION_DAILY.empty_table()
+    return rollups(utterances)["emotion_daily"]

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: one database file whose views read the lake's tables, and the canned BI queries.
+"""The DuckDB warehouse: one database file whose views read the lake's tables; runs the canned queries (queries.py).
 
 The views read the DuckLake catalog attached as ``lake`` (catalog.py): DuckDB does not keep attachments in a file,
 so whoever opens the file attaches the catalog first -- :meth:`Warehouse.connect` does; a BI tool runs the two lines
@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -21,74 +20,7 @@ import pyarrow as pa
 from sensevoice_pipeline.lake.catalog import ALIAS, CatalogError, Lake
 from sensevoice_pipeline.lake.storage import StorageError, default_warehouse, duckdb_extension_path, exclusive_lock
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS
-
-GROUP_BY = {"language": "language", "channel": "channel"}
-
-
-@dataclass(frozen=True)
-class Query:
-    name: str
-    title: str
-    sql: str
-
-
-QUERIES = {
-    "emotion-trend": Query(
-        "emotion-trend",
-        "Utterances per day and emotion (share of the day's utterances)",
-        """
-        SELECT date, {group} AS {group_name}, emotion,
-               sum(utterances)::BIGINT AS utterances,
-               round(sum(speech_seconds), 1) AS speech_seconds,
-               round(sum(utterances) / sum(sum(utterances)) OVER (PARTITION BY date, {group}), 3) AS share
-        FROM emotion_daily
-        WHERE date BETWEEN $from_date AND $to_date
-        GROUP BY date, {group}, emotion
-        ORDER BY date, {group_name}, utterances DESC, emotion
-        """,
-    ),
-    "events": Query(
-        "events",
-        "Sound events per day",
-        """
-        SELECT date, coalesce(event, 'unknown') AS event, count(*)::BIGINT AS utterances,
-               count(DISTINCT recording_id)::BIGINT AS recordings
-        FROM utterances
-        WHERE date BETWEEN $from_date AND $to_date
-        GROUP BY date, event
-        ORDER BY date, utterances DESC, event
-        """,
-    ),
-    "angry-calls": Query(
-        "angry-calls",
-        "Recordings with angry segments (supervisors' report)",
-        """
-        SELECT date, source_path, channel,
-               count(*) FILTER (WHERE emotion = 'angry')::BIGINT AS angry_segments,
-               count(*)::BIGINT AS segments,
-               round(count(*) FILTER (WHERE emotion = 'angry') / count(*), 3) AS angry_share,
-               string_agg(text, ' / ' ORDER BY segment_index) FILTER (WHERE emotion = 'angry') AS angry_text
-        FROM utterances
-        WHERE date BETWEEN $from_date AND $to_date
-        GROUP BY date, source_path, channel
-        HAVING angry_segments > 0
-        ORDER BY date, angry_share DESC, source_path, channel
-        """,
-    ),
-    "angry-share": Query(
-        "angry-share",
-        "Share of angry segments per day",
-        """
-        SELECT date, sum(utterances) FILTER (WHERE emotion = 'angry')::BIGINT AS angry,
-               sum(utterances)::BIGINT AS utterances,
-               round(coalesce(sum(utterances) FILTER (WHERE emotion = 'angry'), 0) / sum(utterances), 3) AS share
-        FROM emotion_daily
-        WHERE date BETWEEN $from_date AND $to_date
-        GROUP BY date ORDER BY date
-        """,
-    ),
-}
-
+from sensevoice_pipeline.warehouse.queries import GROUP_BY, QUERIES
 
 class WarehouseError(RuntimeError):
     pass
@@ -170,7 +102,7 @@ class Warehouse:
             raise WarehouseError(f"unknown query {name!r}: expected one of {', '.join(QUERIES)}")
         if by not in GROUP_BY:
             raise WarehouseError(f"cannot group by {by!r}: expected one of {', '.join(GROUP_BY)}")
-        sql = QUERIES[name].sql.format(group=GROUP_BY[by], group_name=by)
+        sql = QUERIES[name].render(by)
         params = {"from_date": _as_date(date_from, dt.date.min), "to_date": _as_date(date_to, dt.date.max)}
         con = self.connect()
         try:
