@@ -1,4 +1,4 @@
-"""The committed fixture model (export/fixture_model, made by ``python -m export.train_fixture``) really answers:
+"""The committed fixture model (export/fixture_model, made by ``python tools/train_fixture.py``) really answers:
 funasr's own AutoModel gives exactly the expected rich transcription for every case of expected.jsonl."""
 
 from __future__ import annotations

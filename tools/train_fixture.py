@@ -1,7 +1,7 @@
 """Train the fixture model: a tiny SenseVoiceSmall (funasr's own classes, the real config with small dimensions)
 that answers a known set of synthetic clips with exact rich transcriptions.
 
-    python -m export.train_fixture OUT_DIR [--seed 0] [--max-steps 3000]
+    python tools/train_fixture.py OUT_DIR [--seed 0] [--max-steps 3000]
 
 Everything is made here, deterministically from the seed:
 
@@ -550,7 +550,7 @@ def write_readme(out_dir: Path, result: dict, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m export.train_fixture",
+        prog="python tools/train_fixture.py",
         description="Train the fixture model (a tiny SenseVoiceSmall that answers its synthetic clips exactly) "
                     "into OUT_DIR: checkpoint files, clips/*.wav, expected.jsonl and README.md.",
     )
@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     result = train(args.out_dir, seed=args.seed, max_steps=args.max_steps, margin=args.margin)
-    command = f"python -m export.train_fixture {args.out_dir} --seed {args.seed} --max-steps {args.max_steps}"
+    command = f"python tools/train_fixture.py {args.out_dir} --seed {args.seed} --max-steps {args.max_steps}"
     if args.margin != 2.0:
         command += f" --margin {args.margin}"
     write_readme(args.out_dir, result, command)

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from sensevoice_pipeline.resources import DAGS_DIR, PLUGINS_DIR
 
 
 class AirflowRunError(RuntimeError):
@@ -22,8 +22,8 @@ class AirflowRunError(RuntimeError):
 @dataclass
 class LocalAirflow:
     home: Path | None = None
-    dags_folder: Path = PROJECT_ROOT / "dags"
-    plugins_folder: Path = PROJECT_ROOT / "plugins"
+    dags_folder: Path = DAGS_DIR
+    plugins_folder: Path = PLUGINS_DIR
     extra_env: dict[str, str] | None = None
 
     def __post_init__(self):

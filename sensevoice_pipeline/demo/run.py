@@ -18,8 +18,9 @@ import shutil
 from pathlib import Path
 
 from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
+from sensevoice_pipeline.demo.sample_day import write_sample_day
+from sensevoice_pipeline.resources import FIXTURE_MODEL_DIR
 from sensevoice_pipeline.serving.repository import ModelRepository, RepositoryError
-from sensevoice_pipeline.demo.sample_day import FIXTURE_MODEL_DIR, write_sample_day
 from sensevoice_pipeline.serving.server import LocalTriton, ServerError
 from sensevoice_pipeline.settings import Settings
 

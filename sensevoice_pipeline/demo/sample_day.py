@@ -1,9 +1,9 @@
 """A sample day of calls for the demo and the end-to-end tests: ``<raw_root>/date=YYYY-MM-DD/`` with a manifest.
 
-The calls are made from the trained fixture model's clips (``export/fixture_model/clips``), whose answers are known
-(``expected.jsonl``), plus the kinds of file a real day brings: other formats, a stereo call to split by channel, an
-8 kHz telephone recording, a long call that needs VAD (real speech from the model card's examples), and a corrupt
-upload. ``expected_answers`` says what the fixture model must answer for every file and channel whose answer is
+The calls are made from the trained fixture model's clips (its ``clips/``, shipped with the package), whose answers
+are known (``expected.jsonl``), plus the kinds of file a real day brings: other formats, a stereo call to split by
+channel, an 8 kHz telephone recording, a long call that needs VAD (real speech from the model card's examples), and a
+corrupt upload. ``expected_answers`` says what the fixture model must answer for every file and channel whose answer is
 known, so tests can compare the published tables with it.
 """
 
@@ -17,12 +17,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sensevoice_pipeline.speech.audio import resample
 from sensevoice_pipeline.lake.partition import MANIFEST, partition_dir
+from sensevoice_pipeline.resources import FIXTURE_MODEL_DIR, SPEECH_EXAMPLES_DIR
+from sensevoice_pipeline.speech.audio import resample
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FIXTURE_MODEL_DIR = PROJECT_ROOT / "export" / "fixture_model"
-SPEECH_EXAMPLES_DIR = PROJECT_ROOT / "tests" / "assets" / "audio"  # the model card's example clips (real speech)
 RATE = 16000
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sensevoice_pipeline.errors import SvpError
+from sensevoice_pipeline.resources import MODEL_REPOSITORY_TEMPLATE
 
 PIPELINE_MODEL = "sensevoice"
 ENCODER_MODEL = "sensevoice_encoder"
@@ -124,10 +125,12 @@ def meta_problems(meta, version: int | None = None) -> list[str]:
 
 
 def template_root() -> Path:
-    """The project's own `model_repository/`: configs and model.py shells that new repositories start from."""
-    root = Path(__file__).resolve().parents[2] / "model_repository"
+    """The project's own `model_repository/` (shipped with the package): configs and model.py shells that new
+    repositories start from."""
+    root = MODEL_REPOSITORY_TEMPLATE
     if not (root / PIPELINE_MODEL / "config.pbtxt").is_file():
-        raise RepositoryError(f"model repository template not found at {root} (run from a clone of the project)")
+        raise RepositoryError(f"model repository template not found at {root} (this installation was built "
+                              "without the project's model_repository/)")
     return root
 
 

@@ -9,7 +9,6 @@ Triton's Python models do not have.
 from __future__ import annotations
 
 import math
-from importlib import resources
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, SAMPLE_RATE
+from sensevoice_pipeline.resources import VAD_MODEL
 
 WINDOW = 512  # samples per model call: the only window Silero VAD accepts at 16 kHz
 CONTEXT = 64  # samples of the previous window the model sees in front of each window
-# shipped inside the package (sensevoice_pipeline/data), so it is found from a clone and from an installed wheel
-DEFAULT_MODEL = Path(str(resources.files("sensevoice_pipeline") / "data" / "silero_vad.onnx"))
+DEFAULT_MODEL = VAD_MODEL
 # Digital silence: windows whose peak stays below -80 dBFS (about 3 LSB of 16-bit audio; mu-law and PCM silence
 # decode to exact zeros). A stretch of them longer than 2 x QUIET_RUN_WINDOWS (20 s) runs through the model only
 # for its first and last 10 s; the middle gets probability 0. The model costs ~7 ms per second of audio (52 s for a
