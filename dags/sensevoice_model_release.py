@@ -9,40 +9,35 @@ and `report` writes the report and the `model_releases` row, with outcome `faile
 the reason when a step raised. `report` then fails the run (ReleaseFailed), so a run whose stage or canary raised
 still ends failed; a refused release fails it too unless `fail_on_refusal` is off.
 
-Every task body is one call into `sensevoice_pipeline.releases.operations` (`svp models ...` calls the same functions).
+Every task body is one call into `sensevoice_pipeline.releases` (`svp models ...` and `releases.release()` call the
+same functions).
 
-Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address), and the
-environment: SVP_LAKE_ROOT (default var/lake), SVP_MODEL_REPOSITORY (default model_repository). The export task needs
-the `[export]` extra (torch, funasr) on the worker that runs it.
+Configuration: each task builds its Settings with `provider.hooks.airflow_settings` from the Params below (an empty
+Param keeps the environment's value): `repository` over SVP_MODEL_REPOSITORY (default model_repository), `lake_root`
+over SVP_LAKE_ROOT (default var/lake), `golden_dir` over SVP_GOLDEN_DIR (default the fixture model's clips), and the
+Triton address from the Connection named by `triton_conn_id`; the `model_releases` row goes to the lake's catalog
+(SVP_CATALOG). The export task needs the `[export]` extra (torch, funasr) on the worker that runs it.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from sensevoice_pipeline.releases import operations as releases
+from sensevoice_pipeline import releases
+from sensevoice_pipeline.provider.hooks import DEFAULT_CONN_ID, airflow_settings
+from sensevoice_pipeline.settings import Settings
 
 # task id -> the release step it runs (releases.RELEASE_STEPS), in order.
 STEP_TASKS = {"export_model": "export", "stage": "stage", "canary": "canary", "promote_or_discard": "promote"}
 ERROR_KEY = "error"  # XCom key under which a failed step leaves its one-line error for the report
 
 
-def _repository(params: dict) -> str:
-    return params.get("repository") or os.environ.get("SVP_MODEL_REPOSITORY") or "model_repository"
-
-
-def _lake_root(params: dict) -> str:
-    return params.get("lake_root") or os.environ.get("SVP_LAKE_ROOT") or "var/lake"
-
-
-def _url(params: dict) -> str:
-    from sensevoice_pipeline.provider.hooks import SenseVoiceTritonHook
-
-    return SenseVoiceTritonHook(params.get("triton_conn_id") or "sensevoice_triton").get_url()
+def _settings(params: dict) -> Settings:
+    return airflow_settings(model_repository=params["repository"], lake_root=params["lake_root"],
+                            triton_conn_id=params["triton_conn_id"], golden_dir=params["golden_dir"])
 
 
 def _thresholds(params: dict) -> dict:
@@ -72,8 +67,8 @@ def _step(body: Callable[[], dict]) -> dict:
         "precision": Param("fp32", enum=["fp32", "int8", "fp16"], description="fp32, int8 (CPU) or fp16 (GPU)"),
         "exporter": Param("legacy", enum=["legacy", "dynamo"], description="ONNX exporter"),
         "repository": Param("", type="string", description="Triton model repository (default $SVP_MODEL_REPOSITORY)"),
-        "golden_dir": Param("", type="string",
-                            description="Golden set: clips + expected.jsonl (default: the fixture model's clips)"),
+        "golden_dir": Param("", type="string", description="Golden set: clips + expected.jsonl (default "
+                                                           "$SVP_GOLDEN_DIR, else the fixture model's clips)"),
         "min_transcript_agreement": Param(0.95, type="number", minimum=0, maximum=1,
                                           description="Share of golden cases whose text must equal serving's"),
         "min_emotion_agreement": Param(0.95, type="number", minimum=0, maximum=1,
@@ -83,7 +78,7 @@ def _step(body: Callable[[], dict]) -> dict:
         "fail_on_refusal": Param(True, type="boolean", description="Fail the run (after the report) when refused"),
         "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT (model_releases table)"),
         "report_dir": Param("", type="string", description="Where the JSON report goes (default <lake>/release_reports)"),
-        "triton_conn_id": Param("sensevoice_triton", type="string", description="Connection of the Triton server"),
+        "triton_conn_id": Param(DEFAULT_CONN_ID, type="string", description="Connection of the Triton server"),
     },
     tags=["sensevoice", "model-release"],
     doc_md=__doc__,
@@ -92,41 +87,46 @@ def sensevoice_model_release():
     @task
     def export_model() -> dict:
         p = get_current_context()["params"]
-        releases.check_report_root(_lake_root(p))
-        return _step(lambda: releases.export_version(p["checkpoint"], _repository(p), p["precision"], p["exporter"]))
+        settings = _settings(p)
+        releases.check_report_root(settings.lake_root)
+        return _step(lambda: releases.export_version(p["checkpoint"], settings.model_repository, p["precision"],
+                                                     p["exporter"]))
 
     @task
     def stage(exported: dict) -> dict:
-        p = get_current_context()["params"]
-        return _step(lambda: releases.stage(_repository(p), exported["version"], _url(p)))
+        settings = _settings(get_current_context()["params"])
+        return _step(lambda: releases.stage(settings.model_repository, exported["version"], settings.triton_url))
 
     @task
     def canary(staged: dict) -> dict:
         p = get_current_context()["params"]
-        return _step(lambda: releases.run_canary(_url(p), staged["staged"], p["golden_dir"] or None, _thresholds(p),
-                                                 serving_version=staged["serving"]))
+        settings = _settings(p)
+        return _step(lambda: releases.run_canary(settings.triton_url, staged["staged"], settings.golden_dir,
+                                                 _thresholds(p), serving_version=staged["serving"],
+                                                 max_segment_s=settings.max_segment_s))
 
     @task
     def promote_or_discard(result: dict) -> dict:
-        p = get_current_context()["params"]
-        return _step(lambda: releases.conclude_release(_repository(p), _url(p), result))
+        settings = _settings(get_current_context()["params"])
+        return _step(lambda: releases.conclude_release(settings.model_repository, settings.triton_url, result))
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def unstage_candidate() -> dict:
         """Runs whatever failed upstream: a release that did not conclude leaves no candidate loaded."""
         context = get_current_context()
-        p, ti = context["params"], context["ti"]
+        settings, ti = _settings(context["params"]), context["ti"]
         if ti.xcom_pull(task_ids="promote_or_discard") is not None:
             return {"skipped": "the release concluded (promoted, or refused and unstaged)"}
         if ti.xcom_pull(task_ids="export_model") is None:
             return {"skipped": "nothing was exported, so nothing was staged"}
-        return _step(lambda: releases.unstage(_repository(p), _url(p)))
+        return _step(lambda: releases.unstage(settings.model_repository, settings.triton_url))
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report() -> dict:
         """Runs whatever failed upstream: the report and the model_releases row, then the run's verdict."""
         context = get_current_context()
         p, ti = context["params"], context["ti"]
+        settings = _settings(p)
         results = {t: ti.xcom_pull(task_ids=t) for t in (*STEP_TASKS, "unstage_candidate")}
         exported, staged, result, decision = (results[t] for t in STEP_TASKS)
         if decision is None:  # a step raised (or never ran because one before it raised)
@@ -134,13 +134,14 @@ def sensevoice_model_release():
             failed = next((t for t in STEP_TASKS if errors[t]), None) \
                 or next(t for t in STEP_TASKS if results[t] is None)
             decision = releases.failed_decision(
-                _repository(p), STEP_TASKS[failed], errors[failed] or f"task {failed} failed (see its log)",
+                settings.model_repository, STEP_TASKS[failed], errors[failed] or f"task {failed} failed (see its log)",
                 candidate=(exported or {}).get("version"), serving_before=(staged or {}).get("serving"),
                 unstaged=results["unstage_candidate"], cleanup_error=errors["unstage_candidate"],
             )
         summary = releases.write_release_report(
-            _lake_root(p), context["run_id"], exported or {}, result, decision,
+            settings.lake_root, context["run_id"], exported or {}, result, decision,
             started_at=context["dag_run"].start_date.isoformat(), report_dir=p["report_dir"] or None,
+            catalog=settings.catalog,
         )
         return releases.check_outcome(summary, p["fail_on_refusal"])
 

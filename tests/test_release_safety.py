@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sensevoice_pipeline.releases import operations as releases
+from sensevoice_pipeline import releases
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, ModelRepository
 from sensevoice_pipeline.serving.server import LocalTriton, ServerError
 

@@ -1,0 +1,115 @@
+"""The release report: one JSON file per release, and its row in the lake's ``model_releases`` table (DuckDB reads
+it through the warehouse's ``model_releases`` view)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+from sensevoice_pipeline.lake import tables
+from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.lake.storage import is_remote
+from sensevoice_pipeline.releases.errors import ReleaseError
+from sensevoice_pipeline.releases.files import write_atomic
+
+REPORTS_DIR = "release_reports"  # under the lake root, unless a release names another folder
+
+
+def check_report_root(lake_root) -> Path:
+    """Release reports and the ``model_releases`` table need a local (or mounted) lake root: appending a row takes
+    a file lock. Checked before a release starts, so a release is never promoted and then left without its report."""
+    if is_remote(lake_root):
+        raise ReleaseError(f"model releases write their report and table under a local lake root, not {lake_root}: "
+                           "give a local path (or a mounted bucket) as lake_root")
+    return Path(lake_root)
+
+
+def write_release_report(lake_root, release_id: str, exported: dict, canary: dict | None, decision: dict,
+                         started_at: str | None = None, report_dir: str | Path | None = None,
+                         catalog: str | Path | None = None) -> dict:
+    """The release report as JSON (``<lake>/release_reports/<release_id>.json`` unless ``report_dir``) and as a
+    row of the ``model_releases`` table in the lake's catalog (``catalog``, default the lake's own; partition = the
+    UTC day the release finished; re-running a release id replaces its row). Returns the row and the report's
+    path."""
+    lake_root = check_report_root(lake_root)
+    finished = dt.datetime.now(dt.timezone.utc)
+    safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", release_id)
+    report_path = Path(report_dir or lake_root / REPORTS_DIR) / f"{safe_id}.json"
+    report = {
+        "release_id": release_id,
+        "started_at": started_at,
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "outcome": decision["outcome"],
+        "export": exported,
+        "canary": canary,
+        "decision": decision,
+    }
+    write_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
+    row = release_row(release_id, exported, canary or {}, decision, _parse_time(started_at) or finished, finished,
+                      report_path)
+    date = finished.date().isoformat()
+    partition = _append_release_row(lake_root, catalog, date, row)
+    return {"outcome": decision["outcome"], "report": str(report_path), "table": str(partition), "date": date,
+            "row": {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}}
+
+
+def release_row(release_id: str, exported: dict, canary: dict, decision: dict, started: dt.datetime,
+                finished: dt.datetime, report_path: Path) -> dict:
+    """The ``model_releases`` row (schema: lake.tables.MODEL_RELEASES) of a release."""
+    thresholds = canary.get("thresholds") or {}
+    parity = exported.get("parity") or {}
+    return {
+        "release_id": release_id,
+        "started_at": started,
+        "finished_at": finished,
+        "outcome": decision["outcome"],
+        "candidate_version": _str(exported.get("version", decision.get("version"))),
+        "serving_before": _str(canary.get("serving_version", decision.get("serving_before"))),
+        "serving_after": _str(decision.get("serving")),
+        "precision": exported.get("precision"),
+        "exporter": exported.get("exporter"),
+        "source_model": exported.get("source_model"),
+        "source_sha256": exported.get("source_sha256"),
+        "parity_max_abs": parity.get("max_abs"),
+        "parity_min_cosine": parity.get("min_cosine"),
+        "parity_argmax_agreement": parity.get("argmax_agreement"),
+        "golden_cases": canary.get("cases"),
+        "transcript_agreement": canary.get("transcript_agreement"),
+        "emotion_agreement": canary.get("emotion_agreement"),
+        "latency_serving_ms": canary.get("latency_serving_ms"),
+        "latency_staged_ms": canary.get("latency_staged_ms"),
+        "latency_ratio": canary.get("latency_ratio"),
+        "min_transcript_agreement": thresholds.get("min_transcript_agreement"),
+        "min_emotion_agreement": thresholds.get("min_emotion_agreement"),
+        "max_latency_ratio": thresholds.get("max_latency_ratio"),
+        "switch_seconds": decision.get("switch_seconds"),
+        "reasons": "; ".join(decision.get("reasons") or []) or None,
+        "report_path": str(report_path),
+    }
+
+
+def _append_release_row(lake_root: Path, catalog: str | Path | None, date: str, row: dict) -> Path:
+    """The row into the lake's ``model_releases`` table, replacing an earlier row of the same release id; returns
+    the catalog holding it."""
+    lake = Lake(lake_root, catalog)
+    lake.replace_rows("model_releases", date, "release_id", pa.Table.from_pylist([row], schema=tables.MODEL_RELEASES))
+    return lake.catalog_path
+
+
+def _parse_time(value) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _str(value) -> str | None:
+    return None if value is None else str(value)
