@@ -1,17 +1,20 @@
 """Airflow plugin: the SenseVoice page (daily emotion trend, recent runs, failed recordings, model versions) served by
 the api-server under /sensevoice/, with an entry in the UI's nav (Browse menu) that shows it in Airflow's frame.
 
-Thin wiring only: the data and the HTML live in ``sensevoice_pipeline.ui.dashboard``. Every request needs an Airflow
-login (the ``_token`` cookie the UI sets, or an ``Authorization: Bearer`` JWT from ``POST /auth/token``) and a role
-that may see the Airflow website; a browser without one is sent to the login page, anything else gets 401.
-Query parameters are checked before use (dates as YYYY-MM-DD, ``by`` one of language / channel: otherwise 422) and
-reach DuckDB only as bound parameters.
+Thin wiring only: the data lives in ``sensevoice_pipeline.ui.page_data``, the HTML in ``ui.page_html`` and
+``ui.clip_html``. Every request needs an Airflow login (the ``_token`` cookie the UI sets, or an
+``Authorization: Bearer`` JWT from ``POST /auth/token``) and a role that may see the Airflow website; a browser
+without one is sent to the login page, anything else gets 401. Query parameters are checked before use (dates as
+YYYY-MM-DD, ``by`` one of language / channel: otherwise 422) and reach DuckDB only as bound parameters. Settings
+that cannot work (``SVP_LANGUAGE=xx``, ...) answer 503 with their message.
 
 ``POST /sensevoice/clip`` ("Try a clip", the page's multipart form): the same login, then ``clip_check`` does the
 work -- size limit while the body arrives, format, decoding in memory, the daily job's segmentation, the Triton at
 the ``sensevoice_triton`` Connection (``SenseVoiceTritonHook``; $SVP_TRITON_URL without one). It answers an HTML page
 (JSON for a client that asks for ``application/json`` only) with 200, or 413 / 415 / 422 for the clip or the form,
 503 / 504 / 502 when the serving side fails. ``GET /sensevoice/clip`` shows the empty form (where a login comes back).
+
+Every failure's status is ``errors.http_status`` (the one table of what each kind of error answers).
 """
 
 from __future__ import annotations
@@ -27,9 +30,14 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import requires_access_view
 from airflow.plugins_manager import AirflowPlugin
-from sensevoice_pipeline.ui import clip as clip_check, dashboard
-from sensevoice_pipeline.errors import InputError, ServingError
+from sensevoice_pipeline.errors import ConfigurationError, SvpError, http_status
 from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.ui import clip as clip_check
+from sensevoice_pipeline.ui.clip_html import render_clip_page
+from sensevoice_pipeline.ui.html_parts import SECURITY_HEADERS
+from sensevoice_pipeline.ui.page_data import DATE_PATTERN, Params, load_dashboard
+from sensevoice_pipeline.ui.page_html import render_page
+from sensevoice_pipeline.ui.page_text import redact
 from sensevoice_pipeline.warehouse.database import Warehouse
 
 URL_PREFIX = "/sensevoice"
@@ -49,7 +57,7 @@ async def _login_or_error(request: Request, exc: HTTPException):
 
 
 def _date(alias: str):
-    return Query(alias=alias, pattern=dashboard.DATE_PATTERN, max_length=10, description="YYYY-MM-DD")
+    return Query(alias=alias, pattern=DATE_PATTERN, max_length=10, description="YYYY-MM-DD")
 
 
 @app.get("/", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
@@ -59,13 +67,20 @@ def page(
     by: Annotated[Literal["language", "channel"], Query()] = "language",
 ) -> HTMLResponse:
     try:
-        params = dashboard.Params.parse(date_from, date_to, by)
+        params = Params.parse(date_from, date_to, by)
         settings = Settings.from_env()
-        board = dashboard.load_dashboard(Warehouse(settings.lake_root, settings.warehouse_path),
-                                         dashboard.model_repository_path(), params)
-    except dashboard.DashboardParamError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
-    return HTMLResponse(dashboard.render_page(board), headers=dashboard.SECURITY_HEADERS)
+        board = load_dashboard(Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog),
+                               settings.model_repository, params)
+    except SvpError as exc:  # a parameter refused (422), settings that cannot work (503), ...
+        raise HTTPException(status_code=http_status(exc), detail=_page_error(exc)) from None
+    return HTMLResponse(render_page(board), headers=SECURITY_HEADERS)
+
+
+def _page_error(exc: SvpError) -> str:
+    """What the page says about a failure: whose fault it is when it is not the request's; no server path."""
+    if isinstance(exc, ConfigurationError):
+        return redact(f"the server's settings cannot work: {exc}")
+    return redact(str(exc))
 
 
 def _wants_json(request: Request) -> bool:
@@ -77,9 +92,9 @@ def _clip_answer(request: Request, status: int = 200, result=None, error: str | 
                  language: str = "auto", itn: bool = True):
     if _wants_json(request):
         body = result.to_dict() if result is not None else {"detail": error}
-        return JSONResponse(body, status_code=status, headers=dashboard.SECURITY_HEADERS)
-    page = dashboard.render_clip_page(result, error, status, language, itn)
-    return HTMLResponse(page, status_code=status, headers=dashboard.SECURITY_HEADERS)
+        return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)
+    page = render_clip_page(result, error, status, language, itn)
+    return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
 
 
 @app.get("/clip", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
@@ -113,10 +128,9 @@ async def check_clip(request: Request):
         return _clip_answer(request, exc.status_code, error=str(exc.detail), language=language, itn=itn)
     except clip_check.UploadTooLarge as exc:
         await clip_check.drain(request.receive)  # the client gets this answer, not a reset connection
-        return _clip_answer(request, exc.status, error=str(exc), language=language, itn=itn)
-    except (InputError, ServingError) as exc:
-        return _clip_answer(request, clip_check.http_status(exc), error=clip_check.message(exc), language=language,
-                            itn=itn)
+        return _clip_answer(request, http_status(exc), error=str(exc), language=language, itn=itn)
+    except SvpError as exc:
+        return _clip_answer(request, http_status(exc), error=clip_check.message(exc), language=language, itn=itn)
     return _clip_answer(request, result=result, language=language, itn=itn)
 
 

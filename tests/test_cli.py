@@ -235,12 +235,12 @@ def unreachable() -> str:
 def test_errors_raised_on_purpose_are_one_line(monkeypatch, capsys, error, code):
     """Any SvpError that reaches the command line: one line (its message, newlines folded), no traceback; exit 2
     when the user can fix settings, input or server, 1 when the run itself failed."""
-    from sensevoice_pipeline.ui import cli
+    from sensevoice_pipeline.ui import cli, cli_query
 
     def fail(args):
         raise error
 
-    monkeypatch.setattr(cli, "cmd_query", fail)
+    monkeypatch.setattr(cli_query, "cmd_query", fail)
     assert cli.main(["query", "events"]) == code
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("svp query: ") and "Traceback" not in err

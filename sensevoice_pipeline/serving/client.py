@@ -18,7 +18,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from sensevoice_pipeline.errors import InputError, ServingError
+from sensevoice_pipeline.errors import InputError, ServingError, ServingTimeoutError, ServingUnavailableError
 from sensevoice_pipeline.speech.languages import language_id
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 
@@ -40,15 +40,15 @@ class TritonClientError(ServingError):
     """Triton failed to answer (internal error, crashed model, ...): a serving fault, never a fact about the audio."""
 
 
-class TritonUnavailableError(TritonClientError):
+class TritonUnavailableError(TritonClientError, ServingUnavailableError):
     """The server cannot be reached (down, wrong address, or restarting beyond the retry budget)."""
 
 
-class ModelNotReadyError(TritonClientError):
+class ModelNotReadyError(TritonClientError, ServingUnavailableError):
     """The server answers but the model (or the pinned version) is not loaded."""
 
 
-class TritonDeadlineError(TritonClientError):
+class TritonDeadlineError(TritonClientError, ServingTimeoutError):
     """The server did not answer within the request's deadline."""
 
 

@@ -15,7 +15,7 @@ The plugin page's "Try a clip" form posts a clip, a language hint and the ITN sw
   makes of a real call, and real calls are longer than 30 s; ``MAX_CLIP_SECONDS`` bounds the cost;
 - **faults**: :class:`ClipRefused` (an input fault, with the HTTP status the page answers: 413 too large, 415 not a
   supported format, 422 anything else about the clip or the form, the decoder's reason included) and the client's
-  :class:`~.errors.ServingError` classes (``http_status``: 503 unreachable / model not loaded, 504 deadline,
+  :class:`~.errors.ServingError` classes (``errors.http_status``: 503 unreachable / model not loaded, 504 deadline,
   502 any other serving fault).
 
 No Airflow import here: ``plugins/sensevoice_plugin.py`` adds the login and the Triton address (the
@@ -35,10 +35,10 @@ from typing import Any, Awaitable, Callable
 import soundfile as sf
 
 from sensevoice_pipeline.speech.audio import SUPPORTED_EXTENSIONS, UNSUPPORTED_HINT, AudioDecodeError, load_16k
-from sensevoice_pipeline.serving.client import ModelNotReadyError, SenseVoiceClient, TritonDeadlineError, TritonUnavailableError
+from sensevoice_pipeline.serving.client import SenseVoiceClient
 from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_USE_ITN, SAMPLE_RATE
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber, check_long_enough
-from sensevoice_pipeline.errors import InputError, ServingError
+from sensevoice_pipeline.errors import InputError, ServingError, ServingUnavailableError
 from sensevoice_pipeline.speech.languages import LANGUAGES
 from sensevoice_pipeline.speech.tags import parse, render_emoji, render_plain
 
@@ -164,7 +164,7 @@ async def drain(receive: Callable[[], Awaitable[dict]], limit: int = 4 * MAX_BOD
 # -- the check -----------------------------------------------------------------------------------------------------
 
 
-class TritonAddressError(ServingError):
+class TritonAddressError(ServingUnavailableError):
     """The Triton address cannot be found (a ``sensevoice_triton`` Connection without a host, ...)."""
 
 
@@ -243,21 +243,6 @@ def _check_duration(path: str, name: str) -> None:
     if info.samplerate and info.frames / info.samplerate > MAX_CLIP_SECONDS:
         raise ClipRefused(f"{name} is {info.frames / info.samplerate / 60:.1f} min long; clips of at most "
                           f"{MAX_CLIP_SECONDS / 60:.0f} min are checked here")
-
-
-def http_status(exc: BaseException) -> int:
-    """The HTTP status the page answers a failed check with."""
-    if isinstance(exc, ClipRefused):
-        return exc.status
-    if isinstance(exc, InputError):  # the model refused the audio as invalid
-        return 422
-    if isinstance(exc, (TritonUnavailableError, ModelNotReadyError, TritonAddressError)):
-        return 503
-    if isinstance(exc, TritonDeadlineError):
-        return 504
-    if isinstance(exc, ServingError):
-        return 502
-    return 500
 
 
 def message(exc: BaseException) -> str:

@@ -1,0 +1,104 @@
+"""`svp query ...`: a canned BI query over the DuckDB warehouse, printed, and written to CSV or drawn as a PNG."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+from sensevoice_pipeline.ui.cli_common import CliError
+
+# warehouse.queries.QUERIES's names, spelled out so that `svp --help` needs neither pyarrow nor DuckDB (a test keeps
+# the two equal)
+QUERY_NAMES = ["emotion-trend", "events", "angry-calls", "angry-share", "model-usage"]
+
+
+def add_query_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "query",
+        help="canned BI queries over the DuckDB warehouse",
+        description="Print a canned query as a table; --csv writes it to a file, --png draws it.",
+    )
+    p.add_argument("name", choices=QUERY_NAMES)
+    p.add_argument("--from", dest="date_from", help="first date, YYYY-MM-DD (default: all)")
+    p.add_argument("--to", dest="date_to", help="last date, YYYY-MM-DD (default: all)")
+    p.add_argument("--by", default="language", choices=["language", "channel"], help="trend grouping")
+    p.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
+    p.add_argument("--warehouse", help="DuckDB file (default: <lake>/warehouse.duckdb)")
+    p.add_argument("--csv", type=Path, help="also write the result as CSV")
+    p.add_argument("--png", type=Path, help="also draw the result as a chart")
+    p.set_defaults(func=cmd_query)
+
+
+def cmd_query(args) -> int:
+    # pyarrow and DuckDB take longer to import than `svp --help` takes to answer: only when a query runs.
+    from sensevoice_pipeline.settings import Settings
+    from sensevoice_pipeline.warehouse.database import Warehouse, WarehouseError
+    from sensevoice_pipeline.warehouse.queries import QUERIES
+    from sensevoice_pipeline.warehouse.report import print_table, write_chart
+
+    # Everything the user typed is checked before the warehouse is opened (a slow s3:// lake included).
+    date_from, date_to = _date_flag("--from", args.date_from), _date_flag("--to", args.date_to)
+    if date_from and date_to and date_from > date_to:
+        raise CliError(f"--from {date_from} is after --to {date_to}: no date can match")
+    if args.png and QUERIES[args.name].chart is None:
+        raise CliError(f"{args.name} has no chart (its rows are not per date): use --csv")
+    outputs = [(flag, path) for flag, path in (("--csv", args.csv), ("--png", args.png)) if path]
+    for flag, path in outputs:
+        _check_output(flag, path)
+    try:
+        settings = Settings.from_env(lake_root=args.lake, warehouse=args.warehouse)
+    except ValueError as exc:  # ConfigurationError, or a storage URI that cannot work
+        raise CliError(str(exc)) from exc
+    try:
+        table = Warehouse(settings.lake_root, settings.warehouse_path).query(args.name, date_from, date_to, args.by)
+    except WarehouseError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"# {QUERIES[args.name].title}")
+    print_table(table)
+    for flag, path in outputs:
+        if flag == "--csv":
+            _write_output(flag, path, lambda target: _write_csv(table, target))
+        else:
+            _write_output(flag, path, lambda target: write_chart(args.name, table, target, by=args.by))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _write_csv(table, target: Path) -> None:
+    import pyarrow.csv as pacsv  # pyarrow: see cmd_query
+
+    pacsv.write_csv(table, target)
+
+
+def _date_flag(flag: str, value: str | None) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{flag}: not a date: {value!r} (expected YYYY-MM-DD)") from None
+
+
+def _check_output(flag: str, path: Path) -> None:
+    """Refuse, before the query runs, an output file that cannot be written. Missing folders are fine: they are
+    created when the file is written, as `--csv reports/today.csv` asks for."""
+    if path.is_dir():
+        raise CliError(f"{flag} {path} is a folder: name the file to write")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CliError(f"cannot write {flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {flag} {path}: {existing} is not writable")
+
+
+def _write_output(flag: str, path: Path, write) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as exc:
+        raise CliError(f"cannot write {flag} {path}: {exc.strerror or exc}") from exc
