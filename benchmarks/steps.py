@@ -203,7 +203,7 @@ def step_funasr(cfg: dict) -> dict:
 def _paired(paths: Paths, sizes: Sizes, cfg: dict, clips, precision: str, name: str, other) -> dict:
     """``other`` against in-process onnxruntime on the first clips, alternating which goes first, so that both
     see the same load from whatever else runs on this machine (the whole-run ratios drift with it)."""
-    from sensevoice_pipeline.speech.transcriber import LocalTranscriber, Utterance
+    from sensevoice_pipeline.serving.transcriber import LocalTranscriber, Utterance
 
     local = LocalTranscriber(paths.repository(sizes.model, precision), threads=cfg["threads"])
     local.transcribe([Utterance(clips[0][1][: 3 * SAMPLE_RATE], "auto", True)])  # warm-up
@@ -232,7 +232,7 @@ def _paired(paths: Paths, sizes: Sizes, cfg: dict, clips, precision: str, name: 
 
 
 def step_ort(cfg: dict) -> dict:
-    from sensevoice_pipeline.speech.transcriber import LocalTranscriber, Utterance
+    from sensevoice_pipeline.serving.transcriber import LocalTranscriber, Utterance
     from sensevoice_pipeline.speech.vad import SileroVad, segment_for_asr
 
     paths, sizes = Paths(Path(cfg["workdir"])), Sizes(**_sizes_args(cfg["sizes"]))
@@ -446,7 +446,7 @@ def step_daily(cfg: dict) -> dict:
     import shutil
 
     from sensevoice_pipeline.serving.client import transcribe_sync
-    from sensevoice_pipeline.lake.daily import run_date
+    from sensevoice_pipeline.jobs.daily import run_date
     from sensevoice_pipeline.serving.server import LocalTriton
     from sensevoice_pipeline.settings import Settings
 

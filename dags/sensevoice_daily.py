@@ -40,14 +40,15 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task, teardown
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from sensevoice_pipeline.lake import daily
+from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, PublishError
 from sensevoice_pipeline.speech.languages import LANGUAGES
 from sensevoice_pipeline.lake.lease import DateBusyError
-from sensevoice_pipeline.provider.hooks import airflow_settings
+from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
-from sensevoice_pipeline.settings import CHANNEL_MODES, Settings
+from sensevoice_pipeline.constants import CHANNEL_MODES
+from sensevoice_pipeline.settings import Settings
 
 UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"})
 
@@ -108,9 +109,9 @@ LEASE_WAIT = {"retries": 6, "retry_delay": dt.timedelta(minutes=2), "retry_expon
                                        description="Seconds between two checks of the day's partition"),
         "raw_root": Param("", type="string", description="Override $SVP_RAW_ROOT (a path or s3://bucket/prefix)"),
         "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT (a path or s3://bucket/prefix)"),
-        "aws_conn_id": Param("aws_default", type="string",
+        "aws_conn_id": Param(DEFAULT_AWS_CONN_ID, type="string",
                              description="`aws` Connection for s3:// roots (missing: the AWS_* environment)"),
-        "triton_conn_id": Param("sensevoice_triton", type="string", description="Connection of the Triton server"),
+        "triton_conn_id": Param(DEFAULT_CONN_ID, type="string", description="Connection of the Triton server"),
     },
     tags=["sensevoice", "speech-analytics"],
     doc_md=__doc__,

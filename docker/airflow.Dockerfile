@@ -17,7 +17,7 @@ COPY --chown=airflow:0 pyproject.toml README.m[d] ./
 COPY --chown=airflow:0 sensevoice_pipeline ./sensevoice_pipeline
 # Re-state the image's Airflow version so pip never up- or downgrades it while resolving the project's pins.
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" ".[airflow]" \
- && python -c "import numpy, sensevoice_pipeline.lake.daily, sensevoice_pipeline.provider; assert numpy.__version__.startswith('1.')"
+ && python -c "import numpy, sensevoice_pipeline.jobs.daily, sensevoice_pipeline.provider; assert numpy.__version__.startswith('1.')"
 
 # DAGs are baked into the image so every worker, on any host, runs the same code as the scheduler.
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/

@@ -20,3 +20,7 @@ DEFAULT_USE_ITN = True
 # SenseVoice's attention cost grows faster than linearly with length: longer recordings are cut into VAD speech
 # segments of at most this many seconds (Settings.max_segment_s overrides it for the daily job).
 DEFAULT_MAX_SEGMENT_S = 30.0
+
+# How a recording's channels are transcribed: mono mixes them down; split gives one transcript per channel (agent and
+# customer on their own channels).
+CHANNEL_MODES = ("mono", "split")

@@ -13,10 +13,7 @@ from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
 from sensevoice_pipeline.lake.storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
-from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_USE_ITN
-
-CHANNEL_MODES = ("mono", "split")
-
+from sensevoice_pipeline.constants import CHANNEL_MODES, DEFAULT_MAX_SEGMENT_S, DEFAULT_USE_ITN
 
 class RootError(ConfigurationError, StorageError):
     """A raw or lake root that cannot work (unsupported URI, no bucket): one line for

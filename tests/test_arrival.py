@@ -423,7 +423,7 @@ def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(f
     assert states == {"wait_for_partition": ("success", 1), "plan": ("success", 1), "transcribe": ("success", 1),
                       "publish": ("failed", 1), "release": ("success", 1)}
     assert sorted(r["status"] for r in Lake(lake).read("recordings", day).to_pylist()) == ["failed", "ok", "ok"]
-    from sensevoice_pipeline.lake import daily
+    from sensevoice_pipeline.jobs import daily
     from sensevoice_pipeline.settings import Settings
 
     assert daily.leases(Settings(raw_root=raw, lake_root=lake)).holder(day) is None

@@ -409,11 +409,11 @@ def test_airflow_services_get_the_pipeline_settings(services):
 
 def test_init_migrates_and_creates_the_triton_connection(services):
     from sensevoice_pipeline.provider import get_provider_info
+    from sensevoice_pipeline.settings import Settings
 
     script = script_of(services["airflow-init"])
     assert re.search(r"\bairflow db migrate\b", script), "airflow-init does not migrate the database"
-    conn_id = re.search(r'DEFAULT_CONN_ID\s*=\s*"([^"]+)"',
-                        (ROOT / "sensevoice_pipeline/provider/hooks.py").read_text()).group(1)
+    conn_id = Settings.triton_conn_id  # the Connection every task looks up by default
     m = re.search(rf"airflow connections add {re.escape(conn_id)}\s+--conn-json\s+'([^']+)'", script)
     assert m, f"airflow-init does not create the {conn_id} connection"
     conn = json.loads(m.group(1))

@@ -21,7 +21,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sensevoice_pipeline.lake import daily, tables
+from sensevoice_pipeline.jobs import daily
+from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.serving.client import TritonClientError, TritonDeadlineError
 from sensevoice_pipeline.errors import FailureBudgetExceeded, PublishError, ServingError
@@ -82,7 +83,8 @@ def test_a_serving_fault_mid_run_fails_the_run_and_leaves_the_published_day_as_i
 PUBLISHER = textwrap.dedent(
     """
     import os, signal, sys
-    from sensevoice_pipeline.lake import catalog, daily
+    from sensevoice_pipeline.jobs import daily
+    from sensevoice_pipeline.lake import catalog
     from sensevoice_pipeline.warehouse import database as warehouse
     from sensevoice_pipeline.settings import Settings
     raw, lake, date, run_id, point = sys.argv[1:6]

@@ -3,7 +3,7 @@ mixes a short utterance with a much longer one, and texts still come back in the
 
 import numpy as np
 
-from sensevoice_pipeline.speech.transcriber import MAX_PADDING, LocalTranscriber, Utterance, length_groups
+from sensevoice_pipeline.serving.transcriber import MAX_PADDING, LocalTranscriber, Utterance, length_groups
 
 from .conftest import EXAMPLE_AUDIO, synthetic_clip
 

@@ -26,7 +26,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from sensevoice_pipeline.lake import daily, tables
+from sensevoice_pipeline.jobs import daily
+from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.errors import PublishError
 from sensevoice_pipeline.serving.client import (ModelNotReadyError, SenseVoiceClient, TritonUnavailableError,
@@ -199,7 +200,7 @@ SVP_RUN_WITH_RSS = textwrap.dedent(
     import json, resource, sys
     import psutil
     from sensevoice_pipeline.ui import cli
-    from sensevoice_pipeline.lake import daily
+    from sensevoice_pipeline.jobs import daily
     from sensevoice_pipeline.warehouse import database as warehouse  # noqa: F401 -- what the run imports, in the baseline
     import tqdm  # noqa: F401
     base = psutil.Process().memory_info().rss

@@ -19,7 +19,7 @@ import pytest
 
 from sensevoice_pipeline.lake import storage, tables
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.lake.daily import run_date
+from sensevoice_pipeline.jobs.daily import run_date
 from sensevoice_pipeline.demo.local_airflow import triton_connection_env
 from sensevoice_pipeline.lake.partition import PartitionError, list_work
 from sensevoice_pipeline.demo.sample_day import write_sample_day

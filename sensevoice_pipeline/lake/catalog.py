@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,8 +31,9 @@ import duckdb
 import pyarrow as pa
 
 from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.lake.storage import (LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, exclusive_lock, is_remote,
-                      load_duckdb_extension, prepare_duckdb, sql_value)
+from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, prepare_duckdb, sql_value
+from sensevoice_pipeline.lake.files import exclusive_lock
+from sensevoice_pipeline.lake.storage import LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, is_remote
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, ROLLUP_SCHEMAS, SORT_KEYS, rollup_sql
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ class Lake:
         if is_remote(self.root):
             check_bucket(self.root)  # one clear line now, not an HTTP error in the middle of a commit
         self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        _use_wal(self.catalog_path)
         # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
         con.execute(f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)")
 
@@ -243,3 +247,27 @@ def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
                 f'WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}')
     rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
     log.info("filled the new rollup %s from the published utterances: %d rows", name, rows)
+
+
+def _use_wal(path: Path) -> None:
+    """Put the SQLite catalog in WAL mode (a property of the file: set once, kept). In SQLite's default rollback
+    journal mode a reader's shared lock makes a COMMIT fail at once with "database is locked" (DuckDB's SQLite
+    scanner sets no busy timeout), and a commit in progress fails readers the same way: a BI tool polling the lake
+    would fail the daily publish. In WAL mode readers and the one writer never block each other. WAL needs the
+    file on a local file system (shared memory beside it), which the catalog always is.
+
+    The switch runs in a child process: DuckDB carries its own copy of SQLite, and a second copy in this process
+    (Python's sqlite3) closing the file would drop the POSIX locks DuckDB's connections hold on it (SQLite's
+    "multiple copies" hazard: the last-closer then truncates the shared memory others still map)."""
+    out = subprocess.run([sys.executable, "-c", _WAL_SCRIPT, str(path)], capture_output=True, text=True, timeout=120)
+    mode = out.stdout.strip()
+    if out.returncode != 0 or mode != "wal":
+        reason = " ".join((out.stderr or mode).split())[-300:]
+        raise CatalogError(f"cannot put the lake catalog {path} in WAL mode ({reason}): readers would make commits "
+                           "fail; is it on a network file system?")
+
+
+# waits up to a minute for readers of a catalog still in rollback mode (the switch needs the file to itself)
+_WAL_SCRIPT = ("import contextlib, sqlite3, sys\n"
+               "with contextlib.closing(sqlite3.connect(sys.argv[1], timeout=60)) as db:\n"
+               "    print(db.execute('PRAGMA journal_mode=WAL').fetchone()[0])\n")

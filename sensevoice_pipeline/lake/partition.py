@@ -16,8 +16,9 @@ from sensevoice_pipeline.lake.arrival import check_date, partition_path
 from sensevoice_pipeline.speech.audio import unsupported_reason
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.speech.languages import LANGUAGES
-from sensevoice_pipeline.settings import CHANNEL_MODES
-from sensevoice_pipeline.lake.storage import is_remote, list_remote_work
+from sensevoice_pipeline.constants import CHANNEL_MODES
+from sensevoice_pipeline.lake.files import fetch
+from sensevoice_pipeline.lake.storage import ObjectPath, check_bucket, is_remote
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("path", "language", "channel_mode")
@@ -160,3 +161,39 @@ def read_manifest(path: Path) -> dict[str, dict]:
 
 def _metadata(row: dict) -> dict[str, str]:
     return {k: v for k, v in row.items() if k not in MANIFEST_COLUMNS and not k.startswith("_") and v}
+
+
+# -- an s3:// partition ----------------------------------------------------------------------------------------------
+
+
+def list_remote_work(part: ObjectPath, date: str, default_language: str,
+                     default_channel_mode: str) -> list[WorkItem]:
+    """partition.list_work for ``s3://.../date=D``: the same work items (partition.work_items), from one listing of
+    its keys."""
+    objects = {rel: stamp(size, mtime_ns) for rel, size, mtime_ns in part.list_files()}
+    if not objects:
+        check_bucket(part)
+        raise PartitionError(f"no partition for {date}: {part} does not exist (no objects below it)")
+    manifest = _read_remote_manifest(part / MANIFEST) if MANIFEST in objects else {}
+    files = {}
+    for rel in sorted(objects):
+        if rel == MANIFEST or any(p.startswith(NOT_DATA_PREFIXES) for p in rel.split("/") if p not in ("", ".", "..")):
+            continue  # hidden files and markers are not data, as in a local partition
+        files[rel] = FileEntry(_key_problem(rel), objects[rel])
+    return work_items(part.name, files, manifest, default_language, default_channel_mode)
+
+
+def _key_problem(rel: str) -> str | None:
+    """What is wrong with an object's key itself (the counterpart of a local file's symlink and format checks)."""
+    if any(p in ("", ".", "..") for p in rel.split("/")):
+        return "object key has an empty, '.' or '..' segment; refusing to read it"
+    return unsupported_reason(rel)
+
+
+def _read_remote_manifest(path: ObjectPath) -> dict[str, dict]:
+    """partition.read_manifest on a temp copy of the object; its messages name the object, not the copy."""
+    with fetch(path) as local:
+        try:
+            return read_manifest(local.path)
+        except PartitionError as exc:
+            raise PartitionError(str(exc).replace(str(local.path), str(path))) from exc

@@ -14,8 +14,8 @@ from sensevoice_pipeline.lake.storage import S3Options, is_remote
 from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.settings import Settings
 
-DEFAULT_CONN_ID = "sensevoice_triton"
-DEFAULT_AWS_CONN_ID = "aws_default"
+DEFAULT_CONN_ID = Settings.triton_conn_id  # the names are the configuration object's defaults
+DEFAULT_AWS_CONN_ID = Settings.aws_conn_id
 
 log = logging.getLogger(__name__)
 

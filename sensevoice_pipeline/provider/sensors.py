@@ -18,10 +18,12 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from sensevoice_pipeline.lake import arrival
 from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.lake import arrival
 from sensevoice_pipeline.lake.storage import StorageError, as_root, is_remote
+from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, with_aws_connection
 from sensevoice_pipeline.provider.triggers import PartitionArrivalTrigger
+from sensevoice_pipeline.settings import Settings
 
 # Extra time the triggerer gives the trigger past its own deadline before Airflow fails the task itself: the
 # trigger's own timeout event (with the readable message) comes first.
@@ -71,7 +73,7 @@ class PartitionArrivalSensor(BaseSensorOperator):
     def __init__(self, *, raw_root: str = "", date: str = "", ready_marker: str = "",
                  wait_timeout_minutes: float | str = arrival.DEFAULT_TIMEOUT_S / 60,
                  poke_interval_seconds: float | str = arrival.DEFAULT_POKE_INTERVAL_S,
-                 aws_conn_id: str | None = "aws_default", deferrable: bool = True, **kwargs):
+                 aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, deferrable: bool = True, **kwargs):
         # BaseSensorOperator wants numbers now; templated values are only known when the task runs (execute).
         kwargs.setdefault("timeout", _static(wait_timeout_minutes, arrival.DEFAULT_TIMEOUT_S / 60) * 60)
         kwargs.setdefault("poke_interval", _static(poke_interval_seconds, arrival.DEFAULT_POKE_INTERVAL_S))
@@ -101,8 +103,6 @@ class PartitionArrivalSensor(BaseSensorOperator):
     def _resolve_root(self) -> str:
         """The raw root as the triggerer must see it: a URI, or an absolute local path ($SVP_RAW_ROOT and relative
         paths are resolved here, on the worker, in the environment the other tasks of the run see)."""
-        from sensevoice_pipeline.settings import Settings
-
         root = Settings.from_env(raw_root=self.raw_root or None).raw_root
         return str(root) if is_remote(root) else str(Path(root).absolute())
 
@@ -110,10 +110,7 @@ class PartitionArrivalSensor(BaseSensorOperator):
         root = as_root(self._root)
         if not is_remote(root):
             return root
-        from sensevoice_pipeline.settings import Settings
-        from sensevoice_pipeline.provider.hooks import with_aws_connection
-
-        return with_aws_connection(Settings(raw_root=root), self.aws_conn_id or "aws_default").raw_root
+        return with_aws_connection(Settings(raw_root=root), self.aws_conn_id or DEFAULT_AWS_CONN_ID).raw_root
 
     def _check(self) -> arrival.Arrival:
         """One check; a StorageError (the store is down or refuses) is left to the task's retries."""

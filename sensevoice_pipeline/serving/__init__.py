@@ -1,2 +1,3 @@
-"""Triton: the model repository's layout and versions, the Python models' implementations, a local CPU server
-process, and the gRPC client the pipeline uses to call it."""
+"""Triton: the model repository's layout and versions, one version's in-process pipeline (what the `sensevoice`
+model runs), the Python models' implementations, a local CPU server process, the gRPC client, and the path of one
+recording through the serving Triton (recordings.py)."""

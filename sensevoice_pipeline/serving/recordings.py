@@ -4,7 +4,7 @@ decode (streaming, resampled to 16 kHz; channels kept apart or mixed down) → t
 (the whole channel when it is at most ``max_segment_s``, else silero-vad speech segments) → one ``sensevoice``
 request per segment with the language hint and ITN switch → answers in segment order.
 
-The daily job (``lake.daily``), ``svp transcribe``, the release canary and Try a clip all go through
+The daily job (``jobs.daily``), ``svp transcribe``, the release canary and Try a clip all go through
 :class:`RecordingTranscriber`, so what the canary judges and what an analyst tries is what the daily job does.
 Fetching (a contained local read or an s3:// download) is the caller's business: this module gets a readable path
 or samples already in memory.

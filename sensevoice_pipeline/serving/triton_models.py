@@ -12,7 +12,7 @@ import numpy as np
 from sensevoice_pipeline.speech.encoder import EncoderSession
 from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
 from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
-from sensevoice_pipeline.speech.transcriber import Transcriber, Utterance
+from sensevoice_pipeline.serving.transcriber import Transcriber, Utterance
 from sensevoice_pipeline.constants import MIN_REQUEST_SAMPLES
 
 ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens")

@@ -10,7 +10,7 @@ The rules they keep (docs/architecture.md):
 - one run per date at a time (lease.py), from plan to publish;
 - publish checks that the partition is still the one planned (paths, sizes, modification times, and the size of
   what was actually read), then replaces the date in all four tables in one DuckLake transaction (catalog.py);
-- a raw file is read only if the file actually opened lies inside the raw root (storage.fetch).
+- a raw file is read only if the file actually opened lies inside the raw root (files.fetch).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sensevoice_pipeline.lake import storage, tables
+from sensevoice_pipeline.lake import files, storage, tables
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.serving.client import SenseVoiceClient
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
@@ -65,10 +65,10 @@ def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
     leases(settings).acquire(date, run_id)
     stage = staging_dir(settings, date, run_id)
-    storage.remove_tree(stage)
+    files.remove_tree(stage)
     planned = pa.table({"source_path": [i.source_path for i in items], "stamp": [i.stamp for i in items]},
                        schema=pa.schema([("source_path", pa.string()), ("stamp", pa.string())]))
-    storage.write_parquet(planned, stage / PLAN_FILE)
+    files.write_parquet(planned, stage / PLAN_FILE)
     size = max(1, settings.batch_size)
     batches = [
         {"date": date, "run_id": run_id, "index": i // size, "items": [it.to_dict() for it in items[i : i + size]]}
@@ -98,8 +98,8 @@ def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | Non
     out = staging_dir(settings, batch["date"], batch["run_id"])
     out.mkdir(parents=True, exist_ok=True)
     stem = f"batch-{batch['index']:05d}"
-    storage.write_parquet(tables.to_table(recordings, tables.RECORDINGS), out / f"{stem}.recordings.parquet")
-    storage.write_parquet(tables.to_table(utterances, tables.UTTERANCES), out / f"{stem}.utterances.parquet")
+    files.write_parquet(tables.to_table(recordings, tables.RECORDINGS), out / f"{stem}.recordings.parquet")
+    files.write_parquet(tables.to_table(utterances, tables.UTTERANCES), out / f"{stem}.utterances.parquet")
     failed = sum(r["status"] == "failed" for r in recordings)
     summary = {"batch": batch["index"], "files": len(recordings), "failed": failed, "utterances": len(utterances)}
     log.info("batch %d: %d files (%d failed), %d utterances", batch["index"], len(items), failed, len(utterances))
@@ -148,7 +148,7 @@ async def _fetch_and_decode(settings: Settings, item: WorkItem, record: dict, tr
     """Fetch and decode one file, filling in what the recordings row says about it (also when it then fails)."""
     # A local file is opened once, checked to lie inside the raw root, and decoded through that descriptor; an
     # s3:// object is decoded from a local temp copy (size and sha256 computed while it downloads).
-    local = await asyncio.to_thread(storage.fetch, settings.raw_root / item.source_path, settings.raw_root)
+    local = await asyncio.to_thread(files.fetch, settings.raw_root / item.source_path, settings.raw_root)
     try:
         record["size_bytes"], record["sha256"] = local.size, local.sha256
         info, channels = await transcriber.decode(local.path, item.channel_mode == "split", local.name)
@@ -224,7 +224,7 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
 def verify_plan(settings: Settings, date: str, stage, recordings: pa.Table) -> None:
     """The partition must still be the one planned (the same paths, sizes and modification times), and every file
     must have been read at its planned size; else PublishError naming what changed."""
-    planned = dict(zip(*storage.read_parquet(stage / PLAN_FILE).to_pydict().values()))
+    planned = dict(zip(*files.read_parquet(stage / PLAN_FILE).to_pydict().values()))
     now = {i.source_path: i.stamp for i in list_work(settings.raw_root, date, settings.language, settings.channel_mode)}
     staged = {r["source_path"]: r["size_bytes"] for r in recordings.select(["source_path", "size_bytes"]).to_pylist()}
     changes = [f"added {p}" for p in sorted(now.keys() - planned.keys())]
@@ -271,15 +271,15 @@ def _drop_stale_staging(settings: Settings, grace: dt.timedelta) -> None:
         newest = max((p.stat().st_mtime for p in [stage, *stage.iterdir()]), default=0)
         if newest < cutoff:
             log.info("removing abandoned staging %s", stage)
-            storage.remove_tree(stage)
+            files.remove_tree(stage)
             _remove_empty_parents(stage.parent, root)
 
 
 def _read_staged(stage: Path, table: str, schema: pa.Schema) -> pa.Table:
-    files = sorted(stage.glob(f"batch-*.{table}.parquet"))
-    if not files:
+    batches = sorted(stage.glob(f"batch-*.{table}.parquet"))
+    if not batches:
         return schema.empty_table()
-    return pa.concat_tables([storage.read_parquet(f).cast(schema) for f in files])
+    return pa.concat_tables([files.read_parquet(f).cast(schema) for f in batches])
 
 
 def _run_summary(run_id: str, recordings: pa.Table, utterances: pa.Table, started_at) -> dict:
@@ -334,7 +334,7 @@ def new_run_id(started_at: dt.datetime) -> str:
 def _drop_staging(settings: Settings, date: str, run_id: str) -> None:
     """Remove the run's staged batches, and the date's staging folder when no other run is using it."""
     stage = staging_dir(settings, date, run_id)
-    storage.remove_tree(stage)
+    files.remove_tree(stage)
     _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
 
 
