@@ -4,8 +4,8 @@ and the dashboard do).
 
 Generating 500,000 rows a day costs about a second per day here, so ``bi_templates`` distinct days are generated
 (DuckDB, seeded) and copied round-robin onto the year: every partition is a real file of the full size, the query
-cost is that of distinct data, only the values repeat weekly. The rollup of each template is made with
-tables.emotion_rollup, the code the daily job uses.
+cost is that of distinct data, only the values repeat weekly. The rollups of each template are made with
+tables.rollups, the code the daily job's publish step uses.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from .common import Sizes, log, progress
 
 FIRST_DATE = dt.date(2025, 1, 1)
-SPEC_VERSION = 2  # 2: the lake is a DuckLake catalog
+SPEC_VERSION = 3  # 2: the lake is a DuckLake catalog; 3: every rollup of tables.ROLLUP_SCHEMAS
 PHRASES = [
     "thank you for calling, how can i help", "i want a refund", "where is my order", "the invoice is wrong",
     "can you help me with my account", "my card was charged twice", "please hold on a moment",
@@ -105,7 +105,7 @@ def generate(root: Path, sizes: Sizes) -> dict:
         date = (FIRST_DATE + dt.timedelta(days=k)).isoformat()
         table = con.sql(_template_sql(sizes.bi_rows_per_day, k + 1, date), params=[PHRASES]).to_arrow_table()
         table = table.cast(tables.UTTERANCES)
-        for name, data in (("utterances", table), ("emotion_daily", tables.emotion_rollup(table))):
+        for name, data in (("utterances", table), *tables.rollups(table).items()):
             data = data.cast(tables.SCHEMAS[name]).append_column("_template", pa.array([k] * data.num_rows, pa.int32()))
             pq.write_table(data, templates / f"{name}-{k}.parquet", compression="zstd")
     generate_s = time.perf_counter() - t0
@@ -113,7 +113,7 @@ def generate(root: Path, sizes: Sizes) -> dict:
     # Every day is one of the templates (day % n_templates), written through the catalog in one INSERT per table.
     with Lake(root).writer() as lake:
         lake.execute("SET threads = 2")
-        for name in ("utterances", "emotion_daily"):
+        for name in ("utterances", *tables.ROLLUP_SCHEMAS):
             columns = ", ".join(f'"{c}"' for c in tables.SCHEMAS[name].names)
             lake.execute(
                 f"INSERT INTO lake.{name} (date, {columns}) "
@@ -121,6 +121,11 @@ def generate(root: Path, sizes: Sizes) -> dict:
                 f"FROM range({sizes.bi_days}) AS days(day) "
                 f"JOIN read_parquet('{(templates / name).as_posix()}-*.parquet') t ON t._template = day % {n_templates}"
             )
+        # One bulk INSERT leaves ~27 small files per day and table (one per thread and row group); the daily job
+        # writes each day in one commit, a file or two per table. Merged to that, and the superseded files (and
+        # their metadata, which every filtered query scans in a SQLite catalog) collected.
+        lake.execute("CALL ducklake_merge_adjacent_files('lake')")
+    Lake(root).collect_garbage(dt.timedelta(0))
     write_s = time.perf_counter() - t1
     Warehouse(root).refresh()
     size_mb = sum(p.stat().st_size for p in (root / "data").rglob("*.parquet")) / 1e6
@@ -138,12 +143,6 @@ def generate(root: Path, sizes: Sizes) -> dict:
     return {**info, "cached": False}
 
 
-# what the rollup saves: the two rollup queries computed from the utterances view instead
-FROM_UTTERANCES = """FROM (SELECT date, coalesce(language, 'unknown') AS language, coalesce(emotion, 'unknown') AS emotion,
-       channel, count(*) AS utterances, sum(end_s - start_s) AS speech_seconds FROM utterances
-       WHERE date BETWEEN $from_date AND $to_date GROUP BY ALL)"""
-
-
 def _timed(fn, repeats: int) -> tuple[list[float], int]:
     times, rows = [], 0
     for _ in range(repeats):
@@ -159,51 +158,65 @@ def _summary(times: list[float]) -> dict:
 
 
 def run_bi(root: Path, sizes: Sizes) -> dict:
-    from sensevoice_pipeline.warehouse.database import GROUP_BY, QUERIES, Warehouse
+    from sensevoice_pipeline.warehouse.database import Warehouse
+    from sensevoice_pipeline.warehouse.queries import QUERIES
 
     lake = generate(root, sizes)
     warehouse = Warehouse(root)
     last = dt.date.fromisoformat(lake["last_date"])
-    sources = {name: ("rollup" if "FROM emotion_daily" in q.sql else "view") for name, q in QUERIES.items()}
     rows = []
 
     def date_range(days: int):
         return (None, None) if days == 0 else (last - dt.timedelta(days=days - 1), last)
 
-    plan = []
-    for name, source in sources.items():
-        ranges = sizes.bi_rollup_ranges if source == "rollup" else sizes.bi_view_ranges
-        repeats = sizes.bi_repeats if source == "rollup" else sizes.bi_view_repeats
-        for days in ranges:
-            plan.append((name, source, days, repeats))
-    for name, source, days, repeats in progress(plan, desc="BI queries", unit="query"):
+    plan = [(name, days) for name in QUERIES for days in sizes.bi_rollup_ranges]
+    for name, days in progress(plan, desc="BI queries", unit="query"):
         first, _ = _timed(lambda: warehouse.query(name, *date_range(days)), 1)  # first run: file cache, plan
-        times, n = _timed(lambda: warehouse.query(name, *date_range(days)), repeats)
-        rows.append({"query": name, "reads": source, "days": days or sizes.bi_days, "result_rows": n,
+        times, n = _timed(lambda: warehouse.query(name, *date_range(days)), sizes.bi_repeats)
+        rows.append({"query": name, "reads": QUERIES[name].reads, "days": days or sizes.bi_days, "result_rows": n,
                      "first_s": round(first[0], 4), **_summary(times)})
-        log(f"BI {name:<14} {source:<6} {days or sizes.bi_days:>4} days: p50 {rows[-1]['p50_s']:.3f} s, "
+        log(f"BI {name:<14} {QUERIES[name].reads:<17} {days or sizes.bi_days:>4} days: p50 {rows[-1]['p50_s']:.3f} s, "
             f"p95 {rows[-1]['p95_s']:.3f} s ({n:,} rows)")
 
-    # the rollup queries answered from the utterances view instead, over the widest view range
-    days = max(sizes.bi_view_ranges, key=lambda d: d or 10**9)
-    for name, source in sources.items():
-        if source != "rollup":
-            continue
-        sql = QUERIES[name].sql.format(group=GROUP_BY["language"], group_name="language")
-        sql = sql.replace("FROM emotion_daily", FROM_UTTERANCES)
-        first_date, last_date = date_range(days)
-        params = {"from_date": first_date or dt.date.min, "to_date": last_date or dt.date.max}
+    # what the rollups save: the same questions asked of the utterances view (Query.raw_sql), side by side
+    for name, query in QUERIES.items():
+        for days in sizes.bi_view_ranges:
+            first_date, last_date = date_range(days)
+            params = {"from_date": first_date or dt.date.min, "to_date": last_date or dt.date.max}
 
-        def run(sql=sql, params=params):
-            con = warehouse.connect()
-            try:
-                return con.sql(sql, params=params).to_arrow_table()
-            finally:
-                con.close()
+            def run(sql=query.raw_sql(), params=params):
+                con = warehouse.connect()
+                try:
+                    return con.sql(sql, params=params).to_arrow_table()
+                finally:
+                    con.close()
 
-        first, _ = _timed(run, 1)
-        times, n = _timed(run, sizes.bi_view_repeats)
-        rows.append({"query": f"{name} (no rollup)", "reads": "view", "days": days or sizes.bi_days,
-                     "result_rows": n, "first_s": round(first[0], 4), **_summary(times)})
-        log(f"BI {name} from the utterances view, {days or sizes.bi_days} days: p50 {rows[-1]['p50_s']:.3f} s")
+            first, _ = _timed(run, 1)
+            times, n = _timed(run, sizes.bi_view_repeats)
+            rows.append({"query": f"{name} (raw view)", "reads": "utterances", "days": days or sizes.bi_days,
+                         "result_rows": n, "first_s": round(first[0], 4), **_summary(times)})
+            log(f"BI {name} from the utterances view, {days or sizes.bi_days} days: p50 {rows[-1]['p50_s']:.3f} s")
+    rows.extend(_page_rows(warehouse, last, sizes))
     return {"lake": lake, "queries": rows}
+
+
+def _page_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
+    """The plugin page's first paint: its data and its HTML, as the api-server builds them per request (the
+    default range, 30 days to the latest date, and a whole year)."""
+    from sensevoice_pipeline.ui.page_data import Params, load_dashboard
+    from sensevoice_pipeline.ui.page_html import render_page
+
+    rows = []
+    year = Params(last - dt.timedelta(days=min(sizes.bi_days, 365) - 1), last)
+    for label, params in (("page (default range)", Params()), ("page (a year)", year)):
+        def paint(params=params):
+            html = render_page(load_dashboard(warehouse, Path("/nonexistent-model-repository"), params))
+            return type("Painted", (), {"num_rows": len(html)})  # _timed counts "rows": here, bytes of HTML
+
+        first, _ = _timed(paint, 1)
+        times, size = _timed(paint, sizes.bi_view_repeats)
+        rows.append({"query": label, "reads": "page", "days": (params.date_to - params.date_from).days + 1
+                     if params.date_to else 30, "result_rows": size, "first_s": round(first[0], 4),
+                     **_summary(times)})
+        log(f"BI {label}: first {rows[-1]['first_s']:.3f} s, p50 {rows[-1]['p50_s']:.3f} s ({size:,} bytes of HTML)")
+    return rows

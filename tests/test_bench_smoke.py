@@ -52,7 +52,12 @@ def test_overhead_bi_memory_and_targets_are_reported(results):
     assert all(positive(r["b_wall_s"]) and positive(r["c_wall_s"]) and math.isfinite(r["overhead_pct"])
                for r in overhead)
     queries = results["bi"]["queries"]
-    assert {q["reads"] for q in queries} == {"view", "rollup"}
+    from sensevoice_pipeline.warehouse.queries import QUERIES
+
+    for name, query in QUERIES.items():  # each canned query on its rollup, and the same question on the raw view
+        assert {q["reads"] for q in queries if q["query"] == name} == {query.reads}, name
+        assert any(q["reads"] == "utterances" for q in queries if q["query"] == f"{name} (raw view)"), name
+    assert {q["query"] for q in queries if q["reads"] == "page"} == {"page (default range)", "page (a year)"}
     assert all(positive(q["p50_s"]) and positive(q["p95_s"]) and q["result_rows"] > 0 for q in queries)
     assert all(positive(m["total_mb"]) and positive(m["client_mb"]) for m in results["memory"])
     assert any(positive(m.get("server_pss_mb")) for m in results["memory"])  # the Triton tree was sampled

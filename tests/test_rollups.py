@@ -105,3 +105,51 @@ def test_angry_calls_lists_only_calls_with_an_angry_segment(month):
     table = month.query("angry-calls")
     assert min(table.column("angry_segments").to_pylist()) >= 1
     assert all(text for text in table.column("angry_text").to_pylist())
+
+
+def test_readers_never_fail_a_commit_and_a_commit_never_fails_them(tmp_path):
+    """BI tools poll the lake while the daily job publishes. Two reader threads read the date without pause while it
+    is republished ten times with different data: no commit and no read may fail, and every read sees one whole
+    version of the day (in SQLite's default journal mode every one of these commits failed with "database is
+    locked", and so did the readers)."""
+    import threading
+
+    lake, day = Lake(tmp_path), FIRST.isoformat()
+    versions = [synthetic_day(d, 300) for d in range(10)]
+    lake.commit_day(day, {"utterances": versions[0], **tables.rollups(versions[0])})
+    whole = {rows_of(v) for v in versions}  # each version's recordings differ (their ids carry the day)
+    errors, seen, done = [], [], threading.Event()
+
+    def reader():
+        while not done.is_set():
+            try:
+                seen.append(rows_of(Lake(tmp_path).read("utterances", day)))
+            except Exception as exc:  # noqa: BLE001 -- any failure is what the test is about
+                errors.append(repr(exc)[:200])
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for rows in versions[1:]:
+            lake.commit_day(day, {"utterances": rows, **tables.rollups(rows)})
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors[:3]
+    assert seen and all(texts in whole for texts in seen)  # one version or another, never a mix
+    assert rows_of(lake.read("utterances", day)) == rows_of(versions[-1])
+    assert len(set(seen)) > 1  # the readers did see the day change under them
+
+
+def rows_of(utterances: pa.Table) -> tuple:
+    return tuple(sorted(zip(*(utterances.column(c).to_pylist() for c in ("recording_id", "segment_index", "text")))))
+
+
+def test_svp_query_offers_exactly_the_canned_queries_and_charts_only_per_date_ones():
+    from sensevoice_pipeline.ui.cli_query import QUERY_NAMES
+
+    assert QUERY_NAMES == list(QUERIES)
+    for query in QUERIES.values():
+        assert (query.chart is not None) == ("SELECT date," in " ".join(query.sql.split())), query.name

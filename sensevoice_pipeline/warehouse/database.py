@@ -18,7 +18,9 @@ import duckdb
 import pyarrow as pa
 
 from sensevoice_pipeline.lake.catalog import ALIAS, CatalogError, Lake
-from sensevoice_pipeline.lake.storage import StorageError, default_warehouse, duckdb_extension_path, exclusive_lock
+from sensevoice_pipeline.lake.duckdb_access import duckdb_extension_path
+from sensevoice_pipeline.lake.files import exclusive_lock
+from sensevoice_pipeline.lake.storage import StorageError, default_warehouse
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS
 from sensevoice_pipeline.warehouse.queries import GROUP_BY, QUERIES
 

@@ -15,11 +15,19 @@ GROUP_BY = {"language": "language", "channel": "channel"}  # the trend's groupin
 
 
 @dataclass(frozen=True)
+class Chart:
+    value: str
+    stack: str | None = None
+
+
+@dataclass(frozen=True)
 class Query:
     name: str
     title: str
     reads: str  # the rollup table it reads
     sql: str  # placeholders: {group} / {group_name} (the grouping), $from_date / $to_date (inclusive)
+    # The chart `--png` draws: bars of `value` per date, stacked by `stack` (None: one bar); no chart when None.
+    chart: Chart | None = None
 
     def render(self, by: str = "language") -> str:
         return self.sql.format(group=GROUP_BY[by], group_name=by)
@@ -46,6 +54,7 @@ QUERIES = {q.name: q for q in (
         GROUP BY date, {group}, emotion
         ORDER BY date, {group_name}, utterances DESC, emotion
         """,
+        Chart("utterances", stack="emotion"),
     ),
     Query(
         "events",
@@ -57,17 +66,20 @@ QUERIES = {q.name: q for q in (
         WHERE date BETWEEN $from_date AND $to_date
         ORDER BY date, utterances DESC, event
         """,
+        Chart("utterances", stack="event"),
     ),
     Query(
         "angry-calls",
-        "Recordings with angry segments (supervisors' report)",
+        "The angriest calls (supervisors' report): recordings with angry segments, highest angry share first",
         "angry_calls",
         """
         SELECT date, source_path, channel, angry_segments, segments, angry_share, angry_text
         FROM angry_calls
         WHERE date BETWEEN $from_date AND $to_date
-        ORDER BY date, angry_share DESC, source_path, channel
+        ORDER BY angry_share DESC, angry_segments DESC, date DESC, source_path, channel
+        LIMIT 1000
         """,
+        Chart("angry_segments", stack="source_path"),
     ),
     Query(
         "angry-share",
@@ -81,6 +93,7 @@ QUERIES = {q.name: q for q in (
         WHERE date BETWEEN $from_date AND $to_date
         GROUP BY date ORDER BY date
         """,
+        Chart("share"),
     ),
     Query(
         "model-usage",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from sensevoice_pipeline.warehouse.queries import QUERIES
+
 # Colours that mean something; the order is the stacking order (bottom first) and the legend's order.
 EMOTION_COLORS = {
     "neutral": "#9aa5b1",  # grey
@@ -70,10 +72,11 @@ def write_chart(name: str, table: pa.Table, path: Path, by: str = "language") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    chart = QUERIES[name].chart
+    if chart is None:
+        raise ValueError(f"{name} has no chart (its rows are not per date); use --csv")
+    stack_key, value_key = chart.stack, chart.value
     rows = table.to_pylist()
-    stack_key, value_key = {"emotion-trend": ("emotion", "utterances"), "events": ("event", "utterances"),
-                            "angry-calls": ("source_path", "angry_segments"),
-                            "angry-share": (None, "share")}[name]
     dates = sorted({str(r["date"]) for r in rows})
     series: dict[str, list[float]] = {}
     for r in rows:
