@@ -81,6 +81,7 @@ def test_dashboard_data(lake, model_repo):
     models = {m.version: m for m in board.models}
     assert models["1"].status == "complete" and models["1"].utterances == 14 and models["1"].precision == "int8"
     assert models["2"].status.startswith("incomplete") and models["2"].utterances is None
+    assert models["2"].status.endswith("more: svp models show 2)")  # one problem shown, not a dozen
     assert models["7"].status == "not in this repository" and models["7"].utterances == 3
     by_channel = load(lake, model_repo, date_from="2026-03-02", date_to="2026-03-02", by="channel")
     assert {(r["channel"], r["emotion"]): r["utterances"] for r in by_channel.trend} == {

@@ -23,6 +23,8 @@ from sensevoice_pipeline.resources import FIXTURE_MODEL_DIR
 from sensevoice_pipeline.serving.repository import ModelRepository, RepositoryError
 from sensevoice_pipeline.serving.server import LocalTriton, ServerError
 from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.warehouse.database import Warehouse
+from sensevoice_pipeline.warehouse.report import print_table, write_chart
 
 log = logging.getLogger(__name__)
 DAG_ID = "sensevoice_daily"
@@ -33,8 +35,6 @@ class DemoError(RuntimeError):
 
 
 def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
-    from sensevoice_pipeline.warehouse.report import print_table, write_chart
-    from sensevoice_pipeline.warehouse.database import Warehouse
 
     workdir = Path(workdir).resolve()
     day = date or (dt.date.today() - dt.timedelta(days=1)).isoformat()

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+from tqdm import tqdm
 
 from sensevoice_pipeline.lake import files, storage, tables
 from sensevoice_pipeline.lake.catalog import Lake
@@ -304,8 +305,6 @@ def _run_summary(run_id: str, recordings: pa.Table, utterances: pa.Table, starte
 
 def run_date(settings: Settings, date: str, run_id: str | None = None, show_progress: bool = True) -> dict:
     """`svp run`: plan, every batch, publish — the DAG's tasks in one process."""
-    from tqdm import tqdm
-
     started_at = _now()
     run_id = run_id or new_run_id(started_at)
     batches = plan(settings, date, run_id)

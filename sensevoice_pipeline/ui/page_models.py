@@ -71,7 +71,7 @@ def _repository_row(repo: ModelRepository, version: int) -> ModelRow:
     params = (meta.get("architecture") or {}).get("parameters")
     return ModelRow(
         version=str(version),
-        status="complete" if info.complete else "incomplete: " + "; ".join(info.problems),
+        status="complete" if info.complete else incomplete_status(version, info.problems),
         precision=str(meta.get("precision", "")),
         target_device=str(meta.get("target_device", "")),
         exporter=" ".join(str(x) for x in (meta.get("exporter", ""), _opset(meta)) if x),
@@ -132,3 +132,10 @@ def read_serving(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else {"value": data}
+
+
+def incomplete_status(version: int, problems: list[str]) -> str:
+    """The first problem, and how many more: a version missing its files has a dozen, which made its row a column
+    of text as tall as the page (seen in the browser test's screenshot); `svp models show` lists them all."""
+    more = len(problems) - 1
+    return f"incomplete: {problems[0]}" + (f" (+{more} more: svp models show {version})" if more > 0 else "")
