@@ -153,3 +153,26 @@ def test_svp_query_offers_exactly_the_canned_queries_and_charts_only_per_date_on
     assert QUERY_NAMES == list(QUERIES)
     for query in QUERIES.values():
         assert (query.chart is not None) == ("SELECT date," in " ".join(query.sql.split())), query.name
+
+
+def test_keeping_each_days_angriest_calls_answers_the_ranges_angriest_exactly(tmp_path, monkeypatch):
+    """angry_calls keeps only each day's ANGRY_CALLS_PER_DAY angriest calls. With the cap at 5 (binding: every
+    generated day has dozens of angry calls), the range's 5 angriest read from the rollup are the raw view's 5."""
+    monkeypatch.setattr(tables, "ANGRY_CALLS_PER_DAY", 5)
+    lake = Lake(tmp_path)
+    for day in range(5):
+        rows = synthetic_day(day, 400)
+        lake.commit_day((FIRST + dt.timedelta(days=day)).isoformat(), {"utterances": rows, **tables.rollups(rows)})
+        assert tables.rollups(rows)["angry_calls"].num_rows == 5
+    warehouse = Warehouse(tmp_path)
+    warehouse.refresh()
+    top5 = {"from_date": FIRST, "to_date": FIRST + dt.timedelta(days=4)}
+    query = QUERIES["angry-calls"]
+    con = warehouse.connect()
+    try:
+        rolled = con.sql(query.render().replace("LIMIT 1000", "LIMIT 5"), params=top5).fetchall()
+        raw = con.sql(query.raw_sql().replace("LIMIT 1000", "LIMIT 5").replace("<= 5", "<= 1000000"),
+                      params=top5).fetchall()  # the raw view: every angry call of the range, no daily cap
+    finally:
+        con.close()
+    assert len(rolled) == 5 and rolled == raw

@@ -84,7 +84,10 @@ MODEL_USAGE_DAILY = pa.schema(
     ]
 )
 
-# The supervisors' report: one row per recording and channel with at least one angry segment.
+# The supervisors' report: a day's ANGRY_CALLS_PER_DAY angriest recordings x channels (angry share, then angry
+# segments; at least one angry segment). Keeping only those is exact for the canned query, the range's 1,000
+# angriest under the same order: each of them is among its own day's 1,000 angriest.
+ANGRY_CALLS_PER_DAY = 1000
 ANGRY_CALLS = pa.schema(
     [
         ("recording_id", pa.string()),
@@ -192,13 +195,17 @@ ROLLUP_SQL = {
                count(*)::BIGINT AS segments,
                round(count(*) FILTER (WHERE emotion = 'angry') / count(*), 3)::DOUBLE AS angry_share,
                string_agg(text, ' / ' ORDER BY segment_index) FILTER (WHERE emotion = 'angry') AS angry_text
-        FROM u GROUP BY {date}source_path, channel HAVING angry_segments > 0 ORDER BY {date}source_path, channel
+        FROM u GROUP BY {date}source_path, channel HAVING angry_segments > 0
+        QUALIFY row_number() OVER ({by_date}ORDER BY angry_share DESC, angry_segments DESC, source_path, channel)
+                <= ANGRY_CALLS_PER_DAY
+        ORDER BY {date}source_path, channel
     """,
 }
 
 
 def rollup_sql(name: str, every_date: bool = False) -> str:
-    return ROLLUP_SQL[name].format(date="date, " if every_date else "")
+    return (ROLLUP_SQL[name].format(date="date, " if every_date else "", by_date="PARTITION BY date " if every_date else "")
+            .replace("ANGRY_CALLS_PER_DAY", str(ANGRY_CALLS_PER_DAY)))
 
 
 def rollups(utterances: pa.Table) -> dict[str, pa.Table]:

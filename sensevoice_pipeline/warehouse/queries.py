@@ -77,7 +77,7 @@ QUERIES = {q.name: q for q in (
         FROM angry_calls
         WHERE date BETWEEN $from_date AND $to_date
         ORDER BY angry_share DESC, angry_segments DESC, date DESC, source_path, channel
-        LIMIT 1000
+        LIMIT 1000  -- tables.ANGRY_CALLS_PER_DAY: each day keeps its own 1,000 angriest, so this is exact
         """,
         Chart("angry_segments", stack="source_path"),
     ),
