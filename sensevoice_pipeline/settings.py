@@ -33,7 +33,7 @@ class Settings:
     use_itn: bool = DEFAULT_USE_ITN
     channel_mode: str = "mono"  # mono: mix down; split: one transcript per channel (agent / customer)
     model_version: str = ""  # pin a `sensevoice` version; "" = what the server serves
-    max_segment_s: float = DEFAULT_MAX_SEGMENT_S
+    max_segment_s: float = DEFAULT_MAX_SEGMENT_S  # SVP_MAX_SEGMENT_S: the daily job and the release canary
     batch_size: int = 16  # files per mapped task
     concurrency: int = 8  # Triton requests in flight per task
     request_timeout_s: float = 120.0  # deadline of one Triton request (SVP_REQUEST_TIMEOUT_S)
@@ -76,6 +76,7 @@ class Settings:
             language=checked_env("language", "SVP_LANGUAGE", cls.language),
             channel_mode=checked_env("channel_mode", "SVP_CHANNEL_MODE", cls.channel_mode),
             request_timeout_s=float(env.get("SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s)),
+            max_segment_s=checked_env("max_segment_s", "SVP_MAX_SEGMENT_S", cls.max_segment_s),
             failure_budget=float(env.get("SVP_FAILURE_BUDGET", cls.failure_budget)),
             catalog=env.get("SVP_CATALOG") or None,
             lease_ttl_s=float(env.get("SVP_LEASE_TTL_S", cls.lease_ttl_s)),
@@ -106,7 +107,8 @@ def _check_duckdb_path(path: Path, where: str) -> Path:
     return path
 
 
-_CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode", "model_repository", "golden_dir")
+_CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode", "model_repository", "golden_dir",
+            "max_segment_s")
 
 
 def _checked(key: str, value, variable: str | None = None):
@@ -132,6 +134,14 @@ def _checked(key: str, value, variable: str | None = None):
             raise UnknownLanguageError(f"{where}unknown default language {value!r}: expected one of "
                                        f"{', '.join(LANGUAGES)}") from exc
         return str(value).strip().lower()
+    if key == "max_segment_s":
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = float("nan")
+        if not 1.0 <= seconds <= 30.0:  # SenseVoiceSmall's attention is trained on at most ~30 s
+            raise ConfigurationError(f"{where}max segment length must be between 1 and 30 seconds, got {value!r}")
+        return seconds
     if key in ("model_repository", "golden_dir"):
         if is_remote(value):
             raise ConfigurationError(f"{where}{key.replace('_', ' ')} must be a local directory, not {value}")
