@@ -143,13 +143,14 @@ def generate(root: Path, sizes: Sizes) -> dict:
     return {**info, "cached": False}
 
 
-def _timed(fn, repeats: int) -> tuple[list[float], int]:
-    times, rows = [], 0
+def _timed(fn, repeats: int, size=lambda result: result.num_rows) -> tuple[list[float], int]:
+    """Wall times of ``repeats`` calls of ``fn`` and the size of its last result (rows of a table by default)."""
+    times, last = [], 0
     for _ in range(repeats):
         t0 = time.perf_counter()
-        rows = fn().num_rows
+        last = size(fn())
         times.append(time.perf_counter() - t0)
-    return times, rows
+    return times, last
 
 
 def _summary(times: list[float]) -> dict:
@@ -209,12 +210,11 @@ def _page_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
     rows = []
     year = Params(last - dt.timedelta(days=min(sizes.bi_days, 365) - 1), last)
     for label, params in (("page (default range)", Params()), ("page (a year)", year)):
-        def paint(params=params):
-            html = render_page(load_dashboard(warehouse, Path("/nonexistent-model-repository"), params))
-            return type("Painted", (), {"num_rows": len(html)})  # _timed counts "rows": here, bytes of HTML
+        def paint(params=params) -> str:
+            return render_page(load_dashboard(warehouse, Path("/nonexistent-model-repository"), params))
 
-        first, _ = _timed(paint, 1)
-        times, size = _timed(paint, sizes.bi_view_repeats)
+        first, _ = _timed(paint, 1, size=len)
+        times, size = _timed(paint, sizes.bi_view_repeats, size=len)  # bytes of HTML
         rows.append({"query": label, "reads": "page", "days": (params.date_to - params.date_from).days + 1
                      if params.date_to else 30, "result_rows": size, "first_s": round(first[0], 4),
                      **_summary(times)})

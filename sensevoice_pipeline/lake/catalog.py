@@ -92,7 +92,7 @@ class Lake:
         if is_remote(self.root):
             check_bucket(self.root)  # one clear line now, not an HTTP error in the middle of a commit
         self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
-        _use_wal(self.catalog_path)
+        _ensure_wal(self.catalog_path)
         # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
         con.execute(f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)")
 
@@ -247,6 +247,20 @@ def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
                 f'WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}')
     rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
     log.info("filled the new rollup %s from the published utterances: %d rows", name, rows)
+
+
+def _ensure_wal(path: Path) -> None:
+    """:func:`_use_wal`, once per catalog file in this process: the mode is a property of the file, so only a file
+    this process has not switched yet (a new path, or a catalog recreated under the same one) costs the child
+    process. ``stat`` opens no descriptor, so it cannot drop DuckDB's locks the way reading the file would."""
+    identity = (path.resolve(), path.stat().st_ino) if path.exists() else None
+    if identity is not None and identity in _WAL_FILES:
+        return
+    _use_wal(path)
+    _WAL_FILES.add((path.resolve(), path.stat().st_ino))
+
+
+_WAL_FILES: set[tuple[Path, int]] = set()  # catalogs this process has put in WAL mode
 
 
 def _use_wal(path: Path) -> None:

@@ -220,8 +220,3 @@ def rollups(utterances: pa.Table) -> dict[str, pa.Table]:
         return out
     finally:
         con.close()
-
-
-def emotion_rollup(utterances: pa.Table) -> pa.Table:
-    """Per language x emotion x channel: utterances, speech seconds, distinct recordings."""
-    return rollups(utterances)["emotion_daily"]

@@ -25,10 +25,10 @@ def add_url(parser: argparse.ArgumentParser) -> None:
 def add_repository(parser: argparse.ArgumentParser, what: str = "model repository") -> None:
     parser.add_argument("--repository", type=Path, default=None,
                         help=f"{what} (default: $SVP_MODEL_REPOSITORY, then model_repository)")
-    parser.set_defaults(repository_from_settings=True)
 
 
 def resolve_repository(args: argparse.Namespace) -> None:
-    """``args.repository`` as the one configuration object resolves it (the flag, else $SVP_MODEL_REPOSITORY)."""
-    if getattr(args, "repository_from_settings", False):
+    """``args.repository`` (only ``add_repository`` defines it) as the one configuration object resolves it: the
+    flag, else $SVP_MODEL_REPOSITORY."""
+    if hasattr(args, "repository"):
         args.repository = Settings.from_env(model_repository=args.repository).model_repository
