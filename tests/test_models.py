@@ -169,7 +169,7 @@ def test_version_policy_edits_parse_as_model_configs_and_keep_the_rest(tmp_path)
     repo = tmp_path / "model_repository"
     shutil.copytree(PROJECT_ROOT / "model_repository", repo)
     before = {p: p.read_text() for m in (PIPELINE_MODEL, ENCODER_MODEL) for p in releases.config_files(repo, m)}
-    assert len(before) == 4  # config.pbtxt + configs/local.pbtxt, both models
+    assert len(before) == 5  # config.pbtxt + configs/local.pbtxt for both models, + configs/tensorrt.pbtxt (encoder)
 
     for model in (PIPELINE_MODEL, ENCODER_MODEL):
         old = releases.set_version_policy(repo, model, [3, 2])

@@ -1,11 +1,14 @@
 """The implementations behind the Triton python models in `model_repository/*/model.py`.
 
 ``pb_utils`` (triton_python_backend_utils) exists only inside Triton's python stub, so it is passed in.
+docs/gpu.md says why the GPU-facing choices here (CPU-memory BLS results, frame buckets) are what they are.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -17,9 +20,79 @@ from sensevoice_pipeline.constants import MIN_REQUEST_SAMPLES
 
 ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens")
 
+# `parameters { key: "ENCODER_FRAME_BUCKETS" value: { string_value: "32,64,..." } }` in a `sensevoice` config: the
+# encoder input's frame counts that BLS calls are padded up to. Triton's dynamic batcher merges requests only when
+# every input has the same shape (docs: user_guide/ragged_batching.md), so calls padded to their own longest
+# utterance never merge in the encoder's batcher; calls padded to a shared bucket can. Absent: exact padding.
+FRAME_BUCKETS_PARAMETER = "ENCODER_FRAME_BUCKETS"
+
 
 def _version_dir(args: dict) -> tuple[Path, int]:
     return Path(args["model_repository"]) / args["model_version"], int(args["model_version"])
+
+
+def frame_buckets(model_config: str | dict | None) -> tuple[int, ...]:
+    """The frame buckets a model config asks for (its ``ENCODER_FRAME_BUCKETS`` parameter), ascending; () when it
+    asks for none. ``model_config`` is the JSON Triton passes as ``args["model_config"]``. A malformed list raises
+    ValueError, so the model fails to load with the reason rather than serving with a surprise."""
+    config = json.loads(model_config) if isinstance(model_config, str) else (model_config or {})
+    text = config.get("parameters", {}).get(FRAME_BUCKETS_PARAMETER, {}).get("string_value", "").strip()
+    if not text:
+        return ()
+    try:
+        buckets = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{FRAME_BUCKETS_PARAMETER} must be comma-separated frame counts, not {text!r}") from None
+    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
+        raise ValueError(f"{FRAME_BUCKETS_PARAMETER} must be positive and strictly ascending, not {text!r}")
+    return buckets
+
+
+def bucketed_frames(frames: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket that holds ``frames``; ``frames`` itself above the largest bucket (a rare long request is
+    sent as it is rather than padded to a multiple) or when there are no buckets."""
+    return next((b for b in buckets if b >= frames), frames)
+
+
+def pad_frames(speech: np.ndarray, frames: int) -> np.ndarray:
+    """``speech`` [B, T, D] zero-padded along T to ``frames``. The encoder masks frames past each utterance's
+    ``speech_lengths``, so the padding changes no answer (tests/test_gpu_serving.py checks the token ids)."""
+    extra = frames - speech.shape[1]
+    return speech if extra <= 0 else np.pad(speech, ((0, 0), (0, extra), (0, 0)))
+
+
+def host_array(tensor) -> np.ndarray:
+    """A BLS output tensor as a numpy array in host memory.
+
+    ``_encode`` asks for its outputs in CPU memory, and python_backend's BLS allocator (src/request_executor.cc,
+    ``ResponseAlloc``, r24.10) then allocates them in CPU shared memory whatever the producing backend prefers; so
+    ``is_cpu()`` is true here. Should a tensor still arrive on the GPU, ``as_numpy()`` would raise
+    ("Tensor is stored in GPU and cannot be converted to NumPy", src/pb_tensor.cc) and numpy's own ``from_dlpack``
+    accepts host memory only; so it is copied through DLPack (``Tensor.__dlpack__``, no stream to wait on:
+    src/pb_tensor.cc ``PbTensor::DLPack``) by a GPU array library when the serving environment has one."""
+    if tensor.is_cpu():
+        return tensor.as_numpy()
+    return _device_to_host(tensor)
+
+
+def _device_to_host(tensor) -> np.ndarray:
+    # Optional GPU libraries, imported only on this path: the Triton image installs neither (the stub needs only
+    # the core package), which is why the BLS request asks for CPU memory in the first place.
+    try:
+        import cupy
+    except ImportError:
+        pass
+    else:
+        return cupy.asnumpy(cupy.from_dlpack(tensor))
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        return torch.from_dlpack(tensor).cpu().numpy()
+    raise RuntimeError("an encoder output arrived in GPU memory and neither cupy nor torch is installed to copy it "
+                       "to the host; the BLS request asks for CPU memory (pb_utils.PreferredMemory), so this Triton "
+                       "ignored that request")
 
 
 class SenseVoiceModel:
@@ -32,6 +105,7 @@ class SenseVoiceModel:
         self.pb = pb_utils
         version_dir, self.version = _version_dir(args)
         self.transcriber = Transcriber(version_dir)
+        self.frame_buckets = frame_buckets(args.get("model_config"))
 
     def execute(self, requests):
         parsed: list[list[Utterance] | Exception] = [self._parse(r) for r in requests]
@@ -89,6 +163,7 @@ class SenseVoiceModel:
 
     def _encode(self, speech, lengths, languages, textnorms):
         column = lambda a: np.asarray(a, dtype=np.int32).reshape(-1, 1)  # noqa: E731
+        speech = pad_frames(speech, bucketed_frames(speech.shape[1], self.frame_buckets))
         inputs = [
             self.pb.Tensor("speech", speech),
             self.pb.Tensor("speech_lengths", column(lengths)),
@@ -100,12 +175,16 @@ class SenseVoiceModel:
             model_version=self.version,
             requested_output_names=list(ENCODER_OUTPUTS),
             inputs=inputs,
+            # On a KIND_GPU encoder instance the onnxruntime backend's outputs are GPU memory, and a BLS result
+            # stays where the producer put it unless the request says otherwise (python_backend README, "Using BLS
+            # with Decoupled Models": preferred_memory, since 23.04). The decoder runs on the CPU: ask for CPU.
+            preferred_memory=self.pb.PreferredMemory(self.pb.TRITONSERVER_MEMORY_CPU, 0),
         )
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"{ENCODER_MODEL} version {self.version}: {response.error().message()}")
-        token_ids = self.pb.get_output_tensor_by_name(response, "token_ids").as_numpy()
-        lens = self.pb.get_output_tensor_by_name(response, "encoder_out_lens").as_numpy().reshape(-1)
+        token_ids = host_array(self.pb.get_output_tensor_by_name(response, "token_ids"))
+        lens = host_array(self.pb.get_output_tensor_by_name(response, "encoder_out_lens")).reshape(-1)
         return token_ids, lens
 
     def _text(self, texts: list[str]):

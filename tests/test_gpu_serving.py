@@ -1,0 +1,297 @@
+"""The GPU path, checked without a GPU: the `sensevoice` model against encoder results that live in GPU memory the
+way Triton's python backend represents them, the frame buckets that let encoder calls merge, and the production
+and variant configs parsed as Triton ModelConfig protos. What each setting is for: docs/gpu.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2
+
+from sensevoice_pipeline.releases.policy import parse_config
+from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL, PIPELINE_MODEL
+from sensevoice_pipeline.serving.transcriber import LocalTranscriber, Transcriber, Utterance
+from sensevoice_pipeline.serving.triton_models import (
+    ENCODER_OUTPUTS,
+    FRAME_BUCKETS_PARAMETER,
+    SenseVoiceModel,
+    bucketed_frames,
+    frame_buckets,
+    pad_frames,
+)
+from sensevoice_pipeline.speech.encoder import EncoderSession
+
+from .conftest import synthetic_clip
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "model_repository"
+GPU, CPU = model_config_pb2.ModelInstanceGroup.KIND_GPU, model_config_pb2.ModelInstanceGroup.KIND_CPU
+TRT_CACHE_VOLUME = "/var/cache/sensevoice/trt"  # docker-compose mounts a writable volume here for the TRT variant
+
+
+def config(model: str, name: str | None = None) -> model_config_pb2.ModelConfig:
+    return parse_config(TEMPLATE / model / (f"configs/{name}.pbtxt" if name else "config.pbtxt"))
+
+
+def triton_json(parsed: model_config_pb2.ModelConfig) -> str:
+    """The model config as Triton hands it to a python model (``args["model_config"]``: proto field names)."""
+    return json_format.MessageToJson(parsed, preserving_proto_field_name=True)
+
+
+# -- a stand-in for triton_python_backend_utils -------------------------------------------------------------------
+# Modelled on python_backend r24.10 (the Triton 2.51 / NGC 24.10 that production runs):
+#  - src/pb_tensor.cc PbTensor::AsNumpy: a tensor not in CPU memory raises TritonModelException
+#    "Tensor is stored in GPU and cannot be converted to NumPy."; is_cpu(), to_dlpack(), __dlpack__ and
+#    __dlpack_device__ are bound in src/pb_stub.cc.
+#  - src/request_executor.cc ResponseAlloc: a BLS output is allocated where the request's preferred_memory says;
+#    without one (kDefault) where the producing backend prefers, and the onnxruntime backend on a KIND_GPU instance
+#    prefers GPU memory (onnxruntime_backend r24.10 src/onnxruntime.cc: preferred_memory_type = GPU).
+# There is no GPU here, so "GPU" tensors hold host memory and say so to DLPack consumers (__dlpack_device__ is the
+# host's); everything else about them behaves as on the device.
+
+
+class TritonModelException(Exception):
+    pass
+
+
+class StandInTensor:
+    def __init__(self, name: str, array: np.ndarray, on_gpu: bool = False):
+        self._name, self._array, self._on_gpu = name, np.ascontiguousarray(array), on_gpu
+
+    def name(self) -> str:
+        return self._name
+
+    def is_cpu(self) -> bool:
+        return not self._on_gpu
+
+    def as_numpy(self) -> np.ndarray:
+        if self._on_gpu:
+            raise TritonModelException("Tensor is stored in GPU and cannot be converted to NumPy.")
+        return self._array
+
+    def to_dlpack(self):
+        return self._array.__dlpack__()
+
+    def __dlpack__(self, stream=None):
+        return self._array.__dlpack__()
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()
+
+
+class TritonError:
+    INTERNAL, INVALID_ARG = "INTERNAL", "INVALID_ARG"
+
+    def __init__(self, message: str, code=INTERNAL):
+        self._message, self._code = message, code
+
+    def message(self) -> str:
+        return self._message
+
+    def code(self):
+        return self._code
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors, error=None):
+        self.output_tensors, self._error = {t.name(): t for t in output_tensors}, error
+
+    def has_error(self) -> bool:
+        return self._error is not None
+
+    def error(self):
+        return self._error
+
+
+class PreferredMemory:
+    def __init__(self, preferred_memory_type, preferred_device_id=0):
+        self.type, self.device_id = preferred_memory_type, preferred_device_id
+
+
+class GpuEncoder:
+    """`sensevoice_encoder` on a KIND_GPU instance of the onnxruntime backend: the real exported graph (run here on
+    the CPU) whose outputs are placed as python_backend places BLS results. ``honours_preferred_memory=False``
+    stands for a server that leaves them on the GPU whatever the request asks."""
+
+    def __init__(self, onnx_path: Path, honours_preferred_memory: bool = True):
+        self.session = EncoderSession(onnx_path)
+        self.honours_preferred_memory = honours_preferred_memory
+        self.frames_seen: list[int] = []
+
+    def infer(self, request: "StandInRequest") -> InferenceResponse:
+        feeds = {t.name(): t.as_numpy() for t in request.inputs}
+        self.frames_seen.append(feeds["speech"].shape[1])
+        out = self.session.run(feeds["speech"], feeds["speech_lengths"], feeds["language"], feeds["textnorm"],
+                               request.requested_output_names)
+        asked_cpu = request.preferred_memory is not None and request.preferred_memory.type == "CPU"
+        on_gpu = not (asked_cpu and self.honours_preferred_memory)
+        return InferenceResponse([StandInTensor(n, v, on_gpu=on_gpu) for n, v in out.items()])
+
+
+class StandInRequest:
+    def __init__(self, encoder: GpuEncoder, model_name, requested_output_names, inputs, model_version=-1,
+                 preferred_memory=None, **_):
+        assert model_name == ENCODER_MODEL
+        self.encoder, self.requested_output_names, self.inputs = encoder, requested_output_names, inputs
+        self.preferred_memory = preferred_memory
+
+    def exec(self) -> InferenceResponse:
+        return self.encoder.infer(self)
+
+
+def stand_in_pb_utils(encoder: GpuEncoder) -> SimpleNamespace:
+    by_name = lambda holder, name: holder.get(name)  # noqa: E731
+    return SimpleNamespace(
+        Tensor=StandInTensor,
+        TritonError=TritonError,
+        TritonModelException=TritonModelException,
+        InferenceResponse=InferenceResponse,
+        InferenceRequest=lambda **kwargs: StandInRequest(encoder, **kwargs),
+        PreferredMemory=PreferredMemory,
+        TRITONSERVER_MEMORY_CPU="CPU",
+        TRITONSERVER_MEMORY_GPU="GPU",
+        get_input_tensor_by_name=lambda request, name: by_name(request, name),
+        get_output_tensor_by_name=lambda response, name: by_name(response.output_tensors, name),
+    )
+
+
+def client_request(utterance: Utterance) -> dict:
+    """A `sensevoice` request as the python backend hands it over (inputs in CPU memory: its default)."""
+    return {"AUDIO": StandInTensor("AUDIO", utterance.audio.reshape(1, -1)),
+            "LANGUAGE": StandInTensor("LANGUAGE", np.array([[utterance.language.encode()]], dtype=np.object_)),
+            "USE_ITN": StandInTensor("USE_ITN", np.array([[utterance.use_itn]]))}
+
+
+@pytest.fixture(scope="module")
+def utterances() -> list[Utterance]:
+    seconds = [0.7, 2.3, 4.1, 6.1, 1.3]
+    return [Utterance(synthetic_clip(s, seed=i), ["auto", "en", "zh", "yue", "auto"][i], i % 2 == 0)
+            for i, s in enumerate(seconds)]
+
+
+def serve_on_stand_in(repository: Path, encoder: GpuEncoder, utterances: list[Utterance]) -> list[str]:
+    args = {"model_repository": str(repository / PIPELINE_MODEL), "model_version": "1",
+            "model_config": triton_json(config(PIPELINE_MODEL))}  # production: frame buckets on
+    model = SenseVoiceModel(stand_in_pb_utils(encoder), args)
+    responses = model.execute([client_request(u) for u in utterances])
+    errors = [r.error().message() for r in responses if r.has_error()]
+    assert not errors, errors[:2]
+    return [r.output_tensors["TEXT"].as_numpy()[0][0].decode() for r in responses]
+
+
+def test_encoder_results_on_a_gpu_instance_are_read_in_cpu_memory(exported_repository, utterances):
+    encoder = GpuEncoder(exported_repository / ENCODER_MODEL / "1" / ENCODER_FILE)
+    texts = serve_on_stand_in(exported_repository, encoder, utterances)
+    assert texts == LocalTranscriber(exported_repository).transcribe(utterances)
+    # the calls really were padded to the production buckets (what lets the encoder's batcher merge them)
+    buckets = frame_buckets(triton_json(config(PIPELINE_MODEL)))
+    assert encoder.frames_seen and set(encoder.frames_seen) <= set(buckets)
+
+
+def test_results_left_on_the_gpu_are_copied_to_the_host_through_dlpack(exported_repository, utterances):
+    pytest.importorskip("torch")  # the DLPack consumer available here (cupy where a GPU image has it)
+    encoder = GpuEncoder(exported_repository / ENCODER_MODEL / "1" / ENCODER_FILE, honours_preferred_memory=False)
+    texts = serve_on_stand_in(exported_repository, encoder, utterances)
+    assert texts == LocalTranscriber(exported_repository).transcribe(utterances)
+
+
+# -- frame buckets ------------------------------------------------------------------------------------------------
+
+
+def test_bucketed_padding_gives_the_same_token_ids_as_exact_padding(exported_repository, utterances):
+    transcriber = Transcriber(exported_repository / PIPELINE_MODEL / "1")
+    session = EncoderSession(exported_repository / ENCODER_MODEL / "1" / ENCODER_FILE)
+    buckets = frame_buckets(triton_json(config(PIPELINE_MODEL)))
+    padded_frames = 0
+    for batch in ([utterances[0]], utterances[1:3], utterances):  # one alone, a pair, everything in one batch
+        speech, lengths, languages, textnorms = transcriber.features(batch)
+        bucketed = pad_frames(speech, bucketed_frames(speech.shape[1], buckets))
+        padded_frames += bucketed.shape[1] - speech.shape[1]
+        exact = session.run(speech, lengths, languages, textnorms, ENCODER_OUTPUTS)
+        padded = session.run(bucketed, lengths, languages, textnorms, ENCODER_OUTPUTS)
+        np.testing.assert_array_equal(exact["encoder_out_lens"], padded["encoder_out_lens"])
+        for row, n in enumerate(exact["encoder_out_lens"].reshape(-1)):
+            np.testing.assert_array_equal(exact["token_ids"][row, :n], padded["token_ids"][row, :n])
+    assert padded_frames > 0  # the buckets did pad: the comparison above is not exact vs exact
+
+
+def test_frame_buckets_come_from_the_config_and_bad_lists_are_refused():
+    assert frame_buckets(triton_json(config(PIPELINE_MODEL, "local"))) == ()  # local CPU: exact padding
+    assert frame_buckets(None) == ()
+    buckets = (32, 64, 96)
+    assert [bucketed_frames(n, buckets) for n in (1, 32, 33, 96, 97)] == [32, 32, 64, 96, 97]
+    assert bucketed_frames(50, ()) == 50
+    speech = np.ones((2, 3, 4), np.float32)
+    assert pad_frames(speech, 5).shape == (2, 5, 4) and not pad_frames(speech, 5)[:, 3:].any()
+    for bad in ("32,abc", "64,32", "0,32", "32,32"):
+        with pytest.raises(ValueError, match=FRAME_BUCKETS_PARAMETER):
+            frame_buckets({"parameters": {FRAME_BUCKETS_PARAMETER: {"string_value": bad}}})
+
+
+# -- the configs as Triton reads them -------------------------------------------------------------------------------
+
+
+def accelerator_parameters(parsed: model_config_pb2.ModelConfig) -> dict[str, dict[str, str]]:
+    return {a.name: dict(a.parameters) for a in parsed.optimization.execution_accelerators.gpu_execution_accelerator}
+
+
+def profile(text: str) -> dict[str, tuple[int, ...]]:
+    """``"speech:1x1x560,speech_lengths:1"`` -> {"speech": (1, 1, 560), "speech_lengths": (1,)}"""
+    pairs = (item.split(":") for item in text.split(","))
+    return {name: tuple(int(d) for d in dims.split("x")) for name, dims in pairs}
+
+
+@pytest.mark.parametrize("variant", [None, "tensorrt"])
+def test_gpu_encoder_configs_send_only_what_the_pipeline_reads_from_the_gpu(variant):
+    parsed = config(ENCODER_MODEL, variant)
+    assert parsed.name == ENCODER_MODEL and parsed.backend == "onnxruntime"
+    assert {o.name for o in parsed.output} == set(ENCODER_OUTPUTS)  # no ctc_logits copied out per batch
+    assert [i.name for i in parsed.input] == [i.name for i in config(ENCODER_MODEL, "local").input]
+    assert [g.kind for g in parsed.instance_group] == [GPU] and parsed.instance_group[0].count >= 1
+    batching = parsed.dynamic_batching
+    assert batching.max_queue_delay_microseconds > 0
+    assert list(batching.preferred_batch_size) and max(batching.preferred_batch_size) <= parsed.max_batch_size
+    # CUDA provider options as top-level parameters (the r24.10 backend lets these override the `cuda` block)
+    params = {k: v.string_value for k, v in parsed.parameters.items()}
+    assert params["cudnn_conv_algo_search"] == "1" and params["arena_extend_strategy"] == "1"
+    assert "cuda" not in accelerator_parameters(parsed)
+    assert parsed.optimization.input_pinned_memory.enable and parsed.optimization.output_pinned_memory.enable
+
+
+def test_tensorrt_variant_has_one_explicit_profile_covering_every_bucket_and_batch():
+    parsed = config(ENCODER_MODEL, "tensorrt")
+    trt = accelerator_parameters(parsed)["tensorrt"]
+    shapes = {kind: profile(trt[f"trt_profile_{kind}_shapes"]) for kind in ("min", "opt", "max")}
+    inputs = {i.name for i in parsed.input}
+    for kind, by_input in shapes.items():
+        assert set(by_input) == inputs, kind
+        assert len({dims[0] for dims in by_input.values()}) == 1, f"{kind}: one batch size for every input"
+        assert by_input["speech"][2] == 560 and all(len(d) == 1 for n, d in by_input.items() if n != "speech")
+    assert shapes["min"]["speech"][:2] == (1, 1)
+    assert shapes["max"]["speech"][0] == parsed.max_batch_size
+    for a, b in (("min", "opt"), ("opt", "max")):
+        assert all(x <= y for x, y in zip(shapes[a]["speech"], shapes[b]["speech"])), (a, b)
+    # every bucket `sensevoice` pads to fits the profile, or padded calls would fail outside it
+    assert max(frame_buckets(triton_json(config(PIPELINE_MODEL)))) <= shapes["max"]["speech"][1]
+    # same-structure versions would share a cached engine (microsoft/onnxruntime#6455): engine cache off, the
+    # weight-free timing cache on the writable volume
+    assert trt["trt_engine_cache_enable"] == "0"
+    assert trt["trt_timing_cache_enable"] == "1" and trt["trt_timing_cache_path"] == TRT_CACHE_VOLUME
+    assert trt["precision_mode"] in {"FP32", "FP16"}
+
+
+def test_pipeline_configs_keep_batches_in_flight_on_the_gpu_and_exact_padding_on_the_cpu():
+    production, local = config(PIPELINE_MODEL), config(PIPELINE_MODEL, "local")
+    for parsed in (production, local):
+        assert parsed.backend == "python" and [g.kind for g in parsed.instance_group] == [CPU]
+        assert [o.name for o in parsed.output] == ["TEXT"] and parsed.HasField("dynamic_batching")
+    # several instances: while one waits on its encoder call the others compute features or decode
+    assert production.instance_group[0].count >= 2
+    buckets = frame_buckets(triton_json(production))
+    assert len(buckets) >= 4 and buckets[-1] * 0.06 >= 30.0  # 60 ms LFR frames: the longest 30 s segment fits
+    assert local.instance_group[0].count == 1 and frame_buckets(triton_json(local)) == ()
+    assert json.loads(triton_json(production))["parameters"][FRAME_BUCKETS_PARAMETER]["string_value"]
