@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test test-slow bench demo serve clean
+.PHONY: help venv test test-slow bench gpu-check demo serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and
 
 bench: $(STAMP)  ## benchmarks (issue 8): full-size throughput vs funasr, Triton overhead, BI latency, memory
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# No $(STAMP) dependency: reinstalling '.[all]' would put the CPU onnxruntime back over onnxruntime-gpu.
+gpu-check:  ## GPU acceptance (issue 15): fp32/fp16 export, CUDA parity, encoder throughput, NGC Triton (docs/gpu-acceptance.md)
+	PYTHON=$(PY) bash scripts/gpu-acceptance.sh $(GPU_ARGS)
 
 demo: $(STAMP)  ## the main job end to end on the bundled fixture model
 	$(VENV)/bin/svp demo $(DEMO_ARGS)

@@ -58,19 +58,16 @@ def check_batch(feature_dim: int, seed: int = 0):
     return speech, lengths, np.array(CHECK_LANGUAGES, np.int32), np.array(CHECK_TEXTNORMS, np.int32)
 
 
-def torch_reference(graph, speech, lengths, languages, textnorms) -> list[tuple[np.ndarray, int]]:
+def torch_reference(graph, speech, lengths, languages, textnorms, device: str = "cpu") -> list[tuple[np.ndarray, int]]:
+    """Every utterance alone and unpadded through the PyTorch graph on ``device``, back on the host as float32."""
     import torch
 
     refs = []
     with torch.no_grad():
         for i, n in enumerate(lengths):
-            out = graph(
-                torch.from_numpy(speech[i : i + 1, :n].copy()),
-                torch.tensor([n], dtype=torch.int32),
-                torch.tensor([languages[i]], dtype=torch.int32),
-                torch.tensor([textnorms[i]], dtype=torch.int32),
-            )
-            refs.append((out[0][0].numpy(), int(out[1][0])))
+            out = graph(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (
+                speech[i : i + 1, :n], np.array([n], np.int32), languages[i : i + 1], textnorms[i : i + 1])))
+            refs.append((out[0][0].float().cpu().numpy(), int(out[1][0])))
     return refs
 
 
