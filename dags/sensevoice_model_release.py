@@ -17,10 +17,17 @@ Param keeps the environment's value): `repository` over SVP_MODEL_REPOSITORY (de
 over SVP_LAKE_ROOT (default var/lake), `golden_dir` over SVP_GOLDEN_DIR (default the fixture model's clips), and the
 Triton address from the Connection named by `triton_conn_id`; the `model_releases` row goes to the lake's catalog
 (SVP_CATALOG). The export task needs the `[export]` extra (torch, funasr) on the worker that runs it.
+
+Where the tasks run: every task goes to the Celery queue named by $SVP_RELEASE_QUEUE (default `releases`), read
+when this file is parsed (a task's queue is not templated, so no Param can choose it). In docker-compose.yml only
+`airflow-release-worker` consumes it: the image with the `[export]` extra, the one container that mounts the model
+repository read-write (Triton mounts it read-only). Executors without queues (`airflow dags test`, the
+LocalExecutor of `svp demo`) ignore it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import pendulum
@@ -33,6 +40,13 @@ from sensevoice_pipeline.settings import Settings
 # task id -> the release step it runs (releases.RELEASE_STEPS), in order.
 STEP_TASKS = {"export_model": "export", "stage": "stage", "canary": "canary", "promote_or_discard": "promote"}
 ERROR_KEY = "error"  # XCom key under which a failed step leaves its one-line error for the report
+RELEASE_QUEUE_ENV = "SVP_RELEASE_QUEUE"
+DEFAULT_RELEASE_QUEUE = "releases"
+
+
+def release_queue() -> str:
+    """The Celery queue of every task of this DAG: the release worker's (see the module docstring)."""
+    return os.environ.get(RELEASE_QUEUE_ENV, "").strip() or DEFAULT_RELEASE_QUEUE
 
 
 def _settings(params: dict) -> Settings:
@@ -60,7 +74,7 @@ def _step(body: Callable[[], dict]) -> dict:
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # one release at a time (releases also lock the repository)
-    default_args={"retries": 0},
+    default_args={"retries": 0, "queue": release_queue()},
     params={
         "checkpoint": Param("", type="string", minLength=1,
                             description="Checkpoint dir (config.yaml, model.pt, am.mvn, *.bpe.model) or hub id"),
