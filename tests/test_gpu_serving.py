@@ -30,7 +30,7 @@ from .conftest import synthetic_clip
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_repository"
 GPU, CPU = model_config_pb2.ModelInstanceGroup.KIND_GPU, model_config_pb2.ModelInstanceGroup.KIND_CPU
-TRT_CACHE_VOLUME = "/var/cache/sensevoice/trt"  # docker-compose mounts a writable volume here for the TRT variant
+TRT_CACHE_VOLUME = "/trt-cache"  # docker-compose mounts a writable volume here for the TRT variant
 
 
 def config(model: str, name: str | None = None) -> model_config_pb2.ModelConfig:
