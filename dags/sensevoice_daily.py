@@ -24,7 +24,19 @@ teardown `release`.
   it refuses to publish a partition that changed during the run: re-run the date). Other configuration errors in
   `plan` fail at once too; only a busy date is retried.
 
-Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address), and the
+- **Capacity.** Each mapped `transcribe` task takes one slot of the Airflow pool named by $SVP_TRITON_POOL
+  (default `sensevoice_triton`; read when this file is parsed: a task's pool is not templated, so no Param can
+  choose it) and keeps up to 8 requests in flight (`Settings.concurrency`), balanced across the fleet's servers.
+  The pool is shared by every run (a backfill's dates and a re-run together), so size it from the fleet:
+  **slots = servers x per-server concurrency**, where per-server concurrency is how many transcription tasks one
+  server keeps busy (e.g. 2: 16 requests in flight, from which its dynamic batcher forms batches; measure on
+  your GPUs). Create it before the
+  first run: `airflow pools set sensevoice_triton <slots> "Triton fleet: servers x per-server concurrency"`. A
+  scheduler never starts a task whose pool does not exist (it logs "Tasks using non-existent pool ... will not be
+  scheduled"); `airflow dags test` runs tasks without looking at pools.
+
+Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address, or several
+comma-separated: balanced, with failover), $SVP_TRITON_POOL, and the
 environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE, SVP_LEASE_TTL_S,
 SVP_REQUEST_TIMEOUT_S, SVP_CATALOG. The roots may be s3://bucket/prefix URIs: credentials and endpoint from the `aws`
 Connection named by `aws_conn_id` (default aws_default) when it exists, else from AWS_ACCESS_KEY_ID /
@@ -48,7 +60,7 @@ from sensevoice_pipeline.lake.lease import DateBusyError
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.constants import CHANNEL_MODES
-from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.settings import Settings, triton_pool
 
 UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"})
 
@@ -111,7 +123,9 @@ LEASE_WAIT = {"retries": 6, "retry_delay": dt.timedelta(minutes=2), "retry_expon
         "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT (a path or s3://bucket/prefix)"),
         "aws_conn_id": Param(DEFAULT_AWS_CONN_ID, type="string",
                              description="`aws` Connection for s3:// roots (missing: the AWS_* environment)"),
-        "triton_conn_id": Param(DEFAULT_CONN_ID, type="string", description="Connection of the Triton server"),
+        "triton_conn_id": Param(DEFAULT_CONN_ID, type="string",
+                                description="Connection of the Triton server(s): several comma-separated hosts "
+                                            "are balanced, with failover"),
     },
     tags=["sensevoice", "speech-analytics"],
     doc_md=__doc__,
@@ -137,7 +151,8 @@ def sensevoice_daily():
         except ConfigurationError as exc:
             raise AirflowFailException(str(exc)) from exc  # waiting would not fix it: fail now, not in 90 min
 
-    @task(retries=3, max_active_tis_per_dagrun=4)
+    # The fleet's capacity caps requests in flight, across runs: one pool slot per mapped task (see Capacity above).
+    @task(retries=3, pool=triton_pool())
     def transcribe(batch: dict) -> dict:
         context = get_current_context()
         return daily.process_batch(_settings(context["params"]), batch, context["dag_run"].start_date)

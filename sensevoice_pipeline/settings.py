@@ -13,7 +13,7 @@ from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
 from sensevoice_pipeline.lake.storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
-from sensevoice_pipeline.constants import CHANNEL_MODES, DEFAULT_MAX_SEGMENT_S, DEFAULT_USE_ITN
+from sensevoice_pipeline.constants import CHANNEL_MODES, DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S, DEFAULT_USE_ITN
 
 class RootError(ConfigurationError, StorageError):
     """A raw or lake root that cannot work (unsupported URI, no bucket): one line for
@@ -34,6 +34,9 @@ class Settings:
     channel_mode: str = "mono"  # mono: mix down; split: one transcript per channel (agent / customer)
     model_version: str = ""  # pin a `sensevoice` version; "" = what the server serves
     max_segment_s: float = DEFAULT_MAX_SEGMENT_S  # SVP_MAX_SEGMENT_S: the daily job and the release canary
+    # SVP_MERGE_SEGMENT_S: adjacent VAD segments of a channel joined into one request up to this long (never past
+    # max_segment_s); 0 = off
+    merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S
     batch_size: int = 16  # files per mapped task
     concurrency: int = 8  # Triton requests in flight per task
     request_timeout_s: float = 120.0  # deadline of one Triton request (SVP_REQUEST_TIMEOUT_S)
@@ -77,6 +80,7 @@ class Settings:
             channel_mode=checked_env("channel_mode", "SVP_CHANNEL_MODE", cls.channel_mode),
             request_timeout_s=float(env.get("SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s)),
             max_segment_s=checked_env("max_segment_s", "SVP_MAX_SEGMENT_S", cls.max_segment_s),
+            merge_segment_s=checked_env("merge_segment_s", "SVP_MERGE_SEGMENT_S", cls.merge_segment_s),
             failure_budget=float(env.get("SVP_FAILURE_BUDGET", cls.failure_budget)),
             catalog=env.get("SVP_CATALOG") or None,
             lease_ttl_s=float(env.get("SVP_LEASE_TTL_S", cls.lease_ttl_s)),
@@ -99,6 +103,17 @@ class Settings:
         return replace(self, **clean)
 
 
+TRITON_POOL_ENV = "SVP_TRITON_POOL"
+DEFAULT_TRITON_POOL = "sensevoice_triton"
+
+
+def triton_pool() -> str:
+    """The Airflow pool whose slots the daily DAG's transcription tasks take ($SVP_TRITON_POOL, default
+    sensevoice_triton). Read when the DAG file is parsed: a task's pool is not a templated field, so a Param cannot
+    choose it per run."""
+    return os.environ.get(TRITON_POOL_ENV, "").strip() or DEFAULT_TRITON_POOL
+
+
 def _check_duckdb_path(path: Path, where: str) -> Path:
     """DuckDB reads what follows a '?' in a database path as connection options, and then cannot write the file."""
     if "?" in str(path):
@@ -108,7 +123,7 @@ def _check_duckdb_path(path: Path, where: str) -> Path:
 
 
 _CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode", "model_repository", "golden_dir",
-            "max_segment_s")
+            "max_segment_s", "merge_segment_s")
 
 
 def _checked(key: str, value, variable: str | None = None):
@@ -141,6 +156,15 @@ def _checked(key: str, value, variable: str | None = None):
             seconds = float("nan")
         if not 1.0 <= seconds <= 30.0:  # SenseVoiceSmall's attention is trained on at most ~30 s
             raise ConfigurationError(f"{where}max segment length must be between 1 and 30 seconds, got {value!r}")
+        return seconds
+    if key == "merge_segment_s":
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = float("nan")
+        if not (seconds == 0.0 or 1.0 <= seconds <= 30.0):  # 0: off; above 30 s max_segment_s caps it anyway
+            raise ConfigurationError(f"{where}merge segment length must be 0 (off) or between 1 and 30 seconds, "
+                                     f"got {value!r}")
         return seconds
     if key in ("model_repository", "golden_dir"):
         if is_remote(value):

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from sensevoice_pipeline.lake.storage import S3Options, is_remote
 from sensevoice_pipeline.serving.client import default_url
+from sensevoice_pipeline.serving.fleet import with_default_port
 from sensevoice_pipeline.settings import Settings
 
 DEFAULT_CONN_ID = Settings.triton_conn_id  # the names are the configuration object's defaults
@@ -23,7 +24,12 @@ log = logging.getLogger(__name__)
 class SenseVoiceTritonHook(BaseHook):
     """Connection ``sensevoice_triton`` (host and gRPC port of the Triton serving `sensevoice`), e.g.
     ``AIRFLOW_CONN_SENSEVOICE_TRITON='sensevoice-triton://triton.internal:8001'``. Without the connection the
-    address falls back to $SVP_TRITON_URL, then 127.0.0.1:8001."""
+    address falls back to $SVP_TRITON_URL, then 127.0.0.1:8001.
+
+    A fleet: the host field lists the servers, comma-separated; the port field is the port of every entry that
+    names none. ``sensevoice-triton://triton-0,triton-1:8001`` (one port for all), or in JSON form
+    ``{"conn_type": "sensevoice_triton", "host": "gpu-a:8001,gpu-b:8002"}`` (a port each). The client balances
+    across them and fails over (serving/fleet.py)."""
 
     conn_name_attr = "triton_conn_id"
     default_conn_name = DEFAULT_CONN_ID
@@ -43,14 +49,14 @@ class SenseVoiceTritonHook(BaseHook):
             return url
         if not conn.host:
             raise ValueError(f"connection {self.triton_conn_id!r} has no host")
-        return f"{conn.host}:{conn.port or 8001}"
+        return with_default_port(conn.host, conn.port)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict:
         return {
             "hidden_fields": ["schema", "login", "password", "extra"],
-            "relabeling": {"port": "gRPC port"},
-            "placeholders": {"host": "triton.internal", "port": "8001"},
+            "relabeling": {"host": "Host(s), comma-separated", "port": "gRPC port"},
+            "placeholders": {"host": "triton-0.internal,triton-1.internal", "port": "8001"},
         }
 
 

@@ -4,7 +4,11 @@ request, bounded concurrency, a deadline per request, retries with backoff on se
 Every failure is classified once, here (errors.py): the model refusing a request as invalid (gRPC
 INVALID_ARGUMENT, which `triton_models` sets only for a bad request) is an :class:`~.errors.InputError` about that
 audio; everything else -- unreachable, not ready, deadline, internal error -- is a :class:`~.errors.ServingError`,
-retried here with backoff and then raised, so that the task fails instead of recording good files as failed."""
+retried here with backoff and then raised, so that the task fails instead of recording good files as failed.
+
+The address may list several servers (``a:8001,b:8001``): requests are balanced across the healthy ones, a serving
+fault sends the request to another server at once and may eject the server, probes readmit it (serving/fleet.py).
+A refused request is never sent elsewhere."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.errors import InputError, ServingError, ServingTimeoutError, ServingUnavailableError
 from sensevoice_pipeline.speech.languages import language_id
+from sensevoice_pipeline.serving.fleet import Endpoint, Fleet, parse_addresses
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 
 log = logging.getLogger(__name__)
@@ -29,10 +34,11 @@ URL_ENV = "SVP_TRITON_URL"
 UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
 REJECTED = "StatusCode.INVALID_ARGUMENT"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
+PROBE_TIMEOUT_S = 2.0
 
 
 def default_url() -> str:
-    """``--url`` default: $SVP_TRITON_URL, then 127.0.0.1:8001."""
+    """``--url`` default: $SVP_TRITON_URL, then 127.0.0.1:8001. Either may list several servers, comma-separated."""
     return os.environ.get(URL_ENV) or DEFAULT_URL
 
 
@@ -71,7 +77,14 @@ class Request:
 
 
 class SenseVoiceClient:
-    """``async with SenseVoiceClient(url) as client: await client.transcribe(audio, "yue")``"""
+    """``async with SenseVoiceClient(url) as client: await client.transcribe(audio, "yue")``
+
+    ``url`` may name several servers, ``"a:8001,b:8001"`` (serving/fleet.py: balancing, ejection, readmission):
+    each request goes to one healthy server; a serving fault there sends it to another healthy server at once, and
+    the backoff only runs between rounds in which every healthy server was tried. A refused request
+    (RequestRejectedError) is never sent elsewhere: its audio is the fault. With one address everything is as it was
+    before fleets (the retries with backoff on that address). Health probes of a fleet run in the background while
+    the client is open."""
 
     def __init__(
         self,
@@ -83,6 +96,10 @@ class SenseVoiceClient:
         retries: int = 4,
         backoff_s: float = 0.5,
         deadline_retries: int = 1,
+        probe_base_s: float = 1.0,
+        probe_max_s: float = 30.0,
+        health_check_every_s: float = 10.0,
+        faults_to_eject: int = 3,
     ):
         self.url = url or default_url()
         self.model = model
@@ -91,39 +108,76 @@ class SenseVoiceClient:
         self.retries = retries
         self.deadline_retries = min(deadline_retries, retries)  # each costs a whole timeout_s
         self.backoff_s = backoff_s
+        self.fleet = Fleet(parse_addresses(self.url), probe_base_s=probe_base_s, probe_max_s=probe_max_s,
+                           check_every_s=health_check_every_s, faults_to_eject=faults_to_eject)
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._client: grpcclient.InferenceServerClient | None = None
+        self._clients: dict[str, grpcclient.InferenceServerClient] = {}
+        self._replaced: list[grpcclient.InferenceServerClient] = []  # closed with the client (requests may be on them)
+        self._prober: asyncio.Task | None = None
 
     async def __aenter__(self) -> "SenseVoiceClient":
-        self._client = grpcclient.InferenceServerClient(self.url)
+        self._clients = {address: grpcclient.InferenceServerClient(address) for address in self.fleet.addresses}
+        if not self.fleet.single:
+            self._prober = asyncio.create_task(self._probe_forever(), name=f"triton-probes {self.url}")
         return self
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        prober, self._prober = self._prober, None
+        if prober is not None:
+            prober.cancel()
+            await asyncio.gather(prober, return_exceptions=True)
+        clients, self._clients = [*self._clients.values(), *self._replaced], {}
+        self._replaced = []
+        for client in clients:
+            await client.close()
 
     @property
     def client(self) -> grpcclient.InferenceServerClient:
-        if self._client is None:
+        """The gRPC client of the first address (the only one, without a fleet)."""
+        return self._client_for(self.fleet.addresses[0])
+
+    def _client_for(self, address: str) -> grpcclient.InferenceServerClient:
+        if not self._clients:
             raise TritonClientError("use the client inside `async with SenseVoiceClient(...)`")
-        return self._client
+        return self._clients[address]
 
     async def check_ready(self) -> str:
-        """Raise a clear error unless the server is up and the model is ready; returns the ready version."""
+        """Raise a clear error unless a server is up with the model ready; returns the ready version. In a fleet,
+        servers that are not ready are ejected (and probed again later); the error is raised only when none is."""
+        if self.fleet.single:
+            return await self._ready_version(self.fleet.addresses[0])
+        outcomes = await asyncio.gather(*(self._ready_version(a) for a in self.fleet.addresses),
+                                        return_exceptions=True)
+        ready = {}
+        for endpoint, outcome in zip(self.fleet.endpoints, outcomes):
+            if isinstance(outcome, ServingError):
+                self.fleet.server_out(endpoint, str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                ready[endpoint.address] = outcome
+        if not ready:
+            raise outcomes[0]
+        if len(set(ready.values())) > 1:  # a rolling release in progress, or drift: each answer names its version
+            log.warning("Triton servers answer with different %s versions: %s", self.model,
+                        ", ".join(f"{a}: {v}" for a, v in ready.items()))
+        return next(iter(ready.values()))
+
+    async def _ready_version(self, address: str) -> str:
+        client = self._client_for(address)
         try:
-            live = await self.client.is_server_live(client_timeout=5)
+            live = await client.is_server_live(client_timeout=5)
         except InferenceServerException as exc:
-            raise TritonUnavailableError(f"cannot reach Triton at {self.url}: {exc.message()}") from exc
+            raise TritonUnavailableError(f"cannot reach Triton at {address}: {exc.message()}") from exc
         if not live:
-            raise TritonUnavailableError(f"Triton at {self.url} is not live")
-        if not await self.client.is_model_ready(self.model, self.version, client_timeout=5):
+            raise TritonUnavailableError(f"Triton at {address} is not live")
+        if not await client.is_model_ready(self.model, self.version, client_timeout=5):
             pinned = f" version {self.version}" if self.version else ""
-            raise ModelNotReadyError(f"model {self.model}{pinned} is not loaded on Triton at {self.url}")
-        meta = await self.client.get_model_metadata(self.model, self.version, client_timeout=5)
+            raise ModelNotReadyError(f"model {self.model}{pinned} is not loaded on Triton at {address}")
+        meta = await client.get_model_metadata(self.model, self.version, client_timeout=5)
         return max(meta.versions, key=int) if not self.version else self.version
 
     async def transcribe(self, audio: np.ndarray, language: str = "auto", use_itn: bool = True) -> Transcription:
@@ -136,7 +190,7 @@ class SenseVoiceClient:
         return Transcription(
             text=text.decode("utf-8") if isinstance(text, bytes) else str(text),
             model_name=response.model_name,
-            model_version=response.model_version,
+            model_version=response.model_version,  # the version of the server that answered
         )
 
     async def transcribe_many(self, requests: Iterable[Request]) -> list[Transcription]:
@@ -156,10 +210,16 @@ class SenseVoiceClient:
         return [audio_in, lang_in, itn_in]
 
     async def _infer_with_retries(self, inputs):
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
+        """One request until it is answered: each round tries the healthy servers one after the other (at once: a
+        request is idempotent), then the backoff and the next round, while ``_worth_retrying`` allows."""
+        delay, attempt = self.backoff_s, 0
+        tried: set[str] = set()
+        endpoint = self.fleet.pick()
+        while True:
+            tried.add(endpoint.address)
+            self.fleet.sent(endpoint)
             try:
-                return await self.client.infer(
+                result = await self._client_for(endpoint.address).infer(
                     self.model,
                     inputs,
                     model_version=self.version,
@@ -167,13 +227,61 @@ class SenseVoiceClient:
                     client_timeout=self.timeout_s,
                 )
             except InferenceServerException as exc:
-                error = _translate(exc, self.url, self.model, self.version)
-                if not self._worth_retrying(error, attempt):
-                    raise error from exc
-                log.warning("%s; retry %d in %.1f s", error, attempt + 1, delay)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+                cause, error = exc, _translate(exc, endpoint.address, self.model, self.version)
+            else:
+                self.fleet.answered(endpoint)
+                return result
+            finally:
+                self.fleet.done(endpoint)
+            if isinstance(error, RequestRejectedError):
+                self.fleet.answered(endpoint)  # the server is fine; the audio is the fault, on every server
+                raise error from cause
+            self._judge(endpoint, error)
+            elsewhere = self.fleet.pick(exclude=tried) if _fails_over(error) else None
+            if elsewhere is not None:
+                log.warning("%s; sending the request to %s", error, elsewhere.address)
+                endpoint = elsewhere
+                continue
+            if not self._worth_retrying(error, attempt):
+                raise error from cause
+            log.warning("%s; retry %d in %.1f s", error, attempt + 1, delay)
+            await asyncio.sleep(delay)
+            delay, attempt, tried = delay * 2, attempt + 1, set()
+            endpoint = self.fleet.pick()
+
+    def _judge(self, endpoint: Endpoint, error: ServingError) -> None:
+        """What a serving fault says about the server that answered it (fleet.py: ejection)."""
+        if isinstance(error, ServingUnavailableError):  # unreachable, or the model is not ready there
+            self.fleet.server_out(endpoint, str(error))
+        elif not isinstance(error, TritonDeadlineError):  # a slow answer is not a dead server
+            self.fleet.server_fault(endpoint, str(error))
+
+    async def _probe_forever(self) -> None:
+        """The fleet's health probes, for as long as the client is open."""
+        while True:
+            due = self.fleet.due_for_probe()
+            if due:
+                await asyncio.gather(*(self._probe(endpoint) for endpoint in due))
+            await asyncio.sleep(min(max(self.fleet.seconds_to_next_probe(), 0.05), 1.0))
+
+    async def _probe(self, endpoint: Endpoint) -> None:
+        """Server live and the model (the pinned version, if any) ready: Triton's health API (KServe v2 protocol
+        ServerLive / ModelReady). An ejected server is probed over a new channel, which replaces its old one when
+        the probe passes: the old channel may sit in gRPC's reconnect backoff (up to minutes) after the server died."""
+        fresh = endpoint.ejected
+        client = grpcclient.InferenceServerClient(endpoint.address) if fresh else self._client_for(endpoint.address)
+        try:
+            live = await client.is_server_live(client_timeout=PROBE_TIMEOUT_S)
+            ready = live and await client.is_model_ready(self.model, self.version, client_timeout=PROBE_TIMEOUT_S)
+            reason = "" if ready else "not live" if not live else f"model {self.model} {self.version} not ready"
+        except Exception as exc:  # noqa: BLE001 -- any failure of a probe means: not healthy (the prober must live)
+            ready, reason = False, (exc.message() if isinstance(exc, InferenceServerException) else "") or repr(exc)
+        if fresh and ready and self._clients:
+            self._replaced.append(self._clients[endpoint.address])
+            self._clients[endpoint.address] = client
+        elif fresh:
+            await client.close()
+        self.fleet.probed(endpoint, ready, reason)
 
     def _worth_retrying(self, error: Exception, attempt: int) -> bool:
         """Serving faults are retried (a restarting server, a transient internal error); a rejected request or a
@@ -183,6 +291,12 @@ class SenseVoiceClient:
         if isinstance(error, TritonDeadlineError):
             return attempt < self.deadline_retries
         return attempt < self.retries
+
+
+def _fails_over(error: ServingError) -> bool:
+    """Sent to another server at once: unreachable, model not ready there, internal error. Not a deadline (it already
+    cost a whole ``timeout_s``; the backoff rounds and ``deadline_retries`` bound it, as with one server)."""
+    return not isinstance(error, TritonDeadlineError)
 
 
 def _translate(exc: InferenceServerException, url: str, model: str, version: str) -> InputError | ServingError:

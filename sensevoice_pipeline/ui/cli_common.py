@@ -18,7 +18,8 @@ def add_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default=None,
-        help=f"Triton gRPC address (default: ${URL_ENV}, then {DEFAULT_URL})",
+        help=f"Triton gRPC address, or several comma-separated (a:8001,b:8001): balanced, with failover "
+        f"(default: ${URL_ENV}, then {DEFAULT_URL})",
     )
 
 

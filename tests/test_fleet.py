@@ -1,0 +1,288 @@
+"""Several Triton servers behind one client (serving/fleet.py, serving/client.py): the balancing policy on a fake clock,
+then real processes -- two local Triton servers on one exported repository (the session's `triton` and a second one
+started here): requests split between them with the single server's answers; a server SIGKILLed mid-run costs no
+request, and once restarted on its ports it is readmitted and answers again. Also: the Connection's host list and the
+daily DAG's pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from sensevoice_pipeline.errors import ConfigurationError, ServingUnavailableError
+from sensevoice_pipeline.serving.client import ModelNotReadyError, RequestRejectedError, SenseVoiceClient
+from sensevoice_pipeline.serving.fleet import Fleet, parse_addresses, with_default_port
+from sensevoice_pipeline.serving.server import LocalTriton, free_port
+
+from .conftest import synthetic_clip
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fleet_of(n: int, **kwargs) -> tuple[Fleet, FakeClock]:
+    clock = FakeClock()
+    return Fleet([f"t{i}:8001" for i in range(n)], clock=clock, **kwargs), clock
+
+
+# -- the policy, on a fake clock ----------------------------------------------------------------------------------------
+
+def test_addresses_are_comma_separated_and_a_connection_port_fills_the_entries_without_one():
+    assert parse_addresses(" a:8001, b:8001 ,a:8001") == ("a:8001", "b:8001")
+    assert parse_addresses("triton.internal:8001") == ("triton.internal:8001",)
+    assert with_default_port("triton-0,triton-1:9001", None) == "triton-0:8001,triton-1:9001"
+    assert with_default_port("gpu-a,[::1]:7001,[::2]", 8500) == "gpu-a:8500,[::1]:7001,[::2]:8500"
+    with pytest.raises(ConfigurationError, match="empty entry"):
+        parse_addresses("a:8001,,b:8001")
+
+
+def test_least_outstanding_requests_win_and_ties_go_round_robin():
+    fleet, _ = fleet_of(3)
+    assert [fleet.pick().address for _ in range(6)] == ["t0:8001", "t1:8001", "t2:8001"] * 2
+    busy = fleet.endpoint("t0:8001")
+    fleet.sent(busy), fleet.sent(busy), fleet.sent(fleet.endpoint("t1:8001"))
+    assert fleet.pick().address == "t2:8001"
+    assert fleet.pick(exclude={"t2:8001"}).address == "t1:8001"
+    assert fleet.pick(exclude={"t0:8001", "t1:8001", "t2:8001"}) is None  # every server tried: the round is over
+
+
+def test_an_unreachable_server_is_ejected_at_once_and_an_internal_error_only_after_three_in_a_row():
+    fleet, _ = fleet_of(2)
+    a, b = fleet.endpoints
+    fleet.server_fault(a, "INTERNAL"), fleet.server_fault(a, "INTERNAL")
+    fleet.answered(a)  # an answer ends the run of faults
+    fleet.server_fault(a, "INTERNAL"), fleet.server_fault(a, "INTERNAL")
+    assert not a.ejected
+    fleet.server_fault(a, "INTERNAL")
+    assert a.ejected
+    fleet.server_out(b, "UNAVAILABLE")
+    assert b.ejected
+    # Panic: with every server out, requests still go somewhere (the client's backoff then decides, as with one).
+    assert fleet.pick().address in fleet.addresses
+
+
+def test_ejected_servers_are_skipped_and_probed_with_a_doubling_backoff_until_one_passes():
+    fleet, clock = fleet_of(2, probe_base_s=1.0, probe_max_s=5.0, check_every_s=60.0)
+    a, b = fleet.endpoints
+    fleet.server_out(a, "UNAVAILABLE")
+    assert [fleet.pick().address for _ in range(3)] == ["t1:8001"] * 3
+    assert fleet.due_for_probe() == []
+    waits = []
+    for _ in range(4):  # each failed probe doubles the wait: 2, 4, then the 5 s cap
+        clock.now += fleet.seconds_to_next_probe()
+        assert fleet.due_for_probe() == [a]
+        fleet.probed(a, healthy=False, reason="connection refused")
+        waits.append(a.probe_at - clock.now)
+    assert waits == [2.0, 4.0, 5.0, 5.0]
+    clock.now += 5.0
+    fleet.probed(a, healthy=True)
+    assert not a.ejected and {fleet.pick().address for _ in range(2)} == {"t0:8001", "t1:8001"}
+    # Healthy servers are checked every check_every_s; one failing its check is ejected.
+    clock.now += 60.0
+    assert set(map(id, fleet.due_for_probe())) == {id(a), id(b)}
+    fleet.probed(b, healthy=False, reason="model not ready")
+    assert b.ejected and b.probe_at == clock.now + 1.0
+
+
+def test_one_address_is_never_ejected_nor_probed():
+    fleet, clock = fleet_of(1)
+    (only,) = fleet.endpoints
+    fleet.server_out(only, "UNAVAILABLE")
+    clock.now += 3600
+    assert not only.ejected and fleet.due_for_probe() == [] and fleet.pick() is only
+
+
+# -- real servers -------------------------------------------------------------------------------------------------------
+
+CLIPS = [synthetic_clip(0.6 + 0.1 * (i % 5), seed=i) for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def second(exported_repository):
+    """A second Triton on the session's repository; ``holder["server"]`` may be replaced by a restarted one."""
+    holder = {"server": LocalTriton(exported_repository).start()}
+    yield holder
+    holder["server"].stop()
+
+
+def inference_count(url: str) -> int:
+    """Triton's own count of `sensevoice` requests served (successful ones) by the server at ``url``."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        (stats,) = client.get_inference_statistics("sensevoice").model_stats
+        return stats.inference_stats.success.count
+    finally:
+        client.close()
+
+
+async def transcribe_all(url: str, clips, **kwargs):
+    async with SenseVoiceClient(url, **kwargs) as client:
+        return [(t.text, t.model_version) for t in await asyncio.gather(*(client.transcribe(c) for c in clips))]
+
+
+@pytest.fixture(scope="module")
+def single_answers(triton):
+    return asyncio.run(transcribe_all(triton.grpc_url, CLIPS))
+
+
+@pytest.mark.timeout(300)
+def test_requests_split_across_two_servers_and_equal_the_single_server_answers(triton, second, single_answers):
+    urls = [triton.grpc_url, second["server"].grpc_url]
+    before = [inference_count(u) for u in urls]
+    answers = asyncio.run(transcribe_all(",".join(urls), CLIPS, max_concurrency=8))
+    served = [inference_count(u) - b for u, b in zip(urls, before)]
+    assert answers == single_answers and {v for _, v in answers} == {"1"}
+    # Least outstanding requests: the faster server (here the warm one) may take more, but both take a share.
+    assert sum(served) == len(CLIPS) and min(served) > 0, served
+
+    # One request at a time: nothing outstanding anywhere, so the tie-break alternates exactly.
+    before = [inference_count(u) for u in urls]
+    one_by_one = asyncio.run(transcribe_all(",".join(urls), CLIPS[:8], max_concurrency=1))
+    assert one_by_one == single_answers[:8]
+    assert [inference_count(u) - b for u, b in zip(urls, before)] == [4, 4]
+
+
+@pytest.mark.timeout(120)
+def test_a_pinned_version_is_asked_of_every_server_and_a_missing_one_fails_as_not_loaded(triton, second,
+                                                                                        single_answers):
+    urls = ",".join([triton.grpc_url, second["server"].grpc_url])
+    assert asyncio.run(transcribe_all(urls, CLIPS[:4], version=1, max_concurrency=1)) == single_answers[:4]
+
+    async def missing():
+        async with SenseVoiceClient(urls, version=99, backoff_s=0.01) as client:
+            with pytest.raises(ModelNotReadyError, match="version 99 is not loaded"):
+                await client.transcribe(CLIPS[0])
+            return [e.ejected for e in client.fleet.endpoints]
+
+    assert asyncio.run(missing()) == [True, True]  # both asked (at once, no backoff), neither has it
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_address_costs_no_request_and_no_backoff(triton, single_answers):
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+
+    async def run():
+        async with SenseVoiceClient(f"{dead},{triton.grpc_url}", backoff_s=30.0) as client:
+            t0 = time.perf_counter()
+            answers = [(t.text, t.model_version) for t in await asyncio.gather(*(client.transcribe(c) for c in CLIPS[:8]))]
+            return answers, time.perf_counter() - t0, client.fleet.endpoint(dead).ejected
+
+    answers, seconds, ejected = asyncio.run(run())
+    assert answers == single_answers[:8] and ejected
+    assert seconds < 30.0  # sent elsewhere at once, not after the 30 s backoff
+
+
+@pytest.mark.timeout(60)
+def test_with_every_server_down_the_request_fails_as_unavailable_after_the_usual_retries():
+    dead = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+
+    async def run():
+        async with SenseVoiceClient(dead, retries=2, backoff_s=0.01) as client:
+            with pytest.raises(ServingUnavailableError, match="cannot reach Triton"):
+                await client.transcribe(CLIPS[0])
+
+    asyncio.run(run())
+
+
+@pytest.mark.timeout(120)
+def test_a_refused_request_is_not_sent_to_another_server(triton, second):
+    urls = [triton.grpc_url, second["server"].grpc_url]
+
+    async def run():
+        async with SenseVoiceClient(",".join(urls), backoff_s=0.01) as client:
+            with pytest.raises(RequestRejectedError, match="at least 2 samples"):
+                await client.transcribe(np.array([0.1], np.float32))
+            return [(e.answered, e.ejected) for e in client.fleet.endpoints]
+
+    # one server refused it (the refusal is its answer), nobody else was asked, nobody was ejected
+    assert sorted(asyncio.run(run())) == [(0, False), (1, False)]
+
+
+@pytest.mark.timeout(300)
+def test_a_server_killed_mid_run_costs_no_request_and_is_readmitted_once_restarted(
+        exported_repository, triton, second, single_answers, caplog):
+    caplog.set_level("INFO", logger="sensevoice_pipeline.serving")
+    victim = second["server"]
+    ports = {"http_port": victim.http_port, "grpc_port": victim.grpc_port, "metrics_port": victim.metrics_port}
+    urls = [triton.grpc_url, victim.grpc_url]
+    clips, answers = CLIPS * 3, single_answers * 3
+
+    async def run():
+        async with SenseVoiceClient(",".join(urls), max_concurrency=4, probe_base_s=0.2, probe_max_s=1.0,
+                                    health_check_every_s=1.0) as client:
+            killed = asyncio.Event()
+
+            async def kill_when_busy():
+                while client.fleet.endpoint(victim.grpc_url).answered < 4:
+                    await asyncio.sleep(0.01)
+                os.killpg(victim.process.pid, signal.SIGKILL)  # the server and its python stubs, mid-run
+                killed.set()
+
+            killer = asyncio.create_task(kill_when_busy())
+            got = await asyncio.gather(*(client.transcribe(c) for c in clips))
+            await killer
+            out_after_kill = client.fleet.endpoint(victim.grpc_url).ejected
+
+            victim.stop()  # reaps the killed process
+            restarted = await asyncio.to_thread(lambda: LocalTriton(exported_repository, **ports).start())
+            second["server"] = restarted
+            deadline = time.monotonic() + 30
+            while client.fleet.endpoint(restarted.grpc_url).ejected and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            readmitted = not client.fleet.endpoint(restarted.grpc_url).ejected
+            before = inference_count(restarted.grpc_url)
+            again = await asyncio.gather(*(client.transcribe(c) for c in CLIPS))
+            return got, out_after_kill, readmitted, inference_count(restarted.grpc_url) - before, again
+
+    got, out_after_kill, readmitted, served_after, again = asyncio.run(run())
+    assert [(t.text, t.model_version) for t in got] == answers  # every request answered, none refused
+    assert out_after_kill and readmitted
+    assert served_after > 0 and [(t.text, t.model_version) for t in again] == single_answers
+    logged = caplog.text
+    assert f"Triton {victim.grpc_url} ejected" in logged and f"Triton {victim.grpc_url} readmitted" in logged
+    assert "sending the request to" in logged  # requests in flight on the killed server went to the other one
+
+
+# -- Airflow: the Connection's host list, the DAG's pool ----------------------------------------------------------------
+
+AIRFLOW_SCRIPT = textwrap.dedent("""
+    from airflow.dag_processing.dagbag import DagBag
+    from sensevoice_pipeline.provider.hooks import SenseVoiceTritonHook
+    print("URL", SenseVoiceTritonHook().get_url())
+    print("URL", SenseVoiceTritonHook("mixed_ports").get_url())
+    bag = DagBag(dag_folder=DAGS)
+    assert not bag.import_errors, bag.import_errors
+    print("POOL", bag.dags["sensevoice_daily"].get_task("transcribe").pool)
+""")
+
+
+@pytest.mark.timeout(180)
+def test_the_connection_lists_several_servers_and_transcription_tasks_take_the_triton_pool(tmp_path):
+    from sensevoice_pipeline.demo.local_airflow import LocalAirflow
+
+    airflow = LocalAirflow(home=tmp_path / "airflow-home")
+    env = airflow.env({
+        "AIRFLOW_CONN_SENSEVOICE_TRITON": "sensevoice-triton://triton-0,triton-1:8001",
+        "AIRFLOW_CONN_MIXED_PORTS": '{"conn_type": "sensevoice_triton", "host": "gpu-a:8001,gpu-b:8002"}',
+        "SVP_TRITON_POOL": "triton_fleet_a",
+    })
+    script = AIRFLOW_SCRIPT.replace("DAGS", repr(str(airflow.dags_folder)))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=170)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line.split(" ", 1) for line in out.stdout.splitlines() if line.startswith(("URL ", "POOL "))]
+    assert lines == [["URL", "triton-0:8001,triton-1:8001"], ["URL", "gpu-a:8001,gpu-b:8002"],
+                     ["POOL", "triton_fleet_a"]]
