@@ -21,6 +21,15 @@ DEFAULT_USE_ITN = True
 # segments of at most this many seconds (Settings.max_segment_s overrides it for the daily job).
 DEFAULT_MAX_SEGMENT_S = 30.0
 
+# Adjacent VAD segments of one channel can be joined into one request up to this many seconds
+# (speech.vad.merge_adjacent; Settings.merge_segment_s / SVP_MERGE_SEGMENT_S, 0 = off). Off by measurement
+# (benchmarks/merging.py, 2026-12-02, full-size int8 on 2 CPU cores, a 5-minute call of short sentences): joining
+# to 5/10/15/25 s cut requests from 92 to 73/35/22/13 but cost 1.21/1.38/1.62/1.52x the wall time (the encoder's
+# attention grows faster than linearly with length, and the pauses inside a joined segment are sent too), and on
+# the fixture model no joined segment kept its clips' texts. It also leaves one emotion and event per joined
+# segment instead of per sentence.
+DEFAULT_MERGE_SEGMENT_S = 0.0
+
 # How a recording's channels are transcribed: mono mixes them down; split gives one transcript per channel (agent and
 # customer on their own channels).
 CHANNEL_MODES = ("mono", "split")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sensevoice_pipeline.constants import DEFAULT_MERGE_SEGMENT_S
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.settings import Settings
 
@@ -38,3 +39,16 @@ def test_defaults_without_an_environment(monkeypatch):
     settings = Settings.from_env()
     assert (settings.model_repository, settings.golden_dir, settings.triton_conn_id, settings.max_segment_s) == (
         Path("model_repository"), None, "sensevoice_triton", 30.0)
+
+
+def test_the_merge_length_enters_checked_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("SVP_MERGE_SEGMENT_S", "12.5")
+    assert Settings.from_env().merge_segment_s == 12.5
+    assert Settings.from_env(merge_segment_s=0).merge_segment_s == 0.0  # 0: off (a flag stands in for the variable)
+    monkeypatch.delenv("SVP_MERGE_SEGMENT_S")
+    assert Settings.from_env().merge_segment_s == DEFAULT_MERGE_SEGMENT_S
+    for bad in ("0.5", "31", "-1", "soon"):
+        monkeypatch.setenv("SVP_MERGE_SEGMENT_S", bad)
+        with pytest.raises(ConfigurationError, match=f"SVP_MERGE_SEGMENT_S: merge segment length must be 0 "
+                                                     f"\\(off\\) or between 1 and 30 seconds, got '{bad}'"):
+            Settings.from_env()

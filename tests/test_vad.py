@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from sensevoice_pipeline.speech.audio import load_mono_16k
-from sensevoice_pipeline.speech.vad import DEFAULT_MODEL, SAMPLE_RATE, WINDOW, Segment, SileroVad, segment_for_asr
+from sensevoice_pipeline.constants import DEFAULT_MERGE_SEGMENT_S
+from sensevoice_pipeline.speech.vad import (DEFAULT_MODEL, SAMPLE_RATE, WINDOW, Segment, SileroVad, merge_adjacent,
+                                            segment_for_asr)
 
 from .conftest import EXAMPLE_AUDIO
 
@@ -255,7 +257,9 @@ def test_segment_for_asr_short_clip_is_one_whole_segment(vad):
 
 def test_segment_for_asr_long_audio_uses_vad(vad, long_call):
     audio, _ = long_call
-    assert segment_for_asr(audio, vad) == vad.segments(audio)
+    assert segment_for_asr(audio, vad, merge_segment_s=0.0) == vad.segments(audio)
+    # by default, adjacent segments joined as the daily job sends them (tests/test_segment_merging.py)
+    assert segment_for_asr(audio, vad) == merge_adjacent(vad.segments(audio), DEFAULT_MERGE_SEGMENT_S)
     assert segment_for_asr(np.zeros(40 * SAMPLE_RATE, dtype=np.float32), vad) == []
 
 

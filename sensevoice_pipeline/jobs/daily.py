@@ -112,7 +112,7 @@ async def _process_items(settings: Settings, items: list[WorkItem], run_id: str,
     async with SenseVoiceClient(settings.triton_url, version=settings.model_version or None,
                                 max_concurrency=settings.concurrency, timeout_s=settings.request_timeout_s) as client:
         await client.check_ready()
-        transcriber = RecordingTranscriber(client, settings.max_segment_s)
+        transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s)
 
         async def one(item: WorkItem):
             async with files_in_flight:

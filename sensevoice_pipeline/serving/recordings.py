@@ -1,8 +1,9 @@
 """One recording through the serving Triton, the way production transcribes it.
 
 decode (streaming, resampled to 16 kHz; channels kept apart or mixed down) → the too-short rule → VAD segmentation
-(the whole channel when it is at most ``max_segment_s``, else silero-vad speech segments) → one ``sensevoice``
-request per segment with the language hint and ITN switch → answers in segment order.
+(the whole channel when it is at most ``max_segment_s``, else silero-vad speech segments, adjacent ones of a channel
+joined up to ``merge_segment_s``) → one ``sensevoice`` request per segment with the language hint and ITN switch →
+answers in segment order.
 
 The daily job (``jobs.daily``), ``svp transcribe``, the release canary and Try a clip all go through
 :class:`RecordingTranscriber`, so what the canary judges and what an analyst tries is what the daily job does.
@@ -20,6 +21,7 @@ import numpy as np
 
 from sensevoice_pipeline.constants import (
     DEFAULT_MAX_SEGMENT_S,
+    DEFAULT_MERGE_SEGMENT_S,
     DEFAULT_USE_ITN,
     MIN_TRANSCRIBABLE_SAMPLES,
     SAMPLE_RATE,
@@ -32,7 +34,8 @@ from sensevoice_pipeline.speech.vad import SileroVad, segment_for_asr
 
 @dataclass(frozen=True)
 class SpeechSegment:
-    """A stretch of one channel sent as one request; times in seconds from the recording's start."""
+    """A stretch of one channel sent as one request; times in seconds from the recording's start (for joined
+    segments: the first speech run's start and the last one's end, and ``audio`` is everything between)."""
 
     channel: int
     index: int  # within its channel
@@ -69,11 +72,12 @@ def check_long_enough(samples: np.ndarray) -> None:
 
 
 def cut_segments(channels: list[np.ndarray], vad: SileroVad | None,
-                 max_segment_s: float = DEFAULT_MAX_SEGMENT_S) -> list[SpeechSegment]:
-    """Each channel on its own (a segment never spans two channels), in channel order."""
+                 max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
+                 merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S) -> list[SpeechSegment]:
+    """Each channel on its own (a segment, joined or not, never spans two channels), in channel order."""
     out = []
     for channel, audio in enumerate(channels):
-        for index, seg in enumerate(segment_for_asr(audio, vad, max_segment_s)):
+        for index, seg in enumerate(segment_for_asr(audio, vad, max_segment_s, merge_segment_s)):
             out.append(SpeechSegment(channel, index, seg.start_s, seg.end_s, audio[seg.start : seg.end]))
     return out
 
@@ -83,9 +87,10 @@ class RecordingTranscriber:
     caller's task, never the file); input faults are :class:`InputError` (an ``AudioDecodeError`` too)."""
 
     def __init__(self, client: SenseVoiceClient, max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
-                 vad: SileroVad | None = None):
+                 vad: SileroVad | None = None, merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S):
         self.client = client
         self.max_segment_s = max_segment_s
+        self.merge_segment_s = merge_segment_s  # 0: one request per VAD segment
         self.vad = vad  # None: the process-wide session (vad.segment_for_asr), built once, thread-safe
 
     async def decode(self, path: str | Path, split_channels: bool = False,
@@ -96,7 +101,8 @@ class RecordingTranscriber:
     async def transcribe_channels(self, info: AudioInfo, channels: list[np.ndarray], language: str = "auto",
                                   use_itn: bool = DEFAULT_USE_ITN) -> RecordingTranscript:
         check_long_enough(channels[0])
-        segments = await asyncio.to_thread(cut_segments, channels, self.vad, self.max_segment_s)
+        segments = await asyncio.to_thread(cut_segments, channels, self.vad, self.max_segment_s,
+                                           self.merge_segment_s)
         answers = await asyncio.gather(*(self.client.transcribe(s.audio, language, use_itn) for s in segments))
         return RecordingTranscript(info, [SegmentAnswer(s, a) for s, a in zip(segments, answers)])
 

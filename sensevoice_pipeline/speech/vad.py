@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, SAMPLE_RATE
+from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S, SAMPLE_RATE
 from sensevoice_pipeline.resources import VAD_MODEL
 
 WINDOW = 512  # samples per model call: the only window Silero VAD accepts at 16 kHz
@@ -204,15 +204,54 @@ class SileroVad:
 
 
 def segment_for_asr(audio: np.ndarray, vad: SileroVad | None = None,
-                    max_segment_s: float = DEFAULT_MAX_SEGMENT_S) -> list[Segment]:
-    """The whole clip as one segment when it is at most max_segment_s long (SenseVoice handles silence itself and
-    short clips need no cutting); otherwise VAD speech segments, none longer than max_segment_s. Empty audio -> []."""
+                    max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
+                    merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S) -> list[Segment]:
+    """What the daily job sends for one channel: the whole clip as one segment when it is at most max_segment_s
+    long (SenseVoice handles silence itself and short clips need no cutting); otherwise VAD speech segments, none
+    longer than max_segment_s, adjacent ones joined up to merge_segment_s (:func:`merge_adjacent`; 0: not joined).
+    Empty audio -> []."""
     audio = _mono_float32(audio)
     if audio.size == 0:
         return []
     if audio.size <= _max_samples(max_segment_s):
         return [Segment(0, audio.size)]
-    return (vad or _default_vad()).segments(audio, max_segment_s)
+    segments = (vad or _default_vad()).segments(audio, max_segment_s)
+    return merge_adjacent(segments, merge_segment_s, max_segment_s)
+
+
+def merge_adjacent(segments: list[Segment], merge_segment_s: float,
+                   max_segment_s: float = DEFAULT_MAX_SEGMENT_S) -> list[Segment]:
+    """Runs of adjacent ``segments`` (sorted, disjoint) joined into one segment each, from the first one's start to
+    the last one's end, while that stays within ``merge_segment_s`` and ``max_segment_s``; ``merge_segment_s`` 0:
+    ``segments`` as they are.
+
+    Why: a call of short sentences otherwise becomes one request per sentence, each paying the per-request cost
+    and, in a dynamic batch, padding up to its longest neighbour. funasr's own VAD pipeline joins segments the same
+    way for SenseVoice (``AutoModel.inference_with_vad`` with ``merge_vad=True``, ``merge_length_s`` default 15:
+    ``funasr.utils.vad_utils.merge_vad``, funasr 1.4.16). Like funasr's, a joined segment is one contiguous stretch
+    of the channel: the pauses between its speech runs are sent with it (the model hears the real pause, not an
+    abrupt splice). Unlike funasr's, which tiles the audio from 0 to the last speech end (leading silence included,
+    every pause included), silence before the first and after the last run stays out, and a segment never grows past
+    ``max_segment_s``.
+
+    Only whole segments are joined, so no cut falls inside a speech region that the VAD kept whole; a segment
+    already longer than the limit stays as it is. The result's start and end are true times in the channel.
+    """
+    if not (math.isfinite(merge_segment_s) and merge_segment_s >= 0):
+        raise ValueError(f"merge_segment_s must be 0 (off) or a positive number of seconds, got {merge_segment_s}")
+    if merge_segment_s == 0 or len(segments) < 2:
+        return list(segments)
+    limit = min(_max_samples(merge_segment_s), _max_samples(max_segment_s))
+    merged = [segments[0]]
+    for seg in segments[1:]:
+        current = merged[-1]
+        if seg.start < current.end:
+            raise ValueError(f"segments must be sorted and disjoint: {seg} starts before {current} ends")
+        if seg.end - current.start <= limit:
+            merged[-1] = Segment(current.start, seg.end)
+        else:
+            merged.append(seg)
+    return merged
 
 
 @lru_cache(maxsize=1)
