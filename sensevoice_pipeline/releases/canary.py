@@ -27,7 +27,7 @@ import numpy as np
 
 from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S
 from sensevoice_pipeline.errors import InputError, ServingError
-from sensevoice_pipeline.releases.control import STAGED_MODEL
+from sensevoice_pipeline.releases.control import STAGED_MODEL, canary_url
 from sensevoice_pipeline.releases.errors import ReleaseError
 from sensevoice_pipeline.releases.golden import GoldenCase, golden_root, load_golden_set
 from sensevoice_pipeline.releases.state import read_state
@@ -83,7 +83,9 @@ def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Pa
         raise ReleaseError("nothing is staged: stage a version before the canary")
     cases = load_golden_set(golden_dir)
     t0 = time.perf_counter()
-    answers = asyncio.run(_answer_cases(url, cases, staged_version, serving_version, max_segment_s))
+    # On a fleet (comma-separated url) the candidate is staged on the first server only (operations.stage): both
+    # sides are asked there, so the latency ratio compares one machine with itself.
+    answers = asyncio.run(_answer_cases(canary_url(url), cases, staged_version, serving_version, max_segment_s))
     result = judge(cases, answers, thresholds or CanaryThresholds(), staged_version, serving_version)
     result.update(golden_dir=str(golden_root(golden_dir)), max_segment_s=max_segment_s,
                   seconds=round(time.perf_counter() - t0, 2))

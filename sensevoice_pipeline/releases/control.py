@@ -1,9 +1,12 @@
-"""Triton's model-control API (explicit mode) for one server: which versions are ready, load and unload models, the
-loaded config. Every failure is one :class:`ReleaseError` line naming the server."""
+"""Triton's model-control API (explicit mode): one server (:class:`TritonControl`: which versions are ready or still
+draining, load and unload models, the loaded config) and a fleet (:func:`open_fleet`: every server named in a
+comma-separated ``--url``; the first is the canary server). Every failure is one :class:`ReleaseError` line naming
+the server."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Iterator
 
 import tritonclient.grpc as grpcclient
@@ -14,6 +17,27 @@ from sensevoice_pipeline.releases.errors import ReleaseError
 # The staged candidate is loaded under its own model name, never as a version of `sensevoice`: as the highest
 # ready version of `sensevoice` it would take the unpinned traffic at once.
 STAGED_MODEL = "sensevoice_staged"
+
+# Repository-index states of a version that still runs requests (or is about to): Triton lets in-flight requests of
+# a version it is removing complete ("Triton will allow in-flight requests to complete even if they are using a
+# removed version", server docs/user_guide/model_management.md), and the index shows it UNLOADING meanwhile.
+LIVE_STATES = frozenset({"READY", "LOADING", "UNLOADING"})
+
+
+def control_urls(url: str | None) -> list[str]:
+    """The servers of ``url``: one address, or several comma-separated (``a:8001,b:8001``), duplicates dropped,
+    order kept (the first is where a candidate is staged and the canary runs)."""
+    if url is None:
+        return []
+    urls = list(dict.fromkeys(u.strip() for u in str(url).split(",") if u.strip()))
+    if not urls:
+        raise ReleaseError(f"no Triton address in {url!r}")
+    return urls
+
+
+def canary_url(url: str) -> str:
+    """The server a candidate is staged on and the canary talks to: the first of ``url``'s servers."""
+    return control_urls(url)[0]
 
 
 class TritonControl:
@@ -38,6 +62,21 @@ class TritonControl:
             return self._staged_ready_versions()
         index = self.client.get_model_repository_index(client_timeout=10)
         return {int(m.version) for m in index.models if m.name == model and m.state == "READY" and m.version}
+
+    def live_versions(self, model: str) -> set[int]:
+        """Versions of ``model`` that are loaded, loading, or unloading (still finishing requests they took)."""
+        index = self.client.get_model_repository_index(client_timeout=10)
+        return {int(m.version) for m in index.models if m.name == model and m.state in LIVE_STATES and m.version}
+
+    def wait_until_gone(self, model: str, keep: set[int], timeout_s: float = 300.0) -> None:
+        """Until no version of ``model`` outside ``keep`` is live on this server: a version the last load removed
+        stays UNLOADING while it finishes the requests it holds, and those still call their encoder version."""
+        deadline = time.monotonic() + timeout_s
+        while (left := self.live_versions(model) - set(keep)):
+            if time.monotonic() > deadline:
+                raise ReleaseError(f"Triton at {self.url} still runs {model} versions {sorted(left)} after "
+                                   f"{timeout_s:.0f} s; see the server log")
+            time.sleep(0.05)
 
     def _staged_ready_versions(self) -> set[int]:
         try:
@@ -74,6 +113,21 @@ def _message(exc: InferenceServerException) -> str:
     """Triton's message on one line."""
     text = exc.message() if hasattr(exc, "message") else str(exc)
     return " ".join((text or str(exc)).split())
+
+
+@contextlib.contextmanager
+def open_fleet(url: str | None) -> Iterator[list[TritonControl]]:
+    """Every server of ``url`` (comma-separated), each checked live, for the block; [] without ``url`` (an operation
+    on the repository only). One unreachable server refuses the whole operation before anything changes."""
+    controls: list[TritonControl] = []
+    try:
+        for address in control_urls(url):
+            controls.append(TritonControl(address))
+            controls[-1].check_live()
+        yield controls
+    finally:
+        for control in controls:
+            control.close()
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
-"""What `svp models list` and `svp models show` say: every version with its export meta and role, what a running
-Triton has loaded, and their text renderings."""
+"""What `svp models list` and `svp models show` say: every version with its export meta and role, what each running
+Triton of the fleet has loaded (and whether the servers drift apart), and their text renderings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sensevoice_pipeline.releases.control import STAGED_MODEL, open_control
+from sensevoice_pipeline.releases.control import STAGED_MODEL, TritonControl, open_fleet
 from sensevoice_pipeline.releases.errors import ReleaseError
 from sensevoice_pipeline.releases.state import ServingState, open_repository, read_state
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL
@@ -27,7 +27,7 @@ class VersionRow:
     source_sha256: str | None
     exported_at: str | None
     parity: dict
-    server: str | None  # default | ready | staged | encoder | - ; None without a server
+    server: str | None  # default | ready | staged | encoder | - ; per server joined by "/"; None without a server
     meta: dict
 
     def to_dict(self) -> dict:
@@ -49,18 +49,15 @@ def source_checksum(meta: dict) -> str | None:
 
 
 def list_versions(repository: str | Path, url: str | None = None) -> tuple[list[VersionRow], ServingState, dict]:
-    """Every version with its meta and roles; with ``url``, also what the server has loaded. The third item
-    describes the server (url, default version, whether it agrees with serving.json)."""
+    """Every version with its meta and roles; with ``url`` (one server or several, comma-separated), also what each
+    server has loaded. The third item describes the first server (url, default version, whether it agrees with
+    serving.json), every server under ``servers``, and ``drift``: whether any server answers unpinned requests with
+    another version than serving.json, or has another set of versions loaded than the others."""
     repo = open_repository(repository)
     state = read_state(repo.path)
-    server: dict = {}
-    loaded: dict[str, set[int]] = {}
-    with open_control(url) as control:
-        if control is not None:
-            loaded = {m: control.ready_versions(m) for m in (*MODELS, STAGED_MODEL)}
-            default = max(loaded[PIPELINE_MODEL], default=None)
-            server = {"url": url, "default_version": default,
-                      "agrees": state.serving is None or default == state.serving}
+    with open_fleet(url) as fleet:
+        servers = [_server_view(control, state) for control in fleet]
+    server = {**servers[0], "servers": servers, "drift": _drift(servers, state.staged)} if servers else {}
     rows = []
     for v in repo.versions():
         info = repo.version_info(v)
@@ -70,9 +67,25 @@ def list_versions(repository: str | Path, url: str | None = None) -> tuple[list[
             version=v, complete=info.complete, problems=info.problems, role=_role(v, state),
             precision=_text(meta.get("precision")), exporter=_text(meta.get("exporter")),
             source_sha256=source_checksum(meta), exported_at=_text(meta.get("exported_at")), parity=parity,
-            server=_where_loaded(v, loaded, server.get("default_version")) if loaded else None, meta=meta,
+            server="/".join(_where_loaded(v, s["loaded"], s["default_version"]) for s in servers) if servers else None,
+            meta=meta,
         ))
     return rows, state, server
+
+
+def _server_view(control: TritonControl, state: ServingState) -> dict:
+    loaded = {m: control.ready_versions(m) for m in (*MODELS, STAGED_MODEL)}
+    default = max(loaded[PIPELINE_MODEL], default=None)
+    return {"url": control.url, "default_version": default,
+            "agrees": state.serving is None or default == state.serving,
+            "loaded": {m: sorted(v) for m, v in loaded.items()}}
+
+
+def _drift(servers: list[dict], staged: int | None) -> bool:
+    """A server serving another version than serving.json, or two servers with different `sensevoice` or encoder
+    sets loaded (the staged candidate and its encoder live on the canary server only, so they do not count)."""
+    sets = {tuple(tuple(v for v in s["loaded"][m] if v != staged) for m in MODELS) for s in servers}
+    return not all(s["agrees"] for s in servers) or len(sets) > 1
 
 
 def _role(version: int, state: ServingState) -> str:
@@ -80,7 +93,7 @@ def _role(version: int, state: ServingState) -> str:
             else "previous" if version == state.previous else "retired" if version in state.retired else "")
 
 
-def _where_loaded(version: int, loaded: dict[str, set[int]], default: int | None) -> str:
+def _where_loaded(version: int, loaded: dict[str, list[int]], default: int | None) -> str:
     if version == default:
         return "default"
     if version in loaded[PIPELINE_MODEL]:
@@ -125,11 +138,15 @@ def format_versions(rows: list[VersionRow], state: ServingState, server: dict) -
     origin = "serving.json" if state.recorded else "config version_policy (no serving.json yet)"
     lines.append(f"# serving {_or_dash(state.serving)} (previous {_or_dash(state.previous)}, "
                  f"staged {_or_dash(state.staged)}) from {origin}")
-    if server:
-        lines.append(f"# Triton at {server['url']} answers unpinned requests with version "
-                     f"{_or_dash(server['default_version'])}"
-                     + ("" if server["agrees"] else "  <-- differs from serving.json: run `svp models promote`"))
-    else:
+    for one in server.get("servers", []):
+        lines.append(f"# Triton at {one['url']} answers unpinned requests with version "
+                     f"{_or_dash(one['default_version'])}"
+                     + ("" if one["agrees"] else "  <-- differs from serving.json: run `svp models promote`"))
+    if server.get("drift"):
+        lines.append(f"# DRIFT: the {len(server['servers'])} servers do not all have the same versions loaded "
+                     f"(SERVER column: one state per server, in --url order); `svp models promote "
+                     f"{_or_dash(state.serving)}` with every server's --url brings them back together")
+    if not server:
         lines.append("# SERVER ?: pass --url to see what a running Triton has loaded")
     return "\n".join(lines)
 

@@ -1,0 +1,205 @@
+"""Fleet releases (issue 16, items 2-3): three real local Tritons on one shared model repository (a folder every
+server is started with), driven as one through a comma-separated ``--url``: stage and canary on the first server,
+promote everywhere under steady traffic, roll back everywhere, `svp models list` per server with drift flagged; a
+server that cannot load the candidate stops the promotion and every server serves the previous version again.
+And the s3:// repository: a version published to moto's S3 server, loaded by Triton from there."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sensevoice_pipeline import releases
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, MODELS, PIPELINE_MODEL
+from sensevoice_pipeline.serving.server import LocalTriton, free_port
+
+from .test_release_switch import Traffic, repository_with_two_versions, settled_versions
+
+
+def svp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def refusing_repository(shared: Path, dst: Path) -> Path:
+    """A server's view of ``shared`` in which the candidate (version 2 of `sensevoice`) is a corrupt copy: its
+    model.py raises when Triton initialises it. Everything else is the shared files themselves (symlinks), so the
+    configs the release writes are the ones this server loads."""
+    (dst / PIPELINE_MODEL).mkdir(parents=True)
+    (dst / ENCODER_MODEL).symlink_to(shared / ENCODER_MODEL, target_is_directory=True)
+    for entry in (shared / PIPELINE_MODEL).iterdir():
+        if entry.name != "2":
+            (dst / PIPELINE_MODEL / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    broken = shutil.copytree(shared / PIPELINE_MODEL / "2", dst / PIPELINE_MODEL / "2")
+    (broken / "model.py").write_text("class TritonPythonModel:\n    def initialize(self, args):\n"
+                                     "        raise RuntimeError('corrupt copy of the candidate')\n")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def fleet_repo(exported_repository, tmp_path_factory) -> Path:
+    return repository_with_two_versions(exported_repository, tmp_path_factory.mktemp("fleet") / "model_repository")
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_repo):
+    """Three servers started on the one shared folder."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(LocalTriton(fleet_repo)) for _ in range(3)]
+
+
+def defaults(urls: list[str]) -> list[int]:
+    return [max(settled_versions(url, PIPELINE_MODEL)) for url in urls]
+
+
+def test_a_fleet_is_staged_on_one_server_promoted_everywhere_and_rolled_back_without_failed_requests(fleet_repo,
+                                                                                                     fleet):
+    repo, urls = fleet_repo, [server.grpc_url for server in fleet]
+    every = ",".join(urls)
+    with Traffic(urls, streams=1) as traffic:
+        staged = releases.stage(repo, 2, every)
+        assert staged["staged"] == 2
+        control = releases.TritonControl(urls[0])
+        assert control.ready_versions(releases.STAGED_MODEL) == {2}  # the canary server only
+        control.close()
+        rows, _, server = releases.list_versions(repo, every)
+        assert [r.server for r in rows] == ["default/default/default", "staged/-/-"] and not server["drift"]
+
+        releases.promote(repo, None, every)
+        t_promoted = time.monotonic()
+        traffic.wait_for(6)
+        assert defaults(urls) == [2, 2, 2]
+        releases.rollback(repo, every)
+        t_rolled = time.monotonic()
+        traffic.wait_for(6)
+    assert defaults(urls) == [1, 1, 1] and all(settled_versions(u, ENCODER_MODEL) == {1} for u in urls)
+    failures = traffic.failures()
+    assert not failures, f"{len(failures)} of {len(traffic.answers)} requests failed: {failures[:3]}"
+    for url in urls:  # every server answered, and moved with the release
+        assert traffic.versions_since(t_promoted, url) >= {"2"} and traffic.versions_since(t_rolled, url) == {"1"}
+
+    # drift: one server promoted alone is flagged by `svp models list`; promoting across the fleet mends it
+    releases.promote(repo, 2, urls[1])
+    out = svp("models", "list", "--repository", str(repo), "--url", every)
+    assert out.returncode == 0, out.stderr
+    assert "# DRIFT: the 3 servers" in out.stdout and "differs from serving.json" in out.stdout, out.stdout
+    releases.promote(repo, 2, every)
+    assert defaults(urls) == [2, 2, 2]
+    _, _, server = releases.list_versions(repo, every)
+    assert not server["drift"] and [s["default_version"] for s in server["servers"]] == [2, 2, 2]
+    releases.rollback(repo, every)
+    print(f"\n{len(traffic.answers)} requests over 3 servers, 0 failed")
+
+
+def test_a_server_that_cannot_load_the_candidate_returns_the_whole_fleet_to_the_previous_version(fleet_repo, fleet,
+                                                                                                   tmp_path):
+    repo = fleet_repo
+    if releases.read_state(repo).serving != 1:
+        releases.promote(repo, 1, ",".join(s.grpc_url for s in fleet))
+    view = refusing_repository(repo, tmp_path / "refusing")
+    with LocalTriton(view) as refusing:
+        urls = [fleet[0].grpc_url, fleet[1].grpc_url, refusing.grpc_url]  # the refusing server switches last
+        with Traffic(urls, streams=1) as traffic:
+            with pytest.raises(releases.ReleaseError, match=f"Triton at {refusing.grpc_url} could not load "
+                                                            f"sensevoice.*corrupt copy of the candidate"):
+                releases.promote(repo, 2, ",".join(urls))
+            t_failed = time.monotonic()
+            traffic.wait_for(6)
+        assert defaults(urls) == [1, 1, 1]
+        assert all(settled_versions(u, PIPELINE_MODEL) == {1} and settled_versions(u, ENCODER_MODEL) == {1} for u in urls)
+    state = releases.read_state(repo)
+    assert (state.serving, releases.policy_versions(repo, PIPELINE_MODEL),
+            releases.policy_versions(repo, ENCODER_MODEL)) == (1, [1], [1])
+    failures = traffic.failures()
+    assert not failures, f"{len(failures)} of {len(traffic.answers)} requests failed: {failures[:3]}"
+    assert traffic.versions_since(t_failed) == {"1"}
+    assert {a.version for a in traffic.answers if a.url != refusing.grpc_url} >= {"2"}  # they had switched
+
+
+# -- the s3:// repository ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def s3_store(monkeypatch):
+    """moto's S3 server on a free port of 127.0.0.1, a bucket, and the AWS_* variables Triton and pyarrow read."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "moto did not listen"
+            time.sleep(0.1)
+    for name, value in {"AWS_ACCESS_KEY_ID": "svp-key", "AWS_SECRET_ACCESS_KEY": "svp-secret",
+                        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+        monkeypatch.setenv(name, value)
+    from sensevoice_pipeline.lake.storage import ObjectPath, S3Options
+
+    root = ObjectPath.parse("s3://svp-models/fleet/model_repository", S3Options.from_env())
+    import pyarrow.fs as pafs
+
+    pafs.S3FileSystem(access_key="svp-key", secret_key="svp-secret", endpoint_override=f"127.0.0.1:{port}",
+                      scheme="http", region="us-east-1", allow_bucket_creation=True).create_dir("svp-models")
+    try:
+        yield root
+    finally:
+        server.stop()
+
+
+class S3Triton(LocalTriton):
+    """The local Triton started on an s3:// repository URI (the local lint has nothing to read there)."""
+
+    def start(self):
+        uri = str(self.repository)
+        self.repository = Path("/nonexistent")
+        real_command = self._command
+        self._command = lambda _path, backends: real_command(uri, backends)  # type: ignore[method-assign]
+        from sensevoice_pipeline.serving import server as server_module
+
+        class _NoLint:
+            def __init__(self, path):
+                self.path = Path(path)
+
+            def lint(self, _config):
+                return []
+
+        original = server_module.ModelRepository
+        server_module.ModelRepository = _NoLint
+        try:
+            return super().start()
+        finally:
+            server_module.ModelRepository = original
+
+
+def test_a_version_published_to_an_s3_repository_is_loaded_by_triton_from_there(fleet_repo, s3_store):
+    from sensevoice_pipeline.releases.remote import publish_version, triton_repository_uri
+
+    import pyarrow.fs as pafs
+
+    published = publish_version(fleet_repo, 1, s3_store)
+    listing = s3_store.filesystem.get_file_info(pafs.FileSelector(s3_store.fs_path, recursive=True))
+    keys = {info.path.removeprefix(s3_store.fs_path + "/") for info in listing if info.type == pafs.FileType.File}
+    assert {f"{m}/1/model.py" for m in MODELS} | {f"{m}/configs/local.pbtxt" for m in MODELS} <= keys
+    assert f"{ENCODER_MODEL}/1/model.onnx" in keys and not any(k.startswith(f"{PIPELINE_MODEL}/2/") for k in keys)
+    assert published["triton_uri"] == triton_repository_uri(s3_store)
+    assert published["triton_uri"] == f"s3://http://{s3_store.options.endpoint()[0]}/svp-models/fleet/model_repository"
+    with S3Triton(published["triton_uri"]) as server:
+        assert settled_versions(server.grpc_url, PIPELINE_MODEL) == {1}
+        assert settled_versions(server.grpc_url, ENCODER_MODEL) == {1}
+        traffic = Traffic([server.grpc_url], streams=1)
+        with traffic:
+            traffic.wait_for(2)
+    assert not traffic.failures() and {a.version for a in traffic.answers} == {"1"}
