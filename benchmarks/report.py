@@ -279,6 +279,7 @@ def build_results(meta: dict, raw: dict) -> dict:
         "throughput": throughput,
         "triton_overhead": overhead,
         "bi": bi,
+        "merging": raw.get("merging"),
         "memory": memory,
         "limits": limits(raw),
         "paired": paired_rows(raw),
@@ -371,6 +372,9 @@ def render(results: dict) -> str:
                         m.get("server_largest_mb"), m["total_mb"], m.get("note", "")] for m in results["memory"]],
                       "lrrrrrl"))
 
+    if results.get("merging"):
+        out.append(render_merging(results["merging"]))
+
     lim = results["limits"]
     out.append("\n5. Where the time goes")
     for key, shares in lim.items():
@@ -386,4 +390,23 @@ def render(results: dict) -> str:
     out.append("\n6. Targets (not tests; where we stand on this machine)")
     out.append(_table(["target", "goal", "value", "met"],
                       [[t["target"], t["goal"], t["value"], t["met"]] for t in results["targets"]], "llrl"))
+    return "\n".join(out)
+
+
+def render_merging(merging: dict) -> str:
+    """Segment merging (benchmarks/merging.py): per model and recording, each merge length against merging off
+    (ratios are medians of each round's ratio, so every length sees the same machine load)."""
+    out = [f"\n4b. Segment merging (SVP_MERGE_SEGMENT_S): {merging['rounds']} rotated rounds, medians; "
+           f"{merging['concurrency']} requests in flight, {merging['threads']} threads"]
+    for model, recordings in merging["models"].items():
+        for name, rows in recordings.items():
+            answers = "text_as_clips" in rows[0]
+            out.append(f"  {model}, {name}:")
+            out.append(_table(
+                ["merge s", "requests", "audio s", "encoder s", "encoder x", "wall s", "wall x"]
+                + (["same text", "same tags"] if answers else []),
+                [[r["merge_s"], r["requests"], r["audio_s"], _fmt(r["encoder_compute_s"], 3), _fmt(r["encoder_ratio"], 2),
+                  _fmt(r["wall_s"], 3), _fmt(r["wall_ratio"], 2)]
+                 + ([f"{r['text_as_clips']}/{r['segments']}", f"{r['tags_of_first_clip']}/{r['segments']}"]
+                    if answers else []) for r in rows]))
     return "\n".join(out)

@@ -33,7 +33,7 @@ from .common import (
 )
 from .report import build_results, render
 
-ALL_STEPS = ("funasr", "ort", "triton", "daily", "bi")
+ALL_STEPS = ("funasr", "ort", "triton", "daily", "merging", "bi")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,6 +95,20 @@ def run_step(name: str, label: str, cfg: dict, workdir: Path, env: dict) -> dict
         return result
 
 
+def run_merging(args, sizes, workdir: Path, env: dict) -> dict:
+    """Segment merging (benchmarks/merging.py) in its own interpreter: the int8 serving model of the run's size and
+    the trained fixture model (whose answers say what merging does to them)."""
+    models = ["fixture"] if sizes.model == "fixture" else [f"{sizes.model}-int8", "fixture"]
+    quick = ["--merge", "0", "15", "--rounds", "1", "--call-seconds", "30"] if args.quick else []
+    log(f"--- segment merging ({', '.join(models)})")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.merging", "--models", *models, "--workdir", str(workdir),
+                           "--threads", str(args.threads), "--concurrency", str(sizes.concurrency), *quick],
+                          cwd=REPO_ROOT, env=env, stdout=sys.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step segment merging failed (exit code {proc.returncode})")
+    return json.loads((workdir / "merging.json").read_text())
+
+
 def git_commit() -> str | None:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
@@ -150,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                 **cfg, "precision": precision, "with_call": with_call(precision)}, workdir, env)["triton"]
     if "daily" in steps:
         raw["daily"] = run_step("daily", "(d) daily", {**cfg, "precision": "int8"}, workdir, env)["daily"]
+    if "merging" in steps:
+        raw["merging"] = run_merging(args, sizes, workdir, env)
     if "bi" in steps:
         raw["bi"] = run_step("bi", "BI", cfg, workdir, env)["bi"]
     meta["load_after"] = load_average()

@@ -120,8 +120,11 @@ async def check_clip(request: Request):
             if upload is None or isinstance(upload, str):
                 raise clip_check.ClipRefused("no clip: the form needs a file in the field `clip`")
             data = await upload.read(clip_check.MAX_UPLOAD_BYTES + 1)
+            settings = Settings.from_env()  # the daily job's segmenting, so a clip is cut as its calls are
             result = await clip_check.check_clip(data, upload.filename, language, itn,
-                                                 url=SenseVoiceTritonHook().get_url)
+                                                 url=SenseVoiceTritonHook().get_url,
+                                                 max_segment_s=settings.max_segment_s,
+                                                 merge_segment_s=settings.merge_segment_s)
         finally:
             await form.close()
     except StarletteHTTPException as exc:  # a malformed multipart body (400)

@@ -63,3 +63,12 @@ def test_overhead_bi_memory_and_targets_are_reported(results):
     assert any(positive(m.get("server_pss_mb")) for m in results["memory"])  # the Triton tree was sampled
     assert results["targets"] and all(isinstance(t["met"], bool) for t in results["targets"])
     assert positive(results["meta"]["wall_s"]) and len(results["meta"]["load_before"]) == 3
+
+
+def test_segment_merging_is_measured_against_merging_off(results):
+    rows = {r["merge_s"]: r for r in results["merging"]["models"]["fixture"]["sentences"]}
+    assert set(rows) == {0.0, 15.0}
+    assert rows[0.0]["encoder_ratio"] == rows[0.0]["wall_ratio"] == 1.0
+    assert rows[15.0]["requests"] < rows[0.0]["requests"]  # the sentences are joined: fewer requests
+    for r in rows.values():
+        assert positive(r["wall_s"]) and positive(r["encoder_compute_s"]) and positive(r["audio_s"])

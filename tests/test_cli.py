@@ -33,6 +33,16 @@ def test_command_help(command, expected):
     assert out.returncode == 0 and expected in out.stdout
 
 
+def test_transcribe_segments_like_the_daily_job_so_it_reads_the_segment_settings(tmp_path):
+    clip = tmp_path / "c.wav"
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(b"\0\0" * 16000)
+    env = {**os.environ, "SVP_MERGE_SEGMENT_S": "45"}
+    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "transcribe", str(clip)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2 and "SVP_MERGE_SEGMENT_S" in out.stderr, out.stderr
+
+
 def test_serve_refuses_an_empty_repository(tmp_path):
     out = svp("serve", "--repository", str(tmp_path))
     assert out.returncode == 2 and "not ready" in out.stderr and "svp export" in out.stderr

@@ -186,6 +186,7 @@ def cmd_transcribe(args) -> int:
     from sensevoice_pipeline.errors import InputError
     from sensevoice_pipeline.serving.client import SenseVoiceClient
     from sensevoice_pipeline.serving.recordings import RecordingTranscriber
+    from sensevoice_pipeline.settings import Settings
     from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
     from sensevoice_pipeline.speech.tags import parse
 
@@ -193,13 +194,16 @@ def cmd_transcribe(args) -> int:
         language_id(args.language)
     except UnknownLanguageError as exc:
         raise CliError(str(exc)) from exc
+    settings = Settings.from_env()
 
     async def run() -> int:
         failures = 0
         async with SenseVoiceClient(args.url) as client:
             version = await client.check_ready()
             print(f"# sensevoice version {version} at {client.url}", file=sys.stderr)
-            transcriber = RecordingTranscriber(client)  # the daily job's path: long files become VAD segments
+            # the daily job's path and segmenting (SVP_MAX_SEGMENT_S, SVP_MERGE_SEGMENT_S): long files become VAD
+            # segments
+            transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s)
             for path in args.files:
                 try:
                     transcript = await transcriber.transcribe_file(path, args.language, args.use_itn)

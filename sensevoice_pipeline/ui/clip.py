@@ -36,7 +36,7 @@ import soundfile as sf
 
 from sensevoice_pipeline.speech.audio import SUPPORTED_EXTENSIONS, UNSUPPORTED_HINT, AudioDecodeError, load_16k
 from sensevoice_pipeline.serving.client import SenseVoiceClient
-from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_USE_ITN, SAMPLE_RATE
+from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S, DEFAULT_USE_ITN, SAMPLE_RATE
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber, check_long_enough
 from sensevoice_pipeline.errors import InputError, ServingError, ServingUnavailableError
 from sensevoice_pipeline.speech.languages import LANGUAGES
@@ -170,6 +170,7 @@ class TritonAddressError(ServingUnavailableError):
 
 async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn: Any = DEFAULT_USE_ITN, *,
                      url: str | Callable[[], str], max_segment_s: float = MAX_SEGMENT_S,
+                     merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
                      timeout_s: float = REQUEST_TIMEOUT_S) -> ClipResult:
     """Decode ``data`` (the uploaded file's bytes) in memory, segment it like the daily job and transcribe every
     segment through the Triton at ``url`` (or at what ``url()`` answers, looked up in a thread once the clip is
@@ -194,7 +195,7 @@ async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn
     async with SenseVoiceClient(url, max_concurrency=4, timeout_s=timeout_s, retries=1, backoff_s=0.5,
                                 deadline_retries=0) as client:
         await client.check_ready()
-        transcript = await RecordingTranscriber(client, max_segment_s).transcribe_channels(
+        transcript = await RecordingTranscriber(client, max_segment_s, merge_segment_s=merge_segment_s).transcribe_channels(
             info, [audio], language, use_itn)
     for i, s in enumerate(transcript.segments):
         text = s.answer.text
