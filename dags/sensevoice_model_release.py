@@ -117,7 +117,8 @@ def sensevoice_model_release():
         settings = _settings(p)
         return _step(lambda: releases.run_canary(settings.triton_url, staged["staged"], settings.golden_dir,
                                                  _thresholds(p), serving_version=staged["serving"],
-                                                 max_segment_s=settings.max_segment_s))
+                                                 max_segment_s=settings.max_segment_s,
+                                                 merge_segment_s=settings.merge_segment_s))
 
     @task
     def promote_or_discard(result: dict) -> dict:

@@ -7,6 +7,7 @@ And the s3:// repository: a version published to moto's S3 server, loaded by Tri
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sensevoice_pipeline import releases
-from sensevoice_pipeline.serving.repository import ENCODER_MODEL, MODELS, PIPELINE_MODEL
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL
 from sensevoice_pipeline.serving.server import LocalTriton, free_port
 
 from .test_release_switch import Traffic, repository_with_two_versions, settled_versions
@@ -74,35 +75,32 @@ def test_a_fleet_is_staged_on_one_server_promoted_everywhere_and_rolled_back_wit
 
         releases.promote(repo, None, every)
         t_promoted = time.monotonic()
-        traffic.wait_for(6)
+        traffic.wait_for_each(t_promoted)
         assert defaults(urls) == [2, 2, 2]
         releases.rollback(repo, every)
         t_rolled = time.monotonic()
-        traffic.wait_for(6)
+        traffic.wait_for_each(t_rolled)
     assert defaults(urls) == [1, 1, 1] and all(settled_versions(u, ENCODER_MODEL) == {1} for u in urls)
     failures = traffic.failures()
     assert not failures, f"{len(failures)} of {len(traffic.answers)} requests failed: {failures[:3]}"
     for url in urls:  # every server answered, and moved with the release
         assert traffic.versions_since(t_promoted, url) >= {"2"} and traffic.versions_since(t_rolled, url) == {"1"}
 
-    # drift: one server promoted alone is flagged by `svp models list`; promoting across the fleet mends it
+    # drift: one server promoted alone is flagged by `svp models list` (the next test's fleet promote mends it)
     releases.promote(repo, 2, urls[1])
     out = svp("models", "list", "--repository", str(repo), "--url", every)
     assert out.returncode == 0, out.stderr
     assert "# DRIFT: the 3 servers" in out.stdout and "differs from serving.json" in out.stdout, out.stdout
-    releases.promote(repo, 2, every)
-    assert defaults(urls) == [2, 2, 2]
-    _, _, server = releases.list_versions(repo, every)
-    assert not server["drift"] and [s["default_version"] for s in server["servers"]] == [2, 2, 2]
-    releases.rollback(repo, every)
     print(f"\n{len(traffic.answers)} requests over 3 servers, 0 failed")
 
 
 def test_a_server_that_cannot_load_the_candidate_returns_the_whole_fleet_to_the_previous_version(fleet_repo, fleet,
                                                                                                    tmp_path):
     repo = fleet_repo
-    if releases.read_state(repo).serving != 1:
-        releases.promote(repo, 1, ",".join(s.grpc_url for s in fleet))
+    every = ",".join(s.grpc_url for s in fleet)
+    if releases.read_state(repo).serving != 1:  # after the drift the test above leaves, a fleet promote mends it
+        releases.promote(repo, 1, every)
+    assert not releases.list_versions(repo, every)[2]["drift"]
     view = refusing_repository(repo, tmp_path / "refusing")
     with LocalTriton(view) as refusing:
         urls = [fleet[0].grpc_url, fleet[1].grpc_url, refusing.grpc_url]  # the refusing server switches last
@@ -159,47 +157,40 @@ def s3_store(monkeypatch):
         server.stop()
 
 
-class S3Triton(LocalTriton):
-    """The local Triton started on an s3:// repository URI (the local lint has nothing to read there)."""
+def test_triton_serves_a_mirrored_repository_from_s3_and_a_release_is_published_before_each_load(
+        exported_repository, s3_store, tmp_path):
+    """`svp models mirror` publishes the repository; Triton reads only the bucket; the stage and promote that
+    follow edit the local folder and publish each change before asking the server to load it."""
+    repo = tmp_path / "model_repository"
+    shutil.copytree(exported_repository, repo)
+    out = svp("models", "mirror", str(s3_store), "--repository", str(repo))
+    assert out.returncode == 0, out.stderr
+    published = releases.set_mirror(repo, str(s3_store))  # again: idempotent, same answer
+    assert published["versions"] == [1]
+    assert published["triton_uri"] == f"s3://http://{s3_store.options.endpoint()[0]}/svp-models/fleet/model_repository"
+    assert published["triton_uri"] in out.stdout
+    assert {f"{m}/1/model.py" for m in MODELS} | {f"{m}/configs/local.pbtxt" for m in MODELS} <= keys(s3_store)
+    assert f"{ENCODER_MODEL}/1/model.onnx" in keys(s3_store)
 
-    def start(self):
-        uri = str(self.repository)
-        self.repository = Path("/nonexistent")
-        real_command = self._command
-        self._command = lambda _path, backends: real_command(uri, backends)  # type: ignore[method-assign]
-        from sensevoice_pipeline.serving import server as server_module
-
-        class _NoLint:
-            def __init__(self, path):
-                self.path = Path(path)
-
-            def lint(self, _config):
-                return []
-
-        original = server_module.ModelRepository
-        server_module.ModelRepository = _NoLint
-        try:
-            return super().start()
-        finally:
-            server_module.ModelRepository = original
+    # a new version lands in the local folder only (the export's copy; `svp export` would publish it at once)
+    for model in MODELS:
+        shutil.copytree(repo / model / "1", repo / model / "2")
+    meta = repo / PIPELINE_MODEL / "2" / META_FILE
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": 2}))
+    assert not any(k.startswith(f"{PIPELINE_MODEL}/2/") for k in keys(s3_store))
+    with LocalTriton(published["triton_uri"]) as server:
+        assert settled_versions(server.grpc_url, PIPELINE_MODEL) == {1}
+        with Traffic([server.grpc_url], streams=1) as traffic:
+            releases.stage(repo, 2, server.grpc_url)  # publishes version 2, then the encoder policy, then loads
+            releases.promote(repo, None, server.grpc_url)
+            traffic.wait_for(2)
+        assert max(settled_versions(server.grpc_url, PIPELINE_MODEL)) == 2
+    assert {f"{m}/2/model.py" for m in MODELS} <= keys(s3_store)
+    assert not traffic.failures() and "2" in {a.version for a in traffic.answers}
 
 
-def test_a_version_published_to_an_s3_repository_is_loaded_by_triton_from_there(fleet_repo, s3_store):
-    from sensevoice_pipeline.releases.remote import publish_version, triton_repository_uri
-
+def keys(root) -> set[str]:
     import pyarrow.fs as pafs
 
-    published = publish_version(fleet_repo, 1, s3_store)
-    listing = s3_store.filesystem.get_file_info(pafs.FileSelector(s3_store.fs_path, recursive=True))
-    keys = {info.path.removeprefix(s3_store.fs_path + "/") for info in listing if info.type == pafs.FileType.File}
-    assert {f"{m}/1/model.py" for m in MODELS} | {f"{m}/configs/local.pbtxt" for m in MODELS} <= keys
-    assert f"{ENCODER_MODEL}/1/model.onnx" in keys and not any(k.startswith(f"{PIPELINE_MODEL}/2/") for k in keys)
-    assert published["triton_uri"] == triton_repository_uri(s3_store)
-    assert published["triton_uri"] == f"s3://http://{s3_store.options.endpoint()[0]}/svp-models/fleet/model_repository"
-    with S3Triton(published["triton_uri"]) as server:
-        assert settled_versions(server.grpc_url, PIPELINE_MODEL) == {1}
-        assert settled_versions(server.grpc_url, ENCODER_MODEL) == {1}
-        traffic = Traffic([server.grpc_url], streams=1)
-        with traffic:
-            traffic.wait_for(2)
-    assert not traffic.failures() and {a.version for a in traffic.answers} == {"1"}
+    listing = root.filesystem.get_file_info(pafs.FileSelector(root.fs_path, recursive=True))
+    return {info.path.removeprefix(root.fs_path + "/") for info in listing if info.type == pafs.FileType.File}

@@ -132,6 +132,14 @@ class Traffic:
             assert time.monotonic() < deadline, "traffic stalled"
             time.sleep(0.05)
 
+    def wait_for_each(self, since: float, timeout: float = 90.0) -> None:
+        """Until every server has answered a request started after ``since`` (a loaded machine can starve one
+        stream for a while, so a count of answers is not enough)."""
+        deadline = time.monotonic() + timeout
+        while any(not self.versions_since(since, url) for url in self.urls):
+            assert time.monotonic() < deadline, f"not every server answered within {timeout:.0f} s"
+            time.sleep(0.1)
+
     def failures(self) -> list[str]:
         return [a.error for a in self.answers if a.error]
 

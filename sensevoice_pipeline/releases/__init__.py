@@ -9,6 +9,7 @@ Where things live (each module imports only modules above it in this list, so th
   files.py       atomic text writes (serving.json, configs, reports)
   policy.py      version_policy in config.pbtxt: read through protobuf's ModelConfig, edited keeping comments
   state.py       serving.json (ServingState: serving / previous / staged / retired), its lock, repository checks
+  remote.py      an s3:// mirror of the repository that Triton servers read (`svp models mirror`)
   control.py     TritonControl: Triton's model-control client; STAGED_MODEL
   listing.py     list / show versions, and their text (`svp models list|show`)
   operations.py  stage, unstage, promote, rollback, retire; what "serving" means (its docstring)
@@ -29,6 +30,7 @@ from sensevoice_pipeline.releases.policy import (config_files, parse_config, pol
                                                  restore_configs, set_version_policy)
 from sensevoice_pipeline.releases.release import (RELEASE_STEPS, abandon_release, check_outcome, conclude_release,
                                                   describe_error, export_version, failed_decision, release)
+from sensevoice_pipeline.releases.remote import publish_version, set_mirror, triton_repository_uri
 from sensevoice_pipeline.releases.report import check_report_root, write_release_report
 from sensevoice_pipeline.releases.state import ServingState, locked, read_state, write_state
 
@@ -46,6 +48,8 @@ __all__ = [
     "source_checksum",
     # moving versions
     "stage", "unstage", "format_unstaged", "promote", "rollback", "retire",
+    # an s3:// mirror
+    "set_mirror", "publish_version", "triton_repository_uri",
     # the canary
     "DEFAULT_GOLDEN_DIR", "GoldenCase", "load_golden_set", "CanaryThresholds", "run_canary", "CaseAnswer", "judge",
     # a whole release

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S
+from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S
 from sensevoice_pipeline.errors import InputError, ServingError
 from sensevoice_pipeline.releases.control import STAGED_MODEL, canary_url
 from sensevoice_pipeline.releases.errors import ReleaseError
@@ -67,9 +67,10 @@ class CaseView:
 
 def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Path | None = None,
                thresholds: CanaryThresholds | dict | None = None, serving_version: int | None = None,
-               repository: str | Path | None = None, max_segment_s: float = DEFAULT_MAX_SEGMENT_S) -> dict:
+               repository: str | Path | None = None, max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
+               merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S) -> dict:
     """Send every golden case through the serving version (pinned) and the staged one, the daily job's way (VAD
-    segments of at most ``max_segment_s``, one request at a time), taking turns; compare texts (tags removed),
+    segments of at most ``max_segment_s``, joined up to ``merge_segment_s``, one request at a time), taking turns; compare texts (tags removed),
     emotions and median latency per recording. Without a serving version the
     golden set's expected texts are the baseline. ``repository``: read the staged and serving versions not given
     from its serving.json. Returns a JSON-serialisable result with ``passed``."""
@@ -85,9 +86,10 @@ def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Pa
     t0 = time.perf_counter()
     # On a fleet (comma-separated url) the candidate is staged on the first server only (operations.stage): both
     # sides are asked there, so the latency ratio compares one machine with itself.
-    answers = asyncio.run(_answer_cases(canary_url(url), cases, staged_version, serving_version, max_segment_s))
+    answers = asyncio.run(_answer_cases(canary_url(url), cases, staged_version, serving_version, max_segment_s,
+                                       merge_segment_s))
     result = judge(cases, answers, thresholds or CanaryThresholds(), staged_version, serving_version)
-    result.update(golden_dir=str(golden_root(golden_dir)), max_segment_s=max_segment_s,
+    result.update(golden_dir=str(golden_root(golden_dir)), max_segment_s=max_segment_s, merge_segment_s=merge_segment_s,
                   seconds=round(time.perf_counter() - t0, 2))
     log.info("canary of version %s against %s: %s", staged_version, serving_version or "expected texts",
              "passed" if result["passed"] else "; ".join(result["reasons"]))
@@ -98,12 +100,13 @@ def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Pa
 
 
 async def _answer_cases(url: str, cases: list[GoldenCase], staged_version: int, serving_version: int | None,
-                        max_segment_s: float) -> dict[str, list[CaseAnswer]]:
+                        max_segment_s: float, merge_segment_s: float) -> dict[str, list[CaseAnswer]]:
     clients = {"staged": SenseVoiceClient(url, model=STAGED_MODEL, version=staged_version, max_concurrency=1,
                                           retries=2)}
     if serving_version is not None:
         clients["serving"] = SenseVoiceClient(url, version=serving_version, max_concurrency=1, retries=2)
-    transcribers = {side: RecordingTranscriber(client, max_segment_s) for side, client in clients.items()}
+    transcribers = {side: RecordingTranscriber(client, max_segment_s, merge_segment_s=merge_segment_s)
+                    for side, client in clients.items()}
     try:
         async with contextlib.AsyncExitStack() as stack:
             for client in clients.values():

@@ -49,6 +49,7 @@ from pathlib import Path
 from sensevoice_pipeline.releases.control import STAGED_MODEL, TritonControl, canary_url, open_fleet
 from sensevoice_pipeline.releases.errors import ReleaseError
 from sensevoice_pipeline.releases.policy import pipeline_versions, policy_versions, restore_configs, set_version_policy
+from sensevoice_pipeline.releases.remote import publish_configs, publish_new_version
 from sensevoice_pipeline.releases.state import (ServingState, check_version, locked, open_repository, read_state,
                                                 write_state)
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL, ModelRepository
@@ -82,6 +83,7 @@ def _stage(repo: ModelRepository, control: TritonControl, state: ServingState, v
     encoder_before = sorted(control.ready_versions(ENCODER_MODEL))
     config = control.loaded_config(PIPELINE_MODEL)
     t0 = time.perf_counter()
+    publish_new_version(repo.path, version)  # servers reading a mirror find the candidate's files there
     _apply_policy(repo, [control], ENCODER_MODEL, sorted(set(encoder_before) | set(pipeline) | {version}))
     config.update(name=STAGED_MODEL, version_policy={"specific": {"versions": [version]}})
     try:
@@ -280,6 +282,7 @@ def _apply_policy(repo: ModelRepository, fleet: list[TritonControl], model: str,
         for control in fleet:
             control.wait_until_gone(PIPELINE_MODEL, keep=set(versions))
     old = set_version_policy(repo.path, model, versions)
+    publish_configs(repo.path)  # a mirrored repository: the servers read the configs there
     t0 = time.perf_counter()
     done: list[TritonControl] = []
     try:
@@ -288,6 +291,7 @@ def _apply_policy(repo: ModelRepository, fleet: list[TritonControl], model: str,
             _load_checked(control, model, versions)
     except ReleaseError:
         restore_configs(old)
+        publish_configs(repo.path)
         _reload_after_failure(done, model)
         raise
     return time.perf_counter() - t0

@@ -37,6 +37,9 @@ class ServingState:
     previous: int | None = None
     staged: int | None = None
     retired: list[int] = field(default_factory=list)
+    # An s3:// repository every change of this one is published to before any server loads it (remote.py,
+    # `svp models mirror`); None: the servers read this folder itself.
+    mirror: str | None = None
     updated_at: str | None = None
     history: list[dict] = field(default_factory=list)
     recorded: bool = False  # False: no serving.json yet, derived from the configs' version_policy
@@ -73,7 +76,7 @@ def _recorded_state(path: Path) -> ServingState:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ReleaseError(f"{path} is unreadable ({exc}); fix or remove it") from exc
-    known = {k: data.get(k) for k in ("serving", "previous", "staged", "updated_at")}
+    known = {k: data.get(k) for k in ("serving", "previous", "staged", "mirror", "updated_at")}
     return ServingState(**known, retired=list(data.get("retired") or []), history=list(data.get("history") or []),
                         recorded=True)
 

@@ -74,15 +74,12 @@ class LocalTriton:
         return f"{self.host}:{self.http_port}"
 
     def start(self) -> "LocalTriton":
-        repo = ModelRepository(self.repository)
-        problems = repo.lint(self.config_name)
-        if problems:
-            raise ServerError(f"model repository {repo.path} is not ready:\n  " + "\n  ".join(problems))
+        repository = self._checked_repository()
         self.http_port = self.http_port or free_port()
         self.grpc_port = self.grpc_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
         self._workdir = Path(tempfile.mkdtemp(prefix="svp-triton-"))
-        cmd = self._command(repo.path.resolve(), self._backends())
+        cmd = self._command(repository, self._backends())
         self.log_file = self.log_file or self._workdir / "tritonserver.log"
         log.info("starting tritonserver: %s", " ".join(cmd))
         with open(self.log_file, "ab") as out:
@@ -96,6 +93,18 @@ class LocalTriton:
             raise
         return self
 
+    def _checked_repository(self) -> str:
+        """What ``--model-repository`` gets: a local folder, linted first; or an ``s3://`` repository in Triton's own
+        syntax (``releases.remote.triton_repository_uri``), passed as it is: Triton reads it with the AWS_* variables,
+        and there is nothing local to lint."""
+        if str(self.repository).startswith("s3://"):
+            return str(self.repository)
+        repo = ModelRepository(self.repository)
+        problems = repo.lint(self.config_name)
+        if problems:
+            raise ServerError(f"model repository {repo.path} is not ready:\n  " + "\n  ".join(problems))
+        return str(repo.path.resolve())
+
     def _backends(self) -> Path:
         """A private copy of the wheel's backends folder with the python stub for this interpreter beside the
         backend, where Triton looks for it."""
@@ -108,7 +117,7 @@ class LocalTriton:
         shutil.copy2(stub, backends / "python" / stub.name)
         return backends
 
-    def _command(self, repo_path: Path, backends: Path) -> list[str]:
+    def _command(self, repo_path: str, backends: Path) -> list[str]:
         binary = _pytriton_dir() / "bin" / "tritonserver"
         cmd = [
             str(binary),

@@ -18,6 +18,8 @@ ACTIONS = [
     ("promote", "make VERSION (default: the staged one) the serving version"),
     ("rollback", "serve the previous version again"),
     ("retire", "unload VERSION and take it out of every role (files are kept)"),
+    ("mirror", "publish the repository to TARGET (s3://bucket/prefix), which Triton servers then read "
+               "(--model-repository=s3://...); every later export and release keeps it in step"),
     ("release", "the whole release of CHECKPOINT: export, stage, canary on the golden set, then promote or "
                 "discard; writes the release report and its model_releases row (what the release DAG runs)"),
 ]
@@ -26,7 +28,8 @@ ACTIONS = [
 def add_models_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
-        help="model versions: list, show, stage, unstage, promote, rollback, retire, release (on a running Triton)",
+        help="model versions: list, show, stage, unstage, promote, rollback, retire, mirror, release (on a running "
+             "Triton, or a fleet: --url a:8001,b:8001, the first server is the canary)",
         description="Manage the versions of `sensevoice` + `sensevoice_encoder` in a model repository and on the "
         "Triton serving it. The serving version (recorded in <repository>/serving.json and the configs' "
         "version_policy) is the one requests without a version reach. `stage` loads a candidate beside it as "
@@ -38,6 +41,8 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
         m = msub.add_parser(name, help=help_text, description=help_text)
         if name in ("show", "stage", "retire"):
             m.add_argument("version", type=int)
+        elif name == "mirror":
+            m.add_argument("target", help="s3://bucket/prefix (credentials and endpoint: the AWS_* variables)")
         elif name == "promote":
             m.add_argument("version", type=int, nargs="?")
         add_repository(m)
@@ -82,6 +87,11 @@ def cmd_models(args) -> int:
             else:
                 shown = releases.show_version(args.repository, args.version, args.url)
                 print(json.dumps(shown, indent=2) if args.json else releases.format_show(shown))
+            return 0
+        if action == "mirror":
+            r = releases.set_mirror(args.repository, args.target)
+            print(f"published versions {', '.join(map(str, r['versions'])) or 'none'} to {r['mirror']}; start Triton "
+                  f"with --model-repository={r['triton_uri']}")
             return 0
         url = None if getattr(args, "offline", False) else (args.url or default_url())
         if action == "stage":
