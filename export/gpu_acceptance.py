@@ -47,9 +47,10 @@ TRITON_IMAGE = "sensevoice-pipeline/triton:0.1.0"  # docker/triton.Dockerfile, a
 PRECISIONS = ("fp32", "fp16")
 COLUMNS = ("step", "variant", "batch", "max abs diff", "worst cosine", "token agreement", "audio s/s", "p50 ms",
            "result")
-# What the pipeline reads of the encoder (serving/triton_models): asking onnxruntime for ctc_logits too would copy
-# [B, T, 25055] floats back to the host on every call and measure that copy instead of the encoder.
-PIPELINE_OUTPUTS = ("token_ids", "encoder_out_lens")
+# What the pipeline reads of the encoder (serving/triton_models.ENCODER_OUTPUTS; tag_probs where the export has it):
+# asking onnxruntime for ctc_logits too would copy [B, T, 25055] floats back to the host on every call and measure
+# that copy instead of the encoder.
+PIPELINE_OUTPUTS = ("token_ids", "encoder_out_lens", "tag_probs")
 CONV_ALGO_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 
 
@@ -351,7 +352,7 @@ def throughput_row(engine: str, batch_size: int, times: list[float], seconds: fl
 
 
 def ort_runner(session, batch) -> Callable[[], object]:
-    return lambda: session.run(*batch, outputs=PIPELINE_OUTPUTS)
+    return lambda: session.run(*batch, outputs=session.available(PIPELINE_OUTPUTS))
 
 
 def torch_runner(graph, batch, device: Device) -> Callable[[], object]:

@@ -78,7 +78,8 @@ def run_export(
     n_params = sum(p.numel() for p in torch_model.parameters())
     progress("load", f"SenseVoiceSmall, {n_params / 1e6:.1f} M parameters ({time.perf_counter() - started:.1f} s)")
 
-    encoder_graph = graph_mod.EncoderGraph(torch_model).eval()
+    # the tag ids come from the checkpoint's tokenizer (funasr's model object does not keep it): tag_probs output
+    encoder_graph = graph_mod.EncoderGraph(torch_model, graph_mod.tag_token_ids(files.tokenizer)).eval()
     with repo.staging() as staging:
         t0 = time.perf_counter()
         fp32_path = staging / "fp32.onnx"

@@ -65,9 +65,10 @@ def page(
     date_from: Annotated[str | None, _date("from")] = None,
     date_to: Annotated[str | None, _date("to")] = None,
     by: Annotated[Literal["language", "channel"], Query()] = "language",
+    min_confidence: Annotated[str | None, Query(max_length=8, description="emotion confidence floor")] = None,
 ) -> HTMLResponse:
     try:
-        params = Params.parse(date_from, date_to, by)
+        params = Params.parse(date_from, date_to, by, min_confidence)
         settings = Settings.from_env()
         board = load_dashboard(Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog),
                                settings.model_repository, params)

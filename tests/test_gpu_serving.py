@@ -288,7 +288,9 @@ def test_pipeline_configs_keep_batches_in_flight_on_the_gpu_and_exact_padding_on
     production, local = config(PIPELINE_MODEL), config(PIPELINE_MODEL, "local")
     for parsed in (production, local):
         assert parsed.backend == "python" and [g.kind for g in parsed.instance_group] == [CPU]
-        assert [o.name for o in parsed.output] == ["TEXT"] and parsed.HasField("dynamic_batching")
+        # TEXT, then the tag confidences (issue 18)
+        assert [o.name for o in parsed.output] == ["TEXT", "CONFIDENCE", "EMOTION_PROBS"]
+        assert parsed.HasField("dynamic_batching")
     # several instances: while one waits on its encoder call the others compute features or decode
     assert production.instance_group[0].count >= 2
     buckets = frame_buckets(triton_json(production))

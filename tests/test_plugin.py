@@ -174,9 +174,17 @@ def test_page_by_channel_with_a_bearer_token(api_server):
     assert default.status_code == 200 and 'name="to" value="2026-03-03"' in default.text
 
 
+def test_page_filters_the_trend_on_emotion_confidence(api_server):
+    with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_admin')}"}) as c:
+        r = c.get("/sensevoice/", params={"min_confidence": "0.8"})
+    assert r.status_code == 200 and "emotion confidence ≥ 0.8</h2>" in r.text
+    assert '<option value="0.8" selected>' in r.text
+
+
 @pytest.mark.parametrize("params", [
     {"to": "2026-01-01'; DROP TABLE x;--"}, {"from": "2026-02-30"}, {"from": "03/01/2026"},
     {"by": "language) UNION SELECT 1--"}, {"by": "emotion"}, {"from": "2026-03-03", "to": "2026-03-01"},
+    {"min_confidence": "0.85"}, {"min_confidence": "1; DROP"},
 ])
 def test_bad_parameters_give_422(api_server, params):
     with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_admin')}"}) as c:

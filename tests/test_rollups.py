@@ -10,7 +10,7 @@ import pytest
 
 from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import ALIAS, Lake
-from sensevoice_pipeline.warehouse.database import Warehouse
+from sensevoice_pipeline.warehouse.database import Warehouse, WarehouseError
 from sensevoice_pipeline.warehouse.queries import GROUP_BY, QUERIES
 
 FIRST = dt.date(2026, 1, 1)
@@ -18,6 +18,17 @@ DAYS = 30
 EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted", None]
 EVENTS = ["speech", "music", "laughter", "cough", "applause", None]
 LANGS = ["en", "zh", "yue", "ja", "ko", None]
+
+
+DAYS_WITHOUT_CONFIDENCES = 3
+MIN_CONFIDENCES = (0.0, 0.8, 0.5, 0.9)  # the default and some thresholds, a FLOAT 0.8 / 0.5 / 0.9 included
+
+
+def confidence(day: int, salt: int) -> str:
+    """SQL for a FLOAT confidence of row i: 0.00-1.00 in hundredths (so FLOAT 0.7, 0.8 ... hit the bucket bounds),
+    null on the first days and for one row in 7."""
+    return (f"CASE WHEN {day} < {DAYS_WITHOUT_CONFIDENCES} OR hash(i, {day}, {salt + 10}) % 7 = 0 THEN NULL "
+            f"ELSE ((hash(i, {day}, {salt + 20}) % 101) / 100.0)::FLOAT END")
 
 
 def synthetic_day(day: int, rows: int = 600) -> pa.Table:
@@ -32,7 +43,13 @@ def synthetic_day(day: int, rows: int = 600) -> pa.Table:
                $emotions[1 + (hash(i, {day}, 3) % 8)::BIGINT] AS emotion, $events[1 + (hash(i, {day}, 4) % 6)::BIGINT] AS event,
                true AS itn, printf('text %d', i) AS text, 'raw' AS raw_text, 'sensevoice' AS model_name,
                CASE WHEN {day} < 20 THEN '1' ELSE (1 + i % 2)::VARCHAR END AS model_version,
-               'run' AS run_id, TIMESTAMPTZ '2026-02-01 00:00:00+00' AS processed_at
+               'run' AS run_id, TIMESTAMPTZ '2026-02-01 00:00:00+00' AS processed_at,
+               -- confidences: none in the first days (a model version exported before them), then spread over
+               -- [0, 1] with values on the bucket bounds (0.5 ... 0.9 as FLOAT) and 1.0 among them
+               {confidence(day, 1)} AS language_confidence, {confidence(day, 2)} AS emotion_confidence,
+               {confidence(day, 3)} AS event_confidence,
+               CASE WHEN {day} >= {DAYS_WITHOUT_CONFIDENCES}
+                    THEN MAP {{'angry': 0.25::FLOAT, 'happy': 0.5::FLOAT}} END AS emotion_probs
         FROM range({rows}) t(i)
     """, params={"langs": LANGS, "emotions": EMOTIONS, "events": EVENTS}).to_arrow_table()
     con.close()
@@ -71,6 +88,47 @@ def test_every_canned_query_equals_its_raw_view_answer(month, name):
             rolled = month.query(name, date_from, date_to, by)
             assert rolled.num_rows > 0, (name, by, date_from)
             assert rolled.to_pylist() == raw_answer(month, name, by, date_from, date_to).to_pylist(), (name, by)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, q in QUERIES.items() if q.filters_confidence))
+def test_confidence_filtered_queries_equal_the_raw_view_filtered_on_the_confidence_itself(month, name):
+    """The rollup answers a confidence filter from buckets; the raw view's twin inlines the same bucketing, and a
+    direct count over utterances (emotion_confidence >= t, no buckets) must agree too, so the buckets are exact."""
+    con = month.connect()
+    try:
+        for min_confidence in MIN_CONFIDENCES:
+            for by in GROUP_BY:
+                for date_from, date_to in RANGES:
+                    params = {"from_date": date_from, "to_date": date_to}
+                    rolled = con.sql(QUERIES[name].render(by, min_confidence), params=params).to_arrow_table()
+                    raw = con.sql(QUERIES[name].raw_sql(by, min_confidence), params=params).to_arrow_table()
+                    assert rolled.num_rows > 0 and rolled.to_pylist() == raw.to_pylist(), (name, by, min_confidence)
+            confident = con.sql(
+                "SELECT count(*) FROM utterances WHERE emotion = 'angry' AND emotion_confidence >= $t "
+                "AND date BETWEEN $from_date AND $to_date",
+                params={"t": min_confidence, "from_date": RANGES[0][0], "to_date": RANGES[0][1]}).fetchone()[0]
+            if name == "angry-share":
+                rolled = con.sql(QUERIES[name].render("language", min_confidence),
+                                 params={"from_date": RANGES[0][0], "to_date": RANGES[0][1]}).to_arrow_table()
+                counted = sum(a or 0 for a in rolled.column("angry").to_pylist())
+                # at 0 every angry row counts, those without a confidence too
+                assert counted == confident if min_confidence else counted >= confident, min_confidence
+    finally:
+        con.close()
+
+
+def test_a_confidence_filter_keeps_fewer_utterances_and_refuses_thresholds_it_cannot_answer_exactly(month):
+    everything = month.query("angry-share")
+    confident = month.query("angry-share", min_confidence=0.8)  # what `svp query --min-confidence 0.8` runs
+    assert sum(confident.column("angry").to_pylist()[DAYS_WITHOUT_CONFIDENCES:]) < sum(
+        everything.column("angry").to_pylist()[DAYS_WITHOUT_CONFIDENCES:])
+    assert confident.column("utterances").to_pylist() == everything.column("utterances").to_pylist()
+    with pytest.raises(ValueError, match="min confidence"):
+        QUERIES["angry-share"].render(min_confidence=0.85)
+    with pytest.raises(WarehouseError, match="min confidence must be one of"):
+        month.query("angry-share", min_confidence=0.85)
+    with pytest.raises(WarehouseError, match="angry-calls cannot filter on confidence"):
+        month.query("angry-calls", min_confidence=0.8)
 
 
 def test_the_raw_sql_really_reads_the_utterances_view(month):

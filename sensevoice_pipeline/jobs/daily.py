@@ -34,7 +34,7 @@ from sensevoice_pipeline.errors import FailureBudgetExceeded, InputError, Publis
 from sensevoice_pipeline.lake.lease import DateLeases
 from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.speech.tags import parse
+from sensevoice_pipeline.speech.tags import TagConfidences, parse
 from sensevoice_pipeline.warehouse.database import Warehouse
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,17 @@ def _utterance_row(item: WorkItem, segment: SegmentAnswer, run_id: str, started_
         "model_version": answer.model_version,
         "run_id": run_id,
         "processed_at": started_at,
+        **_confidence_columns(answer.confidences),
+    }
+
+
+def _confidence_columns(confidences: TagConfidences) -> dict:
+    """The utterance's confidence columns (tables.UTTERANCES); None where the model version returned none."""
+    return {
+        "language_confidence": confidences.language,
+        "emotion_confidence": confidences.emotion,
+        "event_confidence": confidences.event,
+        "emotion_probs": confidences.emotion_map(),
     }
 
 

@@ -124,25 +124,26 @@ class Lake:
 
     @staticmethod
     def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
-        """Create the tables this version of the code knows and the catalog lacks. A rollup table added to a lake
-        that already holds utterances is filled from them for every date, in the same transaction, so the canned
-        queries never read a rollup that lacks published days."""
-        existing = {row[0] for row in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]).fetchall()}
+        """Create the tables this version of the code knows and the catalog lacks, and add the columns it knows to
+        tables that lack them (schema evolution: ``ALTER TABLE ... ADD COLUMN``; existing rows read null there,
+        e.g. the confidences of utterances transcribed before them). A rollup table added to a lake that already
+        holds utterances is filled from them for every date, and one that gained columns is computed again from
+        them, in the same transaction, so the canned queries never read a rollup that lacks published days."""
+        existing = _table_names(con)
         missing = [name for name in ALL_SCHEMAS if name not in existing]
-        if not missing:
+        lacking = {name: columns for name in ALL_SCHEMAS if name in existing
+                   if (columns := _missing_columns(con, name))}
+        if not missing and not lacking:
             return
         with _transaction(con):
             for name in missing:
-                schema = ALL_SCHEMAS[name]
-                columns = ", ".join(f'"{c}" {t}' for c, t in zip(schema.names, _duckdb_types(con, schema)))
-                con.execute(f'CREATE TABLE {ALIAS}."{name}" (date DATE, {columns})')
-                con.execute(f'ALTER TABLE {ALIAS}."{name}" SET PARTITIONED BY (date)')
-                log.info("created table %s in the lake catalog", name)
+                _create_table(con, name)
+            for name, columns in lacking.items():
+                _add_columns(con, name, columns)
             if "utterances" in existing:
-                for name in (n for n in missing if n in ROLLUP_SCHEMAS):
-                    _fill_rollup(con, name)
-
+                for name in ROLLUP_SCHEMAS:
+                    if name in missing or name in lacking:
+                        _fill_rollup(con, name)
 
     # -- writing -----------------------------------------------------------------------------------------------------
 
@@ -236,17 +237,49 @@ def _transaction(con: duckdb.DuckDBPyConnection):
     con.execute("COMMIT")
 
 
+def _table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {row[0] for row in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]).fetchall()}
+
+
+def _missing_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    """The columns of ``ALL_SCHEMAS[name]`` the lake's table lacks (it was created by an older version)."""
+    present = {row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?", [ALIAS, name]).fetchall()}
+    return [column for column in ALL_SCHEMAS[name].names if column not in present]
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    schema = ALL_SCHEMAS[name]
+    columns = ", ".join(f'"{c}" {t}' for c, t in zip(schema.names, _duckdb_types(con, schema)))
+    con.execute(f'CREATE TABLE {ALIAS}."{name}" (date DATE, {columns})')
+    con.execute(f'ALTER TABLE {ALIAS}."{name}" SET PARTITIONED BY (date)')
+    log.info("created table %s in the lake catalog", name)
+
+
+def _add_columns(con: duckdb.DuckDBPyConnection, name: str, columns: list[str]) -> None:
+    """Appended in the schema's order: new columns are always last in ALL_SCHEMAS, so an evolved table has the
+    same column order as a new one."""
+    schema = ALL_SCHEMAS[name]
+    fields = pa.schema([schema.field(c) for c in columns])
+    for column, column_type in zip(columns, _duckdb_types(con, fields)):
+        con.execute(f'ALTER TABLE {ALIAS}."{name}" ADD COLUMN "{column}" {column_type}')
+    log.info("added %s to table %s in the lake catalog", ", ".join(columns), name)
+
+
 def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str]:
     """DuckDB's column types for an Arrow schema (what DuckDB itself maps them to)."""
     return [str(t) for t in con.from_arrow(schema.empty_table()).types]
 
 
 def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """``name`` computed again from every published utterance (its old rows, if any, replaced)."""
     columns = ", ".join(f'"{c}"' for c in ALL_SCHEMAS[name].names)
+    con.execute(f'DELETE FROM {ALIAS}."{name}"')
     con.execute(f'INSERT INTO {ALIAS}."{name}" (date, {columns}) '
                 f'WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}')
     rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
-    log.info("filled the new rollup %s from the published utterances: %d rows", name, rows)
+    log.info("filled the rollup %s from the published utterances: %d rows", name, rows)
 
 
 def _ensure_wal(path: Path) -> None:

@@ -30,6 +30,16 @@ UTTERANCES = pa.schema(
         ("model_version", pa.string()),
         ("run_id", pa.string()),
         ("processed_at", pa.timestamp("us", tz="UTC")),
+        # How sure the model was of the language / emotion / event tag in the text: its probability at the tag's
+        # query frame (the `sensevoice` output CONFIDENCE); null when the text has no such tag or the model version
+        # returned no probabilities (exported before them). Last, so that a lake created before them gets them
+        # appended (catalog.py: ALTER TABLE ... ADD COLUMN) in the same order as a new one.
+        ("language_confidence", pa.float32()),
+        ("emotion_confidence", pa.float32()),
+        ("event_confidence", pa.float32()),
+        # the emotion distribution (EMOTION_PROBS), keyed like the emotion column (happy, sad, angry, ...); null
+        # like the confidences
+        ("emotion_probs", pa.map_(pa.string(), pa.float32())),
     ]
 )
 
@@ -65,6 +75,23 @@ EMOTION_DAILY = pa.schema(
         ("recordings", pa.int64()),
     ]
 )
+
+# emotion_daily split by how sure the model was of the emotion: the lower bound of the emotion confidence's bucket
+# (CONFIDENCE_BUCKETS; null: no confidence, a model version without them). The canned queries read it, so a
+# confidence filter ("angry with confidence >= 0.8") costs what the unfiltered question does.
+EMOTION_CONFIDENCE_DAILY = pa.schema(
+    [
+        ("language", pa.string()),
+        ("emotion", pa.string()),
+        ("channel", pa.int16()),
+        ("emotion_confidence_bucket", pa.float64()),
+        ("utterances", pa.int64()),
+        ("speech_seconds", pa.float64()),
+    ]
+)
+# The buckets' lower bounds, i.e. the confidence thresholds a canned query answers exactly: below 0.5 is one bucket
+# (a filter that low says little), then tenths. 1.0 falls in the 0.9 bucket.
+CONFIDENCE_BUCKETS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 # Per sound event: how many utterances carry it and in how many recordings (exact distinct counts for the day).
 EVENT_DAILY = pa.schema(
@@ -147,7 +174,7 @@ MODEL_RELEASES = pa.schema(
 )
 
 ROLLUP_SCHEMAS = {"emotion_daily": EMOTION_DAILY, "event_daily": EVENT_DAILY, "model_usage_daily": MODEL_USAGE_DAILY,
-                  "angry_calls": ANGRY_CALLS}
+                  "angry_calls": ANGRY_CALLS, "emotion_confidence_daily": EMOTION_CONFIDENCE_DAILY}
 SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, **ROLLUP_SCHEMAS, "runs": RUNS}
 DAILY_TABLES = tuple(SCHEMAS)  # what one daily run publishes for its date, in one commit
 # Tables written by other jobs than the daily one, in the same catalog.
@@ -158,6 +185,7 @@ SORT_KEYS = {
     "utterances": ("source_path", "channel", "segment_index"),
     "recordings": ("source_path",),
     "emotion_daily": ("language", "emotion", "channel"),
+    "emotion_confidence_daily": ("language", "emotion", "channel", "emotion_confidence_bucket"),
     "event_daily": ("event",),
     "model_usage_daily": ("model_version",),
     "angry_calls": ("source_path", "channel"),
@@ -179,6 +207,12 @@ ROLLUP_SQL = {
                count(*)::BIGINT AS utterances, sum(end_s - start_s)::DOUBLE AS speech_seconds,
                count(DISTINCT recording_id)::BIGINT AS recordings
         FROM u GROUP BY ALL ORDER BY {date}language, emotion, channel
+    """,
+    "emotion_confidence_daily": """
+        SELECT {date}coalesce(language, 'unknown') AS language, coalesce(emotion, 'unknown') AS emotion, channel,
+               CONFIDENCE_BUCKET AS emotion_confidence_bucket,
+               count(*)::BIGINT AS utterances, sum(end_s - start_s)::DOUBLE AS speech_seconds
+        FROM u GROUP BY ALL ORDER BY {date}language, emotion, channel, emotion_confidence_bucket
     """,
     "event_daily": """
         SELECT {date}coalesce(event, 'unknown') AS event, count(*)::BIGINT AS utterances,
@@ -203,9 +237,17 @@ ROLLUP_SQL = {
 }
 
 
+# floor to tenths in DOUBLE (8.0 / 10 is exactly the literal 0.8, so `bucket >= 0.8` compares exactly), below the
+# second bucket the first, 1.0 in the last
+CONFIDENCE_BUCKET_SQL = (f"CASE WHEN emotion_confidence IS NULL THEN NULL "
+                         f"WHEN emotion_confidence < {CONFIDENCE_BUCKETS[1]} THEN 0.0 "
+                         f"ELSE least(floor(emotion_confidence::DOUBLE * 10) / 10, {CONFIDENCE_BUCKETS[-1]}) END")
+
+
 def rollup_sql(name: str, every_date: bool = False) -> str:
     return (ROLLUP_SQL[name].format(date="date, " if every_date else "", by_date="PARTITION BY date " if every_date else "")
-            .replace("ANGRY_CALLS_PER_DAY", str(ANGRY_CALLS_PER_DAY)))
+            .replace("ANGRY_CALLS_PER_DAY", str(ANGRY_CALLS_PER_DAY))
+            .replace("CONFIDENCE_BUCKET", CONFIDENCE_BUCKET_SQL))
 
 
 def rollups(utterances: pa.Table) -> dict[str, pa.Table]:

@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.errors import InputError, ServingError, ServingTimeoutError, ServingUnavailableError
 from sensevoice_pipeline.speech.languages import language_id
+from sensevoice_pipeline.speech.tags import TagConfidences
 from sensevoice_pipeline.serving.fleet import Endpoint, Fleet, parse_addresses
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 
@@ -35,6 +36,8 @@ UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
 REJECTED = "StatusCode.INVALID_ARGUMENT"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
 PROBE_TIMEOUT_S = 2.0
+# `sensevoice` outputs beside TEXT, asked for only where the model's metadata lists them (older configs lack them).
+CONFIDENCE_OUTPUTS = ("CONFIDENCE", "EMOTION_PROBS")
 
 
 def default_url() -> str:
@@ -67,6 +70,8 @@ class Transcription:
     text: str
     model_name: str
     model_version: str
+    # all None when the server offers no confidences or the answering version's encoder had none
+    confidences: TagConfidences = TagConfidences()
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class SenseVoiceClient:
         self._clients: dict[str, grpcclient.InferenceServerClient] = {}
         self._replaced: list[grpcclient.InferenceServerClient] = []  # closed with the client (requests may be on them)
         self._prober: asyncio.Task | None = None
+        self._outputs: dict[str, list[str]] = {}  # per server: the outputs its model offers of TEXT + confidences
 
     async def __aenter__(self) -> "SenseVoiceClient":
         self._clients = {address: grpcclient.InferenceServerClient(address) for address in self.fleet.addresses}
@@ -191,6 +197,7 @@ class SenseVoiceClient:
             text=text.decode("utf-8") if isinstance(text, bytes) else str(text),
             model_name=response.model_name,
             model_version=response.model_version,  # the version of the server that answered
+            confidences=_confidences(result),
         )
 
     async def transcribe_many(self, requests: Iterable[Request]) -> list[Transcription]:
@@ -219,11 +226,12 @@ class SenseVoiceClient:
             tried.add(endpoint.address)
             self.fleet.sent(endpoint)
             try:
+                outputs = await self._outputs_of(endpoint.address)
                 result = await self._client_for(endpoint.address).infer(
                     self.model,
                     inputs,
                     model_version=self.version,
-                    outputs=[grpcclient.InferRequestedOutput("TEXT")],
+                    outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
                     client_timeout=self.timeout_s,
                 )
             except InferenceServerException as exc:
@@ -248,6 +256,15 @@ class SenseVoiceClient:
             await asyncio.sleep(delay)
             delay, attempt, tried = delay * 2, attempt + 1, set()
             endpoint = self.fleet.pick()
+
+    async def _outputs_of(self, address: str) -> list[str]:
+        """TEXT, plus the confidence outputs where the server's model metadata lists them (asked once per server)."""
+        if address not in self._outputs:
+            meta = await self._client_for(address).get_model_metadata(self.model, self.version,
+                                                                      client_timeout=self.timeout_s)
+            offered = {output.name for output in meta.outputs}
+            self._outputs[address] = ["TEXT", *(name for name in CONFIDENCE_OUTPUTS if name in offered)]
+        return self._outputs[address]
 
     def _judge(self, endpoint: Endpoint, error: ServingError) -> None:
         """What a serving fault says about the server that answered it (fleet.py: ejection)."""
@@ -297,6 +314,13 @@ def _fails_over(error: ServingError) -> bool:
     """Sent to another server at once: unreachable, model not ready there, internal error. Not a deadline (it already
     cost a whole ``timeout_s``; the backoff rounds and ``deadline_retries`` bound it, as with one server)."""
     return not isinstance(error, TritonDeadlineError)
+
+
+def _confidences(result) -> TagConfidences:
+    """The answer's CONFIDENCE / EMOTION_PROBS (NaN: null), all None when it has neither."""
+    confidence, emotion_probs = (result.as_numpy(name) for name in CONFIDENCE_OUTPUTS)  # None when not asked for
+    return TagConfidences.from_vectors(None if confidence is None else confidence.reshape(-1).tolist(),
+                                       None if emotion_probs is None else emotion_probs.reshape(-1).tolist())
 
 
 def _translate(exc: InferenceServerException, url: str, model: str, version: str) -> InputError | ServingError:

@@ -14,9 +14,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from sensevoice_pipeline.speech.decoder import CtcDecoder, Tokenizer
-from sensevoice_pipeline.speech.encoder import EncoderSession, pad_features
+from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession, pad_features
 from sensevoice_pipeline.speech.frontend import Frontend, FrontendConfig
 from sensevoice_pipeline.speech.languages import language_id, textnorm_id
+from sensevoice_pipeline.speech.tags import TagConfidences, tag_confidences
 from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL, FRONTEND_FILE, PIPELINE_MODEL, ModelRepository
 from sensevoice_pipeline.constants import DEFAULT_USE_ITN
 
@@ -28,8 +29,16 @@ class Utterance:
     use_itn: bool = DEFAULT_USE_ITN
 
 
-# (speech [B,T,D], lengths [B], language [B], textnorm [B]) -> (token_ids [B,T'], encoder_out_lens [B])
-EncodeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+@dataclass(frozen=True)
+class Answer:
+    text: str  # the rich transcription (the `sensevoice` TEXT)
+    confidences: TagConfidences  # all None for an encoder version exported without tag probabilities
+
+
+# (speech [B,T,D], lengths [B], language [B], textnorm [B])
+#   -> (token_ids [B,T'], encoder_out_lens [B], tag_probs [B, tags.TAG_PROBS_WIDTH] or None when the version lacks it)
+EncodeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                    tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 # Padding is computed like real frames (and attention grows with the square of the padded length), so a batch that
 # mixes a 3 s and a 30 s utterance costs the 3 s one nearly a 30 s run. Batches are cut so that at most this share
@@ -73,13 +82,18 @@ class Transcriber:
 
     def transcribe(self, utterances: Sequence[Utterance], encode: EncodeFn) -> list[str]:
         """Texts in the order given; the encoder sees the utterances in batches of similar length."""
-        texts = [""] * len(utterances)
+        return [answer.text for answer in self.answer(utterances, encode)]
+
+    def answer(self, utterances: Sequence[Utterance], encode: EncodeFn) -> list[Answer]:
+        """Texts and tag confidences in the order given (batched like ``transcribe``)."""
+        answers: list[Answer | None] = [None] * len(utterances)
         for group in length_groups([u.audio.size for u in utterances]):
             batch = [utterances[i] for i in group]
-            token_ids, out_lens = encode(*self.features(batch))
-            for i, text in zip(group, self.decoder.decode_batch(token_ids, np.asarray(out_lens).reshape(-1))):
-                texts[i] = text
-        return texts
+            token_ids, out_lens, tag_probs = encode(*self.features(batch))
+            texts = self.decoder.decode_batch(token_ids, np.asarray(out_lens).reshape(-1))
+            for row, (i, text) in enumerate(zip(group, texts)):
+                answers[i] = Answer(text, tag_confidences(text, None if tag_probs is None else tag_probs[row]))
+        return answers
 
 
 class LocalTranscriber:
@@ -94,8 +108,12 @@ class LocalTranscriber:
         self.session = EncoderSession(repo.version_dir(ENCODER_MODEL, self.version) / ENCODER_FILE, threads=threads)
 
     def _encode(self, speech, lengths, languages, textnorms):
-        out = self.session.run(speech, lengths, languages, textnorms, outputs=("token_ids", "encoder_out_lens"))
-        return out["token_ids"], out["encoder_out_lens"]
+        wanted = ("token_ids", "encoder_out_lens", TAG_PROBS)
+        out = self.session.run(speech, lengths, languages, textnorms, outputs=self.session.available(wanted))
+        return out["token_ids"], out["encoder_out_lens"], out.get(TAG_PROBS)
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[str]:
         return self.transcriber.transcribe(utterances, self._encode)
+
+    def answer(self, utterances: Sequence[Utterance]) -> list[Answer]:
+        return self.transcriber.answer(utterances, self._encode)

@@ -12,13 +12,20 @@ from typing import Sequence
 
 import numpy as np
 
-from sensevoice_pipeline.speech.encoder import EncoderSession
+from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession
 from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
+from sensevoice_pipeline.speech.tags import EMOTION_NAMES, TagConfidences
 from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
-from sensevoice_pipeline.serving.transcriber import Transcriber, Utterance
+from sensevoice_pipeline.serving.transcriber import Answer, Transcriber, Utterance
 from sensevoice_pipeline.constants import MIN_REQUEST_SAMPLES
 
-ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens")
+# What `sensevoice` asks of the encoder, and all that the production encoder configs list (tag_probs only where the
+# `sensevoice` config offers CONFIDENCE: ``SenseVoiceModel.encoder_outputs``).
+ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens", TAG_PROBS)
+# `sensevoice` outputs beside TEXT (docs/architecture.md, Triton contract). NaN is null: a tensor has no nulls.
+CONFIDENCE_OUTPUT = "CONFIDENCE"  # FP32 [3]: language, emotion, event probability of the tags TEXT carries
+EMOTION_PROBS_OUTPUT = "EMOTION_PROBS"  # FP32 [8]: the emotion distribution, tags.EMOTION_NAMES order
+CONFIDENCE_OUTPUTS = (CONFIDENCE_OUTPUT, EMOTION_PROBS_OUTPUT)
 
 # `parameters { key: "ENCODER_FRAME_BUCKETS" value: { string_value: "32,64,..." } }` in a `sensevoice` config: the
 # encoder input's frame counts that BLS calls are padded up to. Triton's dynamic batcher merges requests only when
@@ -46,6 +53,12 @@ def frame_buckets(model_config: str | dict | None) -> tuple[int, ...]:
     if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
         raise ValueError(f"{FRAME_BUCKETS_PARAMETER} must be positive and strictly ascending, not {text!r}")
     return buckets
+
+
+def config_outputs(model_config: str | dict | None) -> tuple[str, ...]:
+    """The output names a model config lists (``args["model_config"]``, JSON)."""
+    config = json.loads(model_config) if isinstance(model_config, str) else (model_config or {})
+    return tuple(output.get("name", "") for output in config.get("output", []))
 
 
 def bucketed_frames(frames: int, buckets: Sequence[int]) -> int:
@@ -106,6 +119,10 @@ class SenseVoiceModel:
         version_dir, self.version = _version_dir(args)
         self.transcriber = Transcriber(version_dir)
         self.frame_buckets = frame_buckets(args.get("model_config"))
+        # A repository's two configs ship together: one whose `sensevoice` offers CONFIDENCE has an encoder config
+        # listing tag_probs; an older pair has neither, and Triton would refuse a request for an unlisted output.
+        offers_confidences = CONFIDENCE_OUTPUT in config_outputs(args.get("model_config"))
+        self.encoder_outputs = [n for n in ENCODER_OUTPUTS if n != TAG_PROBS or offers_confidences]
 
     def execute(self, requests):
         parsed: list[list[Utterance] | Exception] = [self._parse(r) for r in requests]
@@ -126,9 +143,10 @@ class SenseVoiceModel:
                 for p in parsed]
 
     def _answer(self, requests: list[list[Utterance]]) -> list:
-        """One TEXT response per request; the utterances of all requests share the encoder batches."""
-        texts = iter(self._transcribe([u for utterances in requests for u in utterances]))
-        return [self._text([next(texts) for _ in utterances]) for utterances in requests]
+        """One response per request (TEXT and the confidences); the utterances of all requests share the encoder
+        batches."""
+        answers = iter(self._transcribe([u for utterances in requests for u in utterances]))
+        return [self._response([next(answers) for _ in utterances]) for utterances in requests]
 
     def _answer_alone(self, utterances: list[Utterance]):
         try:
@@ -155,11 +173,11 @@ class SenseVoiceModel:
         except (UnknownLanguageError, ValueError) as exc:
             return exc
 
-    def _transcribe(self, utterances: list[Utterance]) -> list[str]:
-        texts: list[str] = []
+    def _transcribe(self, utterances: list[Utterance]) -> list[Answer]:
+        answers: list[Answer] = []
         for start in range(0, len(utterances), self.max_encoder_batch):
-            texts += self.transcriber.transcribe(utterances[start : start + self.max_encoder_batch], self._encode)
-        return texts
+            answers += self.transcriber.answer(utterances[start : start + self.max_encoder_batch], self._encode)
+        return answers
 
     def _encode(self, speech, lengths, languages, textnorms):
         column = lambda a: np.asarray(a, dtype=np.int32).reshape(-1, 1)  # noqa: E731
@@ -173,7 +191,7 @@ class SenseVoiceModel:
         request = self.pb.InferenceRequest(
             model_name=ENCODER_MODEL,
             model_version=self.version,
-            requested_output_names=list(ENCODER_OUTPUTS),
+            requested_output_names=self.encoder_outputs,
             inputs=inputs,
             # On a KIND_GPU encoder instance the onnxruntime backend's outputs are GPU memory, and a BLS result
             # stays where the producer put it unless the request says otherwise (python_backend README, "Using BLS
@@ -185,11 +203,19 @@ class SenseVoiceModel:
             raise RuntimeError(f"{ENCODER_MODEL} version {self.version}: {response.error().message()}")
         token_ids = host_array(self.pb.get_output_tensor_by_name(response, "token_ids"))
         lens = host_array(self.pb.get_output_tensor_by_name(response, "encoder_out_lens")).reshape(-1)
-        return token_ids, lens
+        # Absent from the answer of an encoder version exported before tag_probs (EncoderModel leaves it out).
+        tag_probs = self.pb.get_output_tensor_by_name(response, TAG_PROBS)
+        return token_ids, lens, None if tag_probs is None else host_array(tag_probs)
 
-    def _text(self, texts: list[str]):
-        rows = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
-        return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor("TEXT", rows)])
+    def _response(self, answers: list[Answer]):
+        rows = np.array([[a.text.encode("utf-8")] for a in answers], dtype=np.object_)
+        confidence = np.array([a.confidences.as_vector() for a in answers], dtype=np.float32)
+        emotion_probs = np.array([_emotion_vector(a.confidences) for a in answers], dtype=np.float32)
+        return self.pb.InferenceResponse(output_tensors=[
+            self.pb.Tensor("TEXT", rows),
+            self.pb.Tensor(CONFIDENCE_OUTPUT, confidence),
+            self.pb.Tensor(EMOTION_PROBS_OUTPUT, emotion_probs),
+        ])
 
     def _error(self, message: str, code):
         return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message, code))
@@ -208,7 +234,10 @@ class EncoderModel:
 
     def _run(self, request):
         get = lambda name: self.pb.get_input_tensor_by_name(request, name).as_numpy()  # noqa: E731
-        names = request.requested_output_names() or self.session.output_names
+        # An optional output this version's graph lacks (tag_probs of an older export) is left out of the answer:
+        # python_backend sends the tensors a response holds (src/infer_response.cc, r24.10), so the caller sees
+        # no such output rather than an error.
+        names = self.session.available(request.requested_output_names() or self.session.output_names)
         try:
             out = self.session.run(get("speech"), get("speech_lengths"), get("language"), get("textnorm"), names)
         except Exception as exc:  # noqa: BLE001 -- onnxruntime errors go back to the caller, not the log
@@ -216,6 +245,10 @@ class EncoderModel:
         if "encoder_out_lens" in out:
             out["encoder_out_lens"] = out["encoder_out_lens"].reshape(-1, 1)  # config dims [1] per batch item
         return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor(n, v) for n, v in out.items()])
+
+
+def _emotion_vector(confidences: TagConfidences) -> list[float]:
+    return list(confidences.emotion_probs) if confidences.emotion_probs is not None else [np.nan] * len(EMOTION_NAMES)
 
 
 def _strings(tensor, n: int, default: str) -> list[str]:

@@ -14,6 +14,9 @@ import numpy as np
 import onnxruntime as ort
 
 INPUTS = ("speech", "speech_lengths", "language", "textnorm")
+# Optional output (export/graph.py): the language / emotion / event tag probabilities. Graphs exported before it
+# existed lack it, and every reader of it must accept that.
+TAG_PROBS = "tag_probs"
 
 
 class EncoderSession:
@@ -33,6 +36,10 @@ class EncoderSession:
             str(self.path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
         )
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def available(self, names: Iterable[str]) -> list[str]:
+        """``names`` less those this graph does not have (an optional output of an older export)."""
+        return [name for name in names if name in self.output_names]
 
     def run(
         self,

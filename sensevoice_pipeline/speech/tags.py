@@ -7,8 +7,10 @@ stays in the text. ``render_emoji`` gives the same string as funasr's ``rich_tra
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from typing import Sequence
 
 TAG = re.compile(r"<\|([^<>|]*)\|>")
 
@@ -38,6 +40,18 @@ EVENT_TAGS = {
     "GBG": "garbage",
 }
 ITN_TAGS = {"withitn": True, "woitn": False}
+
+# The tag families whose probabilities the encoder graph returns (export/graph.py, output `tag_probs`): the tag names
+# of each family in this order, languages first, then emotions, then events. Part of the `sensevoice_encoder`
+# contract: a graph's `tag_probs` row has TAG_PROBS_WIDTH values, laid out as listed here.
+TAG_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("language", tuple(LANGUAGE_TAGS)),
+    ("emotion", tuple(EMOTION_TAGS)),
+    ("event", tuple(EVENT_TAGS)),
+)
+TAG_PROBS_WIDTH = sum(len(names) for _, names in TAG_FAMILIES)
+# The emotion distribution's order (the `sensevoice` output EMOTION_PROBS) and its keys in the lake (column values).
+EMOTION_NAMES = tuple(EMOTION_TAGS.values())
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,57 @@ def parse(
         else:
             other.append(name)
     return RichTranscription(raw=raw, text=render_plain(raw), other_tags=tuple(other), **found)
+
+
+@dataclass(frozen=True)
+class TagConfidences:
+    """How sure the model was of the tags a transcription carries: the probability (softmax over the whole
+    vocabulary, at the tag's own query frame) of the language, emotion and event tag in the text, None where the
+    text has no tag of that family or the model version returned no probabilities; and the emotion distribution
+    (EMOTION_NAMES order; it sums to at most 1, the rest of the frame's probability being on other tokens)."""
+
+    language: float | None = None
+    emotion: float | None = None
+    event: float | None = None
+    emotion_probs: tuple[float, ...] | None = None
+
+    def as_vector(self) -> list[float]:
+        """(language, emotion, event) with NaN for None: the `sensevoice` output CONFIDENCE."""
+        return [math.nan if v is None else v for v in (self.language, self.emotion, self.event)]
+
+    @classmethod
+    def from_vectors(cls, confidence: Sequence[float] | None,
+                     emotion_probs: Sequence[float] | None) -> "TagConfidences":
+        """The inverse of the `sensevoice` outputs (NaN, or no output at all, is None)."""
+        values = [None if v is None or math.isnan(v) else float(v) for v in (confidence or [None] * 3)]
+        probs = None
+        if emotion_probs is not None and len(emotion_probs) and not any(math.isnan(p) for p in emotion_probs):
+            probs = tuple(float(p) for p in emotion_probs)
+        return cls(*values, emotion_probs=probs)
+
+    def emotion_map(self) -> dict[str, float] | None:
+        """The emotion distribution keyed by the `emotion` column's values (the lake's `emotion_probs`)."""
+        return None if self.emotion_probs is None else dict(zip(EMOTION_NAMES, self.emotion_probs))
+
+
+def tag_confidences(raw: str, tag_probs: Sequence[float] | None) -> TagConfidences:
+    """The confidences of the tags in ``raw``, from one utterance's ``tag_probs`` row (TAG_FAMILIES layout);
+    all None when ``tag_probs`` is None (a model version exported before the graph returned them)."""
+    if tag_probs is None:
+        return TagConfidences()
+    if len(tag_probs) != TAG_PROBS_WIDTH:
+        raise ValueError(f"tag_probs has {len(tag_probs)} values, expected {TAG_PROBS_WIDTH} (tags.TAG_FAMILIES)")
+    names = TAG.findall(raw or "")
+    found: dict[str, float | None] = {}
+    family_probs: dict[str, tuple[float, ...]] = {}
+    offset = 0
+    for family, family_tags in TAG_FAMILIES:
+        probs = tuple(float(p) for p in tag_probs[offset : offset + len(family_tags)])
+        offset += len(family_tags)
+        family_probs[family] = probs
+        tag = next((n for n in names if n in family_tags), None)  # the family's first tag, as parse() takes it
+        found[family] = None if tag is None else probs[family_tags.index(tag)]
+    return TagConfidences(found["language"], found["emotion"], found["event"], family_probs["emotion"])
 
 
 def render_plain(raw: str) -> str:

@@ -25,6 +25,9 @@ def add_query_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="date_from", help="first date, YYYY-MM-DD (default: all)")
     p.add_argument("--to", dest="date_to", help="last date, YYYY-MM-DD (default: all)")
     p.add_argument("--by", default="language", choices=["language", "channel"], help="trend grouping")
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                   help="count only emotions the model gave at least this probability: 0.5, 0.6, 0.7, 0.8 or 0.9 "
+                        "(emotion-trend, angry-share; default: all)")
     p.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
     p.add_argument("--warehouse", help="DuckDB file (default: <lake>/warehouse.duckdb)")
     p.add_argument("--csv", type=Path, help="also write the result as CSV")
@@ -53,7 +56,8 @@ def cmd_query(args) -> int:
     except ValueError as exc:  # ConfigurationError, or a storage URI that cannot work
         raise CliError(str(exc)) from exc
     try:
-        table = Warehouse(settings.lake_root, settings.warehouse_path).query(args.name, date_from, date_to, args.by)
+        table = Warehouse(settings.lake_root, settings.warehouse_path).query(args.name, date_from, date_to, args.by,
+                                                                             args.min_confidence)
     except WarehouseError as exc:
         raise CliError(str(exc)) from exc
     print(f"# {QUERIES[args.name].title}")

@@ -18,7 +18,7 @@ import duckdb
 from sensevoice_pipeline.errors import InputError
 from sensevoice_pipeline.ui.page_models import ModelRow, model_rows, version_label
 from sensevoice_pipeline.warehouse.database import Warehouse, WarehouseError
-from sensevoice_pipeline.warehouse.queries import GROUP_BY, QUERIES
+from sensevoice_pipeline.warehouse.queries import GROUP_BY, MIN_CONFIDENCES, QUERIES, check_min_confidence
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 GROUPINGS = tuple(GROUP_BY)  # language, channel
@@ -55,12 +55,15 @@ class Params:
     date_from: dt.date | None = None  # None: DEFAULT_DAYS before date_to
     date_to: dt.date | None = None  # None: the latest date in the lake (today when it is empty)
     by: str = "language"
+    min_confidence: float = 0.0  # the trend counts utterances whose emotion confidence is at least this
 
     @classmethod
-    def parse(cls, date_from: str | None = None, date_to: str | None = None, by: str = "language") -> "Params":
+    def parse(cls, date_from: str | None = None, date_to: str | None = None, by: str = "language",
+              min_confidence: str | None = None) -> "Params":
         if by not in GROUPINGS:
             raise DashboardParamError(f"by: expected one of {', '.join(GROUPINGS)}")
-        params = cls(parse_date(date_from, "from"), parse_date(date_to, "to"), by)
+        params = cls(parse_date(date_from, "from"), parse_date(date_to, "to"), by,
+                     parse_min_confidence(min_confidence))
         if params.date_from and params.date_to:
             check_range(params.date_from, params.date_to)
         return params
@@ -75,6 +78,16 @@ def parse_date(value: str | None, name: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
         raise DashboardParamError(f"{name}: not a calendar date ({exc})") from None
+
+
+def parse_min_confidence(value: str | None) -> float:
+    if value is None or value == "":
+        return 0.0
+    try:
+        return check_min_confidence(float(value))
+    except ValueError:
+        raise DashboardParamError(
+            f"min_confidence: expected one of {', '.join(f'{c:g}' for c in MIN_CONFIDENCES)}") from None
 
 
 def check_range(date_from: dt.date, date_to: dt.date) -> None:
@@ -100,6 +113,7 @@ class Dashboard:
     serving: dict | None = None
     notes: list[str] = field(default_factory=list)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    min_confidence: float = 0.0
 
 
 def load_dashboard(warehouse: Warehouse, model_repository: str | Path, params: Params,
@@ -113,7 +127,8 @@ def load_dashboard(warehouse: Warehouse, model_repository: str | Path, params: P
         notes.append(f"No warehouse yet: {exc}")
     try:
         date_from, date_to = _date_range(con, params, today)
-        board = Dashboard(date_from, date_to, params.by, warehouse.lake_root, Path(model_repository), notes=notes)
+        board = Dashboard(date_from, date_to, params.by, warehouse.lake_root, Path(model_repository), notes=notes,
+                          min_confidence=params.min_confidence)
         usage = _load_tables(board, con, limit) if con is not None else []
     finally:
         if con is not None:
@@ -141,7 +156,8 @@ def _load_tables(board: Dashboard, con: duckdb.DuckDBPyConnection, limit: int) -
     bounds = {"from_date": board.date_from, "to_date": board.date_to}
     notes = board.notes
     # the canned queries, on the page's one connection: they read the rollups, so a year costs what a day does
-    board.trend = _rows(con, QUERIES["emotion-trend"].render(board.by), bounds, "emotion rollups", notes)
+    trend_sql = QUERIES["emotion-trend"].render(board.by, board.min_confidence)
+    board.trend = _rows(con, trend_sql, bounds, "emotion rollups", notes)
     board.runs = _rows(con, RECENT_RUNS_SQL, {**bounds, "limit": limit}, "runs", notes)
     board.failed = _rows(con, FAILED_RECORDINGS_SQL, {**bounds, "limit": limit}, "recordings", notes)
     board.failed_total = int(board.failed[0]["total"]) if board.failed else 0

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from sensevoice_pipeline.ui.chart import group_label, trend_svg
 from sensevoice_pipeline.ui.clip_html import clip_section
 from sensevoice_pipeline.ui.html_parts import Column, html_document, render_table
-from sensevoice_pipeline.ui.page_data import GROUPINGS, Dashboard
+from sensevoice_pipeline.ui.page_data import GROUPINGS, MIN_CONFIDENCES, Dashboard
 from sensevoice_pipeline.ui.page_models import SERVING_FILE
 from sensevoice_pipeline.ui.page_text import esc, redact
 
@@ -89,7 +89,7 @@ def render_page(board: Dashboard) -> str:
         f'<p class="meta">Generated {esc(board.generated_at)} UTC</p>',
         _range_form(board),
         f'<ul class="notes">{notes}</ul>' if notes else "",
-        f'<section id="trend"><h2>Daily emotion trend by {esc(board.by)}</h2>',
+        f'<section id="trend"><h2>Daily emotion trend by {esc(board.by)}{_confidence_title(board)}</h2>',
         trend_svg(board.trend, board.by, board.date_from, board.date_to),
         f"<details><summary>Data ({esc(len(board.trend))} rows)</summary>{trend_table(board.trend, board.by)}</details>"
         if board.trend else "",
@@ -124,6 +124,18 @@ def _summary_line(board: Dashboard, clean: Callable[[Any], str]) -> str:
             f'{failed_link}</p>')
 
 
+def _confidence_title(board: Dashboard) -> str:
+    return f", emotion confidence ≥ {esc(f'{board.min_confidence:g}')}" if board.min_confidence else ""
+
+
+def _confidence_options(board: Dashboard) -> str:
+    """Any (0), then the thresholds the rollup answers exactly (queries.MIN_CONFIDENCES)."""
+    def label(c: float) -> str:
+        return "any" if c == 0 else f"≥ {c:g}"
+    return "".join(f'<option value="{esc(f"{c:g}")}"{" selected" if c == board.min_confidence else ""}>'
+                   f'{esc(label(c))}</option>' for c in MIN_CONFIDENCES)
+
+
 def _range_form(board: Dashboard) -> str:
     by_options = "".join(
         f'<option value="{esc(g)}"{" selected" if g == board.by else ""}>{esc(g)}</option>' for g in GROUPINGS)
@@ -131,5 +143,7 @@ def _range_form(board: Dashboard) -> str:
         '<form method="get" action="">',
         f'<label>from<input type="date" name="from" value="{esc(board.date_from.isoformat())}"></label>',
         f'<label>to<input type="date" name="to" value="{esc(board.date_to.isoformat())}"></label>',
-        f'<label>by<select name="by">{by_options}</select></label><button type="submit">Show</button></form>',
+        f'<label>by<select name="by">{by_options}</select></label>',
+        f'<label>emotion confidence<select name="min_confidence">{_confidence_options(board)}</select></label>',
+        '<button type="submit">Show</button></form>',
     ])

@@ -98,13 +98,20 @@ class Warehouse:
         return con
 
     def query(self, name: str, date_from: dt.date | str | None = None, date_to: dt.date | str | None = None,
-              by: str = "language") -> pa.Table:
-        """Run a canned query; ``by`` picks the grouping column of the trend (language or channel)."""
+              by: str = "language", min_confidence: float = 0.0) -> pa.Table:
+        """Run a canned query; ``by`` picks the grouping column of the trend (language or channel);
+        ``min_confidence`` counts only emotions the model was at least that sure of (queries.MIN_CONFIDENCES)."""
         if name not in QUERIES:
             raise WarehouseError(f"unknown query {name!r}: expected one of {', '.join(QUERIES)}")
         if by not in GROUP_BY:
             raise WarehouseError(f"cannot group by {by!r}: expected one of {', '.join(GROUP_BY)}")
-        sql = QUERIES[name].render(by)
+        if min_confidence and not QUERIES[name].filters_confidence:
+            raise WarehouseError(f"{name} cannot filter on confidence: "
+                                 f"{', '.join(q.name for q in QUERIES.values() if q.filters_confidence)} can")
+        try:
+            sql = QUERIES[name].render(by, min_confidence)
+        except ValueError as exc:
+            raise WarehouseError(str(exc)) from None
         params = {"from_date": _as_date(date_from, dt.date.min), "to_date": _as_date(date_to, dt.date.max)}
         con = self.connect()
         try:

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sensevoice_pipeline.lake.tables import rollup_sql
+from sensevoice_pipeline.lake.tables import CONFIDENCE_BUCKETS, rollup_sql
 
 GROUP_BY = {"language": "language", "channel": "channel"}  # the trend's grouping column, by name
+# The emotion confidence thresholds a query can filter on: the rollup's bucket bounds, so the answer is exact.
+MIN_CONFIDENCES = CONFIDENCE_BUCKETS
+
+
+def check_min_confidence(value: float) -> float:
+    """``value`` as one of MIN_CONFIDENCES; ValueError otherwise (a finer threshold would need the raw view)."""
+    for allowed in MIN_CONFIDENCES:
+        if abs(float(value) - allowed) < 1e-9:
+            return allowed
+    raise ValueError(f"min confidence must be one of {', '.join(f'{c:g}' for c in MIN_CONFIDENCES)}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -25,33 +35,48 @@ class Query:
     name: str
     title: str
     reads: str  # the rollup table it reads
-    sql: str  # placeholders: {group} / {group_name} (the grouping), $from_date / $to_date (inclusive)
+    # placeholders: {group} / {group_name} (the grouping), {confident} (the emotion confidence filter: a SQL condition
+    # on the rollup row), $from_date / $to_date (inclusive)
+    sql: str
     # The chart `--png` draws: bars of `value` per date, stacked by `stack` (None: one bar); no chart when None.
     chart: Chart | None = None
 
-    def render(self, by: str = "language") -> str:
-        return self.sql.format(group=GROUP_BY[by], group_name=by)
+    @property
+    def filters_confidence(self) -> bool:
+        """Whether ``min_confidence`` changes this query's answer."""
+        return "{confident}" in self.sql
 
-    def raw_sql(self, by: str = "language") -> str:
+    def render(self, by: str = "language", min_confidence: float = 0.0) -> str:
+        """The SQL; ``min_confidence`` (one of MIN_CONFIDENCES, inlined as a literal after that check) counts only
+        utterances whose emotion confidence is at least that (0: all, those without a confidence included)."""
+        threshold = check_min_confidence(min_confidence)
+        confident = f"coalesce(emotion_confidence_bucket, 0.0) >= {threshold:.1f}"
+        return self.sql.format(group=GROUP_BY[by], group_name=by, confident=confident)
+
+    def raw_sql(self, by: str = "language", min_confidence: float = 0.0) -> str:
         """The same question over the ``utterances`` view: the rollup computed on the fly for the date range."""
         inline = (f"(WITH u AS (SELECT * FROM utterances WHERE date BETWEEN $from_date AND $to_date) "
                   f"{rollup_sql(self.reads, every_date=True)}) AS {self.reads}")
-        return self.render(by).replace(f"FROM {self.reads}\n", f"FROM {inline}\n")
+        return self.render(by, min_confidence).replace(f"FROM {self.reads}\n", f"FROM {inline}\n")
 
 
 QUERIES = {q.name: q for q in (
     Query(
         "emotion-trend",
         "Utterances per day and emotion (share of the day's utterances)",
-        "emotion_daily",
+        "emotion_confidence_daily",
+        # With a confidence filter an emotion's row counts its confident utterances only, and the share stays of
+        # all the day's utterances of the group: the shares then add up to the confident part of the day.
         """
         SELECT date, {group} AS {group_name}, emotion,
-               sum(utterances)::BIGINT AS utterances,
-               round(sum(speech_seconds), 1) AS speech_seconds,
-               round(sum(utterances) / sum(sum(utterances)) OVER (PARTITION BY date, {group}), 3) AS share
-        FROM emotion_daily
+               sum(utterances) FILTER (WHERE {confident})::BIGINT AS utterances,
+               round(sum(speech_seconds) FILTER (WHERE {confident}), 1) AS speech_seconds,
+               round(sum(utterances) FILTER (WHERE {confident})
+                     / sum(sum(utterances)) OVER (PARTITION BY date, {group}), 3) AS share
+        FROM emotion_confidence_daily
         WHERE date BETWEEN $from_date AND $to_date
         GROUP BY date, {group}, emotion
+        QUALIFY sum(utterances) FILTER (WHERE {confident}) > 0
         ORDER BY date, {group_name}, utterances DESC, emotion
         """,
         Chart("utterances", stack="emotion"),
@@ -84,12 +109,14 @@ QUERIES = {q.name: q for q in (
     Query(
         "angry-share",
         "Share of angry segments per day",
-        "emotion_daily",
+        "emotion_confidence_daily",
+        # angry: angry segments at least as confident as the filter; the share is of all the day's segments
         """
-        SELECT date, sum(utterances) FILTER (WHERE emotion = 'angry')::BIGINT AS angry,
+        SELECT date, sum(utterances) FILTER (WHERE emotion = 'angry' AND {confident})::BIGINT AS angry,
                sum(utterances)::BIGINT AS utterances,
-               round(coalesce(sum(utterances) FILTER (WHERE emotion = 'angry'), 0) / sum(utterances), 3) AS share
-        FROM emotion_daily
+               round(coalesce(sum(utterances) FILTER (WHERE emotion = 'angry' AND {confident}), 0)
+                     / sum(utterances), 3) AS share
+        FROM emotion_confidence_daily
         WHERE date BETWEEN $from_date AND $to_date
         GROUP BY date ORDER BY date
         """,
