@@ -129,9 +129,9 @@ def test_a_lake_path_with_glob_characters_works(tmp_path, lake):
 
     assert_one_line_error(run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path), "run the daily job")
     root = tmp_path / lake
-    Lake(root).commit_day("2026-01-01", {"emotion_daily": tables.to_table(
-        [{"language": "en", "emotion": "angry", "channel": 0, "utterances": 3, "speech_seconds": 4.0,
-          "recordings": 1}], tables.EMOTION_DAILY)})
+    Lake(root).commit_day("2026-01-01", {"emotion_confidence_daily": tables.to_table(
+        [{"language": "en", "emotion": "angry", "channel": 0, "emotion_confidence_bucket": 0.8, "utterances": 3,
+          "speech_seconds": 4.0}], tables.EMOTION_CONFIDENCE_DAILY)})
     Warehouse(root).refresh()
     out = run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path)
     assert out.returncode == 0 and "angry" in out.stdout, out.stderr
