@@ -75,6 +75,16 @@ def _template_sql(rows: int, seed: int, date: str) -> str:
     """
 
 
+def _with_missing_columns(table, schema):
+    """Columns of ``schema`` the generator does not make (e.g. the confidences of issue 18) as nulls, in the
+    schema's order: what a model version without them writes."""
+    import pyarrow as pa
+
+    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def generate(root: Path, sizes: Sizes) -> dict:
     """The lake under ``root`` (cached: a spec file says what it holds)."""
     import duckdb
@@ -104,7 +114,7 @@ def generate(root: Path, sizes: Sizes) -> dict:
     for k in range(n_templates):
         date = (FIRST_DATE + dt.timedelta(days=k)).isoformat()
         table = con.sql(_template_sql(sizes.bi_rows_per_day, k + 1, date), params=[PHRASES]).to_arrow_table()
-        table = table.cast(tables.UTTERANCES)
+        table = _with_missing_columns(table, tables.UTTERANCES).cast(tables.UTTERANCES)
         for name, data in (("utterances", table), *tables.rollups(table).items()):
             data = data.cast(tables.SCHEMAS[name]).append_column("_template", pa.array([k] * data.num_rows, pa.int32()))
             pq.write_table(data, templates / f"{name}-{k}.parquet", compression="zstd")

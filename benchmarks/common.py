@@ -172,10 +172,12 @@ class Timers:
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()  # the daily job times stages in worker threads (asyncio.to_thread)
 
     def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.calls[name] = self.calls.get(name, 0) + 1
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.calls[name] = self.calls.get(name, 0) + 1
 
     def wrap(self, name: str, fn):
         """A stand-in for ``fn`` that times its calls and passes attribute reads through (``frontend.config``)."""

@@ -9,6 +9,8 @@ TARGETS = {
     "triton_overhead_pct": 10.0,  # under
     "bi_rollup_p95_s": 0.5,  # under
     "peak_memory_mb": 1536.0,  # under (1.5 GB)
+    "svp_vs_seed_loop": 4.0,  # at least (issue 18: whole processes, the seed's funasr loop against svp run)
+    "svp_vs_funasr_onnx": 2.0,  # at least (issue 18)
 }
 
 
@@ -63,6 +65,21 @@ def throughput_rows(raw: dict) -> list[dict]:
             "call_measured": whole["measured"],
             "note": "measured" if whole["measured"] else whole["note"],
         })
+    o = raw.get("funasr_onnx")
+    if o:
+        chunked = o["call_chunked"]
+        call_s = chunked["call_s"]
+        call_wall_est = call_s / chunked["rtfx"]
+        rows.append({
+            "id": "a2-onnx", "label": "(a2) funasr-onnx SenseVoiceSmall int8 (quantize=True), one call per file",
+            "clips_audio_s": o["clips"]["audio_s"], "clips_wall_s": o["clips"]["wall_s"],
+            "clips_rtfx": o["clips"]["rtfx"], "call_audio_s": call_s, "call_wall_s": _r(call_wall_est, 1),
+            "call_rtfx": chunked["rtfx"],
+            "all_rtfx": _r(rtfx(o["clips"]["audio_s"] + call_s, o["clips"]["wall_s"] + call_wall_est)),
+            "call_measured": chunked["measured_share"] >= 0.999,
+            "note": (f"its own funasr export ({o['graph'].get('int8_matmuls')} int8 MatMuls); the call in plain 30 s "
+                     f"pieces (no VAD in SenseVoiceSmall), measured on the first {chunked['audio_s']:.0f} s"),
+        })
     for precision in PRECISIONS:
         b = raw.get(f"ort_{precision}")
         if b:
@@ -92,7 +109,10 @@ def throughput_rows(raw: dict) -> list[dict]:
             "note": f"{d['files']} files, {d['result'].get('utterances')} utterances, publish + warehouse included",
         })
     base = next((r for r in rows if r["id"] == "a"), None)
+    onnx = next((r for r in rows if r["id"] == "a2-onnx"), None)
     for r in rows:
+        if onnx and r.get("all_rtfx") and onnx.get("all_rtfx"):
+            r["speedup_all_vs_onnx"] = _r(r["all_rtfx"] / onnx["all_rtfx"])
         if base and r.get("clips_rtfx") and base.get("clips_rtfx"):
             r["speedup_clips_vs_a"] = _r(r["clips_rtfx"] / base["clips_rtfx"])
         if base and r.get("all_rtfx") and base.get("all_rtfx"):
@@ -214,6 +234,12 @@ def paired_rows(raw: dict) -> list[dict]:
         rows.append({"what": f"(a) funasr vs (b) in-process {p['precision']}", "clips": p["files"],
                      "audio_s": p["audio_s"], "first_s": p["funasr_s"], "second_s": p["ort_s"],
                      "ratio": p["ratio"], "reads": "(b) is x times faster than (a)"})
+    o = raw.get("funasr_onnx")
+    if o and "paired" in o:
+        p = o["paired"]
+        rows.append({"what": f"(a2) funasr-onnx int8 vs (b) in-process {p['precision']}", "clips": p["files"],
+                     "audio_s": p["audio_s"], "first_s": p["funasr_onnx_s"], "second_s": p["ort_s"],
+                     "ratio": p["ratio"], "reads": "(b) is x times faster than (a2)"})
     for precision in PRECISIONS:
         c = raw.get(f"triton_{precision}")
         if c and "clips_serial" in c:
@@ -233,9 +259,70 @@ def paired_speedup_estimate(raw: dict) -> float | None:
     return _r(a["paired"]["ratio"] * b["clips"]["wall_s"] / c["clips"]["wall_s"])
 
 
+PAIR_SIDES = {
+    "seed": "funasr AutoModel, one generate() per file (the seed's loop)",
+    "funasr-onnx": "funasr-onnx SenseVoiceSmall int8, one call per file",
+    "svp": "svp run (the daily job) via a standing local Triton int8",
+}
+
+
+def pair_rows(raw: dict) -> list[dict]:
+    """The seed-loop pair: whole processes over the clips, medians; x svp = the median of each round's ratio of
+    that side's time to svp run's whole process (> 1: svp run is ahead)."""
+    pairs = raw.get("pairs")
+    if not pairs:
+        return []
+    rows = []
+    for side, med in pairs["medians"].items():
+        ratios = pairs["ratios"]
+        without = "run_date only (start-up, imports and plan out)" if side == "svp" else "generate loop only"
+        rows.append({"side": side, "what": PAIR_SIDES[side], "whole_s": med["wall_s"],
+                     "without_load_s": med["excluding_load_s"], "load_s": med["load_s"],
+                     "whole_vs_svp": ratios.get(f"{side}_whole_vs_svp", 1.0 if side == "svp" else None),
+                     "without_load_vs_svp": ratios.get(f"{side}_without_load_vs_svp"), "without_is": without})
+    return rows
+
+
+def daily_breakdown(raw: dict) -> dict | None:
+    """Where the daily job's time goes on the clips (benchmarks/peers.step_breakdown), with svp run's start-up from
+    the pairs and the encoder-alone floor."""
+    b = raw.get("breakdown")
+    if not b:
+        return None
+    pairs = raw.get("pairs") or {}
+    svp_runs = (pairs.get("runs") or {}).get("svp") or []
+    startups = [r["wall_s"] - r["run_date_s"] for r in svp_runs if r.get("run_date_s")]
+    floor = b["floor"]
+    return {
+        "audio_s": b["audio_s"], "files": b["files"], "utterances": b["utterances"], "run_date_wall_s": b["wall_s"],
+        "svp_start_up_s": _r(sorted(startups)[len(startups) // 2], 2) if startups else None,
+        "server_start_s": b["server_start_s"], "client_stages_s": b["client_stages_s"], "server": b["server"],
+        "floor_s": floor["wall_s"], "floor_rtfx": floor["rtfx"],
+        "run_date_vs_floor": _r(b["wall_s"] / floor["wall_s"]),
+        "svp_process_vs_floor": _r(pairs["medians"]["svp"]["wall_s"] / floor["wall_s"]) if svp_runs else None,
+    }
+
+
+def _pair_targets(raw: dict) -> list[dict]:
+    rows = []
+    ratios = (raw.get("pairs") or {}).get("ratios") or {}
+    goals = (("seed_whole_vs_svp", "svp run vs the seed's funasr loop, whole processes (model load included)",
+              "svp_vs_seed_loop"),
+             ("seed_without_load_vs_svp", "svp run vs the seed's funasr loop, its model load excluded",
+              "svp_vs_seed_loop"),
+             ("funasr-onnx_whole_vs_svp", "svp run vs funasr-onnx int8, whole processes", "svp_vs_funasr_onnx"),
+             ("funasr-onnx_without_load_vs_svp", "svp run vs funasr-onnx int8, its model load excluded",
+              "svp_vs_funasr_onnx"))
+    for key, what, target in goals:
+        if key in ratios:
+            rows.append({"target": f"{what} (paired, medians)", "goal": f">= {TARGETS[target]:g}x",
+                         "value": ratios[key], "met": ratios[key] >= TARGETS[target]})
+    return rows
+
+
 def targets(throughput: list[dict], overhead: list[dict], bi: dict | None, memory: list[dict],
             raw: dict | None = None) -> list[dict]:
-    rows = []
+    rows = _pair_targets(raw or {})
     by_id = {r["id"]: r for r in throughput}
     a, c8 = by_id.get("a"), by_id.get("c-int8")
     if a and c8:
@@ -283,6 +370,8 @@ def build_results(meta: dict, raw: dict) -> dict:
         "memory": memory,
         "limits": limits(raw),
         "paired": paired_rows(raw),
+        "pairs": pair_rows(raw),
+        "daily_breakdown": daily_breakdown(raw),
         "targets": targets(throughput, overhead, bi, memory, raw),
         "steps": {k: v.get("step") for k, v in raw.items()},
         "raw": raw,
@@ -338,16 +427,27 @@ def render(results: dict) -> str:
     rows = []
     for r in results["throughput"]:
         rows.append([r["label"], r.get("clips_rtfx"), r.get("call_rtfx"), r.get("all_rtfx"),
-                     r.get("speedup_clips_vs_a"), r.get("speedup_all_vs_a"),
+                     r.get("speedup_clips_vs_a"), r.get("speedup_all_vs_a"), r.get("speedup_all_vs_onnx"),
                      {True: "yes", False: "extrap.", None: "-"}[r.get("call_measured")], r.get("note", "")])
-    out.append(_table(["", "clips", "call", "clips+call", "x(a) clips", "x(a) all", "call measured", "note"], rows,
-                      "lrrrrrll"))
+    out.append(_table(["", "clips", "call", "clips+call", "x(a) clips", "x(a) all", "x(a2) all", "call measured",
+                       "note"], rows, "lrrrrrrll"))
 
     if results.get("paired"):
         out.append("\n1b. Paired: the same clips alternately, clip by clip (both sides see the same machine load)")
         out.append(_table(["", "clips", "audio s", "first s", "second s", "ratio", "reads"],
                           [[p["what"], p["clips"], p["audio_s"], _fmt(p["first_s"], 2), _fmt(p["second_s"], 2),
                             _fmt(p["ratio"], 2), p["reads"]] for p in results["paired"]], "lrrrrrl"))
+
+    if results.get("pairs"):
+        pairs = results["raw"]["pairs"]
+        out.append(f"\n1c. The seed-loop pair: whole processes over the {pairs['files']} clips ({pairs['audio_s']} s), "
+                   f"{pairs['rounds']} rotated rounds, medians; x svp = median of each round's time / svp run's "
+                   f"whole process (> 1: svp run is ahead); {pairs['threads']} threads everywhere; the Triton server "
+                   f"(up in {pairs['server_start_s']} s) stands, as in production, and is not counted")
+        out.append(_table(["", "whole process s", "x svp", "without load s", "x svp", "load s", "without load ="],
+                          [[p["what"], _fmt(p["whole_s"], 2), _fmt(p["whole_vs_svp"], 2), _fmt(p["without_load_s"], 2),
+                            _fmt(p["without_load_vs_svp"], 2), _fmt(p["load_s"], 2), p["without_is"]]
+                           for p in results["pairs"]], "lrrrrrl"))
 
     out.append("\n2. Triton overhead: (c) wall time against (b) on the same inputs and precision")
     out.append(_table(["precision", "inputs", "(b) s", "(c) s", "overhead %"],
@@ -387,10 +487,32 @@ def render(results: dict) -> str:
                        f"{s['sensevoice_exec_s']} s of {s['wall_s']} s wall ({s['server_busy_pct']}%): encoder "
                        f"{s['encoder_exec_s']} s, frontend+decode+BLS {s['frontend_decode_bls_s']} s")
 
+    d = results.get("daily_breakdown")
+    if d:
+        out.append(render_breakdown(d))
+
     out.append("\n6. Targets (not tests; where we stand on this machine)")
     out.append(_table(["target", "goal", "value", "met"],
                       [[t["target"], t["goal"], t["value"], t["met"]] for t in results["targets"]], "llrl"))
     return "\n".join(out)
+
+
+def render_breakdown(d: dict) -> str:
+    """The daily job's time on the clips, stage by stage. Client stages run in worker threads, several files at
+    once: their seconds are summed over threads and overlap each other and the server's work."""
+    server = d["server"]
+    lines = [f"  daily job on the clips ({d['files']} files, {d['audio_s']} s, {d['utterances']} utterances): "
+             f"run_date {d['run_date_wall_s']} s wall; svp run start-up (process wall - run_date, pairs' median) "
+             f"{_fmt(d['svp_start_up_s'], 2)} s; Triton start {d['server_start_s']} s (standing server, not counted)"]
+    lines.append("    client, summed over worker threads (overlapping): "
+                 + ", ".join(f"{k} {v:.2f} s" for k, v in d["client_stages_s"].items()))
+    lines.append(f"    server: {server['requests']} requests in {server['executions']} executions; queue "
+                 f"{server['queue_s']} s (summed per request), encoder {server['encoder_s']} s, frontend + CTC decode "
+                 f"+ BLS {server['frontend_ctc_bls_s']} s (per execution)")
+    lines.append(f"    encoder-alone floor (int8, features precomputed, one call per whole file, same threads): "
+                 f"{d['floor_s']} s ({d['floor_rtfx']}x real time); run_date / floor {d['run_date_vs_floor']}x, "
+                 f"svp run whole process / floor {_fmt(d['svp_process_vs_floor'], 2)}x")
+    return "\n".join(lines)
 
 
 def render_merging(merging: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -33,7 +34,10 @@ from .common import (
 )
 from .report import build_results, render
 
-ALL_STEPS = ("funasr", "ort", "triton", "daily", "merging", "bi")
+ALL_STEPS = ("funasr", "funasr-onnx", "ort", "triton", "daily", "pairs", "breakdown", "merging", "bi")
+# --quick leaves these out unless --only names them: funasr-onnx exports its own graph with funasr (the fixture's
+# alone took ~20 s here), and the pairs start a dozen whole processes: each would double the smoke run in CI
+NOT_IN_QUICK = ("funasr-onnx", "pairs")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-serial", action="store_true", help="skip Triton one-request-at-a-time runs")
     p.add_argument("--fp32-call", action="store_true",
                    help="also run the long call in fp32 in (b) and (c) (default: clips only in fp32; ~+8 min)")
+    p.add_argument("--pair-rounds", type=int, default=3,
+                   help="rounds of the seed-loop pair: funasr AutoModel, funasr-onnx and svp run as whole processes "
+                        "(default %(default)s)")
     p.add_argument("--profile", action="store_true",
                    help="also cProfile (b) int8 on the clips and the daily run (writes <workdir>/profile/)")
     return p.parse_args(argv)
@@ -109,6 +116,29 @@ def run_merging(args, sizes, workdir: Path, env: dict) -> dict:
     return json.loads((workdir / "merging.json").read_text())
 
 
+def run_peers(args, sizes, steps, cfg: dict, workdir: Path, env: dict, raw: dict) -> None:
+    """Issue 18's peers (benchmarks/peers.py): the seed-loop pair as whole processes, then the daily job's time
+    stage by stage and the encoder floor, all on the clips partition."""
+    from .common import Paths
+    from .peers import clips_partition, funasr_onnx_dir, run_pairs
+
+    paths = Paths(workdir)
+    if "pairs" in steps:
+        with_onnx = "funasr-onnx" in steps or (importlib.util.find_spec("funasr_onnx") is not None and (
+            funasr_onnx_dir(paths, sizes.model) / ".complete").is_file())
+        if with_onnx and "funasr_onnx" not in raw:
+            run_step("funasr_onnx_export", "funasr-onnx export", cfg, workdir, env)
+        sides = ("seed", "funasr-onnx", "svp") if with_onnx else ("seed", "svp")
+        log(f"--- seed-loop pairs ({', '.join(sides)}; load average {' '.join(map(str, load_average()))})")
+        t0 = time.perf_counter()
+        raw["pairs"] = run_pairs(paths, sizes, args.threads, args.pair_rounds, sides, env)
+        log(f"--- seed-loop pairs done in {time.perf_counter() - t0:.0f} s")
+    if "breakdown" in steps:
+        raw_root, part = clips_partition(paths, sizes)
+        raw["breakdown"] = run_step("breakdown", "daily breakdown + encoder floor", {
+            **cfg, "pairs_raw": str(raw_root), "pairs_partition": str(part)}, workdir, env)["breakdown"]
+
+
 def git_commit() -> str | None:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
@@ -125,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = args.out or workdir / ("results-quick.json" if args.quick else "results.json")
-    steps = args.only or ALL_STEPS
+    steps = args.only or [s for s in ALL_STEPS if not (args.quick and s in NOT_IN_QUICK)]
+    if "funasr-onnx" in steps and importlib.util.find_spec("funasr_onnx") is None:
+        log("funasr-onnx is not installed (pip install -e '.[bench]'): its row and pair side are left out")
+        steps = [s for s in steps if s != "funasr-onnx"]
     env = {**os.environ, "SVP_ORT_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     cfg = {"workdir": str(workdir), "sizes": sizes.to_dict(), "threads": args.threads, "profile": args.profile}
     started = time.perf_counter()
@@ -154,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         raw.update(run_step("prepare", "prepare", cfg, workdir, env))
         if "funasr" in steps:
             raw.update(run_step("funasr", "(a) funasr", cfg, workdir, env))
+    if "funasr-onnx" in steps:
+        raw.update(run_step("funasr_onnx", "(a2) funasr-onnx int8", cfg, workdir, env))
     for precision in PRECISIONS:
         if "ort" in steps:
             raw[f"ort_{precision}"] = run_step("ort", f"(b) ort {precision}", {**cfg, "precision": precision,
@@ -164,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 **cfg, "precision": precision, "with_call": with_call(precision)}, workdir, env)["triton"]
     if "daily" in steps:
         raw["daily"] = run_step("daily", "(d) daily", {**cfg, "precision": "int8"}, workdir, env)["daily"]
+    run_peers(args, sizes, steps, cfg, workdir, env, raw)
     if "merging" in steps:
         raw["merging"] = run_merging(args, sizes, workdir, env)
     if "bi" in steps:

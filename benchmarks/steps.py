@@ -501,12 +501,36 @@ def step_bi(cfg: dict) -> dict:
     return run_bi(paths.bi_root(sizes), sizes)
 
 
+# -- the peers of issue 18 (benchmarks/peers.py) ---------------------------------------------------------------------
+
+
+def step_funasr_onnx(cfg: dict) -> dict:
+    from .peers import step_funasr_onnx as run
+
+    return run(cfg)
+
+
+def step_funasr_onnx_export(cfg: dict) -> dict:
+    from .peers import ensure_funasr_onnx
+
+    return {"graph": ensure_funasr_onnx(Paths(Path(cfg["workdir"])), cfg["sizes"]["model"])}
+
+
+def step_breakdown(cfg: dict) -> dict:
+    from .peers import step_breakdown as run
+
+    return run(cfg)
+
+
 STEPS = {
     "prepare": step_prepare,
     "funasr": step_funasr,
     "ort": step_ort,
     "triton": step_triton,
     "daily": step_daily,
+    "funasr_onnx": step_funasr_onnx,
+    "funasr_onnx_export": step_funasr_onnx_export,
+    "breakdown": step_breakdown,
     "bi": step_bi,
 }
 

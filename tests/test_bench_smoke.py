@@ -2,7 +2,9 @@
 
 A smoke test only: the numbers of a quick run (tiny fixture model, a minute of audio, a tiny BI lake) say nothing
 about performance, and no timing is asserted. The full benchmark is `make bench`. The quick run took 40 s on an
-idle 2-core machine (76 s with four other test runs on it).
+idle 2-core machine (76 s with four other test runs on it). It leaves out the funasr-onnx peer and the seed-loop
+pairs (benchmarks/run.py NOT_IN_QUICK: funasr-onnx's own export of the fixture took ~50 s on a loaded machine, the
+pairs a dozen whole processes); the pairs' summary is checked on hand-made runs below.
 """
 
 import json
@@ -72,3 +74,31 @@ def test_segment_merging_is_measured_against_merging_off(results):
     assert rows[15.0]["requests"] < rows[0.0]["requests"]  # the sentences are joined: fewer requests
     for r in rows.values():
         assert positive(r["wall_s"]) and positive(r["encoder_compute_s"]) and positive(r["audio_s"])
+
+
+def test_the_daily_jobs_time_is_broken_down_next_to_its_encoder_floor(results):
+    d = results["daily_breakdown"]
+    assert {"plan", "fetch + hash", "decode", "VAD (+ merging)", "publish"} <= set(d["client_stages_s"])
+    assert all(v >= 0 for v in d["client_stages_s"].values()) and positive(d["client_stages_s"]["publish"])
+    assert d["server"]["requests"] >= d["files"] > 0  # every clip went through Triton during the timed run
+    for key in ("run_date_wall_s", "floor_s", "run_date_vs_floor", "server_start_s"):
+        assert positive(d[key]), key
+    assert positive(d["server"]["encoder_s"]) and d["server"]["queue_s"] >= 0
+
+
+def test_pairs_report_the_median_of_each_rounds_ratio_to_svp_run():
+    from benchmarks.peers import summarize_pairs
+    from benchmarks.report import pair_rows
+
+    runs = {  # round 2 ran on a loaded machine: every side slower, the ratios unchanged
+        "seed": [{"wall_s": 40.0, "load_s": 10.0, "loop_s": 28.0}, {"wall_s": 80.0, "load_s": 20.0, "loop_s": 56.0},
+                 {"wall_s": 44.0, "load_s": 10.0, "loop_s": 30.0}],
+        "svp": [{"wall_s": 10.0, "run_date_s": 8.0}, {"wall_s": 20.0, "run_date_s": 16.0},
+                {"wall_s": 10.0, "run_date_s": 8.0}],
+    }
+    pairs = summarize_pairs(runs, audio_s=600.0, files=36, server_start_s=5.0, threads=2)
+    assert pairs["ratios"] == {"seed_whole_vs_svp": 4.0, "seed_without_load_vs_svp": 2.8}
+    assert pairs["medians"]["seed"] == {"wall_s": 44.0, "excluding_load_s": 30.0, "load_s": 10.0}
+    rows = {r["side"]: r for r in pair_rows({"pairs": pairs})}
+    assert rows["svp"]["whole_vs_svp"] == 1.0 and rows["svp"]["without_load_s"] == 8.0
+    assert rows["seed"]["whole_vs_svp"] == 4.0
