@@ -191,7 +191,7 @@ def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys)
         def __init__(self, lake_root, db_path=None, *_):
             pass
 
-        def query(self, name, date_from=None, date_to=None, by="language"):
+        def query(self, name, date_from=None, date_to=None, by="language", min_confidence=0.0):
             asked.append((name, date_from, date_to, by))
             return pa.table({"date": pa.array([dt.date(2026, 1, 1)]), "source_path": ["a.wav"],
                              "angry_segments": [2]})

@@ -150,7 +150,8 @@ def s3_store(monkeypatch):
     import pyarrow.fs as pafs
 
     pafs.S3FileSystem(access_key="svp-key", secret_key="svp-secret", endpoint_override=f"127.0.0.1:{port}",
-                      scheme="http", region="us-east-1", allow_bucket_creation=True).create_dir("svp-models")
+                      scheme="http", region="us-east-1", allow_bucket_creation=True, connect_timeout=30,
+                      request_timeout=60).create_dir("svp-models")  # moto's first request is slow under load
     try:
         yield root
     finally:

@@ -84,7 +84,9 @@ def options(aws_env) -> S3Options:
 @pytest.fixture(scope="module")
 def buckets(options):
     admin = pafs.S3FileSystem(access_key=KEY_ID, secret_key=SECRET, endpoint_override=options.endpoint()[0],
-                              scheme="http", region="us-east-1", allow_bucket_creation=True)
+                              scheme="http", region="us-east-1", allow_bucket_creation=True,
+                              # moto imports its S3 backend on the first request: seconds on a loaded machine
+                              connect_timeout=30, request_timeout=60)
     for bucket in (RAW_BUCKET, LAKE_BUCKET):
         admin.create_dir(bucket)
     return options.filesystem()
