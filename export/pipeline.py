@@ -17,6 +17,8 @@ from typing import Callable
 
 import onnx
 
+from sensevoice_pipeline.releases.errors import ReleaseError
+from sensevoice_pipeline.releases.remote import publish_new_version
 from sensevoice_pipeline.serving.repository import (
     CMVN_FILE,
     ENCODER_FILE,
@@ -111,7 +113,20 @@ def run_export(
         (staging / PIPELINE_MODEL / META_FILE).write_text(json.dumps(meta, indent=2))
         repo.publish(staging, version)
     progress("write", f"version {version} of {PIPELINE_MODEL} and {ENCODER_MODEL} in {repo.path}")
+    _publish_to_mirror(repo.path, version, progress)
     return ExportResult(version, repo.path, meta)
+
+
+def _publish_to_mirror(repository: Path, version: int, progress: Callable[[str, str], None]) -> None:
+    """A repository with an s3:// mirror (`svp models mirror`) gets every new version there at once, whoever
+    exported it (`svp export`, the release's export step)."""
+    try:
+        published = publish_new_version(repository, version)
+    except ReleaseError as exc:
+        raise ExportError(f"exported version {version} to {repository}, but could not publish it to the mirror: "
+                          f"{exc}") from exc
+    if published:
+        progress("publish", f"version {version} to {published['target']} ({published['files']} files)")
 
 
 def _stage_pipeline_version(repo: ModelRepository, staging: Path, files: CheckpointFiles, config: dict, meta: dict):

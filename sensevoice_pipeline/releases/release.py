@@ -17,7 +17,6 @@ from sensevoice_pipeline.releases.canary import CanaryThresholds, run_canary
 from sensevoice_pipeline.releases.errors import ReleaseError, ReleaseFailed, ReleaseRefused
 from sensevoice_pipeline.releases.listing import source_checksum
 from sensevoice_pipeline.releases.operations import promote, stage, unstage
-from sensevoice_pipeline.releases.remote import publish_new_version
 from sensevoice_pipeline.releases.report import check_report_root, write_release_report
 from sensevoice_pipeline.releases.state import now_iso, read_state
 from sensevoice_pipeline.settings import Settings
@@ -38,7 +37,6 @@ def export_version(checkpoint: str, repository: str | Path, precision: str = "fp
     except ImportError as exc:
         raise ReleaseError(f"the export step needs torch and funasr here (pip install -e '.[export]'): {exc}") from exc
     result = run_export(str(checkpoint), repository, precision, exporter)
-    publish_new_version(result.repository, result.version)  # a mirrored repository: servers read it there
     meta = result.meta
     return {
         "version": result.version,

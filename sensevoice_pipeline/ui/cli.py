@@ -150,21 +150,7 @@ def cmd_export(args) -> int:
     except (CheckpointError, ExportError, PrecisionError, RepositoryError, ValueError) as exc:
         raise CliError(f"export failed: {exc}") from exc
     print(f"exported version {result.version} ({result.meta['precision']}) to {result.repository}")
-    _publish_to_mirror(result.repository, result.version)
     return 0
-
-
-def _publish_to_mirror(repository, version: int) -> None:
-    """A repository with a mirror (`svp models mirror`) publishes each new version at once."""
-    from sensevoice_pipeline.releases import ReleaseError
-    from sensevoice_pipeline.releases.remote import publish_new_version
-
-    try:
-        published = publish_new_version(repository, version)
-    except ReleaseError as exc:
-        raise CliError(f"exported version {version}, but could not publish it to the mirror: {exc}") from exc
-    if published:
-        print(f"published version {version} to {published['target']} ({published['files']} files)")
 
 
 def cmd_serve(args) -> int:
