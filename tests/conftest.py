@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -110,3 +114,40 @@ def local_airflow(tmp_path_factory):
     airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow-home"))
     airflow.migrate()
     return airflow
+
+
+@contextlib.contextmanager
+def moto_s3_server() -> Iterator[str]:
+    """moto's S3 server on a free port of 127.0.0.1, listening; yields its endpoint URL and stops it at the end."""
+    from moto.server import ThreadedMotoServer
+
+    from sensevoice_pipeline.serving.server import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not listen on 127.0.0.1:{port} within 20 s") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def create_buckets(endpoint_url: str, key_id: str, secret: str, *buckets: str) -> None:
+    """Create ``buckets`` on the S3 server at ``endpoint_url`` (moto in the tests)."""
+    import pyarrow.fs as pafs
+
+    admin = pafs.S3FileSystem(access_key=key_id, secret_key=secret, endpoint_override=endpoint_url.split("://")[1],
+                              scheme="http", region="us-east-1", allow_bucket_creation=True,
+                              # moto imports its S3 backend on the first request: seconds on a loaded machine
+                              connect_timeout=30, request_timeout=60)
+    for bucket in buckets:
+        admin.create_dir(bucket)

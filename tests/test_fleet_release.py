@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,9 @@ import pytest
 
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL
-from sensevoice_pipeline.serving.server import LocalTriton, free_port
+from sensevoice_pipeline.serving.server import LocalTriton
 
+from .conftest import create_buckets, moto_s3_server
 from .test_release_switch import Traffic, repository_with_two_versions, settled_versions
 
 
@@ -126,36 +126,16 @@ def test_a_server_that_cannot_load_the_candidate_returns_the_whole_fleet_to_the_
 
 @pytest.fixture()
 def s3_store(monkeypatch):
-    """moto's S3 server on a free port of 127.0.0.1, a bucket, and the AWS_* variables Triton and pyarrow read."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "moto did not listen"
-            time.sleep(0.1)
-    for name, value in {"AWS_ACCESS_KEY_ID": "svp-key", "AWS_SECRET_ACCESS_KEY": "svp-secret",
-                        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-                        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-        monkeypatch.setenv(name, value)
+    """moto's S3 server, a bucket, and the AWS_* variables Triton and pyarrow read."""
     from sensevoice_pipeline.lake.storage import ObjectPath, S3Options
 
-    root = ObjectPath.parse("s3://svp-models/fleet/model_repository", S3Options.from_env())
-    import pyarrow.fs as pafs
-
-    pafs.S3FileSystem(access_key="svp-key", secret_key="svp-secret", endpoint_override=f"127.0.0.1:{port}",
-                      scheme="http", region="us-east-1", allow_bucket_creation=True, connect_timeout=30,
-                      request_timeout=60).create_dir("svp-models")  # moto's first request is slow under load
-    try:
-        yield root
-    finally:
-        server.stop()
+    with moto_s3_server() as url:
+        for name, value in {"AWS_ACCESS_KEY_ID": "svp-key", "AWS_SECRET_ACCESS_KEY": "svp-secret",
+                            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+                            "AWS_ENDPOINT_URL": url}.items():
+            monkeypatch.setenv(name, value)
+        create_buckets(url, "svp-key", "svp-secret", "svp-models")
+        yield ObjectPath.parse("s3://svp-models/fleet/model_repository", S3Options.from_env())
 
 
 def test_triton_serves_a_mirrored_repository_from_s3_and_a_release_is_published_before_each_load(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import pyarrow.fs as pafs
 import pytest
 
 from sensevoice_pipeline.lake import storage, tables
@@ -28,6 +26,7 @@ from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.lake.storage import ObjectPath, S3Options, StorageError
 from sensevoice_pipeline.warehouse.database import GROUP_BY, QUERIES, Warehouse
 
+from .conftest import create_buckets, moto_s3_server
 from .test_daily import differences, table_rows
 
 DAY = "2026-11-20"
@@ -42,25 +41,8 @@ RAW_URI = f"s3://{RAW_BUCKET}/calls"
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on a free port of 127.0.0.1, for this module; stopped at its end."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"moto server did not listen on 127.0.0.1:{port} within 20 s") from None
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_s3_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +65,7 @@ def options(aws_env) -> S3Options:
 
 @pytest.fixture(scope="module")
 def buckets(options):
-    admin = pafs.S3FileSystem(access_key=KEY_ID, secret_key=SECRET, endpoint_override=options.endpoint()[0],
-                              scheme="http", region="us-east-1", allow_bucket_creation=True,
-                              # moto imports its S3 backend on the first request: seconds on a loaded machine
-                              connect_timeout=30, request_timeout=60)
-    for bucket in (RAW_BUCKET, LAKE_BUCKET):
-        admin.create_dir(bucket)
+    create_buckets(options.endpoint_url, KEY_ID, SECRET, RAW_BUCKET, LAKE_BUCKET)
     return options.filesystem()
 
 
