@@ -39,23 +39,32 @@ def _call_note(step: dict) -> str:
     return f"call: VAD ({call['vad_s']:.0f} s) + {call['segments']} segments (mean {call['mean_segment_s']} s)"
 
 
+def _chunked_peer_row(step: dict, row_id: str, label: str, note: str) -> dict:
+    """A peer's row: its clips one call each, the long call in plain 30 s pieces (timed on a prefix when the whole
+    would take too long, the rest extrapolated at the measured speed)."""
+    clips, chunked = step["clips"], step["call_chunked"]
+    call_s = chunked["call_s"]
+    call_wall_est = call_s / chunked["rtfx"]
+    return {
+        "id": row_id, "label": label,
+        "clips_audio_s": clips["audio_s"], "clips_wall_s": clips["wall_s"], "clips_rtfx": clips["rtfx"],
+        "call_audio_s": call_s, "call_wall_s": _r(call_wall_est, 1), "call_rtfx": chunked["rtfx"],
+        "all_rtfx": _r(rtfx(clips["audio_s"] + call_s, clips["wall_s"] + call_wall_est)),
+        "call_measured": chunked["measured_share"] >= 0.999,
+        "note": note,
+    }
+
+
 def throughput_rows(raw: dict) -> list[dict]:
     rows = []
     a = raw.get("funasr")
     if a:
         chunked = a["call_chunked"]
-        call_s = chunked["call_s"]
-        call_wall_est = call_s / chunked["rtfx"]
-        rows.append({
-            "id": "a", "label": "(a) funasr AutoModel (PyTorch), one file at a time",
-            "clips_audio_s": a["clips"]["audio_s"], "clips_wall_s": a["clips"]["wall_s"], "clips_rtfx": a["clips"]["rtfx"],
-            "call_audio_s": call_s, "call_wall_s": _r(call_wall_est, 1), "call_rtfx": chunked["rtfx"],
-            "all_rtfx": _r(rtfx(a["clips"]["audio_s"] + call_s, a["clips"]["wall_s"] + call_wall_est)),
-            "call_measured": chunked["measured_share"] >= 0.999,
-            "note": (f"call cut into plain 30 s pieces (no VAD model offline); measured on the first "
-                     f"{chunked['audio_s']:.0f} s of {call_s:.0f} s, the rest extrapolated linearly"
-                     if chunked["measured_share"] < 0.999 else "call cut into plain 30 s pieces (no VAD model offline)"),
-        })
+        rows.append(_chunked_peer_row(
+            a, "a", "(a) funasr AutoModel (PyTorch), one file at a time",
+            f"call cut into plain 30 s pieces (no VAD model offline); measured on the first "
+            f"{chunked['audio_s']:.0f} s of {chunked['call_s']:.0f} s, the rest extrapolated linearly"
+            if chunked["measured_share"] < 0.999 else "call cut into plain 30 s pieces (no VAD model offline)"))
         whole = a["call_whole"]
         wall = whole["wall_s"] if whole["measured"] else whole["wall_s_extrapolated"]
         rows.append({
@@ -67,19 +76,10 @@ def throughput_rows(raw: dict) -> list[dict]:
         })
     o = raw.get("funasr_onnx")
     if o:
-        chunked = o["call_chunked"]
-        call_s = chunked["call_s"]
-        call_wall_est = call_s / chunked["rtfx"]
-        rows.append({
-            "id": "a2-onnx", "label": "(a2) funasr-onnx SenseVoiceSmall int8 (quantize=True), one call per file",
-            "clips_audio_s": o["clips"]["audio_s"], "clips_wall_s": o["clips"]["wall_s"],
-            "clips_rtfx": o["clips"]["rtfx"], "call_audio_s": call_s, "call_wall_s": _r(call_wall_est, 1),
-            "call_rtfx": chunked["rtfx"],
-            "all_rtfx": _r(rtfx(o["clips"]["audio_s"] + call_s, o["clips"]["wall_s"] + call_wall_est)),
-            "call_measured": chunked["measured_share"] >= 0.999,
-            "note": (f"its own funasr export ({o['graph'].get('int8_matmuls')} int8 MatMuls); the call in plain 30 s "
-                     f"pieces (no VAD in SenseVoiceSmall), measured on the first {chunked['audio_s']:.0f} s"),
-        })
+        rows.append(_chunked_peer_row(
+            o, "a2-onnx", "(a2) funasr-onnx SenseVoiceSmall int8 (quantize=True), one call per file",
+            f"its own funasr export ({o['graph'].get('int8_matmuls')} int8 MatMuls); the call in plain 30 s "
+            f"pieces (no VAD in SenseVoiceSmall), measured on the first {o['call_chunked']['audio_s']:.0f} s"))
     for precision in PRECISIONS:
         b = raw.get(f"ort_{precision}")
         if b:
