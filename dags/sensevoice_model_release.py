@@ -78,7 +78,9 @@ def _step(body: Callable[[], dict]) -> dict:
     params={
         "checkpoint": Param("", type="string", minLength=1,
                             description="Checkpoint dir (config.yaml, model.pt, am.mvn, *.bpe.model) or hub id"),
-        "precision": Param("fp32", enum=["fp32", "int8", "fp16"], description="fp32, int8 (CPU) or fp16 (GPU)"),
+        "precision": Param("fp32", enum=["fp32", "int8", "fp16", "auto"],
+                           description="fp32, int8 (CPU), fp16 (GPU) or auto (fp32 or int8, whichever runs faster "
+                           "on the release worker's CPU, which should be the serving CPU's kind)"),
         "exporter": Param("legacy", enum=["legacy", "dynamo"], description="ONNX exporter"),
         "repository": Param("", type="string", description="Triton model repository (default $SVP_MODEL_REPOSITORY)"),
         "golden_dir": Param("", type="string", description="Golden set: clips + expected.jsonl (default "

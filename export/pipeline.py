@@ -30,7 +30,7 @@ from sensevoice_pipeline.serving.repository import (
 )
 
 from . import graph as graph_mod
-from . import parity, precision as precision_mod
+from . import parity, precision as precision_mod, rewrite as rewrite_mod
 from .checkpoint import CheckpointFiles, find_checkpoint_files, load_funasr_model, resolve_model
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ def run_export(
     progress: Progress = _print_progress,
     thresholds: parity.Thresholds | None = None,
 ) -> ExportResult:
-    """``thresholds`` replaces the precision's default parity gate (see ``parity.thresholds_for``)."""
-    precision_mod.check_precision(precision)
+    """``thresholds`` replaces the precision's default parity gate (see ``parity.thresholds_for``); with
+    ``precision="auto"`` it is the int8 candidate's gate."""
+    precision_mod.check_precision(precision, allow_auto=True)
     if exporter not in graph_mod.EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}: expected one of {', '.join(graph_mod.EXPORTERS)}")
     repo = ModelRepository(repository)
@@ -86,11 +87,15 @@ def run_export(
         t0 = time.perf_counter()
         fp32_path = staging / "fp32.onnx"
         opset = graph_mod.export_onnx(encoder_graph, fp32_path, exporter, feature_dim)
+        rewrites = rewrite_mod.rewrite_file(fp32_path)
         onnx.checker.check_model(str(fp32_path))
         encoder_dir = staging / ENCODER_MODEL
         encoder_dir.mkdir()
-        onnx_path = precision_mod.convert(fp32_path, encoder_dir / ENCODER_FILE, precision)
-        fp32_path.unlink()
+        onnx_path, precision, choice = _encoder_file(precision, fp32_path, encoder_dir / ENCODER_FILE,
+                                                     encoder_graph, feature_dim, thresholds, progress)
+        if choice is not None and precision == "fp32":
+            thresholds = None  # the caller's floors were the int8 candidate's
+        fp32_path.unlink(missing_ok=True)
         onnx.checker.check_model(str(onnx_path))
         export_seconds = time.perf_counter() - t0
         size_mb = onnx_path.stat().st_size / 1e6
@@ -106,6 +111,9 @@ def run_export(
             raise ExportError(f"parity check failed for {precision}: {'; '.join(report.failures)}")
 
         meta = _export_meta(model, files, precision, exporter, opset, report, n_params, export_seconds, config)
+        meta["graph_rewrites"] = rewrites
+        if choice is not None:
+            meta["precision_choice"] = choice
         _stage_pipeline_version(repo, staging, files, config, meta)
         shutil.copyfile(repo.model_py(ENCODER_MODEL), encoder_dir / "model.py")
         version = repo.next_version()
@@ -115,6 +123,28 @@ def run_export(
     progress("write", f"version {version} of {PIPELINE_MODEL} and {ENCODER_MODEL} in {repo.path}")
     _publish_to_mirror(repo.path, version, progress)
     return ExportResult(version, repo.path, meta)
+
+
+def _encoder_file(precision: str, fp32_path: Path, target: Path, encoder_graph, feature_dim: int,
+                  thresholds: parity.Thresholds | None, progress: Progress) -> tuple[Path, str, dict | None]:
+    """The encoder of ``precision`` written to ``target``: (path, its precision, how "auto" chose it or None)."""
+    if precision != precision_mod.AUTO:
+        return precision_mod.convert(fp32_path, target, precision), precision, None
+    int8_path = precision_mod.convert(fp32_path, fp32_path.with_name("int8.onnx"), "int8")
+    int8_report = parity.compare(encoder_graph, int8_path, "int8", feature_dim, thresholds)
+    if not int8_report.passed:
+        choice = {"asked": "auto", "chosen": "fp32", "why": "int8 failed its parity gate: "
+                  + "; ".join(int8_report.failures)}
+    else:
+        seconds = precision_mod.time_encoders({"fp32": fp32_path, "int8": int8_path}, feature_dim)
+        chosen = min(seconds, key=seconds.get)
+        choice = {"asked": "auto", "chosen": chosen, "seconds": seconds, "frames": precision_mod.AUTO_FRAMES,
+                  "why": f"{chosen} ran one {precision_mod.AUTO_FRAMES * 0.06:.0f} s segment faster on this CPU "
+                         f"(fp32 {seconds['fp32']:.3f} s, int8 {seconds['int8']:.3f} s, medians of 3)"}
+    progress("export", f"--precision auto: {choice['why']} -> {choice['chosen']}")
+    (fp32_path if choice["chosen"] == "fp32" else int8_path).replace(target)
+    int8_path.unlink(missing_ok=True)
+    return target, choice["chosen"], choice
 
 
 def _publish_to_mirror(repository: Path, version: int, progress: Callable[[str, str], None]) -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
 
 import onnx
 
 PRECISIONS = ("fp32", "int8", "fp16")
+# `svp export --precision auto`: fp32 or int8, whichever the encoder runs faster on this machine's CPU, measured at
+# export (int8 gains 2-3x with AVX-512 VNNI and little on older AVX2 CPUs). The version records the measurement.
+AUTO = "auto"
+AUTO_CANDIDATES = ("fp32", "int8")
+AUTO_FRAMES = 250  # one 15 s segment (60 ms frames), batch 1: what a CPU server runs most
 # Where each variant is meant to run. int8 dynamic quantisation is fast on CPUs and usually slower than fp16 on
 # GPUs, so the metadata says so and `svp models` warns when it is served on a GPU config.
 TARGET_DEVICE = {"fp32": "any", "int8": "cpu", "fp16": "gpu"}
@@ -19,10 +26,34 @@ class PrecisionError(ValueError):
     pass
 
 
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise PrecisionError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+def check_precision(precision: str, allow_auto: bool = False) -> str:
+    known = PRECISIONS + ((AUTO,) if allow_auto else ())
+    if precision not in known:
+        raise PrecisionError(f"unknown precision {precision!r}: expected one of {', '.join(known)}")
     return precision
+
+
+def time_encoders(paths: dict[str, Path], feature_dim: int, frames: int = AUTO_FRAMES,
+                  rounds: int = 3) -> dict[str, float]:
+    """Median seconds per call of each encoder on the same batch-1 segment, the encoders taking turns so that
+    other load on the machine hits them alike; sessions opened as serving opens them (EncoderSession)."""
+    import numpy as np
+
+    from sensevoice_pipeline.speech.encoder import EncoderSession
+
+    rng = np.random.default_rng(0)
+    batch = (rng.standard_normal((1, frames, feature_dim), dtype=np.float32), np.array([frames]), np.zeros(1),
+             np.full(1, 14))
+    sessions = {name: EncoderSession(path) for name, path in paths.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    for session in sessions.values():
+        session.run(*batch, outputs=("token_ids",))  # warm-up: first-run allocations
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            started = time.perf_counter()
+            session.run(*batch, outputs=("token_ids",))
+            seconds[name].append(time.perf_counter() - started)
+    return {name: round(statistics.median(times), 4) for name, times in seconds.items()}
 
 
 def convert(fp32_path: Path, out_path: Path, precision: str) -> Path:
@@ -37,10 +68,17 @@ def convert(fp32_path: Path, out_path: Path, precision: str) -> Path:
     return out_path
 
 
+# Only the MatMuls with weights (the linear layers: 281 in SenseVoiceSmall). Left to its defaults quantize_dynamic
+# also turns the FSMN blocks' depthwise Conv into ConvInteger, which onnxruntime runs 7x slower than the fp32 Conv
+# (20% of the int8 encoder on a 30 s segment); the attention MatMuls (both inputs computed) stay fp32, as
+# quantizing them too was slower (it quantizes and packs both operands on every call). benchmarks/README.md.
+INT8_OP_TYPES = ["MatMul"]
+
+
 def _quantize_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=INT8_OP_TYPES)
 
 
 def _convert_fp16(src: Path, dst: Path) -> None:

@@ -33,6 +33,7 @@ def test_export_writes_both_models_with_metadata(exported_repository):
     assert meta["precision"] == "fp32" and meta["exporter"] == "legacy" and meta["opset"] == 17
     assert meta["parity"]["passed"] is True
     assert meta["parity"]["max_abs"] < 1e-4 and meta["parity"]["argmax_agreement"] == 1.0
+    assert meta["graph_rewrites"] == {"additive_attention_masks": 3}  # the micro model's 3 attention blocks
     assert set(meta["source"]["sha256"]) >= {"model.pt", "config.yaml", "am.mvn"}
     assert (exported_repository / "sensevoice_encoder" / "1" / "model.onnx").stat().st_size > 100_000
 
@@ -48,6 +49,37 @@ def test_reduced_precisions_pass_their_thresholds(tmp_path, precision):
     assert report["thresholds"] == parity.THRESHOLDS[precision].__dict__
     assert report["argmax_agreement"] >= parity.THRESHOLDS[precision].min_argmax_agreement
     assert result.meta["target_device"] == {"int8": "cpu", "fp16": "gpu"}[precision]
+    if precision == "int8":  # the linear layers' MatMuls only: ConvInteger ran the FSMN convolutions 7x slower
+        ops = encoder_op_types(result.repository, result.version)
+        assert {"MatMulInteger", "Conv"} <= ops and "ConvInteger" not in ops
+
+
+def encoder_op_types(repository: Path, version: int) -> set[str]:
+    import onnx
+
+    graph = onnx.load(str(repository / "sensevoice_encoder" / str(version) / "model.onnx")).graph
+    return {node.op_type for node in graph.node}
+
+
+def test_auto_precision_keeps_whichever_of_fp32_and_int8_ran_faster_here(tmp_path):
+    result = run_export(str(FIXTURE_MODEL_DIR), tmp_path / "repo", "auto", progress=lambda *_: None)
+    choice = result.meta["precision_choice"]
+    assert set(choice["seconds"]) == {"fp32", "int8"} and all(s > 0 for s in choice["seconds"].values())
+    assert result.meta["precision"] == choice["chosen"] == min(choice["seconds"], key=choice["seconds"].get)
+    assert ("MatMulInteger" in encoder_op_types(result.repository, 1)) == (choice["chosen"] == "int8")
+    assert result.meta["parity"]["passed"]
+    assert not list((tmp_path / "repo").rglob("*int8.onnx")) and not list((tmp_path / "repo").rglob("fp32.onnx"))
+
+
+def test_auto_precision_keeps_fp32_when_int8_fails_its_gate(tmp_path):
+    unreachable = parity.Thresholds(max_abs=None, min_cosine=2.0, min_argmax_agreement=1.0)  # no graph passes
+    result = run_export(str(FIXTURE_MODEL_DIR), tmp_path / "repo", "auto", thresholds=unreachable,
+                        progress=lambda *_: None)
+    choice = result.meta["precision_choice"]
+    assert choice["chosen"] == result.meta["precision"] == "fp32" and "seconds" not in choice
+    assert choice["why"].startswith("int8 failed its parity gate")
+    assert result.meta["parity"]["thresholds"] == parity.THRESHOLDS["fp32"].__dict__
+    assert "MatMulInteger" not in encoder_op_types(result.repository, 1)
 
 
 def test_dynamo_exporter(tmp_path, micro_checkpoint):

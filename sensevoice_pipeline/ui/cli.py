@@ -51,7 +51,10 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="checkpoint dir (config.yaml, model.pt, am.mvn, *.bpe.model) or hub id")
     add_repository(p, "Triton model repository")
-    p.add_argument("--precision", default="fp32", help="fp32 (any device), int8 (CPU serving) or fp16 (GPU serving)")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32 (any device), int8 (CPU serving), fp16 (GPU serving) or auto: fp32 or int8, whichever "
+                   "runs faster on this CPU, timed at export (int8 only if it passes its parity gate; the version's "
+                   "export_meta.json records the timings)")
     p.add_argument("--exporter", default="legacy", help="legacy (TorchScript, opset 17, fast) or dynamo (opset 18)")
     p.add_argument("--min-cosine", type=float, metavar="X",
                    help="parity gate: worst-frame cosine floor (default per precision: fp32 0.99999, fp16 0.999, "
@@ -145,7 +148,8 @@ def cmd_export(args) -> int:
     try:
         thresholds = None
         if args.min_cosine is not None or args.min_argmax_agreement is not None:
-            thresholds = thresholds_for(check_precision(args.precision), args.min_cosine, args.min_argmax_agreement)
+            gated = "int8" if check_precision(args.precision, allow_auto=True) == "auto" else args.precision
+            thresholds = thresholds_for(gated, args.min_cosine, args.min_argmax_agreement)
         result = run_export(args.model, args.repository, args.precision, args.exporter, thresholds=thresholds)
     except (CheckpointError, ExportError, PrecisionError, RepositoryError, ValueError) as exc:
         raise CliError(f"export failed: {exc}") from exc

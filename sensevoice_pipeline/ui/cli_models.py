@@ -59,7 +59,9 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_release_arguments(m: argparse.ArgumentParser) -> None:
     m.add_argument("checkpoint", help="model dir or hub id to export (model.pt, config.yaml, am.mvn, tokenizer)")
-    m.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default: %(default)s")
+    m.add_argument("--precision", choices=("fp32", "fp16", "int8", "auto"), default="fp32",
+                   help="auto: fp32 or int8, whichever runs faster on this CPU (see `svp export --help`); "
+                   "default: %(default)s")
     m.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy", help="default: %(default)s")
     m.add_argument("--lake-root", default=None, help="where the report and model_releases row go "
                    "(default: $SVP_LAKE_ROOT, then var/lake)")
