@@ -367,6 +367,7 @@ def build_results(meta: dict, raw: dict) -> dict:
         "triton_overhead": overhead,
         "bi": bi,
         "merging": raw.get("merging"),
+        "encoder": raw.get("encoder"),
         "memory": memory,
         "limits": limits(raw),
         "paired": paired_rows(raw),
@@ -474,6 +475,8 @@ def render(results: dict) -> str:
 
     if results.get("merging"):
         out.append(render_merging(results["merging"]))
+    if results.get("encoder"):
+        out.append(render_encoder(results["encoder"]))
 
     lim = results["limits"]
     out.append("\n5. Where the time goes")
@@ -531,4 +534,21 @@ def render_merging(merging: dict) -> str:
                   _fmt(r["wall_s"], 3), _fmt(r["wall_ratio"], 2)]
                  + ([f"{r['text_as_clips']}/{r['segments']}", f"{r['tags_of_first_clip']}/{r['segments']}"]
                     if answers else []) for r in rows]))
+    return "\n".join(out)
+
+
+def render_encoder(encoder: dict) -> str:
+    """The encoder's export variants (benchmarks/encoder.py): x = median of each round's ratio to the int8 export
+    before issue 18, so every variant sees the same machine load."""
+    out = [f"\n4c. The encoder graph, export variants ({encoder['model']} model, {encoder['threads']} threads, "
+           f"{encoder['rounds']} rotated rounds, medians; load {encoder['load_before']} -> {encoder['load_after']})"]
+    out.append(_table(["variant", "batch x frames", "s", "RTFx", "x int8 before"],
+                      [[r["variant"], f"{r['batch']} x {r['frames']}", _fmt(r["median_s"], 3), r["rtfx"],
+                        _fmt(r["x_before"], 2)] for r in encoder["rows"]]))
+    for name, shares in encoder.get("profiles", {}).items():
+        top = ", ".join(f"{op} {share}%" for op, share in shares.items())
+        out.append(f"  where {name}'s time goes ({encoder['profiles_at_frames']} frames): {top}")
+    auto = encoder["auto"]
+    out.append(f"  svp export --precision auto keeps {auto['chosen']} on this CPU "
+               f"(fp32 {auto['seconds']['fp32']:.3f} s, int8 {auto['seconds']['int8']:.3f} s per 15 s segment)")
     return "\n".join(out)

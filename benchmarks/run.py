@@ -34,7 +34,7 @@ from .common import (
 )
 from .report import build_results, render
 
-ALL_STEPS = ("funasr", "funasr-onnx", "ort", "triton", "daily", "pairs", "breakdown", "merging", "bi")
+ALL_STEPS = ("funasr", "funasr-onnx", "ort", "triton", "daily", "pairs", "breakdown", "merging", "encoder", "bi")
 # --quick leaves these out unless --only names them: funasr-onnx exports its own graph with funasr (the fixture's
 # alone took ~20 s here), and the pairs start a dozen whole processes: each would double the smoke run in CI
 NOT_IN_QUICK = ("funasr-onnx", "pairs")
@@ -114,6 +114,18 @@ def run_merging(args, sizes, workdir: Path, env: dict) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step segment merging failed (exit code {proc.returncode})")
     return json.loads((workdir / "merging.json").read_text())
+
+
+def run_encoder(args, sizes, workdir: Path, env: dict) -> dict:
+    """The encoder's export variants side by side (benchmarks/encoder.py) in their own interpreter."""
+    log("--- encoder variants")
+    quick = ["--quick", "--rounds", "1"] if args.quick else []
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.encoder", "--model", sizes.model, "--workdir",
+                           str(workdir), "--threads", str(args.threads), *quick], cwd=REPO_ROOT, env=env,
+                          stdout=sys.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step encoder variants failed (exit code {proc.returncode})")
+    return json.loads((workdir / "encoder.json").read_text())
 
 
 def run_peers(args, sizes, steps, cfg: dict, workdir: Path, env: dict, raw: dict) -> None:
@@ -202,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     run_peers(args, sizes, steps, cfg, workdir, env, raw)
     if "merging" in steps:
         raw["merging"] = run_merging(args, sizes, workdir, env)
+    if "encoder" in steps:
+        raw["encoder"] = run_encoder(args, sizes, workdir, env)
     if "bi" in steps:
         raw["bi"] = run_step("bi", "BI", cfg, workdir, env)["bi"]
     meta["load_after"] = load_average()

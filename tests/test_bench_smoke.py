@@ -102,3 +102,14 @@ def test_pairs_report_the_median_of_each_rounds_ratio_to_svp_run():
     rows = {r["side"]: r for r in pair_rows({"pairs": pairs})}
     assert rows["svp"]["whole_vs_svp"] == 1.0 and rows["svp"]["without_load_s"] == 8.0
     assert rows["seed"]["whole_vs_svp"] == 4.0
+
+
+def test_the_encoder_export_variants_are_timed_side_by_side(results):
+    from benchmarks.encoder import BASELINE, QUICK_SHAPES, VARIANTS
+
+    encoder = results["encoder"]
+    assert {(r["variant"], (r["batch"], r["frames"])) for r in encoder["rows"]} == {
+        (name, shape) for name in VARIANTS for shape in QUICK_SHAPES}
+    assert all(r["x_before"] == 1.0 for r in encoder["rows"] if r["variant"] == BASELINE)
+    assert all(positive(r["median_s"]) and positive(r["rtfx"]) for r in encoder["rows"])
+    assert encoder["auto"]["chosen"] == min(encoder["auto"]["seconds"], key=encoder["auto"]["seconds"].get)
