@@ -1,27 +1,36 @@
-"""BI latency: a synthetic year of `utterances` and `emotion_daily` in the lake's layout, and the canned queries of
+"""BI latency: a synthetic year of `utterances` and its rollups in the lake's layout, and the canned queries of
 sensevoice_pipeline.warehouse.database timed through Warehouse.query (a fresh read-only connection per query, as `svp query`
 and the dashboard do).
 
-Generating 500,000 rows a day costs about a second per day here, so ``bi_templates`` distinct days are generated
-(DuckDB, seeded) and copied round-robin onto the year: every partition is a real file of the full size, the query
-cost is that of distinct data, only the values repeat weekly. The rollups of each template are made with
-tables.rollups, the code the daily job's publish step uses.
+Generating 500,000 rows a day costs several seconds (7-9 s with the confidences on a 2-core machine), so
+``bi_templates`` distinct days are generated (DuckDB, seeded) and copied round-robin onto the year: every partition
+is a real file of the full size, the query cost is that of distinct data, only the values repeat weekly. The rollups
+of each template are made with tables.rollups, the code the daily job's publish step uses.
+
+Every utterance carries confidences as a model version with them writes (issue 18): an emotion distribution over
+tags.EMOTION_NAMES that sums to 1 with its maximum on the row's emotion, that maximum as emotion_confidence, and
+language / event confidences in (0.4, 1]. They are spread over every bucket of emotion_confidence_daily, so that
+rollup has its real size (six times emotion_daily's rows), not one null bucket per group.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from sensevoice_pipeline.speech.tags import EMOTION_NAMES
+
 from .common import Sizes, log, progress
 
 FIRST_DATE = dt.date(2025, 1, 1)
-SPEC_VERSION = 3  # 2: the lake is a DuckLake catalog; 3: every rollup of tables.ROLLUP_SCHEMAS
+# 2: the lake is a DuckLake catalog; 3: every rollup of tables.ROLLUP_SCHEMAS; 4: real confidences, not nulls
+SPEC_VERSION = 4
 PHRASES = [
     "thank you for calling, how can i help", "i want a refund", "where is my order", "the invoice is wrong",
     "can you help me with my account", "my card was charged twice", "please hold on a moment",
@@ -46,12 +55,67 @@ def _case(column_hash: str, choices: list[tuple[str, int]]) -> str:
     return "CASE " + " ".join(parts) + f" ELSE '{choices[-1][0]}' END"
 
 
+def _unit(hash_sql: str, shift: int, bits: int = 16) -> str:
+    """A uniform number in [0, 1) from ``bits`` bits of a hash: independent of other bit ranges of the same hash."""
+    return f"((({hash_sql}) >> {shift}) % {1 << bits}) / {float(1 << bits)}"
+
+
+# The emitted emotion's probability (emotion_confidence): the larger of two uniforms mapped onto
+# [MIN_EMOTION_CONFIDENCE, 1), so it leans towards sure answers as a trained model's do while every bucket of
+# tables.CONFIDENCE_BUCKETS is populated (~11 % below 0.5, ~64 % in 0.5-0.9, ~25 % from 0.9). The other seven
+# emotions share the rest by weights in [1, 2], so none gets more than a quarter of it: with the maximum at least
+# 0.25 it stays the row's own emotion (0.25 > 0.25 * (1 - 0.25)).
+MIN_EMOTION_CONFIDENCE = 0.25
+
+
+def _emotion_confidence_sql(seed: int) -> str:
+    h = f"hash(i, {seed}, 'emotion confidence')"
+    return f"({MIN_EMOTION_CONFIDENCE} + {1 - MIN_EMOTION_CONFIDENCE} * greatest({_unit(h, 0)}, {_unit(h, 16)}))"
+
+
+def _emotion_weights_sql(seed: int) -> str:
+    """Columns w1 .. w8: one weight in [1, 2) per emotion (tags.EMOTION_NAMES order), 7 bits of one hash each."""
+    h = f"hash(i, {seed}, 'emotion weights')"
+    return ", ".join(f"1 + {_unit(h, 7 * k, bits=7)} AS w{k + 1}" for k in range(len(EMOTION_NAMES)))
+
+
+def _other_weights_sql() -> str:
+    """The weights of w1 .. w8 summed, less the one at position ``own`` (the row's emotion)."""
+    weights = [f"w{k}" for k in range(1, len(EMOTION_NAMES) + 1)]
+    own = " ".join(f"WHEN {k} THEN {w}" for k, w in enumerate(weights, start=1))
+    return f"({' + '.join(weights)} - CASE own {own} END)"
+
+
+def _tag_confidence_sql(seed: int, tag: str) -> str:
+    """A language or event tag's probability in (0.4, 1]: mostly sure, as a trained model's tags are."""
+    u = _unit(f"hash(i, {seed}, '{tag} confidence')", 0)
+    return f"(1.0 - 0.6 * {u} * {u})"
+
+
+EMOTION_NAMES_SQL = "[" + ", ".join(f"'{name}'" for name in EMOTION_NAMES) + "]"
+# emotion_probs, as a list in EMOTION_NAMES order: the emitted emotion (position ``own``) gets the confidence, each
+# other one its weight's share of the rest (other_weights: the weights of the emotions the row does not have), so
+# the values sum to 1 (to FLOAT rounding) and the maximum is the row's emotion. _keyed_by_emotion makes it the
+# lake's map.
+EMOTION_PROBS_SQL = "[" + ", ".join(
+    f"CASE WHEN own = {k} THEN confidence ELSE (1 - confidence) * w{k} / other_weights END::FLOAT"
+    for k in range(1, len(EMOTION_NAMES) + 1)) + "]"
+
+
 def _template_sql(rows: int, seed: int, date: str) -> str:
     # ~10 segments per recording, two channels; values from independent hash bits of (row, seed).
     return f"""
         WITH base AS (
             SELECT i, i // 10 AS rec, i % 10 AS seg, (hash(i, {seed}) >> 1)::BIGINT AS h
             FROM range({rows}) t(i)
+        ), tagged AS (
+            SELECT *, {_case('(h >> 16) % 100', EMOTIONS)} AS emotion FROM base
+        ), sure AS (
+            SELECT *, {_emotion_confidence_sql(seed)} AS confidence, {_emotion_weights_sql(seed)},
+                   list_position({EMOTION_NAMES_SQL}, emotion) AS own
+            FROM tagged
+        ), spread AS (
+            SELECT *, {_other_weights_sql()} AS other_weights FROM sure
         ), phr AS (SELECT ?::VARCHAR[] AS p)
         SELECT
             printf('%016x%04x', hash(rec, {seed}), {seed}) AS recording_id,
@@ -62,7 +126,7 @@ def _template_sql(rows: int, seed: int, date: str) -> str:
             seg * 9.0 + 1.0 + (h % 2900) / 100.0 AS end_s,
             {_case('(h >> 8) % 100', LANGS)} AS language,
             CASE WHEN rec % 3 = 0 THEN 'auto' ELSE {_case('(h >> 8) % 100', LANGS)} END AS language_hint,
-            {_case('(h >> 16) % 100', EMOTIONS)} AS emotion,
+            emotion,
             {_case('(h >> 24) % 100', EVENTS)} AS event,
             true AS itn,
             p[1 + (h >> 32) % len(p)] AS text,
@@ -70,19 +134,24 @@ def _template_sql(rows: int, seed: int, date: str) -> str:
             'sensevoice' AS model_name,
             '1' AS model_version,
             'bench-{date}' AS run_id,
-            TIMESTAMPTZ '{date} 23:00:00+00' AS processed_at
-        FROM base, phr
+            TIMESTAMPTZ '{date} 23:00:00+00' AS processed_at,
+            {_tag_confidence_sql(seed, 'language')}::FLOAT AS language_confidence,
+            confidence::FLOAT AS emotion_confidence,
+            {_tag_confidence_sql(seed, 'event')}::FLOAT AS event_confidence,
+            {EMOTION_PROBS_SQL} AS emotion_probs
+        FROM spread, phr
     """
 
 
-def _with_missing_columns(table, schema):
-    """Columns of ``schema`` the generator does not make (e.g. the confidences of issue 18) as nulls, in the
-    schema's order: what a model version without them writes."""
+def _keyed_by_emotion(table):
+    """``table`` with its emotion_probs lists (EMOTION_NAMES order) as maps keyed by emotion, as the lake stores them.
+    Built in Arrow from the list's own offsets and values: DuckDB's map() cost ~10 s per 500,000 rows here."""
     import pyarrow as pa
 
-    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-               for f in schema]
-    return pa.Table.from_arrays(columns, schema=schema)
+    probs = table.column("emotion_probs").combine_chunks()
+    keys = pa.array(np.tile(np.array(EMOTION_NAMES, dtype=object), len(probs)), pa.string())
+    keyed = pa.MapArray.from_arrays(probs.offsets, keys, probs.values)
+    return table.set_column(table.schema.get_field_index("emotion_probs"), "emotion_probs", keyed)
 
 
 def generate(root: Path, sizes: Sizes) -> dict:
@@ -114,7 +183,7 @@ def generate(root: Path, sizes: Sizes) -> dict:
     for k in range(n_templates):
         date = (FIRST_DATE + dt.timedelta(days=k)).isoformat()
         table = con.sql(_template_sql(sizes.bi_rows_per_day, k + 1, date), params=[PHRASES]).to_arrow_table()
-        table = _with_missing_columns(table, tables.UTTERANCES).cast(tables.UTTERANCES)
+        table = _keyed_by_emotion(table).cast(tables.UTTERANCES)  # every column in order: a mismatch raises
         for name, data in (("utterances", table), *tables.rollups(table).items()):
             data = data.cast(tables.SCHEMAS[name]).append_column("_template", pa.array([k] * data.num_rows, pa.int32()))
             pq.write_table(data, templates / f"{name}-{k}.parquet", compression="zstd")
@@ -168,47 +237,87 @@ def _summary(times: list[float]) -> dict:
             "max_s": round(max(times), 4), "runs": len(times)}
 
 
+# The confidence filter timed next to each unfiltered query that takes one (`svp query --min-confidence 0.8`).
+FILTER_MIN_CONFIDENCE = 0.8
+
+
+def _label(name: str, min_confidence: float) -> str:
+    return f"{name} --min-confidence {min_confidence:g}" if min_confidence else name
+
+
+def _confidence_filters(query) -> tuple[float, ...]:
+    """The min confidences a query is timed at: none (0) and, when it takes the filter, FILTER_MIN_CONFIDENCE."""
+    return (0.0, FILTER_MIN_CONFIDENCE) if query.filters_confidence else (0.0,)
+
+
+def _measured(label: str, reads: str, days: int, fn, repeats: int, size=lambda result: result.num_rows) -> dict:
+    """One row of the results: a first (cold) call of ``fn``, then ``repeats`` timed ones, and the load average
+    (1, 5, 15 min) as they began, since other work on a shared machine moves every number."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    first, _ = _timed(fn, 1, size)  # first run: file cache, plan
+    times, n = _timed(fn, repeats, size)
+    return {"query": label, "reads": reads, "days": days, "result_rows": n, "first_s": round(first[0], 4),
+            **_summary(times), "load_before": load}
+
+
 def run_bi(root: Path, sizes: Sizes) -> dict:
     from sensevoice_pipeline.warehouse.database import Warehouse
-    from sensevoice_pipeline.warehouse.queries import QUERIES
 
     lake = generate(root, sizes)
     warehouse = Warehouse(root)
     last = dt.date.fromisoformat(lake["last_date"])
-    rows = []
-
-    def date_range(days: int):
-        return (None, None) if days == 0 else (last - dt.timedelta(days=days - 1), last)
-
-    plan = [(name, days) for name in QUERIES for days in sizes.bi_rollup_ranges]
-    for name, days in progress(plan, desc="BI queries", unit="query"):
-        first, _ = _timed(lambda: warehouse.query(name, *date_range(days)), 1)  # first run: file cache, plan
-        times, n = _timed(lambda: warehouse.query(name, *date_range(days)), sizes.bi_repeats)
-        rows.append({"query": name, "reads": QUERIES[name].reads, "days": days or sizes.bi_days, "result_rows": n,
-                     "first_s": round(first[0], 4), **_summary(times)})
-        log(f"BI {name:<14} {QUERIES[name].reads:<17} {days or sizes.bi_days:>4} days: p50 {rows[-1]['p50_s']:.3f} s, "
-            f"p95 {rows[-1]['p95_s']:.3f} s ({n:,} rows)")
-
-    # what the rollups save: the same questions asked of the utterances view (Query.raw_sql), side by side
-    for name, query in QUERIES.items():
-        for days in sizes.bi_view_ranges:
-            first_date, last_date = date_range(days)
-            params = {"from_date": first_date or dt.date.min, "to_date": last_date or dt.date.max}
-
-            def run(sql=query.raw_sql(), params=params):
-                con = warehouse.connect()
-                try:
-                    return con.sql(sql, params=params).to_arrow_table()
-                finally:
-                    con.close()
-
-            first, _ = _timed(run, 1)
-            times, n = _timed(run, sizes.bi_view_repeats)
-            rows.append({"query": f"{name} (raw view)", "reads": "utterances", "days": days or sizes.bi_days,
-                         "result_rows": n, "first_s": round(first[0], 4), **_summary(times)})
-            log(f"BI {name} from the utterances view, {days or sizes.bi_days} days: p50 {rows[-1]['p50_s']:.3f} s")
+    rows = _rollup_rows(warehouse, last, sizes)
+    rows.extend(_raw_view_rows(warehouse, last, sizes))
     rows.extend(_page_rows(warehouse, last, sizes))
     return {"lake": lake, "queries": rows}
+
+
+def _date_range(last: dt.date, days: int) -> tuple[dt.date | None, dt.date | None]:
+    """The ``days`` days up to ``last``; 0: every date."""
+    return (None, None) if days == 0 else (last - dt.timedelta(days=days - 1), last)
+
+
+def _rollup_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
+    """Every canned query as `svp query` runs it (Warehouse.query: a fresh connection each time), per range, with
+    and without the confidence filter."""
+    from sensevoice_pipeline.warehouse.queries import QUERIES
+
+    rows = []
+    plan = [(name, days, min_confidence) for name, query in QUERIES.items() for days in sizes.bi_rollup_ranges
+            for min_confidence in _confidence_filters(query)]
+    for name, days, min_confidence in progress(plan, desc="BI queries", unit="query"):
+        def ask(name=name, days=days, min_confidence=min_confidence):
+            return warehouse.query(name, *_date_range(last, days), min_confidence=min_confidence)
+
+        label, reads = _label(name, min_confidence), QUERIES[name].reads
+        rows.append(_measured(label, reads, days or sizes.bi_days, ask, sizes.bi_repeats))
+        log(f"BI {label:<30} {reads:<24} {days or sizes.bi_days:>4} days: p50 {rows[-1]['p50_s']:.3f} s, "
+            f"p95 {rows[-1]['p95_s']:.3f} s ({rows[-1]['result_rows']:,} rows)")
+    return rows
+
+
+def _raw_view_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
+    """What the rollups save: the same questions asked of the utterances view (Query.raw_sql), side by side."""
+    from sensevoice_pipeline.warehouse.queries import QUERIES
+
+    rows = []
+    for name, query in QUERIES.items():
+        for min_confidence in _confidence_filters(query):
+            for days in sizes.bi_view_ranges:
+                first_date, last_date = _date_range(last, days)
+                params = {"from_date": first_date or dt.date.min, "to_date": last_date or dt.date.max}
+
+                def run(sql=query.raw_sql(min_confidence=min_confidence), params=params):
+                    con = warehouse.connect()
+                    try:
+                        return con.sql(sql, params=params).to_arrow_table()
+                    finally:
+                        con.close()
+
+                label = f"{_label(name, min_confidence)} (raw view)"
+                rows.append(_measured(label, "utterances", days or sizes.bi_days, run, sizes.bi_view_repeats))
+                log(f"BI {label}, {days or sizes.bi_days} days: p50 {rows[-1]['p50_s']:.3f} s")
+    return rows
 
 
 def _page_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
@@ -223,10 +332,8 @@ def _page_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
         def paint(params=params) -> str:
             return render_page(load_dashboard(warehouse, Path("/nonexistent-model-repository"), params))
 
-        first, _ = _timed(paint, 1, size=len)
-        times, size = _timed(paint, sizes.bi_view_repeats, size=len)  # bytes of HTML
-        rows.append({"query": label, "reads": "page", "days": (params.date_to - params.date_from).days + 1
-                     if params.date_to else 30, "result_rows": size, "first_s": round(first[0], 4),
-                     **_summary(times)})
-        log(f"BI {label}: first {rows[-1]['first_s']:.3f} s, p50 {rows[-1]['p50_s']:.3f} s ({size:,} bytes of HTML)")
+        days = (params.date_to - params.date_from).days + 1 if params.date_to else 30
+        rows.append(_measured(label, "page", days, paint, sizes.bi_view_repeats, size=len))  # bytes of HTML
+        log(f"BI {label}: first {rows[-1]['first_s']:.3f} s, p50 {rows[-1]['p50_s']:.3f} s "
+            f"({rows[-1]['result_rows']:,} bytes of HTML)")
     return rows

@@ -117,6 +117,32 @@ def test_confidence_filtered_queries_equal_the_raw_view_filtered_on_the_confiden
         con.close()
 
 
+@pytest.mark.parametrize("by", sorted(GROUP_BY))
+def test_the_emotion_trend_counts_and_shares_what_a_direct_count_over_utterances_does(month, by):
+    """The trend's SQL is shaped for speed (two stages); the rollup and the raw view share that shape, so this
+    checks the shape itself against the question asked in the plainest SQL: per date, group and emotion, the
+    utterances at least that sure, and their share of all the date's utterances of the group."""
+    group = f"coalesce({GROUP_BY[by]}, 'unknown')" if by == "language" else GROUP_BY[by]
+    direct_sql = f"""
+        SELECT date, {group} AS grp, coalesce(emotion, 'unknown') AS emotion,
+               count(*) FILTER (WHERE $t = 0 OR emotion_confidence >= $t) AS confident,
+               round(confident / sum(count(*)) OVER (PARTITION BY date, grp), 3) AS share
+        FROM utterances WHERE date BETWEEN $from_date AND $to_date GROUP BY date, grp, emotion
+    """
+    first, last = RANGES[0]
+    con = month.connect()
+    try:
+        for min_confidence in MIN_CONFIDENCES:
+            direct = {(r[0], r[1], r[2]): (r[3], r[4]) for r in con.execute(
+                direct_sql, {"t": min_confidence, "from_date": first, "to_date": last}).fetchall() if r[3]}
+            trend = month.query("emotion-trend", first, last, by, min_confidence).to_pylist()
+            assert {(r["date"], r[by], r["emotion"]): (r["utterances"], r["share"]) for r in trend} == direct, (
+                by, min_confidence)
+            assert len(trend) == len(direct)
+    finally:
+        con.close()
+
+
 def test_a_confidence_filter_keeps_fewer_utterances_and_refuses_thresholds_it_cannot_answer_exactly(month):
     everything = month.query("angry-share")
     confident = month.query("angry-share", min_confidence=0.8)  # what `svp query --min-confidence 0.8` runs

@@ -67,16 +67,25 @@ QUERIES = {q.name: q for q in (
         "emotion_confidence_daily",
         # With a confidence filter an emotion's row counts its confident utterances only, and the share stays of
         # all the day's utterances of the group: the shares then add up to the confident part of the day.
+        # Two stages, the first MATERIALIZED: summed to one row per date, group and emotion first, the share's
+        # window then runs on those. In one stage DuckDB turns the window over the aggregate into a self-join that
+        # reads the rollup twice: 365 files at a year, p50 0.47 s against 0.42 s (benchmarks/README, "BI at a year
+        # with real confidences").
         """
-        SELECT date, {group} AS {group_name}, emotion,
-               sum(utterances) FILTER (WHERE {confident})::BIGINT AS utterances,
-               round(sum(speech_seconds) FILTER (WHERE {confident}), 1) AS speech_seconds,
-               round(sum(utterances) FILTER (WHERE {confident})
-                     / sum(sum(utterances)) OVER (PARTITION BY date, {group}), 3) AS share
-        FROM emotion_confidence_daily
-        WHERE date BETWEEN $from_date AND $to_date
-        GROUP BY date, {group}, emotion
-        QUALIFY sum(utterances) FILTER (WHERE {confident}) > 0
+        WITH per_emotion AS MATERIALIZED (
+            SELECT date, {group} AS {group_name}, emotion,
+                   sum(utterances) FILTER (WHERE {confident}) AS confident_utterances,
+                   sum(speech_seconds) FILTER (WHERE {confident}) AS confident_seconds,
+                   sum(utterances) AS all_utterances
+            FROM emotion_confidence_daily
+            WHERE date BETWEEN $from_date AND $to_date
+            GROUP BY date, {group}, emotion
+        )
+        SELECT date, {group_name}, emotion, confident_utterances::BIGINT AS utterances,
+               round(confident_seconds, 1) AS speech_seconds,
+               round(confident_utterances / sum(all_utterances) OVER (PARTITION BY date, {group_name}), 3) AS share
+        FROM per_emotion
+        QUALIFY confident_utterances > 0
         ORDER BY date, {group_name}, utterances DESC, emotion
         """,
         Chart("utterances", stack="emotion"),
