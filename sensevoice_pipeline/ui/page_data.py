@@ -179,7 +179,7 @@ def _latest_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict, table: str, notes: list[str]) -> list[dict]:
     try:
-        return con.sql(sql, params=params).to_arrow_table().to_pylist()
+        return con.execute(sql, params).to_arrow_table().to_pylist()  # as Warehouse.query: no materialized relation
     except duckdb.CatalogException:
         notes.append(f"No {table} published yet.")
         return []
