@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 
 venv: $(STAMP)  ## create .venv with everything (export, serving, Airflow, tests)
 
+# Two pytest-xdist workers: much of the suite waits on subprocesses (Triton start-up, Airflow, moto), so two
+# workers overlap well even on a 2-core machine. --dist loadfile keeps each file on one worker, so a file's module
+# fixtures (its Tritons, api-servers, lakes) are built once. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)  ## run the test suite (fast: exports and serves the micro model for real)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and int8
 	$(PY) -m pytest -m slow -s $(PYTEST_ARGS)
