@@ -29,7 +29,9 @@ class EncoderSession:
         # Idle pool threads spin by default, taking cores from whatever else runs here (the frontend, VAD, the other
         # Triton stub, other jobs). On the 2-core dev machine that made 2 threads slower than 1; without spinning,
         # 2 threads ran the full-size encoder 17% (int8) and 24% (fp32) faster (benchmarks/, issue 8).
-        # SVP_ORT_SPINNING=1 restores it, e.g. on a machine that runs nothing else.
+        # SVP_ORT_SPINNING=1 restores it, for a CPU server whose cores are the encoder's alone: on an idle 2-core
+        # machine the day job ran 1.13x faster with it (issue 18), and with one other busy process the encoder
+        # ran 2x slower (benchmarks/README.md, the seed-loop pair).
         options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("SVP_ORT_SPINNING", "0"))
         self.path = Path(onnx_path)
         self.session = ort.InferenceSession(
