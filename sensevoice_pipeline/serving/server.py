@@ -34,6 +34,12 @@ class ServerError(RuntimeError):
     pass
 
 
+PORTS = ("http_port", "grpc_port", "metrics_port")
+PORT_ATTEMPTS = 3
+PORT_TAKEN = "already in use"  # how tritonserver says it could not bind a port, before it exits
+STARTED_HTTP = "Started HTTPService at"  # its log line once its own HTTP endpoint listens
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,6 +70,7 @@ class LocalTriton:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = field(default=None, init=False)
     _workdir: Path | None = field(default=None, init=False)
+    _log_offset: int = field(default=0, init=False)  # where this start's lines begin in a reused log file
 
     @property
     def grpc_url(self) -> str:
@@ -75,13 +82,27 @@ class LocalTriton:
 
     def start(self) -> "LocalTriton":
         repository = self._checked_repository()
-        self.http_port = self.http_port or free_port()
-        self.grpc_port = self.grpc_port or free_port()
-        self.metrics_port = self.metrics_port or free_port()
+        picked = [name for name in PORTS if not getattr(self, name)]
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            for name in picked:
+                setattr(self, name, free_port())
+            try:
+                return self._launch(repository)
+            except ServerError as exc:
+                # free_port() finds a port free at that moment only: another process (a parallel test worker,
+                # another server starting) can bind it before Triton does, and Triton then exits. Ports this
+                # server picked are picked again; ports it was given are the caller's to change.
+                if not picked or attempt == PORT_ATTEMPTS or PORT_TAKEN not in str(exc):
+                    raise
+                log.warning("tritonserver could not bind a port it was given by free_port(); trying new ports")
+        raise AssertionError("unreachable")
+
+    def _launch(self, repository: str) -> "LocalTriton":
         self._workdir = Path(tempfile.mkdtemp(prefix="svp-triton-"))
         cmd = self._command(repository, self._backends())
         self.log_file = self.log_file or self._workdir / "tritonserver.log"
         log.info("starting tritonserver: %s", " ".join(cmd))
+        self._log_offset = Path(self.log_file).stat().st_size if Path(self.log_file).exists() else 0
         with open(self.log_file, "ab") as out:
             self.process = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, env=self._env(), start_new_session=True
@@ -160,12 +181,19 @@ class LocalTriton:
                 )
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
-                    if resp.status == 200:
+                    # 200 from this port is this server's only once its log says it listens there: another
+                    # server holding the port would answer while this one fails to bind it.
+                    if resp.status == 200 and self._own_http_started():
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.2)
         raise ServerError(f"tritonserver was not ready after {self.startup_timeout:.0f} s:\n{self.log_tail()}")
+
+    def _own_http_started(self) -> bool:
+        with open(self.log_file, "rb") as log_file:
+            log_file.seek(self._log_offset)
+            return f"{STARTED_HTTP} {self.host}:{self.http_port}".encode() in log_file.read()
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_file or not Path(self.log_file).exists():
