@@ -91,8 +91,8 @@ def run_export(
         onnx.checker.check_model(str(fp32_path))
         encoder_dir = staging / ENCODER_MODEL
         encoder_dir.mkdir()
-        onnx_path, precision, choice = _encoder_file(precision, fp32_path, encoder_dir / ENCODER_FILE,
-                                                     encoder_graph, feature_dim, thresholds, progress)
+        onnx_path, precision, choice, int8_report = _encoder_file(
+            precision, fp32_path, encoder_dir / ENCODER_FILE, encoder_graph, feature_dim, thresholds, progress)
         if choice is not None and precision == "fp32":
             thresholds = None  # the caller's floors were the int8 candidate's
         fp32_path.unlink(missing_ok=True)
@@ -101,7 +101,9 @@ def run_export(
         size_mb = onnx_path.stat().st_size / 1e6
         progress("export", f"{exporter} exporter, opset {opset}, {precision}, {size_mb:.1f} MB ({export_seconds:.1f} s)")
 
-        report = parity.compare(encoder_graph, onnx_path, precision, feature_dim, thresholds)
+        # "auto" gated its int8 candidate already: that report is this graph's
+        report = int8_report if precision == "int8" and int8_report is not None else parity.compare(
+            encoder_graph, onnx_path, precision, feature_dim, thresholds)
         progress(
             "verify",
             f"max abs {report.max_abs:.2e}, worst cosine {report.min_cosine:.6f}, "
@@ -126,10 +128,12 @@ def run_export(
 
 
 def _encoder_file(precision: str, fp32_path: Path, target: Path, encoder_graph, feature_dim: int,
-                  thresholds: parity.Thresholds | None, progress: Progress) -> tuple[Path, str, dict | None]:
-    """The encoder of ``precision`` written to ``target``: (path, its precision, how "auto" chose it or None)."""
+                  thresholds: parity.Thresholds | None,
+                  progress: Progress) -> tuple[Path, str, dict | None, parity.ParityReport | None]:
+    """The encoder of ``precision`` written to ``target``: (path, its precision, how "auto" chose it, the int8
+    candidate's parity report); the last two None unless ``precision`` is "auto"."""
     if precision != precision_mod.AUTO:
-        return precision_mod.convert(fp32_path, target, precision), precision, None
+        return precision_mod.convert(fp32_path, target, precision), precision, None, None
     int8_path = precision_mod.convert(fp32_path, fp32_path.with_name("int8.onnx"), "int8")
     int8_report = parity.compare(encoder_graph, int8_path, "int8", feature_dim, thresholds)
     if not int8_report.passed:
@@ -144,7 +148,7 @@ def _encoder_file(precision: str, fp32_path: Path, target: Path, encoder_graph, 
     progress("export", f"--precision auto: {choice['why']} -> {choice['chosen']}")
     (fp32_path if choice["chosen"] == "fp32" else int8_path).replace(target)
     int8_path.unlink(missing_ok=True)
-    return target, choice["chosen"], choice
+    return target, choice["chosen"], choice, int8_report
 
 
 def _publish_to_mirror(repository: Path, version: int, progress: Callable[[str, str], None]) -> None:

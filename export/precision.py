@@ -12,7 +12,6 @@ PRECISIONS = ("fp32", "int8", "fp16")
 # `svp export --precision auto`: fp32 or int8, whichever the encoder runs faster on this machine's CPU, measured at
 # export (int8 gains 2-3x with AVX-512 VNNI and little on older AVX2 CPUs). The version records the measurement.
 AUTO = "auto"
-AUTO_CANDIDATES = ("fp32", "int8")
 AUTO_FRAMES = 250  # one 15 s segment (60 ms frames), batch 1: what a CPU server runs most
 # Where each variant is meant to run. int8 dynamic quantisation is fast on CPUs and usually slower than fp16 on
 # GPUs, so the metadata says so and `svp models` warns when it is served on a GPU config.
@@ -33,17 +32,23 @@ def check_precision(precision: str, allow_auto: bool = False) -> str:
     return precision
 
 
+def random_segments(batch: int, frames: int, feature_dim: int, seed: int = 0) -> tuple:
+    """EncoderSession.run's inputs for ``batch`` full-length segments of standard-normal features (what CMVN'd
+    features look like): an encoder's cost does not depend on the values."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((batch, frames, feature_dim), dtype=np.float32), np.full(batch, frames),
+            np.zeros(batch), np.full(batch, 14))
+
+
 def time_encoders(paths: dict[str, Path], feature_dim: int, frames: int = AUTO_FRAMES,
                   rounds: int = 3) -> dict[str, float]:
     """Median seconds per call of each encoder on the same batch-1 segment, the encoders taking turns so that
     other load on the machine hits them alike; sessions opened as serving opens them (EncoderSession)."""
-    import numpy as np
-
     from sensevoice_pipeline.speech.encoder import EncoderSession
 
-    rng = np.random.default_rng(0)
-    batch = (rng.standard_normal((1, frames, feature_dim), dtype=np.float32), np.array([frames]), np.zeros(1),
-             np.full(1, 14))
+    batch = random_segments(1, frames, feature_dim)
     sessions = {name: EncoderSession(path) for name, path in paths.items()}
     seconds: dict[str, list[float]] = {name: [] for name in paths}
     for session in sessions.values():
