@@ -310,7 +310,7 @@ def _raw_view_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
                 def run(sql=query.raw_sql(min_confidence=min_confidence), params=params):
                     con = warehouse.connect()
                     try:
-                        return con.sql(sql, params=params).to_arrow_table()
+                        return con.execute(sql, params).to_arrow_table()  # as Warehouse.query runs its SQL
                     finally:
                         con.close()
 

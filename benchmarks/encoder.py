@@ -80,27 +80,22 @@ def _converted(source: Path, conversion: str) -> Path:
     return target
 
 
-def _batch(batch: int, frames: int, feature_dim: int, seed: int) -> tuple:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, frames, feature_dim), dtype=np.float32), np.full(batch, frames),
-            np.zeros(batch), np.full(batch, 14))
-
-
 SERVED_OUTPUTS = ("token_ids", "encoder_out_lens", "tag_probs")  # what the sensevoice model asks its encoder for
 
 
 def time_variants(paths: dict[str, Path], shapes, rounds: int, feature_dim: int) -> list[dict]:
+    from export.precision import random_segments
     from sensevoice_pipeline.speech.encoder import EncoderSession
 
     sessions = {name: EncoderSession(path) for name, path in paths.items()}
     for session in sessions.values():
-        session.run(*_batch(1, 50, feature_dim, 0), outputs=SERVED_OUTPUTS)
+        session.run(*random_segments(1, 50, feature_dim, 0), outputs=SERVED_OUTPUTS)
     names = list(sessions)
     seconds = {(name, shape): [] for name in names for shape in shapes}
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for shape in shapes:
-            inputs = _batch(*shape, feature_dim, r)
+            inputs = random_segments(*shape, feature_dim, r)
             for name in order:
                 started = time.perf_counter()
                 sessions[name].run(*inputs, outputs=SERVED_OUTPUTS)
@@ -122,6 +117,8 @@ def op_profile(path: Path, frames: int, feature_dim: int, threads: int) -> dict[
     """Share of kernel time per op type (onnxruntime's profiler, 2 runs after a warm-up), top 10."""
     import onnxruntime as ort
 
+    from export.precision import random_segments
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads
@@ -129,7 +126,7 @@ def op_profile(path: Path, frames: int, feature_dim: int, threads: int) -> dict[
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_name("profile"))
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    speech, lengths, language, textnorm = _batch(1, frames, feature_dim, 0)
+    speech, lengths, language, textnorm = random_segments(1, frames, feature_dim, 0)
     feeds = {"speech": speech, "speech_lengths": lengths.astype(np.int32), "language": language.astype(np.int32),
              "textnorm": textnorm.astype(np.int32)}
     for _ in range(3):

@@ -102,30 +102,31 @@ def run_step(name: str, label: str, cfg: dict, workdir: Path, env: dict) -> dict
         return result
 
 
-def run_merging(args, sizes, workdir: Path, env: dict) -> dict:
-    """Segment merging (benchmarks/merging.py) in its own interpreter: the int8 serving model of the run's size and
-    the trained fixture model (whose answers say what merging does to them)."""
-    models = ["fixture"] if sizes.model == "fixture" else [f"{sizes.model}-int8", "fixture"]
-    quick = ["--merge", "0", "15", "--rounds", "1", "--call-seconds", "30"] if args.quick else []
-    log(f"--- segment merging ({', '.join(models)})")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.merging", "--models", *models, "--workdir", str(workdir),
-                           "--threads", str(args.threads), "--concurrency", str(sizes.concurrency), *quick],
+def _run_module(label: str, module: str, arguments: list[str], workdir: Path, env: dict, out_name: str) -> dict:
+    """A measurement that is its own script (``python -m benchmarks.<module>``), in its own interpreter; its JSON."""
+    log(f"--- {label}")
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--workdir", str(workdir), *arguments],
                           cwd=REPO_ROOT, env=env, stdout=sys.stderr)
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark step segment merging failed (exit code {proc.returncode})")
-    return json.loads((workdir / "merging.json").read_text())
+        raise SystemExit(f"benchmark step {label} failed (exit code {proc.returncode})")
+    return json.loads((workdir / out_name).read_text())
+
+
+def run_merging(args, sizes, workdir: Path, env: dict) -> dict:
+    """Segment merging (benchmarks/merging.py): the int8 serving model of the run's size and the trained fixture
+    model (whose answers say what merging does to them)."""
+    models = ["fixture"] if sizes.model == "fixture" else [f"{sizes.model}-int8", "fixture"]
+    quick = ["--merge", "0", "15", "--rounds", "1", "--call-seconds", "30"] if args.quick else []
+    return _run_module(f"segment merging ({', '.join(models)})", "merging",
+                       ["--models", *models, "--threads", str(args.threads), "--concurrency", str(sizes.concurrency),
+                        *quick], workdir, env, "merging.json")
 
 
 def run_encoder(args, sizes, workdir: Path, env: dict) -> dict:
-    """The encoder's export variants side by side (benchmarks/encoder.py) in their own interpreter."""
-    log("--- encoder variants")
+    """The encoder's export variants side by side (benchmarks/encoder.py)."""
     quick = ["--quick", "--rounds", "1"] if args.quick else []
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.encoder", "--model", sizes.model, "--workdir",
-                           str(workdir), "--threads", str(args.threads), *quick], cwd=REPO_ROOT, env=env,
-                          stdout=sys.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark step encoder variants failed (exit code {proc.returncode})")
-    return json.loads((workdir / "encoder.json").read_text())
+    return _run_module("encoder variants", "encoder", ["--model", sizes.model, "--threads", str(args.threads), *quick],
+                       workdir, env, "encoder.json")
 
 
 def run_peers(args, sizes, steps, cfg: dict, workdir: Path, env: dict, raw: dict) -> None:
