@@ -295,5 +295,8 @@ def test_pipeline_configs_keep_batches_in_flight_on_the_gpu_and_exact_padding_on
     assert production.instance_group[0].count >= 2
     buckets = frame_buckets(triton_json(production))
     assert len(buckets) >= 4 and buckets[-1] * 0.06 >= 30.0  # 60 ms LFR frames: the longest 30 s segment fits
-    assert local.instance_group[0].count == 1 and frame_buckets(triton_json(local)) == ()
+    # locally as many as the encoder has instances: each waits for its encoder call (issue 18)
+    local_encoder = config(ENCODER_MODEL, "local")
+    assert local.instance_group[0].count == local_encoder.instance_group[0].count >= 2
+    assert frame_buckets(triton_json(local)) == ()
     assert json.loads(triton_json(production))["parameters"][FRAME_BUCKETS_PARAMETER]["string_value"]

@@ -21,6 +21,7 @@ import logging
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pyarrow as pa
@@ -323,8 +324,7 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
     try:
         with tqdm(total=sum(len(b["items"]) for b in batches), unit="file", desc=f"transcribing {date}",
                   disable=not show_progress) as bar:
-            for batch in batches:
-                process_batch(settings, batch, started_at)
+            for batch in _process_batches(settings, batches, started_at):
                 bar.update(len(batch["items"]))
         result = publish(settings, date, run_id, started_at)
     except BaseException:
@@ -334,6 +334,27 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
         raise
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
+
+
+# `svp run` transcribes this many batches at a time, as the DAG's mapped tasks do. One at a time, the server idled
+# at the end of every batch while its last long files finished: 36 clips in batches of 16 took 9.8-10.8 s, in one
+# batch 8.6-9.1 s, in batches of 16 two at a time 8.7-9.3 s (benchmarks/README.md, issue 18).
+BATCHES_IN_FLIGHT = 2
+
+
+def _process_batches(settings: Settings, batches: list[dict], started_at: dt.datetime):
+    """``process_batch`` over ``batches``, ``BATCHES_IN_FLIGHT`` at a time; yields each batch as it completes. The
+    first failure cancels the batches not yet started and is raised once the running ones have ended, so nothing
+    is still writing to the staging area when the caller releases it."""
+    with ThreadPoolExecutor(BATCHES_IN_FLIGHT, thread_name_prefix="svp-batch") as pool:
+        futures = {pool.submit(process_batch, settings, batch, started_at): batch for batch in batches}
+        try:
+            for future in as_completed(futures):
+                future.result()
+                yield futures[future]
+        finally:
+            for future in futures:
+                future.cancel()  # a no-op for the finished and the running; leaving the pool waits for the running
 
 
 def new_run_id(started_at: dt.datetime) -> str:

@@ -184,14 +184,15 @@ class ModelRepository:
         """``check_target``, then give a missing or empty dir the configs and model.py shells of the template."""
         self.check_target()
         if not self.is_initialised():
-            self._copy_template()
+            self.copy_template()
 
     def model_py(self, model: str) -> Path:
         """The model.py shell that new versions of ``model`` get: the repository's own, else the template's."""
         own = self.model_dir(model) / "model.py"
         return own if own.is_file() else template_root() / model / "model.py"
 
-    def _copy_template(self) -> None:
+    def copy_template(self) -> None:
+        """Write the template's configs and model.py shells over this repository's (versions are left alone)."""
         src = template_root()
         self.path.mkdir(parents=True, exist_ok=True)
         for model in MODELS:

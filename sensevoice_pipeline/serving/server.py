@@ -167,8 +167,8 @@ class LocalTriton:
         env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
         libs = [sysconfig.get_config_var("LIBDIR"), str(_pytriton_dir().parent.parent / "nvidia_pytriton.libs")]
         env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")])
-        # Each python model instance is one process; keep onnxruntime from oversubscribing small machines.
-        env.setdefault("SVP_ORT_THREADS", str(max(1, (os.cpu_count() or 2))))
+        # Each python model instance is one process. An encoder instance takes its share of the cores
+        # (triton_models.instance_threads) unless SVP_ORT_THREADS, passed on from this environment, says otherwise.
         return env
 
     def _wait_ready(self) -> None:

@@ -7,6 +7,7 @@ docs/gpu.md says why the GPU-facing choices here (CPU-memory BLS results, frame 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -53,6 +54,28 @@ def frame_buckets(model_config: str | dict | None) -> tuple[int, ...]:
     if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
         raise ValueError(f"{FRAME_BUCKETS_PARAMETER} must be positive and strictly ascending, not {text!r}")
     return buckets
+
+
+THREADS_LOG = "intra-op threads"  # the encoder instance's log line says how many threads it took
+
+
+def instance_count(model_config: str | dict | None) -> int:
+    """How many instances of the model a config asks for (the counts of its instance groups summed; 1 if none)."""
+    config = json.loads(model_config) if isinstance(model_config, str) else (model_config or {})
+    return max(1, sum(int(group.get("count", 1)) for group in config.get("instance_group", [])))
+
+
+def instance_threads(model_config: str | dict | None, cores: int | None = None) -> int:
+    """onnxruntime threads for one instance of the local encoder: ``SVP_ORT_THREADS`` when set, else this machine's
+    cores shared out among the config's instances (at least 1 each). Several single-threaded instances beat one
+    instance with every core: onnxruntime wakes its pool for each of the graph's ~2,000 nodes, and on 2 cores two
+    1-thread sessions ran the same 36 clips 1.4-1.5x faster than one 2-thread session (benchmarks/README.md,
+    issue 18)."""
+    explicit = int(os.environ.get("SVP_ORT_THREADS") or 0)
+    if explicit > 0:
+        return explicit
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // instance_count(model_config))
 
 
 def config_outputs(model_config: str | dict | None) -> tuple[str, ...]:
@@ -227,7 +250,10 @@ class EncoderModel:
     def __init__(self, pb_utils, args: dict):
         self.pb = pb_utils
         version_dir, _ = _version_dir(args)
-        self.session = EncoderSession(version_dir / ENCODER_FILE)
+        threads = instance_threads(args.get("model_config"))
+        self.session = EncoderSession(version_dir / ENCODER_FILE, threads=threads)
+        pb_utils.Logger.log_info(f"{args.get('model_instance_name', ENCODER_MODEL)}: onnxruntime CPU, "
+                                 f"{THREADS_LOG} {threads}")
 
     def execute(self, requests):
         return [self._run(r) for r in requests]

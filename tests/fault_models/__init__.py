@@ -12,7 +12,8 @@ hint            what the encoder does
                 client, retried and then raised); the others get their normal text.
 ``ko``          sleeps ``stall_s`` seconds (3 by default) then answers normally: a client whose deadline
                 (``SenseVoiceClient(timeout_s=...)`` / ``Settings.request_timeout_s``) is shorter gets a
-                ``TritonDeadlineError``. `sensevoice` has one instance: later requests wait behind the stall.
+                ``TritonDeadlineError``. The stall holds up its encoder instance (the local config runs two):
+                requests that land behind it on that instance wait too.
 anything else   the real encoder, unchanged (texts equal those of the normal fixture server).
 ==============  ===========================================================================================
 

@@ -1,0 +1,126 @@
+"""How the local CPU shape spreads its work over the cores (issue 18): several single-threaded encoder instances
+sharing the machine's cores, and `svp run` transcribing two batches at a time.
+
+Real pieces: a local Triton on the micro export whose own log says what each encoder instance took, and
+`daily.run_date` against the fixture Triton (``process_batch`` is wrapped to observe and to fail a batch; the
+library has no fault switch).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from sensevoice_pipeline.jobs import daily
+from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, ModelRepository
+from sensevoice_pipeline.serving.server import LocalTriton
+from sensevoice_pipeline.serving.triton_models import THREADS_LOG, instance_count, instance_threads
+from sensevoice_pipeline.releases.policy import parse_config
+from sensevoice_pipeline.settings import Settings
+
+from .test_reliability import SPEECH_CLIPS, write_clips
+
+DAY = "2026-10-05"
+TWO_INSTANCES = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}
+
+
+def test_instance_count_sums_the_configs_instance_groups():
+    assert instance_count(TWO_INSTANCES) == 2
+    assert instance_count('{"instance_group": [{"count": 2}, {"count": 3}]}') == 5  # JSON, as Triton passes it
+    assert instance_count({"instance_group": [{"kind": "KIND_CPU"}]}) == 1  # count left to Triton's default
+    assert instance_count({}) == 1
+
+
+def test_each_instance_takes_its_share_of_the_cores_unless_svp_ort_threads_says(monkeypatch):
+    monkeypatch.delenv("SVP_ORT_THREADS", raising=False)
+    assert instance_threads(TWO_INSTANCES, cores=2) == 1
+    assert instance_threads(TWO_INSTANCES, cores=16) == 8
+    assert instance_threads(TWO_INSTANCES, cores=1) == 1  # never 0 (onnxruntime would take every core)
+    assert instance_threads({}, cores=4) == 4
+    monkeypatch.setenv("SVP_ORT_THREADS", "3")
+    assert instance_threads(TWO_INSTANCES, cores=16) == 3
+
+
+def test_the_local_triton_runs_the_configs_encoder_instances_each_on_its_share_of_the_cores(
+        exported_repository, monkeypatch):
+    """No SVP_ORT_THREADS: every encoder instance of the local config starts, and each says in the server's log
+    that it took the machine's cores divided by the instance count."""
+    config = parse_config(ModelRepository(exported_repository).model_dir(ENCODER_MODEL) / "configs"
+                          / f"{LOCAL_CONFIG_NAME}.pbtxt")
+    instances = sum(group.count for group in config.instance_group)
+    assert instances >= 2  # the layout issue 18 measured; one instance would leave cores idle
+    monkeypatch.delenv("SVP_ORT_THREADS", raising=False)
+    with LocalTriton(exported_repository) as server:
+        log_text = open(server.log_file, encoding="utf-8", errors="replace").read()
+    taken = re.findall(rf"{ENCODER_MODEL}_\d+(?:_\d+)?: onnxruntime CPU, {THREADS_LOG} (\d+)", log_text)
+    expected = max(1, len(os.sched_getaffinity(0)) // instances)
+    assert [int(t) for t in taken] == [expected] * instances, log_text[-3000:]
+
+
+# -- `svp run`: batches in flight ----------------------------------------------------------------------------------
+
+
+def settings_for(tmp_path, url: str) -> Settings:
+    return Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=url, batch_size=1)
+
+
+@pytest.mark.timeout(300)
+def test_svp_run_transcribes_batches_side_by_side_and_every_file_once(tmp_path, fixture_triton, monkeypatch):
+    """Batch 0 and batch 1 meet at a barrier before they transcribe: one batch at a time would never get both
+    there (the barrier breaks after its timeout and the run fails)."""
+    settings = settings_for(tmp_path, fixture_triton.grpc_url)
+    names = SPEECH_CLIPS[:5]
+    write_clips(settings.raw_root, DAY, names)
+    side_by_side = threading.Barrier(daily.BATCHES_IN_FLIGHT, timeout=60)
+    real = daily.process_batch
+
+    def process_batch(settings, batch, started_at):
+        if batch["index"] < daily.BATCHES_IN_FLIGHT:
+            side_by_side.wait()
+        return real(settings, batch, started_at)
+
+    monkeypatch.setattr(daily, "process_batch", process_batch)
+    result = daily.run_date(settings, DAY, run_id="side-by-side", show_progress=False)
+    assert result["files"] == len(names)
+    recordings = Lake(settings.lake_root).read("recordings", DAY).to_pylist()
+    assert sorted(r["source_path"] for r in recordings) == sorted(f"date={DAY}/{n}.wav" for n in names)
+    assert {r["status"] for r in recordings} == {"ok"}
+
+
+@pytest.mark.timeout(300)
+def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_running_one(tmp_path, fixture_triton,
+                                                                                       monkeypatch):
+    """Ten batches; batch 0 fails while batch 1 is still transcribing. The run raises batch 0's error only after
+    batch 1 has ended (nothing writes to the staging area after it is released), no batch past the one a freed
+    worker may already have taken starts, and nothing is published or left staged."""
+    settings = settings_for(tmp_path, fixture_triton.grpc_url)
+    write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:10])
+    started, ended = [], []
+    batch_0_failing = threading.Event()
+    real = daily.process_batch
+
+    def process_batch(settings, batch, started_at):
+        started.append(batch["index"])
+        if batch["index"] == 0:
+            batch_0_failing.set()
+            raise RuntimeError("batch 0 failed")
+        if batch["index"] == 1:
+            batch_0_failing.wait(60)
+            time.sleep(0.5)  # still transcribing when batch 0's error reaches run_date
+        result = real(settings, batch, started_at)
+        ended.append(batch["index"])
+        return result
+
+    monkeypatch.setattr(daily, "process_batch", process_batch)
+    with pytest.raises(RuntimeError, match="batch 0 failed"):
+        daily.run_date(settings, DAY, run_id="failing", show_progress=False)
+    assert 1 in ended  # run_date returned only after the running batch had ended
+    assert set(started) <= {0, 1, 2}, started  # batch 2: the worker freed by batch 0 may have taken it already
+    assert not list((settings.lake_root / daily.STAGING).rglob("*.parquet"))
+    assert daily.leases(settings).holder(DAY) is None
+    assert Lake(settings.lake_root).snapshot_id() is None  # nothing was ever published
