@@ -61,6 +61,7 @@ def build_models(paths: Paths, model: str) -> dict:
         repo_path = paths.repository(model, precision)
         repo = ModelRepository(repo_path)
         if repo_path.is_dir() and repo.latest_complete_version() is not None:
+            repo.copy_template()  # the cached version, served with the project's current configs
             log(f"{precision} export ({model}) cached at {repo_path}")
             continue
         shutil.rmtree(repo_path, ignore_errors=True)

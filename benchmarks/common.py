@@ -301,3 +301,18 @@ def machine_speed(seconds: float = 0.5) -> float:
         a @ a
         n += 1
     return round(2 * 512**3 * n / (time.perf_counter() - t0) / 1e9, 1)
+
+
+def local_encoder_instances() -> int:
+    """How many `sensevoice_encoder` instances the local Triton config runs (the bench's repositories are exported
+    with the project's configs): the Triton side shares ``--threads`` out among them, and the encoder floor runs
+    that many sessions side by side."""
+    from sensevoice_pipeline.releases.policy import parse_config
+    from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, template_root
+
+    config = parse_config(template_root() / ENCODER_MODEL / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt")
+    return max(1, sum(group.count or 1 for group in config.instance_group))
+
+
+def threads_per_instance(threads: int) -> int:
+    return max(1, threads // local_encoder_instances())

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import DEFAULT_WORKDIR, FIXTURE_MODEL_DIR, Paths, log
+from .common import DEFAULT_WORKDIR, FIXTURE_MODEL_DIR, Paths, log, threads_per_instance
 
 SAMPLE_RATE = 16000
 MAX_SEGMENT_S = 30.0
@@ -264,9 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--call-seconds", type=float, default=300.0)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads inside Triton (SVP_ORT_THREADS)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="onnxruntime threads inside Triton, shared out among its encoder instances")
     args = parser.parse_args(argv)
-    os.environ["SVP_ORT_THREADS"] = str(args.threads)
+    os.environ["SVP_ORT_THREADS"] = str(threads_per_instance(args.threads))
     merges = sorted(set(args.merge))
     paths = Paths(args.workdir)
     recordings = [sentences_call(args.call_seconds), fixture_call()]

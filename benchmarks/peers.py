@@ -31,13 +31,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from . import assets
-from .common import BENCH_DATE, REPO_ROOT, Paths, Sizes, Timers, load_average, log, progress, rtfx, write_json
+from .common import (BENCH_DATE, REPO_ROOT, Paths, Sizes, Timers, load_average, local_encoder_instances, log, progress,
+                     rtfx, threads_per_instance, write_json)
 
 SAMPLE_RATE = 16000
 # funasr_onnx.SenseVoiceSmall reads its tokenizer under this fixed name (sensevoice_bin.py), whatever the checkpoint
@@ -411,26 +414,41 @@ def _partition_seconds(partition: Path) -> float:
 
 
 def encoder_floor(paths: Paths, sizes: Sizes, partition: Path, threads: int) -> dict:
-    """The int8 encoder alone: features computed first (untimed), then one encoder call per whole file, in
-    manifest order, with the daily job's thread count."""
+    """The int8 encoder alone, laid out as the local Triton runs it: one session per encoder instance of the local
+    config, each with its share of ``threads``, taking whole files (features computed first, untimed) from one queue
+    in manifest order, one encoder call per file."""
     import soundfile as sf
 
     from sensevoice_pipeline.serving.transcriber import LocalTranscriber, Utterance
 
-    local = LocalTranscriber(paths.repository(sizes.model, "int8"), threads=threads)
+    instances, each = local_encoder_instances(), threads_per_instance(threads)
+    sessions = [LocalTranscriber(paths.repository(sizes.model, "int8"), threads=each) for _ in range(instances)]
     inputs, audio_s = [], 0.0
     for path, language in clip_files(partition):
         audio, _ = sf.read(str(path), dtype="float32")
         audio_s += audio.size / SAMPLE_RATE
-        inputs.append(local.transcriber.features([Utterance(audio, language, True)]))
-    local._encode(*inputs[0])  # warm-up
+        inputs.append(sessions[0].transcriber.features([Utterance(audio, language, True)]))
+    for session in sessions:
+        session._encode(*inputs[0])  # warm-up
+    queue = iter(progress(inputs, desc="encoder floor", unit="file"))
+    lock = threading.Lock()
+
+    def drain(session) -> None:
+        while True:
+            with lock:
+                features = next(queue, None)
+            if features is None:
+                return
+            session._encode(*features)
+
     t0 = time.perf_counter()
-    for features in progress(inputs, desc="encoder floor", unit="file"):
-        local._encode(*features)
+    with ThreadPoolExecutor(instances) as pool:
+        list(pool.map(drain, sessions))  # list(): a session's error is raised here
     wall = time.perf_counter() - t0
-    log(f"encoder floor: {len(inputs)} whole files, {audio_s:.0f} s in {wall:.1f} s ({threads} threads)")
+    log(f"encoder floor: {len(inputs)} whole files, {audio_s:.0f} s in {wall:.1f} s "
+        f"({instances} sessions x {each} threads)")
     return {"files": len(inputs), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3), "threads": threads,
-            "rtfx": round(rtfx(audio_s, wall), 2)}
+            "sessions": instances, "threads_per_session": each, "rtfx": round(rtfx(audio_s, wall), 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

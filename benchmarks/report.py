@@ -298,6 +298,7 @@ def daily_breakdown(raw: dict) -> dict | None:
         "svp_start_up_s": _r(sorted(startups)[len(startups) // 2], 2) if startups else None,
         "server_start_s": b["server_start_s"], "client_stages_s": b["client_stages_s"], "server": b["server"],
         "floor_s": floor["wall_s"], "floor_rtfx": floor["rtfx"],
+        "floor_layout": f"{floor.get('sessions', 1)} session(s) x {floor.get('threads_per_session', floor['threads'])} threads",
         "run_date_vs_floor": _r(b["wall_s"] / floor["wall_s"]),
         "svp_process_vs_floor": _r(pairs["medians"]["svp"]["wall_s"] / floor["wall_s"]) if svp_runs else None,
     }
@@ -512,7 +513,8 @@ def render_breakdown(d: dict) -> str:
     lines.append(f"    server: {server['requests']} requests in {server['executions']} executions; queue "
                  f"{server['queue_s']} s (summed per request), encoder {server['encoder_s']} s, frontend + CTC decode "
                  f"+ BLS {server['frontend_ctc_bls_s']} s (per execution)")
-    lines.append(f"    encoder-alone floor (int8, features precomputed, one call per whole file, same threads): "
+    lines.append(f"    encoder-alone floor (int8, features precomputed, one call per whole file, laid out as the local "
+                 f"Triton's encoder instances: {d['floor_layout']}): "
                  f"{d['floor_s']} s ({d['floor_rtfx']}x real time); run_date / floor {d['run_date_vs_floor']}x, "
                  f"svp run whole process / floor {_fmt(d['svp_process_vs_floor'], 2)}x")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from .common import (
     load_average,
     log,
     machine_speed,
+    threads_per_instance,
     write_json,
 )
 from .report import build_results, render
@@ -47,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache and output dir (default: var/bench)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default: <workdir>/results[-quick].json)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2,
-                   help="onnxruntime / torch threads, in-process and in Triton (default: all cores, %(default)s)")
+                   help="onnxruntime / torch threads in-process; in Triton, shared out among the local config's "
+                        "encoder instances (default: all cores, %(default)s)")
     p.add_argument("--concurrency", type=int, default=None, help="Triton requests in flight (default 8)")
     p.add_argument("--only", nargs="+", choices=ALL_STEPS, default=None, help="run only these measurements")
     p.add_argument("--clips-minutes", type=float, default=None, help="minutes of 3-30 s clips (default 10)")
@@ -172,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     if "funasr-onnx" in steps and importlib.util.find_spec("funasr_onnx") is None:
         log("funasr-onnx is not installed (pip install -e '.[bench]'): its row and pair side are left out")
         steps = [s for s in steps if s != "funasr-onnx"]
-    env = {**os.environ, "SVP_ORT_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
+    # In-process sessions and torch take --threads themselves; the local Triton shares them out among its encoder
+    # instances (one process each), as it shares a machine's cores when SVP_ORT_THREADS is unset.
+    env = {**os.environ, "SVP_ORT_THREADS": str(threads_per_instance(args.threads)), "PYTHONUNBUFFERED": "1"}
     cfg = {"workdir": str(workdir), "sizes": sizes.to_dict(), "threads": args.threads, "profile": args.profile}
     started = time.perf_counter()
 
