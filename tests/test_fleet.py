@@ -14,12 +14,16 @@ import sys
 import textwrap
 import time
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.errors import ConfigurationError, ServingUnavailableError
-from sensevoice_pipeline.serving.client import ModelNotReadyError, RequestRejectedError, SenseVoiceClient
+from sensevoice_pipeline.releases.control import TritonControl
+from sensevoice_pipeline.serving.client import ModelNotReadyError, RequestRejectedError, SenseVoiceClient, new_grpc_client
 from sensevoice_pipeline.serving.fleet import Fleet, parse_addresses, with_default_port
 from sensevoice_pipeline.serving.server import LocalTriton, free_port
 
@@ -286,3 +290,45 @@ def test_the_connection_lists_several_servers_and_transcription_tasks_take_the_t
     lines = [line.split(" ", 1) for line in out.stdout.splitlines() if line.startswith(("URL ", "POOL "))]
     assert lines == [["URL", "triton-0:8001,triton-1:8001"], ["URL", "gpu-a:8001,gpu-b:8002"],
                      ["POOL", "triton_fleet_a"]]
+
+
+# -- a server back on its address is reachable at once over a new channel -------------------------------------------
+
+
+class LiveOnly(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """Triton's ServerLive and nothing else: a server that comes up in a millisecond, so the test does not depend
+    on how long a real Triton takes to start compared with gRPC's reconnect backoff."""
+
+    async def ServerLive(self, request, context):
+        return service_pb2.ServerLiveResponse(live=True)
+
+
+def test_a_new_channel_reaches_a_server_that_came_back_while_an_old_one_was_in_reconnect_backoff():
+    """gRPC's C core shares subchannels among a process's channels by default: after one channel failed to connect
+    (connection refused, reconnect backoff >= 0.8 s), a channel created after the server came up failed at once with
+    the stale error. The library's channels (the fleet's clients and probes, TritonControl) have pools of their own."""
+    url = f"127.0.0.1:{free_port()}"
+
+    async def scenario():
+        old = new_grpc_client(url)
+        with pytest.raises(InferenceServerException, match="UNAVAILABLE"):
+            await old.is_server_live(client_timeout=5)  # nobody listens: the old channel is now in backoff
+        server = grpc.aio.server()
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(LiveOnly(), server)
+        server.add_insecure_port(url)
+        await server.start()
+        try:
+            t0 = time.perf_counter()
+            fresh = new_grpc_client(url)
+            live = await fresh.is_server_live(client_timeout=5)
+            control_live = await asyncio.to_thread(TritonControl(url).check_live)  # the sync client, the same way
+            waited = time.perf_counter() - t0
+            await fresh.close()
+        finally:
+            await old.close()
+            await server.stop(0)
+        return live, control_live, waited
+
+    live, control_live, waited = asyncio.run(scenario())
+    assert live and control_live is None  # check_live raises unless live
+    assert waited < 0.8  # answered, not waited out the backoff (gRPC's initial 1 s, jitter 0.2)

@@ -13,6 +13,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.releases.errors import ReleaseError
+from sensevoice_pipeline.serving.client import grpc_channel_args
 
 # The staged candidate is loaded under its own model name, never as a version of `sensevoice`: as the highest
 # ready version of `sensevoice` it would take the unpinned traffic at once.
@@ -46,7 +47,7 @@ class TritonControl:
     def __init__(self, url: str, timeout_s: float = 600.0):
         self.url = url
         self.timeout_s = timeout_s
-        self.client = grpcclient.InferenceServerClient(url)
+        self.client = grpcclient.InferenceServerClient(url, channel_args=grpc_channel_args())
 
     def check_live(self) -> None:
         try:

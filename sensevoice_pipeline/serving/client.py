@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.errors import InputError, ServingError, ServingTimeoutError, ServingUnavailableError
@@ -30,12 +31,37 @@ from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 
 log = logging.getLogger(__name__)
 
+
+def grpc_channel_args() -> list[tuple[str, int]]:
+    """tritonclient's default channel options (message sizes, keepalive), plus a subchannel pool of the channel's
+    own. gRPC's C core shares one subchannel per address among all the channels of a process, and a subchannel
+    whose server went away sits in reconnect backoff (1 s, growing to 2 minutes): every channel to that address,
+    even one created after the server came back, then fails at once with the stale "connection refused"
+    (grpc/grpc#17282). With a pool of its own, a new channel connects for real: the fleet's probe of an ejected
+    server, the next task's client after a Triton restart, a release step that waits for a server."""
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+
+
+def new_grpc_client(address: str) -> grpcclient.InferenceServerClient:
+    """An asyncio Triton client on a channel of its own (:func:`grpc_channel_args`)."""
+    return grpcclient.InferenceServerClient(address, channel_args=grpc_channel_args())
+
 DEFAULT_URL = "127.0.0.1:8001"
 URL_ENV = "SVP_TRITON_URL"
 UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
 REJECTED = "StatusCode.INVALID_ARGUMENT"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
 PROBE_TIMEOUT_S = 2.0
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own limit (a 30-minute call is ~115 MB of float32 samples)
 # `sensevoice` outputs beside TEXT, asked for only where the model's metadata lists them (older configs lack them).
 CONFIDENCE_OUTPUTS = ("CONFIDENCE", "EMOTION_PROBS")
 
@@ -122,7 +148,7 @@ class SenseVoiceClient:
         self._outputs: dict[str, list[str]] = {}  # per server: the outputs its model offers of TEXT + confidences
 
     async def __aenter__(self) -> "SenseVoiceClient":
-        self._clients = {address: grpcclient.InferenceServerClient(address) for address in self.fleet.addresses}
+        self._clients = {address: new_grpc_client(address) for address in self.fleet.addresses}
         if not self.fleet.single:
             self._prober = asyncio.create_task(self._probe_forever(), name=f"triton-probes {self.url}")
         return self
@@ -286,7 +312,7 @@ class SenseVoiceClient:
         ServerLive / ModelReady). An ejected server is probed over a new channel, which replaces its old one when
         the probe passes: the old channel may sit in gRPC's reconnect backoff (up to minutes) after the server died."""
         fresh = endpoint.ejected
-        client = grpcclient.InferenceServerClient(endpoint.address) if fresh else self._client_for(endpoint.address)
+        client = new_grpc_client(endpoint.address) if fresh else self._client_for(endpoint.address)
         try:
             live = await client.is_server_live(client_timeout=PROBE_TIMEOUT_S)
             ready = live and await client.is_model_ready(self.model, self.version, client_timeout=PROBE_TIMEOUT_S)
