@@ -307,12 +307,10 @@ def local_encoder_instances() -> int:
     """How many `sensevoice_encoder` instances the local Triton config runs (the bench's repositories are exported
     with the project's configs): the Triton side shares ``--threads`` out among them, and the encoder floor runs
     that many sessions side by side."""
-    from sensevoice_pipeline.releases.policy import parse_config
-    from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, template_root
+    from sensevoice_pipeline.serving.repository import ModelRepository, template_root
 
-    config = parse_config(template_root() / ENCODER_MODEL / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt")
-    return max(1, sum(group.count or 1 for group in config.instance_group))
+    return ModelRepository(template_root()).local_encoder_instances()
 
 
-def threads_per_instance(threads: int) -> int:
+def triton_threads_each(threads: int) -> int:
     return max(1, threads // local_encoder_instances())

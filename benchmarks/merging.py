@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import DEFAULT_WORKDIR, FIXTURE_MODEL_DIR, Paths, log, threads_per_instance
+from .common import DEFAULT_WORKDIR, FIXTURE_MODEL_DIR, Paths, log, triton_threads_each
 
 SAMPLE_RATE = 16000
 MAX_SEGMENT_S = 30.0
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2,
                         help="onnxruntime threads inside Triton, shared out among its encoder instances")
     args = parser.parse_args(argv)
-    os.environ["SVP_ORT_THREADS"] = str(threads_per_instance(args.threads))
+    os.environ["SVP_ORT_THREADS"] = str(triton_threads_each(args.threads))
     merges = sorted(set(args.merge))
     paths = Paths(args.workdir)
     recordings = [sentences_call(args.call_seconds), fixture_call()]

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import assets
 from .common import (BENCH_DATE, REPO_ROOT, Paths, Sizes, Timers, load_average, local_encoder_instances, log, progress,
-                     rtfx, threads_per_instance, write_json)
+                     rtfx, triton_threads_each, write_json)
 
 SAMPLE_RATE = 16000
 # funasr_onnx.SenseVoiceSmall reads its tokenizer under this fixed name (sensevoice_bin.py), whatever the checkpoint
@@ -421,7 +421,7 @@ def encoder_floor(paths: Paths, sizes: Sizes, partition: Path, threads: int) -> 
 
     from sensevoice_pipeline.serving.transcriber import LocalTranscriber, Utterance
 
-    instances, each = local_encoder_instances(), threads_per_instance(threads)
+    instances, each = local_encoder_instances(), triton_threads_each(threads)
     sessions = [LocalTranscriber(paths.repository(sizes.model, "int8"), threads=each) for _ in range(instances)]
     inputs, audio_s = [], 0.0
     for path, language in clip_files(partition):

@@ -30,7 +30,7 @@ from .common import (
     load_average,
     log,
     machine_speed,
-    threads_per_instance,
+    triton_threads_each,
     write_json,
 )
 from .report import build_results, render
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = [s for s in steps if s != "funasr-onnx"]
     # In-process sessions and torch take --threads themselves; the local Triton shares them out among its encoder
     # instances (one process each), as it shares a machine's cores when SVP_ORT_THREADS is unset.
-    env = {**os.environ, "SVP_ORT_THREADS": str(threads_per_instance(args.threads)), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "SVP_ORT_THREADS": str(triton_threads_each(args.threads)), "PYTHONUNBUFFERED": "1"}
     cfg = {"workdir": str(workdir), "sizes": sizes.to_dict(), "threads": args.threads, "profile": args.profile}
     started = time.perf_counter()
 

@@ -42,14 +42,15 @@ def random_segments(batch: int, frames: int, feature_dim: int, seed: int = 0) ->
             np.zeros(batch), np.full(batch, 14))
 
 
-def time_encoders(paths: dict[str, Path], feature_dim: int, frames: int = AUTO_FRAMES,
-                  rounds: int = 3) -> dict[str, float]:
+def time_encoders(paths: dict[str, Path], feature_dim: int, frames: int = AUTO_FRAMES, rounds: int = 3,
+                  threads: int | None = None) -> dict[str, float]:
     """Median seconds per call of each encoder on the same batch-1 segment, the encoders taking turns so that
-    other load on the machine hits them alike; sessions opened as serving opens them (EncoderSession)."""
+    other load on the machine hits them alike; sessions opened as serving opens them (EncoderSession), with
+    ``threads`` each (what one serving instance gets)."""
     from sensevoice_pipeline.speech.encoder import EncoderSession
 
     batch = random_segments(1, frames, feature_dim)
-    sessions = {name: EncoderSession(path) for name, path in paths.items()}
+    sessions = {name: EncoderSession(path, threads=threads) for name, path in paths.items()}
     seconds: dict[str, list[float]] = {name: [] for name in paths}
     for session in sessions.values():
         session.run(*batch, outputs=("token_ids",))  # warm-up: first-run allocations

@@ -1,6 +1,7 @@
 """`svp export` for real on the micro checkpoint: parity gate, metadata, and refusals that write nothing."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 from export import parity
 from export.pipeline import ExportError, run_export
-from sensevoice_pipeline.serving.repository import ModelRepository
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, ModelRepository, template_root
 
 from .conftest import FIXTURE_MODEL_DIR
 
@@ -368,3 +369,19 @@ def test_full_size_export(tmp_path_factory, precision):
     assert result.meta["architecture"]["parameters"] > 230_000_000
     assert result.meta["parity"]["passed"]
     assert result.meta["parity"]["thresholds"] == (thresholds or parity.THRESHOLDS[precision]).__dict__
+
+
+def test_auto_precision_times_the_candidates_as_one_local_encoder_instance_runs(tmp_path, monkeypatch):
+    """Each local encoder instance gets the cores divided by the instance count, so "auto" times the candidates
+    with that many threads, read from the target repository's own local config (here edited to 1 instance)."""
+    monkeypatch.delenv("SVP_ORT_THREADS", raising=False)
+    repo = ModelRepository(tmp_path / "repo")
+    repo.validate_or_init()
+    assert repo.local_encoder_instances() == ModelRepository(template_root()).local_encoder_instances() >= 2
+    config = repo.model_dir(ENCODER_MODEL) / "configs" / "local.pbtxt"
+    config.write_text(re.sub(r"count: \d+", "count: 1", config.read_text()))
+    assert repo.local_encoder_instances() == 1
+    result = run_export(str(FIXTURE_MODEL_DIR), repo.path, "auto", progress=lambda *_: None)
+    choice = result.meta["precision_choice"]
+    cores = len(os.sched_getaffinity(0))
+    assert choice["threads"] == cores and f"with {cores} thread(s)" in choice["why"]

@@ -186,6 +186,17 @@ class ModelRepository:
         if not self.is_initialised():
             self.copy_template()
 
+    def local_encoder_instances(self) -> int:
+        """How many `sensevoice_encoder` instances the local config runs (this repository's config, else the
+        template's): the encoder's speed is measured with each instance's share of the cores."""
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+
+        name = Path(ENCODER_MODEL) / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt"
+        path = self.path / name if (self.path / name).is_file() else template_root() / name
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        return max(1, sum(group.count or 1 for group in config.instance_group))
+
     def model_py(self, model: str) -> Path:
         """The model.py shell that new versions of ``model`` get: the repository's own, else the template's."""
         own = self.model_dir(model) / "model.py"

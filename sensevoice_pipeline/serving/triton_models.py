@@ -66,16 +66,21 @@ def instance_count(model_config: str | dict | None) -> int:
 
 
 def instance_threads(model_config: str | dict | None, cores: int | None = None) -> int:
-    """onnxruntime threads for one instance of the local encoder: ``SVP_ORT_THREADS`` when set, else this machine's
-    cores shared out among the config's instances (at least 1 each). Several single-threaded instances beat one
-    instance with every core: onnxruntime wakes its pool for each of the graph's ~2,000 nodes, and on 2 cores two
-    1-thread sessions ran the same 36 clips 1.4-1.5x faster than one 2-thread session (benchmarks/README.md,
-    issue 18)."""
+    """onnxruntime threads for one instance of the local encoder under ``model_config``: see
+    :func:`threads_per_instance`."""
+    return threads_per_instance(instance_count(model_config), cores)
+
+
+def threads_per_instance(instances: int, cores: int | None = None) -> int:
+    """``SVP_ORT_THREADS`` when set, else this machine's cores shared out among ``instances`` (at least 1 each).
+    Several single-threaded instances beat one instance with every core: onnxruntime wakes its pool for each of the
+    graph's ~2,000 nodes, and on 2 cores two 1-thread sessions ran the same 36 clips 1.4-1.5x faster than one
+    2-thread session (benchmarks/README.md, issue 18)."""
     explicit = int(os.environ.get("SVP_ORT_THREADS") or 0)
     if explicit > 0:
         return explicit
     cores = cores or len(os.sched_getaffinity(0))
-    return max(1, cores // instance_count(model_config))
+    return max(1, cores // max(1, instances))
 
 
 def config_outputs(model_config: str | dict | None) -> tuple[str, ...]:
