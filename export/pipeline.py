@@ -93,8 +93,7 @@ def run_export(
         encoder_dir = staging / ENCODER_MODEL
         encoder_dir.mkdir()
         onnx_path, precision, choice, int8_report = _encoder_file(
-            precision, fp32_path, encoder_dir / ENCODER_FILE, encoder_graph, feature_dim, thresholds, progress,
-            threads_per_instance(repo.local_encoder_instances()))
+            precision, fp32_path, encoder_dir / ENCODER_FILE, encoder_graph, feature_dim, thresholds, progress, repo)
         if choice is not None and precision == "fp32":
             thresholds = None  # the caller's floors were the int8 candidate's
         fp32_path.unlink(missing_ok=True)
@@ -131,10 +130,10 @@ def run_export(
 
 def _encoder_file(precision: str, fp32_path: Path, target: Path, encoder_graph, feature_dim: int,
                   thresholds: parity.Thresholds | None, progress: Progress,
-                  threads: int) -> tuple[Path, str, dict | None, parity.ParityReport | None]:
+                  repo: ModelRepository) -> tuple[Path, str, dict | None, parity.ParityReport | None]:
     """The encoder of ``precision`` written to ``target``: (path, its precision, how "auto" chose it, the int8
     candidate's parity report); the last two None unless ``precision`` is "auto", which times the candidates with
-    ``threads`` each, as one instance of the local encoder runs."""
+    the threads one instance of ``repo``'s local encoder gets."""
     if precision != precision_mod.AUTO:
         return precision_mod.convert(fp32_path, target, precision), precision, None, None
     int8_path = precision_mod.convert(fp32_path, fp32_path.with_name("int8.onnx"), "int8")
@@ -143,6 +142,7 @@ def _encoder_file(precision: str, fp32_path: Path, target: Path, encoder_graph, 
         choice = {"asked": "auto", "chosen": "fp32", "why": "int8 failed its parity gate: "
                   + "; ".join(int8_report.failures)}
     else:
+        threads = threads_per_instance(repo.local_encoder_instances())
         seconds = precision_mod.time_encoders({"fp32": fp32_path, "int8": int8_path}, feature_dim, threads=threads)
         chosen = min(seconds, key=seconds.get)
         choice = {"asked": "auto", "chosen": chosen, "seconds": seconds, "frames": precision_mod.AUTO_FRAMES,

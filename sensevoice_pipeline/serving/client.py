@@ -31,6 +31,16 @@ from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 
 log = logging.getLogger(__name__)
 
+DEFAULT_URL = "127.0.0.1:8001"
+URL_ENV = "SVP_TRITON_URL"
+UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
+REJECTED = "StatusCode.INVALID_ARGUMENT"
+DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
+PROBE_TIMEOUT_S = 2.0
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own limit (a 30-minute call is ~115 MB of float32 samples)
+# `sensevoice` outputs beside TEXT, asked for only where the model's metadata lists them (older configs lack them).
+CONFIDENCE_OUTPUTS = ("CONFIDENCE", "EMOTION_PROBS")
+
 
 def grpc_channel_args() -> list[tuple[str, int]]:
     """tritonclient's default channel options (message sizes, keepalive), plus a subchannel pool of the channel's
@@ -54,16 +64,6 @@ def grpc_channel_args() -> list[tuple[str, int]]:
 def new_grpc_client(address: str) -> grpcclient.InferenceServerClient:
     """An asyncio Triton client on a channel of its own (:func:`grpc_channel_args`)."""
     return grpcclient.InferenceServerClient(address, channel_args=grpc_channel_args())
-
-DEFAULT_URL = "127.0.0.1:8001"
-URL_ENV = "SVP_TRITON_URL"
-UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
-REJECTED = "StatusCode.INVALID_ARGUMENT"
-DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
-PROBE_TIMEOUT_S = 2.0
-MAX_GRPC_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own limit (a 30-minute call is ~115 MB of float32 samples)
-# `sensevoice` outputs beside TEXT, asked for only where the model's metadata lists them (older configs lack them).
-CONFIDENCE_OUTPUTS = ("CONFIDENCE", "EMOTION_PROBS")
 
 
 def default_url() -> str:

@@ -189,13 +189,9 @@ class ModelRepository:
     def local_encoder_instances(self) -> int:
         """How many `sensevoice_encoder` instances the local config runs (this repository's config, else the
         template's): the encoder's speed is measured with each instance's share of the cores."""
-        from google.protobuf import text_format
-        from tritonclient.grpc import model_config_pb2
-
         name = Path(ENCODER_MODEL) / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt"
         path = self.path / name if (self.path / name).is_file() else template_root() / name
-        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-        return max(1, sum(group.count or 1 for group in config.instance_group))
+        return max(1, sum(group.count or 1 for group in _parse_config(path).instance_group))
 
     def model_py(self, model: str) -> Path:
         """The model.py shell that new versions of ``model`` get: the repository's own, else the template's."""
@@ -288,10 +284,7 @@ class ModelRepository:
         parse, so nothing can be assumed)."""
         present = sorted(v for v in self.versions() if self.version_dir(model, v).is_dir())
         try:
-            from google.protobuf import text_format
-            from tritonclient.grpc import model_config_pb2
-
-            policy = text_format.Parse(config.read_text(), model_config_pb2.ModelConfig()).version_policy
+            policy = _parse_config(config).version_policy
         except Exception:  # noqa: BLE001 -- unreadable, unparsable, or no tritonclient here
             return None
         return versions_under_policy(policy, present)
@@ -362,6 +355,15 @@ class ModelRepository:
                 raise RepositoryError(f"{target} already exists; refusing to overwrite a published version")
         for model in (ENCODER_MODEL, PIPELINE_MODEL):
             os.replace(staged / model, self.version_dir(model, version))
+
+
+def _parse_config(path: Path):
+    """A config.pbtxt as Triton's ModelConfig protobuf (tritonclient ships its definition; imported here so that
+    the repository code loads without it)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
 def _ignore_versions(directory: str, names: list[str]) -> list[str]:
