@@ -284,13 +284,14 @@ def test_tensorrt_variant_has_one_explicit_profile_covering_every_bucket_and_bat
     assert trt["precision_mode"] in {"FP32", "FP16"}
 
 
-def test_pipeline_configs_keep_batches_in_flight_on_the_gpu_and_exact_padding_on_the_cpu():
+def test_pipeline_configs_batch_on_the_gpu_and_run_each_request_alone_on_the_cpu():
     production, local = config(PIPELINE_MODEL), config(PIPELINE_MODEL, "local")
     for parsed in (production, local):
         assert parsed.backend == "python" and [g.kind for g in parsed.instance_group] == [CPU]
         # TEXT, then the tag confidences (issue 18)
         assert [o.name for o in parsed.output] == ["TEXT", "CONFIDENCE", "EMOTION_PROBS"]
-        assert parsed.HasField("dynamic_batching")
+    # the GPU batches; locally each request runs alone, one utterance per encoder call (issue 18)
+    assert production.HasField("dynamic_batching") and not local.HasField("dynamic_batching")
     # several instances: while one waits on its encoder call the others compute features or decode
     assert production.instance_group[0].count >= 2
     buckets = frame_buckets(triton_json(production))

@@ -1,5 +1,6 @@
 """How the local CPU shape spreads its work over the cores (issue 18): several single-threaded encoder instances
-sharing the machine's cores, and `svp run` transcribing two batches at a time.
+sharing the machine's cores, each utterance sent to the encoder on its own, and `svp run` transcribing two batches
+at a time.
 
 Real pieces: a local Triton on the micro export whose own log says what each encoder instance took, and
 `daily.run_date` against the fixture Triton (``process_batch`` is wrapped to observe and to fail a batch; the
@@ -8,6 +9,7 @@ library has no fault switch).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import threading
@@ -17,13 +19,15 @@ import pytest
 
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, ModelRepository
+from sensevoice_pipeline.serving.client import SenseVoiceClient
+from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, PIPELINE_MODEL, ModelRepository
 from sensevoice_pipeline.serving.server import LocalTriton
 from sensevoice_pipeline.serving.triton_models import THREADS_LOG, instance_count, instance_threads
 from sensevoice_pipeline.releases.policy import parse_config
 from sensevoice_pipeline.settings import Settings
 
-from .test_reliability import SPEECH_CLIPS, write_clips
+from .fault_models import model_statistics
+from .test_reliability import SPEECH_CLIPS, clip, write_clips
 
 DAY = "2026-10-05"
 TWO_INSTANCES = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}
@@ -60,6 +64,29 @@ def test_the_local_triton_runs_the_configs_encoder_instances_each_on_its_share_o
     taken = re.findall(rf"{ENCODER_MODEL}_\d+(?:_\d+)?: onnxruntime CPU, {THREADS_LOG} (\d+)", log_text)
     expected = max(1, len(os.sched_getaffinity(0)) // instances)
     assert [int(t) for t in taken] == [expected] * instances, log_text[-3000:]
+
+
+@pytest.mark.timeout(300)
+def test_the_local_triton_sends_each_utterance_to_the_encoder_on_its_own(fixture_triton):
+    """Eight requests at once, more than the instances: with a dynamic batcher on `sensevoice` the queued ones would
+    be merged into one execution and one padded encoder call, which runs on a single encoder instance while the
+    other idles. Locally every request is its own execution and its own batch-1 encoder call, so the default
+    scheduler hands each to whichever encoder instance is free."""
+    url, names = fixture_triton.grpc_url, SPEECH_CLIPS[:8]
+
+    async def at_once():
+        async with SenseVoiceClient(url, max_concurrency=len(names)) as client:
+            return await asyncio.gather(*(client.transcribe(clip(n), "auto") for n in names))
+
+    before = {m: model_statistics(url, m) for m in (PIPELINE_MODEL, ENCODER_MODEL)}
+    answers = asyncio.run(at_once())
+    after = {m: model_statistics(url, m) for m in (PIPELINE_MODEL, ENCODER_MODEL)}
+    assert all(a.text for a in answers)
+    for model in (PIPELINE_MODEL, ENCODER_MODEL):
+        requests = after[model]["inference_count"] - before[model]["inference_count"]
+        executions = after[model]["execution_count"] - before[model]["execution_count"]
+        batch_1 = after[model]["batches"].get(1, 0) - before[model]["batches"].get(1, 0)
+        assert requests == executions == batch_1 == len(names), (model, before[model], after[model])
 
 
 # -- `svp run`: batches in flight ----------------------------------------------------------------------------------

@@ -122,10 +122,9 @@ def test_configs_parse_as_model_config_protos(model, config):
     text = (Path("model_repository") / model / config).read_text()
     parsed = text_format.Parse(text, model_config_pb2.ModelConfig())
     assert parsed.name == model and parsed.max_batch_size >= 16
-    # The local encoder has none: `sensevoice` sends it length groups, and requests merged there would run one
-    # after another on one instance while the other idles (issue 18).
-    local_encoder = (model, config) == ("sensevoice_encoder", "configs/local.pbtxt")
-    assert parsed.HasField("dynamic_batching") is not local_encoder
+    # The local configs have none: a merged execution ran on one single-threaded encoder instance while the other
+    # idled (issue 18; tests/test_local_layout.py). Production batches on the GPU.
+    assert parsed.HasField("dynamic_batching") is (config == "config.pbtxt")
     if config == "config.pbtxt" and model == "sensevoice_encoder":
         assert parsed.backend == "onnxruntime"
         assert parsed.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU

@@ -17,9 +17,10 @@ hint            what the encoder does
 anything else   the real encoder, unchanged (texts equal those of the normal fixture server).
 ==============  ===========================================================================================
 
-Everything else is the real fixture repository: the `sensevoice` model is untouched, only its local config's
-dynamic batcher waits longer (``queue_delay_us``, 0.5 s by default) so that 8 concurrent requests (the client's and
-the daily job's default concurrency) reliably share one batch. The price: a request sent alone waits that long.
+Everything else is the real fixture repository: the `sensevoice` model is untouched, only its local config gets a
+dynamic batcher, as the production config has (the local one runs each request alone, issue 18), that waits long
+(``queue_delay_us``, 0.5 s by default) so that 8 concurrent requests (the client's and the daily job's default
+concurrency) reliably share one batch. The price: a request sent alone waits that long.
 
 Use, in a test module (session fixtures; pytest registers imported fixtures)::
 
