@@ -222,11 +222,12 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
     summary = _run_summary(run_id, recordings, utterances, started_at)
     day = {"utterances": utterances, "recordings": recordings, **tables.rollups(utterances),
            "runs": tables.to_table([summary], tables.RUNS)}
-    the_lake = lake(settings)
-    snapshot = the_lake.commit_day(date, day, before_commit=lambda: date_leases.renew(date, run_id))
+    grace = dt.timedelta(seconds=settings.gc_grace_s)
+    snapshot = lake(settings).commit_day(date, day, before_commit=lambda: date_leases.renew(date, run_id),
+                                         collect_garbage_older_than=grace)
     Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog).refresh()
     release(settings, date, run_id)
-    _collect_garbage(settings, the_lake)
+    _drop_stale_staging(settings, grace)
     result = {"date": date, "snapshot": snapshot,
               **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")}}
     log.info("published %s: %s", date, result)
@@ -262,30 +263,23 @@ def _check_failure_budget(result: dict, budget: float) -> None:
         )
 
 
-def _collect_garbage(settings: Settings, the_lake: Lake) -> None:
-    """Superseded lake files and abandoned staging of any date, past the grace period. Cleanup never fails a
-    publish that has succeeded."""
-    grace = dt.timedelta(seconds=settings.gc_grace_s)
-    try:
-        the_lake.collect_garbage(grace)
-        _drop_stale_staging(settings, grace)
-    except Exception as exc:  # noqa: BLE001 -- logged; the next publish tries again
-        log.warning("garbage collection skipped: %s", exc)
-
-
 def _drop_stale_staging(settings: Settings, grace: dt.timedelta) -> None:
     """Local lakes: staging folders of runs that neither published nor released (a killed `svp run`, a DAG run
-    that was never retried), untouched for longer than the grace period."""
+    that was never retried), untouched for longer than the grace period. Cleanup never fails a publish that has
+    succeeded."""
     root = settings.lake_root / STAGING
     if storage.is_remote(root) or not root.is_dir():
         return
     cutoff = time.time() - grace.total_seconds()
-    for stage in root.glob("date=*/run=*"):
-        newest = max((p.stat().st_mtime for p in [stage, *stage.iterdir()]), default=0)
-        if newest < cutoff:
-            log.info("removing abandoned staging %s", stage)
-            files.remove_tree(stage)
-            _remove_empty_parents(stage.parent, root)
+    try:
+        for stage in root.glob("date=*/run=*"):
+            newest = max((p.stat().st_mtime for p in [stage, *stage.iterdir()]), default=0)
+            if newest < cutoff:
+                log.info("removing abandoned staging %s", stage)
+                files.remove_tree(stage)
+                _remove_empty_parents(stage.parent, root)
+    except OSError as exc:  # logged; the next publish tries again
+        log.warning("removing abandoned staging skipped: %s", exc)
 
 
 def _read_staged(stage: Path, table: str, schema: pa.Schema) -> pa.Table:
