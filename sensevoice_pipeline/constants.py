@@ -22,12 +22,13 @@ DEFAULT_USE_ITN = True
 DEFAULT_MAX_SEGMENT_S = 30.0
 
 # Adjacent VAD segments of one channel can be joined into one request up to this many seconds
-# (speech.vad.merge_adjacent; Settings.merge_segment_s / SVP_MERGE_SEGMENT_S, 0 = off). Off by measurement
-# (benchmarks/merging.py, 2026-12-02, full-size int8 on 2 CPU cores, a 5-minute call of short sentences): joining
-# to 5/10/15/25 s cut requests from 92 to 73/35/22/13 but cost 1.21/1.38/1.62/1.52x the wall time (the encoder's
-# attention grows faster than linearly with length, and the pauses inside a joined segment are sent too), and on
-# the fixture model no joined segment kept its clips' texts. It also leaves one emotion and event per joined
-# segment instead of per sentence.
+# (speech.vad.merge_adjacent; Settings.merge_segment_s / SVP_MERGE_SEGMENT_S, 0 = off). Off: joining leaves one
+# emotion and event per joined segment instead of per sentence, and turning it on by default would change what an
+# utterance row is (a day's counts would drop 2-4x from the day of the upgrade). Its speed is the CPU's and the
+# export's (benchmarks/merging.py, full-size int8, 2 cores, a 5-minute call of short sentences, 92 segments): joining
+# to 5/10/15 s cost 1.21/1.38/1.62x the wall time on an AMD EPYC at load 4-7 (17.5 s unjoined), and saved time on an
+# idle Intel Xeon with AVX-512 VNNI and AMX (3.3 s unjoined), 0.90/0.79/0.83x, with and without the local
+# `sensevoice` batcher alike. A user who wants calls faster more than per-sentence emotions can set 10.
 DEFAULT_MERGE_SEGMENT_S = 0.0
 
 # How a recording's channels are transcribed: mono mixes them down; split gives one transcript per channel (agent and
