@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test test-slow bench gpu-check demo serve clean
+.PHONY: help venv test test-stack test-slow bench gpu-check demo serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP)  ## run the test suite (fast: exports and serves the micro model for real)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+test-stack: $(STAMP)  ## only the production stack running as processes (tests/test_stack.py, a few minutes)
+	$(PY) -m pytest -m stack -s $(PYTEST_ARGS)
 
 test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and int8
 	$(PY) -m pytest -m slow -s $(PYTEST_ARGS)

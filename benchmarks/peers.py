@@ -339,7 +339,7 @@ def _instrument_daily(timers: Timers) -> None:
     from sensevoice_pipeline.lake import files
     from sensevoice_pipeline.serving import recordings
 
-    daily.plan = timers.wrap("plan", daily.plan)
+    daily.plan_with_lease = timers.wrap("plan", daily.plan_with_lease)
     daily.publish = timers.wrap("publish", daily.publish)
     files.fetch = timers.wrap("fetch + hash", files.fetch)
     recordings.load_16k = timers.wrap("decode", recordings.load_16k)

@@ -38,7 +38,8 @@ teardown `release`.
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address, or several
 comma-separated: balanced, with failover), $SVP_TRITON_POOL, and the
 environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE, SVP_LEASE_TTL_S,
-SVP_REQUEST_TIMEOUT_S, SVP_CATALOG. The roots may be s3://bucket/prefix URIs: credentials and endpoint from the `aws`
+SVP_REQUEST_TIMEOUT_S, SVP_CATALOG (required for s3:// lakes: a PostgreSQL database every worker reaches),
+SVP_DAILY_START_DATE (the first day, read when this file is parsed; catchup runs every day from there). The roots may be s3://bucket/prefix URIs: credentials and endpoint from the `aws`
 Connection named by `aws_conn_id` (default aws_default) when it exists, else from AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL (in the triggerer as well as in the workers).
 """
@@ -60,7 +61,8 @@ from sensevoice_pipeline.lake.lease import DateBusyError
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.constants import CHANNEL_MODES
-from sensevoice_pipeline.settings import Settings, triton_pool
+from sensevoice_pipeline.lake.lease import LeaseLostError
+from sensevoice_pipeline.settings import Settings, daily_start_date, triton_pool
 
 UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"})
 
@@ -98,10 +100,11 @@ LEASE_WAIT = {"retries": 6, "retry_delay": dt.timedelta(minutes=2), "retry_expon
     # Data-interval timetable: the run after midnight covers the day that just ended ("@daily" in Airflow 3 is a
     # trigger timetable whose runs have zero-length intervals).
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    start_date=pendulum.parse(daily_start_date(), tz="UTC"),  # $SVP_DAILY_START_DATE
     catchup=True,  # backfills: one run per missing day
     max_active_runs=2,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True},
+    # The first retry waits Airflow's [core] default_task_retry_delay (docker-compose.yml: 2 minutes), doubling after.
+    default_args={"retries": 2, "retry_exponential_backoff": True},
     params={
         "date": Param("", type="string", description="Process this date (YYYY-MM-DD) instead of the interval's"),
         "language": Param("auto", enum=list(LANGUAGES), description="Default language hint (manifest.csv overrides)"),
@@ -155,7 +158,10 @@ def sensevoice_daily():
     @task(retries=3, pool=triton_pool())
     def transcribe(batch: dict) -> dict:
         context = get_current_context()
-        return daily.process_batch(_settings(context["params"]), batch, context["dag_run"].start_date)
+        try:
+            return daily.process_batch(_settings(context["params"]), batch, context["dag_run"].start_date)
+        except LeaseLostError as exc:
+            raise AirflowFailException(str(exc)) from exc  # another run has the date now: retrying cannot help
 
     @task(outlets=[UTTERANCES_ASSET], trigger_rule="none_failed")  # an empty day still publishes
     def publish(summaries: list[dict]) -> dict:

@@ -104,7 +104,7 @@ def sensevoice_model_release():
     def export_model() -> dict:
         p = get_current_context()["params"]
         settings = _settings(p)
-        releases.check_report_root(settings.lake_root)
+        releases.check_report_root(settings.lake_root, settings.catalog)
         return _step(lambda: releases.export_version(p["checkpoint"], settings.model_repository, p["precision"],
                                                      p["exporter"]))
 

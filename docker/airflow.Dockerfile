@@ -19,13 +19,13 @@
 # --- target `airflow` ----------------------------------------------------------------------------------------------
 FROM apache/airflow:3.3.2-python3.11 AS airflow
 
-# The pipeline's data roots (SVP_RAW_ROOT, SVP_LAKE_ROOT) live under /data, a named volume in docker-compose.yml;
-# a fresh volume takes the ownership and mode of the image's folder. Group 0 may write, as in the rest of the
-# official image: the release worker runs as $AIRFLOW_UID:0 (the owner of the host's model repository).
+# The data roots live in the object store (docker-compose.yml); each container keeps only its own DuckDB file of
+# views under /opt/svp/warehouse (SVP_WAREHOUSE). Group 0 may write, as in the rest of the official image: the
+# release worker runs as $AIRFLOW_UID:0 (the owner of the host's model repository).
 USER root
-RUN mkdir -p /opt/svp/src /data/raw /data/lake \
- && chown -R airflow:0 /opt/svp /data \
- && chmod -R g+rwX /opt/svp /data
+RUN mkdir -p /opt/svp/src /opt/svp/warehouse \
+ && chown -R airflow:0 /opt/svp \
+ && chmod -R g+rwX /opt/svp
 COPY --chmod=0755 docker/check-secrets.sh /usr/local/bin/check-secrets.sh
 USER airflow
 

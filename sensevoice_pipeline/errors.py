@@ -27,7 +27,7 @@ ServingError: deadline exceeded                            2          504
 ServingError: any other fault of the serving side          2          502
 any other SvpError (PublishError, FailureBudgetExceeded,   1          500
 ReleaseError, ...): the run itself failed
-KeyboardInterrupt (Ctrl-C)                                 130        --
+KeyboardInterrupt (Ctrl-C); SIGTERM (``Interrupted``)     130; 143   --
 anything else (a bug: ``svp`` shows its traceback)         1          500
 =========================================================  =========  ==========================================
 
@@ -65,6 +65,15 @@ class PublishError(SvpError):
     """A day could not be committed (the partition changed during the run, the date's lease was lost, ...)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) asked ``svp`` to stop: raised in the main thread like Ctrl-C, so that the same cleanup
+    runs (a run gives its date's lease back)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class FailureBudgetExceeded(SvpError):
     """A day was published (its rows are real) but more of its files failed than the run allows."""
 
@@ -93,6 +102,8 @@ HTTP_STATUSES: dict[type[BaseException], int] = {
 
 def exit_code(exc: BaseException) -> int:
     """The exit status ``svp`` ends with after ``exc``."""
+    if isinstance(exc, Interrupted):
+        return 128 + exc.signum  # what a shell reports for a process ended by that signal
     return _by_kind(exc, EXIT_CODES, RUN_FAILED)
 
 

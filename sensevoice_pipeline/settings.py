@@ -5,6 +5,7 @@ flags, DAG Params). The CLI builds it with ``Settings.from_env``; DAG tasks and 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,8 +43,9 @@ class Settings:
     request_timeout_s: float = 120.0  # deadline of one Triton request (SVP_REQUEST_TIMEOUT_S)
     # Share of a day's files that may fail (bad input) before the run ends failed; the day is published anyway.
     failure_budget: float = 0.2
-    # The DuckLake catalog of the lake's tables (SVP_CATALOG): a SQLite file path; default <lake_root>/catalog.sqlite,
-    # or for an s3:// lake var/warehouse/<bucket>/<prefix>/catalog.sqlite (lake.default_catalog)
+    # The DuckLake catalog of the lake's tables (SVP_CATALOG): a SQLite file path (one host), or a PostgreSQL database
+    # every host reaches (postgresql://user@host:5432/db); default <lake_root>/catalog.sqlite for a local lake, none
+    # for an s3:// lake (lake/catalog_db.py)
     catalog: str | None = None
     lease_ttl_s: float = 3600.0  # a run holds its date this long after its last heartbeat (SVP_LEASE_TTL_S)
     # Superseded lake files and abandoned staging are deleted this long after they stopped being current, so a
@@ -69,7 +71,8 @@ class Settings:
         def checked_env(key: str, variable: str, default):
             """The variable's value for ``key``, checked like an override (its errors name the variable); unset,
             empty or overridden: ``default``, so that a flag can stand in for a bad variable."""
-            return default if key in given or not env.get(variable) else _checked(key, env[variable], variable)
+            value = env.get(variable, "").strip()  # an empty variable means unset
+            return default if key in given or not value else _checked(key, value, variable)
 
         base = cls(
             raw_root=checked_env("raw_root", "SVP_RAW_ROOT", cls.raw_root),
@@ -78,13 +81,13 @@ class Settings:
             triton_url=default_url(),
             language=checked_env("language", "SVP_LANGUAGE", cls.language),
             channel_mode=checked_env("channel_mode", "SVP_CHANNEL_MODE", cls.channel_mode),
-            request_timeout_s=float(env.get("SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s)),
+            request_timeout_s=checked_env("request_timeout_s", "SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s),
             max_segment_s=checked_env("max_segment_s", "SVP_MAX_SEGMENT_S", cls.max_segment_s),
             merge_segment_s=checked_env("merge_segment_s", "SVP_MERGE_SEGMENT_S", cls.merge_segment_s),
-            failure_budget=float(env.get("SVP_FAILURE_BUDGET", cls.failure_budget)),
-            catalog=env.get("SVP_CATALOG") or None,
-            lease_ttl_s=float(env.get("SVP_LEASE_TTL_S", cls.lease_ttl_s)),
-            gc_grace_s=float(env.get("SVP_GC_GRACE_S", cls.gc_grace_s)),
+            failure_budget=checked_env("failure_budget", "SVP_FAILURE_BUDGET", cls.failure_budget),
+            catalog=checked_env("catalog", "SVP_CATALOG", None),
+            lease_ttl_s=checked_env("lease_ttl_s", "SVP_LEASE_TTL_S", cls.lease_ttl_s),
+            gc_grace_s=checked_env("gc_grace_s", "SVP_GC_GRACE_S", cls.gc_grace_s),
             model_repository=Path(env.get("SVP_MODEL_REPOSITORY") or cls.model_repository),
             golden_dir=Path(env["SVP_GOLDEN_DIR"]) if env.get("SVP_GOLDEN_DIR") else None,
             triton_conn_id=env.get("SVP_TRITON_CONN_ID") or cls.triton_conn_id,
@@ -114,6 +117,20 @@ def triton_pool() -> str:
     return os.environ.get(TRITON_POOL_ENV, "").strip() or DEFAULT_TRITON_POOL
 
 
+DAILY_START_DATE_ENV = "SVP_DAILY_START_DATE"
+DEFAULT_DAILY_START_DATE = "2026-11-01"
+
+
+def daily_start_date() -> str:
+    """The first day the daily DAG processes ($SVP_DAILY_START_DATE, YYYY-MM-DD): a new deployment's scheduler
+    catches up from there, one run per day. Read when the DAG file is parsed (a DAG's start date is not a Param)."""
+    value = os.environ.get(DAILY_START_DATE_ENV, "").strip() or DEFAULT_DAILY_START_DATE
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise ConfigurationError(f"{DAILY_START_DATE_ENV}: not a date: {value!r} (expected YYYY-MM-DD)") from exc
+
+
 def _check_duckdb_path(path: Path, where: str) -> Path:
     """DuckDB reads what follows a '?' in a database path as connection options, and then cannot write the file."""
     if "?" in str(path):
@@ -123,7 +140,16 @@ def _check_duckdb_path(path: Path, where: str) -> Path:
 
 
 _CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode", "model_repository", "golden_dir",
-            "max_segment_s", "merge_segment_s")
+            "max_segment_s", "merge_segment_s", "request_timeout_s", "failure_budget", "lease_ttl_s", "gc_grace_s",
+            "catalog")
+
+# Numeric knobs: (what it is, lowest, highest, whether the lowest itself is allowed); finite always.
+_NUMBERS = {
+    "request_timeout_s": ("the request deadline (seconds)", 0.0, 86400.0, False),
+    "failure_budget": ("the failure budget (a share of the day's files)", 0.0, 1.0, True),
+    "lease_ttl_s": ("the lease lifetime (seconds)", 0.0, 7 * 86400.0, False),
+    "gc_grace_s": ("the garbage-collection grace period (seconds)", 0.0, 365 * 86400.0, True),
+}
 
 
 def _checked(key: str, value, variable: str | None = None):
@@ -166,6 +192,25 @@ def _checked(key: str, value, variable: str | None = None):
             raise ConfigurationError(f"{where}merge segment length must be 0 (off) or between 1 and 30 seconds, "
                                      f"got {value!r}")
         return seconds
+    if key in _NUMBERS:
+        what, low, high, low_allowed = _NUMBERS[key]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not (low <= number <= high) or (number == low and not low_allowed):  # NaN fails every comparison
+            bound = "at least" if low_allowed else "more than"
+            raise ConfigurationError(f"{where}{what} must be a number {bound} {low:.10g} and at most {high:.10g}, "
+                                     f"got {value!r}")
+        return number
+    if key == "catalog":
+        from sensevoice_pipeline.lake.catalog_db import CatalogError, catalog_database  # pyarrow: not for --help
+
+        try:
+            catalog_database(value, Path("."))  # the form only: which lake it serves is checked by Lake
+        except CatalogError as exc:
+            raise ConfigurationError(f"{where}{exc}") from exc
+        return str(value).strip()
     if key in ("model_repository", "golden_dir"):
         if is_remote(value):
             raise ConfigurationError(f"{where}{key.replace('_', ' ')} must be a local directory, not {value}")

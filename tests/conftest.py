@@ -151,3 +151,29 @@ def create_buckets(endpoint_url: str, key_id: str, secret: str, *buckets: str) -
                               connect_timeout=30, request_timeout=60)
     for bucket in buckets:
         admin.create_dir(bucket)
+
+
+# -- servers from the system packages (scripts/install-system-deps.sh) -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster of this test session (tests/support/services.py); each test asks it for a database."""
+    from tests.support.services import postgres_server
+
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_kind(request) -> str:
+    """Run a test once per kind of lake catalog (lake/catalog_db.py)."""
+    return request.param
+
+
+@pytest.fixture
+def catalog_setting(request, catalog_kind, tmp_path) -> str:
+    """SVP_CATALOG for ``catalog_kind``: a SQLite file in this test's folder, or a fresh PostgreSQL database."""
+    if catalog_kind == "sqlite":
+        return str(tmp_path / "catalog" / "catalog.sqlite")
+    return request.getfixturevalue("postgres").new_database("lake")

@@ -17,7 +17,6 @@ import ast
 import json
 import os
 import re
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -29,6 +28,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from tests.support.compose import (args_of, env_example, env_of, interpolate, real_values, script_of,
+                                   volumes_of)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -81,44 +83,6 @@ def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def env_of(service: dict) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
-    return {str(k): (None if v is None else str(v)) for k, v in env.items()}
-
-
-def args_of(value) -> list[str]:
-    if value is None:
-        return []
-    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
-
-
-def script_of(service: dict) -> str:
-    """The whole command (entrypoint + command) as one text, for shell scripts given as `bash -c '...'`; shell line
-    continuations are joined."""
-    text = "\n".join(args_of(service.get("entrypoint")) + args_of(service.get("command")))
-    return re.sub(r"\\\n\s*", " ", text)
-
-
-def volumes_of(service: dict) -> list[dict]:
-    out = []
-    for vol in service.get("volumes") or []:
-        if isinstance(vol, dict):
-            out.append({"source": vol.get("source"), "target": vol["target"], "read_only": bool(vol.get("read_only")),
-                        "type": vol.get("type")})
-            continue
-        parts = vol.split(":")
-        if len(parts) == 1:  # anonymous volume
-            out.append({"source": None, "target": parts[0], "read_only": False, "type": "volume"})
-            continue
-        source, target, mode = parts[0], parts[1], (parts[2] if len(parts) > 2 else "")
-        # a ${VAR} source is a host path set in .env (test_every_bind_source_from_env_is_a_path)
-        kind = "bind" if source.startswith((".", "/", "~", "$")) else "volume"
-        out.append({"source": source, "target": target, "read_only": "ro" in mode.split(","), "type": kind})
-    return out
-
-
 def strings_in(node):
     if isinstance(node, dict):
         for key, value in node.items():
@@ -137,18 +101,6 @@ def referenced_vars(node) -> set[str]:
             if m.group(0) != "$$":
                 names.add(m.group(1) or m.group(2))
     return names
-
-
-def env_example() -> dict[str, str]:
-    out = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        assert "=" in line, f".env.example: not KEY=VALUE: {line!r}"
-        key, value = line.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
 
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
@@ -472,20 +424,35 @@ def test_worker_can_be_scaled(services):
 
 
 def test_airflow_services_get_the_pipeline_settings(services):
+    """Every Airflow service reads the data roots from the object store and the lake's catalog from the stack's
+    Postgres (no disk shared between workers: they may run on other hosts); its warehouse file is its own."""
     grpc = triton_ports(services["triton"])["grpc"]
     for name in AIRFLOW_LONG_RUNNING | {"airflow-init", RELEASE_WORKER}:
         svc = services[name]
         env = env_of(svc)
-        for key in ("SVP_RAW_ROOT", "SVP_LAKE_ROOT", "SVP_WAREHOUSE", "SVP_TRITON_URL"):
+        for key in ("SVP_RAW_ROOT", "SVP_LAKE_ROOT", "SVP_WAREHOUSE", "SVP_TRITON_URL", "SVP_CATALOG"):
             assert env.get(key), f"{name}: {key} not set"
-        named = [v["target"] for v in volumes_of(svc) if v["type"] == "volume"]
-        for key in ("SVP_RAW_ROOT", "SVP_LAKE_ROOT", "SVP_WAREHOUSE"):
-            assert any(env[key] == t or env[key].startswith(t.rstrip("/") + "/") for t in named), \
-                f"{name}: {key}={env[key]} is not on a named volume (workers would not share it)"
+        for key in ("SVP_RAW_ROOT", "SVP_LAKE_ROOT"):
+            assert env[key].startswith("s3://${SVP_S3_BUCKET}/"), f"{name}: {key}={env[key]} is not in the bucket"
+        catalog = urlsplit(env["SVP_CATALOG"])
+        assert (catalog.scheme, catalog.hostname, catalog.path) == ("postgresql", "postgres", "/${SVP_CATALOG_DB}")
+        assert not any(v["type"] == "volume" and env["SVP_WAREHOUSE"].startswith(v["target"])
+                       for v in volumes_of(svc)), f"{name}: the warehouse file is on a shared volume"
         assert env["SVP_TRITON_URL"] == f"triton:{grpc}"
         assert urlsplit(env["AIRFLOW__CELERY__BROKER_URL"]).hostname == "redis"
         assert urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).hostname == "postgres"
         assert urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]).hostname in services
+
+
+def test_postgres_creates_the_lake_catalogs_own_database_and_role(services):
+    svc = services["postgres"]
+    mounts = {v["target"]: v for v in volumes_of(svc)}
+    init = mounts["/docker-entrypoint-initdb.d"]
+    assert init["read_only"] and (ROOT / init["source"]).is_dir()
+    script = (ROOT / init["source"] / "10-lake-catalog.sh").read_text()
+    assert "CREATE DATABASE" in script and "CREATE ROLE" in script
+    assert {"SVP_CATALOG_DB", "SVP_CATALOG_USER", "SVP_CATALOG_PASSWORD"} <= set(env_of(svc))
+    assert "SVP_CATALOG_PASSWORD" in env_of(svc)["SVP_CREDENTIAL_VARS"].split()
 
 
 def test_init_migrates_and_creates_the_triton_connection(services):
@@ -495,9 +462,9 @@ def test_init_migrates_and_creates_the_triton_connection(services):
     script = script_of(services["airflow-init"])
     assert re.search(r"\bairflow db migrate\b", script), "airflow-init does not migrate the database"
     conn_id = Settings.triton_conn_id  # the Connection every task looks up by default
-    m = re.search(rf"airflow connections add {re.escape(conn_id)}\s+--conn-json\s+'([^']+)'", script)
+    m = re.search(rf'airflow connections add {re.escape(conn_id)}\s+--conn-json\s+"((?:[^"\\]|\\.)+)"', script)
     assert m, f"airflow-init does not create the {conn_id} connection"
-    conn = json.loads(m.group(1))
+    conn = json.loads(m.group(1).replace('\\"', '"').replace("$${SVP_TRITON_HOSTS}", env_example()["SVP_TRITON_HOSTS"]))
     conn_types = {c["connection-type"] for c in get_provider_info()["connection-types"]}
     assert conn["conn_type"] in conn_types, conn
     assert conn["host"] == "triton" and conn["host"] in services
@@ -564,40 +531,6 @@ def test_docs_cover_running_and_scaling():
 
 
 # --- the compose-spec schema -------------------------------------------------------------------------------------
-
-
-def interpolate(node, values: dict[str, str]):
-    """The compose file as compose sees it after interpolation with ``values`` (.env): ${VAR}, ${VAR:-default},
-    ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is a literal dollar."""
-    def one(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, op, arg = m.group(1) or m.group(4), m.group(2) or "", m.group(3) or ""
-        value = values.get(name)
-        if op in (":-", ":?") and not value or op in ("-", "?") and value is None:
-            if op.endswith("?"):
-                raise ValueError(f"compose refuses: {name}: {arg}")
-            return arg
-        return value or ""
-
-    pattern = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-    if isinstance(node, dict):
-        return {k: interpolate(v, values) for k, v in node.items()}
-    if isinstance(node, list):
-        return [interpolate(v, values) for v in node]
-    if isinstance(node, str):
-        return pattern.sub(one, node)
-    return node
-
-
-def real_values() -> dict[str, str]:
-    """.env.example with every placeholder secret replaced the way docs/deployment.md says (generated values)."""
-    values = env_example()
-    for key, value in values.items():
-        if value.startswith("change-me"):
-            values[key] = secrets.token_urlsafe(24)
-    values["AIRFLOW_FERNET_KEY"] = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="  # the format of a Fernet key
-    return values
 
 
 def test_the_compose_file_validates_against_the_compose_spec_schema(compose):

@@ -136,9 +136,11 @@ def stage_run(settings: Settings, run_id: str) -> Path:
 
 
 def restore(settings: Settings, run_id: str, saved: Path) -> None:
+    """Put a staged run back, holding the date again (its publish presents the new lease's token)."""
     stage = daily.staging_dir(settings, DAY, run_id)
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(saved, stage)
+    daily.record_lease(stage, daily.leases(settings).acquire(DAY, run_id))
 
 
 def published_run(settings: Settings) -> str:
@@ -183,18 +185,21 @@ def test_a_publisher_killed_at_any_point_leaves_one_whole_run_and_a_retry_comple
 def test_the_date_lease_refuses_a_second_run_expires_and_fences_a_run_that_lost_it(tmp_path):
     settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", lease_ttl_s=0.5)
     leases = daily.leases(settings)
-    leases.acquire(DAY, "first")
-    leases.acquire(DAY, "first")  # a retry of the same run takes it again
+    first = leases.acquire(DAY, "first")
+    again = leases.acquire(DAY, "first")  # a retry of the same run takes it again, with a new token
+    assert again.token != first.token
     with pytest.raises(DateBusyError, match=f"{DAY} is being processed by run 'first'"):
         leases.acquire(DAY, "second")
     threading.Event().wait(0.6)  # the first run went silent: its lease expired
     leases.acquire(DAY, "second")
     with pytest.raises(PublishError, match="run 'first' lost its lease"):
-        leases.renew(DAY, "first")
+        leases.renew(DAY, "first", again.token)
     leases.release(DAY, "first")  # not its lease: nothing happens
     assert leases.holder(DAY) == "second"
     leases.release(DAY, "second")
     assert leases.holder(DAY) is None
+    with pytest.raises(PublishError, match="run 'first' lost its lease"):  # nobody holds it now: still lost
+        leases.renew(DAY, "first", again.token)
 
 
 @pytest.mark.timeout(600)

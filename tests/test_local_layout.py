@@ -106,10 +106,10 @@ def test_svp_run_transcribes_batches_side_by_side_and_every_file_once(tmp_path, 
     side_by_side = threading.Barrier(daily.BATCHES_IN_FLIGHT, timeout=60)
     real = daily.process_batch
 
-    def process_batch(settings, batch, started_at):
+    def process_batch(settings, batch, started_at, cancelled):
         if batch["index"] < daily.BATCHES_IN_FLIGHT:
             side_by_side.wait()
-        return real(settings, batch, started_at)
+        return real(settings, batch, started_at, cancelled)
 
     monkeypatch.setattr(daily, "process_batch", process_batch)
     result = daily.run_date(settings, DAY, run_id="side-by-side", show_progress=False)
@@ -123,15 +123,15 @@ def test_svp_run_transcribes_batches_side_by_side_and_every_file_once(tmp_path, 
 def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_running_one(tmp_path, fixture_triton,
                                                                                        monkeypatch):
     """Ten batches; batch 0 fails while batch 1 is still transcribing. The run raises batch 0's error only after
-    batch 1 has ended (nothing writes to the staging area after it is released), no batch past the one a freed
-    worker may already have taken starts, and nothing is published or left staged."""
+    batch 1 has ended (nothing writes to the staging area after it is released; it starts no further file), no
+    batch past the one a freed worker may already have taken starts, and nothing is published or left staged."""
     settings = settings_for(tmp_path, fixture_triton.grpc_url)
     write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:10])
     started, ended = [], []
     batch_0_failing = threading.Event()
     real = daily.process_batch
 
-    def process_batch(settings, batch, started_at):
+    def process_batch(settings, batch, started_at, cancelled):
         started.append(batch["index"])
         if batch["index"] == 0:
             batch_0_failing.set()
@@ -139,9 +139,10 @@ def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_runnin
         if batch["index"] == 1:
             batch_0_failing.wait(60)
             time.sleep(0.5)  # still transcribing when batch 0's error reaches run_date
-        result = real(settings, batch, started_at)
-        ended.append(batch["index"])
-        return result
+        try:
+            return real(settings, batch, started_at, cancelled)  # stops before its next file: the run is failing
+        finally:
+            ended.append(batch["index"])
 
     monkeypatch.setattr(daily, "process_batch", process_batch)
     with pytest.raises(RuntimeError, match="batch 0 failed"):

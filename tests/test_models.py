@@ -226,7 +226,7 @@ def test_the_release_row_goes_to_the_catalog_it_is_given(tmp_path):
     lake, catalog = tmp_path / "lake", tmp_path / "elsewhere" / "catalog.sqlite"
     decision = releases.failed_decision(tmp_path / "repo", "export", "ExportError: no checkpoint")
     summary = releases.write_release_report(lake, "release-1", {}, None, decision, catalog=catalog)
-    assert summary["table"] == str(catalog) and catalog.is_file()
+    assert summary["table"] == f"SQLite catalog {catalog}" and catalog.is_file()
     assert not list(lake.glob("*.sqlite"))  # not the lake's default catalog
     (row,) = Lake(lake, catalog).read("model_releases", summary["date"]).to_pylist()
     assert (row["release_id"], row["outcome"], row["reasons"]) == (
@@ -628,7 +628,7 @@ def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(re
     assert report["decision"]["unstaged"]["unstaged"] == candidate and report["decision"]["unstaged"]["unloaded"]
 
 
-def test_a_release_refuses_an_object_store_lake_before_it_exports(tmp_path):
-    with pytest.raises(releases.ReleaseError, match="local lake root"):
+def test_a_release_refuses_an_object_store_lake_without_a_catalog_before_it_exports(tmp_path):
+    with pytest.raises(releases.ReleaseError, match="s3://bucket/lake needs a catalog that every host"):
         releases.release("no-such-checkpoint", release_settings(tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake"))
     assert not (tmp_path / "repo").exists()

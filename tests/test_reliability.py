@@ -409,7 +409,7 @@ def test_triton_killed_mid_run_fails_clearly_and_a_rerun_restores_the_same_table
     stage = daily.staging_dir(settings, CRASH_DAY, "dag-run")
     assert sorted(p.name for p in stage.iterdir()) == ["batch-00000.recordings.parquet",
                                                         "batch-00000.utterances.parquet",
-                                                        daily.PLAN_FILE]  # kept for the retry
+                                                        daily.LEASE_FILE, daily.PLAN_FILE]  # kept for the retry
     with pytest.raises(PublishError, match="no transcription result for date=.*; no transcription result"):
         daily.publish(settings, CRASH_DAY, "dag-run")  # publishing a partial day is refused
     assert snapshot(settings.lake_root, [CRASH_DAY]) == reference

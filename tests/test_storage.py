@@ -84,8 +84,9 @@ def snapshot(lake, catalog: Path | None = None) -> dict[str, list[dict]]:
 
 
 def data_objects(lake: ObjectPath) -> list[str]:
-    """The lake's objects, by table and date folder (DuckLake names the files): staging and data."""
-    return sorted({rel.rsplit("/", 1)[0] for rel in objects(lake)})
+    """The lake's objects, by table and date folder (DuckLake names the files): staging and data (the marker of
+    the catalog that owns the lake aside)."""
+    return sorted({rel.rsplit("/", 1)[0] for rel in objects(lake)} - {"data/_svp_catalog"})
 
 
 # -- the sample day, local and in S3 ---------------------------------------------------------------------------------

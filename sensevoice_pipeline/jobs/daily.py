@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import re
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,7 +34,7 @@ from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.serving.client import SenseVoiceClient
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
 from sensevoice_pipeline.errors import FailureBudgetExceeded, InputError, PublishError
-from sensevoice_pipeline.lake.lease import DateLeases
+from sensevoice_pipeline.lake.lease import DateLeases, Lease, date_leases
 from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.tags import TagConfidences, parse
@@ -41,6 +43,7 @@ from sensevoice_pipeline.warehouse.database import Warehouse
 log = logging.getLogger(__name__)
 STAGING = "_staging"
 PLAN_FILE = "plan.parquet"  # what the run planned: source_path, stamp (publish checks the partition against it)
+LEASE_FILE = "lease.json"  # the run's lease token: its tasks present it to renew the lease and to publish
 
 
 # -- plan ------------------------------------------------------------------------------------------------------------
@@ -56,28 +59,36 @@ def lake(settings: Settings) -> Lake:
 
 
 def leases(settings: Settings) -> DateLeases:
-    return DateLeases(lake(settings).catalog_path.with_name("leases.sqlite"), settings.lease_ttl_s)
+    return date_leases(lake(settings).catalog, settings.lease_ttl_s)
 
 
 def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
     """Take the date's lease, then the day's work items in batches of ``settings.batch_size`` (JSON-serialisable,
     for XCom). Clears this run's staging area so that a re-run of the same run id starts clean, and records the
-    plan there for publish to check."""
+    plan and the lease token there for publish to check."""
+    return plan_with_lease(settings, date, run_id)[1]
+
+
+def plan_with_lease(settings: Settings, date: str, run_id: str,
+                    bound_to_process: bool = False) -> tuple[Lease, list[dict]]:
+    """``plan``, also returning the lease taken (``bound_to_process``: the caller's process is the whole run)."""
     date = check_date(date)
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
-    leases(settings).acquire(date, run_id)
+    lease = leases(settings).acquire(date, run_id, bound_to_process=bound_to_process)
     stage = staging_dir(settings, date, run_id)
     files.remove_tree(stage)
     planned = pa.table({"source_path": [i.source_path for i in items], "stamp": [i.stamp for i in items]},
                        schema=pa.schema([("source_path", pa.string()), ("stamp", pa.string())]))
     files.write_parquet(planned, stage / PLAN_FILE)
+    record_lease(stage, lease)
     size = max(1, settings.batch_size)
     batches = [
-        {"date": date, "run_id": run_id, "index": i // size, "items": [it.to_dict() for it in items[i : i + size]]}
+        {"date": date, "run_id": run_id, "lease_token": lease.token, "index": i // size,
+         "items": [it.to_dict() for it in items[i : i + size]]}
         for i in range(0, len(items), size)
     ]
     log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
-    return batches
+    return lease, batches
 
 
 def release(settings: Settings, date: str, run_id: str) -> None:
@@ -90,13 +101,16 @@ def release(settings: Settings, date: str, run_id: str) -> None:
 # -- transcribe one batch --------------------------------------------------------------------------------------------
 
 
-def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | None = None) -> dict:
+def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | None = None,
+                  cancelled: threading.Event | None = None) -> dict:
     """Transcribe one batch and write its rows to staging. Triton being unreachable fails the whole batch (so the
     task retries); anything wrong with one file fails only that file's row."""
     started_at = started_at or _now()
-    leases(settings).renew(batch["date"], batch["run_id"])
+    date_leases = leases(settings)
+    lease = date_leases.renew(batch["date"], batch["run_id"], batch["lease_token"])
     items = [WorkItem.from_dict(d) for d in batch["items"]]
-    recordings, utterances = asyncio.run(_process_items(settings, items, batch["run_id"], started_at))
+    with date_leases.keep_alive(lease):  # a long batch must not let the lease expire
+        recordings, utterances = asyncio.run(_process_items(settings, items, batch["run_id"], started_at, cancelled))
     out = staging_dir(settings, batch["date"], batch["run_id"])
     out.mkdir(parents=True, exist_ok=True)
     stem = f"batch-{batch['index']:05d}"
@@ -108,7 +122,10 @@ def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | Non
     return summary
 
 
-async def _process_items(settings: Settings, items: list[WorkItem], run_id: str, started_at: dt.datetime):
+async def _process_items(settings: Settings, items: list[WorkItem], run_id: str, started_at: dt.datetime,
+                         cancelled: threading.Event | None = None):
+    """Every item of a batch, a few files at a time; once ``cancelled`` is set (the run is stopping) no further
+    file starts and the batch ends with RunCancelled."""
     files_in_flight = asyncio.Semaphore(max(2, settings.concurrency // 2))
     async with SenseVoiceClient(settings.triton_url, version=settings.model_version or None,
                                 max_concurrency=settings.concurrency, timeout_s=settings.request_timeout_s) as client:
@@ -117,6 +134,8 @@ async def _process_items(settings: Settings, items: list[WorkItem], run_id: str,
 
         async def one(item: WorkItem):
             async with files_in_flight:
+                if cancelled is not None and cancelled.is_set():
+                    raise RunCancelled(f"run {run_id} is stopping")
                 return await _process_item(settings, item, run_id, started_at, transcriber)
 
         results = await asyncio.gather(*(one(item) for item in items))
@@ -210,9 +229,10 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
     published) when the partition changed since it was planned or the run lost its lease, and
     FailureBudgetExceeded (after publishing) when too many files failed."""
     date = check_date(date)
-    date_leases = leases(settings)
-    date_leases.renew(date, run_id)
     stage = staging_dir(settings, date, run_id)
+    token = _lease_token(stage, date)
+    date_leases = leases(settings)
+    lease = date_leases.renew(date, run_id, token)
     recordings = _read_staged(stage, "recordings", tables.RECORDINGS)
     utterances = _read_staged(stage, "utterances", tables.UTTERANCES)
     verify_plan(settings, date, stage, recordings)
@@ -223,8 +243,10 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
     day = {"utterances": utterances, "recordings": recordings, **tables.rollups(utterances),
            "runs": tables.to_table([summary], tables.RUNS)}
     grace = dt.timedelta(seconds=settings.gc_grace_s)
-    snapshot = lake(settings).commit_day(date, day, before_commit=lambda: date_leases.renew(date, run_id),
-                                         collect_garbage_older_than=grace)
+    # The lease is checked again inside the commit: on a SQLite catalog under the writer lock that a takeover also
+    # takes, on PostgreSQL by the catalog's trigger, in the commit's own transaction (lease.py).
+    snapshot = lake(settings).commit_day(date, day, before_commit=lambda: date_leases.renew(date, run_id, token),
+                                         collect_garbage_older_than=grace, commit_info=lease.commit_info)
     Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog).refresh()
     release(settings, date, run_id)
     _drop_stale_staging(settings, grace)
@@ -233,6 +255,19 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
     log.info("published %s: %s", date, result)
     _check_failure_budget(result, settings.failure_budget)
     return result
+
+
+def record_lease(stage, lease: Lease) -> None:
+    """Keep the run's lease token in its staging area, where its tasks (and publish) find it."""
+    files.write_bytes(json.dumps({"lease_token": lease.token}).encode(), stage / LEASE_FILE)
+
+
+def _lease_token(stage, date: str) -> str:
+    try:
+        return json.loads(files.read_bytes(stage / LEASE_FILE))["lease_token"]
+    except FileNotFoundError:
+        raise PublishError(f"{date}: this run's staging area is gone ({stage}), so it holds no lease and has nothing "
+                           "to publish: re-run the date") from None
 
 
 def verify_plan(settings: Settings, date: str, stage, recordings: pa.Table) -> None:
@@ -310,16 +345,18 @@ def _run_summary(run_id: str, recordings: pa.Table, utterances: pa.Table, starte
 
 
 def run_date(settings: Settings, date: str, run_id: str | None = None, show_progress: bool = True) -> dict:
-    """`svp run`: plan, every batch, publish — the DAG's tasks in one process."""
+    """`svp run`: plan, every batch, publish — the DAG's tasks in one process. The process is the run: its lease is
+    bound to it (a re-run on this host takes over at once if it dies) and kept alive while it works."""
     started_at = _now()
     run_id = run_id or new_run_id(started_at)
-    batches = plan(settings, date, run_id)
+    lease, batches = plan_with_lease(settings, date, run_id, bound_to_process=True)
     t0 = time.perf_counter()
     try:
-        with tqdm(total=sum(len(b["items"]) for b in batches), unit="file", desc=f"transcribing {date}",
-                  disable=not show_progress) as bar:
-            for batch in _process_batches(settings, batches, started_at):
-                bar.update(len(batch["items"]))
+        with leases(settings).keep_alive(lease):  # (publish renews it itself, then gives it back)
+            with tqdm(total=sum(len(b["items"]) for b in batches), unit="file", desc=f"transcribing {date}",
+                      disable=not show_progress) as bar:
+                for batch in _process_batches(settings, batches, started_at):
+                    bar.update(len(batch["items"]))
         result = publish(settings, date, run_id, started_at)
     except BaseException:
         # Nobody resumes a failed `svp run` (the next one has a new run id): give up the date and the staged
@@ -330,6 +367,12 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
     return result
 
 
+def published_run(settings: Settings, date: str) -> str | None:
+    """The run id whose rows the lake holds for ``date`` (None: never published)."""
+    runs = lake(settings).read("runs", check_date(date)).column("run_id").to_pylist()
+    return runs[0] if runs else None
+
+
 # `svp run` transcribes this many batches at a time, as the DAG's mapped tasks do. One at a time, the server idled
 # at the end of every batch while its last long files finished: 36 clips in batches of 16 took 9.8-10.8 s, in one
 # batch 8.6-9.1 s, in batches of 16 two at a time 8.7-9.3 s (benchmarks/README.md, issue 18).
@@ -338,17 +381,24 @@ BATCHES_IN_FLIGHT = 2
 
 def _process_batches(settings: Settings, batches: list[dict], started_at: dt.datetime):
     """``process_batch`` over ``batches``, ``BATCHES_IN_FLIGHT`` at a time; yields each batch as it completes. The
-    first failure cancels the batches not yet started and is raised once the running ones have ended, so nothing
-    is still writing to the staging area when the caller releases it."""
+    first failure (or an interrupt: Ctrl-C, SIGTERM) cancels the batches not yet started, stops the running ones
+    from starting another file, and is raised once they have ended, so nothing is still writing to the staging area
+    when the caller releases it."""
+    cancelled = threading.Event()
     with ThreadPoolExecutor(BATCHES_IN_FLIGHT, thread_name_prefix="svp-batch") as pool:
-        futures = {pool.submit(process_batch, settings, batch, started_at): batch for batch in batches}
+        futures = {pool.submit(process_batch, settings, batch, started_at, cancelled): batch for batch in batches}
         try:
             for future in as_completed(futures):
                 future.result()
                 yield futures[future]
         finally:
+            cancelled.set()
             for future in futures:
                 future.cancel()  # a no-op for the finished and the running; leaving the pool waits for the running
+
+
+class RunCancelled(Exception):
+    """A batch stopped early because its run is stopping (never seen outside `_process_batches`)."""
 
 
 def new_run_id(started_at: dt.datetime) -> str:

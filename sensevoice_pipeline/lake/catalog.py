@@ -7,12 +7,11 @@ tables, and Delta Lake / Iceberg commit per table. DuckLake keeps the data as or
 ``BEGIN … COMMIT`` replaces a date in every table at once, readers read a snapshot, and a crashed writer leaves
 only unreferenced files behind (garbage-collected after a grace period, :meth:`Lake.collect_garbage`).
 
-The catalog is a SQLite file (``Settings.catalog``; default ``<lake>/catalog.sqlite``, or for an s3:// lake a local
-file under ``var/warehouse/``): every process that writes the lake must reach the same file, i.e. run on one host
-or share it through a local volume. Writers of one catalog take turns through a file lock, so their commits never
-conflict; readers never wait for it.
+The catalog lives in a SQLite file (one host; the default for a local lake) or a PostgreSQL database (every host
+reaches it): catalog_db.py. Writers of one catalog take turns through its writer lock, so their commits never
+conflict; readers never wait for it. A lake has exactly one catalog: ownership.py.
 
-Readers other than this package: DuckDB with the ducklake extension ``ATTACH 'ducklake:sqlite:<catalog>' AS lake
+Readers other than this package: DuckDB with the ducklake extension ``ATTACH 'ducklake:<catalog>' AS lake
 (READ_ONLY)`` (the warehouse file's views do exactly that), or any engine that speaks DuckLake. Globbing the Parquet
 files directly is wrong: superseded files stay on disk until the grace period has passed.
 """
@@ -22,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterator
@@ -31,39 +28,32 @@ from typing import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
-from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.lake import files, ownership
+from sensevoice_pipeline.lake.catalog_db import CatalogDatabase, CatalogError, PostgresCatalog, catalog_database
 from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, prepare_duckdb, sql_value
-from sensevoice_pipeline.lake.files import exclusive_lock
-from sensevoice_pipeline.lake.storage import LOCAL_WAREHOUSE_DIR, Root, as_root, check_bucket, is_remote
+from sensevoice_pipeline.lake.lease import install_commit_check, lost_lease_error
+from sensevoice_pipeline.lake.storage import Root, as_root, check_bucket, is_remote
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, ROLLUP_SCHEMAS, SORT_KEYS, rollup_sql
+
+__all__ = ["ALIAS", "CatalogError", "Lake"]
 
 log = logging.getLogger(__name__)
 
 ALIAS = "lake"  # the name the catalog is attached under, in our connections and in the warehouse's views
 DATA_DIR = "data"  # <lake>/data/main/<table>/date=YYYY-MM-DD/ducklake-<uuid>.parquet
+_METADATA = f"__ducklake_metadata_{ALIAS}"  # DuckLake attaches the catalog database itself under this name
 
-
-def default_catalog(lake_root: Root) -> Path:
-    """``<lake>/catalog.sqlite`` for a local lake; for an s3:// lake a local file beside its warehouse file
-    (``var/warehouse/<bucket>/<prefix>/catalog.sqlite``): SQLite cannot live in an object store."""
-    if is_remote(lake_root):
-        return LOCAL_WAREHOUSE_DIR / lake_root.bucket / lake_root.key / "catalog.sqlite"
-    return Path(lake_root) / "catalog.sqlite"
-
-
-class CatalogError(ConfigurationError):
-    """The catalog cannot be used as configured (unsupported kind, missing file for a reader)."""
+# What this process has already checked, per (catalog, data path): the ownership claim, the PostgreSQL lease check.
+_CLAIMS: dict[tuple[str, str], ownership.Claim] = {}
+_COMMIT_CHECKS: set[str] = set()
 
 
 class Lake:
     """``Lake(lake_root).commit_day(date, {"utterances": table, ...})``; ``Lake(lake_root).read("runs", date)``."""
 
-    def __init__(self, lake_root: str | Path | Root, catalog: str | Path | None = None):
+    def __init__(self, lake_root: str | Path | Root, catalog: str | Path | CatalogDatabase | None = None):
         self.root = as_root(lake_root)
-        text = str(catalog) if catalog else ""
-        if "://" in text or text.startswith(("postgres:", "mysql:")):
-            raise CatalogError(f"unsupported catalog {text!r}: give the path of a local SQLite file")
-        self.catalog_path = Path(text) if text else default_catalog(self.root)
+        self.catalog = catalog if isinstance(catalog, CatalogDatabase) else catalog_database(catalog, self.root)
 
     @property
     def data_path(self) -> str:
@@ -72,42 +62,73 @@ class Lake:
         return f"{Path(self.root).resolve() / DATA_DIR}/"
 
     @property
+    def data_root(self) -> Root:
+        return self.root / DATA_DIR if is_remote(self.root) else Path(self.root).resolve() / DATA_DIR
+
+    @property
     def exists(self) -> bool:
-        return self.catalog_path.is_file()
+        return self.catalog.exists()
 
     # -- connections -------------------------------------------------------------------------------------------------
 
     def attach(self, con: duckdb.DuckDBPyConnection, read_only: bool = True) -> None:
         """Attach the catalog to ``con`` as ``lake`` (and, for an s3:// lake, give ``con`` a temporary secret)."""
         load_duckdb_extension(con, "ducklake")
-        load_duckdb_extension(con, "sqlite_scanner")
+        load_duckdb_extension(con, self.catalog.extension)
         prepare_duckdb(con, self.root)
-        target = sql_value(f"ducklake:sqlite:{self.catalog_path.resolve()}")
+        target = sql_value(self.catalog.ducklake_uri())
         # IF NOT EXISTS: DuckDB shares one instance between the connections of a process to the same file (the
         # warehouse), and attachments belong to the instance.
         if read_only:
             if not self.exists:
-                raise CatalogError(f"no lake catalog at {self.catalog_path}: run the daily job for a date first")
-            con.execute(f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
+                raise CatalogError(f"no lake at {self.root} in the {self.catalog.describe()}: run the daily job for a "
+                                   "date first")
+            self._attach_sql(con, f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
             return
         if is_remote(self.root):
             check_bucket(self.root)  # one clear line now, not an HTTP error in the middle of a commit
-        self.catalog_path.parent.mkdir(parents=True, exist_ok=True)
-        _ensure_wal(self.catalog_path)
+        self.catalog.prepare_for_writers()
         # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
-        con.execute(f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)")
+        self._attach_sql(con, f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, "
+                              "DATA_INLINING_ROW_LIMIT 0)")
+
+    def _attach_sql(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
+        try:
+            con.execute(sql)
+        except duckdb.Error as exc:
+            text = " ".join(str(exc).split())
+            if "does not match existing data path" in text:
+                raise CatalogError(f"the {self.catalog.describe()} belongs to another lake, not {self.root}: "
+                                   f"{text[:300]}") from exc
+            raise CatalogError(f"cannot attach the {self.catalog.describe()}: {text[:300]}") from exc
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection that may write, holding the catalog's writer lock, with every table created."""
-        with self._writer_lock():
+        """A connection that may write, holding the catalog's writer lock, with every table created, on a lake this
+        catalog owns (ownership.py)."""
+        with self.catalog.writer_lock():
             con = duckdb.connect()
             try:
                 self.attach(con, read_only=False)
+                self.claim = self._claim(con)
                 self._create_tables(con)
+                self._install_commit_check()
                 yield con
             finally:
                 con.close()
+
+    def _claim(self, con: duckdb.DuckDBPyConnection) -> ownership.Claim:
+        key = (self.catalog.describe(), self.data_path)
+        if key not in _CLAIMS:
+            own_id = ownership.catalog_id(con, _METADATA)
+            _CLAIMS[key] = ownership.claim(self.data_root, own_id, self.catalog)
+        return _CLAIMS[key]
+
+    def _install_commit_check(self) -> None:
+        """PostgreSQL: the trigger that checks a publish's lease inside its commit (lease.py)."""
+        if isinstance(self.catalog, PostgresCatalog) and self.catalog.conninfo not in _COMMIT_CHECKS:
+            install_commit_check(self.catalog)
+            _COMMIT_CHECKS.add(self.catalog.conninfo)
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -117,11 +138,6 @@ class Lake:
             yield con
         finally:
             con.close()
-
-    def _writer_lock(self):
-        """Writers of one catalog take turns (an flock beside the file): commits never conflict, and table creation
-        is never raced. Readers do not take it."""
-        return exclusive_lock(self.catalog_path.with_name(f".{self.catalog_path.name}.lock"))
 
     @staticmethod
     def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -149,19 +165,25 @@ class Lake:
     # -- writing -----------------------------------------------------------------------------------------------------
 
     def commit_day(self, date: str, tables: dict[str, pa.Table], before_commit: Callable[[], None] | None = None,
-                   collect_garbage_older_than: dt.timedelta | None = None) -> int:
+                   collect_garbage_older_than: dt.timedelta | None = None, commit_info: str | None = None) -> int:
         """Replace ``date`` in every table of ``tables`` in one transaction; returns the new snapshot id.
         ``before_commit`` runs inside the transaction, just before COMMIT (e.g. to check that the run still holds
-        the date): raising there rolls everything back. With ``collect_garbage_older_than``, ``collect_garbage``
-        follows the commit on the same connection (one attach instead of two: a tenth of a second); its failure is
-        logged, never raised, for the day is committed."""
+        the date): raising there rolls everything back. ``commit_info`` is recorded with the commit (the run's lease:
+        a PostgreSQL catalog checks it inside the commit, lease.py). With ``collect_garbage_older_than``,
+        ``collect_garbage`` follows the commit on the same connection (one attach instead of two: a tenth of a
+        second); its failure is logged, never raised, for the day is committed."""
         with self.writer() as con:
-            with _transaction(con):
-                for name, data in tables.items():
-                    con.execute(f'DELETE FROM {ALIAS}."{name}" WHERE date = ?::DATE', [date])
-                    self._insert(con, name, date, data)
-                if before_commit:
-                    before_commit()
+            try:
+                with _transaction(con):
+                    for name, data in tables.items():
+                        con.execute(f'DELETE FROM {ALIAS}."{name}" WHERE date = ?::DATE', [date])
+                        self._insert(con, name, date, data)
+                    con.execute(f"CALL {ALIAS}.set_commit_message('svp', ?, extra_info => ?)",
+                                [f"publish {date}", commit_info])
+                    if before_commit:
+                        before_commit()
+            except duckdb.TransactionException as exc:
+                raise lost_lease_error(exc) or exc
             snapshot = self._snapshot(con)
             if collect_garbage_older_than is not None:
                 try:
@@ -224,23 +246,41 @@ class Lake:
         with self.writer() as con:
             return self._collect_garbage(con, grace)
 
-    @staticmethod
-    def _collect_garbage(con: duckdb.DuckDBPyConnection, grace: dt.timedelta) -> int:
+    def _collect_garbage(self, con: duckdb.DuckDBPyConnection, grace: dt.timedelta) -> int:
+        """What this catalog wrote and no longer needs: the files of snapshots expired by this catalog, and files
+        no snapshot ever committed (a crashed writer's) that were written after this catalog claimed the lake.
+        A file it cannot attribute is left where it is, and said so."""
         cutoff = dt.datetime.now(dt.timezone.utc) - grace
         _expire_snapshots(con, cutoff)
         old = _cleanup_old_files(con, cutoff)
-        orphans = con.execute(f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)",
-                              [cutoff]).fetchall()
+        orphans, unattributed = self._orphans(con, cutoff)
+        for path in orphans:
+            files.remove_file(path)
         if old or orphans:
             log.info("lake garbage collection: %d superseded and %d orphaned files deleted", len(old), len(orphans))
+        if unattributed:
+            log.warning("lake garbage collection: %d unreferenced files under %s are older than this catalog's claim "
+                        "on the lake (another catalog's?): left alone, e.g. %s", len(unattributed), self.data_path,
+                        unattributed[0])
         return len(old) + len(orphans)
+
+    def _orphans(self, con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> tuple[list[Root], list[str]]:
+        """(files DuckLake finds unreferenced, older than ``cutoff``, that this catalog wrote; those it cannot
+        attribute). Only DuckLake's own data files qualify, written after the claim (ownership.py)."""
+        listed = [row[0] for row in con.execute(
+            f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => ?::TIMESTAMPTZ, dry_run => true)",
+            [cutoff]).fetchall()]
+        options = self.root.options if is_remote(self.root) else None
+        candidates = [as_root(p, options) for p in listed if p.rsplit("/", 1)[-1].startswith("ducklake-")]
+        times = {path: mtime for path, mtime in files.modification_times(candidates).items() if mtime is not None}
+        ours = [p for p in candidates if times.get(str(p), -1) >= self.claim.claimed_ns]
+        return ours, [str(p) for p in candidates if str(p) in times and p not in ours]
 
 
 # DuckLake 1.5.5 on a SQLite catalog compares its stored snapshot and scheduling times (text) with an ``older_than``
 # cutoff by date only: everything from the cutoff's UTC day counts as older, so a grace period of an hour expired
 # snapshots committed a second earlier (measured; the SQLite timestamp comparison of duckdb/ducklake#109). The
 # times are compared here, in DuckDB, instead.
-_METADATA = f"__ducklake_metadata_{ALIAS}"
 
 
 def _expire_snapshots(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> None:
@@ -319,41 +359,3 @@ def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
                 f'WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}')
     rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
     log.info("filled the rollup %s from the published utterances: %d rows", name, rows)
-
-
-def _ensure_wal(path: Path) -> None:
-    """:func:`_use_wal`, once per catalog file in this process: the mode is a property of the file, so only a file
-    this process has not switched yet (a new path, or a catalog recreated under the same one) costs the child
-    process. ``stat`` opens no descriptor, so it cannot drop DuckDB's locks the way reading the file would."""
-    identity = (path.resolve(), path.stat().st_ino) if path.exists() else None
-    if identity is not None and identity in _WAL_FILES:
-        return
-    _use_wal(path)
-    _WAL_FILES.add((path.resolve(), path.stat().st_ino))
-
-
-_WAL_FILES: set[tuple[Path, int]] = set()  # catalogs this process has put in WAL mode
-
-
-def _use_wal(path: Path) -> None:
-    """Put the SQLite catalog in WAL mode (a property of the file: set once, kept). In SQLite's default rollback
-    journal mode a reader's shared lock makes a COMMIT fail at once with "database is locked" (DuckDB's SQLite
-    scanner sets no busy timeout), and a commit in progress fails readers the same way: a BI tool polling the lake
-    would fail the daily publish. In WAL mode readers and the one writer never block each other. WAL needs the
-    file on a local file system (shared memory beside it), which the catalog always is.
-
-    The switch runs in a child process: DuckDB carries its own copy of SQLite, and a second copy in this process
-    (Python's sqlite3) closing the file would drop the POSIX locks DuckDB's connections hold on it (SQLite's
-    "multiple copies" hazard: the last-closer then truncates the shared memory others still map)."""
-    out = subprocess.run([sys.executable, "-c", _WAL_SCRIPT, str(path)], capture_output=True, text=True, timeout=120)
-    mode = out.stdout.strip()
-    if out.returncode != 0 or mode != "wal":
-        reason = " ".join((out.stderr or mode).split())[-300:]
-        raise CatalogError(f"cannot put the lake catalog {path} in WAL mode ({reason}): readers would make commits "
-                           "fail; is it on a network file system?")
-
-
-# waits up to a minute for readers of a catalog still in rollback mode (the switch needs the file to itself)
-_WAL_SCRIPT = ("import contextlib, sqlite3, sys\n"
-               "with contextlib.closing(sqlite3.connect(sys.argv[1], timeout=60)) as db:\n"
-               "    print(db.execute('PRAGMA journal_mode=WAL').fetchone()[0])\n")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sensevoice_pipeline.errors import InputError
@@ -185,3 +186,71 @@ def remove_tree(path: Root) -> None:
         pass
     except StorageError as exc:
         log.warning("could not remove %s: %s", path, exc)
+
+
+def write_bytes(data: bytes, path: Root) -> Root:
+    """``data`` as the file at ``path``, whole or not at all for readers (a rename locally, one PUT on s3://)."""
+    if not is_remote(path):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+    with storage_errors(path, "writing"):
+        with path.filesystem.open_output_stream(path.fs_path, compression=None) as out:
+            out.write(data)
+    return path
+
+
+def read_bytes(path: Root) -> bytes:
+    if not is_remote(path):
+        return Path(path).read_bytes()
+    with storage_errors(path, "reading"):
+        with path.filesystem.open_input_stream(path.fs_path, compression=None) as f:
+            return f.read()
+
+
+def list_files(folder: Root) -> list[tuple[str, int]]:
+    """(name relative to ``folder``, modification time in ns) of every file below it, local or s3://; [] when the
+    folder does not exist."""
+    if is_remote(folder):
+        return [(rel, mtime) for rel, _, mtime in folder.list_files()]
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [(str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()]
+
+
+def modification_times(paths: list[Root]) -> dict[str, int | None]:
+    """``str(path)`` -> modification time in ns (None: missing), for local paths and s3:// objects alike; the
+    objects of one store are asked in one call."""
+    times: dict[str, int | None] = {}
+    remote = [p for p in paths if is_remote(p)]
+    for path in paths:
+        if not is_remote(path):
+            try:
+                times[str(path)] = Path(path).stat().st_mtime_ns
+            except FileNotFoundError:
+                times[str(path)] = None
+    if remote:
+        with storage_errors(remote[0], "listing"):
+            infos = remote[0].filesystem.get_file_info([p.fs_path for p in remote])
+        for path, info in zip(remote, infos):
+            times[str(path)] = info.mtime_ns if info.type == pafs.FileType.File else None
+    return times
+
+
+def remove_file(path: Root) -> None:
+    """Delete one file or object; a missing one is fine."""
+    if not is_remote(path):
+        Path(path).unlink(missing_ok=True)
+        return
+    try:
+        with storage_errors(path, "removing"):
+            path.filesystem.delete_file(path.fs_path)
+    except FileNotFoundError:
+        pass

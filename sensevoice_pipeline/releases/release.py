@@ -137,7 +137,7 @@ def release(checkpoint: str, settings: Settings, *, precision: str = "fp32", exp
     ``settings.catalog``). Returns the report summary (see ``write_release_report``). When a step raises, the
     candidate is unstaged and the report written with outcome ``failed`` (and the step's reason) before the error
     goes on."""
-    check_report_root(settings.lake_root)
+    check_report_root(settings.lake_root, settings.catalog)
     started = now_iso()
     release_id = release_id or f"release-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
     progress = _Progress()

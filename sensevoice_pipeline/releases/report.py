@@ -10,22 +10,22 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sensevoice_pipeline.lake import tables
+from sensevoice_pipeline.lake import files, tables
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.lake.storage import is_remote
+from sensevoice_pipeline.lake.catalog_db import CatalogError
+from sensevoice_pipeline.lake.storage import Root, as_root
 from sensevoice_pipeline.releases.errors import ReleaseError
-from sensevoice_pipeline.releases.files import write_atomic
 
 REPORTS_DIR = "release_reports"  # under the lake root, unless a release names another folder
 
 
-def check_report_root(lake_root) -> Path:
-    """Release reports and the ``model_releases`` table need a local (or mounted) lake root: appending a row takes
-    a file lock. Checked before a release starts, so a release is never promoted and then left without its report."""
-    if is_remote(lake_root):
-        raise ReleaseError(f"model releases write their report and table under a local lake root, not {lake_root}: "
-                           "give a local path (or a mounted bucket) as lake_root")
-    return Path(lake_root)
+def check_report_root(lake_root, catalog: str | Path | None = None) -> Root:
+    """The lake a release reports to must have a catalog (an s3:// lake needs SVP_CATALOG): checked before a release
+    starts, so a release is never promoted and then left without its report."""
+    try:
+        return Lake(lake_root, catalog).root
+    except CatalogError as exc:
+        raise ReleaseError(f"the release report cannot be written: {exc}") from exc
 
 
 def write_release_report(lake_root, release_id: str, exported: dict, canary: dict | None, decision: dict,
@@ -35,10 +35,10 @@ def write_release_report(lake_root, release_id: str, exported: dict, canary: dic
     row of the ``model_releases`` table in the lake's catalog (``catalog``, default the lake's own; partition = the
     UTC day the release finished; re-running a release id replaces its row). Returns the row and the report's
     path."""
-    lake_root = check_report_root(lake_root)
+    lake_root = check_report_root(lake_root, catalog)
     finished = dt.datetime.now(dt.timezone.utc)
     safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", release_id)
-    report_path = Path(report_dir or lake_root / REPORTS_DIR) / f"{safe_id}.json"
+    report_path = (as_root(report_dir) if report_dir else lake_root / REPORTS_DIR) / f"{safe_id}.json"
     report = {
         "release_id": release_id,
         "started_at": started_at,
@@ -48,12 +48,12 @@ def write_release_report(lake_root, release_id: str, exported: dict, canary: dic
         "canary": canary,
         "decision": decision,
     }
-    write_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
+    files.write_bytes((json.dumps(report, indent=2, default=str) + "\n").encode(), report_path)
     row = release_row(release_id, exported, canary or {}, decision, _parse_time(started_at) or finished, finished,
                       report_path)
     date = finished.date().isoformat()
-    partition = _append_release_row(lake_root, catalog, date, row)
-    return {"outcome": decision["outcome"], "report": str(report_path), "table": str(partition), "date": date,
+    catalog_used = _append_release_row(lake_root, catalog, date, row)
+    return {"outcome": decision["outcome"], "report": str(report_path), "table": catalog_used, "date": date,
             "row": {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}}
 
 
@@ -92,12 +92,12 @@ def release_row(release_id: str, exported: dict, canary: dict, decision: dict, s
     }
 
 
-def _append_release_row(lake_root: Path, catalog: str | Path | None, date: str, row: dict) -> Path:
+def _append_release_row(lake_root: Root, catalog: str | Path | None, date: str, row: dict) -> str:
     """The row into the lake's ``model_releases`` table, replacing an earlier row of the same release id; returns
     the catalog holding it."""
     lake = Lake(lake_root, catalog)
     lake.replace_rows("model_releases", date, "release_id", pa.Table.from_pylist([row], schema=tables.MODEL_RELEASES))
-    return lake.catalog_path
+    return lake.catalog.describe()
 
 
 def _parse_time(value) -> dt.datetime | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -17,11 +18,12 @@ import threading
 from pathlib import Path
 
 from sensevoice_pipeline import __version__
-from sensevoice_pipeline.errors import SvpError, exit_code
+from sensevoice_pipeline.errors import Interrupted, SvpError, exit_code
 from sensevoice_pipeline.serving.client import TritonClientError
 from sensevoice_pipeline.serving.repository import RepositoryError
 from sensevoice_pipeline.serving.server import LocalTriton, ServerError
 from sensevoice_pipeline.ui.cli_common import CliError, add_repository, add_url, resolve_repository
+from sensevoice_pipeline.ui.cli_lease import add_lease_parser
 from sensevoice_pipeline.ui.cli_models import add_models_parser
 from sensevoice_pipeline.ui.cli_query import add_query_parser
 
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_export_parser, _add_serve_parser, _add_transcribe_parser, _add_run_parser, add_query_parser,
-                add_models_parser, _add_demo_parser):  # the order `svp --help` lists them in
+                add_models_parser, add_lease_parser, _add_demo_parser):  # the order `svp --help` lists them in
         add(sub)
     return parser
 
@@ -225,8 +227,10 @@ def cmd_transcribe(args) -> int:
 
 def cmd_run(args) -> int:
     # The lake and the warehouse (pyarrow, DuckDB): too slow to import for `svp --help`.
-    from sensevoice_pipeline.lake.arrival import wait_for_partition
-    from sensevoice_pipeline.jobs.daily import run_date
+    import datetime as dt
+
+    from sensevoice_pipeline.jobs.daily import new_run_id, published_run, run_date
+    from sensevoice_pipeline.lake.arrival import check_date, wait_for_partition
     from sensevoice_pipeline.lake.partition import PartitionError
     from sensevoice_pipeline.settings import Settings
 
@@ -236,11 +240,20 @@ def cmd_run(args) -> int:
             use_itn=args.use_itn, channel_mode=args.channel_mode, model_version=args.model_version,
             failure_budget=args.failure_budget,
         )
+        date = check_date(args.date)
         if args.wait > 0:
-            arrival = wait_for_partition(settings.raw_root, args.date, args.ready_marker, timeout_s=60 * args.wait,
+            arrival = wait_for_partition(settings.raw_root, date, args.ready_marker, timeout_s=60 * args.wait,
                                          poke_interval_s=max(1.0, min(30.0, 6 * args.wait)))
             print(f"{arrival.partition}: {arrival.detail}", file=sys.stderr)
-        result = run_date(settings, args.date)
+        run_id = new_run_id(dt.datetime.now(dt.timezone.utc))
+        with _termination_as_interrupt():
+            try:
+                result = run_date(settings, date, run_id=run_id)
+            except KeyboardInterrupt as exc:  # run_date has given the lease back; say what the lake holds now
+                published = published_run(settings, date) == run_id
+                what = f"{date} was published" if published else f"nothing of {date} was published by this run"
+                print(f"svp run: stopped by {_signal_name(exc)}: {what}; its lease was given back", file=sys.stderr)
+                raise
     except (PartitionError, TritonClientError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     print(
@@ -250,6 +263,24 @@ def cmd_run(args) -> int:
     )
     print(f"tables in {settings.lake_root}, warehouse {settings.warehouse_path}")
     return 0
+
+
+@contextlib.contextmanager
+def _termination_as_interrupt():
+    """SIGTERM (a container stop, `kill`) raises in the main thread as Ctrl-C does, so the run's cleanup runs."""
+
+    def interrupt(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _signal_name(exc: KeyboardInterrupt) -> str:
+    return signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else "SIGINT"
 
 
 def cmd_demo(args) -> int:

@@ -39,10 +39,13 @@ class Warehouse:
         return {table: f'CREATE OR REPLACE VIEW {table} AS SELECT * FROM {ALIAS}."{table}"' for table in ALL_SCHEMAS}
 
     def attach_sql(self) -> list[str]:
-        """What a BI tool runs after opening the file, so that its views find the lake's tables."""
-        ducklake = duckdb_extension_path("ducklake")
-        return [f"LOAD '{ducklake}'" if ducklake else "INSTALL ducklake; LOAD ducklake",
-                f"ATTACH 'ducklake:sqlite:{self.lake.catalog_path.resolve()}' AS {ALIAS} (READ_ONLY)"]
+        """What a BI tool runs after opening the file, so that its views find the lake's tables (a PostgreSQL
+        catalog's password from the tool's PGPASSWORD or ~/.pgpass: never printed)."""
+        loads = []
+        for name in ("ducklake", self.lake.catalog.extension):
+            path = duckdb_extension_path(name)
+            loads.append(f"LOAD '{path}'" if path else f"INSTALL {name}; LOAD {name}")
+        return [*loads, f"ATTACH '{self.lake.catalog.shareable_uri()}' AS {ALIAS} (READ_ONLY)"]
 
     def refresh(self) -> bool:
         """(Re)build the database file if its views differ from the lake's tables; returns whether it did.
@@ -87,8 +90,16 @@ class Warehouse:
             return {}
 
     def connect(self) -> duckdb.DuckDBPyConnection:
+        """The warehouse file, read-only, with the lake attached. A host that never published (the api-server, a
+        worker of a lake in S3) builds its own file of views the first time: the file is local and derived."""
         if not self.db_path.exists():
-            raise WarehouseError(f"no warehouse at {self.db_path}: run the daily job for a date first")
+            try:
+                published = self.lake.exists
+            except (StorageError, CatalogError) as exc:
+                raise WarehouseError(" ".join(str(exc).split())[:300]) from exc
+            if not published:
+                raise WarehouseError(f"no warehouse at {self.db_path}: run the daily job for a date first")
+            self.refresh()
         con = duckdb.connect(str(self.db_path), read_only=True)
         try:  # s3:// lake: httpfs and a TEMPORARY secret for this connection (never stored in the file)
             self.lake.attach(con)
