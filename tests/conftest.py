@@ -123,6 +123,9 @@ def moto_s3_server() -> Iterator[str]:
 
     from sensevoice_pipeline.serving.server import free_port
 
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per S3 request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -632,3 +632,17 @@ def test_a_release_refuses_an_object_store_lake_without_a_catalog_before_it_expo
     with pytest.raises(releases.ReleaseError, match="s3://bucket/lake needs a catalog that every host"):
         releases.release("no-such-checkpoint", release_settings(tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake"))
     assert not (tmp_path / "repo").exists()
+
+
+def test_the_first_release_after_a_plain_export_records_what_serves_before_adding_a_version(tmp_path,
+                                                                                           fixture_repository):
+    """A repository that only `svp export` wrote has no serving.json, and its configs' default policy serves the
+    latest version: the release's export must pin what serves now, or the new version looks served (its stage was
+    refused with "version 2 is already serving", found by tests/test_stack.py) and a restart would serve it
+    uncanaried."""
+    repo = Path(shutil.copytree(fixture_repository, tmp_path / "model_repository"))
+    assert not releases.read_state(repo).recorded
+    exported = releases.export_version(str(FIXTURE_MODEL_DIR), repo)
+    state = releases.read_state(repo)
+    assert (exported["version"], state.serving, state.recorded) == (2, 1, True)
+    assert releases.policy_versions(repo, PIPELINE_MODEL) == [1]  # a restarted Triton still serves version 1

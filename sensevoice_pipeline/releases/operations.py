@@ -167,10 +167,11 @@ def promote(repository: str | Path, version: int | None = None, url: str | None 
         check_version(repo, version, state)
         old = state.serving
         with open_fleet(url) as fleet:
-            # the same version again changes nothing only where every server already has the recorded set (else it
-            # is how a drifted fleet is brought back together: `svp models list` says so)
+            # the same version again changes nothing only where it is recorded already and every server has the
+            # recorded set (else it is how a drifted fleet is brought back together: `svp models list` says so, and
+            # how a repository that only `svp export` wrote gets its serving.json)
             recorded = set(policy_versions(repo.path, PIPELINE_MODEL))
-            if version == old and all(control.ready_versions(PIPELINE_MODEL) == recorded and
+            if version == old and state.recorded and all(control.ready_versions(PIPELINE_MODEL) == recorded and
                                       _default_version(control) == old for control in fleet):
                 return {"serving": version, "previous": state.previous, "switch_seconds": 0.0, "changed": False}
             result = _switch(repo, fleet, state, version, keep_previous, action)

@@ -36,6 +36,7 @@ def export_version(checkpoint: str, repository: str | Path, precision: str = "fp
         from export.pipeline import run_export
     except ImportError as exc:
         raise ReleaseError(f"the export step needs torch and funasr here (pip install -e '.[export]'): {exc}") from exc
+    _record_serving_state(repository)
     result = run_export(str(checkpoint), repository, precision, exporter)
     meta = result.meta
     return {
@@ -48,6 +49,18 @@ def export_version(checkpoint: str, repository: str | Path, precision: str = "fp
         "exported_at": meta.get("exported_at"),
         "parity": meta.get("parity") or {},
     }
+
+
+def _record_serving_state(repository: str | Path) -> None:
+    """Before the first release adds a version to a repository that only `svp export` wrote (no serving.json), pin
+    what Triton serves now: otherwise the configs' default policy (the latest version) would make the new export
+    look served already, refusing its stage, and a Triton restart would serve it uncanaried. (Found by the running
+    stack, tests/test_stack.py: the first release after the initial export failed with "version 2 is already
+    serving".)"""
+    state = read_state(repository)
+    if not state.recorded and state.serving is not None:
+        log.info("recording version %s as serving before the release adds a version", state.serving)
+        promote(repository, state.serving, url=None)
 
 
 def conclude_release(repository: str | Path, url: str, canary: dict) -> dict:
