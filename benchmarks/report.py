@@ -369,6 +369,7 @@ def build_results(meta: dict, raw: dict) -> dict:
         "bi": bi,
         "merging": raw.get("merging"),
         "encoder": raw.get("encoder"),
+        "write_path": raw.get("write_path"),
         "memory": memory,
         "limits": limits(raw),
         "paired": paired_rows(raw),
@@ -498,6 +499,10 @@ def render(results: dict) -> str:
     out.append("\n6. Targets (not tests; where we stand on this machine)")
     out.append(_table(["target", "goal", "value", "met"],
                       [[t["target"], t["goal"], t["value"], t["met"]] for t in results["targets"]], "llrl"))
+    if results.get("write_path"):
+        from .write_path import render as render_write_path
+
+        out.append(render_write_path(results["write_path"]))
     return "\n".join(out)
 
 

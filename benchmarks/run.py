@@ -35,7 +35,8 @@ from .common import (
 )
 from .report import build_results, render
 
-ALL_STEPS = ("funasr", "funasr-onnx", "ort", "triton", "daily", "pairs", "breakdown", "merging", "encoder", "bi")
+ALL_STEPS = ("funasr", "funasr-onnx", "ort", "triton", "daily", "pairs", "breakdown", "merging", "encoder", "bi",
+             "write-path")
 # --quick leaves these out unless --only names them: funasr-onnx exports its own graph with funasr (the fixture's
 # alone took ~20 s here), and the pairs start a dozen whole processes: each would double the smoke run in CI
 NOT_IN_QUICK = ("funasr-onnx", "pairs")
@@ -131,6 +132,12 @@ def run_encoder(args, sizes, workdir: Path, env: dict) -> dict:
                        workdir, env, "encoder.json")
 
 
+def run_write_path(args, workdir: Path, env: dict) -> dict:
+    """The write path at scale (benchmarks/write_path.py): plan and publish of one day, SQLite and PostgreSQL."""
+    days = ["--days", "2000"] if args.quick else []
+    return _run_module("write path (plan, publish)", "write_path", days, workdir, env, "write_path.json")
+
+
 def run_peers(args, sizes, steps, cfg: dict, workdir: Path, env: dict, raw: dict) -> None:
     """Issue 18's peers (benchmarks/peers.py): the seed-loop pair as whole processes, then the daily job's time
     stage by stage and the encoder floor, all on the clips partition."""
@@ -223,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         raw["encoder"] = run_encoder(args, sizes, workdir, env)
     if "bi" in steps:
         raw["bi"] = run_step("bi", "BI", cfg, workdir, env)["bi"]
+    if "write-path" in steps:
+        raw["write_path"] = run_write_path(args, workdir, env)
     meta["load_after"] = load_average()
     meta["gflops_after"] = machine_speed()
     meta["wall_s"] = round(time.perf_counter() - started, 1)

@@ -113,3 +113,14 @@ def test_the_encoder_export_variants_are_timed_side_by_side(results):
     assert all(r["x_before"] == 1.0 for r in encoder["rows"] if r["variant"] == BASELINE)
     assert all(positive(r["median_s"]) and positive(r["rtfx"]) for r in encoder["rows"])
     assert encoder["auto"]["chosen"] == min(encoder["auto"]["seconds"], key=encoder["auto"]["seconds"].get)
+
+
+def test_the_write_path_is_measured_on_both_catalogs(results):
+    """Section 7 (benchmarks/write_path.py): plan and publish of a generated day, each in its own process, on SQLite
+    and on PostgreSQL, with the day's rows all published."""
+    write_path = results["write_path"]
+    assert {row["catalog"] for row in write_path["rows"]} == {"sqlite", "postgres"}
+    for row in write_path["rows"]:
+        assert row["utterances"] == 10 * row["recordings"] and row["publish"]["files"] == row["recordings"]
+        for step in ("plan", "publish"):
+            assert positive(row[step]["seconds"]) and row[step]["peak_rss_mb"] >= write_path["baseline_rss_mb"]

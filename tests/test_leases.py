@@ -22,6 +22,7 @@ import pytest
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.lake.catalog_db import SqliteCatalog, catalog_database
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
 from sensevoice_pipeline.settings import Settings
 
@@ -137,6 +138,30 @@ def wait_until_planned(settings: Settings, process: subprocess.Popen, timeout_s:
         time.sleep(0.01)
 
 
+def stop_outside_a_lease_transaction(process: subprocess.Popen, settings: Settings) -> None:
+    """SIGSTOP ``process``, but not while it holds the SQLite lease file's lock (a renewal takes milliseconds; a
+    process frozen inside one would block every other run's leases, which the test is not about). PostgreSQL ends
+    such a transaction itself (lease.FROZEN_CLIENT_TIMEOUT_MS)."""
+    catalog = catalog_database(settings.catalog, settings.lake_root)
+    lease_file = catalog.leases_path if isinstance(catalog, SqliteCatalog) else None
+    while True:
+        process.send_signal(signal.SIGSTOP)
+        if lease_file is None or not lease_file.exists() or not holds_a_lock(process.pid, lease_file):
+            return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+
+
+def holds_a_lock(pid: int, path: Path) -> bool:
+    """Whether ``pid`` holds a POSIX lock on ``path`` (/proc/locks: ... <pid> <major:minor:inode> ...)."""
+    inode = path.stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[4] == str(pid) and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return True
+    return False
+
+
 def published_run(settings: Settings) -> str | None:
     return daily.published_run(settings, DAY)
 
@@ -149,10 +174,10 @@ def test_a_stopped_run_that_lost_its_lease_cannot_publish_over_the_takers_day(tm
     stalled_day(settings.raw_root)
     run_a = svp_run(settings, fault_triton.grpc_url)
     wait_until_planned(settings, run_a)
-    run_a.send_signal(signal.SIGSTOP)
+    stop_outside_a_lease_transaction(run_a, settings)
     try:
         leases = daily.leases(settings)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # (PostgreSQL ends a lease transaction A froze in after 10 s)
         while leases.holder(DAY) is not None:  # A can no longer renew: wait for its lease to expire
             assert time.monotonic() < deadline
             time.sleep(0.2)

@@ -65,7 +65,7 @@ def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
         raise DemoError(str(exc)) from exc
 
     _step(5, f"report from {settings.warehouse_path}")
-    warehouse = Warehouse(settings.lake_root, settings.warehouse_path)
+    warehouse = Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog)
     _print_day(warehouse, day)
     print(f"\n# Emotion trend by language, {day}")
     trend = warehouse.query("emotion-trend", day, day, "language")

@@ -21,7 +21,9 @@ any of them after ``ducklake:``. Unset: ``<lake>/catalog.sqlite`` for a local la
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,10 +34,13 @@ from sensevoice_pipeline.lake.files import exclusive_lock
 from sensevoice_pipeline.lake.sqlite_wal import ensure_wal
 from sensevoice_pipeline.lake.storage import Root, is_remote
 
+log = logging.getLogger(__name__)
+
 # One advisory-lock key for every lake writer of a PostgreSQL catalog (a database holds one catalog): any 64-bit
 # number works, as long as every writer uses the same one.
 WRITER_LOCK_KEY = 0x5356505F4C414B45  # "SVP_LAKE" (below 2**63, as the keys are signed)
 CONNECT_TIMEOUT_S = 10
+CONNECT_RETRY_PAUSES_S = (1.0, 2.0)
 
 
 class CatalogError(ConfigurationError):
@@ -118,14 +123,21 @@ class PostgresCatalog(CatalogDatabase):
         return f"ducklake:postgres:{redact(self.conninfo, replacement=None)}"
 
     def connect(self, **kwargs):
-        """A psycopg connection to the catalog database (autocommit unless told otherwise)."""
+        """A psycopg connection to the catalog database (autocommit unless told otherwise). A failed attempt is
+        tried again after 1 and 2 s (a database failing over, a network blip, a process that was paused mid-connect)
+        before it is a CatalogError."""
         import psycopg  # only deployments with a PostgreSQL catalog load it
 
         kwargs.setdefault("autocommit", True)
-        try:
-            return psycopg.connect(self.conninfo, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
-        except psycopg.OperationalError as exc:
-            raise CatalogError(f"cannot reach the {self.describe()}: {_first_line(exc)}") from exc
+        for attempt, pause in enumerate(CONNECT_RETRY_PAUSES_S + (None,)):
+            try:
+                return psycopg.connect(self.conninfo, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
+            except psycopg.OperationalError as exc:
+                if pause is None or "authentication failed" in str(exc) or "does not exist" in str(exc):
+                    raise CatalogError(f"cannot reach the {self.describe()}: {_first_line(exc)}") from exc
+                log.warning("cannot reach the %s (attempt %d, retrying in %g s): %s", self.describe(), attempt + 1,
+                            pause, _first_line(exc))
+                time.sleep(pause)
 
     def exists(self) -> bool:
         with self.connect() as con:

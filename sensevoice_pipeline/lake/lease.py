@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_MARKER = "svp-lease"  # a commit's extra info "svp-lease <date> <token>": what the trigger checks
 LOST_MARKER = "svp-lease-lost"  # the trigger's error starts with it
+FROZEN_CLIENT_TIMEOUT_MS = 10_000  # PostgreSQL ends a lease transaction whose client stopped answering this long
 
 
 class DateBusyError(ConfigurationError):
@@ -302,6 +303,9 @@ class PostgresLeaseStore(LeaseStore):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[LeaseTransaction]:
         with self.catalog.connect(autocommit=False) as con:
+            # A lease transaction lasts milliseconds; one whose client froze (paused, partitioned) must not hold
+            # the table lock, and with it every other run's leases, for longer than this.
+            con.execute(f"SET idle_in_transaction_session_timeout = {FROZEN_CLIENT_TIMEOUT_MS}")
             ensure_lease_table(con)
             # Lease transactions take turns (SHARE ROW EXCLUSIVE conflicts with itself), while a commit's FOR SHARE
             # on a lease row (the trigger) is not blocked by it; changing that row waits for the commit to end.

@@ -56,8 +56,8 @@ def cmd_query(args) -> int:
     except ValueError as exc:  # ConfigurationError, or a storage URI that cannot work
         raise CliError(str(exc)) from exc
     try:
-        table = Warehouse(settings.lake_root, settings.warehouse_path).query(args.name, date_from, date_to, args.by,
-                                                                             args.min_confidence)
+        warehouse = Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog)
+        table = warehouse.query(args.name, date_from, date_to, args.by, args.min_confidence)
     except WarehouseError as exc:
         raise CliError(str(exc)) from exc
     print(f"# {QUERIES[args.name].title}")
