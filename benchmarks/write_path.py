@@ -68,8 +68,9 @@ def make_template(folder: Path, recordings: int) -> Path:
 
     rng = np.random.default_rng(0)
     processed = dt.datetime(2026, 6, 2, 1, 0, tzinfo=dt.timezone.utc)
+    in_plan_order = np.array(sorted(range(recordings), key=source_path))  # plan sorts the day's files by path
     for index, start in enumerate(range(0, recordings, BATCH_SIZE)):
-        ids = np.arange(start, min(start + BATCH_SIZE, recordings))
+        ids = in_plan_order[start:start + BATCH_SIZE]
         pq.write_table(recordings_batch(ids, processed, tables.RECORDINGS), staged / f"batch-{index:05d}.recordings.parquet")
         pq.write_table(utterances_batch(ids, rng, processed, tables.UTTERANCES),
                        staged / f"batch-{index:05d}.utterances.parquet")
@@ -178,6 +179,7 @@ def measure(days: list[int], kinds: list[str], workdir: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     baseline = run_step("imports", {"raw": "", "lake": "", "catalog": None})
+    shutil.rmtree(folder / "catalogs", ignore_errors=True)  # a catalog belongs to one lake: fresh ones each run
     with catalogs(kinds, folder / "catalogs") as new_catalog:
         for recordings in days:
             template = make_template(folder / f"day-{recordings}", recordings)

@@ -184,15 +184,19 @@ def wait_for(what: str, check, timeout_s: float, stack: Stack, every_s: float = 
         time.sleep(every_s)
 
 
-def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+def stop_groups(processes: list[subprocess.Popen], timeout_s: float = 20) -> None:
+    """SIGTERM every process group at once, then SIGKILL what is left after ``timeout_s``."""
+    for process in processes:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 # -- the stack ---------------------------------------------------------------------------------------------------------
@@ -219,14 +223,13 @@ def stack(tmp_path_factory, fixture_repository):
                        secret_key=values["SVP_S3_SECRET_KEY"], region="us-east-1")
         stack = Stack(folder, values, compose, postgres, hosts, s3, repository, api_port=free_port())
         stack.hosts["airflow-apiserver:8080"] = f"127.0.0.1:{stack.api_port}"
-        running.callback(lambda: [stop_group(p) for p in reversed(list(stack.processes.values()))])
+        running.callback(lambda: stop_groups([*stack.processes.values(), *(t for _, _, t in stack.tritons)]))
         for grpc in grpc_ports:
             http = free_port()
             triton = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository",
                                        str(repository), "--grpc-port", str(grpc), "--http-port", str(http),
                                        "--metrics-port", str(free_port())], start_new_session=True,
                                       stdout=open(folder / f"triton-{grpc}.log", "w"), stderr=subprocess.STDOUT)
-            running.callback(stop_group, triton)
             stack.tritons.append((f"127.0.0.1:{grpc}", http, triton))
         run_init(stack)
         stack.start("airflow-apiserver", "airflow-apiserver")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -119,6 +120,18 @@ def read_parquet(path: Root) -> pa.Table:
         return pq.read_table(path)
     with storage_errors(path, "reading"):
         return pq.read_table(path.fs_path, filesystem=path.filesystem)
+
+
+def read_parquet_files(paths: list[Root], schema: pa.Schema, memory_pool: pa.MemoryPool | None = None) -> pa.Table:
+    """Parquet files of one store (local, or one s3:// bucket), read as one table of ``schema``, in order."""
+    if not paths:
+        return schema.empty_table()
+    if is_remote(paths[0]):
+        with storage_errors(paths[0], "reading"):
+            dataset = pads.dataset([p.fs_path for p in paths], schema=schema, format="parquet",
+                                   filesystem=paths[0].filesystem)
+            return dataset.to_table(memory_pool=memory_pool)
+    return pads.dataset([str(p) for p in paths], schema=schema, format="parquet").to_table(memory_pool=memory_pool)
 
 
 def read_text(path: ObjectPath, encoding: str = "utf-8") -> str:
