@@ -134,7 +134,7 @@ def run_encoder(args, sizes, workdir: Path, env: dict) -> dict:
 
 def run_write_path(args, workdir: Path, env: dict) -> dict:
     """The write path at scale (benchmarks/write_path.py): plan and publish of one day, SQLite and PostgreSQL."""
-    days = ["--days", "2000"] if args.quick else []
+    days = ["--days", "1000"] if args.quick else []
     return _run_module("write path (plan, publish)", "write_path", days, workdir, env, "write_path.json")
 
 

@@ -6,7 +6,7 @@ printed beside it) are its own.
 
     python -m benchmarks.write_path [--days 20000 200000 ...] [--catalogs sqlite postgres] [--workdir var/bench]
 
-`make bench` runs it (section 7) with 20,000 / 50,000 / 200,000 recordings; `--quick` with 2,000. Goal (issue 27):
+`make bench` runs it (section 7) with 20,000 / 50,000 / 200,000 recordings; `--quick` with 1,000. Goal (issue 27):
 publish of 200,000 recordings and 2,000,000 utterances under 60 s and under 2 GB.
 """
 

@@ -184,7 +184,7 @@ def wait_for(what: str, check, timeout_s: float, stack: Stack, every_s: float = 
         time.sleep(every_s)
 
 
-def stop_groups(processes: list[subprocess.Popen], timeout_s: float = 20) -> None:
+def stop_groups(processes: list[subprocess.Popen], timeout_s: float = 5) -> None:
     """SIGTERM every process group at once, then SIGKILL what is left after ``timeout_s``."""
     for process in processes:
         with contextlib.suppress(ProcessLookupError):
