@@ -17,6 +17,10 @@ EXAMPLE_AUDIO = sorted((ASSETS / "audio").glob("*.mp3"))
 
 # Keep onnxruntime inside Triton's python models from fighting the test process for the two cores.
 os.environ.setdefault("SVP_ORT_THREADS", "1")
+# Every Triton of the session locks its control plane with this key, and every release call sends it
+# (serving/admin.py); tests of the lock itself start servers with keys of their own.
+TEST_ADMIN_KEY = "svp-test-admin-key-0123456789"
+os.environ.setdefault("SVP_TRITON_ADMIN_KEY", TEST_ADMIN_KEY)
 
 
 @pytest.fixture(scope="session")

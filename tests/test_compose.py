@@ -818,8 +818,8 @@ def test_every_service_with_secrets_checks_them_before_it_starts(compose, servic
             continue
         listed = set((env.get("SVP_CREDENTIAL_VARS") or "").split())
         assert needed <= listed, f"{name}: SVP_CREDENTIAL_VARS misses {sorted(needed - listed)}"
-        if "build" in svc:
-            assert built_dockerfile(svc) == common_dockerfile and "entrypoint" not in svc, name
+        if "build" in svc and built_dockerfile(svc) == common_dockerfile:
+            assert "entrypoint" not in svc, name  # the Airflow image's own entrypoint runs the check
             continue
         entrypoint = args_of(svc.get("entrypoint"))
         mounted = {v["target"]: v for v in volumes_of(svc) if v["type"] == "bind"}
@@ -942,3 +942,29 @@ def test_docs_cover_the_release_worker_the_bind_switch_secrets_and_prometheus(se
         assert needed in text, f"docs/deployment.md does not mention {needed!r}"
     for name in services:
         assert f"`{name}`" in text, f"docs/deployment.md does not list the service {name}"
+
+
+# --- Triton's control plane (issue 28) ----------------------------------------------------------------------------
+
+
+def test_triton_locks_its_control_plane_with_the_key_only_the_release_worker_holds(services):
+    from sensevoice_pipeline.serving.admin import KEY_ENV, restricted_api_args
+
+    triton = services["triton"]
+    assert set(restricted_api_args("${SVP_TRITON_ADMIN_KEY}")) <= set(args_of(triton["command"]))
+    assert KEY_ENV in env_of(triton)["SVP_CREDENTIAL_VARS"].split()
+    holders = {name for name, svc in services.items() if KEY_ENV in env_of(svc)}
+    assert holders == {"triton", RELEASE_WORKER}, holders
+    assert KEY_ENV in env_of(services[RELEASE_WORKER])["SVP_CREDENTIAL_VARS"].split()
+    assert env_example()[KEY_ENV].startswith("change-me")  # check-secrets.sh refuses it until replaced
+
+
+def test_only_what_sends_triton_requests_joins_its_network(compose, services):
+    def networks(svc: dict) -> set[str]:
+        value = svc.get("networks") or ["default"]
+        return set(value) if isinstance(value, list) else set(value)
+
+    assert networks(services["triton"]) == {"serving"}
+    on_serving = {name for name, svc in services.items() if "serving" in networks(svc)}
+    assert on_serving == {"triton", "prometheus", "airflow-worker", RELEASE_WORKER, "airflow-apiserver"}, on_serving
+    assert {"default", "serving"} <= set(compose["networks"])

@@ -32,8 +32,12 @@ from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.audio import load_16k, resample
 from sensevoice_pipeline.speech.vad import segment_for_asr
 from sensevoice_pipeline.ui import cli
+from sensevoice_pipeline.serving.admin import grpc_admin_headers
 
-from .conftest import EXAMPLE_AUDIO, FIXTURE_MODEL_DIR, fixture_cases
+
+from .conftest import EXAMPLE_AUDIO, FIXTURE_MODEL_DIR, TEST_ADMIN_KEY, fixture_cases
+
+GRPC_KEY = grpc_admin_headers(TEST_ADMIN_KEY)  # every Triton of the session takes it (conftest)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CLIP = FIXTURE_MODEL_DIR / "clips" / "en_refund_angry.wav"
@@ -530,7 +534,7 @@ def staged_gone(url: str, candidate: int | None = None) -> None:
     """Triton's own view: no READY ``sensevoice_staged`` in its model index, and ``candidate`` loaded nowhere."""
     control = releases.TritonControl(url)
     try:
-        index = control.client.get_model_repository_index(client_timeout=10).models
+        index = control.client.get_model_repository_index(client_timeout=10, headers=GRPC_KEY).models
         assert not [m for m in index if m.name == releases.STAGED_MODEL and m.state == "READY"], index
         assert not control.ready_versions(releases.STAGED_MODEL)
         if candidate is not None:

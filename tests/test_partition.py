@@ -4,6 +4,7 @@ files left out, a symlink checked where it leads, folders of any depth (an expli
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,12 +68,15 @@ def test_folders_deeper_than_the_recursion_limit_are_walked(tmp_path):
     """Issue 28's 1,100 nested folders crashed planning with RecursionError (pathlib's rglob recursed)."""
     folder = day(tmp_path)
     depth = sys.getrecursionlimit() + 100
-    for _ in range(depth):  # one level at a time: pathlib's mkdir(parents=True) recurses too
-        folder = folder / "d"
-        os.mkdir(folder)
-    (folder / "deep.wav").write_text("x")
-    (items,) = listed(tmp_path).items()
-    assert items == ("d/" * depth + "deep.wav", None)
+    try:
+        for _ in range(depth):  # one level at a time: pathlib's mkdir(parents=True) recurses too
+            folder = folder / "d"
+            os.mkdir(folder)
+        (folder / "deep.wav").write_text("x")
+        (items,) = listed(tmp_path).items()
+        assert items == ("d/" * depth + "deep.wav", None)
+    finally:  # bottom up: pytest's own clean-up (shutil.rmtree) recurses, and fails on such a tree
+        subprocess.run(["find", str(tmp_path / "raw"), "-depth", "-delete"], check=True)
 
 
 def test_publish_sorts_only_what_is_out_of_order():

@@ -23,8 +23,12 @@ import tritonclient.grpc as grpcclient
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL
 from sensevoice_pipeline.serving.server import LocalTriton
+from sensevoice_pipeline.serving.admin import grpc_admin_headers
 
-from .conftest import synthetic_clip
+
+from .conftest import TEST_ADMIN_KEY, synthetic_clip
+
+GRPC_KEY = grpc_admin_headers(TEST_ADMIN_KEY)  # every Triton of the session takes it (conftest)
 
 
 def repository_with_two_versions(source: Path, dst: Path) -> Path:
@@ -45,7 +49,7 @@ def live_versions(url: str, model: str) -> set[int]:
     """Versions of ``model`` the server's repository index shows READY, LOADING or UNLOADING."""
     client = grpcclient.InferenceServerClient(url)
     try:
-        index = client.get_model_repository_index(client_timeout=10)
+        index = client.get_model_repository_index(client_timeout=10, headers=GRPC_KEY)
     finally:
         client.close()
     return {int(m.version) for m in index.models if m.name == model and m.state in LIVE_STATES and m.version}
@@ -58,7 +62,7 @@ def settled_versions(url: str, model: str, timeout_s: float = 60.0) -> set[int]:
     while True:
         client = grpcclient.InferenceServerClient(url)
         try:
-            index = client.get_model_repository_index(client_timeout=10)
+            index = client.get_model_repository_index(client_timeout=10, headers=GRPC_KEY)
         finally:
             client.close()
         states = {(int(m.version), m.state) for m in index.models if m.name == model and m.version}

@@ -30,10 +30,13 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc as grpcclient
 
+from sensevoice_pipeline.serving.admin import grpc_admin_headers
 from sensevoice_pipeline.serving.client import transcribe_sync
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
 from sensevoice_pipeline.serving.server import LocalTriton
-from tests.conftest import synthetic_clip
+from tests.conftest import TEST_ADMIN_KEY, synthetic_clip
+
+GRPC_KEY = grpc_admin_headers(TEST_ADMIN_KEY)  # every Triton of the session takes it (conftest)
 
 # The release worker's writes, in a process of its own (as in its own container): export the next version, then
 # the version policy that makes Triton load it (encoder: old and new, as operations._apply_policy does; pipeline:
@@ -43,6 +46,7 @@ import sys
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.releases.policy import set_version_policy
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
+
 
 checkpoint, repository, serving = sys.argv[1], sys.argv[2], int(sys.argv[3])
 version = releases.export_version(checkpoint, repository, "fp32", "legacy")["version"]
@@ -114,8 +118,8 @@ def test_the_release_worker_writes_a_version_that_triton_loads_without_writing(
         # Triton picks the new version up from the files alone: no config or files in the load requests.
         control = grpcclient.InferenceServerClient(server.grpc_url)
         try:
-            control.load_model(ENCODER_MODEL)
-            control.load_model(PIPELINE_MODEL)
+            control.load_model(ENCODER_MODEL, headers=GRPC_KEY)  # model control takes the admin key
+            control.load_model(PIPELINE_MODEL, headers=GRPC_KEY)
             assert control.is_model_ready(PIPELINE_MODEL, "2")
             assert not control.is_model_ready(PIPELINE_MODEL, "1")
             assert control.is_model_ready(ENCODER_MODEL, "2")

@@ -21,8 +21,9 @@ from sensevoice_pipeline.serving.client import (
 )
 from sensevoice_pipeline.speech.languages import UnknownLanguageError
 from sensevoice_pipeline.serving.server import free_port
+from sensevoice_pipeline.serving.admin import http_admin_headers
 
-from .conftest import EXAMPLE_AUDIO, funasr_text, synthetic_clip
+from .conftest import EXAMPLE_AUDIO, TEST_ADMIN_KEY, funasr_text, synthetic_clip
 
 LANGUAGES = ["auto", "zh", "en", "yue"]
 
@@ -84,7 +85,8 @@ def test_health_metadata_and_repository_index_over_grpc_and_http(triton):
     meta = http.get_model_metadata("sensevoice")
     assert {i["name"] for i in meta["inputs"]} == {"AUDIO", "LANGUAGE", "USE_ITN"}
     assert [o["name"] for o in meta["outputs"]] == ["TEXT", "CONFIDENCE", "EMOTION_PROBS"]  # confidences: issue 18
-    index = {(m["name"], m.get("version"), m.get("state")) for m in http.get_model_repository_index()}
+    index = {(m["name"], m.get("version"), m.get("state")) for m in http.get_model_repository_index(
+        headers=http_admin_headers(TEST_ADMIN_KEY))}
     assert ("sensevoice", "1", "READY") in index and ("sensevoice_encoder", "1", "READY") in index
     encoder = grpc.get_model_metadata("sensevoice_encoder")
     assert [i.name for i in encoder.inputs] == ["speech", "speech_lengths", "language", "textnorm"]

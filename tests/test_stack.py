@@ -76,14 +76,16 @@ class Stack:
     # -- settings as compose gives them ------------------------------------------------------------------------------
 
     def env(self, service: str, directory: Path) -> dict[str, str]:
-        """``service``'s environment from the compose file, hosts and paths made local."""
+        """``service``'s environment from the compose file, hosts and paths made local (and nothing of this test
+        process's own Triton admin key: only the services compose gives it have it)."""
         env = {k: self._local(v) for k, v in env_of(self.compose["services"][service]).items() if v is not None}
         env["SVP_MODEL_REPOSITORY"] = str(self.repository)
         env["SVP_WAREHOUSE"] = str(directory / "warehouse" / "warehouse.duckdb")
         env.update(TIMING)
         home = directory / "airflow-home"
         home.mkdir(parents=True, exist_ok=True)
-        return {**os.environ, **env, "AIRFLOW_HOME": str(home),
+        inherited = {k: v for k, v in os.environ.items() if k not in ("SVP_TRITON_ADMIN_KEY", "SVP_TRITON_ADMIN_KEY_FILE")}
+        return {**inherited, **env, "AIRFLOW_HOME": str(home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.folder / "airflow-logs"),  # the shared logs volume
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -226,9 +228,12 @@ def stack(tmp_path_factory, fixture_repository):
         running.callback(lambda: stop_groups([*stack.processes.values(), *(t for _, _, t in stack.tritons)]))
         for grpc in grpc_ports:
             http = free_port()
+            # the compose file's Triton environment: its admin key (its control plane is locked with it)
+            triton_env = {**os.environ, **env_of(compose["services"]["triton"])}
+            triton_env.pop("SVP_CREDENTIAL_VARS")
             triton = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository",
                                        str(repository), "--grpc-port", str(grpc), "--http-port", str(http),
-                                       "--metrics-port", str(free_port())], start_new_session=True,
+                                       "--metrics-port", str(free_port())], start_new_session=True, env=triton_env,
                                       stdout=open(folder / f"triton-{grpc}.log", "w"), stderr=subprocess.STDOUT)
             stack.tritons.append((f"127.0.0.1:{grpc}", http, triton))
         run_init(stack)

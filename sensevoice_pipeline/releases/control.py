@@ -13,6 +13,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.releases.errors import ReleaseError
+from sensevoice_pipeline.serving.admin import (KEY_ENV, KEY_FILE_ENV, configured_admin_key, grpc_admin_headers,
+                                               is_refused_for_key)
 from sensevoice_pipeline.serving.client import grpc_channel_args
 
 # The staged candidate is loaded under its own model name, never as a version of `sensevoice`: as the highest
@@ -42,12 +44,26 @@ def canary_url(url: str) -> str:
 
 
 class TritonControl:
-    """Triton's repository API (explicit model-control mode) for one server."""
+    """Triton's repository API (explicit model-control mode) for one server. Every call that Triton restricts
+    (serving/admin.py) carries the admin key: ``admin_key``, else $SVP_TRITON_ADMIN_KEY (or its file)."""
 
-    def __init__(self, url: str, timeout_s: float = 600.0):
+    def __init__(self, url: str, timeout_s: float = 600.0, admin_key: str | None = None):
         self.url = url
         self.timeout_s = timeout_s
         self.client = grpcclient.InferenceServerClient(url, channel_args=grpc_channel_args())
+        self._admin_key = admin_key or configured_admin_key()
+        self._headers = grpc_admin_headers(self._admin_key)
+
+    def _restricted(self, what: str, call, *args, **kwargs):
+        """A restricted API call with the key; Triton's refusal of a missing or wrong key as one clear line."""
+        try:
+            return call(*args, headers=self._headers, **kwargs)
+        except InferenceServerException as exc:
+            if is_refused_for_key(_message(exc)):
+                which = "no admin key was given" if self._admin_key is None else "the admin key was refused"
+                raise ReleaseError(f"Triton at {self.url} refused to {what}: {which}; set {KEY_ENV} (or "
+                                   f"{KEY_FILE_ENV}) to the key the server was started with") from exc
+            raise
 
     def check_live(self) -> None:
         try:
@@ -61,13 +77,19 @@ class TritonControl:
         """Versions of ``model`` in READY state (the staged model, loaded by override, is asked directly)."""
         if model == STAGED_MODEL:
             return self._staged_ready_versions()
-        index = self.client.get_model_repository_index(client_timeout=10)
+        index = self._index()
         return {int(m.version) for m in index.models if m.name == model and m.state == "READY" and m.version}
 
     def live_versions(self, model: str) -> set[int]:
         """Versions of ``model`` that are loaded, loading, or unloading (still finishing requests they took)."""
-        index = self.client.get_model_repository_index(client_timeout=10)
+        index = self._index()
         return {int(m.version) for m in index.models if m.name == model and m.state in LIVE_STATES and m.version}
+
+    def _index(self):
+        try:
+            return self._restricted("list its models", self.client.get_model_repository_index, client_timeout=10)
+        except InferenceServerException as exc:
+            raise ReleaseError(f"Triton at {self.url} could not list its models: {_message(exc)}") from exc
 
     def wait_until_gone(self, model: str, keep: set[int], timeout_s: float = 300.0) -> None:
         """Until no version of ``model`` outside ``keep`` is live on this server: a version the last load removed
@@ -88,19 +110,21 @@ class TritonControl:
 
     def load(self, model: str, config: str | None = None, files: dict[str, bytes] | None = None) -> None:
         try:
-            self.client.load_model(model, config=config, files=files, client_timeout=self.timeout_s)
+            self._restricted(f"load {model}", self.client.load_model, model, config=config, files=files,
+                             client_timeout=self.timeout_s)
         except InferenceServerException as exc:
             raise ReleaseError(f"Triton at {self.url} could not load {model}: {_message(exc)}") from exc
 
     def unload(self, model: str) -> None:
         try:
-            self.client.unload_model(model, client_timeout=60)
+            self._restricted(f"unload {model}", self.client.unload_model, model, client_timeout=60)
         except InferenceServerException as exc:
             raise ReleaseError(f"Triton at {self.url} could not unload {model}: {_message(exc)}") from exc
 
     def loaded_config(self, model: str) -> dict:
         try:
-            return self.client.get_model_config(model, as_json=True, client_timeout=10)["config"]
+            return self._restricted(f"show {model}'s config", self.client.get_model_config, model, as_json=True,
+                                    client_timeout=10)["config"]
         except InferenceServerException as exc:
             raise ReleaseError(
                 f"{model} is not loaded on Triton at {self.url} ({_message(exc)}): promote a version first"

@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sensevoice_pipeline.serving.admin import check_admin_key, configured_admin_key, new_admin_key, restricted_api_args
 from sensevoice_pipeline.serving.repository import LOCAL_CONFIG_NAME, MODELS, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class LocalTriton:
     startup_timeout: float = 120.0
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    # The key of the control plane (serving/admin.py); None: $SVP_TRITON_ADMIN_KEY (or its file), else a random one
+    # (the control plane is then closed to everybody but this object's holder).
+    admin_key: str | None = field(default=None, repr=False)
     process: subprocess.Popen | None = field(default=None, init=False)
     _workdir: Path | None = field(default=None, init=False)
     _log_offset: int = field(default=0, init=False)  # where this start's lines begin in a reused log file
@@ -82,6 +86,8 @@ class LocalTriton:
 
     def start(self) -> "LocalTriton":
         repository = self._checked_repository()
+        self.admin_key = check_admin_key(self.admin_key, "admin_key") if self.admin_key else (
+            configured_admin_key() or new_admin_key())
         picked = [name for name in PORTS if not getattr(self, name)]
         for attempt in range(1, PORT_ATTEMPTS + 1):
             for name in picked:
@@ -101,7 +107,7 @@ class LocalTriton:
         self._workdir = Path(tempfile.mkdtemp(prefix="svp-triton-"))
         cmd = self._command(repository, self._backends())
         self.log_file = self.log_file or self._workdir / "tritonserver.log"
-        log.info("starting tritonserver: %s", " ".join(cmd))
+        log.info("starting tritonserver: %s", " ".join(cmd).replace(self.admin_key, "***"))
         self._log_offset = Path(self.log_file).stat().st_size if Path(self.log_file).exists() else 0
         with open(self.log_file, "ab") as out:
             self.process = subprocess.Popen(
@@ -155,6 +161,7 @@ class LocalTriton:
             "--exit-on-error=true",
             "--strict-readiness=true",
             "--log-verbose=0",
+            *restricted_api_args(self.admin_key),
         ]
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")

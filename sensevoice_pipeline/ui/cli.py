@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sensevoice_pipeline import __version__
 from sensevoice_pipeline.errors import Interrupted, SvpError, exit_code
+from sensevoice_pipeline.serving.admin import KEY_FILE_ENV, configured_admin_key, new_admin_key
 from sensevoice_pipeline.serving.client import TritonClientError
 from sensevoice_pipeline.serving.repository import RepositoryError
 from sensevoice_pipeline.serving.server import LocalTriton, ServerError
@@ -72,7 +73,9 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="run a local CPU Triton on the model repository until Ctrl-C",
         description="Lint the repository, start the PyPI tritonserver on 127.0.0.1 with the local (CPU) configs, "
-        "load the models and stay in the foreground until Ctrl-C or SIGTERM.",
+        "load the models and stay in the foreground until Ctrl-C or SIGTERM. Model control (load, unload, model "
+        "config, logging, trace) needs the admin key: $SVP_TRITON_ADMIN_KEY or the file $SVP_TRITON_ADMIN_KEY_FILE "
+        "names; without either a new key is written to var/triton-admin.key.",
     )
     add_repository(p, "Triton model repository")
     p.add_argument("--http-port", type=int, default=8000, help="(default: %(default)s)")
@@ -160,12 +163,18 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    key = configured_admin_key()
+    if key is None:
+        key = _new_key_file(ADMIN_KEY_FILE)
+        print(f"model control (load, unload, config) needs the admin key, written to {ADMIN_KEY_FILE}: "
+              f"export {KEY_FILE_ENV}={ADMIN_KEY_FILE.resolve()} for `svp models`", flush=True)
     server = LocalTriton(
         args.repository,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         config_name=args.config_name,
+        admin_key=key,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,6 +194,20 @@ def cmd_serve(args) -> int:
         print("stopping Triton...", flush=True)
         server.stop()
     return 0
+
+
+ADMIN_KEY_FILE = Path("var/triton-admin.key")  # `svp serve`'s key when none is configured
+
+
+def _new_key_file(path: Path) -> str:
+    """A new admin key in ``path``, readable by its owner only."""
+    key = new_admin_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+        f.write(key + "\n")
+    return key
 
 
 def cmd_transcribe(args) -> int:
