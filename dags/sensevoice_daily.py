@@ -62,7 +62,7 @@ from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.constants import CHANNEL_MODES
 from sensevoice_pipeline.lake.lease import LeaseLostError
-from sensevoice_pipeline.settings import Settings, daily_start_date, triton_pool
+from sensevoice_pipeline.settings import Settings, batch_timeout_s, daily_start_date, triton_pool
 
 UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"})
 
@@ -79,6 +79,7 @@ def _settings(params: dict) -> Settings:
         model_version=str(params.get("model_version") or ""),
         batch_size=params["batch_size"],
         failure_budget=params["failure_budget"],
+        allow_shrink=bool(params.get("allow_shrink")) or None,
     )
 
 
@@ -115,6 +116,9 @@ LEASE_WAIT = {"retries": 6, "retry_delay": dt.timedelta(minutes=2), "retry_expon
         "failure_budget": Param(0.2, type="number", minimum=0, maximum=1,
                                 description="Share of the day's files that may fail (bad input) before the run fails; "
                                             "the day is published either way"),
+        "allow_shrink": Param(False, type="boolean",
+                              description="Replace a published day even with far fewer recordings (an emptied "
+                                          "partition is refused otherwise)"),
         "ready_marker": Param("", type="string",
                               description="File inside date=YYYY-MM-DD/ that says the day is complete (e.g. "
                                           "manifest.csv, .ready); empty: the folder exists and holds a file"),
@@ -155,7 +159,8 @@ def sensevoice_daily():
             raise AirflowFailException(str(exc)) from exc  # waiting would not fix it: fail now, not in 90 min
 
     # The fleet's capacity caps requests in flight, across runs: one pool slot per mapped task (see Capacity above).
-    @task(retries=3, pool=triton_pool())
+    # A batch that runs past its timeout (a hung decode, a server that never answers) is failed and retried.
+    @task(retries=3, pool=triton_pool(), execution_timeout=dt.timedelta(seconds=batch_timeout_s()))
     def transcribe(batch: dict) -> dict:
         context = get_current_context()
         try:

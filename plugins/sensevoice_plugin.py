@@ -37,7 +37,7 @@ from sensevoice_pipeline.ui.clip_html import render_clip_page
 from sensevoice_pipeline.ui.html_parts import SECURITY_HEADERS
 from sensevoice_pipeline.ui.page_data import DATE_PATTERN, Params, load_dashboard
 from sensevoice_pipeline.ui.page_html import render_page
-from sensevoice_pipeline.ui.page_text import redact
+from sensevoice_pipeline.ui.page_text import for_viewer, redact
 from sensevoice_pipeline.warehouse.database import Warehouse
 
 URL_PREFIX = "/sensevoice"
@@ -91,6 +91,7 @@ def _wants_json(request: Request) -> bool:
 
 def _clip_answer(request: Request, status: int = 200, result=None, error: str | None = None,
                  language: str = "auto", itn: bool = True):
+    error = for_viewer(error) if error else error  # the same words in JSON as in HTML: no path, no address
     if _wants_json(request):
         body = result.to_dict() if result is not None else {"detail": error}
         return JSONResponse(body, status_code=status, headers=SECURITY_HEADERS)

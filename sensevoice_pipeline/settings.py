@@ -38,6 +38,13 @@ class Settings:
     # SVP_MERGE_SEGMENT_S: adjacent VAD segments of a channel joined into one request up to this long (never past
     # max_segment_s); 0 = off
     merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S
+    # SVP_MAX_RECORDING_S: a longer recording becomes a `failed` row, refused while it decodes (a few MB of FLAC can
+    # hold 20 hours of silence: gigabytes decoded)
+    max_recording_s: float = 4 * 3600.0
+    # A re-run that would replace a published day with fewer than this share of its recordings (an emptied
+    # partition, files lost upstream) refuses unless told to (allow_shrink; SVP_SHRINK_LIMIT)
+    shrink_limit: float = 0.5
+    allow_shrink: bool = False
     batch_size: int = 16  # files per mapped task
     concurrency: int = 8  # Triton requests in flight per task
     request_timeout_s: float = 120.0  # deadline of one Triton request (SVP_REQUEST_TIMEOUT_S)
@@ -58,6 +65,11 @@ class Settings:
     # Airflow Connections (names; only DAG tasks and the plugin look them up): the Triton address, S3 credentials.
     triton_conn_id: str = "sensevoice_triton"  # SVP_TRITON_CONN_ID
     aws_conn_id: str = "aws_default"  # SVP_AWS_CONN_ID
+    # What a DAG run's Params may point at beyond this deployment's own settings (check_run_params): root prefixes
+    # (SVP_ALLOWED_ROOTS, comma-separated, e.g. s3://calls/,/mnt/backfill/) and Connection ids
+    # (SVP_ALLOWED_CONNECTIONS). Empty: only the configured roots (and below them) and Connections.
+    allowed_roots: tuple[str, ...] = ()
+    allowed_connections: tuple[str, ...] = ()
 
     @property
     def warehouse_path(self) -> Path:
@@ -85,6 +97,8 @@ class Settings:
             max_segment_s=checked_env("max_segment_s", "SVP_MAX_SEGMENT_S", cls.max_segment_s),
             merge_segment_s=checked_env("merge_segment_s", "SVP_MERGE_SEGMENT_S", cls.merge_segment_s),
             failure_budget=checked_env("failure_budget", "SVP_FAILURE_BUDGET", cls.failure_budget),
+            max_recording_s=checked_env("max_recording_s", "SVP_MAX_RECORDING_S", cls.max_recording_s),
+            shrink_limit=checked_env("shrink_limit", "SVP_SHRINK_LIMIT", cls.shrink_limit),
             catalog=checked_env("catalog", "SVP_CATALOG", None),
             lease_ttl_s=checked_env("lease_ttl_s", "SVP_LEASE_TTL_S", cls.lease_ttl_s),
             gc_grace_s=checked_env("gc_grace_s", "SVP_GC_GRACE_S", cls.gc_grace_s),
@@ -92,6 +106,8 @@ class Settings:
             golden_dir=Path(env["SVP_GOLDEN_DIR"]) if env.get("SVP_GOLDEN_DIR") else None,
             triton_conn_id=env.get("SVP_TRITON_CONN_ID") or cls.triton_conn_id,
             aws_conn_id=env.get("SVP_AWS_CONN_ID") or cls.aws_conn_id,
+            allowed_roots=_listed(env.get("SVP_ALLOWED_ROOTS")),
+            allowed_connections=_listed(env.get("SVP_ALLOWED_CONNECTIONS")),
         )
         return base.with_overrides(**overrides)
 
@@ -106,6 +122,50 @@ class Settings:
         return replace(self, **clean)
 
 
+# A run's Params that choose where data is read and written, or with whose credentials (check_run_params).
+ROOT_PARAMS = {"raw_root": "SVP_RAW_ROOT", "lake_root": "SVP_LAKE_ROOT", "model_repository": "SVP_MODEL_REPOSITORY",
+               "golden_dir": "SVP_GOLDEN_DIR"}
+CONNECTION_PARAMS = ("triton_conn_id", "aws_conn_id")
+
+
+class ParamNotAllowedError(ConfigurationError):
+    """A DAG Param points at a root or a Connection this deployment does not allow."""
+
+
+def check_run_params(base: "Settings", overrides: dict) -> None:
+    """Refuse a run's Params that name a root or a Connection beyond what the deployment allows: whoever may trigger
+    a DAG must not thereby read or write another bucket or folder, or borrow another Connection's credentials.
+    Allowed: the deployment's own values (a root: also anything below it) and what SVP_ALLOWED_ROOTS /
+    SVP_ALLOWED_CONNECTIONS list."""
+    for key, variable in ROOT_PARAMS.items():
+        value = overrides.get(key)
+        if value in (None, ""):
+            continue
+        own = getattr(base, key)
+        allowed = [_root_text(r) for r in ([own] if own is not None else []) + list(base.allowed_roots)]
+        wanted = _root_text(value)
+        if any(wanted == a or wanted.startswith(a.rstrip("/") + "/") for a in allowed):
+            continue
+        raise ParamNotAllowedError(f"the Param {key}={value!r} is outside what this deployment allows ({variable}"
+                                   f"={own}, SVP_ALLOWED_ROOTS={','.join(base.allowed_roots) or 'unset'})")
+    for key in CONNECTION_PARAMS:
+        value = overrides.get(key)
+        if value not in (None, "") and value != getattr(base, key) and value not in base.allowed_connections:
+            raise ParamNotAllowedError(f"the Param {key}={value!r} names a Connection this deployment does not allow "
+                                       f"(default {getattr(base, key)}; SVP_ALLOWED_CONNECTIONS="
+                                       f"{','.join(base.allowed_connections) or 'unset'})")
+
+
+def _root_text(root) -> str:
+    """A root as compared by check_run_params: an s3:// URI as written, a local path made absolute."""
+    text = str(root)
+    return text.rstrip("/") if is_remote(text) else str(Path(text).absolute()).rstrip("/") or "/"
+
+
+def _listed(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
 TRITON_POOL_ENV = "SVP_TRITON_POOL"
 DEFAULT_TRITON_POOL = "sensevoice_triton"
 
@@ -115,6 +175,19 @@ def triton_pool() -> str:
     sensevoice_triton). Read when the DAG file is parsed: a task's pool is not a templated field, so a Param cannot
     choose it per run."""
     return os.environ.get(TRITON_POOL_ENV, "").strip() or DEFAULT_TRITON_POOL
+
+
+BATCH_TIMEOUT_ENV = "SVP_BATCH_TIMEOUT_S"
+DEFAULT_BATCH_TIMEOUT_S = 3 * 3600.0
+
+
+def batch_timeout_s() -> float:
+    """How long one transcription task may run ($SVP_BATCH_TIMEOUT_S, default 3 hours: a batch of 16 recordings of
+    up to SVP_MAX_RECORDING_S each, on a busy fleet). Read when the DAG file is parsed (a task's timeout is not a
+    Param)."""
+    value = os.environ.get(BATCH_TIMEOUT_ENV, "").strip()
+    return _checked_number(value, BATCH_TIMEOUT_ENV, "the batch timeout (seconds)", 1.0, 7 * 86400.0) if value \
+        else DEFAULT_BATCH_TIMEOUT_S
 
 
 DAILY_START_DATE_ENV = "SVP_DAILY_START_DATE"
@@ -141,7 +214,7 @@ def _check_duckdb_path(path: Path, where: str) -> Path:
 
 _CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode", "model_repository", "golden_dir",
             "max_segment_s", "merge_segment_s", "request_timeout_s", "failure_budget", "lease_ttl_s", "gc_grace_s",
-            "catalog")
+            "catalog", "max_recording_s", "shrink_limit")
 
 # Numeric knobs: (what it is, lowest, highest, whether the lowest itself is allowed); finite always.
 _NUMBERS = {
@@ -149,7 +222,24 @@ _NUMBERS = {
     "failure_budget": ("the failure budget (a share of the day's files)", 0.0, 1.0, True),
     "lease_ttl_s": ("the lease lifetime (seconds)", 0.0, 7 * 86400.0, False),
     "gc_grace_s": ("the garbage-collection grace period (seconds)", 0.0, 365 * 86400.0, True),
+    "max_recording_s": ("the longest recording (seconds)", 0.0, 7 * 86400.0, False),
+    "shrink_limit": ("the shrink limit (a share of the published recordings)", 0.0, 1.0, True),
 }
+
+
+def _checked_number(value, variable: str | None, what: str, low: float, high: float, low_allowed: bool = False) -> float:
+    """``value`` as a finite number within [low, high] (low excluded unless ``low_allowed``), or ConfigurationError
+    naming ``variable``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (low <= number <= high) or (number == low and not low_allowed):  # NaN fails every comparison
+        bound = "at least" if low_allowed else "more than"
+        where = f"{variable}: " if variable else ""
+        raise ConfigurationError(f"{where}{what} must be a number {bound} {low:.10g} and at most {high:.10g}, "
+                                 f"got {value!r}")
+    return number
 
 
 def _checked(key: str, value, variable: str | None = None):
@@ -194,15 +284,7 @@ def _checked(key: str, value, variable: str | None = None):
         return seconds
     if key in _NUMBERS:
         what, low, high, low_allowed = _NUMBERS[key]
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if not (low <= number <= high) or (number == low and not low_allowed):  # NaN fails every comparison
-            bound = "at least" if low_allowed else "more than"
-            raise ConfigurationError(f"{where}{what} must be a number {bound} {low:.10g} and at most {high:.10g}, "
-                                     f"got {value!r}")
-        return number
+        return _checked_number(value, variable, what, low, high, low_allowed)
     if key == "catalog":
         from sensevoice_pipeline.lake.catalog_db import CatalogError, catalog_database  # pyarrow: not for --help
 

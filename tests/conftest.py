@@ -21,6 +21,10 @@ os.environ.setdefault("SVP_ORT_THREADS", "1")
 # (serving/admin.py); tests of the lock itself start servers with keys of their own.
 TEST_ADMIN_KEY = "svp-test-admin-key-0123456789"
 os.environ.setdefault("SVP_TRITON_ADMIN_KEY", TEST_ADMIN_KEY)
+# DAG runs of the tests point their Params at the tests' own folders and buckets (settings.check_run_params refuses
+# what the deployment does not allow; tests/test_run_params.py checks that with its own settings).
+os.environ.setdefault("SVP_ALLOWED_ROOTS", "/,s3://")
+os.environ.setdefault("SVP_ALLOWED_CONNECTIONS", "svp_s3")
 
 
 @pytest.fixture(scope="session")

@@ -76,15 +76,15 @@ class Stack:
     # -- settings as compose gives them ------------------------------------------------------------------------------
 
     def env(self, service: str, directory: Path) -> dict[str, str]:
-        """``service``'s environment from the compose file, hosts and paths made local (and nothing of this test
-        process's own Triton admin key: only the services compose gives it have it)."""
+        """``service``'s environment from the compose file, hosts and paths made local (and none of this test
+        process's own SVP_* settings, such as its Triton admin key: only the services compose gives one have it)."""
         env = {k: self._local(v) for k, v in env_of(self.compose["services"][service]).items() if v is not None}
         env["SVP_MODEL_REPOSITORY"] = str(self.repository)
         env["SVP_WAREHOUSE"] = str(directory / "warehouse" / "warehouse.duckdb")
         env.update(TIMING)
         home = directory / "airflow-home"
         home.mkdir(parents=True, exist_ok=True)
-        inherited = {k: v for k, v in os.environ.items() if k not in ("SVP_TRITON_ADMIN_KEY", "SVP_TRITON_ADMIN_KEY_FILE")}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SVP_")}  # the compose file's own only
         return {**inherited, **env, "AIRFLOW_HOME": str(home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.folder / "airflow-logs"),  # the shared logs volume

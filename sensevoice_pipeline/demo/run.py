@@ -55,7 +55,10 @@ def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
         with LocalTriton(repository, log_file=workdir / "tritonserver.log") as triton:
             print(f"   ready: gRPC {triton.grpc_url} (log {triton.log_file})")
             _step(4, f"airflow dags test {DAG_ID} {day}")
-            airflow = LocalAirflow(home=workdir / "airflow", extra_env=triton_connection_env(triton.grpc_url))
+            # the run's Params point at the demo's own folders: allowed for this run (settings.check_run_params)
+            allowed = {"SVP_ALLOWED_ROOTS": ",".join(str(p.absolute()) for p in (settings.raw_root, settings.lake_root))}
+            airflow = LocalAirflow(home=workdir / "airflow",
+                                   extra_env={**triton_connection_env(triton.grpc_url), **allowed})
             conf = {"date": day, "raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root)}
             airflow.dags_test(DAG_ID, f"{day}T00:00:00+00:00", conf=conf)
             print(f"   DAG run succeeded (Airflow home {airflow.home})")

@@ -34,7 +34,7 @@ from sensevoice_pipeline.lake import files, storage, tables
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.serving.client import SenseVoiceClient
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
-from sensevoice_pipeline.errors import FailureBudgetExceeded, InputError, PublishError
+from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, InputError, PublishError
 from sensevoice_pipeline.lake.lease import DateLeases, Lease, date_leases
 from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
 from sensevoice_pipeline.settings import Settings
@@ -75,6 +75,7 @@ def plan_with_lease(settings: Settings, date: str, run_id: str,
     """``plan``, also returning the lease taken (``bound_to_process``: the caller's process is the whole run)."""
     date = check_date(date)
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
+    _refuse_silent_shrink(settings, date, len(items))
     lease = leases(settings).acquire(date, run_id, bound_to_process=bound_to_process)
     stage = staging_dir(settings, date, run_id)
     files.remove_tree(stage)
@@ -90,6 +91,26 @@ def plan_with_lease(settings: Settings, date: str, run_id: str,
     ]
     log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
     return lease, batches
+
+
+class ShrinkRefused(ConfigurationError):
+    """A re-run would replace a published day with markedly fewer recordings."""
+
+
+def _refuse_silent_shrink(settings: Settings, date: str, planned: int) -> None:
+    """A partition emptied by a retention job, or half lost upstream, must not silently replace what was published:
+    an empty partition, or fewer files than ``shrink_limit`` of the published recordings, refuses unless
+    ``allow_shrink``."""
+    if settings.allow_shrink:
+        return
+    published = lake(settings).count("recordings", date)
+    if published and (planned == 0 or planned < settings.shrink_limit * published):
+        utterances = lake(settings).count("utterances", date)
+        raise ShrinkRefused(
+            f"{date}: the partition holds {planned} recordings, the published day {published} ({utterances} "
+            f"utterances); re-running would replace them with {'nothing' if planned == 0 else 'far fewer'}, so "
+            f"nothing was done. If the files were removed on purpose, run again with --allow-shrink (the DAG's "
+            f"allow_shrink Param); the limit is SVP_SHRINK_LIMIT ({settings.shrink_limit:g} of the published count)")
 
 
 def release(settings: Settings, date: str, run_id: str) -> None:
@@ -131,7 +152,8 @@ async def _process_items(settings: Settings, items: list[WorkItem], run_id: str,
     async with SenseVoiceClient(settings.triton_url, version=settings.model_version or None,
                                 max_concurrency=settings.concurrency, timeout_s=settings.request_timeout_s) as client:
         await client.check_ready()
-        transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s)
+        transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s,
+                                           max_recording_s=settings.max_recording_s)
 
         async def one(item: WorkItem):
             async with files_in_flight:
@@ -298,21 +320,25 @@ def _check_failure_budget(result: dict, budget: float) -> None:
 
 
 def _drop_stale_staging(settings: Settings, grace: dt.timedelta) -> None:
-    """Local lakes: staging folders of runs that neither published nor released (a killed `svp run`, a DAG run
-    that was never retried), untouched for longer than the grace period. Cleanup never fails a publish that has
-    succeeded."""
+    """Staging folders of runs that neither published nor released (a killed `svp run`, a DAG run that was never
+    retried), untouched for longer than the grace period, on local and s3:// lakes alike (they hold transcripts).
+    Cleanup never fails a publish that has succeeded."""
     root = settings.lake_root / STAGING
-    if storage.is_remote(root) or not root.is_dir():
-        return
-    cutoff = time.time() - grace.total_seconds()
+    cutoff_ns = (time.time() - grace.total_seconds()) * 1e9
     try:
-        for stage in root.glob("date=*/run=*"):
-            newest = max((p.stat().st_mtime for p in [stage, *stage.iterdir()]), default=0)
-            if newest < cutoff:
-                log.info("removing abandoned staging %s", stage)
+        newest: dict[str, int] = {}
+        for rel, mtime in files.list_files(root):
+            parts = rel.split("/")
+            if len(parts) >= 3 and parts[0].startswith("date=") and parts[1].startswith("run="):
+                run = f"{parts[0]}/{parts[1]}"
+                newest[run] = max(newest.get(run, 0), mtime)
+        for run, mtime in sorted(newest.items()):
+            if mtime < cutoff_ns:
+                log.info("removing abandoned staging %s", root / run)
+                stage = root / run
                 files.remove_tree(stage)
                 _remove_empty_parents(stage.parent, root)
-    except OSError as exc:  # logged; the next publish tries again
+    except (OSError, storage.StorageError) as exc:  # logged; the next publish tries again
         log.warning("removing abandoned staging skipped: %s", exc)
 
 

@@ -227,6 +227,13 @@ class Lake:
                                [date]).to_arrow_table()
         return rows.cast(ALL_SCHEMAS[table])
 
+    def count(self, table: str, date: str) -> int:
+        """How many rows ``table`` holds for ``date`` (0 before the lake exists)."""
+        if not self.exists:
+            return 0
+        with self.reader() as con:
+            return con.execute(f'SELECT count(*) FROM {ALIAS}."{table}" WHERE date = ?::DATE', [date]).fetchone()[0]
+
     def snapshot_id(self) -> int | None:
         if not self.exists:
             return None

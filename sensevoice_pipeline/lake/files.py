@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -94,9 +95,25 @@ def fetch(path: Root, inside: Root | None = None) -> LocalCopy:
     return LocalCopy(local, size, digest.hexdigest(), path.name, _tmpdir=tmpdir)
 
 
+class NotARegularFileError(InputError):
+    """A FIFO, socket or device where a recording was expected."""
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What a non-regular, non-directory file is (None: a regular file or a directory)."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), None)
+
+
 def _open_local(path: Path, inside: Path | None) -> LocalCopy:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # O_NONBLOCK: opening a FIFO (a symlink swapped to one after planning) must not wait for a writer; the descriptor
+    # is checked to be a regular file before anything reads it, and reads of regular files ignore the flag.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
+        kind = special_file_kind(os.fstat(fd).st_mode)
+        if kind:
+            raise NotARegularFileError(f"{path.name} is not a regular file ({kind}); refusing to read it")
         opened = Path(os.readlink(f"/proc/self/fd/{fd}"))  # what was opened, whatever the path says now
         if inside is not None and not opened.is_relative_to(inside.resolve()):
             raise OutsideRootError(f"{path.name} resolves outside the raw root when opened; refusing to read it")

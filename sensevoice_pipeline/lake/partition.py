@@ -18,7 +18,7 @@ from sensevoice_pipeline.speech.audio import unsupported_reason
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.speech.languages import LANGUAGES
 from sensevoice_pipeline.constants import CHANNEL_MODES
-from sensevoice_pipeline.lake.files import fetch
+from sensevoice_pipeline.lake.files import fetch, special_file_kind
 from sensevoice_pipeline.lake.storage import ObjectPath, check_bucket, is_remote
 
 MANIFEST = "manifest.csv"
@@ -103,8 +103,8 @@ def _local_files(part: Path, root: Path) -> dict[str, FileEntry]:
                 rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
                     folders.append((rel + "/", entry.path))
-                elif rel != MANIFEST and (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
-                    plain = part_inside and not entry.is_symlink()
+                elif rel != MANIFEST:  # files, symlinks, and what must become a failed row: FIFOs, sockets, devices
+                    plain = part_inside and entry.is_file(follow_symlinks=False)
                     files[rel] = _file_entry(Path(entry.path), root, plain)
     return dict(sorted(files.items()))
 
@@ -149,10 +149,13 @@ def _file_entry(path: Path, root: Path, plain: bool = False) -> FileEntry:
 def _file_problem(path: Path, root: Path) -> str | None:
     try:
         resolved = path.resolve(strict=True)
+        kind = special_file_kind(resolved.stat().st_mode)  # stat, never open: opening a FIFO blocks
     except (OSError, RuntimeError):
         return "broken symlink" if path.is_symlink() else "file vanished"
     if not resolved.is_relative_to(root):
         return "symlink points outside the raw root; refusing to read it"
+    if kind:
+        return f"not a regular file ({kind}); refusing to read it"
     return unsupported_reason(path)
 
 

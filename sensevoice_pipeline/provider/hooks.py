@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sensevoice_pipeline.lake.storage import S3Options, is_remote
 from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.serving.fleet import with_default_port
-from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.settings import Settings, check_run_params
 
 DEFAULT_CONN_ID = Settings.triton_conn_id  # the names are the configuration object's defaults
 DEFAULT_AWS_CONN_ID = Settings.aws_conn_id
@@ -87,6 +87,7 @@ def airflow_settings(**overrides) -> Settings:
     """Settings for an Airflow task or the plugin page: the environment, then ``overrides`` (a DAG's Params; None and
     "" keep the environment's value), then what the Connections they name say: the Triton address from
     ``triton_conn_id`` and S3 credentials for ``s3://`` roots from ``aws_conn_id``."""
+    check_run_params(Settings.from_env(), overrides)  # a Param may not reach beyond what the deployment allows
     settings = Settings.from_env(**overrides)
     settings = replace(settings, triton_url=SenseVoiceTritonHook(settings.triton_conn_id).get_url())
     return with_aws_connection(settings, settings.aws_conn_id)

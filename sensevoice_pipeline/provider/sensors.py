@@ -23,7 +23,7 @@ from sensevoice_pipeline.lake import arrival
 from sensevoice_pipeline.lake.storage import StorageError, as_root, is_remote
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, with_aws_connection
 from sensevoice_pipeline.provider.triggers import PartitionArrivalTrigger
-from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.settings import Settings, check_run_params
 
 # Extra time the triggerer gives the trigger past its own deadline before Airflow fails the task itself: the
 # trigger's own timeout event (with the readable message) comes first.
@@ -103,6 +103,7 @@ class PartitionArrivalSensor(BaseSensorOperator):
     def _resolve_root(self) -> str:
         """The raw root as the triggerer must see it: a URI, or an absolute local path ($SVP_RAW_ROOT and relative
         paths are resolved here, on the worker, in the environment the other tasks of the run see)."""
+        check_run_params(Settings.from_env(), {"raw_root": self.raw_root, "aws_conn_id": self.aws_conn_id})
         root = Settings.from_env(raw_root=self.raw_root or None).raw_root
         return str(root) if is_remote(root) else str(Path(root).absolute())
 

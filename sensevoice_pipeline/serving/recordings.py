@@ -87,16 +87,18 @@ class RecordingTranscriber:
     caller's task, never the file); input faults are :class:`InputError` (an ``AudioDecodeError`` too)."""
 
     def __init__(self, client: SenseVoiceClient, max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
-                 vad: SileroVad | None = None, merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S):
+                 vad: SileroVad | None = None, merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
+                 max_recording_s: float | None = None):
         self.client = client
         self.max_segment_s = max_segment_s
         self.merge_segment_s = merge_segment_s  # 0: one request per VAD segment
         self.vad = vad  # None: the process-wide session (vad.segment_for_asr), built once, thread-safe
+        self.max_recording_s = max_recording_s  # a longer recording is refused while it decodes (None: no limit)
 
     async def decode(self, path: str | Path, split_channels: bool = False,
                      name: str = "") -> tuple[AudioInfo, list[np.ndarray]]:
         """Decode off the event loop; ``name`` is the file's name when ``path`` does not carry it (a descriptor)."""
-        return await asyncio.to_thread(load_16k, path, split_channels, name)
+        return await asyncio.to_thread(load_16k, path, split_channels, name, self.max_recording_s)
 
     async def transcribe_channels(self, info: AudioInfo, channels: list[np.ndarray], language: str = "auto",
                                   use_itn: bool = DEFAULT_USE_ITN) -> RecordingTranscript:

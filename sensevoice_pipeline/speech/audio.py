@@ -94,12 +94,21 @@ class AudioInfo:
 
 
 BLOCK_SECONDS = 20.0
+UNKNOWN_LENGTH = 2**62  # frame counts from here up are libsndfile's "unknown" (SF_COUNT_MAX)
 
 
-def load_16k(path: str | Path, split_channels: bool, name: str = "") -> tuple[AudioInfo, list[np.ndarray]]:
+class TooLongError(AudioDecodeError):
+    """The recording is longer than the longest the job takes (``max_seconds``)."""
+
+
+def load_16k(path: str | Path, split_channels: bool, name: str = "",
+             max_seconds: float | None = None) -> tuple[AudioInfo, list[np.ndarray]]:
     """Decode and resample in blocks, so a two-hour 48 kHz stereo call never sits in memory at its original rate:
     only the 16 kHz result does (one array, or one per channel when ``split_channels``). ``name``: the file's name
-    for messages and the format check, when ``path`` does not carry it (an open descriptor's /proc/self/fd path)."""
+    for messages and the format check, when ``path`` does not carry it (an open descriptor's /proc/self/fd path).
+    ``max_seconds``: refuse a longer recording (TooLongError) as soon as its header says so or, since a compressed
+    file's header may lie (or a few MB of FLAC hold hours of silence), as soon as that much has been decoded: memory
+    never grows past the limit."""
     path = Path(path)
     name = name or path.name
     if reason := unsupported_reason(name):
@@ -109,7 +118,11 @@ def load_16k(path: str | Path, split_channels: bool, name: str = "") -> tuple[Au
             raise AudioDecodeError(f"{name} is an empty file (0 bytes)")
         with sf.SoundFile(str(path)) as f:
             info = AudioInfo(f.format, int(f.samplerate), int(f.channels), f.frames / f.samplerate if f.samplerate else 0)
-            outputs = _resample_blocks(f, info, split_channels)
+            # libsndfile stops at the length a header states, so a stated length bounds the decode; an unknown one
+            # (a FLAC stream written without it: libsndfile says 2**63 - 1 frames) is judged while decoding.
+            if max_seconds is not None and info.duration_s > max_seconds and f.frames < UNKNOWN_LENGTH:
+                raise TooLongError(_too_long(name, max_seconds, f"its header says {_duration(info.duration_s)}"))
+            outputs = _resample_blocks(f, info, split_channels, name, max_seconds)
     except AudioDecodeError:
         raise  # already one readable line (it is a ValueError too: do not wrap it twice)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
@@ -119,17 +132,24 @@ def load_16k(path: str | Path, split_channels: bool, name: str = "") -> tuple[Au
     return info, outputs
 
 
-def _resample_blocks(f: sf.SoundFile, info: AudioInfo, split_channels: bool) -> list[np.ndarray]:
+def _resample_blocks(f: sf.SoundFile, info: AudioInfo, split_channels: bool, name: str,
+                     max_seconds: float | None) -> list[np.ndarray]:
     n_out = info.channels if split_channels else 1
     streams = [soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
                for _ in range(n_out)] if info.sample_rate != SAMPLE_RATE else None
     # One preallocated 16 kHz buffer per output, sized from the header: concatenating blocks at the end would hold
     # the whole result twice (0.9 GB instead of 0.46 GB for two hours).
     expected = int(max(f.frames, 0) * SAMPLE_RATE / info.sample_rate) + 64 if info.sample_rate > 0 else 0
-    chunks = [_Sink(min(expected, MAX_PREALLOCATED_SAMPLES)) for _ in range(n_out)]
+    ceiling = MAX_PREALLOCATED_SAMPLES if max_seconds is None else int(max_seconds * SAMPLE_RATE) + 64
+    chunks = [_Sink(min(expected, ceiling)) for _ in range(n_out)]
     block = max(1, int(BLOCK_SECONDS * info.sample_rate))
+    limit_frames = None if max_seconds is None else max_seconds * info.sample_rate
+    read = 0
     while True:
         data = f.read(block, dtype="float32", always_2d=True)
+        read += data.shape[0]
+        if limit_frames is not None and read > limit_frames:
+            raise TooLongError(_too_long(name, max_seconds, "found while decoding"))
         last = data.shape[0] < block
         if data.size and not np.isfinite(data).all():
             raise AudioDecodeError(f"{Path(f.name).name} contains NaN or Inf samples")
@@ -167,6 +187,15 @@ class _Sink:
         out = self._buf[: self._n]
         # A header that over-stated the length leaves untouched (never resident) pages: do not keep them reserved.
         return out.copy() if self._buf.size - self._n > 1024 + self._n // 8 else out
+
+
+def _too_long(name: str, max_seconds: float, how: str) -> str:
+    return (f"{name} is longer than the longest recording the job takes, {_duration(max_seconds)} "
+            f"(SVP_MAX_RECORDING_S; {how}): not transcribed")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds / 60:.3g} min"
 
 
 def _decode_reason(exc: Exception, path: Path, name: str) -> str:

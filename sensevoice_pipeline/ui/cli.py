@@ -121,6 +121,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--failure-budget", type=float, metavar="SHARE",
                    help="share of the day's files that may fail before the run fails; the day is published either "
                    "way (default: $SVP_FAILURE_BUDGET, then 0.2)")
+    p.add_argument("--allow-shrink", action="store_true",
+                   help="replace a published day even with far fewer recordings (default: refuse when the partition "
+                   "is empty or holds under $SVP_SHRINK_LIMIT, 0.5, of the published count)")
     p.add_argument("--wait", type=float, default=0, metavar="MINUTES",
                    help="wait up to MINUTES for the day's partition to land (default: 0, fail at once if missing)")
     p.add_argument("--ready-marker", default="", metavar="FILE",
@@ -232,7 +235,8 @@ def cmd_transcribe(args) -> int:
             print(f"# sensevoice version {version} at {client.url}", file=sys.stderr)
             # the daily job's path and segmenting (SVP_MAX_SEGMENT_S, SVP_MERGE_SEGMENT_S): long files become VAD
             # segments
-            transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s)
+            transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s,
+                                               max_recording_s=settings.max_recording_s)
             for path in args.files:
                 try:
                     transcript = await transcriber.transcribe_file(path, args.language, args.use_itn)
@@ -261,7 +265,7 @@ def cmd_run(args) -> int:
         settings = Settings.from_env(
             raw_root=args.raw, lake_root=args.lake, triton_url=args.url, language=args.language,
             use_itn=args.use_itn, channel_mode=args.channel_mode, model_version=args.model_version,
-            failure_budget=args.failure_budget,
+            failure_budget=args.failure_budget, allow_shrink=args.allow_shrink or None,
         )
         date = check_date(args.date)
         if args.wait > 0:

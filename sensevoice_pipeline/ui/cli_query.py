@@ -74,7 +74,28 @@ def cmd_query(args) -> int:
 def _write_csv(table, target: Path) -> None:
     import pyarrow.csv as pacsv  # pyarrow: see cmd_query
 
-    pacsv.write_csv(table, target)
+    pacsv.write_csv(spreadsheet_safe(table), target)
+
+
+# A cell a spreadsheet would read as a formula (OWASP, "CSV Injection"): a transcript is whatever a caller said.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(table):
+    """``table`` with every text cell that starts like a formula prefixed with a single quote, which spreadsheets
+    show but do not execute (OWASP's advice); numbers and everything else as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.starts_with(column, FORMULA_STARTS[0])
+            for prefix in FORMULA_STARTS[1:]:
+                risky = pc.or_(risky, pc.starts_with(column, prefix))
+            column = pc.if_else(pc.fill_null(risky, False), pc.binary_join_element_wise("'", column, ""), column)
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
 
 
 def _date_flag(flag: str, value: str | None) -> dt.date | None:

@@ -18,6 +18,17 @@ from typing import Any
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~\]-])/(?:[^\s/'\"<>;,()\[\]{}]+/)+([^\s/'\"<>;,()\[\]{}]*)")
 
 
+# A server's network address inside a text: an IPv4 address or a bracketed IPv6 one, with or without a port, or a
+# host name with a port (``triton:8001``). Error messages from gRPC and Triton name them.
+NETWORK_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b|\[[0-9a-fA-F:]+\](?::\d{1,5})?"
+                             r"|\b[A-Za-z][\w.-]*:\d{2,5}(?![.\d])")
+
+
+def for_viewer(text: Any) -> str:
+    """An error as a page's viewer (or an API client of the page) may read it: no server path, no internal address."""
+    return NETWORK_ADDRESS.sub("[server]", redact(text))
+
+
 def display_text(value: Any) -> str:
     """A value as the page shows it: times in UTC to the second, yes / no, numbers with thousands separators."""
     if value is None:
