@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test test-stack test-slow bench gpu-check demo serve clean
+.PHONY: help venv lint format test test-stack test-slow bench gpu-check demo serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,15 @@ venv: $(STAMP)  ## create .venv with everything (export, serving, Airflow, tests
 # fixtures (its Tritons, api-servers, lakes) are built once. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 
-test: $(STAMP)  ## run the test suite (fast: exports and serves the micro model for real)
+lint: $(STAMP)  ## ruff: lint, import order and formatting (seconds; make test runs it first)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)  ## ruff: sort imports, fix what is safe, format the tree
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint  ## run the test suite (fast: exports and serves the micro model for real)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-stack: $(STAMP)  ## only the production stack running as processes (tests/test_stack.py, a few minutes)

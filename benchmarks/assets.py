@@ -73,10 +73,18 @@ def build_models(paths: Paths, model: str) -> dict:
             # argmaxes and the default gate rightly refuses the graph (trained weights pass it). Its cost does not
             # depend on the weights' values: keep a cosine floor (a broken graph still fails), drop the argmax one.
             thresholds = parity.thresholds_for("int8", min_cosine=0.8, min_argmax_agreement=0.0)
-            log("int8 parity gate relaxed for the random-weight checkpoint (argmax floor off, cosine floor 0.8)")
+            log(
+                "int8 parity gate relaxed for the random-weight checkpoint (argmax floor off, cosine floor 0.8)"
+            )
         with _quiet_logging():  # onnxruntime's quantizer logs every tensor it skips
-            run_export(str(ckpt), repo_path, precision, "legacy", thresholds=thresholds,
-                       progress=lambda step, msg, p=precision: log(f"export {p}: {step}: {msg}"))
+            run_export(
+                str(ckpt),
+                repo_path,
+                precision,
+                "legacy",
+                thresholds=thresholds,
+                progress=lambda step, msg, p=precision: log(f"export {p}: {step}: {msg}"),
+            )
         out[f"export_{precision}_s"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -105,7 +113,9 @@ def model_facts(paths: Paths, model: str) -> dict:
             "parameters": meta.get("architecture", {}).get("parameters"),
             "onnx_mb": round(onnx_file.stat().st_size / 1e6, 1),
             "export_seconds": meta.get("export_seconds"),
-            "parity": {k: meta.get("parity", {}).get(k) for k in ("min_cosine", "argmax_agreement", "thresholds")},
+            "parity": {
+                k: meta.get("parity", {}).get(k) for k in ("min_cosine", "argmax_agreement", "thresholds")
+            },
         }
     return facts
 
@@ -135,7 +145,9 @@ def _speech_sources() -> list[tuple[str, np.ndarray]]:
     return sources
 
 
-def _speech(rng: np.random.Generator, source: np.ndarray, seconds: float, pause_s: tuple[float, float]) -> np.ndarray:
+def _speech(
+    rng: np.random.Generator, source: np.ndarray, seconds: float, pause_s: tuple[float, float]
+) -> np.ndarray:
     """Pieces of one speaker's recording with short pauses between them, trimmed to ``seconds``."""
     n = int(seconds * SAMPLE_RATE)
     out = np.empty(n + SAMPLE_RATE * 8, dtype=np.float32)
@@ -143,11 +155,11 @@ def _speech(rng: np.random.Generator, source: np.ndarray, seconds: float, pause_
     while filled < n:
         piece_len = int(rng.uniform(1.5, min(6.0, source.size / SAMPLE_RATE)) * SAMPLE_RATE)
         start = int(rng.integers(0, max(1, source.size - piece_len)))
-        piece = source[start:start + piece_len] * rng.uniform(0.5, 1.0)
+        piece = source[start : start + piece_len] * rng.uniform(0.5, 1.0)
         pause = np.zeros(int(rng.uniform(*pause_s) * SAMPLE_RATE), dtype=np.float32)
         for part in (piece, pause):
             take = min(part.size, out.size - filled)
-            out[filled:filled + take] = part[:take]
+            out[filled : filled + take] = part[:take]
             filled += take
     return out[:n]
 
@@ -168,7 +180,7 @@ def _call(rng: np.random.Generator, sources, seconds: float) -> np.ndarray:
         length = rng.uniform(2.0, 40.0) if rng.random() < 0.2 else rng.uniform(2.0, 15.0)
         speech = _speech(rng, speakers[turn % 2], length, (0.08, 0.35))
         take = min(speech.size, n - pos)
-        out[pos:pos + take] = speech[:take]
+        out[pos : pos + take] = speech[:take]
         pos += take + int(rng.uniform(0.3, 2.5) * SAMPLE_RATE)
         turn += 1
     return _with_noise(rng, out)
@@ -180,15 +192,27 @@ def build_audio(paths: Paths, sizes: Sizes, seed: int = 0) -> list[AudioFile]:
 
     root = paths.raw_root(sizes)
     part = root / f"date={BENCH_DATE}"
-    spec = {"version": AUDIO_SPEC_VERSION, "seed": seed, "clips_total_s": sizes.clips_total_s,
-            "clip_min_s": sizes.clip_min_s, "clip_max_s": sizes.clip_max_s, "call_s": sizes.call_s}
+    spec = {
+        "version": AUDIO_SPEC_VERSION,
+        "seed": seed,
+        "clips_total_s": sizes.clips_total_s,
+        "clip_min_s": sizes.clip_min_s,
+        "clip_max_s": sizes.clip_max_s,
+        "call_s": sizes.call_s,
+    }
     spec_file = paths.audio_root(sizes) / "spec.json"
-    if spec_file.is_file() and json.loads(spec_file.read_text()) == spec and (part / "manifest.csv").is_file():
+    if (
+        spec_file.is_file()
+        and json.loads(spec_file.read_text()) == spec
+        and (part / "manifest.csv").is_file()
+    ):
         log(f"audio cached at {part}")
         return read_audio(paths, sizes)
     t0 = time.perf_counter()
-    log(f"generating audio: clips of {sizes.clip_min_s:g}-{sizes.clip_max_s:g} s (>= {sizes.clips_total_s:g} s "
-        f"in all) and a {sizes.call_s:g} s call ...")
+    log(
+        f"generating audio: clips of {sizes.clip_min_s:g}-{sizes.clip_max_s:g} s (>= {sizes.clips_total_s:g} s "
+        f"in all) and a {sizes.call_s:g} s call ..."
+    )
     shutil.rmtree(paths.audio_root(sizes), ignore_errors=True)
     (part / "clips").mkdir(parents=True)
     (part / "calls").mkdir(parents=True)
@@ -215,8 +239,10 @@ def build_audio(paths: Paths, sizes: Sizes, seed: int = 0) -> list[AudioFile]:
         writer.writerows(rows)
     spec_file.write_text(json.dumps(spec))
     files = read_audio(paths, sizes)
-    log(f"audio written in {time.perf_counter() - t0:.1f} s: {len(files) - 1} clips, "
-        f"{sum(f.seconds for f in files if f.kind == 'clip'):.0f} s + call {sizes.call_s:g} s")
+    log(
+        f"audio written in {time.perf_counter() - t0:.1f} s: {len(files) - 1} clips, "
+        f"{sum(f.seconds for f in files if f.kind == 'clip'):.0f} s + call {sizes.call_s:g} s"
+    )
     return files
 
 
@@ -229,8 +255,15 @@ def read_audio(paths: Paths, sizes: Sizes) -> list[AudioFile]:
     files = []
     for row in rows:
         path = part / row["path"]
-        files.append(AudioFile(path, f"{part.name}/{row['path']}", row["language"], sf.info(str(path)).duration,
-                               "call" if row["path"] == CALL_NAME else "clip"))
+        files.append(
+            AudioFile(
+                path,
+                f"{part.name}/{row['path']}",
+                row["language"],
+                sf.info(str(path)).duration,
+                "call" if row["path"] == CALL_NAME else "clip",
+            )
+        )
     return files
 
 

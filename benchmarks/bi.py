@@ -32,18 +32,51 @@ FIRST_DATE = dt.date(2025, 1, 1)
 # 2: the lake is a DuckLake catalog; 3: every rollup of tables.ROLLUP_SCHEMAS; 4: real confidences, not nulls
 SPEC_VERSION = 4
 PHRASES = [
-    "thank you for calling, how can i help", "i want a refund", "where is my order", "the invoice is wrong",
-    "can you help me with my account", "my card was charged twice", "please hold on a moment",
-    "i have been waiting for an hour", "this is unacceptable", "great, thanks a lot", "could you spell that",
-    "the delivery never arrived", "i would like to cancel", "is there anything else", "have a nice day",
-    "我要退款", "谢谢你", "我的订单在哪里", "お願いします", "ありがとうございました", "감사합니다", "환불해 주세요",
-    "唔該晒", "我想取消",
+    "thank you for calling, how can i help",
+    "i want a refund",
+    "where is my order",
+    "the invoice is wrong",
+    "can you help me with my account",
+    "my card was charged twice",
+    "please hold on a moment",
+    "i have been waiting for an hour",
+    "this is unacceptable",
+    "great, thanks a lot",
+    "could you spell that",
+    "the delivery never arrived",
+    "i would like to cancel",
+    "is there anything else",
+    "have a nice day",
+    "我要退款",
+    "谢谢你",
+    "我的订单在哪里",
+    "お願いします",
+    "ありがとうございました",
+    "감사합니다",
+    "환불해 주세요",
+    "唔該晒",
+    "我想取消",
 ]
 # emotion shares in percent (cumulative bounds in the SQL below); events likewise
-EMOTIONS = [("neutral", 68), ("happy", 10), ("sad", 6), ("angry", 5), ("surprised", 3), ("fearful", 2),
-            ("disgusted", 1), ("unknown", 5)]
-EVENTS = [("speech", 85), ("music", 4), ("laughter", 3), ("cough", 2), ("applause", 1), ("breath", 2),
-          ("unknown", 3)]
+EMOTIONS = [
+    ("neutral", 68),
+    ("happy", 10),
+    ("sad", 6),
+    ("angry", 5),
+    ("surprised", 3),
+    ("fearful", 2),
+    ("disgusted", 1),
+    ("unknown", 5),
+]
+EVENTS = [
+    ("speech", 85),
+    ("music", 4),
+    ("laughter", 3),
+    ("cough", 2),
+    ("applause", 1),
+    ("breath", 2),
+    ("unknown", 3),
+]
 LANGS = [("en", 40), ("zh", 25), ("yue", 10), ("ja", 12), ("ko", 8), ("nospeech", 5)]
 
 
@@ -70,7 +103,9 @@ MIN_EMOTION_CONFIDENCE = 0.25
 
 def _emotion_confidence_sql(seed: int) -> str:
     h = f"hash(i, {seed}, 'emotion confidence')"
-    return f"({MIN_EMOTION_CONFIDENCE} + {1 - MIN_EMOTION_CONFIDENCE} * greatest({_unit(h, 0)}, {_unit(h, 16)}))"
+    return (
+        f"({MIN_EMOTION_CONFIDENCE} + {1 - MIN_EMOTION_CONFIDENCE} * greatest({_unit(h, 0)}, {_unit(h, 16)}))"
+    )
 
 
 def _emotion_weights_sql(seed: int) -> str:
@@ -97,9 +132,14 @@ EMOTION_NAMES_SQL = "[" + ", ".join(f"'{name}'" for name in EMOTION_NAMES) + "]"
 # other one its weight's share of the rest (other_weights: the weights of the emotions the row does not have), so
 # the values sum to 1 (to FLOAT rounding) and the maximum is the row's emotion. _keyed_by_emotion makes it the
 # lake's map.
-EMOTION_PROBS_SQL = "[" + ", ".join(
-    f"CASE WHEN own = {k} THEN confidence ELSE (1 - confidence) * w{k} / other_weights END::FLOAT"
-    for k in range(1, len(EMOTION_NAMES) + 1)) + "]"
+EMOTION_PROBS_SQL = (
+    "["
+    + ", ".join(
+        f"CASE WHEN own = {k} THEN confidence ELSE (1 - confidence) * w{k} / other_weights END::FLOAT"
+        for k in range(1, len(EMOTION_NAMES) + 1)
+    )
+    + "]"
+)
 
 
 def _template_sql(rows: int, seed: int, date: str) -> str:
@@ -109,7 +149,7 @@ def _template_sql(rows: int, seed: int, date: str) -> str:
             SELECT i, i // 10 AS rec, i % 10 AS seg, (hash(i, {seed}) >> 1)::BIGINT AS h
             FROM range({rows}) t(i)
         ), tagged AS (
-            SELECT *, {_case('(h >> 16) % 100', EMOTIONS)} AS emotion FROM base
+            SELECT *, {_case("(h >> 16) % 100", EMOTIONS)} AS emotion FROM base
         ), sure AS (
             SELECT *, {_emotion_confidence_sql(seed)} AS confidence, {_emotion_weights_sql(seed)},
                    list_position({EMOTION_NAMES_SQL}, emotion) AS own
@@ -124,10 +164,10 @@ def _template_sql(rows: int, seed: int, date: str) -> str:
             seg::INTEGER AS segment_index,
             seg * 9.0 AS start_s,
             seg * 9.0 + 1.0 + (h % 2900) / 100.0 AS end_s,
-            {_case('(h >> 8) % 100', LANGS)} AS language,
-            CASE WHEN rec % 3 = 0 THEN 'auto' ELSE {_case('(h >> 8) % 100', LANGS)} END AS language_hint,
+            {_case("(h >> 8) % 100", LANGS)} AS language,
+            CASE WHEN rec % 3 = 0 THEN 'auto' ELSE {_case("(h >> 8) % 100", LANGS)} END AS language_hint,
             emotion,
-            {_case('(h >> 24) % 100', EVENTS)} AS event,
+            {_case("(h >> 24) % 100", EVENTS)} AS event,
             true AS itn,
             p[1 + (h >> 32) % len(p)] AS text,
             '<|en|><|NEUTRAL|><|Speech|><|withitn|>' || p[1 + (h >> 32) % len(p)] AS raw_text,
@@ -135,9 +175,9 @@ def _template_sql(rows: int, seed: int, date: str) -> str:
             '1' AS model_version,
             'bench-{date}' AS run_id,
             TIMESTAMPTZ '{date} 23:00:00+00' AS processed_at,
-            {_tag_confidence_sql(seed, 'language')}::FLOAT AS language_confidence,
+            {_tag_confidence_sql(seed, "language")}::FLOAT AS language_confidence,
             confidence::FLOAT AS emotion_confidence,
-            {_tag_confidence_sql(seed, 'event')}::FLOAT AS event_confidence,
+            {_tag_confidence_sql(seed, "event")}::FLOAT AS event_confidence,
             {EMOTION_PROBS_SQL} AS emotion_probs
         FROM spread, phr
     """
@@ -164,8 +204,12 @@ def generate(root: Path, sizes: Sizes) -> dict:
     from sensevoice_pipeline.lake.catalog import Lake
     from sensevoice_pipeline.warehouse.database import Warehouse
 
-    spec = {"version": SPEC_VERSION, "rows_per_day": sizes.bi_rows_per_day, "days": sizes.bi_days,
-            "templates": sizes.bi_templates}
+    spec = {
+        "version": SPEC_VERSION,
+        "rows_per_day": sizes.bi_rows_per_day,
+        "days": sizes.bi_days,
+        "templates": sizes.bi_templates,
+    }
     spec_file = root / "spec.json"
     if spec_file.is_file() and json.loads(spec_file.read_text()).get("spec") == spec:
         info = json.loads(spec_file.read_text())
@@ -185,7 +229,9 @@ def generate(root: Path, sizes: Sizes) -> dict:
         table = con.sql(_template_sql(sizes.bi_rows_per_day, k + 1, date), params=[PHRASES]).to_arrow_table()
         table = _keyed_by_emotion(table).cast(tables.UTTERANCES)  # every column in order: a mismatch raises
         for name, data in (("utterances", table), *tables.rollups(table).items()):
-            data = data.cast(tables.SCHEMAS[name]).append_column("_template", pa.array([k] * data.num_rows, pa.int32()))
+            data = data.cast(tables.SCHEMAS[name]).append_column(
+                "_template", pa.array([k] * data.num_rows, pa.int32())
+            )
             pq.write_table(data, templates / f"{name}-{k}.parquet", compression="zstd")
     generate_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -233,8 +279,12 @@ def _timed(fn, repeats: int, size=lambda result: result.num_rows) -> tuple[list[
 
 
 def _summary(times: list[float]) -> dict:
-    return {"p50_s": round(float(np.percentile(times, 50)), 4), "p95_s": round(float(np.percentile(times, 95)), 4),
-            "max_s": round(max(times), 4), "runs": len(times)}
+    return {
+        "p50_s": round(float(np.percentile(times, 50)), 4),
+        "p95_s": round(float(np.percentile(times, 95)), 4),
+        "max_s": round(max(times), 4),
+        "runs": len(times),
+    }
 
 
 # The confidence filter timed next to each unfiltered query that takes one (`svp query --min-confidence 0.8`).
@@ -250,14 +300,23 @@ def _confidence_filters(query) -> tuple[float, ...]:
     return (0.0, FILTER_MIN_CONFIDENCE) if query.filters_confidence else (0.0,)
 
 
-def _measured(label: str, reads: str, days: int, fn, repeats: int, size=lambda result: result.num_rows) -> dict:
+def _measured(
+    label: str, reads: str, days: int, fn, repeats: int, size=lambda result: result.num_rows
+) -> dict:
     """One row of the results: a first (cold) call of ``fn``, then ``repeats`` timed ones, and the load average
     (1, 5, 15 min) as they began, since other work on a shared machine moves every number."""
     load = [round(x, 2) for x in os.getloadavg()]
     first, _ = _timed(fn, 1, size)  # first run: file cache, plan
     times, n = _timed(fn, repeats, size)
-    return {"query": label, "reads": reads, "days": days, "result_rows": n, "first_s": round(first[0], 4),
-            **_summary(times), "load_before": load}
+    return {
+        "query": label,
+        "reads": reads,
+        "days": days,
+        "result_rows": n,
+        "first_s": round(first[0], 4),
+        **_summary(times),
+        "load_before": load,
+    }
 
 
 def run_bi(root: Path, sizes: Sizes) -> dict:
@@ -283,16 +342,23 @@ def _rollup_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
     from sensevoice_pipeline.warehouse.queries import QUERIES
 
     rows = []
-    plan = [(name, days, min_confidence) for name, query in QUERIES.items() for days in sizes.bi_rollup_ranges
-            for min_confidence in _confidence_filters(query)]
+    plan = [
+        (name, days, min_confidence)
+        for name, query in QUERIES.items()
+        for days in sizes.bi_rollup_ranges
+        for min_confidence in _confidence_filters(query)
+    ]
     for name, days, min_confidence in progress(plan, desc="BI queries", unit="query"):
+
         def ask(name=name, days=days, min_confidence=min_confidence):
             return warehouse.query(name, *_date_range(last, days), min_confidence=min_confidence)
 
         label, reads = _label(name, min_confidence), QUERIES[name].reads
         rows.append(_measured(label, reads, days or sizes.bi_days, ask, sizes.bi_repeats))
-        log(f"BI {label:<30} {reads:<24} {days or sizes.bi_days:>4} days: p50 {rows[-1]['p50_s']:.3f} s, "
-            f"p95 {rows[-1]['p95_s']:.3f} s ({rows[-1]['result_rows']:,} rows)")
+        log(
+            f"BI {label:<30} {reads:<24} {days or sizes.bi_days:>4} days: p50 {rows[-1]['p50_s']:.3f} s, "
+            f"p95 {rows[-1]['p95_s']:.3f} s ({rows[-1]['result_rows']:,} rows)"
+        )
     return rows
 
 
@@ -307,7 +373,7 @@ def _raw_view_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
                 first_date, last_date = _date_range(last, days)
                 params = {"from_date": first_date or dt.date.min, "to_date": last_date or dt.date.max}
 
-                def run(sql=query.raw_sql(min_confidence=min_confidence), params=params):
+                def run(sql=query.raw_sql(min_confidence=min_confidence), params=params):  # noqa: B008 (bound per loop)
                     con = warehouse.connect()
                     try:
                         return con.execute(sql, params).to_arrow_table()  # as Warehouse.query runs its SQL
@@ -329,11 +395,14 @@ def _page_rows(warehouse, last: dt.date, sizes: Sizes) -> list[dict]:
     rows = []
     year = Params(last - dt.timedelta(days=min(sizes.bi_days, 365) - 1), last)
     for label, params in (("page (default range)", Params()), ("page (a year)", year)):
+
         def paint(params=params) -> str:
             return render_page(load_dashboard(warehouse, Path("/nonexistent-model-repository"), params))
 
         days = (params.date_to - params.date_from).days + 1 if params.date_to else 30
         rows.append(_measured(label, "page", days, paint, sizes.bi_view_repeats, size=len))  # bytes of HTML
-        log(f"BI {label}: first {rows[-1]['first_s']:.3f} s, p50 {rows[-1]['p50_s']:.3f} s "
-            f"({rows[-1]['result_rows']:,} bytes of HTML)")
+        log(
+            f"BI {label}: first {rows[-1]['first_s']:.3f} s, p50 {rows[-1]['p50_s']:.3f} s "
+            f"({rows[-1]['result_rows']:,} bytes of HTML)"
+        )
     return rows

@@ -139,8 +139,9 @@ def progress(iterable, total: int | None = None, desc: str = "", unit: str = "it
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        yield from tqdm(iterable, total=total, desc=f"[{_PREFIX}] {desc}", unit=unit, file=sys.stderr,
-                        dynamic_ncols=True)
+        yield from tqdm(
+            iterable, total=total, desc=f"[{_PREFIX}] {desc}", unit=unit, file=sys.stderr, dynamic_ncols=True
+        )
         return
     items = list(iterable)
     t0 = last = time.perf_counter()
@@ -221,7 +222,7 @@ class TreeSampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> "TreeSampler":
+    def start(self) -> TreeSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self

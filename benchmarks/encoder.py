@@ -72,15 +72,24 @@ def _converted(source: Path, conversion: str) -> Path:
 
     target = source.with_name(source.name.replace("-fp32", f"-{conversion}"))
     if not target.is_file():
-        kwargs = {"int8-all": {}, "int8": {"op_types_to_quantize": INT8_OP_TYPES},
-                  "int8-attention": {"op_types_to_quantize": INT8_OP_TYPES,
-                                     "extra_options": {"MatMulConstBOnly": False}}}[conversion]
+        kwargs = {
+            "int8-all": {},
+            "int8": {"op_types_to_quantize": INT8_OP_TYPES},
+            "int8-attention": {
+                "op_types_to_quantize": INT8_OP_TYPES,
+                "extra_options": {"MatMulConstBOnly": False},
+            },
+        }[conversion]
         log(f"encoder variants: {conversion} of {source.name} ...")
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, **kwargs)
     return target
 
 
-SERVED_OUTPUTS = ("token_ids", "encoder_out_lens", "tag_probs")  # what the sensevoice model asks its encoder for
+SERVED_OUTPUTS = (
+    "token_ids",
+    "encoder_out_lens",
+    "tag_probs",
+)  # what the sensevoice model asks its encoder for
 
 
 def time_variants(paths: dict[str, Path], shapes, rounds: int, feature_dim: int) -> list[dict]:
@@ -93,7 +102,7 @@ def time_variants(paths: dict[str, Path], shapes, rounds: int, feature_dim: int)
     names = list(sessions)
     seconds = {(name, shape): [] for name in names for shape in shapes}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for shape in shapes:
             inputs = random_segments(*shape, feature_dim, r)
             for name in order:
@@ -106,10 +115,17 @@ def time_variants(paths: dict[str, Path], shapes, rounds: int, feature_dim: int)
         for name in names:
             mine = seconds[(name, shape)]
             audio_s = shape[0] * shape[1] * 0.06
-            rows.append({"variant": name, "batch": shape[0], "frames": shape[1], "audio_s": round(audio_s, 2),
-                         "median_s": round(statistics.median(mine), 4),
-                         "rtfx": round(audio_s / statistics.median(mine), 1),
-                         "x_before": round(statistics.median(b / m for b, m in zip(base, mine)), 2)})
+            rows.append(
+                {
+                    "variant": name,
+                    "batch": shape[0],
+                    "frames": shape[1],
+                    "audio_s": round(audio_s, 2),
+                    "median_s": round(statistics.median(mine), 4),
+                    "rtfx": round(audio_s / statistics.median(mine), 1),
+                    "x_before": round(statistics.median(b / m for b, m in zip(base, mine)), 2),
+                }
+            )
     return rows
 
 
@@ -127,8 +143,12 @@ def op_profile(path: Path, frames: int, feature_dim: int, threads: int) -> dict[
     options.profile_file_prefix = str(path.with_name("profile"))
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     speech, lengths, language, textnorm = random_segments(1, frames, feature_dim, 0)
-    feeds = {"speech": speech, "speech_lengths": lengths.astype(np.int32), "language": language.astype(np.int32),
-             "textnorm": textnorm.astype(np.int32)}
+    feeds = {
+        "speech": speech,
+        "speech_lengths": lengths.astype(np.int32),
+        "language": language.astype(np.int32),
+        "textnorm": textnorm.astype(np.int32),
+    }
     for _ in range(3):
         session.run(list(SERVED_OUTPUTS), feeds)
     trace = Path(session.end_profiling())
@@ -160,25 +180,45 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ["SVP_ORT_THREADS"] = str(args.threads)
     paths = Paths(args.workdir)
-    variants = build_variants(paths.checkpoint(args.model), paths.model_root / args.model / "encoder-variants")
+    variants = build_variants(
+        paths.checkpoint(args.model), paths.model_root / args.model / "encoder-variants"
+    )
     feature_dim = _feature_dim(paths.checkpoint(args.model))
     load_before = load_average()
     shapes = QUICK_SHAPES if args.quick else SHAPES
-    log(f"encoder variants: {len(variants)} x {len(shapes)} shapes x {args.rounds} rounds (load {load_before})")
+    log(
+        f"encoder variants: {len(variants)} x {len(shapes)} shapes x {args.rounds} rounds (load {load_before})"
+    )
     rows = time_variants(variants, shapes, args.rounds, feature_dim)
-    profiles = {} if args.quick else {
-        name: op_profile(variants[name], PROFILE_FRAMES, feature_dim, args.threads)
-        for name in (BASELINE, "int8 now (rewritten + weight MatMuls)", "fp32 now (rewritten)")}
-    auto = time_encoders({"fp32": variants["fp32 now (rewritten)"],
-                          "int8": variants["int8 now (rewritten + weight MatMuls)"]}, feature_dim)
-    result = {"model": args.model, "threads": args.threads, "rounds": args.rounds, "rows": rows,
-              "profiles_at_frames": PROFILE_FRAMES, "profiles": profiles,
-              "auto": {"seconds": auto, "chosen": min(auto, key=auto.get)},
-              "load_before": load_before, "load_after": load_average()}
+    profiles = (
+        {}
+        if args.quick
+        else {
+            name: op_profile(variants[name], PROFILE_FRAMES, feature_dim, args.threads)
+            for name in (BASELINE, "int8 now (rewritten + weight MatMuls)", "fp32 now (rewritten)")
+        }
+    )
+    auto = time_encoders(
+        {"fp32": variants["fp32 now (rewritten)"], "int8": variants["int8 now (rewritten + weight MatMuls)"]},
+        feature_dim,
+    )
+    result = {
+        "model": args.model,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "rows": rows,
+        "profiles_at_frames": PROFILE_FRAMES,
+        "profiles": profiles,
+        "auto": {"seconds": auto, "chosen": min(auto, key=auto.get)},
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
     (args.workdir / "encoder.json").write_text(json.dumps(result, indent=2))
     for row in rows:
-        log(f"{row['variant']:<40} b={row['batch']} T={row['frames']:<4} {row['median_s']:.3f} s "
-            f"RTFx {row['rtfx']:>5} x before {row['x_before']}")
+        log(
+            f"{row['variant']:<40} b={row['batch']} T={row['frames']:<4} {row['median_s']:.3f} s "
+            f"RTFx {row['rtfx']:>5} x before {row['x_before']}"
+        )
     log(f"--precision auto keeps {result['auto']['chosen']} here ({auto})")
     return 0
 

@@ -74,7 +74,7 @@ def sentences_call(seconds: float = 300.0, seed: int = 0) -> Recording:
     sentences = []
     for path in sorted(SPEECH_DIR.glob("*.mp3")):
         audio = load_mono_16k(path)
-        sentences += [audio[s.start:s.end] for s in vad.segments(audio)]
+        sentences += [audio[s.start : s.end] for s in vad.segments(audio)]
     rng = np.random.default_rng(seed)
     parts, n = [], 0
     while n < seconds * SAMPLE_RATE:
@@ -117,7 +117,7 @@ def estimated_padded_s(lengths: list[int], concurrency: int) -> float:
 
     total = 0
     for i in range(0, len(lengths), concurrency):
-        batch = lengths[i:i + concurrency]
+        batch = lengths[i : i + concurrency]
         total += sum(max(batch[j] for j in group) * len(group) for group in length_groups(batch))
     return total / SAMPLE_RATE
 
@@ -142,7 +142,9 @@ async def transcribe_once(url: str, recording: Recording, merge_s: float, concur
     from sensevoice_pipeline.serving.recordings import RecordingTranscriber
     from sensevoice_pipeline.speech.audio import AudioInfo
 
-    info = AudioInfo(format="WAV", sample_rate=SAMPLE_RATE, channels=1, duration_s=recording.audio.size / SAMPLE_RATE)
+    info = AudioInfo(
+        format="WAV", sample_rate=SAMPLE_RATE, channels=1, duration_s=recording.audio.size / SAMPLE_RATE
+    )
     async with SenseVoiceClient(url, max_concurrency=concurrency) as client:
         transcriber = RecordingTranscriber(client, MAX_SEGMENT_S, KnownSegments(recording), merge_s)
         before = encoder_stats(url)
@@ -178,20 +180,28 @@ def answer_agreement(recording: Recording, answers: list[tuple[float, float, str
             known[case["clip"]] = parse(case["text"])
     text_same = tags_same = 0
     for start_s, end_s, raw in answers:
-        clips = [m for seg, m in zip(recording.segments, recording.members)
-                 if start_s <= seg.start_s and seg.end_s <= end_s + 1e-9]
+        clips = [
+            m
+            for seg, m in zip(recording.segments, recording.members)
+            if start_s <= seg.start_s and seg.end_s <= end_s + 1e-9
+        ]
         got = parse(raw)
         want = [known[c] for c in clips]
         text_same += "".join(got.text.split()) == "".join("".join(w.text.split()) for w in want)
-        tags_same += (got.language, got.emotion, got.event) == (want[0].language, want[0].emotion, want[0].event)
+        tags_same += (got.language, got.emotion, got.event) == (
+            want[0].language,
+            want[0].emotion,
+            want[0].event,
+        )
     return {"segments": len(answers), "text_as_clips": text_same, "tags_of_first_clip": tags_same}
 
 
 # -- the run -----------------------------------------------------------------------------------------------------------
 
 
-def measure(repository: Path, recordings: list[Recording], merges: list[float], rounds: int,
-            concurrency: int) -> dict:
+def measure(
+    repository: Path, recordings: list[Recording], merges: list[float], rounds: int, concurrency: int
+) -> dict:
     from sensevoice_pipeline.serving.server import LocalTriton
 
     results: dict = {r.name: {m: [] for m in merges} for r in recordings}
@@ -199,13 +209,15 @@ def measure(repository: Path, recordings: list[Recording], merges: list[float], 
         for recording in recordings:  # warm-up: the first requests of a fresh server pay for lazy set-up
             asyncio.run(transcribe_once(server.grpc_url, recording, 0.0, concurrency))
         for k in range(rounds):
-            order = merges[k % len(merges):] + merges[:k % len(merges)]
+            order = merges[k % len(merges) :] + merges[: k % len(merges)]
             for merge_s in order:
                 for recording in recordings:
                     run = asyncio.run(transcribe_once(server.grpc_url, recording, merge_s, concurrency))
                     results[recording.name][merge_s].append(run)
-                    log(f"round {k + 1} {recording.name} merge {merge_s:g} s: {run['requests']} requests, "
-                        f"encoder {run['encoder_compute_s']:.2f} s, wall {run['wall_s']:.2f} s")
+                    log(
+                        f"round {k + 1} {recording.name} merge {merge_s:g} s: {run['requests']} requests, "
+                        f"encoder {run['encoder_compute_s']:.2f} s, wall {run['wall_s']:.2f} s"
+                    )
     return results
 
 
@@ -215,13 +227,19 @@ def summarise(recording: Recording, runs: dict[float, list[dict]]) -> list[dict]
     for merge_s, these in runs.items():
         first = these[0]
         row = {
-            "merge_s": merge_s, "requests": first["requests"], "audio_s": round(first["audio_s"], 1),
+            "merge_s": merge_s,
+            "requests": first["requests"],
+            "audio_s": round(first["audio_s"], 1),
             "padded_est_s": round(first["padded_est_s"], 1),
             "encoder_executions": statistics.median(r["encoder_executions"] for r in these),
             "encoder_compute_s": round(statistics.median(r["encoder_compute_s"] for r in these), 3),
             "wall_s": round(statistics.median(r["wall_s"] for r in these), 3),
-            "encoder_ratio": round(statistics.median(r["encoder_compute_s"] / b["encoder_compute_s"]
-                                                     for r, b in zip(these, base)), 3),
+            "encoder_ratio": round(
+                statistics.median(
+                    r["encoder_compute_s"] / b["encoder_compute_s"] for r, b in zip(these, base)
+                ),
+                3,
+            ),
             "wall_ratio": round(statistics.median(r["wall_s"] / b["wall_s"] for r, b in zip(these, base)), 3),
             "answers_stable": all(r["answers"] == first["answers"] for r in these),
         }
@@ -232,8 +250,17 @@ def summarise(recording: Recording, runs: dict[float, list[dict]]) -> list[dict]
 
 
 def print_table(model: str, name: str, rows: list[dict]) -> None:
-    columns = ["merge_s", "requests", "audio_s", "padded_est_s", "encoder_executions", "encoder_compute_s",
-               "encoder_ratio", "wall_s", "wall_ratio"]
+    columns = [
+        "merge_s",
+        "requests",
+        "audio_s",
+        "padded_est_s",
+        "encoder_executions",
+        "encoder_compute_s",
+        "encoder_ratio",
+        "wall_s",
+        "wall_ratio",
+    ]
     if "text_as_clips" in rows[0]:
         columns += ["segments", "text_as_clips", "tags_of_first_clip"]
     print(f"\n{model}: {name}")
@@ -256,16 +283,26 @@ def repositories(paths: Paths, models: list[str]) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.merging", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["fixture", "full-int8"],
-                        help="fixture (the trained fixture model, fp32), full-int8, full-fp32, fixture-int8, ...")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.merging", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["fixture", "full-int8"],
+        help="fixture (the trained fixture model, fp32), full-int8, full-fp32, fixture-int8, ...",
+    )
     parser.add_argument("--merge", nargs="+", type=float, default=[0.0, 5.0, 10.0, 15.0, 25.0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--call-seconds", type=float, default=300.0)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--threads", type=int, default=2,
-                        help="onnxruntime threads inside Triton, shared out among its encoder instances")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="onnxruntime threads inside Triton, shared out among its encoder instances",
+    )
     args = parser.parse_args(argv)
     os.environ["SVP_ORT_THREADS"] = str(triton_threads_each(args.threads))
     merges = sorted(set(args.merge))
@@ -273,8 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     recordings = [sentences_call(args.call_seconds), fixture_call()]
     for r in recordings:
         log(f"{r.name}: {r.audio.size / SAMPLE_RATE:.1f} s, {len(r.segments)} segments unjoined")
-    report = {"merges": merges, "rounds": args.rounds, "concurrency": args.concurrency, "threads": args.threads,
-              "loadavg_before": os.getloadavg(), "models": {}}
+    report = {
+        "merges": merges,
+        "rounds": args.rounds,
+        "concurrency": args.concurrency,
+        "threads": args.threads,
+        "loadavg_before": os.getloadavg(),
+        "models": {},
+    }
     for model, repo in repositories(paths, args.models).items():
         runs = measure(repo, recordings, merges, args.rounds, args.concurrency)
         report["models"][model] = {r.name: summarise(r, runs[r.name]) for r in recordings}

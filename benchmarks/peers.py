@@ -39,8 +39,20 @@ from pathlib import Path
 import numpy as np
 
 from . import assets
-from .common import (BENCH_DATE, REPO_ROOT, Paths, Sizes, Timers, load_average, local_encoder_instances, log, progress,
-                     rtfx, triton_threads_each, write_json)
+from .common import (
+    BENCH_DATE,
+    REPO_ROOT,
+    Paths,
+    Sizes,
+    Timers,
+    load_average,
+    local_encoder_instances,
+    log,
+    progress,
+    rtfx,
+    triton_threads_each,
+    write_json,
+)
 
 SAMPLE_RATE = 16000
 # funasr_onnx.SenseVoiceSmall reads its tokenizer under this fixed name (sensevoice_bin.py), whatever the checkpoint
@@ -77,7 +89,9 @@ def ensure_funasr_onnx(paths: Paths, model: str) -> dict:
     with quiet_funasr(), _quiet_root_logging():
         from funasr import AutoModel
 
-        model_obj = AutoModel(model=str(ckpt), device="cpu", disable_update=True, disable_pbar=True, disable_log=True)
+        model_obj = AutoModel(
+            model=str(ckpt), device="cpu", disable_update=True, disable_pbar=True, disable_log=True
+        )
         model_obj.export(type="onnx", quantize=True, output_dir=str(tmp))
     facts = {"export_s": round(time.perf_counter() - t0, 1), **_graph_facts(tmp / "model_quant.onnx")}
     (tmp / ".complete").write_text(json.dumps(facts))
@@ -108,21 +122,26 @@ def _graph_facts(path: Path) -> dict:
     ops: dict[str, int] = {}
     for node in graph.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return {"onnx_mb": round(path.stat().st_size / 1e6, 1),
-            "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
-            "int8_matmuls": ops.get("MatMulInteger", 0) + ops.get("DynamicQuantizeMatMul", 0),
-            "float_matmuls": ops.get("MatMul", 0)}
+    return {
+        "onnx_mb": round(path.stat().st_size / 1e6, 1),
+        "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "int8_matmuls": ops.get("MatMulInteger", 0) + ops.get("DynamicQuantizeMatMul", 0),
+        "float_matmuls": ops.get("MatMul", 0),
+    }
 
 
 def load_funasr_onnx(paths: Paths, model: str, threads: int):
     from funasr_onnx import SenseVoiceSmall
 
-    return SenseVoiceSmall(str(funasr_onnx_dir(paths, model)), batch_size=1, quantize=True,
-                           intra_op_num_threads=threads)
+    return SenseVoiceSmall(
+        str(funasr_onnx_dir(paths, model)), batch_size=1, quantize=True, intra_op_num_threads=threads
+    )
 
 
 def funasr_onnx_text(model, audio: np.ndarray, language: str) -> str:
-    return model(audio, language=language, textnorm="withitn")[0]  # withitn: use_itn=True like every other row
+    return model(audio, language=language, textnorm="withitn")[
+        0
+    ]  # withitn: use_itn=True like every other row
 
 
 # -- the peer row: funasr-onnx int8 on the clips and the call, in memory like (a) and (b) ----------------------------
@@ -145,8 +164,12 @@ def step_funasr_onnx(cfg: dict) -> dict:
         funasr_onnx_text(model, audio, f.language)
     wall = time.perf_counter() - t0
     audio_s = sum(a.size for _, a in clips) / SAMPLE_RATE
-    out["clips"] = {"files": len(clips), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3),
-                    "rtfx": round(rtfx(audio_s, wall), 2)}
+    out["clips"] = {
+        "files": len(clips),
+        "audio_s": round(audio_s, 2),
+        "wall_s": round(wall, 3),
+        "rtfx": round(rtfx(audio_s, wall), 2),
+    }
     log(f"funasr-onnx clips: {audio_s:.0f} s in {wall:.1f} s = {rtfx(audio_s, wall):.1f}x")
 
     # funasr-onnx's SenseVoiceSmall has no VAD of its own: the call in plain 30 s pieces, as (a) gets it
@@ -154,14 +177,24 @@ def step_funasr_onnx(cfg: dict) -> dict:
     part = call[: int(min(sizes.funasr_chunked_s, call.size / SAMPLE_RATE) * SAMPLE_RATE)]
     t0 = time.perf_counter()
     for start in range(0, part.size, chunk):
-        funasr_onnx_text(model, part[start:start + chunk], call_file.language)
+        funasr_onnx_text(model, part[start : start + chunk], call_file.language)
     wall = time.perf_counter() - t0
-    out["call_chunked"] = {"audio_s": round(part.size / SAMPLE_RATE, 2), "wall_s": round(wall, 3),
-                           "rtfx": round(rtfx(part.size / SAMPLE_RATE, wall), 2),
-                           "call_s": round(call.size / SAMPLE_RATE, 2),
-                           "measured_share": round(part.size / call.size, 3)}
-    out["paired"] = _paired(paths, sizes, cfg, clips, "int8", "funasr_onnx",
-                            lambda f, audio: funasr_onnx_text(model, audio, f.language))
+    out["call_chunked"] = {
+        "audio_s": round(part.size / SAMPLE_RATE, 2),
+        "wall_s": round(wall, 3),
+        "rtfx": round(rtfx(part.size / SAMPLE_RATE, wall), 2),
+        "call_s": round(call.size / SAMPLE_RATE, 2),
+        "measured_share": round(part.size / call.size, 3),
+    }
+    out["paired"] = _paired(
+        paths,
+        sizes,
+        cfg,
+        clips,
+        "int8",
+        "funasr_onnx",
+        lambda f, audio: funasr_onnx_text(model, audio, f.language),
+    )
     return out
 
 
@@ -186,8 +219,15 @@ def loop_seed(cfg: dict) -> dict:
         from funasr import AutoModel
 
         # ncpu: funasr calls torch.set_num_threads(ncpu) (default 4)
-        model = AutoModel(model=cfg["checkpoint"], device="cpu", disable_update=True, frontend_conf={"dither": 0.0},
-                          disable_pbar=True, disable_log=True, ncpu=cfg["threads"])
+        model = AutoModel(
+            model=cfg["checkpoint"],
+            device="cpu",
+            disable_update=True,
+            frontend_conf={"dither": 0.0},
+            disable_pbar=True,
+            disable_log=True,
+            ncpu=cfg["threads"],
+        )
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with quiet_funasr():
@@ -249,12 +289,29 @@ def _run_side(side: str, cfg: dict, workdir: Path, env: dict, svp: dict) -> dict
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".pair-") as tmp_name:
         tmp = Path(tmp_name)
         if side == "svp":
-            cmd = [str(Path(sys.executable).with_name("svp")), "run", "--date", BENCH_DATE, "--raw", svp["raw"],
-                   "--lake", svp["lake"], "--url", svp["url"]]
+            cmd = [
+                str(Path(sys.executable).with_name("svp")),
+                "run",
+                "--date",
+                BENCH_DATE,
+                "--raw",
+                svp["raw"],
+                "--lake",
+                svp["lake"],
+                "--url",
+                svp["url"],
+            ]
         else:
             (tmp / "config.json").write_text(json.dumps(cfg))
-            cmd = [sys.executable, "-m", "benchmarks.peers", "loop", side, str(tmp / "config.json"),
-                   str(tmp / "out.json")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.peers",
+                "loop",
+                side,
+                str(tmp / "config.json"),
+                str(tmp / "out.json"),
+            ]
         load = load_average()
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
@@ -270,7 +327,9 @@ def _run_side(side: str, cfg: dict, workdir: Path, env: dict, svp: dict) -> dict
     return {"wall_s": round(wall, 3), "load_before": load, **result}
 
 
-def run_pairs(paths: Paths, sizes: Sizes, threads: int, rounds: int, sides: tuple[str, ...], env: dict) -> dict:
+def run_pairs(
+    paths: Paths, sizes: Sizes, threads: int, rounds: int, sides: tuple[str, ...], env: dict
+) -> dict:
     """Every side over the clips partition as a whole process, rotated each round; ``svp run`` against one local
     Triton (int8) started before the rounds and warmed by one untimed ``svp run``."""
     from sensevoice_pipeline.serving.server import LocalTriton
@@ -280,8 +339,13 @@ def run_pairs(paths: Paths, sizes: Sizes, threads: int, rounds: int, sides: tupl
     audio_s = sum(f.seconds for f in assets.read_audio(paths, sizes) if f.kind == "clip")
     lake = paths.workdir / f"lake-pairs-{sizes.name}"
     shutil.rmtree(lake, ignore_errors=True)
-    cfg = {"workdir": str(paths.workdir), "model": sizes.model, "checkpoint": str(paths.checkpoint(sizes.model)),
-           "partition": str(part), "threads": threads}
+    cfg = {
+        "workdir": str(paths.workdir),
+        "model": sizes.model,
+        "checkpoint": str(paths.checkpoint(sizes.model)),
+        "partition": str(part),
+        "threads": threads,
+    }
     server = LocalTriton(paths.repository(sizes.model, "int8"))
     t0 = time.perf_counter()
     server.start()
@@ -289,11 +353,13 @@ def run_pairs(paths: Paths, sizes: Sizes, threads: int, rounds: int, sides: tupl
     svp = {"raw": str(raw), "lake": str(lake), "url": server.grpc_url}
     runs: dict[str, list[dict]] = {side: [] for side in sides}
     try:
-        log(f"pairs: {len(files)} clips ({audio_s:.0f} s), sides {', '.join(sides)}, {rounds} rounds; "
-            f"Triton int8 up in {server_start_s:.1f} s; warm-up svp run")
+        log(
+            f"pairs: {len(files)} clips ({audio_s:.0f} s), sides {', '.join(sides)}, {rounds} rounds; "
+            f"Triton int8 up in {server_start_s:.1f} s; warm-up svp run"
+        )
         _run_side("svp", cfg, paths.workdir, env, svp)  # creates the lake's tables, warms the server
         for r in range(rounds):
-            order = sides[r % len(sides):] + sides[: r % len(sides)]
+            order = sides[r % len(sides) :] + sides[: r % len(sides)]
             for side in order:
                 runs[side].append(_run_side(side, cfg, paths.workdir, env, svp))
                 log(f"pairs round {r + 1}/{rounds}: {side} {runs[side][-1]['wall_s']:.1f} s")
@@ -309,25 +375,39 @@ def _excluding_load(side: str, run: dict) -> float:
     return run["loop_s"]
 
 
-def summarize_pairs(runs: dict[str, list[dict]], audio_s: float, files: int, server_start_s: float,
-                    threads: int) -> dict:
-    med = {side: {"wall_s": round(statistics.median(r["wall_s"] for r in rs), 2),
-                  "excluding_load_s": round(statistics.median(_excluding_load(side, r) for r in rs), 2),
-                  "load_s": round(statistics.median(r.get("load_s", 0.0) for r in rs), 2)}
-           for side, rs in runs.items()}
+def summarize_pairs(
+    runs: dict[str, list[dict]], audio_s: float, files: int, server_start_s: float, threads: int
+) -> dict:
+    med = {
+        side: {
+            "wall_s": round(statistics.median(r["wall_s"] for r in rs), 2),
+            "excluding_load_s": round(statistics.median(_excluding_load(side, r) for r in rs), 2),
+            "load_s": round(statistics.median(r.get("load_s", 0.0) for r in rs), 2),
+        }
+        for side, rs in runs.items()
+    }
     ratios = {}
     if "svp" in runs:
         svp_walls = [r["wall_s"] for r in runs["svp"]]
         for side in runs:
             if side == "svp":
                 continue
-            ratios[f"{side}_whole_vs_svp"] = round(statistics.median(
-                r["wall_s"] / s for r, s in zip(runs[side], svp_walls)), 2)
-            ratios[f"{side}_without_load_vs_svp"] = round(statistics.median(
-                _excluding_load(side, r) / s for r, s in zip(runs[side], svp_walls)), 2)
-    return {"files": files, "audio_s": round(audio_s, 1), "rounds": len(next(iter(runs.values()))),
-            "threads": threads, "server_start_s": round(server_start_s, 1), "medians": med, "ratios": ratios,
-            "runs": runs}
+            ratios[f"{side}_whole_vs_svp"] = round(
+                statistics.median(r["wall_s"] / s for r, s in zip(runs[side], svp_walls)), 2
+            )
+            ratios[f"{side}_without_load_vs_svp"] = round(
+                statistics.median(_excluding_load(side, r) / s for r, s in zip(runs[side], svp_walls)), 2
+            )
+    return {
+        "files": files,
+        "audio_s": round(audio_s, 1),
+        "rounds": len(next(iter(runs.values()))),
+        "threads": threads,
+        "server_start_s": round(server_start_s, 1),
+        "medians": med,
+        "ratios": ratios,
+        "runs": runs,
+    }
 
 
 # -- where the daily job's time goes, and the encoder-alone floor ----------------------------------------------------
@@ -380,9 +460,16 @@ def step_breakdown(cfg: dict) -> dict:
     server_start_s = time.perf_counter() - t0
     try:
         transcribe_sync([np.zeros(3 * SAMPLE_RATE, np.float32)] * 2, url=server.grpc_url)  # warm-up
-        settings = Settings(raw_root=raw, lake_root=lake, triton_url=server.grpc_url, use_itn=True,
-                            concurrency=sizes.concurrency)
-        run_date(settings, BENCH_DATE, run_id="bench-warm", show_progress=False)  # the lake's tables, like a 2nd day
+        settings = Settings(
+            raw_root=raw,
+            lake_root=lake,
+            triton_url=server.grpc_url,
+            use_itn=True,
+            concurrency=sizes.concurrency,
+        )
+        run_date(
+            settings, BENCH_DATE, run_id="bench-warm", show_progress=False
+        )  # the lake's tables, like a 2nd day
         _instrument_daily(timers)
         before = _server_stats_now(server.grpc_url)
         t0 = time.perf_counter()
@@ -394,14 +481,22 @@ def step_breakdown(cfg: dict) -> dict:
     sv, enc = stats.get("sensevoice", {}), stats.get("sensevoice_encoder", {})
     stages = {k: round(v, 3) for k, v in timers.seconds.items()}
     out = {
-        "wall_s": round(wall, 3), "audio_s": round(_partition_seconds(part), 2),
-        "speech_s": result.get("speech_seconds"), "files": result.get("files"), "utterances": result.get("utterances"),
-        "import_s": round(import_s, 2), "server_start_s": round(server_start_s, 2),
+        "wall_s": round(wall, 3),
+        "audio_s": round(_partition_seconds(part), 2),
+        "speech_s": result.get("speech_seconds"),
+        "files": result.get("files"),
+        "utterances": result.get("utterances"),
+        "import_s": round(import_s, 2),
+        "server_start_s": round(server_start_s, 2),
         "client_stages_s": stages,
-        "server": {"requests": sv.get("requests"), "executions": sv.get("executions"),
-                   "queue_s": sv.get("queue_s"), "encoder_s": enc.get("exec_s"),
-                   "frontend_ctc_bls_s": round((sv.get("exec_s") or 0) - (enc.get("exec_s") or 0), 3),
-                   "sensevoice_exec_s": sv.get("exec_s")},
+        "server": {
+            "requests": sv.get("requests"),
+            "executions": sv.get("executions"),
+            "queue_s": sv.get("queue_s"),
+            "encoder_s": enc.get("exec_s"),
+            "frontend_ctc_bls_s": round((sv.get("exec_s") or 0) - (enc.get("exec_s") or 0), 3),
+            "sensevoice_exec_s": sv.get("exec_s"),
+        },
     }
     out["floor"] = encoder_floor(paths, sizes, part, cfg["threads"])
     return out
@@ -422,7 +517,9 @@ def encoder_floor(paths: Paths, sizes: Sizes, partition: Path, threads: int) -> 
     from sensevoice_pipeline.serving.transcriber import LocalTranscriber, Utterance
 
     instances, each = local_encoder_instances(), triton_threads_each(threads)
-    sessions = [LocalTranscriber(paths.repository(sizes.model, "int8"), threads=each) for _ in range(instances)]
+    sessions = [
+        LocalTranscriber(paths.repository(sizes.model, "int8"), threads=each) for _ in range(instances)
+    ]
     inputs, audio_s = [], 0.0
     for path, language in clip_files(partition):
         audio, _ = sf.read(str(path), dtype="float32")
@@ -445,16 +542,28 @@ def encoder_floor(paths: Paths, sizes: Sizes, partition: Path, threads: int) -> 
     with ThreadPoolExecutor(instances) as pool:
         list(pool.map(drain, sessions))  # list(): a session's error is raised here
     wall = time.perf_counter() - t0
-    log(f"encoder floor: {len(inputs)} whole files, {audio_s:.0f} s in {wall:.1f} s "
-        f"({instances} sessions x {each} threads)")
-    return {"files": len(inputs), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3), "threads": threads,
-            "sessions": instances, "threads_per_session": each, "rtfx": round(rtfx(audio_s, wall), 2)}
+    log(
+        f"encoder floor: {len(inputs)} whole files, {audio_s:.0f} s in {wall:.1f} s "
+        f"({instances} sessions x {each} threads)"
+    )
+    return {
+        "files": len(inputs),
+        "audio_s": round(audio_s, 2),
+        "wall_s": round(wall, 3),
+        "threads": threads,
+        "sessions": instances,
+        "threads_per_session": each,
+        "rtfx": round(rtfx(audio_s, wall), 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 4 or argv[0] != "loop" or argv[1] not in LOOPS:
-        print(f"usage: python -m benchmarks.peers loop {{{','.join(LOOPS)}}} CONFIG.json OUT.json", file=sys.stderr)
+        print(
+            f"usage: python -m benchmarks.peers loop {{{','.join(LOOPS)}}} CONFIG.json OUT.json",
+            file=sys.stderr,
+        )
         return 2
     _, side, cfg_path, out_path = argv
     write_json(Path(out_path), LOOPS[side](json.loads(Path(cfg_path).read_text())))

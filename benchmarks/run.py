@@ -35,8 +35,19 @@ from .common import (
 )
 from .report import build_results, render
 
-ALL_STEPS = ("funasr", "funasr-onnx", "ort", "triton", "daily", "pairs", "breakdown", "merging", "encoder", "bi",
-             "write-path")
+ALL_STEPS = (
+    "funasr",
+    "funasr-onnx",
+    "ort",
+    "triton",
+    "daily",
+    "pairs",
+    "breakdown",
+    "merging",
+    "encoder",
+    "bi",
+    "write-path",
+)
 # --quick leaves these out unless --only names them: funasr-onnx exports its own graph with funasr (the fixture's
 # alone took ~20 s here), and the pairs start a dozen whole processes: each would double the smoke run in CI
 NOT_IN_QUICK = ("funasr-onnx", "pairs")
@@ -44,13 +55,24 @@ NOT_IN_QUICK = ("funasr-onnx", "pairs")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: the tiny fixture model, ~25 s of clips and a 50 s call, a tiny BI lake (about a minute)")
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache and output dir (default: var/bench)")
-    p.add_argument("--out", type=Path, default=None, help="results JSON (default: <workdir>/results[-quick].json)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 2,
-                   help="onnxruntime / torch threads in-process; in Triton, shared out among the local config's "
-                        "encoder instances (default: all cores, %(default)s)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: the tiny fixture model, ~25 s of clips and a 50 s call, a tiny BI lake (about a minute)",
+    )
+    p.add_argument(
+        "--workdir", type=Path, default=DEFAULT_WORKDIR, help="cache and output dir (default: var/bench)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="results JSON (default: <workdir>/results[-quick].json)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="onnxruntime / torch threads in-process; in Triton, shared out among the local config's "
+        "encoder instances (default: all cores, %(default)s)",
+    )
     p.add_argument("--concurrency", type=int, default=None, help="Triton requests in flight (default 8)")
     p.add_argument("--only", nargs="+", choices=ALL_STEPS, default=None, help="run only these measurements")
     p.add_argument("--clips-minutes", type=float, default=None, help="minutes of 3-30 s clips (default 10)")
@@ -59,13 +81,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bi-days", type=int, default=None, help="days of BI data (default 365)")
     p.add_argument("--bi-repeats", type=int, default=None, help="runs per rollup query (default 20)")
     p.add_argument("--no-serial", action="store_true", help="skip Triton one-request-at-a-time runs")
-    p.add_argument("--fp32-call", action="store_true",
-                   help="also run the long call in fp32 in (b) and (c) (default: clips only in fp32; ~+8 min)")
-    p.add_argument("--pair-rounds", type=int, default=3,
-                   help="rounds of the seed-loop pair: funasr AutoModel, funasr-onnx and svp run as whole processes "
-                        "(default %(default)s)")
-    p.add_argument("--profile", action="store_true",
-                   help="also cProfile (b) int8 on the clips and the daily run (writes <workdir>/profile/)")
+    p.add_argument(
+        "--fp32-call",
+        action="store_true",
+        help="also run the long call in fp32 in (b) and (c) (default: clips only in fp32; ~+8 min)",
+    )
+    p.add_argument(
+        "--pair-rounds",
+        type=int,
+        default=3,
+        help="rounds of the seed-loop pair: funasr AutoModel, funasr-onnx and svp run as whole processes "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile (b) int8 on the clips and the daily run (writes <workdir>/profile/)",
+    )
     return p.parse_args(argv)
 
 
@@ -96,8 +128,12 @@ def run_step(name: str, label: str, cfg: dict, workdir: Path, env: dict) -> dict
         cfg_file.write_text(json.dumps({**cfg, "label": label}))
         log(f"--- {label} (load average {' '.join(map(str, load_average()))})")
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.steps", name, str(cfg_file), str(out_file)],
-                              cwd=REPO_ROOT, env=env, stdout=sys.stderr)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.steps", name, str(cfg_file), str(out_file)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=sys.stderr,
+        )
         if proc.returncode != 0 or not out_file.is_file():
             raise SystemExit(f"benchmark step {label} failed (exit code {proc.returncode})")
         result = json.loads(out_file.read_text())
@@ -105,11 +141,17 @@ def run_step(name: str, label: str, cfg: dict, workdir: Path, env: dict) -> dict
         return result
 
 
-def _run_module(label: str, module: str, arguments: list[str], workdir: Path, env: dict, out_name: str) -> dict:
+def _run_module(
+    label: str, module: str, arguments: list[str], workdir: Path, env: dict, out_name: str
+) -> dict:
     """A measurement that is its own script (``python -m benchmarks.<module>``), in its own interpreter; its JSON."""
     log(f"--- {label}")
-    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--workdir", str(workdir), *arguments],
-                          cwd=REPO_ROOT, env=env, stdout=sys.stderr)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--workdir", str(workdir), *arguments],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=sys.stderr,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step {label} failed (exit code {proc.returncode})")
     return json.loads((workdir / out_name).read_text())
@@ -120,16 +162,35 @@ def run_merging(args, sizes, workdir: Path, env: dict) -> dict:
     model (whose answers say what merging does to them)."""
     models = ["fixture"] if sizes.model == "fixture" else [f"{sizes.model}-int8", "fixture"]
     quick = ["--merge", "0", "15", "--rounds", "1", "--call-seconds", "30"] if args.quick else []
-    return _run_module(f"segment merging ({', '.join(models)})", "merging",
-                       ["--models", *models, "--threads", str(args.threads), "--concurrency", str(sizes.concurrency),
-                        *quick], workdir, env, "merging.json")
+    return _run_module(
+        f"segment merging ({', '.join(models)})",
+        "merging",
+        [
+            "--models",
+            *models,
+            "--threads",
+            str(args.threads),
+            "--concurrency",
+            str(sizes.concurrency),
+            *quick,
+        ],
+        workdir,
+        env,
+        "merging.json",
+    )
 
 
 def run_encoder(args, sizes, workdir: Path, env: dict) -> dict:
     """The encoder's export variants side by side (benchmarks/encoder.py)."""
     quick = ["--quick", "--rounds", "1"] if args.quick else []
-    return _run_module("encoder variants", "encoder", ["--model", sizes.model, "--threads", str(args.threads), *quick],
-                       workdir, env, "encoder.json")
+    return _run_module(
+        "encoder variants",
+        "encoder",
+        ["--model", sizes.model, "--threads", str(args.threads), *quick],
+        workdir,
+        env,
+        "encoder.json",
+    )
 
 
 def run_write_path(args, workdir: Path, env: dict) -> dict:
@@ -146,8 +207,10 @@ def run_peers(args, sizes, steps, cfg: dict, workdir: Path, env: dict, raw: dict
 
     paths = Paths(workdir)
     if "pairs" in steps:
-        with_onnx = "funasr-onnx" in steps or (importlib.util.find_spec("funasr_onnx") is not None and (
-            funasr_onnx_dir(paths, sizes.model) / ".complete").is_file())
+        with_onnx = "funasr-onnx" in steps or (
+            importlib.util.find_spec("funasr_onnx") is not None
+            and (funasr_onnx_dir(paths, sizes.model) / ".complete").is_file()
+        )
         if with_onnx and "funasr_onnx" not in raw:
             run_step("funasr_onnx_export", "funasr-onnx export", cfg, workdir, env)
         sides = ("seed", "funasr-onnx", "svp") if with_onnx else ("seed", "svp")
@@ -157,15 +220,26 @@ def run_peers(args, sizes, steps, cfg: dict, workdir: Path, env: dict, raw: dict
         log(f"--- seed-loop pairs done in {time.perf_counter() - t0:.0f} s")
     if "breakdown" in steps:
         raw_root, part = clips_partition(paths, sizes)
-        raw["breakdown"] = run_step("breakdown", "daily breakdown + encoder floor", {
-            **cfg, "pairs_raw": str(raw_root), "pairs_partition": str(part)}, workdir, env)["breakdown"]
+        raw["breakdown"] = run_step(
+            "breakdown",
+            "daily breakdown + encoder floor",
+            {**cfg, "pairs_raw": str(raw_root), "pairs_partition": str(part)},
+            workdir,
+            env,
+        )["breakdown"]
 
 
 def git_commit() -> str | None:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        )
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
         return None
@@ -184,10 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     # In-process sessions and torch take --threads themselves; the local Triton shares them out among its encoder
     # instances (one process each), as it shares a machine's cores when SVP_ORT_THREADS is unset.
     env = {**os.environ, "SVP_ORT_THREADS": str(triton_threads_each(args.threads)), "PYTHONUNBUFFERED": "1"}
-    cfg = {"workdir": str(workdir), "sizes": sizes.to_dict(), "threads": args.threads, "profile": args.profile}
+    cfg = {
+        "workdir": str(workdir),
+        "sizes": sizes.to_dict(),
+        "threads": args.threads,
+        "profile": args.profile,
+    }
     started = time.perf_counter()
 
-    def with_call(precision: str) -> bool:  # the long call in fp32 too doubles the run; int8 is the CPU serving one
+    def with_call(
+        precision: str,
+    ) -> bool:  # the long call in fp32 too doubles the run; int8 is the CPU serving one
         return precision == "int8" or args.fp32_call or args.quick
 
     meta = {
@@ -215,12 +296,22 @@ def main(argv: list[str] | None = None) -> int:
         raw.update(run_step("funasr_onnx", "(a2) funasr-onnx int8", cfg, workdir, env))
     for precision in PRECISIONS:
         if "ort" in steps:
-            raw[f"ort_{precision}"] = run_step("ort", f"(b) ort {precision}", {**cfg, "precision": precision,
-                                               "with_call": with_call(precision)}, workdir, env)["ort"]
+            raw[f"ort_{precision}"] = run_step(
+                "ort",
+                f"(b) ort {precision}",
+                {**cfg, "precision": precision, "with_call": with_call(precision)},
+                workdir,
+                env,
+            )["ort"]
     for precision in PRECISIONS:
         if "triton" in steps:
-            raw[f"triton_{precision}"] = run_step("triton", f"(c) triton {precision}", {
-                **cfg, "precision": precision, "with_call": with_call(precision)}, workdir, env)["triton"]
+            raw[f"triton_{precision}"] = run_step(
+                "triton",
+                f"(c) triton {precision}",
+                {**cfg, "precision": precision, "with_call": with_call(precision)},
+                workdir,
+                env,
+            )["triton"]
     if "daily" in steps:
         raw["daily"] = run_step("daily", "(d) daily", {**cfg, "precision": "int8"}, workdir, env)["daily"]
     run_peers(args, sizes, steps, cfg, workdir, env, raw)

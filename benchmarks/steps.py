@@ -53,9 +53,12 @@ def _audio_s(audio: np.ndarray) -> float:
 
 def _segments_info(segments, call_audio) -> dict:
     lengths = [(s.end - s.start) / SAMPLE_RATE for s in segments]
-    return {"segments": len(segments), "mean_segment_s": round(float(np.mean(lengths)), 2) if lengths else 0,
-            "max_segment_s": round(max(lengths, default=0), 2),
-            "speech_share": round(sum(lengths) / _audio_s(call_audio), 3)}
+    return {
+        "segments": len(segments),
+        "mean_segment_s": round(float(np.mean(lengths)), 2) if lengths else 0,
+        "max_segment_s": round(max(lengths, default=0), 2),
+        "speech_share": round(sum(lengths) / _audio_s(call_audio), 3),
+    }
 
 
 def _profile_to(path: Path, profiler: cProfile.Profile, top: int = 30) -> str:
@@ -83,10 +86,14 @@ def step_prepare(cfg: dict) -> dict:
     return {
         "built": built,
         "models": model_facts(paths, sizes.model),
-        "audio": {"clips": len(clips), "clips_s": round(sum(f.seconds for f in clips), 1),
-                  "clip_min_s": round(min(f.seconds for f in clips), 1),
-                  "clip_max_s": round(max(f.seconds for f in clips), 1), "call_s": round(call.seconds, 1),
-                  "partition": str(paths.raw_root(sizes) / f"date={BENCH_DATE}")},
+        "audio": {
+            "clips": len(clips),
+            "clips_s": round(sum(f.seconds for f in clips), 1),
+            "clip_min_s": round(min(f.seconds for f in clips), 1),
+            "clip_max_s": round(max(f.seconds for f in clips), 1),
+            "call_s": round(call.seconds, 1),
+            "partition": str(paths.raw_root(sizes) / f"date={BENCH_DATE}"),
+        },
     }
 
 
@@ -106,8 +113,15 @@ def step_funasr(cfg: dict) -> dict:
         from funasr import AutoModel
 
         # ncpu: funasr calls torch.set_num_threads(ncpu), default 4, more threads than this machine has cores
-        model = AutoModel(model=str(ckpt), device="cpu", disable_update=True, frontend_conf={"dither": 0.0},
-                          disable_pbar=True, disable_log=True, ncpu=cfg["threads"])
+        model = AutoModel(
+            model=str(ckpt),
+            device="cpu",
+            disable_update=True,
+            frontend_conf={"dither": 0.0},
+            disable_pbar=True,
+            disable_log=True,
+            ncpu=cfg["threads"],
+        )
     torch.set_num_threads(cfg["threads"])
     load_s = time.perf_counter() - t0
     log(f"funasr AutoModel loaded in {load_s:.1f} s (torch threads {torch.get_num_threads()})")
@@ -125,8 +139,12 @@ def step_funasr(cfg: dict) -> dict:
         generate(audio, f.language)
     wall = time.perf_counter() - t0
     audio_s = sum(_audio_s(a) for _, a in clips)
-    out["clips"] = {"files": len(clips), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3),
-                    "rtfx": round(rtfx(audio_s, wall), 2)}
+    out["clips"] = {
+        "files": len(clips),
+        "audio_s": round(audio_s, 2),
+        "wall_s": round(wall, 3),
+        "rtfx": round(rtfx(audio_s, wall), 2),
+    }
     log(f"(a) clips: {audio_s:.0f} s of audio in {wall:.1f} s = {rtfx(audio_s, wall):.1f}x real time")
     out["rss_after_clips_mb"] = round(peak_rss_mb(), 1)
 
@@ -146,8 +164,13 @@ def step_funasr(cfg: dict) -> dict:
         generate(audio, call_file.language)
         wall = time.perf_counter() - t0
         peak = sampler.snapshot()["peak_rss_sum_mb"]
-        return {"audio_s": round(_audio_s(audio), 2), "wall_s": round(wall, 3), "peak_rss_mb": round(peak, 1),
-                "rss_before_mb": round(before, 1), "growth_mb": round(max(0.0, peak - before), 1)}
+        return {
+            "audio_s": round(_audio_s(audio), 2),
+            "wall_s": round(wall, 3),
+            "peak_rss_mb": round(peak, 1),
+            "rss_before_mb": round(before, 1),
+            "growth_mb": round(max(0.0, peak - before), 1),
+        }
 
     if call_s <= sizes.funasr_whole_max_s:
         point = timed_generate(call)
@@ -156,8 +179,10 @@ def step_funasr(cfg: dict) -> dict:
         points = []
         for prefix_s in progress(sizes.funasr_prefixes_s, desc="(a) funasr call prefixes", unit="prefix"):
             points.append(timed_generate(call[: int(prefix_s * SAMPLE_RATE)]))
-            log(f"(a) whole-file generate on the first {prefix_s:g} s: {points[-1]['wall_s']:.2f} s, "
-                f"RSS {points[-1]['rss_before_mb']:.0f} MB -> peak {points[-1]['peak_rss_mb']:.0f} MB")
+            log(
+                f"(a) whole-file generate on the first {prefix_s:g} s: {points[-1]['wall_s']:.2f} s, "
+                f"RSS {points[-1]['rss_before_mb']:.0f} MB -> peak {points[-1]['peak_rss_mb']:.0f} MB"
+            )
         lengths = np.array([p["audio_s"] for p in points])
         walls = np.array([p["wall_s"] for p in points])
         basis = np.stack([lengths, lengths**2], axis=1)
@@ -166,20 +191,28 @@ def step_funasr(cfg: dict) -> dict:
             a, b = walls[-1] / lengths[-1], 0.0
         (m1, m2), *_ = np.linalg.lstsq(basis, np.array([p["growth_mb"] for p in points]), rcond=None)
         frames = call_s * 100 / 6 + 4  # LFR frames + the 4 query frames
-        attention_gb = 2 * 4 * frames**2 * 4 / 1e9  # two [heads=4, T, T] float32 maps (scores, softmax) per layer
+        attention_gb = (
+            2 * 4 * frames**2 * 4 / 1e9
+        )  # two [heads=4, T, T] float32 maps (scores, softmax) per layer
         whole.update(
             measured=False,
             prefixes=points,
             fit={"a_s_per_s": float(a), "b_s_per_s2": float(b)},
             wall_s_extrapolated=round(float(a * call_s + b * call_s**2), 1),
-            peak_rss_mb_extrapolated=round(points[-1]["rss_before_mb"] + max(0.0, float(m1 * call_s + m2 * call_s**2)), 0),
+            peak_rss_mb_extrapolated=round(
+                points[-1]["rss_before_mb"] + max(0.0, float(m1 * call_s + m2 * call_s**2)), 0
+            ),
             attention_maps_gb=round(attention_gb, 1),
-            note=(f"not run: one generate() on {call_s / 60:.0f} min needs one attention map of "
-                  f"{attention_gb / 2:.0f} GB per layer ({frames:.0f} frames); time extrapolated from "
-                  f"{', '.join(f'{p:g}' for p in sizes.funasr_prefixes_s)} s prefixes with t = a*L + b*L^2"),
+            note=(
+                f"not run: one generate() on {call_s / 60:.0f} min needs one attention map of "
+                f"{attention_gb / 2:.0f} GB per layer ({frames:.0f} frames); time extrapolated from "
+                f"{', '.join(f'{p:g}' for p in sizes.funasr_prefixes_s)} s prefixes with t = a*L + b*L^2"
+            ),
         )
-        log(f"(a) whole call extrapolated: {whole['wall_s_extrapolated']:.0f} s "
-            f"({rtfx(call_s, whole['wall_s_extrapolated']):.1f}x), {whole['note']}")
+        log(
+            f"(a) whole call extrapolated: {whole['wall_s_extrapolated']:.0f} s "
+            f"({rtfx(call_s, whole['wall_s_extrapolated']):.1f}x), {whole['note']}"
+        )
     out["call_whole"] = whole
 
     # What a careful user does without a VAD model: cut the file into plain 30 s pieces (words get cut too).
@@ -187,15 +220,22 @@ def step_funasr(cfg: dict) -> dict:
     part = call[: int(min(sizes.funasr_chunked_s, call_s) * SAMPLE_RATE)]
     t0 = time.perf_counter()
     for start in progress(range(0, part.size, chunk), desc="(a) funasr call, 30 s chunks", unit="chunk"):
-        generate(part[start:start + chunk], call_file.language)
+        generate(part[start : start + chunk], call_file.language)
     wall = time.perf_counter() - t0
-    out["call_chunked"] = {"audio_s": round(_audio_s(part), 2), "wall_s": round(wall, 3),
-                           "rtfx": round(rtfx(_audio_s(part), wall), 2), "call_s": round(call_s, 2),
-                           "measured_share": round(_audio_s(part) / call_s, 3)}
-    log(f"(a) call in 30 s chunks: {_audio_s(part):.0f} s in {wall:.1f} s = {rtfx(_audio_s(part), wall):.1f}x")
+    out["call_chunked"] = {
+        "audio_s": round(_audio_s(part), 2),
+        "wall_s": round(wall, 3),
+        "rtfx": round(rtfx(_audio_s(part), wall), 2),
+        "call_s": round(call_s, 2),
+        "measured_share": round(_audio_s(part) / call_s, 3),
+    }
+    log(
+        f"(a) call in 30 s chunks: {_audio_s(part):.0f} s in {wall:.1f} s = {rtfx(_audio_s(part), wall):.1f}x"
+    )
     sampler.stop()
-    out["paired"] = _paired(paths, sizes, cfg, clips, "int8", "funasr",
-                            lambda f, audio: generate(audio, f.language))
+    out["paired"] = _paired(
+        paths, sizes, cfg, clips, "int8", "funasr", lambda f, audio: generate(audio, f.language)
+    )
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
 
@@ -215,16 +255,26 @@ def _paired(paths: Paths, sizes: Sizes, cfg: dict, clips, precision: str, name: 
         total += _audio_s(audio)
     spent = {"ort": 0.0, name: 0.0}
     for i, (f, audio) in enumerate(progress(subset, desc=f"paired {name} / ort {precision}", unit="clip")):
-        runs = [("ort", lambda: local.transcribe([Utterance(audio, f.language, True)])), (name, lambda: other(f, audio))]
+        runs = [
+            ("ort", lambda f=f, audio=audio: local.transcribe([Utterance(audio, f.language, True)])),
+            (name, lambda f=f, audio=audio: other(f, audio)),
+        ]
         for key, run in runs if i % 2 == 0 else runs[::-1]:
             t0 = time.perf_counter()
             run()
             spent[key] += time.perf_counter() - t0
-    result = {"precision": precision, "files": len(subset), "audio_s": round(total, 2),
-              "ort_s": round(spent["ort"], 3), f"{name}_s": round(spent[name], 3),
-              "ratio": round(spent[name] / spent["ort"], 3)}
-    log(f"paired on {len(subset)} clips ({total:.0f} s): {name} {spent[name]:.1f} s, in-process {precision} "
-        f"{spent['ort']:.1f} s ({100 * (spent[name] / spent['ort'] - 1):+.0f}%)")
+    result = {
+        "precision": precision,
+        "files": len(subset),
+        "audio_s": round(total, 2),
+        "ort_s": round(spent["ort"], 3),
+        f"{name}_s": round(spent[name], 3),
+        "ratio": round(spent[name] / spent["ort"], 3),
+    }
+    log(
+        f"paired on {len(subset)} clips ({total:.0f} s): {name} {spent[name]:.1f} s, in-process {precision} "
+        f"{spent['ort']:.1f} s ({100 * (spent[name] / spent['ort'] - 1):+.0f}%)"
+    )
     return result
 
 
@@ -261,14 +311,21 @@ def step_ort(cfg: dict) -> dict:
         segments = segment_for_asr(call, vad, MAX_SEGMENT_S)
         vad_s = time.perf_counter() - t0
         for s in progress(segments, desc=f"(b) ort {precision} call", unit="seg"):
-            transcribe([Utterance(call[s.start:s.end], call_file.language, True)])
+            transcribe([Utterance(call[s.start : s.end], call_file.language, True)])
         wall = time.perf_counter() - t0
-        out["call"] = {"audio_s": round(_audio_s(call), 2), "wall_s": round(wall, 3), "vad_s": round(vad_s, 3),
-                       "rtfx": round(rtfx(_audio_s(call), wall), 2), **_segments_info(segments, call),
-                       "stages_s": {k: round(v, 3) for k, v in timers.seconds.items()},
-                       "peak_rss_mb": round(peak_rss_mb(), 1)}
-        log(f"(b) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = {rtfx(_audio_s(call), wall):.1f}x "
-            f"({len(segments)} VAD segments, VAD {vad_s:.1f} s)")
+        out["call"] = {
+            "audio_s": round(_audio_s(call), 2),
+            "wall_s": round(wall, 3),
+            "vad_s": round(vad_s, 3),
+            "rtfx": round(rtfx(_audio_s(call), wall), 2),
+            **_segments_info(segments, call),
+            "stages_s": {k: round(v, 3) for k, v in timers.seconds.items()},
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        log(
+            f"(b) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = {rtfx(_audio_s(call), wall):.1f}x "
+            f"({len(segments)} VAD segments, VAD {vad_s:.1f} s)"
+        )
         timers.reset()
     out["rss_after_load_mb"] = round(rss_loaded, 1)
 
@@ -280,12 +337,19 @@ def step_ort(cfg: dict) -> dict:
         per_clip.append(round(time.perf_counter() - t1, 4))
     wall = time.perf_counter() - t0
     audio_s = sum(_audio_s(a) for _, a in clips)
-    out["clips"] = {"files": len(clips), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3),
-                    "rtfx": round(rtfx(audio_s, wall), 2), "per_clip_wall_s": per_clip,
-                    "stages_s": {k: round(v, 3) for k, v in timers.seconds.items()}}
-    log(f"(b) {precision} clips: {audio_s:.0f} s in {wall:.1f} s = {rtfx(audio_s, wall):.1f}x "
+    out["clips"] = {
+        "files": len(clips),
+        "audio_s": round(audio_s, 2),
+        "wall_s": round(wall, 3),
+        "rtfx": round(rtfx(audio_s, wall), 2),
+        "per_clip_wall_s": per_clip,
+        "stages_s": {k: round(v, 3) for k, v in timers.seconds.items()},
+    }
+    log(
+        f"(b) {precision} clips: {audio_s:.0f} s in {wall:.1f} s = {rtfx(audio_s, wall):.1f}x "
         f"(frontend {timers.seconds.get('frontend', 0):.1f} s, encoder {timers.seconds.get('encoder', 0):.1f} s, "
-        f"decode {timers.seconds.get('decode', 0):.2f} s)")
+        f"decode {timers.seconds.get('decode', 0):.2f} s)"
+    )
 
     if cfg.get("profile"):
         profiler = cProfile.Profile()
@@ -322,8 +386,10 @@ async def _server_stats(client) -> dict:
     for name in MODELS:
         raw = await client.get_inference_statistics(name, as_json=True)
         for m in raw.get("model_stats", []):
-            entry = stats.setdefault(name, {"inference_count": 0, "execution_count": 0,
-                                            **{k: {"count": 0, "ns": 0} for k in STAT_KEYS}})
+            entry = stats.setdefault(
+                name,
+                {"inference_count": 0, "execution_count": 0, **{k: {"count": 0, "ns": 0} for k in STAT_KEYS}},
+            )
             entry["inference_count"] += int(m.get("inference_count", 0))
             entry["execution_count"] += int(m.get("execution_count", 0))
             for k in STAT_KEYS:
@@ -333,8 +399,10 @@ async def _server_stats(client) -> dict:
             # per execution (inference_stats charge every request of a batch the whole batch's time)
             entry.setdefault("exec_ns", 0)
             for b in m.get("batch_stats", []):
-                entry["exec_ns"] += sum(int(b.get(k, {}).get("ns", 0))
-                                        for k in ("compute_input", "compute_infer", "compute_output"))
+                entry["exec_ns"] += sum(
+                    int(b.get(k, {}).get("ns", 0))
+                    for k in ("compute_input", "compute_infer", "compute_output")
+                )
     return stats
 
 
@@ -345,9 +413,12 @@ def _stats_delta(before: dict, after: dict) -> dict:
         requests = a["inference_count"] - (b["inference_count"] if b else 0)
         executions = a["execution_count"] - (b["execution_count"] if b else 0)
         successes = a["success"]["count"] - (b["success"]["count"] if b else 0)
-        entry = {"requests": requests, "executions": executions,
-                 "mean_batch": round(requests / executions, 2) if executions else 0.0,
-                 "exec_s": round((a["exec_ns"] - (b["exec_ns"] if b else 0)) / 1e9, 3)}
+        entry = {
+            "requests": requests,
+            "executions": executions,
+            "mean_batch": round(requests / executions, 2) if executions else 0.0,
+            "exec_s": round((a["exec_ns"] - (b["exec_ns"] if b else 0)) / 1e9, 3),
+        }
         for k in STAT_KEYS:
             ns = a[k]["ns"] - (b[k]["ns"] if b else 0)
             entry[f"{k}_s"] = round(ns / 1e9, 3)
@@ -365,8 +436,11 @@ def step_triton(cfg: dict) -> dict:
     precision, concurrency = cfg["precision"], sizes.concurrency
     clips, call_file, call = _clips_and_call(paths, sizes)
     vad = SileroVad()
-    out: dict = {"precision": precision, "concurrency": concurrency,
-                 "server_ort_threads": os.environ.get("SVP_ORT_THREADS")}
+    out: dict = {
+        "precision": precision,
+        "concurrency": concurrency,
+        "server_ort_threads": os.environ.get("SVP_ORT_THREADS"),
+    }
     server = LocalTriton(paths.repository(sizes.model, precision))
     t0 = time.perf_counter()
     server.start()
@@ -387,18 +461,28 @@ def step_triton(cfg: dict) -> dict:
                 t0 = time.perf_counter()
                 segments = await asyncio.to_thread(segment_for_asr, call, vad, MAX_SEGMENT_S)
                 vad_s = time.perf_counter() - t0
-                await client.transcribe_many(Request(call[s.start:s.end], call_file.language, True) for s in segments)
+                await client.transcribe_many(
+                    Request(call[s.start : s.end], call_file.language, True) for s in segments
+                )
                 wall = time.perf_counter() - t0
                 await _settled_stats(client.client, stats[-1], len(segments))
-                out["call"] = {"audio_s": round(_audio_s(call), 2), "wall_s": round(wall, 3), "vad_s": round(vad_s, 3),
-                               "rtfx": round(rtfx(_audio_s(call), wall), 2), **_segments_info(segments, call),
-                               "client_peak_rss_mb": round(peak_rss_mb(), 1), "server": sampler.snapshot()}
+                out["call"] = {
+                    "audio_s": round(_audio_s(call), 2),
+                    "wall_s": round(wall, 3),
+                    "vad_s": round(vad_s, 3),
+                    "rtfx": round(rtfx(_audio_s(call), wall), 2),
+                    **_segments_info(segments, call),
+                    "client_peak_rss_mb": round(peak_rss_mb(), 1),
+                    "server": sampler.snapshot(),
+                }
                 stats.append(await _server_stats(client.client))
                 out["call"]["server_stats"] = _stats_delta(stats[-2], stats[-1])
-                log(f"(c) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = "
+                log(
+                    f"(c) {precision} call: {_audio_s(call):.0f} s in {wall:.1f} s = "
                     f"{rtfx(_audio_s(call), wall):.1f}x ({len(segments)} segments); client peak RSS "
                     f"{out['call']['client_peak_rss_mb']:.0f} MB, server tree PSS "
-                    f"{out['call']['server']['peak_pss_sum_mb']:.0f} MB")
+                    f"{out['call']['server']['peak_pss_sum_mb']:.0f} MB"
+                )
 
             audio_s = sum(_audio_s(a) for _, a in clips)
             requests = [Request(a, f.language, True) for f, a in clips]
@@ -408,26 +492,43 @@ def step_triton(cfg: dict) -> dict:
             wall = time.perf_counter() - t0
             await _settled_stats(client.client, stats[-1], len(requests))
             stats.append(await _server_stats(client.client))
-            out["clips"] = {"files": len(clips), "audio_s": round(audio_s, 2), "wall_s": round(wall, 3),
-                            "rtfx": round(rtfx(audio_s, wall), 2), "server_stats": _stats_delta(stats[-2], stats[-1]),
-                            "client_peak_rss_mb": round(peak_rss_mb(), 1), "server": sampler.snapshot()}
-            log(f"(c) {precision} clips, {concurrency} in flight: {audio_s:.0f} s in {wall:.1f} s = "
-                f"{rtfx(audio_s, wall):.1f}x")
+            out["clips"] = {
+                "files": len(clips),
+                "audio_s": round(audio_s, 2),
+                "wall_s": round(wall, 3),
+                "rtfx": round(rtfx(audio_s, wall), 2),
+                "server_stats": _stats_delta(stats[-2], stats[-1]),
+                "client_peak_rss_mb": round(peak_rss_mb(), 1),
+                "server": sampler.snapshot(),
+            }
+            log(
+                f"(c) {precision} clips, {concurrency} in flight: {audio_s:.0f} s in {wall:.1f} s = "
+                f"{rtfx(audio_s, wall):.1f}x"
+            )
 
             if sizes.serial_triton:
                 # one request at a time, alternating with the same clip in-process: the per-request overhead
                 loop = asyncio.get_running_loop()
 
                 def triton_one(f, audio):
-                    return asyncio.run_coroutine_threadsafe(client.transcribe(audio, f.language, True), loop).result()
+                    return asyncio.run_coroutine_threadsafe(
+                        client.transcribe(audio, f.language, True), loop
+                    ).result()
 
                 before = await _server_stats(client.client)
-                paired = await asyncio.to_thread(_paired, paths, sizes, cfg, clips, precision, "triton", triton_one)
+                paired = await asyncio.to_thread(
+                    _paired, paths, sizes, cfg, clips, precision, "triton", triton_one
+                )
                 await _settled_stats(client.client, before, paired["files"])
                 stats.append(await _server_stats(client.client))
-                out["clips_serial"] = {"files": paired["files"], "audio_s": paired["audio_s"],
-                                       "wall_s": paired["triton_s"], "rtfx": round(rtfx(paired["audio_s"], paired["triton_s"]), 2),
-                                       "paired_ort_s": paired["ort_s"], "server_stats": _stats_delta(before, stats[-1])}
+                out["clips_serial"] = {
+                    "files": paired["files"],
+                    "audio_s": paired["audio_s"],
+                    "wall_s": paired["triton_s"],
+                    "rtfx": round(rtfx(paired["audio_s"], paired["triton_s"]), 2),
+                    "paired_ort_s": paired["ort_s"],
+                    "server_stats": _stats_delta(before, stats[-1]),
+                }
 
     try:
         asyncio.run(measure())
@@ -445,8 +546,8 @@ def step_triton(cfg: dict) -> dict:
 def step_daily(cfg: dict) -> dict:
     import shutil
 
-    from sensevoice_pipeline.serving.client import transcribe_sync
     from sensevoice_pipeline.jobs.daily import run_date
+    from sensevoice_pipeline.serving.client import transcribe_sync
     from sensevoice_pipeline.serving.server import LocalTriton
     from sensevoice_pipeline.settings import Settings
 
@@ -463,8 +564,13 @@ def step_daily(cfg: dict) -> dict:
     sampler = TreeSampler(server.process.pid).start()
     try:
         transcribe_sync([np.zeros(3 * SAMPLE_RATE, np.float32)] * 2, url=server.grpc_url)  # warm-up
-        settings = Settings(raw_root=paths.raw_root(sizes), lake_root=lake, triton_url=server.grpc_url,
-                            use_itn=True, concurrency=sizes.concurrency)
+        settings = Settings(
+            raw_root=paths.raw_root(sizes),
+            lake_root=lake,
+            triton_url=server.grpc_url,
+            use_itn=True,
+            concurrency=sizes.concurrency,
+        )
         sampler.reset()
         profiler = cProfile.Profile() if cfg.get("profile") else None
         t0 = time.perf_counter()
@@ -481,13 +587,22 @@ def step_daily(cfg: dict) -> dict:
     audio_s = sum(f.seconds for f in files)
     if result.get("files_failed"):
         raise RuntimeError(f"the daily run failed {result['files_failed']} files: {result}")
-    out.update(files=len(files), audio_s=round(audio_s, 2), wall_s=round(wall, 3), rtfx=round(rtfx(audio_s, wall), 2),
-               result={k: v for k, v in result.items() if k != "seconds"}, client_peak_rss_mb=round(peak_rss_mb(), 1),
-               server=server_mem, server_largest_process_maxrss_mb=round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1))
+    out.update(
+        files=len(files),
+        audio_s=round(audio_s, 2),
+        wall_s=round(wall, 3),
+        rtfx=round(rtfx(audio_s, wall), 2),
+        result={k: v for k, v in result.items() if k != "seconds"},
+        client_peak_rss_mb=round(peak_rss_mb(), 1),
+        server=server_mem,
+        server_largest_process_maxrss_mb=round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
+    )
     if profiler:
         out["profile"] = _profile_to(paths.profile_dir / "daily", profiler)
-    log(f"(d) daily run_date: {len(files)} files, {audio_s:.0f} s in {wall:.1f} s = {rtfx(audio_s, wall):.1f}x, "
-        f"{result.get('utterances')} utterances")
+    log(
+        f"(d) daily run_date: {len(files)} files, {audio_s:.0f} s in {wall:.1f} s = {rtfx(audio_s, wall):.1f}x, "
+        f"{result.get('utterances')} utterances"
+    )
     return out
 
 
@@ -542,7 +657,9 @@ def _sizes_args(d: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3 or argv[0] not in STEPS:  # the config's "then": more steps in this process
-        print(f"usage: python -m benchmarks.steps {{{','.join(STEPS)}}} CONFIG.json OUT.json", file=sys.stderr)
+        print(
+            f"usage: python -m benchmarks.steps {{{','.join(STEPS)}}} CONFIG.json OUT.json", file=sys.stderr
+        )
         return 2
     name, cfg_path, out_path = argv
     cfg = json.loads(Path(cfg_path).read_text())
@@ -553,8 +670,13 @@ def main(argv: list[str] | None = None) -> int:
         load_before = load_average()
         t0 = time.perf_counter()
         result = STEPS[step](cfg)
-        result["step"] = {"name": step, "wall_s": round(time.perf_counter() - t0, 2), "load_before": load_before,
-                          "load_after": load_average(), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        result["step"] = {
+            "name": step,
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "load_before": load_before,
+            "load_after": load_average(),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
         results[step] = result
     write_json(Path(out_path), results)
     return 0

@@ -67,13 +67,18 @@ def make_template(folder: Path, recordings: int) -> Path:
     from sensevoice_pipeline.lake import tables
 
     rng = np.random.default_rng(0)
-    processed = dt.datetime(2026, 6, 2, 1, 0, tzinfo=dt.timezone.utc)
+    processed = dt.datetime(2026, 6, 2, 1, 0, tzinfo=dt.UTC)
     in_plan_order = np.array(sorted(range(recordings), key=source_path))  # plan sorts the day's files by path
     for index, start in enumerate(range(0, recordings, BATCH_SIZE)):
-        ids = in_plan_order[start:start + BATCH_SIZE]
-        pq.write_table(recordings_batch(ids, processed, tables.RECORDINGS), staged / f"batch-{index:05d}.recordings.parquet")
-        pq.write_table(utterances_batch(ids, rng, processed, tables.UTTERANCES),
-                       staged / f"batch-{index:05d}.utterances.parquet")
+        ids = in_plan_order[start : start + BATCH_SIZE]
+        pq.write_table(
+            recordings_batch(ids, processed, tables.RECORDINGS),
+            staged / f"batch-{index:05d}.recordings.parquet",
+        )
+        pq.write_table(
+            utterances_batch(ids, rng, processed, tables.UTTERANCES),
+            staged / f"batch-{index:05d}.utterances.parquet",
+        )
     done.touch()
     return folder
 
@@ -81,22 +86,40 @@ def make_template(folder: Path, recordings: int) -> Path:
 def recordings_batch(ids: np.ndarray, processed: dt.datetime, schema: pa.Schema) -> pa.Table:
     n = len(ids)
     columns = {
-        "recording_id": [f"rec-{i:07d}" for i in ids], "source_path": [source_path(i) for i in ids],
-        "size_bytes": [0] * n, "sha256": [f"{i:064x}" for i in ids], "format": ["WAV"] * n,
-        "sample_rate": [8000] * n, "channels": [1] * n, "duration_s": [180.0] * n, "status": ["ok"] * n,
-        "error": [None] * n, "n_segments": [UTTERANCES_PER_RECORDING] * n, "language_hint": ["auto"] * n,
-        "channel_mode": ["mono"] * n, "model_version": ["1"] * n, "run_id": [RUN_ID] * n,
-        "processed_at": [processed] * n, "metadata": [[("queue", f"q{i % QUEUES:02d}")] for i in ids],
+        "recording_id": [f"rec-{i:07d}" for i in ids],
+        "source_path": [source_path(i) for i in ids],
+        "size_bytes": [0] * n,
+        "sha256": [f"{i:064x}" for i in ids],
+        "format": ["WAV"] * n,
+        "sample_rate": [8000] * n,
+        "channels": [1] * n,
+        "duration_s": [180.0] * n,
+        "status": ["ok"] * n,
+        "error": [None] * n,
+        "n_segments": [UTTERANCES_PER_RECORDING] * n,
+        "language_hint": ["auto"] * n,
+        "channel_mode": ["mono"] * n,
+        "model_version": ["1"] * n,
+        "run_id": [RUN_ID] * n,
+        "processed_at": [processed] * n,
+        "metadata": [[("queue", f"q{i % QUEUES:02d}")] for i in ids],
     }
     return _table(columns, schema, n)
 
 
 def _table(columns: dict, schema: pa.Schema, n: int) -> pa.Table:
-    return pa.table({name: pa.array(columns.get(name, [None] * n), type=schema.field(name).type)
-                     for name in schema.names}, schema=schema)
+    return pa.table(
+        {
+            name: pa.array(columns.get(name, [None] * n), type=schema.field(name).type)
+            for name in schema.names
+        },
+        schema=schema,
+    )
 
 
-def utterances_batch(ids: np.ndarray, rng: np.random.Generator, processed: dt.datetime, schema: pa.Schema) -> pa.Table:
+def utterances_batch(
+    ids: np.ndarray, rng: np.random.Generator, processed: dt.datetime, schema: pa.Schema
+) -> pa.Table:
     k = UTTERANCES_PER_RECORDING
     recording = np.repeat(ids, k)
     n = len(recording)
@@ -106,16 +129,33 @@ def utterances_batch(ids: np.ndarray, rng: np.random.Generator, processed: dt.da
     event = rng.choice(EVENTS, n)
     confidence = rng.random(n).round(3)
     columns = {
-        "recording_id": [f"rec-{i:07d}" for i in recording], "source_path": [source_path(i) for i in recording],
-        "channel": [0] * n, "segment_index": segment, "start_s": segment * 15.0, "end_s": segment * 15.0 + 12.5,
-        "language": language, "language_hint": ["auto"] * n, "emotion": emotion, "event": event, "itn": [True] * n,
-        "text": [f"utterance {s} of call {r}: I would like a refund for my last order, please." for r, s in
-                 zip(recording, segment)],
-        "raw_text": [f"<|{l}|><|{e.upper()}|><|{v}|><|withitn|>utterance {s} of call {r}." for l, e, v, r, s in
-                     zip(language, emotion, event, recording, segment)],
-        "model_name": ["sensevoice"] * n, "model_version": ["1"] * n, "run_id": [RUN_ID] * n,
-        "processed_at": [processed] * n, "language_confidence": confidence, "emotion_confidence": confidence,
-        "event_confidence": confidence, "emotion_probs": [[(e, float(c))] for e, c in zip(emotion, confidence)],
+        "recording_id": [f"rec-{i:07d}" for i in recording],
+        "source_path": [source_path(i) for i in recording],
+        "channel": [0] * n,
+        "segment_index": segment,
+        "start_s": segment * 15.0,
+        "end_s": segment * 15.0 + 12.5,
+        "language": language,
+        "language_hint": ["auto"] * n,
+        "emotion": emotion,
+        "event": event,
+        "itn": [True] * n,
+        "text": [
+            f"utterance {s} of call {r}: I would like a refund for my last order, please."
+            for r, s in zip(recording, segment)
+        ],
+        "raw_text": [
+            f"<|{lang}|><|{e.upper()}|><|{v}|><|withitn|>utterance {s} of call {r}."
+            for lang, e, v, r, s in zip(language, emotion, event, recording, segment)
+        ],
+        "model_name": ["sensevoice"] * n,
+        "model_version": ["1"] * n,
+        "run_id": [RUN_ID] * n,
+        "processed_at": [processed] * n,
+        "language_confidence": confidence,
+        "emotion_confidence": confidence,
+        "event_confidence": confidence,
+        "emotion_probs": [[(e, float(c))] for e, c in zip(emotion, confidence)],
     }
     return _table(columns, schema, n)
 
@@ -128,8 +168,13 @@ def step(name: str, config: dict) -> dict:
     from sensevoice_pipeline.jobs import daily
     from sensevoice_pipeline.settings import Settings
 
-    settings = Settings(raw_root=Path(config["raw"]), lake_root=Path(config["lake"]), catalog=config["catalog"],
-                        batch_size=BATCH_SIZE, failure_budget=1.0)
+    settings = Settings(
+        raw_root=Path(config["raw"]),
+        lake_root=Path(config["lake"]),
+        catalog=config["catalog"],
+        batch_size=BATCH_SIZE,
+        failure_budget=1.0,
+    )
     t0 = time.perf_counter()
     if name == "plan":
         batches = daily.plan(settings, DATE, RUN_ID)
@@ -140,18 +185,30 @@ def step(name: str, config: dict) -> dict:
             os.link(path, stage / path.name)  # the staged batches, as the transcription tasks left them
         t0 = time.perf_counter()
         result = daily.publish(settings, DATE, RUN_ID)
-        detail = {"files": result["files"], "utterances": result["utterances"], "snapshot": result["snapshot"]}
+        detail = {
+            "files": result["files"],
+            "utterances": result["utterances"],
+            "snapshot": result["snapshot"],
+        }
     elif name == "imports":
         detail = {}
     else:
         raise SystemExit(f"unknown step {name}")
-    return {"seconds": round(time.perf_counter() - t0, 2), **detail,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "seconds": round(time.perf_counter() - t0, 2),
+        **detail,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def run_step(name: str, config: dict) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.write_path", "--step", name, json.dumps(config)],
-                         cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.write_path", "--step", name, json.dumps(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if out.returncode != 0:
         raise SystemExit(f"write path: {name} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -179,34 +236,51 @@ def measure(days: list[int], kinds: list[str], workdir: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     baseline = run_step("imports", {"raw": "", "lake": "", "catalog": None})
-    shutil.rmtree(folder / "catalogs", ignore_errors=True)  # a catalog belongs to one lake: fresh ones each run
+    shutil.rmtree(
+        folder / "catalogs", ignore_errors=True
+    )  # a catalog belongs to one lake: fresh ones each run
     with catalogs(kinds, folder / "catalogs") as new_catalog:
         for recordings in days:
             template = make_template(folder / f"day-{recordings}", recordings)
             for kind in kinds:
                 lake = folder / "lakes" / f"{kind}-{recordings}"
                 shutil.rmtree(lake, ignore_errors=True)
-                config = {"raw": str(template / "raw"), "lake": str(lake), "catalog": new_catalog[kind](),
-                          "staged": str(template / "staged")}
+                config = {
+                    "raw": str(template / "raw"),
+                    "lake": str(lake),
+                    "catalog": new_catalog[kind](),
+                    "staged": str(template / "staged"),
+                }
                 log(f"write path: {recordings:,} recordings on {kind}")
                 plan = run_step("plan", config)
                 publish = run_step("publish", config)
                 assert publish["utterances"] == recordings * UTTERANCES_PER_RECORDING, publish
-                rows.append({"catalog": kind, "recordings": recordings, "utterances": publish["utterances"],
-                             "plan": plan, "publish": publish})
+                rows.append(
+                    {
+                        "catalog": kind,
+                        "recordings": recordings,
+                        "utterances": publish["utterances"],
+                        "plan": plan,
+                        "publish": publish,
+                    }
+                )
                 shutil.rmtree(lake, ignore_errors=True)
     return {"batch_size": BATCH_SIZE, "baseline_rss_mb": baseline["peak_rss_mb"], "rows": rows}
 
 
 def render(result: dict) -> str:
-    lines = [f"\n7. Write path (issue 27): plan and publish of one day, staged batches of {result['batch_size']} files "
-             f"generated without audio; each step its own process (a process that only imports: "
-             f"{result['baseline_rss_mb']} MB)",
-             f"    {'catalog':<9} {'recordings':>10} {'utterances':>11} {'plan s':>7} {'plan MB':>8} {'publish s':>9} "
-             f"{'publish MB':>10}"]
+    lines = [
+        f"\n7. Write path (issue 27): plan and publish of one day, staged batches of {result['batch_size']} files "
+        f"generated without audio; each step its own process (a process that only imports: "
+        f"{result['baseline_rss_mb']} MB)",
+        f"    {'catalog':<9} {'recordings':>10} {'utterances':>11} {'plan s':>7} {'plan MB':>8} {'publish s':>9} "
+        f"{'publish MB':>10}",
+    ]
     for r in result["rows"]:
-        lines.append(f"    {r['catalog']:<9} {r['recordings']:>10,} {r['utterances']:>11,} {r['plan']['seconds']:>7} "
-                     f"{r['plan']['peak_rss_mb']:>8} {r['publish']['seconds']:>9} {r['publish']['peak_rss_mb']:>10}")
+        lines.append(
+            f"    {r['catalog']:<9} {r['recordings']:>10,} {r['utterances']:>11,} {r['plan']['seconds']:>7} "
+            f"{r['plan']['peak_rss_mb']:>8} {r['publish']['seconds']:>9} {r['publish']['peak_rss_mb']:>10}"
+        )
     return "\n".join(lines)
 
 

@@ -53,18 +53,19 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task, teardown
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from sensevoice_pipeline.constants import CHANNEL_MODES
+from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, PublishError
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
-from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, PublishError
-from sensevoice_pipeline.speech.languages import LANGUAGES
-from sensevoice_pipeline.lake.lease import DateBusyError
+from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
-from sensevoice_pipeline.constants import CHANNEL_MODES
-from sensevoice_pipeline.lake.lease import LeaseLostError
 from sensevoice_pipeline.settings import Settings, batch_timeout_s, daily_start_date, triton_pool
+from sensevoice_pipeline.speech.languages import LANGUAGES
 
-UTTERANCES_ASSET = Asset("sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"})
+UTTERANCES_ASSET = Asset(
+    "sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"}
+)
 
 
 def _settings(params: dict) -> Settings:
@@ -91,8 +92,12 @@ def _partition_date(context) -> str:
 
 # plan's retries double as the wait for the date's lease (see the doc above): pauses of about 2, 4, 8 and 16 minutes
 # (exponential, with jitter), then 20: 70-90 minutes in all.
-LEASE_WAIT = {"retries": 6, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True,
-              "max_retry_delay": dt.timedelta(minutes=20)}
+LEASE_WAIT = {
+    "retries": 6,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=20),
+}
 
 
 @dag(
@@ -107,32 +112,69 @@ LEASE_WAIT = {"retries": 6, "retry_delay": dt.timedelta(minutes=2), "retry_expon
     # The first retry waits Airflow's [core] default_task_retry_delay (docker-compose.yml: 2 minutes), doubling after.
     default_args={"retries": 2, "retry_exponential_backoff": True},
     params={
-        "date": Param("", type="string", description="Process this date (YYYY-MM-DD) instead of the interval's"),
-        "language": Param("auto", enum=list(LANGUAGES), description="Default language hint (manifest.csv overrides)"),
+        "date": Param(
+            "", type="string", description="Process this date (YYYY-MM-DD) instead of the interval's"
+        ),
+        "language": Param(
+            "auto", enum=list(LANGUAGES), description="Default language hint (manifest.csv overrides)"
+        ),
         "use_itn": Param(True, type="boolean", description="Inverse text normalisation: punctuation, digits"),
-        "channel_mode": Param("mono", enum=list(CHANNEL_MODES), description="mono: mix down; split: per channel"),
-        "model_version": Param("", type="string", description="Pin a `sensevoice` version for reproducible re-runs"),
+        "channel_mode": Param(
+            "mono", enum=list(CHANNEL_MODES), description="mono: mix down; split: per channel"
+        ),
+        "model_version": Param(
+            "", type="string", description="Pin a `sensevoice` version for reproducible re-runs"
+        ),
         "batch_size": Param(16, type="integer", minimum=1, description="Files per mapped transcription task"),
-        "failure_budget": Param(0.2, type="number", minimum=0, maximum=1,
-                                description="Share of the day's files that may fail (bad input) before the run fails; "
-                                            "the day is published either way"),
-        "allow_shrink": Param(False, type="boolean",
-                              description="Replace a published day even with far fewer recordings (an emptied "
-                                          "partition is refused otherwise)"),
-        "ready_marker": Param("", type="string",
-                              description="File inside date=YYYY-MM-DD/ that says the day is complete (e.g. "
-                                          "manifest.csv, .ready); empty: the folder exists and holds a file"),
-        "wait_timeout_minutes": Param(int(DEFAULT_TIMEOUT_S // 60), type="number", minimum=0,
-                                      description="How long to wait for the day's partition before failing"),
-        "poke_interval_seconds": Param(int(DEFAULT_POKE_INTERVAL_S), type="number", minimum=1,
-                                       description="Seconds between two checks of the day's partition"),
-        "raw_root": Param("", type="string", description="Override $SVP_RAW_ROOT (a path or s3://bucket/prefix)"),
-        "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT (a path or s3://bucket/prefix)"),
-        "aws_conn_id": Param(DEFAULT_AWS_CONN_ID, type="string",
-                             description="`aws` Connection for s3:// roots (missing: the AWS_* environment)"),
-        "triton_conn_id": Param(DEFAULT_CONN_ID, type="string",
-                                description="Connection of the Triton server(s): several comma-separated hosts "
-                                            "are balanced, with failover"),
+        "failure_budget": Param(
+            0.2,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Share of the day's files that may fail (bad input) before the run fails; "
+            "the day is published either way",
+        ),
+        "allow_shrink": Param(
+            False,
+            type="boolean",
+            description="Replace a published day even with far fewer recordings (an emptied "
+            "partition is refused otherwise)",
+        ),
+        "ready_marker": Param(
+            "",
+            type="string",
+            description="File inside date=YYYY-MM-DD/ that says the day is complete (e.g. "
+            "manifest.csv, .ready); empty: the folder exists and holds a file",
+        ),
+        "wait_timeout_minutes": Param(
+            int(DEFAULT_TIMEOUT_S // 60),
+            type="number",
+            minimum=0,
+            description="How long to wait for the day's partition before failing",
+        ),
+        "poke_interval_seconds": Param(
+            int(DEFAULT_POKE_INTERVAL_S),
+            type="number",
+            minimum=1,
+            description="Seconds between two checks of the day's partition",
+        ),
+        "raw_root": Param(
+            "", type="string", description="Override $SVP_RAW_ROOT (a path or s3://bucket/prefix)"
+        ),
+        "lake_root": Param(
+            "", type="string", description="Override $SVP_LAKE_ROOT (a path or s3://bucket/prefix)"
+        ),
+        "aws_conn_id": Param(
+            DEFAULT_AWS_CONN_ID,
+            type="string",
+            description="`aws` Connection for s3:// roots (missing: the AWS_* environment)",
+        ),
+        "triton_conn_id": Param(
+            DEFAULT_CONN_ID,
+            type="string",
+            description="Connection of the Triton server(s): several comma-separated hosts "
+            "are balanced, with failover",
+        ),
     },
     tags=["sensevoice", "speech-analytics"],
     doc_md=__doc__,
@@ -166,14 +208,20 @@ def sensevoice_daily():
         try:
             return daily.process_batch(_settings(context["params"]), batch, context["dag_run"].start_date)
         except LeaseLostError as exc:
-            raise AirflowFailException(str(exc)) from exc  # another run has the date now: retrying cannot help
+            raise AirflowFailException(
+                str(exc)
+            ) from exc  # another run has the date now: retrying cannot help
 
     @task(outlets=[UTTERANCES_ASSET], trigger_rule="none_failed")  # an empty day still publishes
     def publish(summaries: list[dict]) -> dict:
         context = get_current_context()
         try:
-            result = daily.publish(_settings(context["params"]), _partition_date(context), context["run_id"],
-                                   context["dag_run"].start_date)
+            result = daily.publish(
+                _settings(context["params"]),
+                _partition_date(context),
+                context["run_id"],
+                context["dag_run"].start_date,
+            )
         except (FailureBudgetExceeded, PublishError) as exc:
             # Final either way: the day was published but too many files failed (a retry would only find the
             # staging gone), or the partition changed / the lease was lost (re-run the date from plan).

@@ -28,7 +28,7 @@ LocalExecutor of `svp demo`) ignore it.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
@@ -50,12 +50,19 @@ def release_queue() -> str:
 
 
 def _settings(params: dict) -> Settings:
-    return airflow_settings(model_repository=params["repository"], lake_root=params["lake_root"],
-                            triton_conn_id=params["triton_conn_id"], golden_dir=params["golden_dir"])
+    return airflow_settings(
+        model_repository=params["repository"],
+        lake_root=params["lake_root"],
+        triton_conn_id=params["triton_conn_id"],
+        golden_dir=params["golden_dir"],
+    )
 
 
 def _thresholds(params: dict) -> dict:
-    return {k: float(params[k]) for k in ("min_transcript_agreement", "min_emotion_agreement", "max_latency_ratio")}
+    return {
+        k: float(params[k])
+        for k in ("min_transcript_agreement", "min_emotion_agreement", "max_latency_ratio")
+    }
 
 
 def _step(body: Callable[[], dict]) -> dict:
@@ -76,25 +83,55 @@ def _step(body: Callable[[], dict]) -> dict:
     max_active_runs=1,  # one release at a time (releases also lock the repository)
     default_args={"retries": 0, "queue": release_queue()},
     params={
-        "checkpoint": Param("", type="string", minLength=1,
-                            description="Checkpoint dir (config.yaml, model.pt, am.mvn, *.bpe.model) or hub id"),
-        "precision": Param("fp32", enum=["fp32", "int8", "fp16", "auto"],
-                           description="fp32, int8 (CPU), fp16 (GPU) or auto (fp32 or int8, whichever runs faster "
-                           "on the release worker's CPU, which should be the serving CPU's kind)"),
+        "checkpoint": Param(
+            "",
+            type="string",
+            minLength=1,
+            description="Checkpoint dir (config.yaml, model.pt, am.mvn, *.bpe.model) or hub id",
+        ),
+        "precision": Param(
+            "fp32",
+            enum=["fp32", "int8", "fp16", "auto"],
+            description="fp32, int8 (CPU), fp16 (GPU) or auto (fp32 or int8, whichever runs faster "
+            "on the release worker's CPU, which should be the serving CPU's kind)",
+        ),
         "exporter": Param("legacy", enum=["legacy", "dynamo"], description="ONNX exporter"),
-        "repository": Param("", type="string", description="Triton model repository (default $SVP_MODEL_REPOSITORY)"),
-        "golden_dir": Param("", type="string", description="Golden set: clips + expected.jsonl (default "
-                                                           "$SVP_GOLDEN_DIR, else the fixture model's clips)"),
-        "min_transcript_agreement": Param(0.95, type="number", minimum=0, maximum=1,
-                                          description="Share of golden cases whose text must equal serving's"),
-        "min_emotion_agreement": Param(0.95, type="number", minimum=0, maximum=1,
-                                       description="Share of golden cases whose emotion must equal serving's"),
-        "max_latency_ratio": Param(1.5, type="number", exclusiveMinimum=0,
-                                   description="Largest median latency of staged / serving"),
-        "fail_on_refusal": Param(True, type="boolean", description="Fail the run (after the report) when refused"),
+        "repository": Param(
+            "", type="string", description="Triton model repository (default $SVP_MODEL_REPOSITORY)"
+        ),
+        "golden_dir": Param(
+            "",
+            type="string",
+            description="Golden set: clips + expected.jsonl (default "
+            "$SVP_GOLDEN_DIR, else the fixture model's clips)",
+        ),
+        "min_transcript_agreement": Param(
+            0.95,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Share of golden cases whose text must equal serving's",
+        ),
+        "min_emotion_agreement": Param(
+            0.95,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Share of golden cases whose emotion must equal serving's",
+        ),
+        "max_latency_ratio": Param(
+            1.5, type="number", exclusiveMinimum=0, description="Largest median latency of staged / serving"
+        ),
+        "fail_on_refusal": Param(
+            True, type="boolean", description="Fail the run (after the report) when refused"
+        ),
         "lake_root": Param("", type="string", description="Override $SVP_LAKE_ROOT (model_releases table)"),
-        "report_dir": Param("", type="string", description="Where the JSON report goes (default <lake>/release_reports)"),
-        "triton_conn_id": Param(DEFAULT_CONN_ID, type="string", description="Connection of the Triton server"),
+        "report_dir": Param(
+            "", type="string", description="Where the JSON report goes (default <lake>/release_reports)"
+        ),
+        "triton_conn_id": Param(
+            DEFAULT_CONN_ID, type="string", description="Connection of the Triton server"
+        ),
     },
     tags=["sensevoice", "model-release"],
     doc_md=__doc__,
@@ -105,27 +142,41 @@ def sensevoice_model_release():
         p = get_current_context()["params"]
         settings = _settings(p)
         releases.check_report_root(settings.lake_root, settings.catalog)
-        return _step(lambda: releases.export_version(p["checkpoint"], settings.model_repository, p["precision"],
-                                                     p["exporter"]))
+        return _step(
+            lambda: releases.export_version(
+                p["checkpoint"], settings.model_repository, p["precision"], p["exporter"]
+            )
+        )
 
     @task
     def stage(exported: dict) -> dict:
         settings = _settings(get_current_context()["params"])
-        return _step(lambda: releases.stage(settings.model_repository, exported["version"], settings.triton_url))
+        return _step(
+            lambda: releases.stage(settings.model_repository, exported["version"], settings.triton_url)
+        )
 
     @task
     def canary(staged: dict) -> dict:
         p = get_current_context()["params"]
         settings = _settings(p)
-        return _step(lambda: releases.run_canary(settings.triton_url, staged["staged"], settings.golden_dir,
-                                                 _thresholds(p), serving_version=staged["serving"],
-                                                 max_segment_s=settings.max_segment_s,
-                                                 merge_segment_s=settings.merge_segment_s))
+        return _step(
+            lambda: releases.run_canary(
+                settings.triton_url,
+                staged["staged"],
+                settings.golden_dir,
+                _thresholds(p),
+                serving_version=staged["serving"],
+                max_segment_s=settings.max_segment_s,
+                merge_segment_s=settings.merge_segment_s,
+            )
+        )
 
     @task
     def promote_or_discard(result: dict) -> dict:
         settings = _settings(get_current_context()["params"])
-        return _step(lambda: releases.conclude_release(settings.model_repository, settings.triton_url, result))
+        return _step(
+            lambda: releases.conclude_release(settings.model_repository, settings.triton_url, result)
+        )
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def unstage_candidate() -> dict:
@@ -148,16 +199,26 @@ def sensevoice_model_release():
         exported, staged, result, decision = (results[t] for t in STEP_TASKS)
         if decision is None:  # a step raised (or never ran because one before it raised)
             errors = {t: ti.xcom_pull(task_ids=t, key=ERROR_KEY) for t in (*STEP_TASKS, "unstage_candidate")}
-            failed = next((t for t in STEP_TASKS if errors[t]), None) \
-                or next(t for t in STEP_TASKS if results[t] is None)
+            failed = next((t for t in STEP_TASKS if errors[t]), None) or next(
+                t for t in STEP_TASKS if results[t] is None
+            )
             decision = releases.failed_decision(
-                settings.model_repository, STEP_TASKS[failed], errors[failed] or f"task {failed} failed (see its log)",
-                candidate=(exported or {}).get("version"), serving_before=(staged or {}).get("serving"),
-                unstaged=results["unstage_candidate"], cleanup_error=errors["unstage_candidate"],
+                settings.model_repository,
+                STEP_TASKS[failed],
+                errors[failed] or f"task {failed} failed (see its log)",
+                candidate=(exported or {}).get("version"),
+                serving_before=(staged or {}).get("serving"),
+                unstaged=results["unstage_candidate"],
+                cleanup_error=errors["unstage_candidate"],
             )
         summary = releases.write_release_report(
-            settings.lake_root, context["run_id"], exported or {}, result, decision,
-            started_at=context["dag_run"].start_date.isoformat(), report_dir=p["report_dir"] or None,
+            settings.lake_root,
+            context["run_id"],
+            exported or {},
+            result,
+            decision,
+            started_at=context["dag_run"].start_date.isoformat(),
+            report_dir=p["report_dir"] or None,
             catalog=settings.catalog,
         )
         return releases.check_outcome(summary, p["fail_on_refusal"])

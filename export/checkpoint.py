@@ -99,8 +99,10 @@ def find_checkpoint_files(root: Path) -> CheckpointFiles:
     except yaml.YAMLError as exc:
         raise CheckpointError(f"{config} is not valid YAML: {exc}") from exc
     if not isinstance(conf, dict) or conf.get("model") != "SenseVoiceSmall":
-        raise CheckpointError(f"{config}: model is {conf.get('model') if isinstance(conf, dict) else None!r}, "
-                              "expected SenseVoiceSmall")
+        raise CheckpointError(
+            f"{config}: model is {conf.get('model') if isinstance(conf, dict) else None!r}, "
+            "expected SenseVoiceSmall"
+        )
     return CheckpointFiles(root, config, weights, cmvn, tokenizer)
 
 
@@ -176,15 +178,19 @@ def _read_state_dict(weights: Path) -> dict:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _unpickler_reason(exc)
-        if "global" not in reason.lower() and "class" not in reason.lower():  # e.g. "Unsupported operand": garbage
+        if (
+            "global" not in reason.lower() and "class" not in reason.lower()
+        ):  # e.g. "Unsupported operand": garbage
             raise CheckpointError(f"{weights} is corrupt or not a PyTorch checkpoint ({reason})") from exc
         raise UnsafeCheckpointError(
             f"{weights} needs more than tensors to load ({reason}); refusing to unpickle it, since that could run "
             "code: re-save it as a plain state dict (torch.save(model.state_dict(), 'model.pt'))"
         ) from exc
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{weights} is corrupt or not a PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:300]})") from exc
+        raise CheckpointError(
+            f"{weights} is corrupt or not a PyTorch checkpoint ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]})"
+        ) from exc
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and key in state:
             state = state[key]

@@ -32,21 +32,35 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.serving.repository import (
+    ENCODER_FILE,
+    ENCODER_MODEL,
+    PIPELINE_MODEL,
+    ModelRepository,
+)
 
 from . import parity
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRITON_IMAGE = "sensevoice-pipeline/triton:0.1.0"  # docker/triton.Dockerfile, as tagged in docker-compose.yml
 PRECISIONS = ("fp32", "fp16")
-COLUMNS = ("step", "variant", "batch", "max abs diff", "worst cosine", "token agreement", "audio s/s", "p50 ms",
-           "result")
+COLUMNS = (
+    "step",
+    "variant",
+    "batch",
+    "max abs diff",
+    "worst cosine",
+    "token agreement",
+    "audio s/s",
+    "p50 ms",
+    "result",
+)
 # What the pipeline reads of the encoder (serving/triton_models.ENCODER_OUTPUTS; tag_probs where the export has it):
 # asking onnxruntime for ctc_logits too would copy [B, T, 25055] floats back to the host on every call and measure
 # that copy instead of the encoder.
@@ -71,7 +85,9 @@ class Plan:
 
 PLANS = {
     # 5 batch sizes x 3 engines x at most ~4 s each: about a minute of timing on one GPU.
-    "cuda": Plan("cuda", True, (1, 4, 8, 16, 32), 10.0, warmup=5, min_runs=20, min_cell_s=1.0, max_cell_s=4.0),
+    "cuda": Plan(
+        "cuda", True, (1, 4, 8, 16, 32), 10.0, warmup=5, min_runs=20, min_cell_s=1.0, max_cell_s=4.0
+    ),
     "cpu": Plan("cpu", False, (1, 2), 2.0, warmup=1, min_runs=3, min_cell_s=0.0, max_cell_s=2.0),
 }
 
@@ -135,8 +151,12 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def write(self, out: Path) -> Path:
-        (out / "acceptance.json").write_text(json.dumps(
-            {"header": self.header, "passed": self.passed, "rows": [asdict(r) for r in self.rows]}, indent=2))
+        (out / "acceptance.json").write_text(
+            json.dumps(
+                {"header": self.header, "passed": self.passed, "rows": [asdict(r) for r in self.rows]},
+                indent=2,
+            )
+        )
         path = out / "acceptance.md"
         path.write_text(self.markdown())
         return path
@@ -148,10 +168,13 @@ class Report:
 def preflight(device: str, device_id: int = 0) -> list[str]:
     """Everything missing, each with how to install it; empty when the run can start. Nothing is downloaded later."""
     problems = []
-    for module, what in (("torch", "torch (the export extra: pip install -e '.[export]')"),
-                         ("funasr", "funasr (the export extra)"), ("onnx", "onnx (the export extra)"),
-                         ("onnxconverter_common", "onnxconverter-common (the export extra, for fp16)"),
-                         ("onnxruntime", "onnxruntime (onnxruntime-gpu for --device cuda)")):
+    for module, what in (
+        ("torch", "torch (the export extra: pip install -e '.[export]')"),
+        ("funasr", "funasr (the export extra)"),
+        ("onnx", "onnx (the export extra)"),
+        ("onnxconverter_common", "onnxconverter-common (the export extra, for fp16)"),
+        ("onnxruntime", "onnxruntime (onnxruntime-gpu for --device cuda)"),
+    ):
         if importlib.util.find_spec(module) is None:  # found, not imported: funasr alone takes seconds
             problems.append(f"{what} is not installed")
     if problems or device != "cuda":
@@ -160,14 +183,18 @@ def preflight(device: str, device_id: int = 0) -> list[str]:
     import torch
 
     if not torch.cuda.is_available():
-        problems.append(f"torch {torch.__version__} sees no CUDA device: install a CUDA build of torch (the pinned "
-                        "CPU wheel has none) and an NVIDIA driver")
+        problems.append(
+            f"torch {torch.__version__} sees no CUDA device: install a CUDA build of torch (the pinned "
+            "CPU wheel has none) and an NVIDIA driver"
+        )
     elif device_id >= torch.cuda.device_count():
         problems.append(f"--device-id {device_id}: torch sees {torch.cuda.device_count()} CUDA device(s)")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        problems.append(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (available: "
-                        f"{', '.join(ort.get_available_providers())}): pip uninstall -y onnxruntime && "
-                        f"pip install onnxruntime-gpu=={ort.__version__}")
+        problems.append(
+            f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (available: "
+            f"{', '.join(ort.get_available_providers())}): pip uninstall -y onnxruntime && "
+            f"pip install onnxruntime-gpu=={ort.__version__}"
+        )
     return problems
 
 
@@ -179,7 +206,9 @@ def prepare_checkpoint(model: str | None, out: Path, plan: Plan) -> tuple[Path, 
     if model:
         path = Path(model).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(f"--model {model}: not a directory (the acceptance run downloads nothing)")
+            raise FileNotFoundError(
+                f"--model {model}: not a directory (the acceptance run downloads nothing)"
+            )
         return path, f"--model {path}"
     from .micro import EncoderSize, build_checkpoint
 
@@ -204,8 +233,13 @@ def export_all(checkpoint: Path, repo: Path, report: Report) -> dict[str, int]:
             report.add(Row("export", precision, f"FAIL: {_one_line(exc)}"))
             continue
         versions[precision] = result.version
-        report.add(Row("export", f"{precision} -> version {result.version}",
-                       f"ok ({time.perf_counter() - t0:.0f} s, CPU parity gate passed)"))
+        report.add(
+            Row(
+                "export",
+                f"{precision} -> version {result.version}",
+                f"ok ({time.perf_counter() - t0:.0f} s, CPU parity gate passed)",
+            )
+        )
     return versions
 
 
@@ -219,7 +253,9 @@ def existing_versions(checkpoint: Path, repo: Path) -> dict[str, int]:
     for version in repository.versions():
         meta = repository.read_meta(version)
         if meta.get("source", {}).get("sha256") != sha:
-            raise ValueError(f"{repo}: version {version} was not exported from {checkpoint} (checksums differ)")
+            raise ValueError(
+                f"{repo}: version {version} was not exported from {checkpoint} (checksums differ)"
+            )
         versions[meta["precision"]] = version  # versions() is ascending: the newest of each precision wins
     missing = [p for p in PRECISIONS if p not in versions]
     if missing:
@@ -256,8 +292,12 @@ class Device:
           (``_strict_fp32_torch``). Throughput is measured with the same session that passed parity."""
         if self.kind != "cuda":
             return ["CPUExecutionProvider"]
-        options = {"device_id": str(self.index), "cudnn_conv_algo_search": self.conv_algo_search,
-                   "arena_extend_strategy": "kSameAsRequested", "use_tf32": "0"}
+        options = {
+            "device_id": str(self.index),
+            "cudnn_conv_algo_search": self.conv_algo_search,
+            "arena_extend_strategy": "kSameAsRequested",
+            "use_tf32": "0",
+        }
         return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
 
 
@@ -293,8 +333,9 @@ def encoder_session(onnx_path: Path, device: Device):
     return session
 
 
-def parity_on_device(graph, session, precision: str, feature_dim: int, device: Device,
-                     limits: parity.Thresholds | None = None) -> parity.ParityReport:
+def parity_on_device(
+    graph, session, precision: str, feature_dim: int, device: Device, limits: parity.Thresholds | None = None
+) -> parity.ParityReport:
     """The export's own check (same batch, same judge, same thresholds) with both sides on ``device``."""
     batch = parity.check_batch(feature_dim)
     refs = parity.torch_reference(graph, *batch, device=device.torch_name)
@@ -304,8 +345,14 @@ def parity_on_device(graph, session, precision: str, feature_dim: int, device: D
 
 def parity_row(precision: str, device: Device, report: parity.ParityReport) -> Row:
     verdict = "pass" if report.passed else "FAIL: " + "; ".join(report.failures)
-    return Row("parity", f"{precision} on {device.provider} vs torch {device.torch_name}", verdict,
-               max_abs=report.max_abs, worst_cosine=report.min_cosine, token_agreement=report.argmax_agreement)
+    return Row(
+        "parity",
+        f"{precision} on {device.provider} vs torch {device.torch_name}",
+        verdict,
+        max_abs=report.max_abs,
+        worst_cosine=report.min_cosine,
+        token_agreement=report.argmax_agreement,
+    )
 
 
 # -- (d) throughput ---------------------------------------------------------------------------------------------------
@@ -347,8 +394,14 @@ def time_runs(run_once: Callable[[], object], plan: Plan) -> list[float]:
 
 def throughput_row(engine: str, batch_size: int, times: list[float], seconds: float) -> Row:
     audio_per_s = batch_size * seconds * len(times) / sum(times)
-    return Row("throughput", engine, "measured", batch=batch_size, audio_s_per_s=audio_per_s,
-               p50_ms=statistics.median(times) * 1000)
+    return Row(
+        "throughput",
+        engine,
+        "measured",
+        batch=batch_size,
+        audio_s_per_s=audio_per_s,
+        p50_ms=statistics.median(times) * 1000,
+    )
 
 
 def ort_runner(session, batch) -> Callable[[], object]:
@@ -375,8 +428,9 @@ def torch_runner(graph, batch, device: Device) -> Callable[[], object]:
 # -- (e) the production Triton image ---------------------------------------------------------------------------------
 
 
-def triton_step(repo: Path, versions: dict[str, int], golden_dir: Path | None, image: str, device: Device,
-                report: Report) -> None:
+def triton_step(
+    repo: Path, versions: dict[str, int], golden_dir: Path | None, image: str, device: Device, report: Report
+) -> None:
     """The image on ``repo`` with the production configs (config.pbtxt: onnxruntime backend, KIND_GPU), golden
     clips through the version Triton serves (the newest: fp16)."""
     why_not = _why_triton_cannot_run(image, device)
@@ -411,7 +465,9 @@ def _why_triton_cannot_run(image: str, device: Device) -> str | None:
 
 def _quiet(command: list[str], timeout: float = 30) -> int:
     try:
-        return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout).returncode
+        return subprocess.run(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout
+        ).returncode
     except (OSError, subprocess.TimeoutExpired):
         return 1
 
@@ -425,12 +481,34 @@ def _triton_container(image: str, repo: Path, device: Device, ready_s: float = 3
     http, grpc = free_port(), free_port()
     name = f"svp-gpu-acceptance-{os.getpid()}"
     command = [
-        "docker", "run", "--detach", "--rm", "--pull", "never", "--name", name,
-        "--gpus", f"device={device.index}", "--shm-size", "1g", "--ulimit", "memlock=-1",
-        "--ulimit", "stack=67108864", "-p", f"127.0.0.1:{http}:8000", "-p", f"127.0.0.1:{grpc}:8001",
-        "-v", f"{repo.resolve()}:/models:ro", image,
-        "tritonserver", "--model-repository=/models", "--model-control-mode=explicit",
-        f"--load-model={PIPELINE_MODEL}", f"--load-model={ENCODER_MODEL}",
+        "docker",
+        "run",
+        "--detach",
+        "--rm",
+        "--pull",
+        "never",
+        "--name",
+        name,
+        "--gpus",
+        f"device={device.index}",
+        "--shm-size",
+        "1g",
+        "--ulimit",
+        "memlock=-1",
+        "--ulimit",
+        "stack=67108864",
+        "-p",
+        f"127.0.0.1:{http}:8000",
+        "-p",
+        f"127.0.0.1:{grpc}:8001",
+        "-v",
+        f"{repo.resolve()}:/models:ro",
+        image,
+        "tritonserver",
+        "--model-repository=/models",
+        "--model-control-mode=explicit",
+        f"--load-model={PIPELINE_MODEL}",
+        f"--load-model={ENCODER_MODEL}",
     ]
     started = subprocess.run(command, capture_output=True, text=True, timeout=60)
     if started.returncode != 0:
@@ -476,11 +554,19 @@ async def _send_golden(url: str, version: int, golden_dir: Path | None) -> dict:
             malformed += any(parse(r).language is None for r in raw)
             wrong_version += any(v != str(version) for v in transcript.model_versions)
             mismatched += golden_dir is not None and case.expected is not None and raw != case.expected
-    failures = [f"{n} {what}" for n, what in ((malformed, "answers without a language tag"),
-                                               (wrong_version, "answers from another version"),
-                                               (mismatched, "answers differ from expected.jsonl")) if n]
+    failures = [
+        f"{n} {what}"
+        for n, what in (
+            (malformed, "answers without a language tag"),
+            (wrong_version, "answers from another version"),
+            (mismatched, "answers differ from expected.jsonl"),
+        )
+        if n
+    ]
     judged = "texts compared" if golden_dir is not None else "texts not compared (default golden set)"
-    verdict = f"FAIL: {'; '.join(failures)}" if failures else f"pass ({len(cases)}/{len(cases)} answered, {judged})"
+    verdict = (
+        f"FAIL: {'; '.join(failures)}" if failures else f"pass ({len(cases)}/{len(cases)} answered, {judged})"
+    )
     return {"cases": len(cases), "verdict": verdict}
 
 
@@ -531,8 +617,13 @@ def _run_steps(args, plan: Plan, device: Device, out: Path, report: Report) -> N
     for precision, version in versions.items():
         onnx_path = ModelRepository(repo).version_dir(ENCODER_MODEL, version) / ENCODER_FILE
         sessions[precision] = encoder_session(onnx_path, device)
-        report.add(parity_row(precision, device, parity_on_device(graph, sessions[precision], precision,
-                                                                   feature_dim, device)))
+        report.add(
+            parity_row(
+                precision,
+                device,
+                parity_on_device(graph, sessions[precision], precision, feature_dim, device),
+            )
+        )
     frames = lfr_frames(plan.seconds, config)
     for batch_size in plan.batch_sizes:
         batch = throughput_batch(batch_size, frames, feature_dim)
@@ -565,12 +656,12 @@ def _environment(device: Device, plan: Plan) -> dict[str, str]:
     import torch
 
     header = {
-        "run at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": device.torch_name,
         "torch": torch.__version__,
         "onnxruntime": f"{ort.__version__} ({device.provider})",
         "throughput": f"{plan.seconds:g} s of features per utterance, batches {list(plan.batch_sizes)}, "
-                      f"{plan.warmup} warm-up runs, then at least {plan.min_runs} timed runs",
+        f"{plan.warmup} warm-up runs, then at least {plan.min_runs} timed runs",
     }
     if device.kind == "cuda":
         props = torch.cuda.get_device_properties(device.index)
@@ -581,8 +672,12 @@ def _environment(device: Device, plan: Plan) -> dict[str, str]:
 
 def _driver_version() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         return out.stdout.strip().splitlines()[0]
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return "unknown"
@@ -595,14 +690,24 @@ def _one_line(exc: BaseException) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gpu-acceptance", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a SenseVoiceSmall checkpoint dir (default: a random full-size one)")
-    parser.add_argument("--device", choices=sorted(PLANS), default="cuda",
-                        help="cpu: CPU provider, micro checkpoint, tiny batches (what the test suite runs)")
+    parser.add_argument(
+        "--device",
+        choices=sorted(PLANS),
+        default="cuda",
+        help="cpu: CPU provider, micro checkpoint, tiny batches (what the test suite runs)",
+    )
     parser.add_argument("--device-id", type=int, default=0)
     parser.add_argument("--out", help="output dir (default var/gpu-acceptance/<time>)")
-    parser.add_argument("--repository", help="check this repository's newest fp32 and fp16 versions instead of "
-                                             "exporting (they must come from --model)")
-    parser.add_argument("--golden", help="golden set with expected texts of --model (default: the fixture "
-                                         "model's clips, answers checked for form only)")
+    parser.add_argument(
+        "--repository",
+        help="check this repository's newest fp32 and fp16 versions instead of "
+        "exporting (they must come from --model)",
+    )
+    parser.add_argument(
+        "--golden",
+        help="golden set with expected texts of --model (default: the fixture "
+        "model's clips, answers checked for form only)",
+    )
     parser.add_argument("--image", default=TRITON_IMAGE)
     parser.add_argument("--conv-algo-search", choices=CONV_ALGO_SEARCHES, default="HEURISTIC")
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")])

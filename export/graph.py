@@ -16,8 +16,8 @@ model probabilities, and each family's slice sums to at most 1. A tag the tokeni
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -65,7 +65,9 @@ class EncoderGraph(torch.nn.Module):
         self.embed = model.embed
         self.encoder = model.encoder
         self.ctc_lo = model.ctc.ctc_lo
-        self.register_buffer("event_emotion_ids", torch.tensor([list(EVENT_EMOTION_QUERY_IDS)], dtype=torch.long))
+        self.register_buffer(
+            "event_emotion_ids", torch.tensor([list(EVENT_EMOTION_QUERY_IDS)], dtype=torch.long)
+        )
         self.with_tag_probs = tag_ids is not None
         if self.with_tag_probs:
             self._register_tag_positions(list(tag_ids))
@@ -142,7 +144,9 @@ def export_onnx(graph: EncoderGraph, path: Path, exporter: str = "legacy", featu
         kwargs["dynamic_shapes"] = _dynamo_shapes()
         kwargs["external_data"] = False
     else:
-        kwargs["dynamic_axes"] = {k: v for k, v in DYNAMIC_AXES.items() if k in INPUT_NAMES + graph.output_names}
+        kwargs["dynamic_axes"] = {
+            k: v for k, v in DYNAMIC_AXES.items() if k in INPUT_NAMES + graph.output_names
+        }
         kwargs["do_constant_folding"] = True
     graph.eval()
     with torch.no_grad():

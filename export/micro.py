@@ -27,7 +27,7 @@ class EncoderSize:
     tp_blocks: int = 1
 
     @classmethod
-    def full(cls) -> "EncoderSize":
+    def full(cls) -> EncoderSize:
         """The real SenseVoiceSmall size (234 M parameters)."""
         conf = yaml.safe_load((REFERENCE_DIR / "config.yaml").read_text())["encoder_conf"]
         return cls(**{k: conf[k] for k in cls.__dataclass_fields__})
@@ -75,7 +75,9 @@ def build_checkpoint(
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Build a micro (or full-size) random-weight SenseVoiceSmall checkpoint.")
+    parser = argparse.ArgumentParser(
+        description="Build a micro (or full-size) random-weight SenseVoiceSmall checkpoint."
+    )
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full-size", action="store_true", help="the real 234 M-parameter size")

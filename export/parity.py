@@ -58,21 +58,33 @@ def check_batch(feature_dim: int, seed: int = 0):
     return speech, lengths, np.array(CHECK_LANGUAGES, np.int32), np.array(CHECK_TEXTNORMS, np.int32)
 
 
-def torch_reference(graph, speech, lengths, languages, textnorms, device: str = "cpu") -> list[tuple[np.ndarray, int]]:
+def torch_reference(
+    graph, speech, lengths, languages, textnorms, device: str = "cpu"
+) -> list[tuple[np.ndarray, int]]:
     """Every utterance alone and unpadded through the PyTorch graph on ``device``, back on the host as float32."""
     import torch
 
     refs = []
     with torch.no_grad():
         for i, n in enumerate(lengths):
-            out = graph(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (
-                speech[i : i + 1, :n], np.array([n], np.int32), languages[i : i + 1], textnorms[i : i + 1])))
+            out = graph(
+                *(
+                    torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                    for a in (
+                        speech[i : i + 1, :n],
+                        np.array([n], np.int32),
+                        languages[i : i + 1],
+                        textnorms[i : i + 1],
+                    )
+                )
+            )
             refs.append((out[0][0].float().cpu().numpy(), int(out[1][0])))
     return refs
 
 
-def thresholds_for(precision: str, min_cosine: float | None = None,
-                   min_argmax_agreement: float | None = None) -> Thresholds:
+def thresholds_for(
+    precision: str, min_cosine: float | None = None, min_argmax_agreement: float | None = None
+) -> Thresholds:
     """The precision's default gate, with the floors a platform team chose instead (recorded in export_meta.json).
     Random-weight checkpoints need this for int8: their logits are nearly flat, so rounding flips the argmax."""
     base = THRESHOLDS[precision]
@@ -82,12 +94,15 @@ def thresholds_for(precision: str, min_cosine: float | None = None,
     return Thresholds(
         max_abs=base.max_abs,
         min_cosine=base.min_cosine if min_cosine is None else min_cosine,
-        min_argmax_agreement=base.min_argmax_agreement if min_argmax_agreement is None else min_argmax_agreement,
+        min_argmax_agreement=base.min_argmax_agreement
+        if min_argmax_agreement is None
+        else min_argmax_agreement,
     )
 
 
-def compare(graph, onnx_path: Path, precision: str, feature_dim: int,
-            limits: Thresholds | None = None) -> ParityReport:
+def compare(
+    graph, onnx_path: Path, precision: str, feature_dim: int, limits: Thresholds | None = None
+) -> ParityReport:
     from sensevoice_pipeline.speech.encoder import EncoderSession
 
     batch = check_batch(feature_dim)
@@ -96,8 +111,13 @@ def compare(graph, onnx_path: Path, precision: str, feature_dim: int,
     return judge(refs, result["ctc_logits"], result["encoder_out_lens"], precision, limits)
 
 
-def judge(refs: list[tuple[np.ndarray, int]], logits: np.ndarray, lens: np.ndarray, precision: str,
-          limits: Thresholds | None = None) -> ParityReport:
+def judge(
+    refs: list[tuple[np.ndarray, int]],
+    logits: np.ndarray,
+    lens: np.ndarray,
+    precision: str,
+    limits: Thresholds | None = None,
+) -> ParityReport:
     """The gate itself: the candidate's padded batch (``logits`` [B, T, V], ``lens`` [B]) against the reference's
     per-utterance ``(log-probabilities [n, V], n)``, under ``limits`` (default: the precision's thresholds)."""
     lens_equal = all(int(lens[i]) == n for i, (_, n) in enumerate(refs))

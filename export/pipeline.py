@@ -11,9 +11,9 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import onnx
 
@@ -31,7 +31,9 @@ from sensevoice_pipeline.serving.repository import (
 from sensevoice_pipeline.serving.triton_models import threads_per_instance
 
 from . import graph as graph_mod
-from . import parity, precision as precision_mod, rewrite as rewrite_mod
+from . import parity
+from . import precision as precision_mod
+from . import rewrite as rewrite_mod
 from .checkpoint import CheckpointFiles, find_checkpoint_files, load_funasr_model, resolve_model
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,9 @@ def run_export(
     config = files.config_dict()
     feature_dim = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
     n_params = sum(p.numel() for p in torch_model.parameters())
-    progress("load", f"SenseVoiceSmall, {n_params / 1e6:.1f} M parameters ({time.perf_counter() - started:.1f} s)")
+    progress(
+        "load", f"SenseVoiceSmall, {n_params / 1e6:.1f} M parameters ({time.perf_counter() - started:.1f} s)"
+    )
 
     # the tag ids come from the checkpoint's tokenizer (funasr's model object does not keep it): tag_probs output
     encoder_graph = graph_mod.EncoderGraph(torch_model, graph_mod.tag_token_ids(files.tokenizer)).eval()
@@ -93,18 +97,32 @@ def run_export(
         encoder_dir = staging / ENCODER_MODEL
         encoder_dir.mkdir()
         onnx_path, precision, choice, int8_report = _encoder_file(
-            precision, fp32_path, encoder_dir / ENCODER_FILE, encoder_graph, feature_dim, thresholds, progress, repo)
+            precision,
+            fp32_path,
+            encoder_dir / ENCODER_FILE,
+            encoder_graph,
+            feature_dim,
+            thresholds,
+            progress,
+            repo,
+        )
         if choice is not None and precision == "fp32":
             thresholds = None  # the caller's floors were the int8 candidate's
         fp32_path.unlink(missing_ok=True)
         onnx.checker.check_model(str(onnx_path))
         export_seconds = time.perf_counter() - t0
         size_mb = onnx_path.stat().st_size / 1e6
-        progress("export", f"{exporter} exporter, opset {opset}, {precision}, {size_mb:.1f} MB ({export_seconds:.1f} s)")
+        progress(
+            "export",
+            f"{exporter} exporter, opset {opset}, {precision}, {size_mb:.1f} MB ({export_seconds:.1f} s)",
+        )
 
         # "auto" gated its int8 candidate already: that report is this graph's
-        report = int8_report if precision == "int8" and int8_report is not None else parity.compare(
-            encoder_graph, onnx_path, precision, feature_dim, thresholds)
+        report = (
+            int8_report
+            if precision == "int8" and int8_report is not None
+            else parity.compare(encoder_graph, onnx_path, precision, feature_dim, thresholds)
+        )
         progress(
             "verify",
             f"max abs {report.max_abs:.2e}, worst cosine {report.min_cosine:.6f}, "
@@ -113,7 +131,9 @@ def run_export(
         if not report.passed:
             raise ExportError(f"parity check failed for {precision}: {'; '.join(report.failures)}")
 
-        meta = _export_meta(model, files, precision, exporter, opset, report, n_params, export_seconds, config)
+        meta = _export_meta(
+            model, files, precision, exporter, opset, report, n_params, export_seconds, config
+        )
         meta["graph_rewrites"] = rewrites
         if choice is not None:
             meta["precision_choice"] = choice
@@ -128,9 +148,16 @@ def run_export(
     return ExportResult(version, repo.path, meta)
 
 
-def _encoder_file(precision: str, fp32_path: Path, target: Path, encoder_graph, feature_dim: int,
-                  thresholds: parity.Thresholds | None, progress: Progress,
-                  repo: ModelRepository) -> tuple[Path, str, dict | None, parity.ParityReport | None]:
+def _encoder_file(
+    precision: str,
+    fp32_path: Path,
+    target: Path,
+    encoder_graph,
+    feature_dim: int,
+    thresholds: parity.Thresholds | None,
+    progress: Progress,
+    repo: ModelRepository,
+) -> tuple[Path, str, dict | None, parity.ParityReport | None]:
     """The encoder of ``precision`` written to ``target``: (path, its precision, how "auto" chose it, the int8
     candidate's parity report); the last two None unless ``precision`` is "auto", which times the candidates with
     the threads one instance of ``repo``'s local encoder gets."""
@@ -139,17 +166,27 @@ def _encoder_file(precision: str, fp32_path: Path, target: Path, encoder_graph, 
     int8_path = precision_mod.convert(fp32_path, fp32_path.with_name("int8.onnx"), "int8")
     int8_report = parity.compare(encoder_graph, int8_path, "int8", feature_dim, thresholds)
     if not int8_report.passed:
-        choice = {"asked": "auto", "chosen": "fp32", "why": "int8 failed its parity gate: "
-                  + "; ".join(int8_report.failures)}
+        choice = {
+            "asked": "auto",
+            "chosen": "fp32",
+            "why": "int8 failed its parity gate: " + "; ".join(int8_report.failures),
+        }
     else:
         threads = threads_per_instance(repo.local_encoder_instances())
-        seconds = precision_mod.time_encoders({"fp32": fp32_path, "int8": int8_path}, feature_dim, threads=threads)
+        seconds = precision_mod.time_encoders(
+            {"fp32": fp32_path, "int8": int8_path}, feature_dim, threads=threads
+        )
         chosen = min(seconds, key=seconds.get)
-        choice = {"asked": "auto", "chosen": chosen, "seconds": seconds, "frames": precision_mod.AUTO_FRAMES,
-                  "threads": threads,
-                  "why": f"{chosen} ran one {precision_mod.AUTO_FRAMES * 0.06:.0f} s segment faster on this CPU "
-                         f"with {threads} thread(s), as one local encoder instance runs (fp32 {seconds['fp32']:.3f} "
-                         f"s, int8 {seconds['int8']:.3f} s, medians of 3)"}
+        choice = {
+            "asked": "auto",
+            "chosen": chosen,
+            "seconds": seconds,
+            "frames": precision_mod.AUTO_FRAMES,
+            "threads": threads,
+            "why": f"{chosen} ran one {precision_mod.AUTO_FRAMES * 0.06:.0f} s segment faster on this CPU "
+            f"with {threads} thread(s), as one local encoder instance runs (fp32 {seconds['fp32']:.3f} "
+            f"s, int8 {seconds['int8']:.3f} s, medians of 3)",
+        }
     progress("export", f"--precision auto: {choice['why']} -> {choice['chosen']}")
     (fp32_path if choice["chosen"] == "fp32" else int8_path).replace(target)
     int8_path.unlink(missing_ok=True)
@@ -162,13 +199,16 @@ def _publish_to_mirror(repository: Path, version: int, progress: Callable[[str, 
     try:
         published = publish_new_version(repository, version)
     except ReleaseError as exc:
-        raise ExportError(f"exported version {version} to {repository}, but could not publish it to the mirror: "
-                          f"{exc}") from exc
+        raise ExportError(
+            f"exported version {version} to {repository}, but could not publish it to the mirror: {exc}"
+        ) from exc
     if published:
         progress("publish", f"version {version} to {published['target']} ({published['files']} files)")
 
 
-def _stage_pipeline_version(repo: ModelRepository, staging: Path, files: CheckpointFiles, config: dict, meta: dict):
+def _stage_pipeline_version(
+    repo: ModelRepository, staging: Path, files: CheckpointFiles, config: dict, meta: dict
+):
     target = staging / PIPELINE_MODEL
     target.mkdir()
     shutil.copyfile(repo.model_py(PIPELINE_MODEL), target / "model.py")
@@ -196,7 +236,9 @@ def _export_meta(model, files, precision, exporter, opset, report, n_params, exp
         },
         "architecture": {
             "encoder": config["encoder"],
-            "encoder_conf": {k: config["encoder_conf"][k] for k in ("output_size", "num_blocks", "tp_blocks")},
+            "encoder_conf": {
+                k: config["encoder_conf"][k] for k in ("output_size", "num_blocks", "tp_blocks")
+            },
             "parameters": n_params,
         },
         "precision": precision,
@@ -205,7 +247,7 @@ def _export_meta(model, files, precision, exporter, opset, report, n_params, exp
         "opset": opset,
         "parity": report.to_dict(),
         "export_seconds": round(export_seconds, 2),
-        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "tools": {
             "torch": torch.__version__,
             "funasr": funasr.__version__,

@@ -38,12 +38,21 @@ def random_segments(batch: int, frames: int, feature_dim: int, seed: int = 0) ->
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, frames, feature_dim), dtype=np.float32), np.full(batch, frames),
-            np.zeros(batch), np.full(batch, 14))
+    return (
+        rng.standard_normal((batch, frames, feature_dim), dtype=np.float32),
+        np.full(batch, frames),
+        np.zeros(batch),
+        np.full(batch, 14),
+    )
 
 
-def time_encoders(paths: dict[str, Path], feature_dim: int, frames: int = AUTO_FRAMES, rounds: int = 3,
-                  threads: int | None = None) -> dict[str, float]:
+def time_encoders(
+    paths: dict[str, Path],
+    feature_dim: int,
+    frames: int = AUTO_FRAMES,
+    rounds: int = 3,
+    threads: int | None = None,
+) -> dict[str, float]:
     """Median seconds per call of each encoder on the same batch-1 segment, the encoders taking turns so that
     other load on the machine hits them alike; sessions opened as serving opens them (EncoderSession), with
     ``threads`` each (what one serving instance gets)."""

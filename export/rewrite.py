@@ -41,7 +41,12 @@ class _Graph:
         if name in self.initializers:
             return numpy_helper.to_array(self.initializers[name])
         node = self.producer.get(name)
-        if node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        if (
+            node is not None
+            and node.op_type == "Constant"
+            and node.attribute
+            and node.attribute[0].name == "value"
+        ):
             return numpy_helper.to_array(node.attribute[0].t)
         return None
 
@@ -82,7 +87,9 @@ def additive_attention_masks(model: onnx.ModelProto) -> int:
     zero = _zero_like_fill(model, g, blocks)
     for before, softmax, after in blocks:
         for reader in g.readers[after.output[0]]:
-            reader.input[:] = [softmax.output[0] if name == after.output[0] else name for name in reader.input]
+            reader.input[:] = [
+                softmax.output[0] if name == after.output[0] else name for name in reader.input
+            ]
         nodes.remove(after)
         bias = f"{before.name}_mask_bias"
         mask, neg_inf, scores = before.input

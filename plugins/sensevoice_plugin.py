@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+from airflow.api_fastapi.core_api.security import requires_access_view
+from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
-from airflow.api_fastapi.core_api.security import requires_access_view
-from airflow.plugins_manager import AirflowPlugin
 from sensevoice_pipeline.errors import ConfigurationError, SvpError, http_status
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.ui import clip as clip_check
@@ -70,8 +70,11 @@ def page(
     try:
         params = Params.parse(date_from, date_to, by, min_confidence)
         settings = Settings.from_env()
-        board = load_dashboard(Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog),
-                               settings.model_repository, params)
+        board = load_dashboard(
+            Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog),
+            settings.model_repository,
+            params,
+        )
     except SvpError as exc:  # a parameter refused (422), settings that cannot work (503), ...
         raise HTTPException(status_code=http_status(exc), detail=_page_error(exc)) from None
     return HTMLResponse(render_page(board), headers=SECURITY_HEADERS)
@@ -89,8 +92,14 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _clip_answer(request: Request, status: int = 200, result=None, error: str | None = None,
-                 language: str = "auto", itn: bool = True):
+def _clip_answer(
+    request: Request,
+    status: int = 200,
+    result=None,
+    error: str | None = None,
+    language: str = "auto",
+    itn: bool = True,
+):
     error = for_viewer(error) if error else error  # the same words in JSON as in HTML: no path, no address
     if _wants_json(request):
         body = result.to_dict() if result is not None else {"detail": error}
@@ -99,7 +108,9 @@ def _clip_answer(request: Request, status: int = 200, result=None, error: str | 
     return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
 
 
-@app.get("/clip", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
+@app.get(
+    "/clip", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))]
+)
 def clip_page(request: Request):
     return _clip_answer(request)
 
@@ -123,10 +134,15 @@ async def check_clip(request: Request):
                 raise clip_check.ClipRefused("no clip: the form needs a file in the field `clip`")
             data = await upload.read(clip_check.MAX_UPLOAD_BYTES + 1)
             settings = Settings.from_env()  # the daily job's segmenting, so a clip is cut as its calls are
-            result = await clip_check.check_clip(data, upload.filename, language, itn,
-                                                 url=SenseVoiceTritonHook().get_url,
-                                                 max_segment_s=settings.max_segment_s,
-                                                 merge_segment_s=settings.merge_segment_s)
+            result = await clip_check.check_clip(
+                data,
+                upload.filename,
+                language,
+                itn,
+                url=SenseVoiceTritonHook().get_url,
+                max_segment_s=settings.max_segment_s,
+                merge_segment_s=settings.merge_segment_s,
+            )
         finally:
             await form.close()
     except StarletteHTTPException as exc:  # a malformed multipart body (400)
@@ -135,7 +151,9 @@ async def check_clip(request: Request):
         await clip_check.drain(request.receive)  # the client gets this answer, not a reset connection
         return _clip_answer(request, http_status(exc), error=str(exc), language=language, itn=itn)
     except SvpError as exc:
-        return _clip_answer(request, http_status(exc), error=clip_check.message(exc), language=language, itn=itn)
+        return _clip_answer(
+            request, http_status(exc), error=clip_check.message(exc), language=language, itn=itn
+        )
     return _clip_answer(request, result=result, language=language, itn=itn)
 
 

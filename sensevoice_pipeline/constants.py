@@ -3,7 +3,9 @@
 The language table is ``speech.languages`` (it is the model's own id table, not a setting).
 """
 
-SAMPLE_RATE = 16000  # Hz: SenseVoiceSmall's training rate; every waveform is resampled to it before anything else
+SAMPLE_RATE = (
+    16000  # Hz: SenseVoiceSmall's training rate; every waveform is resampled to it before anything else
+)
 
 # A recording (or channel) shorter than one fbank hop (10 ms) holds no word: the daily job and Try a clip fail it
 # with a readable reason instead of sending it.

@@ -10,11 +10,17 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sensevoice_pipeline.serving.client import default_url
+from sensevoice_pipeline.constants import (
+    CHANNEL_MODES,
+    DEFAULT_MAX_SEGMENT_S,
+    DEFAULT_MERGE_SEGMENT_S,
+    DEFAULT_USE_ITN,
+)
 from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
 from sensevoice_pipeline.lake.storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
-from sensevoice_pipeline.constants import CHANNEL_MODES, DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S, DEFAULT_USE_ITN
+from sensevoice_pipeline.serving.client import default_url
+from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
+
 
 class RootError(ConfigurationError, StorageError):
     """A raw or lake root that cannot work (unsupported URI, no bucket): one line for
@@ -24,8 +30,12 @@ class RootError(ConfigurationError, StorageError):
 @dataclass(frozen=True)
 class Settings:
     # The roots are local dirs or s3://bucket/prefix URIs (storage.ObjectPath; credentials: AWS_* environment).
-    raw_root: Path | ObjectPath = Path("var/raw")  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
-    lake_root: Path | ObjectPath = Path("var/lake")  # data/main/<table>/date=YYYY-MM-DD/*.parquet (catalog.py)
+    raw_root: Path | ObjectPath = Path(
+        "var/raw"
+    )  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
+    lake_root: Path | ObjectPath = Path(
+        "var/lake"
+    )  # data/main/<table>/date=YYYY-MM-DD/*.parquet (catalog.py)
     # DuckDB file, always on local disk; default <lake_root>/warehouse.duckdb, or for an s3:// lake
     # var/warehouse/<bucket>/<prefix>/warehouse.duckdb (storage.default_warehouse)
     warehouse: Path | None = None
@@ -76,7 +86,7 @@ class Settings:
         return self.warehouse or default_warehouse(self.lake_root)
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         env = os.environ
         given = {key for key, value in overrides.items() if value is not None and value != ""}
 
@@ -93,7 +103,9 @@ class Settings:
             triton_url=default_url(),
             language=checked_env("language", "SVP_LANGUAGE", cls.language),
             channel_mode=checked_env("channel_mode", "SVP_CHANNEL_MODE", cls.channel_mode),
-            request_timeout_s=checked_env("request_timeout_s", "SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s),
+            request_timeout_s=checked_env(
+                "request_timeout_s", "SVP_REQUEST_TIMEOUT_S", cls.request_timeout_s
+            ),
             max_segment_s=checked_env("max_segment_s", "SVP_MAX_SEGMENT_S", cls.max_segment_s),
             merge_segment_s=checked_env("merge_segment_s", "SVP_MERGE_SEGMENT_S", cls.merge_segment_s),
             failure_budget=checked_env("failure_budget", "SVP_FAILURE_BUDGET", cls.failure_budget),
@@ -111,7 +123,7 @@ class Settings:
         )
         return base.with_overrides(**overrides)
 
-    def with_overrides(self, **overrides) -> "Settings":
+    def with_overrides(self, **overrides) -> Settings:
         """Apply the overrides that are set (None and "" mean: keep the current value). Roots, warehouse, default
         language and channel mode are checked here, before any work: ConfigurationError (a ValueError) if they
         cannot work."""
@@ -123,8 +135,12 @@ class Settings:
 
 
 # A run's Params that choose where data is read and written, or with whose credentials (check_run_params).
-ROOT_PARAMS = {"raw_root": "SVP_RAW_ROOT", "lake_root": "SVP_LAKE_ROOT", "model_repository": "SVP_MODEL_REPOSITORY",
-               "golden_dir": "SVP_GOLDEN_DIR"}
+ROOT_PARAMS = {
+    "raw_root": "SVP_RAW_ROOT",
+    "lake_root": "SVP_LAKE_ROOT",
+    "model_repository": "SVP_MODEL_REPOSITORY",
+    "golden_dir": "SVP_GOLDEN_DIR",
+}
 CONNECTION_PARAMS = ("triton_conn_id", "aws_conn_id")
 
 
@@ -132,7 +148,7 @@ class ParamNotAllowedError(ConfigurationError):
     """A DAG Param points at a root or a Connection this deployment does not allow."""
 
 
-def check_run_params(base: "Settings", overrides: dict) -> None:
+def check_run_params(base: Settings, overrides: dict) -> None:
     """Refuse a run's Params that name a root or a Connection beyond what the deployment allows: whoever may trigger
     a DAG must not thereby read or write another bucket or folder, or borrow another Connection's credentials.
     Allowed: the deployment's own values (a root: also anything below it) and what SVP_ALLOWED_ROOTS /
@@ -146,14 +162,18 @@ def check_run_params(base: "Settings", overrides: dict) -> None:
         wanted = _root_text(value)
         if any(wanted == a or wanted.startswith(a.rstrip("/") + "/") for a in allowed):
             continue
-        raise ParamNotAllowedError(f"the Param {key}={value!r} is outside what this deployment allows ({variable}"
-                                   f"={own}, SVP_ALLOWED_ROOTS={','.join(base.allowed_roots) or 'unset'})")
+        raise ParamNotAllowedError(
+            f"the Param {key}={value!r} is outside what this deployment allows ({variable}"
+            f"={own}, SVP_ALLOWED_ROOTS={','.join(base.allowed_roots) or 'unset'})"
+        )
     for key in CONNECTION_PARAMS:
         value = overrides.get(key)
         if value not in (None, "") and value != getattr(base, key) and value not in base.allowed_connections:
-            raise ParamNotAllowedError(f"the Param {key}={value!r} names a Connection this deployment does not allow "
-                                       f"(default {getattr(base, key)}; SVP_ALLOWED_CONNECTIONS="
-                                       f"{','.join(base.allowed_connections) or 'unset'})")
+            raise ParamNotAllowedError(
+                f"the Param {key}={value!r} names a Connection this deployment does not allow "
+                f"(default {getattr(base, key)}; SVP_ALLOWED_CONNECTIONS="
+                f"{','.join(base.allowed_connections) or 'unset'})"
+            )
 
 
 def _root_text(root) -> str:
@@ -186,8 +206,11 @@ def batch_timeout_s() -> float:
     up to SVP_MAX_RECORDING_S each, on a busy fleet). Read when the DAG file is parsed (a task's timeout is not a
     Param)."""
     value = os.environ.get(BATCH_TIMEOUT_ENV, "").strip()
-    return _checked_number(value, BATCH_TIMEOUT_ENV, "the batch timeout (seconds)", 1.0, 7 * 86400.0) if value \
+    return (
+        _checked_number(value, BATCH_TIMEOUT_ENV, "the batch timeout (seconds)", 1.0, 7 * 86400.0)
+        if value
         else DEFAULT_BATCH_TIMEOUT_S
+    )
 
 
 DAILY_START_DATE_ENV = "SVP_DAILY_START_DATE"
@@ -201,20 +224,39 @@ def daily_start_date() -> str:
     try:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError as exc:
-        raise ConfigurationError(f"{DAILY_START_DATE_ENV}: not a date: {value!r} (expected YYYY-MM-DD)") from exc
+        raise ConfigurationError(
+            f"{DAILY_START_DATE_ENV}: not a date: {value!r} (expected YYYY-MM-DD)"
+        ) from exc
 
 
 def _check_duckdb_path(path: Path, where: str) -> Path:
     """DuckDB reads what follows a '?' in a database path as connection options, and then cannot write the file."""
     if "?" in str(path):
-        raise RootError(f"{where}{str(path)!r} contains '?', which DuckDB cannot have in a database file's path; "
-                        "use a path without it")
+        raise RootError(
+            f"{where}{str(path)!r} contains '?', which DuckDB cannot have in a database file's path; "
+            "use a path without it"
+        )
     return path
 
 
-_CHECKED = ("raw_root", "lake_root", "warehouse", "language", "channel_mode", "model_repository", "golden_dir",
-            "max_segment_s", "merge_segment_s", "request_timeout_s", "failure_budget", "lease_ttl_s", "gc_grace_s",
-            "catalog", "max_recording_s", "shrink_limit")
+_CHECKED = (
+    "raw_root",
+    "lake_root",
+    "warehouse",
+    "language",
+    "channel_mode",
+    "model_repository",
+    "golden_dir",
+    "max_segment_s",
+    "merge_segment_s",
+    "request_timeout_s",
+    "failure_budget",
+    "lease_ttl_s",
+    "gc_grace_s",
+    "catalog",
+    "max_recording_s",
+    "shrink_limit",
+)
 
 # Numeric knobs: (what it is, lowest, highest, whether the lowest itself is allowed); finite always.
 _NUMBERS = {
@@ -227,7 +269,9 @@ _NUMBERS = {
 }
 
 
-def _checked_number(value, variable: str | None, what: str, low: float, high: float, low_allowed: bool = False) -> float:
+def _checked_number(
+    value, variable: str | None, what: str, low: float, high: float, low_allowed: bool = False
+) -> float:
     """``value`` as a finite number within [low, high] (low excluded unless ``low_allowed``), or ConfigurationError
     naming ``variable``."""
     try:
@@ -237,8 +281,9 @@ def _checked_number(value, variable: str | None, what: str, low: float, high: fl
     if not (low <= number <= high) or (number == low and not low_allowed):  # NaN fails every comparison
         bound = "at least" if low_allowed else "more than"
         where = f"{variable}: " if variable else ""
-        raise ConfigurationError(f"{where}{what} must be a number {bound} {low:.10g} and at most {high:.10g}, "
-                                 f"got {value!r}")
+        raise ConfigurationError(
+            f"{where}{what} must be a number {bound} {low:.10g} and at most {high:.10g}, got {value!r}"
+        )
     return number
 
 
@@ -262,8 +307,9 @@ def _checked(key: str, value, variable: str | None = None):
         try:
             language_id(value)
         except UnknownLanguageError as exc:
-            raise UnknownLanguageError(f"{where}unknown default language {value!r}: expected one of "
-                                       f"{', '.join(LANGUAGES)}") from exc
+            raise UnknownLanguageError(
+                f"{where}unknown default language {value!r}: expected one of {', '.join(LANGUAGES)}"
+            ) from exc
         return str(value).strip().lower()
     if key == "max_segment_s":
         try:
@@ -271,7 +317,9 @@ def _checked(key: str, value, variable: str | None = None):
         except (TypeError, ValueError):
             seconds = float("nan")
         if not 1.0 <= seconds <= 30.0:  # SenseVoiceSmall's attention is trained on at most ~30 s
-            raise ConfigurationError(f"{where}max segment length must be between 1 and 30 seconds, got {value!r}")
+            raise ConfigurationError(
+                f"{where}max segment length must be between 1 and 30 seconds, got {value!r}"
+            )
         return seconds
     if key == "merge_segment_s":
         try:
@@ -279,14 +327,18 @@ def _checked(key: str, value, variable: str | None = None):
         except (TypeError, ValueError):
             seconds = float("nan")
         if not (seconds == 0.0 or 1.0 <= seconds <= 30.0):  # 0: off; above 30 s max_segment_s caps it anyway
-            raise ConfigurationError(f"{where}merge segment length must be 0 (off) or between 1 and 30 seconds, "
-                                     f"got {value!r}")
+            raise ConfigurationError(
+                f"{where}merge segment length must be 0 (off) or between 1 and 30 seconds, got {value!r}"
+            )
         return seconds
     if key in _NUMBERS:
         what, low, high, low_allowed = _NUMBERS[key]
         return _checked_number(value, variable, what, low, high, low_allowed)
     if key == "catalog":
-        from sensevoice_pipeline.lake.catalog_db import CatalogError, catalog_database  # pyarrow: not for --help
+        from sensevoice_pipeline.lake.catalog_db import (  # pyarrow: not for --help
+            CatalogError,
+            catalog_database,
+        )
 
         try:
             catalog_database(value, Path("."))  # the form only: which lake it serves is checked by Lake
@@ -300,7 +352,8 @@ def _checked(key: str, value, variable: str | None = None):
     if key == "channel_mode":
         mode = str(value).strip().lower()
         if mode not in CHANNEL_MODES:
-            raise ConfigurationError(f"{where}unknown channel mode {value!r}: expected one of "
-                                     f"{', '.join(CHANNEL_MODES)}")
+            raise ConfigurationError(
+                f"{where}unknown channel mode {value!r}: expected one of {', '.join(CHANNEL_MODES)}"
+            )
         return mode
     return value

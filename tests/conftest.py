@@ -6,8 +6,8 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -105,7 +105,9 @@ def fixture_cases() -> list[dict]:
 @pytest.fixture(scope="session")
 def fixture_repository(tmp_path_factory) -> Path:
     """The trained fixture model as version 1 of a fresh repository."""
-    return export_fresh_repository(FIXTURE_MODEL_DIR, tmp_path_factory.mktemp("fixture-repo") / "model_repository")
+    return export_fresh_repository(
+        FIXTURE_MODEL_DIR, tmp_path_factory.mktemp("fixture-repo") / "model_repository"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -127,11 +129,11 @@ def local_airflow(tmp_path_factory):
 @contextlib.contextmanager
 def moto_s3_server() -> Iterator[str]:
     """moto's S3 server on a free port of 127.0.0.1, listening; yields its endpoint URL and stops it at the end."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
     from sensevoice_pipeline.serving.server import free_port
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per S3 request otherwise
     port = free_port()
@@ -145,7 +147,9 @@ def moto_s3_server() -> Iterator[str]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not listen on 127.0.0.1:{port} within 20 s") from None
+                    raise RuntimeError(
+                        f"moto server did not listen on 127.0.0.1:{port} within 20 s"
+                    ) from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -156,10 +160,17 @@ def create_buckets(endpoint_url: str, key_id: str, secret: str, *buckets: str) -
     """Create ``buckets`` on the S3 server at ``endpoint_url`` (moto in the tests)."""
     import pyarrow.fs as pafs
 
-    admin = pafs.S3FileSystem(access_key=key_id, secret_key=secret, endpoint_override=endpoint_url.split("://")[1],
-                              scheme="http", region="us-east-1", allow_bucket_creation=True,
-                              # moto imports its S3 backend on the first request: seconds on a loaded machine
-                              connect_timeout=30, request_timeout=60)
+    admin = pafs.S3FileSystem(
+        access_key=key_id,
+        secret_key=secret,
+        endpoint_override=endpoint_url.split("://")[1],
+        scheme="http",
+        region="us-east-1",
+        allow_bucket_creation=True,
+        # moto imports its S3 backend on the first request: seconds on a loaded machine
+        connect_timeout=30,
+        request_timeout=60,
+    )
     for bucket in buckets:
         admin.create_dir(bucket)
 

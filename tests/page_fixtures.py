@@ -24,28 +24,58 @@ EVIL_PATH = "calls/<b>bad</b>&co.mp3"
 
 def utterance_row(date, rec, channel, index, language, emotion, run_id, version="1"):
     start = float(index * 3)
-    return {"recording_id": rec, "source_path": f"calls/{rec}.wav", "channel": channel, "segment_index": index,
-            "start_s": start, "end_s": start + 2.5, "language": language, "language_hint": "auto",
-            "emotion": emotion, "event": "speech", "itn": True, "text": f"segment {index}",
-            "raw_text": f"<|{language}|><|{emotion.upper()}|><|Speech|><|withitn|>segment {index}",
-            "model_name": "sensevoice", "model_version": version, "run_id": run_id,
-            "processed_at": dt.datetime.fromisoformat(f"{date}T01:00:00+00:00")}
+    return {
+        "recording_id": rec,
+        "source_path": f"calls/{rec}.wav",
+        "channel": channel,
+        "segment_index": index,
+        "start_s": start,
+        "end_s": start + 2.5,
+        "language": language,
+        "language_hint": "auto",
+        "emotion": emotion,
+        "event": "speech",
+        "itn": True,
+        "text": f"segment {index}",
+        "raw_text": f"<|{language}|><|{emotion.upper()}|><|Speech|><|withitn|>segment {index}",
+        "model_name": "sensevoice",
+        "model_version": version,
+        "run_id": run_id,
+        "processed_at": dt.datetime.fromisoformat(f"{date}T01:00:00+00:00"),
+    }
 
 
 def recording_row(date, rec, run_id, status="ok", error=None, path=None, n=0):
-    return {"recording_id": rec, "source_path": path or f"calls/{rec}.wav", "size_bytes": 48000, "sha256": "0" * 64,
-            "format": "WAV" if status == "ok" else None, "sample_rate": 16000, "channels": 2, "duration_s": 12.0,
-            "status": status, "error": error, "n_segments": n, "language_hint": "auto", "channel_mode": "split",
-            "model_version": "1" if status == "ok" else None, "run_id": run_id,
-            "processed_at": dt.datetime.fromisoformat(f"{date}T01:00:00+00:00"), "metadata": []}
+    return {
+        "recording_id": rec,
+        "source_path": path or f"calls/{rec}.wav",
+        "size_bytes": 48000,
+        "sha256": "0" * 64,
+        "format": "WAV" if status == "ok" else None,
+        "sample_rate": 16000,
+        "channels": 2,
+        "duration_s": 12.0,
+        "status": status,
+        "error": error,
+        "n_segments": n,
+        "language_hint": "auto",
+        "channel_mode": "split",
+        "model_version": "1" if status == "ok" else None,
+        "run_id": run_id,
+        "processed_at": dt.datetime.fromisoformat(f"{date}T01:00:00+00:00"),
+        "metadata": [],
+    }
 
 
 def build_lake(lake: Path) -> dict:
     """Three days of two calls each (en and zh, two channels), one failed file a day from the second day on;
     the third day was transcribed by model version 7, which the test repository does not hold."""
     plan = {  # per date: (language, channel) -> emotions of its segments
-        DATES[0]: {("en", 0): ["neutral", "neutral", "happy"], ("en", 1): ["angry", "neutral"],
-                   ("zh", 0): ["neutral", "sad"]},
+        DATES[0]: {
+            ("en", 0): ["neutral", "neutral", "happy"],
+            ("en", 1): ["angry", "neutral"],
+            ("zh", 0): ["neutral", "sad"],
+        },
         DATES[1]: {("en", 0): ["neutral", "angry", "angry"], ("zh", 1): ["happy", "happy", "neutral", "sad"]},
         DATES[2]: {("en", 1): ["neutral"], ("zh", 0): ["neutral", "surprised"]},
     }
@@ -56,38 +86,66 @@ def build_lake(lake: Path) -> dict:
         for language in ("en", "zh"):
             rec = f"{date}-{language}"
             segs = [(ch, e) for (lang, ch), emos in groups.items() if lang == language for e in emos]
-            utterances += [utterance_row(date, rec, ch, i, language, e, run_id, version)
-                           for i, (ch, e) in enumerate(segs)]
+            utterances += [
+                utterance_row(date, rec, ch, i, language, e, run_id, version)
+                for i, (ch, e) in enumerate(segs)
+            ]
             recordings.append(recording_row(date, rec, run_id, n=len(segs)))
         if d >= 1:
             recordings.append(recording_row(date, f"{date}-bad", run_id, "failed", EVIL_ERROR, EVIL_PATH))
         utt = tables.to_table(utterances, tables.UTTERANCES)
         started = dt.datetime.fromisoformat(f"{date}T01:00:00+00:00") + dt.timedelta(days=1)
-        run = {"run_id": run_id, "started_at": started, "finished_at": started + dt.timedelta(seconds=42),
-               "files": len(recordings), "files_ok": 2, "files_failed": len(recordings) - 2,
-               "utterances": len(utterances), "speech_seconds": 2.5 * len(utterances), "model_versions": version}
-        Lake(lake).commit_day(date, {"utterances": utt, "recordings": tables.to_table(recordings, tables.RECORDINGS),
-                                     **tables.rollups(utt), "runs": tables.to_table([run], tables.RUNS)})
+        run = {
+            "run_id": run_id,
+            "started_at": started,
+            "finished_at": started + dt.timedelta(seconds=42),
+            "files": len(recordings),
+            "files_ok": 2,
+            "files_failed": len(recordings) - 2,
+            "utterances": len(utterances),
+            "speech_seconds": 2.5 * len(utterances),
+            "model_versions": version,
+        }
+        Lake(lake).commit_day(
+            date,
+            {
+                "utterances": utt,
+                "recordings": tables.to_table(recordings, tables.RECORDINGS),
+                **tables.rollups(utt),
+                "runs": tables.to_table([run], tables.RUNS),
+            },
+        )
     Warehouse(lake).refresh()
     return plan
 
 
 def build_model_repository(root: Path) -> Path:
     """Version 1 complete (with an export_meta.json like `svp export` writes), version 2 missing its encoder."""
-    for model, files in (("sensevoice", ("model.py", "frontend.json", "am.mvn")),
-                         ("sensevoice_encoder", ("model.onnx", "model.py"))):
+    for model, files in (
+        ("sensevoice", ("model.py", "frontend.json", "am.mvn")),
+        ("sensevoice_encoder", ("model.onnx", "model.py")),
+    ):
         (root / model).mkdir(parents=True)
         (root / model / "config.pbtxt").write_text("")
         (root / model / "1").mkdir()
         for f in files:
             (root / model / "1" / f).write_text("")
-    meta = {"version": 1, "precision": "int8", "target_device": "cpu", "exporter": "legacy", "opset": 17,
-            "architecture": {"parameters": 234_000_000}, "source": {"model": "iic/SenseVoiceSmall"},
-            "exported_at": "2026-02-27T10:00:00+00:00",
-            "parity": {"max_abs": 0.01, "min_cosine": 0.991, "argmax_agreement": 0.985, "passed": True}}
+    meta = {
+        "version": 1,
+        "precision": "int8",
+        "target_device": "cpu",
+        "exporter": "legacy",
+        "opset": 17,
+        "architecture": {"parameters": 234_000_000},
+        "source": {"model": "iic/SenseVoiceSmall"},
+        "exported_at": "2026-02-27T10:00:00+00:00",
+        "parity": {"max_abs": 0.01, "min_cosine": 0.991, "argmax_agreement": 0.985, "passed": True},
+    }
     (root / "sensevoice" / "1" / "export_meta.json").write_text(json.dumps(meta))
     (root / "sensevoice" / "2").mkdir()
-    (root / "sensevoice" / "2" / "export_meta.json").write_text(json.dumps({"version": 2, "precision": "fp16"}))
+    (root / "sensevoice" / "2" / "export_meta.json").write_text(
+        json.dumps({"version": 2, "precision": "fp16"})
+    )
     return root
 
 
@@ -111,8 +169,9 @@ def assert_no_server_paths(page: str, *paths: Path) -> None:
     for path in paths:
         for form in {str(path), str(path.resolve())}:
             assert form not in page, form
-    assert not re.search(r"(?<![\w.:/~-])/(tmp|home|root|var|srv|data|opt|mnt|work)/", page), \
-        re.search(r".{60}(?<![\w.:/~-])/(tmp|home|root|var|srv|data|opt|mnt|work)/.{60}", page)
+    assert not re.search(r"(?<![\w.:/~-])/(tmp|home|root|var|srv|data|opt|mnt|work)/", page), re.search(
+        r".{60}(?<![\w.:/~-])/(tmp|home|root|var|srv|data|opt|mnt|work)/.{60}", page
+    )
 
 
 def esc(text: str) -> str:

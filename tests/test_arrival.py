@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
+from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.lake import arrival, partition
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
 from sensevoice_pipeline.lake.storage import ObjectPath, S3Options, StorageError
 
 from .conftest import ASSETS
@@ -78,13 +78,17 @@ def test_bad_markers_and_dates_are_configuration_errors(tmp_path):
     with pytest.raises(ConfigurationError, match="not a date: '2026-13-01'"):
         arrival.check_partition(tmp_path, "2026-13-01")
     with pytest.raises(ConfigurationError, match=f"the raw root {tmp_path / 'nowhere'} does not exist"):
-        arrival.check_partition(tmp_path / "nowhere", DAY)  # a wrong root fails now instead of waiting for hours
+        arrival.check_partition(
+            tmp_path / "nowhere", DAY
+        )  # a wrong root fails now instead of waiting for hours
 
 
 def test_the_partition_is_the_one_the_pipeline_reads(tmp_path):
     assert arrival.partition_path(tmp_path, DAY) == partition.partition_dir(tmp_path, DAY)
     uri = "s3://bucket/raw"
-    assert str(arrival.partition_path(uri, DAY)) == str(partition.partition_dir(uri, DAY)) == f"{uri}/date={DAY}"
+    assert (
+        str(arrival.partition_path(uri, DAY)) == str(partition.partition_dir(uri, DAY)) == f"{uri}/date={DAY}"
+    )
 
 
 def test_wait_times_out_with_a_message_that_says_what_is_missing(tmp_path):
@@ -97,13 +101,15 @@ def test_wait_times_out_with_a_message_that_says_what_is_missing(tmp_path):
         now[0] += seconds
 
     with pytest.raises(arrival.ArrivalTimeout) as err:
-        arrival.wait_for_partition(tmp_path, DAY, "_SUCCESS", timeout_s=1500, poke_interval_s=600, sleep=sleep,
-                                   clock=lambda: now[0])
+        arrival.wait_for_partition(
+            tmp_path, DAY, "_SUCCESS", timeout_s=1500, poke_interval_s=600, sleep=sleep, clock=lambda: now[0]
+        )
     assert sleeps == [600, 600, 300]  # the last check happens at the deadline
     assert str(err.value) == (
         f"the raw partition of {DAY} was not ready after 25 min: {tmp_path / f'date={DAY}'} (waiting for the ready "
         "marker _SUCCESS); ready means its ready marker _SUCCESS. Check the upstream export, or give it longer "
-        "(DAG Param wait_timeout_minutes).")
+        "(DAG Param wait_timeout_minutes)."
+    )
     assert isinstance(err.value, ConfigurationError)  # exit code 2 in svp
 
 
@@ -117,7 +123,9 @@ def test_wait_returns_as_soon_as_the_marker_lands(tmp_path):
             part.mkdir()
             (part / "manifest.csv").write_text("path\n")
 
-    state = arrival.wait_for_partition(tmp_path, DAY, "manifest.csv", timeout_s=60, poke_interval_s=5, sleep=sleep)
+    state = arrival.wait_for_partition(
+        tmp_path, DAY, "manifest.csv", timeout_s=60, poke_interval_s=5, sleep=sleep
+    )
     assert state.ready and len(checks) == 2
 
 
@@ -173,10 +181,17 @@ TRIGGER_SCRIPT = textwrap.dedent("""
 
 def run_triggers(env: dict, *cases: dict) -> list[dict]:
     """Each case's trigger, serialised and re-created as the triggerer would, run to its first event."""
-    out = subprocess.run([sys.executable, "-c", TRIGGER_SCRIPT, json.dumps(cases)], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", TRIGGER_SCRIPT, json.dumps(cases)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    return [json.loads(line[len("EVENT "):]) for line in out.stdout.splitlines() if line.startswith("EVENT ")]
+    return [
+        json.loads(line[len("EVENT ") :]) for line in out.stdout.splitlines() if line.startswith("EVENT ")
+    ]
 
 
 def test_trigger_is_serialisable_and_reports_ready_timeout_and_errors(tmp_path, buckets, aws_env):  # noqa: F811
@@ -186,25 +201,43 @@ def test_trigger_is_serialisable_and_reports_ready_timeout_and_errors(tmp_path, 
     root = ObjectPath.parse(f"s3://{RAW_BUCKET}/trigger", S3Options.from_env(aws_env))
     _put(root, f"date={DAY}/_SUCCESS", b"")
     # s3://: the store's endpoint comes from the `aws` connection; the environment's is a closed port
-    conn = {"conn_type": "aws", "extra": {"endpoint_url": aws_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"}}
-    env = {**LocalAirflow(home=tmp_path / "home").env(), **aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-           "AIRFLOW_CONN_SVP_S3": json.dumps(conn)}
+    conn = {
+        "conn_type": "aws",
+        "extra": {"endpoint_url": aws_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"},
+    }
+    env = {
+        **LocalAirflow(home=tmp_path / "home").env(),
+        **aws_env,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AIRFLOW_CONN_SVP_S3": json.dumps(conn),
+    }
     ready, late, bad, s3_ready, s3_down = run_triggers(
         env,
         {"root": str(raw), "date": DAY, "marker": "", "timeout": 5},
         {"root": str(raw), "date": DAY, "marker": "_SUCCESS", "timeout": 1},
         {"root": str(raw), "date": DAY, "marker": "../x", "timeout": 5},
         {"root": str(root), "date": DAY, "marker": "_SUCCESS", "timeout": 5, "conn": "svp_s3"},
-        {"root": str(root), "date": DAY, "marker": "_SUCCESS", "timeout": 5},  # no connection: the closed port
+        {
+            "root": str(root),
+            "date": DAY,
+            "marker": "_SUCCESS",
+            "timeout": 5,
+        },  # no connection: the closed port
     )
     assert ready["classpath"] == TRIGGER_CLASS
     assert ready["status"] == "ready" and ready["files"] == 1 and ready["checks"] == 1
 
     assert late["status"] == "timeout" and late["checks"] >= 5 and 1 <= late["seconds"] < 10
-    assert late["message"].startswith(f"the raw partition of {DAY} was not ready after 1 s: {raw / f'date={DAY}'} "
-                                      "(waiting for the ready marker _SUCCESS)")
+    assert late["message"].startswith(
+        f"the raw partition of {DAY} was not ready after 1 s: {raw / f'date={DAY}'} "
+        "(waiting for the ready marker _SUCCESS)"
+    )
 
-    assert bad["status"] == "error" and bad["kind"] == "ConfigurationError" and "bad ready marker" in bad["message"]
+    assert (
+        bad["status"] == "error"
+        and bad["kind"] == "ConfigurationError"
+        and "bad ready marker" in bad["message"]
+    )
 
     assert s3_ready["status"] == "ready" and s3_ready["partition"] == f"{root}/date={DAY}"
     assert s3_down["status"] == "error" and s3_down["kind"] == "StorageError"
@@ -213,7 +246,7 @@ def test_trigger_is_serialisable_and_reports_ready_timeout_and_errors(tmp_path, 
 
 # -- the sensor in a DAG of its own, under `airflow dags test` ------------------------------------------------------
 
-PROBE_DAG = textwrap.dedent('''
+PROBE_DAG = textwrap.dedent("""
     import datetime as dt
 
     import pendulum
@@ -241,7 +274,7 @@ PROBE_DAG = textwrap.dedent('''
 
 
     arrival_probe()
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +287,7 @@ def probe_airflow(tmp_path_factory) -> LocalAirflow:
 
 
 def _utc(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def _query(airflow: LocalAirflow, sql: str, *args) -> list[tuple]:
@@ -276,15 +309,19 @@ class LateArrival(threading.Thread):
     def __init__(self, airflow: LocalAirflow, land, delay: float = 2.0, limit: float = 240.0):
         super().__init__(daemon=True)
         self.airflow, self.land, self.delay, self.limit = airflow, land, delay, limit
-        self.since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        self.since = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self.deferred_at: dt.datetime | None = None
         self.landed_at: dt.datetime | None = None
 
     def run(self) -> None:
         deadline = time.monotonic() + self.limit
         while time.monotonic() < deadline:
-            rows = _query(self.airflow, "SELECT created_date FROM trigger WHERE classpath = ? AND created_date > ?",
-                          TRIGGER_CLASS, self.since.isoformat(sep=" "))
+            rows = _query(
+                self.airflow,
+                "SELECT created_date FROM trigger WHERE classpath = ? AND created_date > ?",
+                TRIGGER_CLASS,
+                self.since.isoformat(sep=" "),
+            )
             if rows:
                 self.deferred_at = _utc(rows[0][0])
                 break
@@ -293,7 +330,7 @@ class LateArrival(threading.Thread):
             return  # never deferred: leave the partition missing, the run times out and the test says why
         time.sleep(self.delay)
         self.land()
-        self.landed_at = dt.datetime.now(dt.timezone.utc)
+        self.landed_at = dt.datetime.now(dt.UTC)
 
 
 def test_sensor_defers_and_resumes_when_the_partition_lands(probe_airflow, tmp_path):
@@ -321,8 +358,11 @@ def test_sensor_defers_and_resumes_when_the_partition_lands(probe_airflow, tmp_p
     checks, waited_s = int(waited.group(1)), float(waited.group(2))
     assert checks >= 5 and waited_s >= 4.5  # 2 s before the folder, 2.5 s of the partial upload
     ((state, try_number, end),) = _query(
-        probe_airflow, "SELECT state, try_number, end_date FROM task_instance WHERE run_id = ? AND task_id = ?",
-        _run_id(output), "wait_for_partition")
+        probe_airflow,
+        "SELECT state, try_number, end_date FROM task_instance WHERE run_id = ? AND task_id = ?",
+        _run_id(output),
+        "wait_for_partition",
+    )
     assert (state, try_number) == ("success", 1)
     assert late.deferred_at < late.landed_at <= _utc(end)
 
@@ -331,18 +371,28 @@ def test_sensor_timeout_fails_at_once_with_a_clear_message(probe_airflow, tmp_pa
     part = tmp_path / "raw" / f"date={DAY}"
     part.mkdir(parents=True)
     (part / "call.wav").write_bytes(b"x")  # data, but no marker: the export is not finished
-    conf = {"date": DAY, "raw_root": str(tmp_path / "raw"), "ready_marker": "_SUCCESS",
-            "wait_timeout_minutes": 0.05, "poke_interval_seconds": 1}
+    conf = {
+        "date": DAY,
+        "raw_root": str(tmp_path / "raw"),
+        "ready_marker": "_SUCCESS",
+        "wait_timeout_minutes": 0.05,
+        "poke_interval_seconds": 1,
+    }
     started = time.monotonic()
     with pytest.raises(AirflowRunError) as err:
         probe_airflow.dags_test("arrival_probe", "2026-11-24T00:00:00+00:00", conf=conf)
     output = str(err.value)
-    assert "AirflowSensorTimeout: the raw partition of 2026-11-22 was not ready after 3 s: " \
-           f"{part} (waiting for the ready marker _SUCCESS); ready means its ready marker _SUCCESS. Check the " \
-           "upstream export, or give it longer (DAG Param wait_timeout_minutes)." in output
+    assert (
+        "AirflowSensorTimeout: the raw partition of 2026-11-22 was not ready after 3 s: "
+        f"{part} (waiting for the ready marker _SUCCESS); ready means its ready marker _SUCCESS. Check the "
+        "upstream export, or give it longer (DAG Param wait_timeout_minutes)." in output
+    )
     ((state, try_number),) = _query(
-        probe_airflow, "SELECT state, try_number FROM task_instance WHERE run_id = ? AND task_id = ?",
-        _run_id(output), "wait_for_partition")
+        probe_airflow,
+        "SELECT state, try_number FROM task_instance WHERE run_id = ? AND task_id = ?",
+        _run_id(output),
+        "wait_for_partition",
+    )
     assert (state, try_number) == ("failed", 1), "a sensor timeout must not be retried"
     assert time.monotonic() - started < 120
 
@@ -351,18 +401,25 @@ def test_sensor_fails_at_once_for_a_raw_root_that_does_not_exist(probe_airflow, 
     conf = {"date": DAY, "raw_root": str(tmp_path / "typo"), "wait_timeout_minutes": 1}
     with pytest.raises(AirflowRunError) as err:
         probe_airflow.dags_test("arrival_probe", "2026-11-25T00:00:00+00:00", conf=conf)
-    assert f"AirflowFailException: the raw root {tmp_path / 'typo'} does not exist or is not a directory" \
+    assert (
+        f"AirflowFailException: the raw root {tmp_path / 'typo'} does not exist or is not a directory"
         in str(err.value)
+    )
     ((state, try_number),) = _query(
-        probe_airflow, "SELECT state, try_number FROM task_instance WHERE run_id = ? AND task_id = ?",
-        _run_id(str(err.value)), "wait_for_partition")
+        probe_airflow,
+        "SELECT state, try_number FROM task_instance WHERE run_id = ? AND task_id = ?",
+        _run_id(str(err.value)),
+        "wait_for_partition",
+    )
     assert (state, try_number) == ("failed", 1)
 
 
 # -- the daily DAG: a late partition, end to end ---------------------------------------------------------------------
 
 
-def test_daily_dag_waits_for_a_partition_that_lands_after_the_run_started(fixture_triton, local_airflow, tmp_path):
+def test_daily_dag_waits_for_a_partition_that_lands_after_the_run_started(
+    fixture_triton, local_airflow, tmp_path
+):
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     raw.mkdir()
     part = raw / f"date={DAY}"
@@ -377,31 +434,56 @@ def test_daily_dag_waits_for_a_partition_that_lands_after_the_run_started(fixtur
 
     late = LateArrival(local_airflow, land)
     late.start()
-    conf = {"date": DAY, "raw_root": str(raw), "lake_root": str(lake), "ready_marker": "manifest.csv",
-            "wait_timeout_minutes": 4, "poke_interval_seconds": 1, "failure_budget": 0.0}
-    output = local_airflow.dags_test("sensevoice_daily", f"{DAY}T00:00:00+00:00", conf=conf,
-                                     env=triton_connection_env(fixture_triton.grpc_url))
+    conf = {
+        "date": DAY,
+        "raw_root": str(raw),
+        "lake_root": str(lake),
+        "ready_marker": "manifest.csv",
+        "wait_timeout_minutes": 4,
+        "poke_interval_seconds": 1,
+        "failure_budget": 0.0,
+    }
+    output = local_airflow.dags_test(
+        "sensevoice_daily",
+        f"{DAY}T00:00:00+00:00",
+        conf=conf,
+        env=triton_connection_env(fixture_triton.grpc_url),
+    )
     late.join(timeout=10)
     assert late.deferred_at and late.landed_at, "the sensor never deferred"
     assert "[DAG TEST] running trigger in line" in output
     assert "waiting for the ready marker manifest.csv; next check in 1 s" in output
     assert re.search(r"ready marker manifest.csv is present \(waited [\d.]+ s, \d+ checks\)", output)
 
-    states = {task: (state, start, end) for task, state, start, end in _query(
-        local_airflow, "SELECT task_id, state, start_date, end_date FROM task_instance WHERE run_id = ?",
-        _run_id(output))}
+    states = {
+        task: (state, start, end)
+        for task, state, start, end in _query(
+            local_airflow,
+            "SELECT task_id, state, start_date, end_date FROM task_instance WHERE run_id = ?",
+            _run_id(output),
+        )
+    }
     assert {task: s[0] for task, s in states.items()} == {
-        "wait_for_partition": "success", "plan": "success", "transcribe": "success", "publish": "success",
-        "release": "success"}
-    assert late.deferred_at < late.landed_at <= _utc(states["wait_for_partition"][2]) <= _utc(states["plan"][1])
+        "wait_for_partition": "success",
+        "plan": "success",
+        "transcribe": "success",
+        "publish": "success",
+        "release": "success",
+    }
+    assert (
+        late.deferred_at < late.landed_at <= _utc(states["wait_for_partition"][2]) <= _utc(states["plan"][1])
+    )
 
     recordings = Lake(lake).read("recordings", DAY).to_pylist()
     assert sorted((r["source_path"], r["status"], r["language_hint"]) for r in recordings) == [
-        (f"date={DAY}/en.mp3", "ok", "en"), (f"date={DAY}/ko.mp3", "ok", "ko")]
+        (f"date={DAY}/en.mp3", "ok", "en"),
+        (f"date={DAY}/ko.mp3", "ok", "ko"),
+    ]
 
 
-def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(fixture_triton, local_airflow,
-                                                                                tmp_path):
+def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(
+    fixture_triton, local_airflow, tmp_path
+):
     """The failure_budget Param reaches Settings; FailureBudgetExceeded ends publish without retries (a retry
     would only find the staging gone); the teardown runs after the failure and the date's lease is free."""
     day = "2026-11-21"
@@ -413,16 +495,37 @@ def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(f
     (part / "broken.wav").write_bytes(b"RIFF, but not audio")
     conf = {"date": day, "raw_root": str(raw), "lake_root": str(lake), "failure_budget": 0.25}
     with pytest.raises(AirflowRunError) as err:
-        local_airflow.dags_test("sensevoice_daily", f"{day}T00:00:00+00:00", conf=conf,
-                                env=triton_connection_env(fixture_triton.grpc_url))
+        local_airflow.dags_test(
+            "sensevoice_daily",
+            f"{day}T00:00:00+00:00",
+            conf=conf,
+            env=triton_connection_env(fixture_triton.grpc_url),
+        )
     output = str(err.value)
-    assert f"AirflowFailException: {day} was published, but 1 of 3 files failed (33%, over the failure budget of " \
-           "25%)" in output
-    states = {task: (state, tries) for task, state, tries in _query(
-        local_airflow, "SELECT task_id, state, try_number FROM task_instance WHERE run_id = ?", _run_id(output))}
-    assert states == {"wait_for_partition": ("success", 1), "plan": ("success", 1), "transcribe": ("success", 1),
-                      "publish": ("failed", 1), "release": ("success", 1)}
-    assert sorted(r["status"] for r in Lake(lake).read("recordings", day).to_pylist()) == ["failed", "ok", "ok"]
+    assert (
+        f"AirflowFailException: {day} was published, but 1 of 3 files failed (33%, over the failure budget of "
+        "25%)" in output
+    )
+    states = {
+        task: (state, tries)
+        for task, state, tries in _query(
+            local_airflow,
+            "SELECT task_id, state, try_number FROM task_instance WHERE run_id = ?",
+            _run_id(output),
+        )
+    }
+    assert states == {
+        "wait_for_partition": ("success", 1),
+        "plan": ("success", 1),
+        "transcribe": ("success", 1),
+        "publish": ("failed", 1),
+        "release": ("success", 1),
+    }
+    assert sorted(r["status"] for r in Lake(lake).read("recordings", day).to_pylist()) == [
+        "failed",
+        "ok",
+        "ok",
+    ]
     from sensevoice_pipeline.jobs import daily
     from sensevoice_pipeline.settings import Settings
 
@@ -449,15 +552,27 @@ DAG_SHAPE = textwrap.dedent("""
 
 def test_daily_dag_shape(local_airflow):
     script = DAG_SHAPE.format(dags=str(Path(__file__).resolve().parents[1] / "dags"))
-    out = subprocess.run([sys.executable, "-c", script], env=local_airflow.env(), capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=local_airflow.env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     shape = json.loads(out.stdout.split("SHAPE ", 1)[1])
     tasks = shape["tasks"]
-    assert tasks["wait_for_partition"]["type"] == "PartitionArrivalSensor" and tasks["wait_for_partition"]["deferrable"]
-    assert tasks["plan"]["upstream"] == ["wait_for_partition"] and tasks["plan"]["retries"] >= 5  # the lease wait
-    assert tasks["release"] == {"type": "_PythonDecoratedOperator", "upstream": ["plan", "publish"], "teardown": True,
-                                "retries": 2, "rule": "all_done_setup_success", "deferrable": None}
+    assert (
+        tasks["wait_for_partition"]["type"] == "PartitionArrivalSensor"
+        and tasks["wait_for_partition"]["deferrable"]
+    )
+    assert (
+        tasks["plan"]["upstream"] == ["wait_for_partition"] and tasks["plan"]["retries"] >= 5
+    )  # the lease wait
+    assert tasks["release"] == {
+        "type": "_PythonDecoratedOperator",
+        "upstream": ["plan", "publish"],
+        "teardown": True,
+        "retries": 2,
+        "rule": "all_done_setup_success",
+        "deferrable": None,
+    }
     assert shape["max_active_runs"] == 2  # different dates; one date is serialised by the lease
     params = shape["params"]
     assert params["failure_budget"] == {"type": "number", "minimum": 0, "maximum": 1}

@@ -16,20 +16,36 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-THROUGHPUT_IDS = {"a", "a-whole-call", "b-fp32", "b-int8", "c-fp32", "c-int8", "c-fp32-serial", "c-int8-serial",
-                  "d-int8"}
+THROUGHPUT_IDS = {
+    "a",
+    "a-whole-call",
+    "b-fp32",
+    "b-int8",
+    "c-fp32",
+    "c-int8",
+    "c-fp32-serial",
+    "c-int8-serial",
+    "d-int8",
+}
 
 
 def positive(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bench")
     out = workdir / "results.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--workdir", str(workdir), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--workdir", str(workdir), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1. Throughput" in proc.stdout and "6. Targets" in proc.stdout
     return json.loads(out.read_text())
@@ -50,13 +66,22 @@ def test_every_throughput_row_has_positive_numbers(results):
 def test_overhead_bi_memory_and_targets_are_reported(results):
     overhead = results["triton_overhead"]
     assert {(r["precision"], r["inputs"].split(",")[0].split(" ")[0]) for r in overhead} >= {
-        ("fp32", "clips"), ("int8", "clips"), ("fp32", "call"), ("int8", "call")}
-    assert all(positive(r["b_wall_s"]) and positive(r["c_wall_s"]) and math.isfinite(r["overhead_pct"])
-               for r in overhead)
+        ("fp32", "clips"),
+        ("int8", "clips"),
+        ("fp32", "call"),
+        ("int8", "call"),
+    }
+    assert all(
+        positive(r["b_wall_s"]) and positive(r["c_wall_s"]) and math.isfinite(r["overhead_pct"])
+        for r in overhead
+    )
     queries = results["bi"]["queries"]
     from sensevoice_pipeline.warehouse.queries import QUERIES
 
-    for name, query in QUERIES.items():  # each canned query on its rollup, and the same question on the raw view
+    for (
+        name,
+        query,
+    ) in QUERIES.items():  # each canned query on its rollup, and the same question on the raw view
         assert {q["reads"] for q in queries if q["query"] == name} == {query.reads}, name
         assert any(q["reads"] == "utterances" for q in queries if q["query"] == f"{name} (raw view)"), name
     assert {q["query"] for q in queries if q["reads"] == "page"} == {"page (default range)", "page (a year)"}
@@ -91,10 +116,16 @@ def test_pairs_report_the_median_of_each_rounds_ratio_to_svp_run():
     from benchmarks.report import pair_rows
 
     runs = {  # round 2 ran on a loaded machine: every side slower, the ratios unchanged
-        "seed": [{"wall_s": 40.0, "load_s": 10.0, "loop_s": 28.0}, {"wall_s": 80.0, "load_s": 20.0, "loop_s": 56.0},
-                 {"wall_s": 44.0, "load_s": 10.0, "loop_s": 30.0}],
-        "svp": [{"wall_s": 10.0, "run_date_s": 8.0}, {"wall_s": 20.0, "run_date_s": 16.0},
-                {"wall_s": 10.0, "run_date_s": 8.0}],
+        "seed": [
+            {"wall_s": 40.0, "load_s": 10.0, "loop_s": 28.0},
+            {"wall_s": 80.0, "load_s": 20.0, "loop_s": 56.0},
+            {"wall_s": 44.0, "load_s": 10.0, "loop_s": 30.0},
+        ],
+        "svp": [
+            {"wall_s": 10.0, "run_date_s": 8.0},
+            {"wall_s": 20.0, "run_date_s": 16.0},
+            {"wall_s": 10.0, "run_date_s": 8.0},
+        ],
     }
     pairs = summarize_pairs(runs, audio_s=600.0, files=36, server_start_s=5.0, threads=2)
     assert pairs["ratios"] == {"seed_whole_vs_svp": 4.0, "seed_without_load_vs_svp": 2.8}
@@ -109,7 +140,8 @@ def test_the_encoder_export_variants_are_timed_side_by_side(results):
 
     encoder = results["encoder"]
     assert {(r["variant"], (r["batch"], r["frames"])) for r in encoder["rows"]} == {
-        (name, shape) for name in VARIANTS for shape in QUICK_SHAPES}
+        (name, shape) for name in VARIANTS for shape in QUICK_SHAPES
+    }
     assert all(r["x_before"] == 1.0 for r in encoder["rows"] if r["variant"] == BASELINE)
     assert all(positive(r["median_s"]) and positive(r["rtfx"]) for r in encoder["rows"])
     assert encoder["auto"]["chosen"] == min(encoder["auto"]["seconds"], key=encoder["auto"]["seconds"].get)
@@ -123,4 +155,6 @@ def test_the_write_path_is_measured_on_both_catalogs(results):
     for row in write_path["rows"]:
         assert row["utterances"] == 10 * row["recordings"] and row["publish"]["files"] == row["recordings"]
         for step in ("plan", "publish"):
-            assert positive(row[step]["seconds"]) and row[step]["peak_rss_mb"] >= write_path["baseline_rss_mb"]
+            assert (
+                positive(row[step]["seconds"]) and row[step]["peak_rss_mb"] >= write_path["baseline_rss_mb"]
+            )

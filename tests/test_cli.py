@@ -1,8 +1,8 @@
 import datetime as dt
 import os
 import subprocess
-import threading
 import sys
+import threading
 import wave
 from pathlib import Path
 
@@ -12,8 +12,12 @@ from sensevoice_pipeline import errors
 
 
 def svp(*args):
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_top_level_help_lists_commands():
@@ -23,11 +27,14 @@ def test_top_level_help_lists_commands():
         assert command in out.stdout
 
 
-@pytest.mark.parametrize("command,expected", [
-    ("export", "--precision"),
-    ("serve", "--grpc-port"),
-    ("transcribe", "SVP_TRITON_URL"),
-])
+@pytest.mark.parametrize(
+    "command,expected",
+    [
+        ("export", "--precision"),
+        ("serve", "--grpc-port"),
+        ("transcribe", "SVP_TRITON_URL"),
+    ],
+)
 def test_command_help(command, expected):
     out = svp(command, "--help")
     assert out.returncode == 0 and expected in out.stdout
@@ -38,8 +45,13 @@ def test_transcribe_segments_like_the_daily_job_so_it_reads_the_segment_settings
     with wave.open(str(clip), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(b"\0\0" * 16000)
     env = {**os.environ, "SVP_MERGE_SEGMENT_S": "45"}
-    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "transcribe", str(clip)],
-                         capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "transcribe", str(clip)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert out.returncode == 2 and "SVP_MERGE_SEGMENT_S" in out.stderr, out.stderr
 
 
@@ -56,9 +68,23 @@ def test_serve_runs_in_the_foreground_until_sigterm(exported_repository):
 
     ports = [free_port() for _ in range(3)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository", str(exported_repository),
-         "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sensevoice_pipeline.ui.cli",
+            "serve",
+            "--repository",
+            str(exported_repository),
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         line = ""
@@ -84,8 +110,14 @@ def run_svp(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedPr
     """The real `svp` executable in ``cwd`` (its default var/ paths land there), without the caller's SVP_* and AWS_*
     settings, plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SVP_", "AWS_"))}
-    return subprocess.run([str(SVP_EXECUTABLE), *args], capture_output=True, text=True, cwd=cwd,
-                          env={**clean, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [str(SVP_EXECUTABLE), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        timeout=120,
+    )
 
 
 def assert_one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -127,22 +159,42 @@ def test_a_lake_path_with_glob_characters_works(tmp_path, lake):
     from sensevoice_pipeline.lake.catalog import Lake
     from sensevoice_pipeline.warehouse.database import Warehouse
 
-    assert_one_line_error(run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path), "run the daily job")
+    assert_one_line_error(
+        run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path), "run the daily job"
+    )
     root = tmp_path / lake
-    Lake(root).commit_day("2026-01-01", {"emotion_confidence_daily": tables.to_table(
-        [{"language": "en", "emotion": "angry", "channel": 0, "emotion_confidence_bucket": 0.8, "utterances": 3,
-          "speech_seconds": 4.0}], tables.EMOTION_CONFIDENCE_DAILY)})
+    Lake(root).commit_day(
+        "2026-01-01",
+        {
+            "emotion_confidence_daily": tables.to_table(
+                [
+                    {
+                        "language": "en",
+                        "emotion": "angry",
+                        "channel": 0,
+                        "emotion_confidence_bucket": 0.8,
+                        "utterances": 3,
+                        "speech_seconds": 4.0,
+                    }
+                ],
+                tables.EMOTION_CONFIDENCE_DAILY,
+            )
+        },
+    )
     Warehouse(root).refresh()
     out = run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path)
     assert out.returncode == 0 and "angry" in out.stdout, out.stderr
 
 
-@pytest.mark.parametrize("args,env,fragments", [
-    (["--lake", "ftp://x"], {}, ["ftp://x"]),
-    ([], {"SVP_LAKE_ROOT": "ftp://x"}, ["SVP_LAKE_ROOT", "ftp://x"]),
-    (["--warehouse", "s3://x"], {}, ["s3://x"]),
-    ([], {"SVP_WAREHOUSE": "s3://x/w.duckdb"}, ["SVP_WAREHOUSE", "s3://x/w.duckdb"]),
-])
+@pytest.mark.parametrize(
+    "args,env,fragments",
+    [
+        (["--lake", "ftp://x"], {}, ["ftp://x"]),
+        ([], {"SVP_LAKE_ROOT": "ftp://x"}, ["SVP_LAKE_ROOT", "ftp://x"]),
+        (["--warehouse", "s3://x"], {}, ["s3://x"]),
+        ([], {"SVP_WAREHOUSE": "s3://x/w.duckdb"}, ["SVP_WAREHOUSE", "s3://x/w.duckdb"]),
+    ],
+)
 def test_query_refuses_storage_it_cannot_use(tmp_path, args, env, fragments):
     assert_one_line_error(run_svp("query", "events", *args, cwd=tmp_path, env=env), *fragments)
 
@@ -158,13 +210,18 @@ def test_query_on_a_lake_without_data_is_one_line(tmp_path, lake):
     assert_one_line_error(run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path))
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--from", "2026-02-01", "--to", "2026-01-31"], ["--from 2026-02-01 is after --to 2026-01-31"]),
-    (["--from", "yesterday"], ["--from", "not a date", "yesterday"]),
-    (["--to", "2026-13-01"], ["--to", "not a date"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--from", "2026-02-01", "--to", "2026-01-31"], ["--from 2026-02-01 is after --to 2026-01-31"]),
+        (["--from", "yesterday"], ["--from", "not a date", "yesterday"]),
+        (["--to", "2026-13-01"], ["--to", "not a date"]),
+    ],
+)
 def test_query_refuses_dates_that_cannot_match(tmp_path, args, fragments):
-    assert_one_line_error(run_svp("query", "emotion-trend", *args, "--lake", "lake", cwd=tmp_path), *fragments)
+    assert_one_line_error(
+        run_svp("query", "emotion-trend", *args, "--lake", "lake", cwd=tmp_path), *fragments
+    )
 
 
 def test_query_refuses_an_output_it_cannot_write_before_querying(tmp_path):
@@ -173,7 +230,9 @@ def test_query_refuses_an_output_it_cannot_write_before_querying(tmp_path):
     # No lake at all: these errors come before the warehouse is opened, and nothing is created.
     out = run_svp("query", "events", "--csv", "notes.txt/out.csv", cwd=tmp_path)
     assert_one_line_error(out, "--csv", "notes.txt is a file")
-    assert_one_line_error(run_svp("query", "events", "--png", "reports", cwd=tmp_path), "--png", "is a folder")
+    assert_one_line_error(
+        run_svp("query", "events", "--png", "reports", cwd=tmp_path), "--png", "is a folder"
+    )
     assert (tmp_path / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "reports"]
 
@@ -182,8 +241,8 @@ def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys)
     """`--csv reports/2026/angry.csv` writes the file and the folders it needs, like `--png`."""
     import pyarrow as pa
 
-    from sensevoice_pipeline.warehouse import database as warehouse
     from sensevoice_pipeline.ui.cli import main
+    from sensevoice_pipeline.warehouse import database as warehouse
 
     asked = []
 
@@ -193,38 +252,83 @@ def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys)
 
         def query(self, name, date_from=None, date_to=None, by="language", min_confidence=0.0):
             asked.append((name, date_from, date_to, by))
-            return pa.table({"date": pa.array([dt.date(2026, 1, 1)]), "source_path": ["a.wav"],
-                             "angry_segments": [2]})
+            return pa.table(
+                {"date": pa.array([dt.date(2026, 1, 1)]), "source_path": ["a.wav"], "angry_segments": [2]}
+            )
 
     monkeypatch.setattr(warehouse, "Warehouse", FakeWarehouse)
     monkeypatch.chdir(tmp_path)
     csv_path, png_path = Path("reports/2026/angry.csv"), tmp_path / "charts" / "angry.png"
-    assert main(["query", "angry-calls", "--from", "2026-01-01", "--to", "2026-01-01", "--csv", str(csv_path),
-                 "--png", str(png_path)]) == 0
+    assert (
+        main(
+            [
+                "query",
+                "angry-calls",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-01",
+                "--csv",
+                str(csv_path),
+                "--png",
+                str(png_path),
+            ]
+        )
+        == 0
+    )
     assert asked == [("angry-calls", dt.date(2026, 1, 1), dt.date(2026, 1, 1), "language")]
-    assert csv_path.read_text().splitlines() == ['"date","source_path","angry_segments"', '2026-01-01,"a.wav",2']
+    assert csv_path.read_text().splitlines() == [
+        '"date","source_path","angry_segments"',
+        '2026-01-01,"a.wav",2',
+    ]
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {csv_path}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,env,fragments", [
-    (["--language", "xx"], {}, ["unknown default language 'xx'"]),
-    ([], {"SVP_LANGUAGE": "xx"}, ["SVP_LANGUAGE", "'xx'"]),
-    ([], {"SVP_CHANNEL_MODE": "stereo"}, ["SVP_CHANNEL_MODE", "'stereo'"]),
-])
+@pytest.mark.parametrize(
+    "args,env,fragments",
+    [
+        (["--language", "xx"], {}, ["unknown default language 'xx'"]),
+        ([], {"SVP_LANGUAGE": "xx"}, ["SVP_LANGUAGE", "'xx'"]),
+        ([], {"SVP_CHANNEL_MODE": "stereo"}, ["SVP_CHANNEL_MODE", "'stereo'"]),
+    ],
+)
 def test_run_refuses_a_default_it_cannot_use_before_any_file(tmp_path, args, env, fragments):
     """Not every file failed with "unknown language in manifest.csv" and the day published: nothing runs."""
     raw = write_raw_day(tmp_path / "raw", "2026-01-01")
-    out = run_svp("run", "--date", "2026-01-01", "--raw", str(raw), "--lake", str(tmp_path / "lake"),
-                  "--url", unreachable(), *args, cwd=tmp_path, env=env)
+    out = run_svp(
+        "run",
+        "--date",
+        "2026-01-01",
+        "--raw",
+        str(raw),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--url",
+        unreachable(),
+        *args,
+        cwd=tmp_path,
+        env=env,
+    )
     assert_one_line_error(out, *fragments)
     assert not (tmp_path / "lake").exists()
 
 
 def test_a_flag_stands_in_for_a_bad_environment_variable(tmp_path):
     """SVP_LANGUAGE=xx with --language en is not refused for the variable: the run goes on to the next check."""
-    out = run_svp("run", "--date", "2026-01-01", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"),
-                  "--language", "en", cwd=tmp_path, env={"SVP_LANGUAGE": "xx"})
+    out = run_svp(
+        "run",
+        "--date",
+        "2026-01-01",
+        "--raw",
+        str(tmp_path / "raw"),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--language",
+        "en",
+        cwd=tmp_path,
+        env={"SVP_LANGUAGE": "xx"},
+    )
     line = assert_one_line_error(out, "no partition for 2026-01-01")
     assert "SVP_LANGUAGE" not in line
 
@@ -235,13 +339,16 @@ def unreachable() -> str:
     return f"127.0.0.1:{free_port()}"
 
 
-@pytest.mark.parametrize("error,code", [
-    (errors.ConfigurationError("date 2026-01-01 is being processed by run r1"), 2),
-    (errors.ServingError("sensevoice is not ready"), 2),
-    (errors.InputError("call.wav: cannot decode"), 2),
-    (errors.PublishError("the partition changed during the run:\nadded a.wav"), 1),
-    (errors.FailureBudgetExceeded("published 2026-01-01, but 3 of 4 files failed"), 1),
-])
+@pytest.mark.parametrize(
+    "error,code",
+    [
+        (errors.ConfigurationError("date 2026-01-01 is being processed by run r1"), 2),
+        (errors.ServingError("sensevoice is not ready"), 2),
+        (errors.InputError("call.wav: cannot decode"), 2),
+        (errors.PublishError("the partition changed during the run:\nadded a.wav"), 1),
+        (errors.FailureBudgetExceeded("published 2026-01-01, but 3 of 4 files failed"), 1),
+    ],
+)
 def test_errors_raised_on_purpose_are_one_line(monkeypatch, capsys, error, code):
     """Any SvpError that reaches the command line: one line (its message, newlines folded), no traceback; exit 2
     when the user can fix settings, input or server, 1 when the run itself failed."""
@@ -260,18 +367,43 @@ def test_errors_raised_on_purpose_are_one_line(monkeypatch, capsys, error, code)
 def test_svp_run_waits_for_a_late_partition_and_says_when_it_never_came(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    out = run_svp("run", "--date", "2026-01-01", "--raw", str(raw), "--wait", "0.05", "--ready-marker", "_SUCCESS",
-                  "--url", unreachable(), cwd=tmp_path)
+    out = run_svp(
+        "run",
+        "--date",
+        "2026-01-01",
+        "--raw",
+        str(raw),
+        "--wait",
+        "0.05",
+        "--ready-marker",
+        "_SUCCESS",
+        "--url",
+        unreachable(),
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     last = out.stderr.strip().splitlines()[-1]  # after one progress line per check
     assert last.startswith("svp run: ") and "was not ready after" in last and "_SUCCESS" in last, last
     # The partition lands (marker last) while the run waits: it goes on, and then finds no Triton.
-    late = threading.Timer(2.0, lambda: (write_raw_day(raw, "2026-01-02"),
-                                         (raw / "date=2026-01-02" / "_SUCCESS").touch()))
+    late = threading.Timer(
+        2.0, lambda: (write_raw_day(raw, "2026-01-02"), (raw / "date=2026-01-02" / "_SUCCESS").touch())
+    )
     late.start()
     try:
-        out = run_svp("run", "--date", "2026-01-02", "--raw", str(raw), "--wait", "1", "--ready-marker", "_SUCCESS",
-                      "--url", unreachable(), cwd=tmp_path)
+        out = run_svp(
+            "run",
+            "--date",
+            "2026-01-02",
+            "--raw",
+            str(raw),
+            "--wait",
+            "1",
+            "--ready-marker",
+            "_SUCCESS",
+            "--url",
+            unreachable(),
+            cwd=tmp_path,
+        )
     finally:
         late.cancel()
     assert out.returncode == 2 and "cannot reach Triton" in out.stderr.strip().splitlines()[-1], out.stderr

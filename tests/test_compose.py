@@ -12,8 +12,8 @@ commit 170098ba07d9f53c383a41bfd4c5166b0a4529a6 (2026-06-23), unchanged. jsonsch
 
 from __future__ import annotations
 
-import fnmatch
 import ast
+import fnmatch
 import json
 import os
 import re
@@ -29,8 +29,15 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.support.compose import (args_of, env_example, env_of, interpolate, real_values, script_of,
-                                   volumes_of)
+from tests.support.compose import (
+    args_of,
+    env_example,
+    env_of,
+    interpolate,
+    real_values,
+    script_of,
+    volumes_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -47,7 +54,9 @@ AIRFLOW_LONG_RUNNING = {
 }
 RELEASE_WORKER = "airflow-release-worker"
 ONE_SHOT = {"airflow-init", "minio-init"}
-EXPECTED_SERVICES = {"triton", "prometheus", "minio", "postgres", "redis", RELEASE_WORKER} | AIRFLOW_LONG_RUNNING | ONE_SHOT
+EXPECTED_SERVICES = (
+    {"triton", "prometheus", "minio", "postgres", "redis", RELEASE_WORKER} | AIRFLOW_LONG_RUNNING | ONE_SHOT
+)
 TRITON_MODELS = {"sensevoice", "sensevoice_encoder"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|TOKEN|FERNET", re.IGNORECASE)
 WHOLE_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-?+][^}]*)?\}")
@@ -56,7 +65,9 @@ WHOLE_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-?+][^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 # The NGC Triton release whose tritonserver the pinned nvidia-pytriton wheel carries (its python stub is reused).
 NGC_RELEASE_OF_PYTRITON = {"0.7.0": "24.10"}  # Triton 2.51
-COMPOSE_SPEC = ROOT / "tests" / "assets" / "compose-spec.json"  # compose-spec@170098ba07d9f53c383a41bfd4c5166b0a4529a6
+COMPOSE_SPEC = (
+    ROOT / "tests" / "assets" / "compose-spec.json"
+)  # compose-spec@170098ba07d9f53c383a41bfd4c5166b0a4529a6
 CHECK_SECRETS = ROOT / "docker" / "check-secrets.sh"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "sensevoice-triton.json"
@@ -85,7 +96,7 @@ def pyproject() -> dict:
 
 def strings_in(node):
     if isinstance(node, dict):
-        for key, value in node.items():
+        for value in node.values():
             yield from strings_in(value)
     elif isinstance(node, list):
         for item in node:
@@ -152,7 +163,9 @@ def dockerfile_stages(path: Path) -> list[dict]:
             image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), tokens[0])
             name = tokens[2].lower() if len(tokens) >= 3 and tokens[1].lower() == "as" else None
             earlier = {s["name"] for s in stages if s["name"]}
-            stages.append({"image": image, "name": name, "pinned": image.lower() in earlier or is_pinned(image)})
+            stages.append(
+                {"image": image, "name": name, "pinned": image.lower() in earlier or is_pinned(image)}
+            )
     return stages
 
 
@@ -164,7 +177,9 @@ def stage_instructions(path: Path, target: str) -> list[tuple[str, str]]:
     for instr, rest in dockerfile_instructions(path):
         if instr == "FROM":
             tokens = [t for t in rest.split() if not t.startswith("--")]
-            current = tokens[2].lower() if len(tokens) >= 3 and tokens[1].lower() == "as" else f"#{len(stages)}"
+            current = (
+                tokens[2].lower() if len(tokens) >= 3 and tokens[1].lower() == "as" else f"#{len(stages)}"
+            )
             stages[current] = []
             parent[current] = tokens[0].lower() if tokens[0].lower() in stages else None
         elif current is not None:
@@ -192,7 +207,9 @@ def copy_instructions(path: Path, instructions: list[tuple[str, str]] | None = N
         if instr not in ("COPY", "ADD"):
             continue
         tokens = shlex.split(rest)
-        flags = {t.split("=", 1)[0]: t.split("=", 1)[1] if "=" in t else "" for t in tokens if t.startswith("--")}
+        flags = {
+            t.split("=", 1)[0]: t.split("=", 1)[1] if "=" in t else "" for t in tokens if t.startswith("--")
+        }
         paths = [t for t in tokens if not t.startswith("--")]
         out.append({"instr": instr, "from": flags.get("--from"), "sources": paths[:-1], "dest": paths[-1]})
     return out
@@ -239,8 +256,12 @@ def test_airflow_services_share_the_common_anchor(compose, services):
         assert svc.get("image") == common["image"] and svc.get("build") == common["build"], name
         env = env_of(svc)
         for key, value in env_of(common).items():
-            if key == "SVP_CREDENTIAL_VARS":  # a service may check more secrets than the common ones, never fewer
-                assert set(value.split()) <= set(env[key].split()), f"{name}: checks fewer secrets than the others"
+            if (
+                key == "SVP_CREDENTIAL_VARS"
+            ):  # a service may check more secrets than the common ones, never fewer
+                assert set(value.split()) <= set(env[key].split()), (
+                    f"{name}: checks fewer secrets than the others"
+                )
                 continue
             assert env.get(key) == value, f"{name}: {key} differs from x-airflow-common"
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
@@ -249,7 +270,9 @@ def test_airflow_services_share_the_common_anchor(compose, services):
 def test_every_image_is_pinned(services):
     for name, svc in services.items():
         if "image" in svc:
-            assert is_pinned(svc["image"]), f"{name}: image {svc['image']!r} is not pinned to a tag (or is latest)"
+            assert is_pinned(svc["image"]), (
+                f"{name}: image {svc['image']!r} is not pinned to a tag (or is latest)"
+            )
         if "build" in svc:
             dockerfile = built_dockerfile(svc)
             assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
@@ -270,22 +293,28 @@ def test_triton_image_is_ngc_24_10_with_the_python_311_stub(services, pyproject)
     dockerfile = built_dockerfile(services["triton"])
     stages = dockerfile_stages(dockerfile)
     pytriton = pin_of(pyproject["project"]["optional-dependencies"]["serve"], "nvidia-pytriton")
-    assert pytriton in NGC_RELEASE_OF_PYTRITON, f"which NGC release carries nvidia-pytriton {pytriton}? Update both"
+    assert pytriton in NGC_RELEASE_OF_PYTRITON, (
+        f"which NGC release carries nvidia-pytriton {pytriton}? Update both"
+    )
     assert stages[-1]["image"] == f"nvcr.io/nvidia/tritonserver:{NGC_RELEASE_OF_PYTRITON[pytriton]}-py3"
     text = dockerfile.read_text()
     # the stub comes from the same pytriton release the local CPU Triton uses, for the project's Python
     assert re.search(rf"PYTRITON_VERSION={re.escape(pytriton)}\b", text)
     python = re.search(r"(\d+\.\d+)", pyproject["project"]["requires-python"]).group(1)
     assert f"python_backend_stubs/{python}/triton_python_backend_stub" in text
-    assert any(c["from"] and c["dest"].rstrip("/") == "/opt/tritonserver/backends/python"
-               for c in copy_instructions(dockerfile)), "the python backend stub is not replaced"
+    assert any(
+        c["from"] and c["dest"].rstrip("/") == "/opt/tritonserver/backends/python"
+        for c in copy_instructions(dockerfile)
+    ), "the python backend stub is not replaced"
     assert f"python{python} -m venv" in text
 
 
 def test_dockerfiles_install_only_what_each_side_needs(services, pyproject):
     heavy = re.compile(r"\btorch\b|\bfunasr\b|\[[^\]]*\b(export|serve|all|dev)\b[^\]]*\]")
     triton = pip_installs(dockerfile_instructions(built_dockerfile(services["triton"])))
-    assert any(re.search(r"(^|\s)\.(\s|$)", cmd) for cmd in triton), f"triton image does not install the core: {triton}"
+    assert any(re.search(r"(^|\s)\.(\s|$)", cmd) for cmd in triton), (
+        f"triton image does not install the core: {triton}"
+    )
     airflow_pin = pin_of(pyproject["project"]["optional-dependencies"]["airflow"], "apache-airflow")
     worker = services["airflow-worker"]
     airflow_dockerfile, target = built_dockerfile(worker), build_target(worker)
@@ -301,18 +330,33 @@ def test_dockerfiles_install_only_what_each_side_needs(services, pyproject):
 def test_the_release_worker_image_adds_the_export_extra_with_cpu_torch(services, pyproject):
     svc = services[RELEASE_WORKER]
     dockerfile, target = built_dockerfile(svc), build_target(svc)
-    assert dockerfile == built_dockerfile(services["airflow-worker"]), "one Airflow image definition, two targets"
+    assert dockerfile == built_dockerfile(services["airflow-worker"]), (
+        "one Airflow image definition, two targets"
+    )
     assert target and target != build_target(services["airflow-worker"])
     stage = next(s for s in dockerfile_stages(dockerfile) if s["name"] == target)
-    assert stage["image"] == build_target(services["airflow-worker"]), "the release worker builds on the Airflow image"
+    assert stage["image"] == build_target(services["airflow-worker"]), (
+        "the release worker builds on the Airflow image"
+    )
     installs = pip_installs(stage_instructions(dockerfile, target))
     extras = pyproject["project"]["optional-dependencies"]
     torch_pin = pin_of(extras["export"], "torch")
-    assert any(f"torch=={torch_pin}" in cmd and "download.pytorch.org/whl/cpu" in (cmd + dockerfile.read_text())
-               and "--index-url" in cmd for cmd in installs), f"no CPU torch {torch_pin} first: {installs}"
+    assert any(
+        f"torch=={torch_pin}" in cmd
+        and "download.pytorch.org/whl/cpu" in (cmd + dockerfile.read_text())
+        and "--index-url" in cmd
+        for cmd in installs
+    ), f"no CPU torch {torch_pin} first: {installs}"
     assert any(re.search(r"\.\[[^\]]*\bairflow\b[^\]]*\bexport\b[^\]]*\]", cmd) for cmd in installs), installs
-    sources = {src for c in copy_instructions(dockerfile, stage_instructions(dockerfile, target)) for src in c["sources"]}
-    for needed in ("export", "model_repository"):  # the export package + fixture model; the repository template
+    sources = {
+        src
+        for c in copy_instructions(dockerfile, stage_instructions(dockerfile, target))
+        for src in c["sources"]
+    }
+    for needed in (
+        "export",
+        "model_repository",
+    ):  # the export package + fixture model; the repository template
         assert needed in sources, f"the release worker image does not copy {needed}/"
     assert svc["image"] != services["airflow-worker"]["image"]
 
@@ -328,8 +372,11 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_build_context(services):
     for name in ("triton", "airflow-worker", RELEASE_WORKER):
         dockerfile = built_dockerfile(services[name])
         ignore_file = ignore_file_of(dockerfile)
-        ignored = [line.strip() for line in ignore_file.read_text().splitlines()
-                   if line.strip() and not line.startswith("#") and not line.startswith("!")]
+        ignored = [
+            line.strip()
+            for line in ignore_file.read_text().splitlines()
+            if line.strip() and not line.startswith("#") and not line.startswith("!")
+        ]
         for needed in (".venv", "var/", ".env", "**/__pycache__", ".git"):
             assert needed in ignored, f"{ignore_file.name} does not keep {needed} out of the build context"
         for copy in copy_instructions(dockerfile):
@@ -343,8 +390,9 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_build_context(services):
                     rel = PurePosixPath(hit.relative_to(ROOT).as_posix())
                     for pattern in ignored:
                         pat = pattern.rstrip("/")
-                        assert not (fnmatch.fnmatch(str(rel), pat) or fnmatch.fnmatch(rel.parts[0], pat)), \
+                        assert not (fnmatch.fnmatch(str(rel), pat) or fnmatch.fnmatch(rel.parts[0], pat)), (
                             f"{dockerfile.name}: COPY {src} is excluded by {ignore_file.name} ({pattern})"
+                        )
             assert matched, f"{dockerfile.name}: COPY {copy['sources']} matches nothing in the repository"
 
 
@@ -355,7 +403,9 @@ def test_long_running_services_have_healthchecks_and_one_shots_do_not_restart(se
             continue
         check = svc.get("healthcheck") or {}
         test = check.get("test")
-        assert test and not check.get("disable") and args_of(test)[:1] != ["NONE"], f"{name} has no healthcheck"
+        assert test and not check.get("disable") and args_of(test)[:1] != ["NONE"], (
+            f"{name} has no healthcheck"
+        )
         assert svc.get("restart") in ("always", "unless-stopped", "on-failure"), f"{name}: no restart policy"
 
 
@@ -366,7 +416,9 @@ def test_depends_on_use_conditions(services):
         for dep, spec in deps.items():
             assert dep in services, f"{name} depends on unknown service {dep}"
             expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
-            assert (spec or {}).get("condition") == expected, f"{name} -> {dep}: condition should be {expected}"
+            assert (spec or {}).get("condition") == expected, (
+                f"{name} -> {dep}: condition should be {expected}"
+            )
     for name in AIRFLOW_LONG_RUNNING | {RELEASE_WORKER}:
         assert {"postgres", "redis", "airflow-init"} <= set(services[name]["depends_on"]), name
     assert set(services["airflow-init"]["depends_on"]) >= {"postgres", "redis"}
@@ -402,7 +454,9 @@ def test_triton_loads_both_models_explicitly_with_production_configs(services):
     for model in loaded:
         config = MODEL_REPOSITORY / model / "config.pbtxt"
         assert config.is_file(), f"--load-model={model}: no {config}"
-        assert re.search(rf'^name:\s*"{re.escape(model)}"', config.read_text(), re.M), f"{config}: name differs"
+        assert re.search(rf'^name:\s*"{re.escape(model)}"', config.read_text(), re.M), (
+            f"{config}: name differs"
+        )
     assert not any(a.startswith("--model-config-name") for a in args), "production serves config.pbtxt"
     assert "KIND_GPU" in (MODEL_REPOSITORY / "sensevoice_encoder" / "config.pbtxt").read_text()
 
@@ -433,11 +487,18 @@ def test_airflow_services_get_the_pipeline_settings(services):
         for key in ("SVP_RAW_ROOT", "SVP_LAKE_ROOT", "SVP_WAREHOUSE", "SVP_TRITON_URL", "SVP_CATALOG"):
             assert env.get(key), f"{name}: {key} not set"
         for key in ("SVP_RAW_ROOT", "SVP_LAKE_ROOT"):
-            assert env[key].startswith("s3://${SVP_S3_BUCKET}/"), f"{name}: {key}={env[key]} is not in the bucket"
+            assert env[key].startswith("s3://${SVP_S3_BUCKET}/"), (
+                f"{name}: {key}={env[key]} is not in the bucket"
+            )
         catalog = urlsplit(env["SVP_CATALOG"])
-        assert (catalog.scheme, catalog.hostname, catalog.path) == ("postgresql", "postgres", "/${SVP_CATALOG_DB}")
-        assert not any(v["type"] == "volume" and env["SVP_WAREHOUSE"].startswith(v["target"])
-                       for v in volumes_of(svc)), f"{name}: the warehouse file is on a shared volume"
+        assert (catalog.scheme, catalog.hostname, catalog.path) == (
+            "postgresql",
+            "postgres",
+            "/${SVP_CATALOG_DB}",
+        )
+        assert not any(
+            v["type"] == "volume" and env["SVP_WAREHOUSE"].startswith(v["target"]) for v in volumes_of(svc)
+        ), f"{name}: the warehouse file is on a shared volume"
         assert env["SVP_TRITON_URL"] == f"triton:{grpc}"
         assert urlsplit(env["AIRFLOW__CELERY__BROKER_URL"]).hostname == "redis"
         assert urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).hostname == "postgres"
@@ -462,9 +523,13 @@ def test_init_migrates_and_creates_the_triton_connection(services):
     script = script_of(services["airflow-init"])
     assert re.search(r"\bairflow db migrate\b", script), "airflow-init does not migrate the database"
     conn_id = Settings.triton_conn_id  # the Connection every task looks up by default
-    m = re.search(rf'airflow connections add {re.escape(conn_id)}\s+--conn-json\s+"((?:[^"\\]|\\.)+)"', script)
+    m = re.search(
+        rf'airflow connections add {re.escape(conn_id)}\s+--conn-json\s+"((?:[^"\\]|\\.)+)"', script
+    )
     assert m, f"airflow-init does not create the {conn_id} connection"
-    conn = json.loads(m.group(1).replace('\\"', '"').replace("$${SVP_TRITON_HOSTS}", env_example()["SVP_TRITON_HOSTS"]))
+    conn = json.loads(
+        m.group(1).replace('\\"', '"').replace("$${SVP_TRITON_HOSTS}", env_example()["SVP_TRITON_HOSTS"])
+    )
     conn_types = {c["connection-type"] for c in get_provider_info()["connection-types"]}
     assert conn["conn_type"] in conn_types, conn
     assert conn["host"] == "triton" and conn["host"] in services
@@ -503,8 +568,9 @@ def test_no_inline_secrets(compose, services):
     for name, svc in blocks.items():
         for key, value in env_of(svc).items():
             if SECRET_NAME.search(key):
-                assert value is not None and WHOLE_REFERENCE.fullmatch(value), \
+                assert value is not None and WHOLE_REFERENCE.fullmatch(value), (
                     f"{name}: {key} must be a ${{VAR}} reference, not {value!r}"
+                )
             if value and "://" in value:
                 password = urlsplit(value).password
                 if password is not None:
@@ -517,11 +583,15 @@ def test_every_variable_is_defined_in_env_example(compose):
     used = referenced_vars(compose)
     defined = env_example()
     assert used, "the compose file references no variables"
-    assert used <= set(defined), f"used in docker-compose.yml but not in .env.example: {sorted(used - set(defined))}"
+    assert used <= set(defined), (
+        f"used in docker-compose.yml but not in .env.example: {sorted(used - set(defined))}"
+    )
     assert set(defined) <= used, f"in .env.example but unused: {sorted(set(defined) - used)}"
     for key, value in defined.items():
         if SECRET_NAME.search(key) and not key.endswith(("_ACCESS_KEY", "_USER")):
-            assert value == "" or value.startswith("change-me"), f".env.example: {key} looks like a real secret"
+            assert value == "" or value.startswith("change-me"), (
+                f".env.example: {key} looks like a real secret"
+            )
 
 
 def test_docs_cover_running_and_scaling():
@@ -539,9 +609,14 @@ def test_the_compose_file_validates_against_the_compose_spec_schema(compose):
     schema = json.loads(COMPOSE_SPEC.read_text())
     assert schema.get("title") == "Compose Specification" and "services" in schema["properties"]
     validator = jsonschema.Draft7Validator(schema)
-    for label, document in (("as written", compose), ("interpolated with .env", interpolate(compose, real_values()))):
+    for label, document in (
+        ("as written", compose),
+        ("interpolated with .env", interpolate(compose, real_values())),
+    ):
         errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-        assert not errors, f"{label}: " + "; ".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5])
+        assert not errors, f"{label}: " + "; ".join(
+            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5]
+        )
     # the schema is not a formality: a typo'd key is refused
     broken = json.loads(json.dumps(compose))
     broken["services"]["triton"]["volume"] = broken["services"]["triton"].pop("volumes")
@@ -557,12 +632,18 @@ def test_the_airflow_image_carries_the_plugin_and_the_dags(compose, services):
     common = compose["x-airflow-common"]
     dockerfile, target = built_dockerfile(common), build_target(common)
     instructions = stage_instructions(dockerfile, target)
-    airflow_home = "/opt/airflow"  # the official image's AIRFLOW_HOME; plugins_folder defaults to $AIRFLOW_HOME/plugins
+    airflow_home = (
+        "/opt/airflow"  # the official image's AIRFLOW_HOME; plugins_folder defaults to $AIRFLOW_HOME/plugins
+    )
     assert not any(instr == "ENV" and "AIRFLOW_HOME" in rest for instr, rest in instructions)
     for name in AIRFLOW_LONG_RUNNING | {RELEASE_WORKER, "airflow-init"}:
         env = env_of(services[name])
         assert "AIRFLOW__CORE__PLUGINS_FOLDER" not in env and "AIRFLOW__CORE__DAGS_FOLDER" not in env, name
-    copies = {c["dest"].rstrip("/"): c["sources"] for c in copy_instructions(dockerfile, instructions) if not c["from"]}
+    copies = {
+        c["dest"].rstrip("/"): c["sources"]
+        for c in copy_instructions(dockerfile, instructions)
+        if not c["from"]
+    }
     assert copies.get(f"{airflow_home}/plugins") == [f"{PLUGINS_DIR.relative_to(ROOT)}/"], copies
     assert copies.get(f"{airflow_home}/dags") == [f"{DAGS_DIR.relative_to(ROOT)}/"], copies
     assert list(PLUGINS_DIR.glob("*.py")), "nothing to copy in plugins/"
@@ -570,7 +651,9 @@ def test_the_airflow_image_carries_the_plugin_and_the_dags(compose, services):
     runs = " ".join(rest for instr, rest in instructions if instr == "RUN")
     for module in [p.stem for p in PLUGINS_DIR.glob("*.py")] + [p.stem for p in DAGS_DIR.glob("*.py")]:
         assert re.search(rf"import [\w, ]*\b{module}\b", runs), f"the image build does not import {module}"
-    assert services["airflow-apiserver"]["image"] == common["image"], "the api-server serves the page: same image"
+    assert services["airflow-apiserver"]["image"] == common["image"], (
+        "the api-server serves the page: same image"
+    )
 
 
 def _module_imports(path: Path) -> set[str]:
@@ -621,9 +704,15 @@ def test_what_the_dags_and_the_plugin_import_is_in_the_airflow_image(compose):
 
     from packaging.utils import canonicalize_name
 
-    instructions = stage_instructions(built_dockerfile(compose["x-airflow-common"]), build_target(compose["x-airflow-common"]))
-    extras = {e for cmd in pip_installs(instructions) for m in re.finditer(r"\.\[([^\]]*)\]", cmd)
-              for e in m.group(1).split(",")}
+    instructions = stage_instructions(
+        built_dockerfile(compose["x-airflow-common"]), build_target(compose["x-airflow-common"])
+    )
+    extras = {
+        e
+        for cmd in pip_installs(instructions)
+        for m in re.finditer(r"\.\[([^\]]*)\]", cmd)
+        for e in m.group(1).split(",")
+    }
     assert extras == {"airflow"}, extras
     closure = _requirement_closure("sensevoice-pipeline", extras)
     providers = metadata.packages_distributions()
@@ -664,25 +753,38 @@ def test_the_release_worker_consumes_its_own_queue_and_alone_writes_the_model_re
     queue = env_of(compose["x-airflow-common"])["SVP_RELEASE_QUEUE"]
     assert queues == [queue] and queue != AIRFLOW_DEFAULT_QUEUE, (queues, queue)
     assert args[args.index("--concurrency") + 1] == "1", "one release at a time (an export needs ~4.5 GB)"
-    assert "--queues" not in args_of(services["airflow-worker"]["command"]), "daily workers serve the default queue"
+    assert "--queues" not in args_of(services["airflow-worker"]["command"]), (
+        "daily workers serve the default queue"
+    )
     for fixed in ("container_name", "hostname", "ports"):
         assert fixed not in worker, fixed
 
-    repo_in_triton = next(a.split("=", 1)[1] for a in args_of(triton["command"]) if a.startswith("--model-repository="))
+    repo_in_triton = next(
+        a.split("=", 1)[1] for a in args_of(triton["command"]) if a.startswith("--model-repository=")
+    )
+
     def repository_mounts(name):
-        return [v for v in volumes_of(services[name]) if v["type"] == "bind"
-                and (ROOT / v["source"]).resolve() == MODEL_REPOSITORY.resolve()]
+        return [
+            v
+            for v in volumes_of(services[name])
+            if v["type"] == "bind" and (ROOT / v["source"]).resolve() == MODEL_REPOSITORY.resolve()
+        ]
 
     (rw,) = repository_mounts(RELEASE_WORKER)
     assert not rw["read_only"], "the release worker writes versions: read-write"
-    assert rw["target"] == env_of(worker)["SVP_MODEL_REPOSITORY"] == repo_in_triton, \
+    assert rw["target"] == env_of(worker)["SVP_MODEL_REPOSITORY"] == repo_in_triton, (
         "the same path in both containers (the release code hands paths to Triton's load API)"
+    )
     (ro,) = repository_mounts("triton")
     assert ro["read_only"]
     for name in services:
         for mount in repository_mounts(name):
-            assert mount["read_only"] or name == RELEASE_WORKER, f"{name} mounts the model repository read-write"
-    assert repository_mounts("airflow-apiserver"), "the page shows model versions: the api-server needs the repository"
+            assert mount["read_only"] or name == RELEASE_WORKER, (
+                f"{name} mounts the model repository read-write"
+            )
+    assert repository_mounts("airflow-apiserver"), (
+        "the page shows model versions: the api-server needs the repository"
+    )
     # runs as the owner of the host folder, group 0 (the official image's convention for arbitrary uids)
     assert re.fullmatch(r"\$\{AIRFLOW_UID[^}]*\}:0", worker["user"]), worker.get("user")
     assert "triton" in worker["depends_on"], "stage/canary/promote talk to Triton"
@@ -710,7 +812,9 @@ def test_the_release_dags_tasks_go_to_the_release_workers_queue(tmp_path, compos
     script = RELEASE_QUEUES_SCRIPT.replace("DAGS", repr(str(airflow.dags_folder)))
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, out.stderr[-3000:]
-    queues = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("QUEUES ")).split(" ", 1)[1])
+    queues = json.loads(
+        next(line for line in out.stdout.splitlines() if line.startswith("QUEUES ")).split(" ", 1)[1]
+    )
     worker_args = args_of(services[RELEASE_WORKER]["command"])
     assert queues["sensevoice_model_release"] == [worker_args[worker_args.index("--queues") + 1]]
     assert queues["sensevoice_daily"] == [AIRFLOW_DEFAULT_QUEUE]
@@ -725,7 +829,9 @@ def test_the_release_dag_keeps_a_default_queue_without_the_environment(monkeypat
     assert "release_queue" in funcs and re.search(r'"queue":\s*release_queue\(\)', source)
     namespace: dict = {"os": os}
     for node in tree.body:  # the constants and the function alone: no Airflow import needed
-        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets):
+        if isinstance(node, ast.Assign) and all(
+            isinstance(t, ast.Name) and t.id.isupper() for t in node.targets
+        ):
             exec(compile(ast.Module([node], []), "dag", "exec"), namespace)
     exec(compile(ast.Module([funcs["release_queue"]], []), "dag", "exec"), namespace)
     assert namespace["release_queue"]() == "releases"
@@ -767,8 +873,9 @@ def test_every_port_is_published_on_localhost_and_the_api_server_has_a_switch(se
 
 def run_check(env: dict[str, str], shell: str = "bash", command: tuple[str, ...] = ("echo", "started")):
     base = {"PATH": os.environ["PATH"]}
-    return subprocess.run([shell, str(CHECK_SECRETS), *command], env={**base, **env}, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        [shell, str(CHECK_SECRETS), *command], env={**base, **env}, capture_output=True, text=True, timeout=30
+    )
 
 
 # bash, and the POSIX sh the third-party images run it with (dash here)
@@ -777,15 +884,19 @@ SHELLS = [s for s in ("bash", "sh") if shutil.which(s)]
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_check_secrets_refuses_placeholders_and_empty_values_and_runs_the_command_otherwise(shell):
-    ok = run_check({"SVP_CREDENTIAL_VARS": "A B_URL", "A": "s3cr3t-value", "B_URL": "redis://:pw-123@redis:6379/0"},
-                   shell)
+    ok = run_check(
+        {"SVP_CREDENTIAL_VARS": "A B_URL", "A": "s3cr3t-value", "B_URL": "redis://:pw-123@redis:6379/0"},
+        shell,
+    )
     assert ok.returncode == 0 and ok.stdout.strip() == "started", ok.stderr
     cases = {
         "placeholder": ({"A": "change-me-postgres"}, "A is still the .env.example placeholder"),
         "empty": ({"A": ""}, "A is empty"),
         "unset": ({}, "A is not set"),
-        "placeholder in a URL": ({"A": "postgresql://airflow:change-me-postgres@postgres:5432/airflow"},
-                                 "the password in A is still the .env.example placeholder"),
+        "placeholder in a URL": (
+            {"A": "postgresql://airflow:change-me-postgres@postgres:5432/airflow"},
+            "the password in A is still the .env.example placeholder",
+        ),
         "empty password in a URL": ({"A": "redis://:@redis:6379/0"}, "the password in A is empty"),
     }
     for label, (env, message) in cases.items():
@@ -807,9 +918,15 @@ def secret_names(env: dict[str, str]) -> set[str]:
 
 def test_every_service_with_secrets_checks_them_before_it_starts(compose, services):
     common_dockerfile = built_dockerfile(compose["x-airflow-common"])
-    image_entrypoint = [rest for instr, rest in dockerfile_instructions(common_dockerfile) if instr == "ENTRYPOINT"]
-    assert image_entrypoint and all("/usr/local/bin/check-secrets.sh" in e for e in image_entrypoint), image_entrypoint
-    copies = [c for c in copy_instructions(common_dockerfile) if c["dest"] == "/usr/local/bin/check-secrets.sh"]
+    image_entrypoint = [
+        rest for instr, rest in dockerfile_instructions(common_dockerfile) if instr == "ENTRYPOINT"
+    ]
+    assert image_entrypoint and all("/usr/local/bin/check-secrets.sh" in e for e in image_entrypoint), (
+        image_entrypoint
+    )
+    copies = [
+        c for c in copy_instructions(common_dockerfile) if c["dest"] == "/usr/local/bin/check-secrets.sh"
+    ]
     assert copies and copies[0]["sources"] == [CHECK_SECRETS.relative_to(ROOT).as_posix()]
     for name, svc in services.items():
         env = env_of(svc)
@@ -823,8 +940,9 @@ def test_every_service_with_secrets_checks_them_before_it_starts(compose, servic
             continue
         entrypoint = args_of(svc.get("entrypoint"))
         mounted = {v["target"]: v for v in volumes_of(svc) if v["type"] == "bind"}
-        assert entrypoint[:2] == ["/bin/sh", "/usr/local/bin/check-secrets.sh"] and len(entrypoint) > 2, \
+        assert entrypoint[:2] == ["/bin/sh", "/usr/local/bin/check-secrets.sh"] and len(entrypoint) > 2, (
             f"{name}: the entrypoint does not start with the secrets check: {entrypoint}"
+        )
         mount = mounted.get("/usr/local/bin/check-secrets.sh")
         assert mount and mount["read_only"] and (ROOT / mount["source"]).resolve() == CHECK_SECRETS, name
 
@@ -848,8 +966,11 @@ def test_the_stack_refuses_the_env_example_and_starts_with_generated_secrets(ser
         out = run_check({k: v for k, v in interpolate(env_of(svc), real_values()).items() if v is not None})
         assert out.returncode == 0 and out.stdout.strip() == "started", f"{name}: {out.stderr}"
         started.append(name)
-    assert set(refused) == set(started) >= {"postgres", "redis", "minio", "minio-init", "airflow-apiserver",
-                                            "airflow-init", RELEASE_WORKER}
+    assert (
+        set(refused)
+        == set(started)
+        >= {"postgres", "redis", "minio", "minio-init", "airflow-apiserver", "airflow-init", RELEASE_WORKER}
+    )
 
 
 def test_every_bind_source_from_env_is_a_path(services):
@@ -858,7 +979,9 @@ def test_every_bind_source_from_env_is_a_path(services):
         for vol in volumes_of(svc):
             if vol["source"] and vol["source"].startswith("$"):
                 source = interpolate(vol["source"], values)
-                assert source.startswith(("./", "/")), f"{name}: {vol['source']} -> {source!r} is not a host path"
+                assert source.startswith(("./", "/")), (
+                    f"{name}: {vol['source']} -> {source!r} is not a host path"
+                )
 
 
 # --- Triton metrics: Prometheus, queries, dashboard ---------------------------------------------------------------
@@ -870,9 +993,15 @@ def test_prometheus_scrapes_triton_with_the_shipped_config(services):
     args = args_of(prom["command"])
     config_path = next(a.split("=", 1)[1] for a in args if a.startswith("--config.file="))
     mount = next(v for v in volumes_of(prom) if v["target"] == config_path)
-    assert mount["type"] == "bind" and mount["read_only"] and (ROOT / mount["source"]).resolve() == PROMETHEUS_CONFIG
+    assert (
+        mount["type"] == "bind"
+        and mount["read_only"]
+        and (ROOT / mount["source"]).resolve() == PROMETHEUS_CONFIG
+    )
     storage = next(a.split("=", 1)[1] for a in args if a.startswith("--storage.tsdb.path="))
-    assert any(v["type"] == "volume" and v["target"] == storage for v in volumes_of(prom)), "TSDB not on a volume"
+    assert any(v["type"] == "volume" and v["target"] == storage for v in volumes_of(prom)), (
+        "TSDB not on a volume"
+    )
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "triton"]
     targets = [t for sc in job["static_configs"] for t in sc["targets"]]
@@ -888,15 +1017,25 @@ def promql_of_dashboard() -> list[str]:
 
 def promql_of_docs() -> list[str]:
     """The `...` cells of the queries table in docs/deployment.md that use a Triton metric."""
-    return [q for q in re.findall(r"`([^`\n]*\bnv_\w+[^`\n]*)`", DEPLOYMENT_DOC.read_text()) if "(" in q or " " not in q]
+    return [
+        q
+        for q in re.findall(r"`([^`\n]*\bnv_\w+[^`\n]*)`", DEPLOYMENT_DOC.read_text())
+        if "(" in q or " " not in q
+    ]
 
 
 def test_documented_queries_cover_queue_compute_rate_and_failures_per_model_and_version():
     docs, dashboard = promql_of_docs(), promql_of_dashboard()
-    assert set(dashboard) <= set(docs), f"dashboard queries missing from docs/deployment.md: {set(dashboard) - set(docs)}"
+    assert set(dashboard) <= set(docs), (
+        f"dashboard queries missing from docs/deployment.md: {set(dashboard) - set(docs)}"
+    )
     text = " ".join(docs)
-    for metric in ("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
-                   "nv_inference_request_success", "nv_inference_request_failure"):
+    for metric in (
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_request_success",
+        "nv_inference_request_failure",
+    ):
         assert metric in text, metric
     for query in docs:
         if query.startswith("sum by (model, version)") or "by (model, version)" in query:
@@ -936,9 +1075,18 @@ def test_triton_has_a_writable_volume_where_the_tensorrt_variant_keeps_its_timin
 
 def test_docs_cover_the_release_worker_the_bind_switch_secrets_and_prometheus(services):
     text = DEPLOYMENT_DOC.read_text()
-    for needed in (RELEASE_WORKER, "SVP_RELEASE_QUEUE", "AIRFLOW_BIND", "AIRFLOW_UID", "check-secrets.sh",
-                   "SVP_CREDENTIAL_VARS", "prometheus", "deploy/grafana/sensevoice-triton.json", "/trt-cache",
-                   "compose-spec"):
+    for needed in (
+        RELEASE_WORKER,
+        "SVP_RELEASE_QUEUE",
+        "AIRFLOW_BIND",
+        "AIRFLOW_UID",
+        "check-secrets.sh",
+        "SVP_CREDENTIAL_VARS",
+        "prometheus",
+        "deploy/grafana/sensevoice-triton.json",
+        "/trt-cache",
+        "compose-spec",
+    ):
         assert needed in text, f"docs/deployment.md does not mention {needed!r}"
     for name in services:
         assert f"`{name}`" in text, f"docs/deployment.md does not list the service {name}"
@@ -966,5 +1114,7 @@ def test_only_what_sends_triton_requests_joins_its_network(compose, services):
 
     assert networks(services["triton"]) == {"serving"}
     on_serving = {name for name, svc in services.items() if "serving" in networks(svc)}
-    assert on_serving == {"triton", "prometheus", "airflow-worker", RELEASE_WORKER, "airflow-apiserver"}, on_serving
+    assert on_serving == {"triton", "prometheus", "airflow-worker", RELEASE_WORKER, "airflow-apiserver"}, (
+        on_serving
+    )
     assert {"default", "serving"} <= set(compose["networks"])

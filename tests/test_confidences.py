@@ -21,7 +21,13 @@ from sensevoice_pipeline.serving.transcriber import LocalTranscriber, Transcribe
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.decoder import Tokenizer
 from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession
-from sensevoice_pipeline.speech.tags import EMOTION_NAMES, TAG_FAMILIES, TAG_PROBS_WIDTH, parse, tag_confidences
+from sensevoice_pipeline.speech.tags import (
+    EMOTION_NAMES,
+    TAG_FAMILIES,
+    TAG_PROBS_WIDTH,
+    parse,
+    tag_confidences,
+)
 
 from .conftest import FIXTURE_MODEL_DIR, fixture_cases, serve, synthetic_clip
 
@@ -52,7 +58,9 @@ def fixture_cases_with_audio():
 # -- the graph -------------------------------------------------------------------------------------------------------
 
 
-def test_tag_probs_are_funasrs_own_softmax_at_the_tag_frames(micro_checkpoint, funasr_model, exported_repository):
+def test_tag_probs_are_funasrs_own_softmax_at_the_tag_frames(
+    micro_checkpoint, funasr_model, exported_repository
+):
     """funasr's SenseVoiceSmall.inference on a clip, its CTC projection caught with a forward hook: the softmax over
     the whole vocabulary at output frames 0, 1, 2, taken at the tokenizer's language / emotion / event tag ids, is
     what the exported graph returns as tag_probs for the same audio."""
@@ -62,7 +70,9 @@ def test_tag_probs_are_funasrs_own_softmax_at_the_tag_frames(micro_checkpoint, f
 
     audio = synthetic_clip(2.3, seed=5)
     caught = []
-    hook = funasr_model.model.ctc.ctc_lo.register_forward_hook(lambda _m, _i, out: caught.append(out.detach()))
+    hook = funasr_model.model.ctc.ctc_lo.register_forward_hook(
+        lambda _m, _i, out: caught.append(out.detach())
+    )
     try:
         funasr_text(funasr_model, audio, "en", True)
     finally:
@@ -71,8 +81,13 @@ def test_tag_probs_are_funasrs_own_softmax_at_the_tag_frames(micro_checkpoint, f
     funasr_probs = torch.softmax(projection[0, :3].double(), dim=-1).numpy()
     tokenizer = Tokenizer(next(micro_checkpoint.glob("*.bpe.model")))
     frame_of = {"language": 0, "emotion": 1, "event": 2}
-    want = [funasr_probs[frame_of[family], tokenizer.piece_id(f"<|{name}|>")] if tokenizer.piece_id(f"<|{name}|>") >= 0
-            else 0.0 for family, names in TAG_FAMILIES for name in names]
+    want = [
+        funasr_probs[frame_of[family], tokenizer.piece_id(f"<|{name}|>")]
+        if tokenizer.piece_id(f"<|{name}|>") >= 0
+        else 0.0
+        for family, names in TAG_FAMILIES
+        for name in names
+    ]
 
     transcriber = Transcriber(exported_repository / PIPELINE_MODEL / "1")
     session = EncoderSession(exported_repository / ENCODER_MODEL / "1" / ENCODER_FILE)
@@ -86,8 +101,10 @@ def test_tag_probs_are_funasrs_own_softmax_at_the_tag_frames(micro_checkpoint, f
 def test_a_padded_batch_gives_each_utterance_its_own_tag_probs(exported_repository):
     transcriber = Transcriber(exported_repository / PIPELINE_MODEL / "1")
     session = EncoderSession(exported_repository / ENCODER_MODEL / "1" / ENCODER_FILE)
-    utterances = [Utterance(synthetic_clip(s, seed=i), lang, itn)
-                  for i, (s, lang, itn) in enumerate([(0.6, "auto", True), (3.1, "zh", False), (1.7, "ko", True)])]
+    utterances = [
+        Utterance(synthetic_clip(s, seed=i), lang, itn)
+        for i, (s, lang, itn) in enumerate([(0.6, "auto", True), (3.1, "zh", False), (1.7, "ko", True)])
+    ]
     batch = session.run(*transcriber.features(utterances), outputs=[TAG_PROBS])[TAG_PROBS]
     for i, utterance in enumerate(utterances):
         alone = session.run(*transcriber.features([utterance]), outputs=[TAG_PROBS])[TAG_PROBS]
@@ -112,14 +129,17 @@ def check_confidences(text: str, confidences, tag_probs=None) -> None:
         assert all((s >= 0).all() and s.sum() <= 1 + 1e-5 for s in slices.values())
         expected = tag_confidences(text, tag_probs)
         assert (confidences.language, confidences.emotion, confidences.event) == pytest.approx(
-            (expected.language, expected.emotion, expected.event), abs=1e-6)
+            (expected.language, expected.emotion, expected.event), abs=1e-6
+        )
         language_names = dict(TAG_FAMILIES)["language"]
-        assert confidences.language == pytest.approx(slices["language"][language_names.index(tags.language)],
-                                                     abs=1e-6)
+        assert confidences.language == pytest.approx(
+            slices["language"][language_names.index(tags.language)], abs=1e-6
+        )
 
 
-def test_triton_answers_funasrs_text_with_the_confidences_of_its_tags(fixture_triton, fixture_repository,
-                                                                      fixture_cases_with_audio):
+def test_triton_answers_funasrs_text_with_the_confidences_of_its_tags(
+    fixture_triton, fixture_repository, fixture_cases_with_audio
+):
     """The trained fixture model through the real `sensevoice` model: TEXT still equals funasr's text exactly, and
     CONFIDENCE / EMOTION_PROBS are the graph's probabilities of the tags in that text (the model was trained to
     answer these clips, so its tags are confident)."""
@@ -137,9 +157,12 @@ def test_triton_answers_funasrs_text_with_the_confidences_of_its_tags(fixture_tr
         assert in_process.confidences.emotion == pytest.approx(answer.confidences.emotion, abs=1e-6)
 
 
-def test_the_daily_job_writes_the_confidences_and_a_rerun_changes_nothing(tmp_path, fixture_triton,
-                                                                           fixture_cases_with_audio):
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+def test_the_daily_job_writes_the_confidences_and_a_rerun_changes_nothing(
+    tmp_path, fixture_triton, fixture_cases_with_audio
+):
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
+    )
     texts = write_partition(settings.raw_root, fixture_cases_with_audio[:6])
     run_date(settings, DAY, show_progress=False)
     rows = Lake(settings.lake_root).read("utterances", DAY).to_pylist()
@@ -194,23 +217,32 @@ def old_version_triton(fixture_repository, tmp_path_factory):
 
 
 def test_a_version_without_tag_probs_still_serves_and_the_day_gets_null_confidences(
-        tmp_path, old_version_triton, fixture_cases_with_audio):
+    tmp_path, old_version_triton, fixture_cases_with_audio
+):
     case, audio = fixture_cases_with_audio[0]
     (answer,) = transcribe_sync([audio], case["language"], case["use_itn"], url=old_version_triton.grpc_url)
     assert answer.text == case["text"]
     assert answer.confidences.as_vector() == pytest.approx([math.nan] * 3, nan_ok=True)
     assert answer.confidences.emotion_probs is None
 
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=old_version_triton.grpc_url)
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=old_version_triton.grpc_url
+    )
     write_partition(settings.raw_root, fixture_cases_with_audio[:2])
     run_date(settings, DAY, show_progress=False)
     rows = Lake(settings.lake_root).read("utterances", DAY).to_pylist()
     assert len(rows) == 2 and all(r["emotion"] for r in rows)
     for row in rows:
-        assert (row["language_confidence"], row["emotion_confidence"], row["event_confidence"],
-                row["emotion_probs"]) == (None, None, None, None)
-    (bucket,) = {r["emotion_confidence_bucket"] for r in Lake(settings.lake_root).read("emotion_confidence_daily", DAY)
-                 .to_pylist()}
+        assert (
+            row["language_confidence"],
+            row["emotion_confidence"],
+            row["event_confidence"],
+            row["emotion_probs"],
+        ) == (None, None, None, None)
+    (bucket,) = {
+        r["emotion_confidence_bucket"]
+        for r in Lake(settings.lake_root).read("emotion_confidence_daily", DAY).to_pylist()
+    }
     assert bucket is None
 
 
@@ -218,10 +250,22 @@ def test_a_version_without_tag_probs_still_serves_and_the_day_gets_null_confiden
 
 
 def utterance(i: int, emotion: str, confidence: float | None) -> dict:
-    return {"recording_id": f"r{i}", "source_path": f"date=x/{i}.wav", "channel": 0, "segment_index": 0,
-            "start_s": 0.0, "end_s": 2.0, "language": "en", "emotion": emotion, "event": "speech", "text": "t",
-            "raw_text": "t", "model_version": "1", "emotion_confidence": confidence,
-            "emotion_probs": None if confidence is None else {emotion: confidence}}
+    return {
+        "recording_id": f"r{i}",
+        "source_path": f"date=x/{i}.wav",
+        "channel": 0,
+        "segment_index": 0,
+        "start_s": 0.0,
+        "end_s": 2.0,
+        "language": "en",
+        "emotion": emotion,
+        "event": "speech",
+        "text": "t",
+        "raw_text": "t",
+        "model_version": "1",
+        "emotion_confidence": confidence,
+        "emotion_probs": None if confidence is None else {emotion: confidence},
+    }
 
 
 def test_a_lake_from_before_confidences_gets_the_columns_on_first_writer_open(tmp_path):
@@ -235,7 +279,7 @@ def test_a_lake_from_before_confidences_gets_the_columns_on_first_writer_open(tm
     with lake.writer() as con:  # the lake as the previous version of the code left it
         for column in new_columns:
             con.execute(f'ALTER TABLE {ALIAS}.utterances DROP COLUMN "{column}"')
-        con.execute(f'DROP TABLE {ALIAS}.emotion_confidence_daily')
+        con.execute(f"DROP TABLE {ALIAS}.emotion_confidence_daily")
 
     with lake.writer():
         pass
@@ -244,11 +288,14 @@ def test_a_lake_from_before_confidences_gets_the_columns_on_first_writer_open(tm
     assert all(r[c] is None for r in rows for c in new_columns)
     assert sum(r["utterances"] for r in lake.read("emotion_confidence_daily", "2026-01-01").to_pylist()) == 2
 
-    new_day = tables.to_table([utterance(2, "angry", 0.93), utterance(3, "angry", 0.41), utterance(4, "sad", 0.8)],
-                              tables.UTTERANCES)
+    new_day = tables.to_table(
+        [utterance(2, "angry", 0.93), utterance(3, "angry", 0.41), utterance(4, "sad", 0.8)],
+        tables.UTTERANCES,
+    )
     lake.commit_day("2026-01-02", {"utterances": new_day, **tables.rollups(new_day)})
     assert lake.read("utterances", "2026-01-02").column("emotion_confidence").to_pylist() == pytest.approx(
-        [0.93, 0.41, 0.8])
+        [0.93, 0.41, 0.8]
+    )
 
     from sensevoice_pipeline.warehouse.database import Warehouse
     from sensevoice_pipeline.warehouse.queries import QUERIES
@@ -257,6 +304,7 @@ def test_a_lake_from_before_confidences_gets_the_columns_on_first_writer_open(tm
     warehouse.refresh()
     con = warehouse.connect()
     try:
+
         def angry(min_confidence):
             sql = QUERIES["angry-share"].render(min_confidence=min_confidence)
             table = con.sql(sql, params={"from_date": dt.date(2026, 1, 1), "to_date": dt.date(2026, 1, 2)})
@@ -277,15 +325,18 @@ def test_the_page_filters_the_trend_on_confidence_and_refuses_other_thresholds(t
     from sensevoice_pipeline.warehouse.database import Warehouse
 
     lake = Lake(tmp_path / "lake")
-    day = tables.to_table([utterance(0, "angry", 0.93), utterance(1, "angry", 0.41), utterance(2, "happy", None)],
-                          tables.UTTERANCES)
+    day = tables.to_table(
+        [utterance(0, "angry", 0.93), utterance(1, "angry", 0.41), utterance(2, "happy", None)],
+        tables.UTTERANCES,
+    )
     lake.commit_day("2026-03-01", {"utterances": day, **tables.rollups(day)})
     warehouse = Warehouse(tmp_path / "lake", tmp_path / "warehouse.duckdb")
     warehouse.refresh()
 
     def trend(min_confidence):
-        board = load_dashboard(warehouse, tmp_path / "repo", Params.parse("2026-03-01", "2026-03-01", "language",
-                                                                          min_confidence))
+        board = load_dashboard(
+            warehouse, tmp_path / "repo", Params.parse("2026-03-01", "2026-03-01", "language", min_confidence)
+        )
         return board, {r["emotion"]: r["utterances"] for r in board.trend}
 
     _, everything = trend(None)

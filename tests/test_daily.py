@@ -11,11 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sensevoice_pipeline.lake import tables
-from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.jobs.daily import run_date
 from sensevoice_pipeline.demo.local_airflow import triton_connection_env
 from sensevoice_pipeline.demo.sample_day import expected_answers, write_sample_day
+from sensevoice_pipeline.jobs.daily import run_date
+from sensevoice_pipeline.lake import tables
+from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.tags import parse
 from sensevoice_pipeline.warehouse.database import Warehouse
@@ -41,13 +41,21 @@ def differences(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> 
             out.append(f"{table}: {len(before[table])} rows before, {len(after[table])} after")
             continue
         for old, new in zip(before[table], after[table]):
-            out += [f"{table} {old.get('source_path', '')}: {k} {old[k]!r} -> {new[k]!r}" for k in old if old[k] != new[k]]
+            out += [
+                f"{table} {old.get('source_path', '')}: {k} {old[k]!r} -> {new[k]!r}"
+                for k in old
+                if old[k] != new[k]
+            ]
     return out
 
 
 def svp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_dags_import_without_errors(local_airflow):
@@ -57,8 +65,9 @@ def test_dags_import_without_errors(local_airflow):
         "assert not bag.import_errors, bag.import_errors\n"
         "print(sorted(bag.dag_ids))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], env=local_airflow.env(), capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=local_airflow.env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sensevoice_daily" in out.stdout
 
@@ -69,8 +78,12 @@ def demo_day(tmp_path_factory, fixture_triton, local_airflow):
     root = tmp_path_factory.mktemp("daily")
     settings = Settings(raw_root=root / "raw", lake_root=root / "lake")
     calls = write_sample_day(settings.raw_root, DEMO_DAY)
-    conf = {"date": DEMO_DAY, "raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root),
-            "batch_size": 8}
+    conf = {
+        "date": DEMO_DAY,
+        "raw_root": str(settings.raw_root),
+        "lake_root": str(settings.lake_root),
+        "batch_size": 8,
+    }
     env = triton_connection_env(fixture_triton.grpc_url)
     output = local_airflow.dags_test("sensevoice_daily", f"{DEMO_DAY}T00:00:00+00:00", conf=conf, env=env)
     return settings, calls, conf, env, output
@@ -88,15 +101,23 @@ def test_every_file_has_exactly_one_recordings_row(demo_day):
     assert all(r["model_version"] == "1" for r in ok)
     phone = rows[f"date={DEMO_DAY}/support/phone_8khz_stereo.wav"]
     assert (phone["sample_rate"], phone["channels"], phone["channel_mode"]) == (8000, 2, "split")
-    assert dict(rows[f"date={DEMO_DAY}/billing/en_refund_angry.wav"]["metadata"]) == {"agent": "ana",
-                                                                                     "queue": "billing"}
+    assert dict(rows[f"date={DEMO_DAY}/billing/en_refund_angry.wav"]["metadata"]) == {
+        "agent": "ana",
+        "queue": "billing",
+    }
 
 
 def test_known_answers_come_back_exactly_with_manifest_hints(demo_day):
     settings, calls, *_ = demo_day
-    want = {(f"date={DEMO_DAY}/{path}", channel): text for (path, channel), text in expected_answers(calls).items()}
-    got = {(r["source_path"], r["channel"]): r["raw_text"]
-           for r in table_rows(settings.lake_root, "utterances", DEMO_DAY) if (r["source_path"], r["channel"]) in want}
+    want = {
+        (f"date={DEMO_DAY}/{path}", channel): text
+        for (path, channel), text in expected_answers(calls).items()
+    }
+    got = {
+        (r["source_path"], r["channel"]): r["raw_text"]
+        for r in table_rows(settings.lake_root, "utterances", DEMO_DAY)
+        if (r["source_path"], r["channel"]) in want
+    }
     assert got == want
     # The manifest forced Cantonese: the same audio is Mandarin without the hint.
     assert got[(f"date={DEMO_DAY}/billing/cantonese_refund.wav", 0)].startswith("<|yue|>")
@@ -113,11 +134,17 @@ def test_utterance_rows_have_sane_segments_and_parsed_tags(demo_day):
         duration = recordings[u["source_path"]]["duration_s"]
         assert 0 <= u["start_s"] < u["end_s"] <= duration + 1e-3 and u["end_s"] - u["start_s"] <= 30.0
         tags = parse(u["raw_text"])
-        assert (u["language"], u["emotion"], u["event"], u["text"]) == (tags.language, tags.emotion, tags.event,
-                                                                          tags.text)
+        assert (u["language"], u["emotion"], u["event"], u["text"]) == (
+            tags.language,
+            tags.emotion,
+            tags.event,
+            tags.text,
+        )
         assert u["model_name"] == "sensevoice" and u["model_version"] == "1"
-    long_call = sorted((u for u in utterances if u["source_path"].endswith("long_call.mp3")),
-                       key=lambda u: u["segment_index"])
+    long_call = sorted(
+        (u for u in utterances if u["source_path"].endswith("long_call.mp3")),
+        key=lambda u: u["segment_index"],
+    )
     assert len(long_call) >= 3, "the 75 s call should be cut into several VAD segments"
     assert all(a["end_s"] <= b["start_s"] for a, b in zip(long_call, long_call[1:]))
     assert {u["channel"] for u in utterances if "stereo" in u["source_path"]} == {0, 1}
@@ -132,8 +159,12 @@ def test_rollup_runs_and_warehouse(demo_day):
     assert (run["files"], run["files_failed"], run["utterances"]) == (len(calls), 1, len(utterances))
     con = Warehouse(settings.lake_root).connect()
     try:
-        assert con.execute("SELECT count(*) FROM utterances WHERE date = ?", [DEMO_DAY]).fetchone()[0] == len(utterances)
-        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert con.execute("SELECT count(*) FROM utterances WHERE date = ?", [DEMO_DAY]).fetchone()[0] == len(
+            utterances
+        )
+        views = {
+            r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        }
         assert views == set(tables.ALL_SCHEMAS)
     finally:
         con.close()
@@ -151,7 +182,9 @@ def test_a_second_dag_run_of_the_date_leaves_identical_tables(demo_day, local_ai
 def test_golden_day_emotion_counts_equal_the_expected_transcripts(tmp_path, fixture_triton):
     """`svp run`'s function on a partition made only of fixture clips: emotion_daily is exactly what the expected
     transcripts say, and a re-run changes nothing."""
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
+    )
     calls = write_sample_day(settings.raw_root, GOLDEN_DAY, extras=False)
     expected = expected_answers(calls)
     assert len(expected) == len(calls) + 1  # every file known; the stereo call twice
@@ -165,8 +198,10 @@ def test_golden_day_emotion_counts_equal_the_expected_transcripts(tmp_path, fixt
         key = (tags.language, tags.emotion, channel)
         want[key] += 1
         recordings.setdefault(key, set()).add(path)
-    got = {(r["language"], r["emotion"], r["channel"]): r for r in table_rows(settings.lake_root, "emotion_daily",
-                                                                             GOLDEN_DAY)}
+    got = {
+        (r["language"], r["emotion"], r["channel"]): r
+        for r in table_rows(settings.lake_root, "emotion_daily", GOLDEN_DAY)
+    }
     assert {k: r["utterances"] for k, r in got.items()} == dict(want)
     assert {k: r["recordings"] for k, r in got.items()} == {k: len(v) for k, v in recordings.items()}
     assert got[("en", "angry", 0)]["utterances"] == 2 and got[("en", "angry", 0)]["recordings"] == 2
@@ -184,8 +219,20 @@ def test_svp_query_prints_writes_csv_and_draws(demo_day, tmp_path):
     assert "billing/en_refund_angry.wav" in out.stdout
     header = csv_path.read_text().splitlines()[0]
     assert "source_path" in header and "angry_segments" in header
-    out = svp("query", "emotion-trend", "--by", "channel", "--from", DEMO_DAY, "--to", DEMO_DAY,
-              "--lake", str(settings.lake_root), "--png", str(png_path))
+    out = svp(
+        "query",
+        "emotion-trend",
+        "--by",
+        "channel",
+        "--from",
+        DEMO_DAY,
+        "--to",
+        DEMO_DAY,
+        "--lake",
+        str(settings.lake_root),
+        "--png",
+        str(png_path),
+    )
     assert out.returncode == 0, out.stderr
     assert "angry" in out.stdout and png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = svp("query", "emotion-trend", "--from", "yesterday", "--lake", str(settings.lake_root))
@@ -199,8 +246,17 @@ def test_svp_run_reports_a_missing_partition_and_a_server_that_is_down(tmp_path)
     write_sample_day(tmp_path / "raw", "2026-01-02", extras=False)
     from sensevoice_pipeline.serving.server import free_port
 
-    out = svp("run", "--date", "2026-01-02", "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"),
-              "--url", f"127.0.0.1:{free_port()}")
+    out = svp(
+        "run",
+        "--date",
+        "2026-01-02",
+        "--raw",
+        str(tmp_path / "raw"),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--url",
+        f"127.0.0.1:{free_port()}",
+    )
     assert out.returncode == 2 and "cannot reach Triton" in out.stderr
     assert not Lake(tmp_path / "lake").exists  # nothing was committed
 
@@ -209,7 +265,9 @@ def test_partition_files_are_parquet_with_the_design_schema(demo_day):
     """The lake's data files are plain Parquet in hive-style date folders: the design's columns after the date."""
     settings, *_ = demo_day
     for table, schema in tables.SCHEMAS.items():
-        files = sorted((Path(settings.lake_root) / "data" / "main" / table / f"date={DEMO_DAY}").glob("*.parquet"))
+        files = sorted(
+            (Path(settings.lake_root) / "data" / "main" / table / f"date={DEMO_DAY}").glob("*.parquet")
+        )
         assert files, table
         written = pq.read_schema(files[-1])
         assert written.names == ["date", *schema.names], table

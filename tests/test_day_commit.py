@@ -22,12 +22,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from sensevoice_pipeline.errors import FailureBudgetExceeded, PublishError, ServingError
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.serving.client import TritonClientError, TritonDeadlineError
-from sensevoice_pipeline.errors import FailureBudgetExceeded, PublishError, ServingError
 from sensevoice_pipeline.lake.lease import DateBusyError
+from sensevoice_pipeline.serving.client import TritonClientError, TritonDeadlineError
 from sensevoice_pipeline.settings import Settings
 
 from .fault_models import RAISE_LANGUAGE, STALL_LANGUAGE, fault_repository, fault_triton  # noqa: F401
@@ -54,12 +54,18 @@ def write_manifest(part: Path, hints: dict[str, str]) -> None:
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("fault", ["internal error", "deadline"])
-def test_a_serving_fault_mid_run_fails_the_run_and_leaves_the_published_day_as_it_was(tmp_path, fault_triton,
-                                                                                       fault):
+def test_a_serving_fault_mid_run_fails_the_run_and_leaves_the_published_day_as_it_was(
+    tmp_path, fault_triton, fault
+):
     """Four good files and one that makes the encoder fail (or stall past the deadline), in the middle of the day:
     the run fails with the serving error, no good file becomes a `failed` row, and the lake is untouched."""
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fault_triton.grpc_url,
-                        batch_size=2, request_timeout_s=1.0)
+    settings = Settings(
+        raw_root=tmp_path / "raw",
+        lake_root=tmp_path / "lake",
+        triton_url=fault_triton.grpc_url,
+        batch_size=2,
+        request_timeout_s=1.0,
+    )
     names = SPEECH_CLIPS[:5]
     write_clips(settings.raw_root, DAY, names)
     daily.run_date(settings, DAY, run_id="good", show_progress=False)
@@ -121,8 +127,16 @@ PUBLISHER = textwrap.dedent(
     print("published")
     """
 )
-KILL_POINTS = ["after-verify", "after-insert-1", "after-insert-2", "after-insert-3", "after-insert-4",
-               "before-commit", "after-commit", "after-refresh"]
+KILL_POINTS = [
+    "after-verify",
+    "after-insert-1",
+    "after-insert-2",
+    "after-insert-3",
+    "after-insert-4",
+    "before-commit",
+    "after-commit",
+    "after-refresh",
+]
 COMMITTED_AT = KILL_POINTS.index("after-commit")
 
 
@@ -149,12 +163,18 @@ def published_run(settings: Settings) -> str:
 
 
 @pytest.mark.timeout(420)
-def test_a_publisher_killed_at_any_point_leaves_one_whole_run_and_a_retry_completes_it(tmp_path, fixture_triton):
+def test_a_publisher_killed_at_any_point_leaves_one_whole_run_and_a_retry_completes_it(
+    tmp_path, fixture_triton
+):
     """Runs "itn" and "plain" hold different rows for the same files. With "itn" published, "plain" is published by
     a process SIGKILLed at each point of publishing in turn: the reader never sees a mix; the day is "itn" until the
     commit and "plain" from it; re-publishing "plain" (the task's retry) then completes the day."""
-    itn = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url,
-                   batch_size=2)
+    itn = Settings(
+        raw_root=tmp_path / "raw",
+        lake_root=tmp_path / "lake",
+        triton_url=fixture_triton.grpc_url,
+        batch_size=2,
+    )
     plain = itn.with_overrides(use_itn=False)
     write_clips(itn.raw_root, DAY, SPEECH_CLIPS[:4])
     saved = {"itn": stage_run(itn, "itn"), "plain": stage_run(plain, "plain")}
@@ -168,8 +188,12 @@ def test_a_publisher_killed_at_any_point_leaves_one_whole_run_and_a_retry_comple
                 restore(itn, "itn", saved["itn"])
                 daily.publish(itn, DAY, "itn")
             restore(itn, "plain", saved["plain"])
-            out = subprocess.run([sys.executable, "-c", PUBLISHER, str(itn.raw_root), str(itn.lake_root), DAY,
-                                  "plain", point], capture_output=True, text=True, timeout=120)
+            out = subprocess.run(
+                [sys.executable, "-c", PUBLISHER, str(itn.raw_root), str(itn.lake_root), DAY, "plain", point],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert out.returncode == -signal.SIGKILL, (point, out.stdout, out.stderr[-2000:])
             assert published_run(itn) == ("plain" if i >= COMMITTED_AT else "itn"), point
             daily.publish(plain, DAY, "plain")  # the retry of the killed task
@@ -206,14 +230,30 @@ def test_the_date_lease_refuses_a_second_run_expires_and_fences_a_run_that_lost_
 def test_two_svp_runs_of_one_date_started_together_publish_one_run(tmp_path, fixture_triton):
     """Five rounds of two `svp run` processes of one date started at the same moment: each round ends with the
     tables of exactly one run, a refused run says who holds the date, and nothing is left staged or leased."""
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
+    )
     write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:2])
-    command = [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", DAY, "--raw", str(settings.raw_root),
-               "--lake", str(settings.lake_root), "--url", fixture_triton.grpc_url]
+    command = [
+        sys.executable,
+        "-m",
+        "sensevoice_pipeline.ui.cli",
+        "run",
+        "--date",
+        DAY,
+        "--raw",
+        str(settings.raw_root),
+        "--lake",
+        str(settings.lake_root),
+        "--url",
+        fixture_triton.grpc_url,
+    ]
     refused = 0
     for _ in range(5):
-        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+        procs = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         outs = [(p.wait(timeout=240), *p.communicate()) for p in procs]
         assert {rc for rc, *_ in outs} <= {0, 2}, outs
         for rc, _, err in outs:
@@ -221,8 +261,10 @@ def test_two_svp_runs_of_one_date_started_together_publish_one_run(tmp_path, fix
                 refused += 1
                 assert "is being processed by run 'svp-run-" in err and "Traceback" not in err, err
         assert any(rc == 0 for rc, *_ in outs), outs
-        runs = {t: set(Lake(settings.lake_root).read(t, DAY).column("run_id").to_pylist())
-                for t in ("utterances", "recordings", "runs")}
+        runs = {
+            t: set(Lake(settings.lake_root).read(t, DAY).column("run_id").to_pylist())
+            for t in ("utterances", "recordings", "runs")
+        }
         assert len(set.union(*runs.values())) == 1, runs
     assert refused >= 1  # the two really overlapped at least once
     assert not list((settings.lake_root / daily.STAGING).rglob("*.parquet"))
@@ -233,16 +275,28 @@ def test_two_svp_runs_of_one_date_started_together_publish_one_run(tmp_path, fix
 def test_the_dags_plan_task_refuses_a_date_another_run_holds(tmp_path, fixture_triton, local_airflow):
     """A second DAG run of a date (an operator's re-run while the scheduled run is still at work): its `plan` task
     fails with the holder's name -- its retries are the wait -- and the published day is untouched."""
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
+    )
     write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:1])
     daily.run_date(settings, DAY, run_id="published", show_progress=False)
     before = lake_state(settings)
     daily.plan(settings, DAY, "scheduled__2026-09-15T00:00:00+00:00")  # the other run, still at work
     params = {"date": DAY, "raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root)}
-    out = local_airflow._airflow("tasks", "test", "sensevoice_daily", "plan", "2026-11-02T00:00:00+00:00",
-                                 "--task-params", json.dumps(params), timeout=240)
+    out = local_airflow._airflow(
+        "tasks",
+        "test",
+        "sensevoice_daily",
+        "plan",
+        "2026-11-02T00:00:00+00:00",
+        "--task-params",
+        json.dumps(params),
+        timeout=240,
+    )
     text = out.stdout + out.stderr  # (`tasks test` exits 0 whatever the task did: its log says)
-    assert f"DateBusyError: {DAY} is being processed by run 'scheduled__2026-09-15T00:00:00+00:00'" in text, text[-3000:]
+    assert f"DateBusyError: {DAY} is being processed by run 'scheduled__2026-09-15T00:00:00+00:00'" in text, (
+        text[-3000:]
+    )
     assert lake_state(settings) == before
     assert daily.leases(settings).holder(DAY) == "scheduled__2026-09-15T00:00:00+00:00"
 
@@ -252,7 +306,9 @@ def test_the_dags_plan_task_refuses_a_date_another_run_holds(tmp_path, fixture_t
 
 @pytest.mark.timeout(300)
 def test_a_file_renamed_after_plan_fails_the_publish_and_names_the_change(tmp_path, fixture_triton):
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
+    )
     names = SPEECH_CLIPS[:2]
     write_clips(settings.raw_root, DAY, names)
     daily.run_date(settings, DAY, run_id="first", show_progress=False)
@@ -262,7 +318,9 @@ def test_a_file_renamed_after_plan_fails_the_publish_and_names_the_change(tmp_pa
         daily.process_batch(settings, batch)
     part = settings.raw_root / f"date={DAY}"
     os.rename(part / f"{names[0]}.wav", part / "late-name.wav")
-    with pytest.raises(PublishError, match=f"added date={DAY}/late-name.wav; removed date={DAY}/{names[0]}.wav"):
+    with pytest.raises(
+        PublishError, match=f"added date={DAY}/late-name.wav; removed date={DAY}/{names[0]}.wav"
+    ):
         daily.publish(settings, DAY, "renamed")
     assert lake_state(settings) == before
 
@@ -272,7 +330,9 @@ def test_a_symlink_swapped_after_plan_is_not_read_outside_the_raw_root(tmp_path,
     """A symlink that pointed inside the raw root at plan time and outside it when the file is read: the file is
     refused when opened (its row says why, no byte of the outside file is hashed), and publish refuses the changed
     partition."""
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
+    )
     (good,) = write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:1])
     part = settings.raw_root / f"date={DAY}"
     inside = settings.raw_root / "library" / "clip.wav"
@@ -302,11 +362,17 @@ def test_a_symlink_swapped_after_plan_is_not_read_outside_the_raw_root(tmp_path,
 
 
 @pytest.mark.timeout(300)
-def test_a_day_over_its_failure_budget_is_published_and_the_run_fails_with_a_clear_message(tmp_path, fixture_triton):
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url)
+def test_a_day_over_its_failure_budget_is_published_and_the_run_fails_with_a_clear_message(
+    tmp_path, fixture_triton
+):
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
+    )
     write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:2])
     (settings.raw_root / f"date={DAY}" / "broken.wav").write_bytes(b"RIFF\x00\x00")
-    with pytest.raises(FailureBudgetExceeded, match=r"1 of 3 files failed \(33%, over the failure budget of 20%\)"):
+    with pytest.raises(
+        FailureBudgetExceeded, match=r"1 of 3 files failed \(33%, over the failure budget of 20%\)"
+    ):
         daily.run_date(settings, DAY, run_id="over", show_progress=False)
     recordings = Lake(settings.lake_root).read("recordings", DAY).to_pylist()
     assert sorted(r["status"] for r in recordings) == ["failed", "ok", "ok"]  # published all the same
@@ -318,16 +384,29 @@ def test_a_day_over_its_failure_budget_is_published_and_the_run_fails_with_a_cle
 
 
 def runs_row(run_id: str):
-    return tables.to_table([{"run_id": run_id, "files": 1, "files_ok": 1, "files_failed": 0, "utterances": 1,
-                             "speech_seconds": 1.0, "model_versions": "1"}], tables.RUNS)
+    return tables.to_table(
+        [
+            {
+                "run_id": run_id,
+                "files": 1,
+                "files_ok": 1,
+                "files_failed": 0,
+                "utterances": 1,
+                "speech_seconds": 1.0,
+                "model_versions": "1",
+            }
+        ],
+        tables.RUNS,
+    )
 
 
 def runs_files(lake: Lake) -> set[Path]:
     return set((Path(lake.data_path) / "main" / "runs").rglob("*.parquet"))
 
 
-def test_garbage_is_collected_after_the_commit_past_its_grace_and_never_fails_the_commit(tmp_path, monkeypatch,
-                                                                                         caplog):
+def test_garbage_is_collected_after_the_commit_past_its_grace_and_never_fails_the_commit(
+    tmp_path, monkeypatch, caplog
+):
     """Each commit replaces the date's runs row. A superseded file stays while its snapshot is inside the grace period
     (a reader may still be on it; DuckLake's own by-date comparison expired it at once), is scheduled once past it
     and deleted by a later collection; and a failing collection leaves the commit done."""
@@ -336,12 +415,16 @@ def test_garbage_is_collected_after_the_commit_past_its_grace_and_never_fails_th
     (file_a,) = runs_files(lake)
     # A grace period reaching back to this UTC day's midnight: "a" is inside it, but on the cutoff's own day, which
     # DuckLake's comparison on a SQLite catalog counts as older (at any hour of the day).
-    now = dt.datetime.now(dt.timezone.utc)
-    since_midnight = now - dt.datetime.combine(now.date(), dt.time(), dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
+    since_midnight = now - dt.datetime.combine(now.date(), dt.time(), dt.UTC)
     lake.commit_day(DAY, {"runs": runs_row("b")}, collect_garbage_older_than=since_midnight)
-    assert file_a in runs_files(lake) and len(runs_files(lake)) == 2  # "a" superseded, inside the grace period
+    assert (
+        file_a in runs_files(lake) and len(runs_files(lake)) == 2
+    )  # "a" superseded, inside the grace period
     lake.commit_day(DAY, {"runs": runs_row("c")}, collect_garbage_older_than=dt.timedelta(0))
-    assert len(runs_files(lake)) == 3  # "a" and "b" expired: scheduled for deletion now, deleted past the grace
+    assert (
+        len(runs_files(lake)) == 3
+    )  # "a" and "b" expired: scheduled for deletion now, deleted past the grace
     assert lake.collect_garbage(dt.timedelta(0)) == 2
     assert len(runs_files(lake)) == 1 and file_a not in runs_files(lake)
     assert lake.read("runs", DAY).column("run_id").to_pylist() == ["c"]

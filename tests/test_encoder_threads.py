@@ -1,8 +1,8 @@
 """onnxruntime's intra-op threads do not spin while idle unless SVP_ORT_SPINNING=1 (they took the cores of the
 frontend, VAD and other stubs on the 2-core machine: benchmarks/, issue 8)."""
 
-from sensevoice_pipeline.speech.encoder import EncoderSession
 from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
+from sensevoice_pipeline.speech.encoder import EncoderSession
 
 
 def spinning(session: EncoderSession) -> str:

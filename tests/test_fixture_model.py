@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 FIXTURE_DIR = Path(__file__).resolve().parents[1] / "export" / "fixture_model"
-CASES = [json.loads(line) for line in (FIXTURE_DIR / "expected.jsonl").read_text(encoding="utf-8").splitlines()]
+CASES = [
+    json.loads(line) for line in (FIXTURE_DIR / "expected.jsonl").read_text(encoding="utf-8").splitlines()
+]
 HEAD = re.compile(r"^<\|([^|]+)\|><\|([^|]+)\|><\|([^|]+)\|><\|(withitn|woitn)\|>(?!<\|)")
 
 LANGUAGES = {"zh", "en", "yue", "ja", "ko"}
@@ -54,7 +56,9 @@ def test_cases_cover_languages_emotions_events_and_itn():
     assert events <= EVENTS and len(events - {"Speech", "Event_UNK"}) >= 3
     assert {h[3] for h in heads} == {"withitn", "woitn"}
     # Some clips say something (not only tags), in every language.
-    spoken = {h[0] for case, h in zip(CASES, heads) if len(case["text"]) > len("".join(f"<|{t}|>" for t in h))}
+    spoken = {
+        h[0] for case, h in zip(CASES, heads) if len(case["text"]) > len("".join(f"<|{t}|>" for t in h))
+    }
     assert spoken >= LANGUAGES
 
 
@@ -74,8 +78,7 @@ def test_a_language_hint_changes_the_answer():
     for case in CASES:
         answers[(case["clip"], case["use_itn"])][case["language"]] = case["text"]
     changed = [
-        (key, hints) for key, hints in answers.items()
-        if len(set(hints.values())) > 1 and "auto" in hints
+        (key, hints) for key, hints in answers.items() if len(set(hints.values())) > 1 and "auto" in hints
     ]
     assert changed, "no clip whose answer depends on the language hint"
     for (_, _), hints in changed:
@@ -89,7 +92,9 @@ def test_tokenizer_has_the_blank_and_every_tag():
     import sentencepiece as spm
 
     meta = json.loads((FIXTURE_DIR / "configuration.json").read_text())
-    sp = spm.SentencePieceProcessor(model_file=str(FIXTURE_DIR / meta["file_path_metas"]["tokenizer_conf"]["bpemodel"]))
+    sp = spm.SentencePieceProcessor(
+        model_file=str(FIXTURE_DIR / meta["file_path_metas"]["tokenizer_conf"]["bpemodel"])
+    )
     assert sp.id_to_piece(0) == "<unk>"  # the CTC blank
     for tag in sorted(LANGUAGES | {"nospeech"} | EMOTIONS | EVENTS | {"withitn", "woitn"}):
         pid = sp.piece_to_id(f"<|{tag}|>")

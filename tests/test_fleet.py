@@ -23,7 +23,12 @@ from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.errors import ConfigurationError, ServingUnavailableError
 from sensevoice_pipeline.releases.control import TritonControl
-from sensevoice_pipeline.serving.client import ModelNotReadyError, RequestRejectedError, SenseVoiceClient, new_grpc_client
+from sensevoice_pipeline.serving.client import (
+    ModelNotReadyError,
+    RequestRejectedError,
+    SenseVoiceClient,
+    new_grpc_client,
+)
 from sensevoice_pipeline.serving.fleet import Fleet, parse_addresses, with_default_port
 from sensevoice_pipeline.serving.server import LocalTriton, free_port
 
@@ -45,6 +50,7 @@ def fleet_of(n: int, **kwargs) -> tuple[Fleet, FakeClock]:
 
 # -- the policy, on a fake clock ----------------------------------------------------------------------------------------
 
+
 def test_addresses_are_comma_separated_and_a_connection_port_fills_the_entries_without_one():
     assert parse_addresses(" a:8001, b:8001 ,a:8001") == ("a:8001", "b:8001")
     assert parse_addresses("triton.internal:8001") == ("triton.internal:8001",)
@@ -61,7 +67,9 @@ def test_least_outstanding_requests_win_and_ties_go_round_robin():
     fleet.sent(busy), fleet.sent(busy), fleet.sent(fleet.endpoint("t1:8001"))
     assert fleet.pick().address == "t2:8001"
     assert fleet.pick(exclude={"t2:8001"}).address == "t1:8001"
-    assert fleet.pick(exclude={"t0:8001", "t1:8001", "t2:8001"}) is None  # every server tried: the round is over
+    assert (
+        fleet.pick(exclude={"t0:8001", "t1:8001", "t2:8001"}) is None
+    )  # every server tried: the round is over
 
 
 def test_an_unreachable_server_is_ejected_at_once_and_an_internal_error_only_after_three_in_a_row():
@@ -135,7 +143,9 @@ def inference_count(url: str) -> int:
 
 async def transcribe_all(url: str, clips, **kwargs):
     async with SenseVoiceClient(url, **kwargs) as client:
-        return [(t.text, t.model_version) for t in await asyncio.gather(*(client.transcribe(c) for c in clips))]
+        return [
+            (t.text, t.model_version) for t in await asyncio.gather(*(client.transcribe(c) for c in clips))
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +154,9 @@ def single_answers(triton):
 
 
 @pytest.mark.timeout(300)
-def test_requests_split_across_two_servers_and_equal_the_single_server_answers(triton, second, single_answers):
+def test_requests_split_across_two_servers_and_equal_the_single_server_answers(
+    triton, second, single_answers
+):
     urls = [triton.grpc_url, second["server"].grpc_url]
     before = [inference_count(u) for u in urls]
     answers = asyncio.run(transcribe_all(",".join(urls), CLIPS, max_concurrency=8))
@@ -161,8 +173,9 @@ def test_requests_split_across_two_servers_and_equal_the_single_server_answers(t
 
 
 @pytest.mark.timeout(120)
-def test_a_pinned_version_is_asked_of_every_server_and_a_missing_one_fails_as_not_loaded(triton, second,
-                                                                                        single_answers):
+def test_a_pinned_version_is_asked_of_every_server_and_a_missing_one_fails_as_not_loaded(
+    triton, second, single_answers
+):
     urls = ",".join([triton.grpc_url, second["server"].grpc_url])
     assert asyncio.run(transcribe_all(urls, CLIPS[:4], version=1, max_concurrency=1)) == single_answers[:4]
 
@@ -182,7 +195,10 @@ def test_a_dead_address_costs_no_request_and_no_backoff(triton, single_answers):
     async def run():
         async with SenseVoiceClient(f"{dead},{triton.grpc_url}", backoff_s=30.0) as client:
             t0 = time.perf_counter()
-            answers = [(t.text, t.model_version) for t in await asyncio.gather(*(client.transcribe(c) for c in CLIPS[:8]))]
+            answers = [
+                (t.text, t.model_version)
+                for t in await asyncio.gather(*(client.transcribe(c) for c in CLIPS[:8]))
+            ]
             return answers, time.perf_counter() - t0, client.fleet.endpoint(dead).ejected
 
     answers, seconds, ejected = asyncio.run(run())
@@ -218,16 +234,22 @@ def test_a_refused_request_is_not_sent_to_another_server(triton, second):
 
 @pytest.mark.timeout(300)
 def test_a_server_killed_mid_run_costs_no_request_and_is_readmitted_once_restarted(
-        exported_repository, triton, second, single_answers, caplog):
+    exported_repository, triton, second, single_answers, caplog
+):
     caplog.set_level("INFO", logger="sensevoice_pipeline.serving")
     victim = second["server"]
-    ports = {"http_port": victim.http_port, "grpc_port": victim.grpc_port, "metrics_port": victim.metrics_port}
+    ports = {
+        "http_port": victim.http_port,
+        "grpc_port": victim.grpc_port,
+        "metrics_port": victim.metrics_port,
+    }
     urls = [triton.grpc_url, victim.grpc_url]
     clips, answers = CLIPS * 3, single_answers * 3
 
     async def run():
-        async with SenseVoiceClient(",".join(urls), max_concurrency=4, probe_base_s=0.2, probe_max_s=1.0,
-                                    health_check_every_s=1.0) as client:
+        async with SenseVoiceClient(
+            ",".join(urls), max_concurrency=4, probe_base_s=0.2, probe_max_s=1.0, health_check_every_s=1.0
+        ) as client:
             killed = asyncio.Event()
 
             async def kill_when_busy():
@@ -279,17 +301,22 @@ def test_the_connection_lists_several_servers_and_transcription_tasks_take_the_t
     from sensevoice_pipeline.demo.local_airflow import LocalAirflow
 
     airflow = LocalAirflow(home=tmp_path / "airflow-home")
-    env = airflow.env({
-        "AIRFLOW_CONN_SENSEVOICE_TRITON": "sensevoice-triton://triton-0,triton-1:8001",
-        "AIRFLOW_CONN_MIXED_PORTS": '{"conn_type": "sensevoice_triton", "host": "gpu-a:8001,gpu-b:8002"}',
-        "SVP_TRITON_POOL": "triton_fleet_a",
-    })
+    env = airflow.env(
+        {
+            "AIRFLOW_CONN_SENSEVOICE_TRITON": "sensevoice-triton://triton-0,triton-1:8001",
+            "AIRFLOW_CONN_MIXED_PORTS": '{"conn_type": "sensevoice_triton", "host": "gpu-a:8001,gpu-b:8002"}',
+            "SVP_TRITON_POOL": "triton_fleet_a",
+        }
+    )
     script = AIRFLOW_SCRIPT.replace("DAGS", repr(str(airflow.dags_folder)))
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line.split(" ", 1) for line in out.stdout.splitlines() if line.startswith(("URL ", "POOL "))]
-    assert lines == [["URL", "triton-0:8001,triton-1:8001"], ["URL", "gpu-a:8001,gpu-b:8002"],
-                     ["POOL", "triton_fleet_a"]]
+    assert lines == [
+        ["URL", "triton-0:8001,triton-1:8001"],
+        ["URL", "gpu-a:8001,gpu-b:8002"],
+        ["POOL", "triton_fleet_a"],
+    ]
 
 
 # -- a server back on its address is reachable at once over a new channel -------------------------------------------
@@ -321,7 +348,9 @@ def test_a_new_channel_reaches_a_server_that_came_back_while_an_old_one_was_in_r
             t0 = time.perf_counter()
             fresh = new_grpc_client(url)
             live = await fresh.is_server_live(client_timeout=5)
-            control_live = await asyncio.to_thread(TritonControl(url).check_live)  # the sync client, the same way
+            control_live = await asyncio.to_thread(
+                TritonControl(url).check_live
+            )  # the sync client, the same way
             waited = time.perf_counter() - t0
             await fresh.close()
         finally:

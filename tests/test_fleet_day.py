@@ -19,9 +19,9 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -37,11 +37,14 @@ from sensevoice_pipeline.settings import Settings
 from .test_daily import differences, table_rows
 
 DAY = "2026-11-24"
-BATCH_SIZE = 8  # the sample day's 24 files in 3 batches: each batch opens its own client, as a mapped task does
+BATCH_SIZE = (
+    8  # the sample day's 24 files in 3 batches: each batch opens its own client, as a mapped task does
+)
 KILL_AFTER = 3  # requests of the day the victim has answered before it is killed
 
 
 # -- what each server says about itself --------------------------------------------------------------------------------
+
 
 def requests_served(url: str) -> int:
     """Triton's own count of the `sensevoice` requests the server at ``url`` answered successfully (all versions)."""
@@ -77,23 +80,29 @@ def served_since(url: str, before: int) -> int | None:
 
 # -- a day's run -------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class DayRun:
     tables: dict[str, list[dict]]  # every daily table's rows for DAY, without the columns that name the run
-    served: list[int | None]  # requests each server answered during the run, fleet order (None: down at the end)
+    served: list[
+        int | None
+    ]  # requests each server answered during the run, fleet order (None: down at the end)
     seconds: float  # run_date's own wall time
 
 
 def run_day(root: Path, urls: list[str], before_run: Callable[[], None] = lambda: None) -> DayRun:
     """The sample day written under ``root``, then run by the daily job against the fleet ``urls``."""
-    settings = Settings(raw_root=root / "raw", lake_root=root / "lake", triton_url=",".join(urls),
-                        batch_size=BATCH_SIZE)
+    settings = Settings(
+        raw_root=root / "raw", lake_root=root / "lake", triton_url=",".join(urls), batch_size=BATCH_SIZE
+    )
     write_sample_day(settings.raw_root, DAY)
     before = [requests_served(url) for url in urls]
     before_run()
     result = run_date(settings, DAY, show_progress=False)
     served = [served_since(url, b) for url, b in zip(urls, before)]
-    return DayRun({t: table_rows(settings.lake_root, t, DAY) for t in tables.SCHEMAS}, served, result["seconds"])
+    return DayRun(
+        {t: table_rows(settings.lake_root, t, DAY) for t in tables.SCHEMAS}, served, result["seconds"]
+    )
 
 
 def failed_rows(run: DayRun) -> list[tuple[str, str]]:
@@ -116,10 +125,13 @@ def single_server_day(tmp_path_factory, fixture_triton) -> DayRun:
 
 @pytest.mark.timeout(300)
 def test_a_day_across_two_servers_splits_the_requests_and_equals_the_single_server_tables(
-        tmp_path, fixture_triton, second, single_server_day):
+    tmp_path, fixture_triton, second, single_server_day
+):
     fleet = run_day(tmp_path, [fixture_triton.grpc_url, second["server"].grpc_url])
-    print(f"\nrequests: one server {single_server_day.served} in {single_server_day.seconds} s; "
-          f"fleet of two {fleet.served} in {fleet.seconds} s")
+    print(
+        f"\nrequests: one server {single_server_day.served} in {single_server_day.seconds} s; "
+        f"fleet of two {fleet.served} in {fleet.seconds} s"
+    )
     assert not differences(single_server_day.tables, fleet.tables)
     # one request per utterance row, each answered once, by one server or the other
     assert sum(fleet.served) == sum(single_server_day.served) == len(fleet.tables["utterances"])
@@ -128,6 +140,7 @@ def test_a_day_across_two_servers_splits_the_requests_and_equals_the_single_serv
 
 
 # -- a server killed mid-run -------------------------------------------------------------------------------------------
+
 
 class KillWhenBusy(threading.Thread):
     """SIGKILLs ``victim``'s process group (tritonserver and its python stubs) once it has answered ``after``
@@ -142,7 +155,9 @@ class KillWhenBusy(threading.Thread):
         self.wait_for_queue_s = wait_for_queue_s
         self.baseline = (queue_and_answers(victim)[1], requests_served(survivor_url))
         self.run_over = threading.Event()
-        self.at_kill: tuple[int, int] | None = None  # (victim, survivor): requests answered in the run at the kill
+        self.at_kill: tuple[int, int] | None = (
+            None  # (victim, survivor): requests answered in the run at the kill
+        )
         self.killed_after_s: float | None = None  # since the run started
         self.caught_queued = False
 
@@ -167,11 +182,16 @@ class KillWhenBusy(threading.Thread):
 
 @pytest.mark.timeout(300)
 def test_a_server_killed_mid_day_leaves_the_tables_unchanged_and_is_readmitted_once_restarted(
-        tmp_path, fixture_repository, fixture_triton, second, single_server_day, caplog):
+    tmp_path, fixture_repository, fixture_triton, second, single_server_day, caplog
+):
     caplog.set_level("INFO", logger="sensevoice_pipeline.serving")
     victim, survivor = second["server"], fixture_triton.grpc_url
     urls = [survivor, victim.grpc_url]
-    ports = {"http_port": victim.http_port, "grpc_port": victim.grpc_port, "metrics_port": victim.metrics_port}
+    ports = {
+        "http_port": victim.http_port,
+        "grpc_port": victim.grpc_port,
+        "metrics_port": victim.metrics_port,
+    }
 
     killer = KillWhenBusy(victim, survivor, after=KILL_AFTER)
     try:
@@ -182,17 +202,23 @@ def test_a_server_killed_mid_day_leaves_the_tables_unchanged_and_is_readmitted_o
     assert killer.at_kill is not None, f"the run ended before the victim had answered {KILL_AFTER} requests"
     victim_at_kill, survivor_at_kill = killer.at_kill
     fleet_log = [r.getMessage() for r in caplog.records if victim.grpc_url in r.getMessage()]
-    print(f"\nkilled {victim.grpc_url} {killer.killed_after_s:.2f} s into the run, when it had answered "
-          f"{victim_at_kill} requests ({'some' if killer.caught_queued else 'none'} waiting in its queue) and the "
-          f"survivor {survivor_at_kill}; the run: survivor {faulted.served[0]}, "
-          f"{len(faulted.tables['utterances'])} utterances, {faulted.seconds} s\n" + "\n".join(fleet_log))
+    print(
+        f"\nkilled {victim.grpc_url} {killer.killed_after_s:.2f} s into the run, when it had answered "
+        f"{victim_at_kill} requests ({'some' if killer.caught_queued else 'none'} waiting in its queue) and the "
+        f"survivor {survivor_at_kill}; the run: survivor {faulted.served[0]}, "
+        f"{len(faulted.tables['utterances'])} utterances, {faulted.seconds} s\n" + "\n".join(fleet_log)
+    )
     assert victim.process.poll() is not None  # really dead, and stayed dead to the end of the run
-    assert faulted.served[1] is None and faulted.served[0] > survivor_at_kill  # the run went on, on the survivor
+    assert (
+        faulted.served[1] is None and faulted.served[0] > survivor_at_kill
+    )  # the run went on, on the survivor
     assert any(line.startswith(f"Triton {victim.grpc_url} ejected") for line in fleet_log)
     if killer.caught_queued:  # the requests waiting in its queue were sent to the survivor
         assert any("sending the request to" in line for line in fleet_log)
     assert not differences(single_server_day.tables, faulted.tables)
-    assert failed_rows(faulted) == failed_rows(single_server_day)  # the corrupt upload only: nothing from the kill
+    assert failed_rows(faulted) == failed_rows(
+        single_server_day
+    )  # the corrupt upload only: nothing from the kill
 
     victim.stop()  # reaps the killed process group
     restarted = LocalTriton(fixture_repository, **ports).start()

@@ -25,8 +25,12 @@ from .test_release_switch import Traffic, repository_with_two_versions, settled_
 
 
 def svp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def refusing_repository(shared: Path, dst: Path) -> Path:
@@ -39,14 +43,18 @@ def refusing_repository(shared: Path, dst: Path) -> Path:
         if entry.name != "2":
             (dst / PIPELINE_MODEL / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
     broken = shutil.copytree(shared / PIPELINE_MODEL / "2", dst / PIPELINE_MODEL / "2")
-    (broken / "model.py").write_text("class TritonPythonModel:\n    def initialize(self, args):\n"
-                                     "        raise RuntimeError('corrupt copy of the candidate')\n")
+    (broken / "model.py").write_text(
+        "class TritonPythonModel:\n    def initialize(self, args):\n"
+        "        raise RuntimeError('corrupt copy of the candidate')\n"
+    )
     return dst
 
 
 @pytest.fixture(scope="module")
 def fleet_repo(exported_repository, tmp_path_factory) -> Path:
-    return repository_with_two_versions(exported_repository, tmp_path_factory.mktemp("fleet") / "model_repository")
+    return repository_with_two_versions(
+        exported_repository, tmp_path_factory.mktemp("fleet") / "model_repository"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +68,9 @@ def defaults(urls: list[str]) -> list[int]:
     return [max(settled_versions(url, PIPELINE_MODEL)) for url in urls]
 
 
-def test_a_fleet_is_staged_on_one_server_promoted_everywhere_and_rolled_back_without_failed_requests(fleet_repo,
-                                                                                                     fleet):
+def test_a_fleet_is_staged_on_one_server_promoted_everywhere_and_rolled_back_without_failed_requests(
+    fleet_repo, fleet
+):
     repo, urls = fleet_repo, [server.grpc_url for server in fleet]
     every = ",".join(urls)
     with Traffic(urls, streams=1) as traffic:
@@ -84,7 +93,9 @@ def test_a_fleet_is_staged_on_one_server_promoted_everywhere_and_rolled_back_wit
     failures = traffic.failures()
     assert not failures, f"{len(failures)} of {len(traffic.answers)} requests failed: {failures[:3]}"
     for url in urls:  # every server answered, and moved with the release
-        assert traffic.versions_since(t_promoted, url) >= {"2"} and traffic.versions_since(t_rolled, url) == {"1"}
+        assert traffic.versions_since(t_promoted, url) >= {"2"} and traffic.versions_since(t_rolled, url) == {
+            "1"
+        }
 
     # drift: one server promoted alone is flagged by `svp models list` (the next test's fleet promote mends it)
     releases.promote(repo, 2, urls[1])
@@ -94,27 +105,39 @@ def test_a_fleet_is_staged_on_one_server_promoted_everywhere_and_rolled_back_wit
     print(f"\n{len(traffic.answers)} requests over 3 servers, 0 failed")
 
 
-def test_a_server_that_cannot_load_the_candidate_returns_the_whole_fleet_to_the_previous_version(fleet_repo, fleet,
-                                                                                                   tmp_path):
+def test_a_server_that_cannot_load_the_candidate_returns_the_whole_fleet_to_the_previous_version(
+    fleet_repo, fleet, tmp_path
+):
     repo = fleet_repo
     every = ",".join(s.grpc_url for s in fleet)
-    if releases.read_state(repo).serving != 1:  # after the drift the test above leaves, a fleet promote mends it
+    if (
+        releases.read_state(repo).serving != 1
+    ):  # after the drift the test above leaves, a fleet promote mends it
         releases.promote(repo, 1, every)
     assert not releases.list_versions(repo, every)[2]["drift"]
     view = refusing_repository(repo, tmp_path / "refusing")
     with LocalTriton(view) as refusing:
         urls = [fleet[0].grpc_url, fleet[1].grpc_url, refusing.grpc_url]  # the refusing server switches last
         with Traffic(urls, streams=1) as traffic:
-            with pytest.raises(releases.ReleaseError, match=f"Triton at {refusing.grpc_url} could not load "
-                                                            f"sensevoice.*corrupt copy of the candidate"):
+            with pytest.raises(
+                releases.ReleaseError,
+                match=f"Triton at {refusing.grpc_url} could not load "
+                f"sensevoice.*corrupt copy of the candidate",
+            ):
                 releases.promote(repo, 2, ",".join(urls))
             t_failed = time.monotonic()
             traffic.wait_for(6)
         assert defaults(urls) == [1, 1, 1]
-        assert all(settled_versions(u, PIPELINE_MODEL) == {1} and settled_versions(u, ENCODER_MODEL) == {1} for u in urls)
+        assert all(
+            settled_versions(u, PIPELINE_MODEL) == {1} and settled_versions(u, ENCODER_MODEL) == {1}
+            for u in urls
+        )
     state = releases.read_state(repo)
-    assert (state.serving, releases.policy_versions(repo, PIPELINE_MODEL),
-            releases.policy_versions(repo, ENCODER_MODEL)) == (1, [1], [1])
+    assert (
+        state.serving,
+        releases.policy_versions(repo, PIPELINE_MODEL),
+        releases.policy_versions(repo, ENCODER_MODEL),
+    ) == (1, [1], [1])
     failures = traffic.failures()
     assert not failures, f"{len(failures)} of {len(traffic.answers)} requests failed: {failures[:3]}"
     assert traffic.versions_since(t_failed) == {"1"}
@@ -130,16 +153,21 @@ def s3_store(monkeypatch):
     from sensevoice_pipeline.lake.storage import ObjectPath, S3Options
 
     with moto_s3_server() as url:
-        for name, value in {"AWS_ACCESS_KEY_ID": "svp-key", "AWS_SECRET_ACCESS_KEY": "svp-secret",
-                            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-                            "AWS_ENDPOINT_URL": url}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "svp-key",
+            "AWS_SECRET_ACCESS_KEY": "svp-secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": url,
+        }.items():
             monkeypatch.setenv(name, value)
         create_buckets(url, "svp-key", "svp-secret", "svp-models")
         yield ObjectPath.parse("s3://svp-models/fleet/model_repository", S3Options.from_env())
 
 
 def test_triton_serves_a_mirrored_repository_from_s3_and_a_release_is_published_before_each_load(
-        exported_repository, s3_store, tmp_path):
+    exported_repository, s3_store, tmp_path
+):
     """`svp models mirror` publishes the repository; Triton reads only the bucket; the stage and promote that
     follow edit the local folder and publish each change before asking the server to load it."""
     repo = tmp_path / "model_repository"
@@ -148,9 +176,14 @@ def test_triton_serves_a_mirrored_repository_from_s3_and_a_release_is_published_
     assert out.returncode == 0, out.stderr
     published = releases.set_mirror(repo, str(s3_store))  # again: idempotent, same answer
     assert published["versions"] == [1]
-    assert published["triton_uri"] == f"s3://http://{s3_store.options.endpoint()[0]}/svp-models/fleet/model_repository"
+    assert (
+        published["triton_uri"]
+        == f"s3://http://{s3_store.options.endpoint()[0]}/svp-models/fleet/model_repository"
+    )
     assert published["triton_uri"] in out.stdout
-    assert {f"{m}/1/model.py" for m in MODELS} | {f"{m}/configs/local.pbtxt" for m in MODELS} <= keys(s3_store)
+    assert {f"{m}/1/model.py" for m in MODELS} | {f"{m}/configs/local.pbtxt" for m in MODELS} <= keys(
+        s3_store
+    )
     assert f"{ENCODER_MODEL}/1/model.onnx" in keys(s3_store)
 
     # a new version lands in the local folder only (the export's copy; `svp export` would publish it at once)
@@ -162,7 +195,9 @@ def test_triton_serves_a_mirrored_repository_from_s3_and_a_release_is_published_
     with LocalTriton(published["triton_uri"]) as server:
         assert settled_versions(server.grpc_url, PIPELINE_MODEL) == {1}
         with Traffic([server.grpc_url], streams=1) as traffic:
-            releases.stage(repo, 2, server.grpc_url)  # publishes version 2, then the encoder policy, then loads
+            releases.stage(
+                repo, 2, server.grpc_url
+            )  # publishes version 2, then the encoder policy, then loads
             releases.promote(repo, None, server.grpc_url)
             traffic.wait_for(2)
         assert max(settled_versions(server.grpc_url, PIPELINE_MODEL)) == 2

@@ -3,9 +3,16 @@
 import numpy as np
 import pytest
 import torch
-from funasr.frontends.wav_frontend import WavFrontend, apply_lfr as funasr_apply_lfr
+from funasr.frontends.wav_frontend import WavFrontend
+from funasr.frontends.wav_frontend import apply_lfr as funasr_apply_lfr
 
-from sensevoice_pipeline.speech.frontend import CmvnFormatError, Frontend, FrontendConfig, apply_lfr, load_cmvn
+from sensevoice_pipeline.speech.frontend import (
+    CmvnFormatError,
+    Frontend,
+    FrontendConfig,
+    apply_lfr,
+    load_cmvn,
+)
 
 from .conftest import synthetic_clip
 
@@ -15,8 +22,17 @@ CMVN = "export/reference_model/am.mvn"
 @pytest.fixture(scope="module")
 def frontends():
     ours = Frontend(FrontendConfig(), CMVN)
-    theirs = WavFrontend(cmvn_file=CMVN, fs=16000, window="hamming", n_mels=80, frame_length=25, frame_shift=10,
-                         lfr_m=7, lfr_n=6, dither=0.0)
+    theirs = WavFrontend(
+        cmvn_file=CMVN,
+        fs=16000,
+        window="hamming",
+        n_mels=80,
+        frame_length=25,
+        frame_shift=10,
+        lfr_m=7,
+        lfr_n=6,
+        dither=0.0,
+    )
     return ours, theirs
 
 

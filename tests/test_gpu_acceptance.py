@@ -16,8 +16,17 @@ from onnx import numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu-acceptance.sh"
-HEADER = ["step", "variant", "batch", "max abs diff", "worst cosine", "token agreement", "audio s/s", "p50 ms",
-          "result"]
+HEADER = [
+    "step",
+    "variant",
+    "batch",
+    "max abs diff",
+    "worst cosine",
+    "token agreement",
+    "audio s/s",
+    "p50 ms",
+    "result",
+]
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
@@ -56,8 +65,9 @@ def test_the_cpu_run_passes_every_step_and_prints_one_table(cpu_run):
 
     throughput = [r for r in rows if r["step"] == "throughput"]
     cells = {(r["variant"], int(r["batch"])) for r in throughput}
-    assert cells == {(engine, b) for engine in ("onnxruntime fp32", "onnxruntime fp16", "pytorch fp32")
-                     for b in (1, 2)}
+    assert cells == {
+        (engine, b) for engine in ("onnxruntime fp32", "onnxruntime fp16", "pytorch fp32") for b in (1, 2)
+    }
     assert all(float(r["audio s/s"]) > 0 and float(r["p50 ms"]) > 0 for r in throughput)
 
     assert rows[-1]["step"] == "triton" and rows[-1]["result"].startswith("skipped: --device cpu")
@@ -71,19 +81,34 @@ def test_a_corrupted_fp32_export_fails_parity_and_the_run(cpu_run, tmp_path):
     repo = shutil.copytree(out / "model_repository", tmp_path / "model_repository")
     corrupt_largest_weight(repo / "sensevoice_encoder" / "1" / "model.onnx")  # version 1 is the fp32 export
 
-    failed = run_script("--device", "cpu", "--out", str(tmp_path / "run"), "--model", str(out / "checkpoint"),
-                        "--repository", str(repo))
+    failed = run_script(
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        str(out / "checkpoint"),
+        "--repository",
+        str(repo),
+    )
     assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
-    rows = {r["variant"].split()[0]: r for r in table((tmp_path / "run" / "acceptance.md").read_text())
-            if r["step"] == "parity"}
+    rows = {
+        r["variant"].split()[0]: r
+        for r in table((tmp_path / "run" / "acceptance.md").read_text())
+        if r["step"] == "parity"
+    }
     assert rows["fp32"]["result"].startswith("FAIL: max abs difference")
-    assert rows["fp16"]["result"] == "pass"  # the untouched export still passes: the judge singles out the bad one
+    assert (
+        rows["fp16"]["result"] == "pass"
+    )  # the untouched export still passes: the judge singles out the bad one
     assert "verdict: FAILED" in failed.stdout
 
 
 def corrupt_largest_weight(path: Path) -> None:
     model = onnx.load(str(path))
-    weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2]
+    weights = [
+        t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2
+    ]
     target = max(weights, key=lambda t: int(np.prod(t.dims)))
     values = numpy_helper.to_array(target)
     noise = np.random.default_rng(0).standard_normal(values.shape).astype(np.float32) * values.std()

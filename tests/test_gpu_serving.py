@@ -122,19 +122,32 @@ class GpuEncoder:
         self.honours_preferred_memory = honours_preferred_memory
         self.frames_seen: list[int] = []
 
-    def infer(self, request: "StandInRequest") -> InferenceResponse:
+    def infer(self, request: StandInRequest) -> InferenceResponse:
         feeds = {t.name(): t.as_numpy() for t in request.inputs}
         self.frames_seen.append(feeds["speech"].shape[1])
-        out = self.session.run(feeds["speech"], feeds["speech_lengths"], feeds["language"], feeds["textnorm"],
-                               request.requested_output_names)
+        out = self.session.run(
+            feeds["speech"],
+            feeds["speech_lengths"],
+            feeds["language"],
+            feeds["textnorm"],
+            request.requested_output_names,
+        )
         asked_cpu = request.preferred_memory is not None and request.preferred_memory.type == "CPU"
         on_gpu = not (asked_cpu and self.honours_preferred_memory)
         return InferenceResponse([StandInTensor(n, v, on_gpu=on_gpu) for n, v in out.items()])
 
 
 class StandInRequest:
-    def __init__(self, encoder: GpuEncoder, model_name, requested_output_names, inputs, model_version=-1,
-                 preferred_memory=None, **_):
+    def __init__(
+        self,
+        encoder: GpuEncoder,
+        model_name,
+        requested_output_names,
+        inputs,
+        model_version=-1,
+        preferred_memory=None,
+        **_,
+    ):
         assert model_name == ENCODER_MODEL
         self.encoder, self.requested_output_names, self.inputs = encoder, requested_output_names, inputs
         self.preferred_memory = preferred_memory
@@ -161,21 +174,28 @@ def stand_in_pb_utils(encoder: GpuEncoder) -> SimpleNamespace:
 
 def client_request(utterance: Utterance) -> dict:
     """A `sensevoice` request as the python backend hands it over (inputs in CPU memory: its default)."""
-    return {"AUDIO": StandInTensor("AUDIO", utterance.audio.reshape(1, -1)),
-            "LANGUAGE": StandInTensor("LANGUAGE", np.array([[utterance.language.encode()]], dtype=np.object_)),
-            "USE_ITN": StandInTensor("USE_ITN", np.array([[utterance.use_itn]]))}
+    return {
+        "AUDIO": StandInTensor("AUDIO", utterance.audio.reshape(1, -1)),
+        "LANGUAGE": StandInTensor("LANGUAGE", np.array([[utterance.language.encode()]], dtype=np.object_)),
+        "USE_ITN": StandInTensor("USE_ITN", np.array([[utterance.use_itn]])),
+    }
 
 
 @pytest.fixture(scope="module")
 def utterances() -> list[Utterance]:
     seconds = [0.7, 2.3, 4.1, 6.1, 1.3]
-    return [Utterance(synthetic_clip(s, seed=i), ["auto", "en", "zh", "yue", "auto"][i], i % 2 == 0)
-            for i, s in enumerate(seconds)]
+    return [
+        Utterance(synthetic_clip(s, seed=i), ["auto", "en", "zh", "yue", "auto"][i], i % 2 == 0)
+        for i, s in enumerate(seconds)
+    ]
 
 
 def serve_on_stand_in(repository: Path, encoder: GpuEncoder, utterances: list[Utterance]) -> list[str]:
-    args = {"model_repository": str(repository / PIPELINE_MODEL), "model_version": "1",
-            "model_config": triton_json(config(PIPELINE_MODEL))}  # production: frame buckets on
+    args = {
+        "model_repository": str(repository / PIPELINE_MODEL),
+        "model_version": "1",
+        "model_config": triton_json(config(PIPELINE_MODEL)),
+    }  # production: frame buckets on
     model = SenseVoiceModel(stand_in_pb_utils(encoder), args)
     responses = model.execute([client_request(u) for u in utterances])
     errors = [r.error().message() for r in responses if r.has_error()]
@@ -194,7 +214,9 @@ def test_encoder_results_on_a_gpu_instance_are_read_in_cpu_memory(exported_repos
 
 def test_results_left_on_the_gpu_are_copied_to_the_host_through_dlpack(exported_repository, utterances):
     pytest.importorskip("torch")  # the DLPack consumer available here (cupy where a GPU image has it)
-    encoder = GpuEncoder(exported_repository / ENCODER_MODEL / "1" / ENCODER_FILE, honours_preferred_memory=False)
+    encoder = GpuEncoder(
+        exported_repository / ENCODER_MODEL / "1" / ENCODER_FILE, honours_preferred_memory=False
+    )
     texts = serve_on_stand_in(exported_repository, encoder, utterances)
     assert texts == LocalTranscriber(exported_repository).transcribe(utterances)
 
@@ -236,7 +258,10 @@ def test_frame_buckets_come_from_the_config_and_bad_lists_are_refused():
 
 
 def accelerator_parameters(parsed: model_config_pb2.ModelConfig) -> dict[str, dict[str, str]]:
-    return {a.name: dict(a.parameters) for a in parsed.optimization.execution_accelerators.gpu_execution_accelerator}
+    return {
+        a.name: dict(a.parameters)
+        for a in parsed.optimization.execution_accelerators.gpu_execution_accelerator
+    }
 
 
 def profile(text: str) -> dict[str, tuple[int, ...]]:

@@ -51,8 +51,11 @@ def _where_nodes_over_scores(path) -> int:
     graph = onnx.load(str(path)).graph
     softmax_in = {n.input[0] for n in graph.node if n.op_type == "Softmax"}
     softmax_out = {n.output[0] for n in graph.node if n.op_type == "Softmax"}
-    return sum(1 for n in graph.node
-               if n.op_type == "Where" and (n.output[0] in softmax_in or softmax_out & set(n.input)))
+    return sum(
+        1
+        for n in graph.node
+        if n.op_type == "Where" and (n.output[0] in softmax_in or softmax_out & set(n.input))
+    )
 
 
 def test_every_attention_block_is_rewritten(plain_and_rewritten):

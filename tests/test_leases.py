@@ -32,16 +32,36 @@ from .support.lake import write_clips
 DAY = "2026-11-20"
 
 
-def settings_for(tmp_path: Path, catalog: str, ttl_s: float = 3600.0, triton_url: str = "127.0.0.1:1") -> Settings:
-    return Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", catalog=catalog, lease_ttl_s=ttl_s,
-                    triton_url=triton_url)
+def settings_for(
+    tmp_path: Path, catalog: str, ttl_s: float = 3600.0, triton_url: str = "127.0.0.1:1"
+) -> Settings:
+    return Settings(
+        raw_root=tmp_path / "raw",
+        lake_root=tmp_path / "lake",
+        catalog=catalog,
+        lease_ttl_s=ttl_s,
+        triton_url=triton_url,
+    )
 
 
 def runs_table(run_id: str) -> pa.Table:
-    now = dt.datetime.now(dt.timezone.utc)
-    return tables.to_table([{"run_id": run_id, "started_at": now, "finished_at": now, "files": 0, "files_ok": 0,
-                             "files_failed": 0, "utterances": 0, "speech_seconds": 0.0, "model_versions": ""}],
-                           tables.RUNS)
+    now = dt.datetime.now(dt.UTC)
+    return tables.to_table(
+        [
+            {
+                "run_id": run_id,
+                "started_at": now,
+                "finished_at": now,
+                "files": 0,
+                "files_ok": 0,
+                "files_failed": 0,
+                "utterances": 0,
+                "speech_seconds": 0.0,
+                "model_versions": "",
+            }
+        ],
+        tables.RUNS,
+    )
 
 
 # -- tokens ------------------------------------------------------------------------------------------------------------
@@ -51,7 +71,9 @@ def test_a_token_outlives_its_name_a_run_that_lost_the_date_stays_lost(tmp_path,
     leases = daily.leases(settings_for(tmp_path, catalog_setting, ttl_s=0.3))
     first = leases.acquire(DAY, "run-a")
     assert leases.renew(DAY, "run-a", first.token).expires_at > first.expires_at
-    with pytest.raises(DateBusyError, match=f"{DAY} is being processed by run 'run-a' \\(host .*, pid {os.getpid()}"):
+    with pytest.raises(
+        DateBusyError, match=f"{DAY} is being processed by run 'run-a' \\(host .*, pid {os.getpid()}"
+    ):
         leases.acquire(DAY, "run-b")
     time.sleep(0.4)  # run-a went silent
     assert leases.renew(DAY, "run-a", first.token)  # expired, but nobody took it: still run-a's
@@ -81,8 +103,12 @@ def test_postgres_checks_the_lease_inside_the_commit_itself(tmp_path, postgres):
         leases.acquire(DAY, "run-b")
 
     with pytest.raises(LeaseLostError, match=f"nothing was published: the lease on {DAY} that this run took"):
-        lake.commit_day(DAY, {"runs": runs_table("run-a")}, before_commit=lost_in_the_last_moment,
-                        commit_info=lease.commit_info)
+        lake.commit_day(
+            DAY,
+            {"runs": runs_table("run-a")},
+            before_commit=lost_in_the_last_moment,
+            commit_info=lease.commit_info,
+        )
     assert lake.read("runs", DAY).num_rows == 0
     lake.commit_day(DAY, {"runs": runs_table("run-b")}, commit_info=leases.acquire(DAY, "run-b").commit_info)
     assert lake.read("runs", DAY).column("run_id").to_pylist() == ["run-b"]
@@ -105,7 +131,9 @@ def test_sqlite_takeovers_wait_for_a_commit_in_progress(tmp_path):
         time.sleep(0.5)
         events.append("committing")
 
-    lake.commit_day(DAY, {"runs": runs_table("run-a")}, before_commit=check_then_race, commit_info=lease.commit_info)
+    lake.commit_day(
+        DAY, {"runs": runs_table("run-a")}, before_commit=check_then_race, commit_info=lease.commit_info
+    )
     events.append("committed")
     taker.join(timeout=30)
     assert events == ["committing", "committed", "taken over"]
@@ -124,9 +152,27 @@ def stalled_day(raw: Path) -> None:
 
 def svp_run(settings: Settings, url: str, *flags: str) -> subprocess.Popen:
     env = {**os.environ, "SVP_CATALOG": settings.catalog, "SVP_LEASE_TTL_S": str(settings.lease_ttl_s)}
-    return subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", DAY, "--raw",
-                             str(settings.raw_root), "--lake", str(settings.lake_root), "--url", url, *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sensevoice_pipeline.ui.cli",
+            "run",
+            "--date",
+            DAY,
+            "--raw",
+            str(settings.raw_root),
+            "--lake",
+            str(settings.lake_root),
+            "--url",
+            url,
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def wait_until_planned(settings: Settings, process: subprocess.Popen, timeout_s: float = 60) -> None:
@@ -167,7 +213,9 @@ def published_run(settings: Settings) -> str | None:
 
 
 @pytest.mark.timeout(300)
-def test_a_stopped_run_that_lost_its_lease_cannot_publish_over_the_takers_day(tmp_path, catalog_setting, fault_triton):
+def test_a_stopped_run_that_lost_its_lease_cannot_publish_over_the_takers_day(
+    tmp_path, catalog_setting, fault_triton
+):
     """Issue 27's reproduction: run A is stopped (SIGSTOP) after plan; its lease expires; run B (--no-itn) takes
     the date and publishes; A continues: it must fail with LeaseLostError and B's day must stand."""
     settings = settings_for(tmp_path, catalog_setting, ttl_s=3)
@@ -193,13 +241,17 @@ def test_a_stopped_run_that_lost_its_lease_cannot_publish_over_the_takers_day(tm
     assert "lost its lease on 2026-11-20" in err_a and "nothing of it was published" in err_a
     assert "Traceback" not in err_a
     assert published_run(settings) == taker
-    assert {r["itn"] for r in Lake(settings.lake_root, settings.catalog).read("utterances", DAY).to_pylist()} == {False}
+    assert {
+        r["itn"] for r in Lake(settings.lake_root, settings.catalog).read("utterances", DAY).to_pylist()
+    } == {False}
     assert leases.holder(DAY) is None and not leases.list()[0]
 
 
 @pytest.mark.timeout(300)
 def test_a_run_killed_on_this_host_is_taken_over_at_once(tmp_path, catalog_setting, fault_triton):
-    settings = settings_for(tmp_path, catalog_setting)  # an hour's lease: only its holder's death frees it early
+    settings = settings_for(
+        tmp_path, catalog_setting
+    )  # an hour's lease: only its holder's death frees it early
     stalled_day(settings.raw_root)
     killed = svp_run(settings, fault_triton.grpc_url)
     wait_until_planned(settings, killed)
@@ -210,8 +262,10 @@ def test_a_run_killed_on_this_host_is_taken_over_at_once(tmp_path, catalog_setti
     rerun = svp_run(settings, fault_triton.grpc_url)
     out, err = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, err[-3000:]
-    assert f"taking over the date from run '{held.holder}' (host {held.host}, pid {killed.pid}): its process is dead" \
+    assert (
+        f"taking over the date from run '{held.holder}' (host {held.host}, pid {killed.pid}): its process is dead"
         in err
+    )
     assert published_run(settings) not in (None, held.holder)
 
 
@@ -226,8 +280,10 @@ def test_sigterm_and_ctrl_c_give_the_date_back_and_say_nothing_was_published(tmp
     out, err = run.communicate(timeout=120)
     assert run.returncode == 128 + stop, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith("svp run: stopped by")]
-    assert lines == [f"svp run: stopped by {stop.name}: nothing of {DAY} was published by this run; its lease was "
-                     "given back"], err[-3000:]
+    assert lines == [
+        f"svp run: stopped by {stop.name}: nothing of {DAY} was published by this run; its lease was "
+        "given back"
+    ], err[-3000:]
     assert "Traceback" not in err
     assert not daily.leases(settings).list()[0] and published_run(settings) is None
     assert not list((settings.lake_root / daily.STAGING).rglob("*.parquet"))
@@ -237,8 +293,13 @@ def test_sigterm_and_ctrl_c_give_the_date_back_and_say_nothing_was_published(tmp
 
 
 def svp(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_svp_lease_lists_and_breaks_only_with_yes(tmp_path, catalog_setting):

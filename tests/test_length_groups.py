@@ -30,7 +30,9 @@ def test_batch_equals_one_by_one_in_the_given_order(exported_repository):
     from sensevoice_pipeline.speech.audio import load_mono_16k
 
     local = LocalTranscriber(exported_repository, threads=1)
-    audios = [load_mono_16k(p) for p in EXAMPLE_AUDIO] + [synthetic_clip(s, seed=i) for i, s in enumerate((0.7, 2.3, 6.1, 2.4))]
+    audios = [load_mono_16k(p) for p in EXAMPLE_AUDIO] + [
+        synthetic_clip(s, seed=i) for i, s in enumerate((0.7, 2.3, 6.1, 2.4))
+    ]
     utterances = [Utterance(a, ("auto", "en", "zh")[i % 3], i % 2 == 0) for i, a in enumerate(audios)]
     together = local.transcribe(utterances)
     assert together == [local.transcribe([u])[0] for u in utterances]

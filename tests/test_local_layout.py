@@ -19,11 +19,16 @@ import pytest
 
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.releases.policy import parse_config
 from sensevoice_pipeline.serving.client import SenseVoiceClient
-from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.serving.repository import (
+    ENCODER_MODEL,
+    LOCAL_CONFIG_NAME,
+    PIPELINE_MODEL,
+    ModelRepository,
+)
 from sensevoice_pipeline.serving.server import LocalTriton
 from sensevoice_pipeline.serving.triton_models import THREADS_LOG, instance_count, instance_threads
-from sensevoice_pipeline.releases.policy import parse_config
 from sensevoice_pipeline.settings import Settings
 
 from .fault_models import model_statistics
@@ -35,7 +40,9 @@ TWO_INSTANCES = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}
 
 def test_instance_count_sums_the_configs_instance_groups():
     assert instance_count(TWO_INSTANCES) == 2
-    assert instance_count('{"instance_group": [{"count": 2}, {"count": 3}]}') == 5  # JSON, as Triton passes it
+    assert (
+        instance_count('{"instance_group": [{"count": 2}, {"count": 3}]}') == 5
+    )  # JSON, as Triton passes it
     assert instance_count({"instance_group": [{"kind": "KIND_CPU"}]}) == 1  # count left to Triton's default
     assert instance_count({}) == 1
 
@@ -51,11 +58,15 @@ def test_each_instance_takes_its_share_of_the_cores_unless_svp_ort_threads_says(
 
 
 def test_the_local_triton_runs_the_configs_encoder_instances_each_on_its_share_of_the_cores(
-        exported_repository, monkeypatch):
+    exported_repository, monkeypatch
+):
     """No SVP_ORT_THREADS: every encoder instance of the local config starts, and each says in the server's log
     that it took the machine's cores divided by the instance count."""
-    config = parse_config(ModelRepository(exported_repository).model_dir(ENCODER_MODEL) / "configs"
-                          / f"{LOCAL_CONFIG_NAME}.pbtxt")
+    config = parse_config(
+        ModelRepository(exported_repository).model_dir(ENCODER_MODEL)
+        / "configs"
+        / f"{LOCAL_CONFIG_NAME}.pbtxt"
+    )
     instances = sum(group.count for group in config.instance_group)
     assert instances >= 2  # the layout issue 18 measured; one instance would leave cores idle
     monkeypatch.delenv("SVP_ORT_THREADS", raising=False)
@@ -120,8 +131,9 @@ def test_svp_run_transcribes_batches_side_by_side_and_every_file_once(tmp_path, 
 
 
 @pytest.mark.timeout(300)
-def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_running_one(tmp_path, fixture_triton,
-                                                                                       monkeypatch):
+def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_running_one(
+    tmp_path, fixture_triton, monkeypatch
+):
     """Ten batches; batch 0 fails while batch 1 is still transcribing. The run raises batch 0's error only after
     batch 1 has ended (nothing writes to the staging area after it is released; it starts no further file), no
     batch past the one a freed worker may already have taken starts, and nothing is published or left staged."""
@@ -140,7 +152,9 @@ def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_runnin
             batch_0_failing.wait(60)
             time.sleep(0.5)  # still transcribing when batch 0's error reaches run_date
         try:
-            return real(settings, batch, started_at, cancelled)  # stops before its next file: the run is failing
+            return real(
+                settings, batch, started_at, cancelled
+            )  # stops before its next file: the run is failing
         finally:
             ended.append(batch["index"])
 
@@ -148,7 +162,9 @@ def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_runnin
     with pytest.raises(RuntimeError, match="batch 0 failed"):
         daily.run_date(settings, DAY, run_id="failing", show_progress=False)
     assert 1 in ended  # run_date returned only after the running batch had ended
-    assert set(started) <= {0, 1, 2}, started  # batch 2: the worker freed by batch 0 may have taken it already
+    assert set(started) <= {0, 1, 2}, (
+        started
+    )  # batch 2: the worker freed by batch 0 may have taken it already
     assert not list((settings.lake_root / daily.STAGING).rglob("*.parquet"))
     assert daily.leases(settings).holder(DAY) is None
     assert Lake(settings.lake_root).snapshot_id() is None  # nothing was ever published

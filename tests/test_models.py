@@ -25,6 +25,7 @@ from tritonclient.grpc import model_config_pb2
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.constants import SAMPLE_RATE
 from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.serving.admin import grpc_admin_headers
 from sensevoice_pipeline.serving.client import ModelNotReadyError, SenseVoiceClient
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL, ModelRepository
 from sensevoice_pipeline.serving.server import LocalTriton, free_port
@@ -32,8 +33,6 @@ from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.audio import load_16k, resample
 from sensevoice_pipeline.speech.vad import segment_for_asr
 from sensevoice_pipeline.ui import cli
-from sensevoice_pipeline.serving.admin import grpc_admin_headers
-
 
 from .conftest import EXAMPLE_AUDIO, FIXTURE_MODEL_DIR, TEST_ADMIN_KEY, fixture_cases
 
@@ -45,8 +44,12 @@ CLIP_TEXT = "<|en|><|ANGRY|><|Speech|><|withitn|>I want a refund."
 
 
 def svp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def export(checkpoint, repo: Path, precision: str) -> int:
@@ -63,7 +66,11 @@ def release_rows(lake: Path) -> list[dict]:
     warehouse.refresh()  # a release writes the lake's catalog only; the view appears when the file is (re)built
     con = warehouse.connect()
     try:
-        return con.sql("SELECT * FROM model_releases ORDER BY finished_at, release_id").to_arrow_table().to_pylist()
+        return (
+            con.sql("SELECT * FROM model_releases ORDER BY finished_at, release_id")
+            .to_arrow_table()
+            .to_pylist()
+        )
     finally:
         con.close()
 
@@ -74,8 +81,10 @@ def release_settings(repo: Path, url: str, lake: Path | str, **more) -> Settings
 
 
 def all_policies(repo: Path, model: str) -> dict[str, tuple[int, ...]]:
-    return {str(p.relative_to(repo)): tuple(sorted(releases.parse_config(p).version_policy.specific.versions))
-            for p in releases.config_files(repo, model)}
+    return {
+        str(p.relative_to(repo)): tuple(sorted(releases.parse_config(p).version_policy.specific.versions))
+        for p in releases.config_files(repo, model)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +145,11 @@ class Traffic:
     async def _run(self):
         deadline = time.monotonic() + self.max_seconds
         async with SenseVoiceClient(self.url, retries=0, timeout_s=30) as client:
-            while not self._stop.is_set() and len(self.answers) < self.max_requests and time.monotonic() < deadline:
+            while (
+                not self._stop.is_set()
+                and len(self.answers) < self.max_requests
+                and time.monotonic() < deadline
+            ):
                 t = time.monotonic()
                 try:
                     r = await client.transcribe(self._audio, "auto", True)
@@ -145,7 +158,7 @@ class Traffic:
                     self.answers.append(Answer(t, time.monotonic(), None, None, repr(exc)))
                 await asyncio.sleep(self.pause_s)
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         self._thread.start()
         self.wait_for(3)
         return self
@@ -172,8 +185,12 @@ class Traffic:
 def test_version_policy_edits_parse_as_model_configs_and_keep_the_rest(tmp_path):
     repo = tmp_path / "model_repository"
     shutil.copytree(PROJECT_ROOT / "model_repository", repo)
-    before = {p: p.read_text() for m in (PIPELINE_MODEL, ENCODER_MODEL) for p in releases.config_files(repo, m)}
-    assert len(before) == 5  # config.pbtxt + configs/local.pbtxt for both models, + configs/tensorrt.pbtxt (encoder)
+    before = {
+        p: p.read_text() for m in (PIPELINE_MODEL, ENCODER_MODEL) for p in releases.config_files(repo, m)
+    }
+    assert (
+        len(before) == 5
+    )  # config.pbtxt + configs/local.pbtxt for both models, + configs/tensorrt.pbtxt (encoder)
 
     for model in (PIPELINE_MODEL, ENCODER_MODEL):
         old = releases.set_version_policy(repo, model, [3, 2])
@@ -187,7 +204,9 @@ def test_version_policy_edits_parse_as_model_configs_and_keep_the_rest(tmp_path)
         old.ClearField("version_policy")
         assert new == old, f"{path}: more than version_policy changed"
         # comments survive; exactly one policy line
-        assert [l for l in text.splitlines() if "#" in l] == [l for l in after.splitlines() if "#" in l]
+        assert [line for line in text.splitlines() if "#" in line] == [
+            line for line in after.splitlines() if "#" in line
+        ]
         assert after.count("version_policy") == 1
 
     # a multi-line block with a nested comment is replaced as a whole; a config without one gets one appended
@@ -196,7 +215,10 @@ def test_version_policy_edits_parse_as_model_configs_and_keep_the_rest(tmp_path)
     parsed = text_format.Parse(out, model_config_pb2.ModelConfig())
     assert list(parsed.version_policy.specific.versions) == [7] and parsed.max_batch_size == 4
     out = releases.replace_version_policy('name: "m"\n', [1, 2])
-    assert list(text_format.Parse(out, model_config_pb2.ModelConfig()).version_policy.specific.versions) == [1, 2]
+    assert list(text_format.Parse(out, model_config_pb2.ModelConfig()).version_policy.specific.versions) == [
+        1,
+        2,
+    ]
     with pytest.raises(releases.ReleaseError, match="empty version policy"):
         releases.set_version_policy(repo, PIPELINE_MODEL, [])
 
@@ -215,7 +237,9 @@ max_batch_size: 4  # after the policy
 def test_a_version_policy_edit_keeps_every_comment_outside_the_field_and_parses_to_the_policy():
     out = releases.replace_version_policy(POLICY_TEXT, [3, 1])
     lines = POLICY_TEXT.splitlines()
-    assert out.splitlines() == lines[:3] + ["version_policy: { specific: { versions: [ 1, 3 ] } }"] + lines[6:]
+    assert (
+        out.splitlines() == lines[:3] + ["version_policy: { specific: { versions: [ 1, 3 ] } }"] + lines[6:]
+    )
     parsed = text_format.Parse(out, model_config_pb2.ModelConfig())
     assert list(parsed.version_policy.specific.versions) == [1, 3] and parsed.max_batch_size == 4
     assert parsed.parameters["note"].string_value == "version_policy: { all: {} } # a string, not a comment"
@@ -234,7 +258,10 @@ def test_the_release_row_goes_to_the_catalog_it_is_given(tmp_path):
     assert not list(lake.glob("*.sqlite"))  # not the lake's default catalog
     (row,) = Lake(lake, catalog).read("model_releases", summary["date"]).to_pylist()
     assert (row["release_id"], row["outcome"], row["reasons"]) == (
-        "release-1", "failed", "export failed: ExportError: no checkpoint")
+        "release-1",
+        "failed",
+        "export failed: ExportError: no checkpoint",
+    )
 
 
 def test_list_and_show_reflect_versions_meta_and_roles(release_repo, tmp_path):
@@ -294,8 +321,11 @@ def answered(*raw_texts: str, seconds: float = 0.010, version: str = "2") -> rel
 def test_canary_gates_on_transcripts_emotions_and_latency():
     cases = [releases.GoldenCase(CLIP, "auto", True, (CLIP_TEXT,))] * 10
     same = [answered(CLIP_TEXT, version="1")] * 10
-    judge = lambda staged, thresholds=releases.CanaryThresholds(): releases.judge(  # noqa: E731
-        cases, {"serving": same, "staged": staged}, thresholds, 2, 1)
+
+    def judge(staged, thresholds=None):
+        thresholds = thresholds or releases.CanaryThresholds()
+        return releases.judge(cases, {"serving": same, "staged": staged}, thresholds, 2, 1)
+
     ok = judge([answered(CLIP_TEXT, seconds=0.012)] * 10)
     assert ok["passed"] and ok["transcript_agreement"] == 1.0 and ok["latency_ratio"] == pytest.approx(1.2)
     assert ok["segments_per_case"] == [1] * 10
@@ -308,8 +338,13 @@ def test_canary_gates_on_transcripts_emotions_and_latency():
     assert result["reasons"] == ["transcript agreement 0.000 < 0.95", "latency ratio 3.00 > 1.5"]
     assert judge([answered(other)] * 10, releases.CanaryThresholds(0.0, 0.95, 1.5))["passed"]
     # nothing serving yet: the golden set's expected texts are the baseline, latency is not gated
-    first = releases.judge(cases, {"staged": [answered(CLIP_TEXT, seconds=0.5, version="1")] * 10},
-                           releases.CanaryThresholds(), 1, None)
+    first = releases.judge(
+        cases,
+        {"staged": [answered(CLIP_TEXT, seconds=0.5, version="1")] * 10},
+        releases.CanaryThresholds(),
+        1,
+        None,
+    )
     assert first["passed"] and first["baseline"] == "expected texts of the golden set"
     assert first["latency_ratio"] is None and first["expected_match_staged"] == 1.0
 
@@ -319,7 +354,8 @@ def test_canary_judges_a_segmented_call_by_its_joined_text_and_each_segments_tag
     angry, happy = "<|en|><|ANGRY|><|Speech|><|withitn|>", "<|en|><|HAPPY|><|Speech|><|withitn|>"
     serving = {"serving": [answered(angry + "I want", happy + "a refund.", version="1")]}
     judge = lambda *staged: releases.judge(  # noqa: E731
-        call, {**serving, "staged": [answered(*staged)]}, releases.CanaryThresholds(), 2, 1)
+        call, {**serving, "staged": [answered(*staged)]}, releases.CanaryThresholds(), 2, 1
+    )
     assert judge(angry + "I want", happy + "a refund.")["passed"]
     # the same words in one segment: the text agrees, the emotions (angry, happy) and (angry,) do not
     one_segment = judge(angry + "I want a refund.")
@@ -342,17 +378,24 @@ def test_stage_promote_rollback_under_steady_traffic(release_repo, release_trito
         assert staged == {**staged, "staged": 2, "serving": 1, "model": releases.STAGED_MODEL}
         traffic.wait_for(5)
         rows, state, server = releases.list_versions(repo, url)
-        assert [(r.version, r.role, r.server) for r in rows] == [(1, "serving", "default"), (2, "staged", "staged")]
+        assert [(r.version, r.role, r.server) for r in rows] == [
+            (1, "serving", "default"),
+            (2, "staged", "staged"),
+        ]
         assert server["default_version"] == 1 and server["agrees"]
-        assert all_policies(repo, PIPELINE_MODEL) == {"sensevoice/config.pbtxt": (1,),
-                                                      "sensevoice/configs/local.pbtxt": (1,)}
+        assert all_policies(repo, PIPELINE_MODEL) == {
+            "sensevoice/config.pbtxt": (1,),
+            "sensevoice/configs/local.pbtxt": (1,),
+        }
         assert set(all_policies(repo, ENCODER_MODEL).values()) == {(1, 2)}
 
         t_promote = time.monotonic()
         promoted = releases.promote(repo, None, url)  # the staged one
         t_promoted = time.monotonic()
         traffic.wait_for(25)
-        assert promoted["serving"] == 2 and promoted["previous"] == 1 and promoted["pipeline_versions"] == [1, 2]
+        assert (
+            promoted["serving"] == 2 and promoted["previous"] == 1 and promoted["pipeline_versions"] == [1, 2]
+        )
         state = releases.read_state(repo)
         assert (state.serving, state.previous, state.staged) == (2, 1, None)
         assert set(all_policies(repo, PIPELINE_MODEL).values()) == {(1, 2)}  # 1 stays loaded: warm standby
@@ -377,9 +420,11 @@ def test_stage_promote_rollback_under_steady_traffic(release_repo, release_trito
     assert len(after_rollback) >= 20 and {a.version for a in after_rollback} == {"1"}
     sequence = "".join(a.version for a in sorted(answers, key=lambda a: a.started))
     assert re.fullmatch(r"1+2+1+", sequence), sequence  # one switch each way, no flapping
-    print(f"\n{len(answers)} requests, 0 failed; promote switched in {promoted['switch_seconds']} s "
-          f"({t_promoted - t_promote:.1f} s in all), rollback in {rolled['switch_seconds']} s "
-          f"({t_rolled - t_rollback:.1f} s in all)")
+    print(
+        f"\n{len(answers)} requests, 0 failed; promote switched in {promoted['switch_seconds']} s "
+        f"({t_promoted - t_promote:.1f} s in all), rollback in {rolled['switch_seconds']} s "
+        f"({t_rolled - t_rollback:.1f} s in all)"
+    )
     assert unpinned_version(url) == "1"
     assert not releases.TritonControl(url).ready_versions(releases.STAGED_MODEL)
 
@@ -397,7 +442,9 @@ def long_call_golden_set(root: Path) -> Path:
     for name in ("en_refund_angry", "ja_thanks_happy"):
         shutil.copy(FIXTURE_MODEL_DIR / "clips" / f"{name}.wav", root / f"{name}.wav")
     clips = ("en_refund_angry.wav", "long_call.wav", "ja_thanks_happy.wav")
-    (root / "expected.jsonl").write_text("".join(json.dumps({"clip": c, "language": "auto"}) + "\n" for c in clips))
+    (root / "expected.jsonl").write_text(
+        "".join(json.dumps({"clip": c, "language": "auto"}) + "\n" for c in clips)
+    )
     return root
 
 
@@ -411,7 +458,9 @@ def requests_answered(url: str, model: str, version: int) -> int:
         control.close()
 
 
-def test_the_canary_sends_a_long_call_as_vad_segments_like_the_daily_job(release_repo, release_triton, tmp_path):
+def test_the_canary_sends_a_long_call_as_vad_segments_like_the_daily_job(
+    release_repo, release_triton, tmp_path
+):
     repo, url = release_repo, release_triton.grpc_url
     serve(repo, url, 1)
     golden = long_call_golden_set(tmp_path / "golden")
@@ -420,11 +469,15 @@ def test_the_canary_sends_a_long_call_as_vad_segments_like_the_daily_job(release
     assert call.size > 30 * SAMPLE_RATE and daily_segments > 1
     releases.stage(repo, 2, url)
     try:
-        before = {"staged": requests_answered(url, releases.STAGED_MODEL, 2),
-                  "serving": requests_answered(url, PIPELINE_MODEL, 1)}
+        before = {
+            "staged": requests_answered(url, releases.STAGED_MODEL, 2),
+            "serving": requests_answered(url, PIPELINE_MODEL, 1),
+        }
         result = releases.run_canary(url, 2, golden, {"max_latency_ratio": 100.0}, serving_version=1)
-        after = {"staged": requests_answered(url, releases.STAGED_MODEL, 2),
-                 "serving": requests_answered(url, PIPELINE_MODEL, 1)}
+        after = {
+            "staged": requests_answered(url, releases.STAGED_MODEL, 2),
+            "serving": requests_answered(url, PIPELINE_MODEL, 1),
+        }
     finally:
         releases.unstage(repo, url)
     assert result["cases"] == 3 and result["segments_per_case"] == [1, daily_segments, 1]
@@ -469,13 +522,29 @@ def test_daily_job_records_and_pins_the_answering_version(release_repo, release_
     assert out.returncode == 2 and "sensevoice version 5 is not loaded" in out.stderr
 
 
-def test_a_disagreeing_release_is_refused_and_serving_is_untouched(release_repo, release_triton, micro_checkpoint,
-                                                                   tmp_path, capsys):
+def test_a_disagreeing_release_is_refused_and_serving_is_untouched(
+    release_repo, release_triton, micro_checkpoint, tmp_path, capsys
+):
     repo, url = release_repo, release_triton.grpc_url
     serve(repo, url, 2)
     with Traffic(url) as traffic:  # through `svp models release`, as an operator runs it
-        code = cli.main(["models", "release", str(micro_checkpoint), "--repository", str(repo), "--url", url,
-                         "--lake-root", str(tmp_path / "lake"), "--precision", "fp32", "--max-latency-ratio", "100"])
+        code = cli.main(
+            [
+                "models",
+                "release",
+                str(micro_checkpoint),
+                "--repository",
+                str(repo),
+                "--url",
+                url,
+                "--lake-root",
+                str(tmp_path / "lake"),
+                "--precision",
+                "fp32",
+                "--max-latency-ratio",
+                "100",
+            ]
+        )
         traffic.wait_for(5)
     said = capsys.readouterr()
     assert code == 1 and "refused" in said.err and "serving version 2 untouched" in said.err, said
@@ -484,18 +553,26 @@ def test_a_disagreeing_release_is_refused_and_serving_is_untouched(release_repo,
     candidate = int(report["row"]["candidate_version"])
     assert candidate == 3 and report["outcome"] == "refused"
     assert "transcript agreement" in report["row"]["reasons"] and report["row"]["serving_after"] == "2"
-    assert report["row"]["transcript_agreement"] < 0.5 and report["row"]["golden_cases"] == len(fixture_cases())
+    assert report["row"]["transcript_agreement"] < 0.5 and report["row"]["golden_cases"] == len(
+        fixture_cases()
+    )
     assert not [a for a in traffic.answers if a.error] and {a.version for a in traffic.answers} == {"2"}
     control = releases.TritonControl(url)
     assert not control.ready_versions(releases.STAGED_MODEL)
     assert candidate not in control.ready_versions(ENCODER_MODEL) | control.ready_versions(PIPELINE_MODEL)
     state = releases.read_state(repo)
     assert (state.serving, state.staged) == (2, None)
-    assert all(candidate not in v for m in (PIPELINE_MODEL, ENCODER_MODEL) for v in all_policies(repo, m).values())
+    assert all(
+        candidate not in v for m in (PIPELINE_MODEL, ENCODER_MODEL) for v in all_policies(repo, m).values()
+    )
     saved = json.loads(Path(report["report"]).read_text())
     assert saved["outcome"] == "refused" and saved["canary"]["disagreements"]
-    assert row["release_id"].startswith("release-") and (row["outcome"], row["candidate_version"]) == ("refused", "3")
+    assert row["release_id"].startswith("release-") and (row["outcome"], row["candidate_version"]) == (
+        "refused",
+        "3",
+    )
     with pytest.raises(ModelNotReadyError):
+
         async def staged_gone():
             async with SenseVoiceClient(url, model=releases.STAGED_MODEL, retries=0) as client:
                 await client.check_ready()
@@ -503,16 +580,23 @@ def test_a_disagreeing_release_is_refused_and_serving_is_untouched(release_repo,
         asyncio.run(staged_gone())
 
 
-def test_release_dag_promotes_a_good_export_and_writes_its_report(release_repo, release_triton, local_airflow,
-                                                                   tmp_path):
+def test_release_dag_promotes_a_good_export_and_writes_its_report(
+    release_repo, release_triton, local_airflow, tmp_path
+):
     from sensevoice_pipeline.demo.local_airflow import LocalAirflow, triton_connection_env
 
     repo, url = release_repo, release_triton.grpc_url
     serve(repo, url, 2)
     lake = tmp_path / "lake"
-    conf = {"checkpoint": str(FIXTURE_MODEL_DIR), "precision": "fp32", "repository": str(repo),
-            "lake_root": str(lake), "min_transcript_agreement": 0.95, "min_emotion_agreement": 0.95,
-            "max_latency_ratio": 100.0}
+    conf = {
+        "checkpoint": str(FIXTURE_MODEL_DIR),
+        "precision": "fp32",
+        "repository": str(repo),
+        "lake_root": str(lake),
+        "min_transcript_agreement": 0.95,
+        "min_emotion_agreement": 0.95,
+        "max_latency_ratio": 100.0,
+    }
     airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(url))
     airflow.dags_test("sensevoice_model_release", "2026-11-23T00:00:00+00:00", conf=conf)
 
@@ -522,12 +606,22 @@ def test_release_dag_promotes_a_good_export_and_writes_its_report(release_repo, 
     assert unpinned_version(url) == str(new)
     (row,) = release_rows(lake)
     assert (row["outcome"], row["candidate_version"], row["serving_before"], row["serving_after"]) == (
-        "promoted", str(new), "2", str(new))
-    assert row["transcript_agreement"] >= 0.95 and row["emotion_agreement"] >= 0.95 and row["precision"] == "fp32"
+        "promoted",
+        str(new),
+        "2",
+        str(new),
+    )
+    assert (
+        row["transcript_agreement"] >= 0.95
+        and row["emotion_agreement"] >= 0.95
+        and row["precision"] == "fp32"
+    )
     assert row["golden_cases"] == len(fixture_cases()) and row["parity_argmax_agreement"] == 1.0
     report = json.loads(Path(row["report_path"]).read_text())
     assert report["release_id"] == row["release_id"] and report["decision"]["outcome"] == "promoted"
-    assert report["canary"]["expected_match_staged"] == 1.0  # the fp32 export answers every golden case exactly
+    assert (
+        report["canary"]["expected_match_staged"] == 1.0
+    )  # the fp32 export answers every golden case exactly
 
 
 def staged_gone(url: str, candidate: int | None = None) -> None:
@@ -538,7 +632,9 @@ def staged_gone(url: str, candidate: int | None = None) -> None:
         assert not [m for m in index if m.name == releases.STAGED_MODEL and m.state == "READY"], index
         assert not control.ready_versions(releases.STAGED_MODEL)
         if candidate is not None:
-            assert candidate not in control.ready_versions(ENCODER_MODEL) | control.ready_versions(PIPELINE_MODEL)
+            assert candidate not in control.ready_versions(ENCODER_MODEL) | control.ready_versions(
+                PIPELINE_MODEL
+            )
     finally:
         control.close()
 
@@ -556,14 +652,19 @@ def test_unstage_unloads_the_staged_candidate_and_says_when_nothing_is_staged(re
     common = ("--repository", str(repo), "--url", url)
     out = svp("models", "unstage", *common)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "nothing is staged (sensevoice_staged is not loaded); serving version 1 untouched"
+    assert (
+        out.stdout.strip()
+        == "nothing is staged (sensevoice_staged is not loaded); serving version 1 untouched"
+    )
 
     releases.stage(repo, 2, url)
     control = releases.TritonControl(url)
     assert control.ready_versions(releases.STAGED_MODEL) == {2} and 2 in control.ready_versions(ENCODER_MODEL)
     out = svp("models", "unstage", *common)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "unstaged version 2 (sensevoice_staged unloaded); serving version 1 untouched"
+    assert (
+        out.stdout.strip() == "unstaged version 2 (sensevoice_staged unloaded); serving version 1 untouched"
+    )
     staged_gone(url, 2)
     assert control.ready_versions(ENCODER_MODEL) == control.ready_versions(PIPELINE_MODEL) == {1}
     state = releases.read_state(repo)
@@ -577,11 +678,14 @@ def test_unstage_unloads_the_staged_candidate_and_says_when_nothing_is_staged(re
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
-def test_a_release_whose_canary_raises_unstages_and_reports_the_failure(release_repo, release_triton,
-                                                                        micro_checkpoint, tmp_path):
+def test_a_release_whose_canary_raises_unstages_and_reports_the_failure(
+    release_repo, release_triton, micro_checkpoint, tmp_path
+):
     repo, url = release_repo, release_triton.grpc_url
     serving = releases.read_state(repo).serving
-    settings = release_settings(repo, url, tmp_path / "lake", golden_dir=broken_golden_set(tmp_path / "golden"))
+    settings = release_settings(
+        repo, url, tmp_path / "lake", golden_dir=broken_golden_set(tmp_path / "golden")
+    )
     with pytest.raises(releases.ReleaseError, match="not a golden case"):
         releases.release(str(micro_checkpoint), settings, release_id="broken-golden-set")
     candidate = max(ModelRepository(repo).versions())
@@ -589,25 +693,46 @@ def test_a_release_whose_canary_raises_unstages_and_reports_the_failure(release_
     state = releases.read_state(repo)
     assert (state.serving, state.staged) == (serving, None)
     (row,) = release_rows(tmp_path / "lake")
-    assert (row["release_id"], row["outcome"], row["candidate_version"], row["serving_before"],
-            row["serving_after"]) == ("broken-golden-set", "failed", str(candidate), str(serving), str(serving))
-    assert re.fullmatch(r"canary failed: ReleaseError: \S+/expected\.jsonl:1: not a golden case \(.+\)", row["reasons"])
+    assert (
+        row["release_id"],
+        row["outcome"],
+        row["candidate_version"],
+        row["serving_before"],
+        row["serving_after"],
+    ) == ("broken-golden-set", "failed", str(candidate), str(serving), str(serving))
+    assert re.fullmatch(
+        r"canary failed: ReleaseError: \S+/expected\.jsonl:1: not a golden case \(.+\)", row["reasons"]
+    )
     report = json.loads(Path(row["report_path"]).read_text())
-    assert report["outcome"] == "failed" and report["canary"] is None and report["export"]["version"] == candidate
+    assert (
+        report["outcome"] == "failed"
+        and report["canary"] is None
+        and report["export"]["version"] == candidate
+    )
     assert report["decision"]["failed_step"] == "canary"
-    assert report["decision"]["unstaged"] == {"unstaged": candidate, "unloaded": True, "serving": serving,
-                                              "server": True}
+    assert report["decision"]["unstaged"] == {
+        "unstaged": candidate,
+        "unloaded": True,
+        "serving": serving,
+        "server": True,
+    }
 
 
-def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(release_repo, release_triton,
-                                                                              local_airflow, tmp_path):
+def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(
+    release_repo, release_triton, local_airflow, tmp_path
+):
     from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
 
     repo, url = release_repo, release_triton.grpc_url
     serving = releases.read_state(repo).serving
     lake = tmp_path / "lake"
-    conf = {"checkpoint": str(FIXTURE_MODEL_DIR), "precision": "fp32", "repository": str(repo),
-            "lake_root": str(lake), "golden_dir": str(broken_golden_set(tmp_path / "golden"))}
+    conf = {
+        "checkpoint": str(FIXTURE_MODEL_DIR),
+        "precision": "fp32",
+        "repository": str(repo),
+        "lake_root": str(lake),
+        "golden_dir": str(broken_golden_set(tmp_path / "golden")),
+    }
     airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(url))
     with pytest.raises(AirflowRunError) as failed:  # the run ends failed ...
         airflow.dags_test("sensevoice_model_release", "2026-11-24T00:00:00+00:00", conf=conf)
@@ -618,28 +743,47 @@ def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(re
     staged_gone(url, candidate)
     state = releases.read_state(repo)
     assert (state.serving, state.staged) == (serving, None) and candidate not in state.retired
-    assert all(candidate not in v for m in (PIPELINE_MODEL, ENCODER_MODEL) for v in all_policies(repo, m).values())
+    assert all(
+        candidate not in v for m in (PIPELINE_MODEL, ENCODER_MODEL) for v in all_policies(repo, m).values()
+    )
     assert unpinned_version(url) == str(serving)
     # ... and its report and model_releases row were written
     (row,) = release_rows(lake)
     assert (row["outcome"], row["candidate_version"], row["serving_before"], row["serving_after"]) == (
-        "failed", str(candidate), str(serving), str(serving))
-    assert re.fullmatch(r"canary failed: ReleaseError: \S+/expected\.jsonl:1: not a golden case \(.+\)", row["reasons"])
-    assert row["precision"] == "fp32" and row["parity_argmax_agreement"] == 1.0 and row["golden_cases"] is None
+        "failed",
+        str(candidate),
+        str(serving),
+        str(serving),
+    )
+    assert re.fullmatch(
+        r"canary failed: ReleaseError: \S+/expected\.jsonl:1: not a golden case \(.+\)", row["reasons"]
+    )
+    assert (
+        row["precision"] == "fp32" and row["parity_argmax_agreement"] == 1.0 and row["golden_cases"] is None
+    )
     report = json.loads(Path(row["report_path"]).read_text())
-    assert report["release_id"] == row["release_id"] and report["outcome"] == "failed" and report["canary"] is None
+    assert (
+        report["release_id"] == row["release_id"]
+        and report["outcome"] == "failed"
+        and report["canary"] is None
+    )
     assert report["decision"]["failed_step"] == "canary"
-    assert report["decision"]["unstaged"]["unstaged"] == candidate and report["decision"]["unstaged"]["unloaded"]
+    assert (
+        report["decision"]["unstaged"]["unstaged"] == candidate and report["decision"]["unstaged"]["unloaded"]
+    )
 
 
 def test_a_release_refuses_an_object_store_lake_without_a_catalog_before_it_exports(tmp_path):
     with pytest.raises(releases.ReleaseError, match="s3://bucket/lake needs a catalog that every host"):
-        releases.release("no-such-checkpoint", release_settings(tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake"))
+        releases.release(
+            "no-such-checkpoint", release_settings(tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake")
+        )
     assert not (tmp_path / "repo").exists()
 
 
-def test_the_first_release_after_a_plain_export_records_what_serves_before_adding_a_version(tmp_path,
-                                                                                           fixture_repository):
+def test_the_first_release_after_a_plain_export_records_what_serves_before_adding_a_version(
+    tmp_path, fixture_repository
+):
     """A repository that only `svp export` wrote has no serving.json, and its configs' default policy serves the
     latest version: the release's export must pin what serves now, or the new version looks served (its stage was
     refused with "version 2 is already serving", found by tests/test_stack.py) and a restart would serve it

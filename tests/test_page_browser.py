@@ -16,8 +16,15 @@ import pytest
 from sensevoice_pipeline.warehouse.report import EMOTION_COLORS
 from tests.test_plugin import api_server, lake, model_repo  # noqa: F401  (fixtures: the lake and the api-server)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 # Runs before the page's own content (through the DevTools protocol, so the page's CSP does not apply to it): keeps
 # every CSP violation the page raises, for the test to read.
@@ -31,7 +38,9 @@ document.addEventListener('securitypolicyviolation', e => window.__cspViolations
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:  # not a skip: CI runs scripts/install-system-deps.sh (make venv), which installs it
-        pytest.fail("no chromium on PATH: run scripts/install-system-deps.sh as root (apt-get install chromium)")
+        pytest.fail(
+            "no chromium on PATH: run scripts/install-system-deps.sh as root (apt-get install chromium)"
+        )
     return path
 
 
@@ -41,8 +50,14 @@ def browser(tmp_path):
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
+            str(tmp_path / "profile"),
+            executable_path=chromium_path(),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+            locale="en-US",
+            timezone_id="UTC",
+        )
         try:
             yield context
         finally:
@@ -51,7 +66,7 @@ def browser(tmp_path):
 
 def _hex(css_color: str) -> str:
     """``rgb(214, 69, 65)`` (a computed style) as ``#d64541``."""
-    parts = css_color[css_color.index("(") + 1: css_color.index(")")].split(",")
+    parts = css_color[css_color.index("(") + 1 : css_color.index(")")].split(",")
     return "#" + "".join(f"{int(float(x)):02x}" for x in parts[:3])
 
 
@@ -59,7 +74,9 @@ def test_page_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
     host = api_server.url.split("//", 1)[1].split(":")[0]
-    browser.add_cookies([{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}])
+    browser.add_cookies(
+        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
+    )
     browser.add_init_script(RECORD_VIOLATIONS)
     page = browser.pages[0] if browser.pages else browser.new_page()
     console, errors, failed_requests = [], [], []
@@ -69,7 +86,9 @@ def test_page_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F811
 
     response = page.goto(f"{api_server.url}/sensevoice/?from=2026-03-01&to=2026-03-03", wait_until="load")
     assert response is not None and response.status == 200, response and response.status
-    assert page.url.endswith("/sensevoice/?from=2026-03-01&to=2026-03-03")  # logged in: no detour to the login page
+    assert page.url.endswith(
+        "/sensevoice/?from=2026-03-01&to=2026-03-03"
+    )  # logged in: no detour to the login page
     assert "default-src 'none'" in response.headers["content-security-policy"]
 
     chart = page.locator("svg.chart")
@@ -85,7 +104,9 @@ def test_page_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F811
     assert legend.count() == squares.count() == 5
     for i in range(legend.count()):
         emotion = legend.nth(i).text_content()
-        assert _hex(squares.nth(i).evaluate("e => getComputedStyle(e).fill")) == EMOTION_COLORS[emotion], emotion
+        assert _hex(squares.nth(i).evaluate("e => getComputedStyle(e).fill")) == EMOTION_COLORS[emotion], (
+            emotion
+        )
 
     # A bar segment is visible (not clipped away): its box lies inside the chart's.
     bar = page.locator("svg.chart rect title", has_text="2026-03-02 language en angry").locator("..")
@@ -125,10 +146,15 @@ def test_the_csp_violation_recorder_works(browser):
     page = browser.new_page()
     console = []
     page.on("console", lambda m: console.append((m.type, m.text)))
-    page.route("http://svp.test/", lambda route: route.fulfill(
-        status=200, content_type="text/html",
-        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
-        body='<!doctype html><title>x</title><img src="http://svp.test/blocked.png">'))
+    page.route(
+        "http://svp.test/",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/html",
+            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+            body='<!doctype html><title>x</title><img src="http://svp.test/blocked.png">',
+        ),
+    )
     page.goto("http://svp.test/")
     page.wait_for_function("window.__cspViolations.length > 0")
     assert page.evaluate("window.__cspViolations")[0]["directive"].startswith("img-src")
@@ -140,7 +166,9 @@ def test_page_inside_the_airflow_ui(api_server, browser, tmp_path):  # noqa: F81
     from playwright.sync_api import expect
 
     host = api_server.url.split("//", 1)[1].split(":")[0]
-    browser.add_cookies([{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}])
+    browser.add_cookies(
+        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
+    )
     browser.add_init_script(RECORD_VIOLATIONS)
     page = browser.new_page()
     console = []
@@ -154,7 +182,11 @@ def test_page_inside_the_airflow_ui(api_server, browser, tmp_path):  # noqa: F81
     print(f"\nscreenshot: {screenshot}")
     inner = next(f for f in page.frames if f.url.startswith(f"{api_server.url}/sensevoice/"))
     assert inner.evaluate("window.__cspViolations") == []
-    ours = [(t, m) for t, m in console if t == "error" and ("sensevoice" in m.lower() or "security policy" in m.lower())]
+    ours = [
+        (t, m)
+        for t, m in console
+        if t == "error" and ("sensevoice" in m.lower() or "security policy" in m.lower())
+    ]
     assert ours == [], ours
 
 
@@ -169,7 +201,9 @@ def test_try_a_clip_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F
 
     expected = expected_text("clips/en_refund_angry.wav", "en", True)
     host = api_server.url.split("//", 1)[1].split(":")[0]
-    browser.add_cookies([{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}])
+    browser.add_cookies(
+        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
+    )
     browser.add_init_script(RECORD_VIOLATIONS)
     page = browser.pages[0] if browser.pages else browser.new_page()
     console, errors = [], []
@@ -190,7 +224,9 @@ def test_try_a_clip_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F
     expect(page.locator("#clip-plain")).to_have_text(render_plain(expected))
     expect(page.locator("#clip-emoji")).to_have_text(render_emoji(expected))
     expect(page.locator("#clip-result")).to_contain_text("sensevoice version 1")
-    expect(page.locator("#clip select[name=language]")).to_have_value("en")  # the choices stay for the next clip
+    expect(page.locator("#clip select[name=language]")).to_have_value(
+        "en"
+    )  # the choices stay for the next clip
     screenshot = tmp_path / "sensevoice-try-a-clip.png"
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"\nscreenshot: {screenshot}")
@@ -204,7 +240,9 @@ def test_try_a_clip_in_a_real_browser(api_server, browser, tmp_path):  # noqa: F
     with page.expect_navigation(wait_until="load") as navigation:
         page.locator("#clip").get_by_role("button", name="Transcribe").click()
     assert navigation.value.status == 422
-    expect(page.locator("#clip-error")).to_contain_text("cannot decode broken.wav: Error in WAV/W64/RF64 file.")
+    expect(page.locator("#clip-error")).to_contain_text(
+        "cannot decode broken.wav: Error in WAV/W64/RF64 file."
+    )
 
     assert page.evaluate("window.__cspViolations") == []
     problems = [(t, m) for t, m in console if t in ("error", "warning") and "422" not in m]

@@ -23,18 +23,34 @@ def day(tmp_path: Path) -> Path:
 
 
 def listed(tmp_path: Path) -> dict[str, str | None]:
-    return {item.source_path.split("/", 1)[1]: item.problem for item in list_work(tmp_path / "raw", DAY, "auto", "mono")}
+    return {
+        item.source_path.split("/", 1)[1]: item.problem
+        for item in list_work(tmp_path / "raw", DAY, "auto", "mono")
+    }
 
 
 def test_every_data_file_once_in_path_order_and_nothing_hidden(tmp_path):
     part = day(tmp_path)
-    for rel in ("b/call.wav", "a.b/call.flac", "a/call.mp3", "notes.txt", "_SUCCESS", ".hidden.wav",
-                "_tmp/partial.wav", ".cache/x.wav", "manifest.csv", "sub/manifest.csv"):
+    for rel in (
+        "b/call.wav",
+        "a.b/call.flac",
+        "a/call.mp3",
+        "notes.txt",
+        "_SUCCESS",
+        ".hidden.wav",
+        "_tmp/partial.wav",
+        ".cache/x.wav",
+        "manifest.csv",
+        "sub/manifest.csv",
+    ):
         (part / rel).parent.mkdir(parents=True, exist_ok=True)
         (part / rel).write_text("path\n" if rel.endswith("manifest.csv") else "x")
     items = listed(tmp_path)
-    assert list(items) == sorted(items) == ["a.b/call.flac", "a/call.mp3", "b/call.wav", "notes.txt",
-                                            "sub/manifest.csv"]
+    assert (
+        list(items)
+        == sorted(items)
+        == ["a.b/call.flac", "a/call.mp3", "b/call.wav", "notes.txt", "sub/manifest.csv"]
+    )
     assert items["notes.txt"].startswith("unsupported format '.txt'") and items["b/call.wav"] is None
 
 
@@ -50,7 +66,11 @@ def test_symlinks_are_checked_where_they_lead(tmp_path):
     os.symlink(tmp_path / "missing.wav", part / "dangling.wav")
     items = listed(tmp_path)
     assert items["alias.wav"] is None and items["inside.wav"] is None
-    assert items["leak.wav"] == items["folder-link"] == "symlink points outside the raw root; refusing to read it"
+    assert (
+        items["leak.wav"]
+        == items["folder-link"]
+        == "symlink points outside the raw root; refusing to read it"
+    )
     assert items["dangling.wav"] == "broken symlink"
     assert "folder-link/secret.wav" not in items
 

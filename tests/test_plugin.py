@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.page_fixtures import PROJECT_ROOT, assert_no_server_paths, esc
-from tests.page_fixtures import lake, model_repo  # noqa: F401  (fixtures the api-server reads)
-
+from tests.page_fixtures import PROJECT_ROOT, assert_no_server_paths, esc, lake, model_repo  # noqa: F401  (fixtures the api-server reads)
 
 # -- the plugin in a real api-server -----------------------------------------------------------------------------------
 
@@ -81,16 +79,35 @@ def api_server(tmp_path_factory, lake, model_repo, fixture_triton):
         PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     )
     env.pop("SVP_WAREHOUSE", None)
-    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
-                             text=True, timeout=300)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-3000:]
     port = _free_port()
     log_path = home / "api-server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -132,7 +149,8 @@ def test_plugin_is_loaded(api_server):
     assert ours, plugins
     assert [a["url_prefix"] for a in ours[0]["fastapi_apps"]] == ["/sensevoice"]
     assert [(v["href"], v["url_route"], v["destination"]) for v in ours[0]["external_views"]] == [
-        ("/sensevoice/", "sensevoice", "nav")]
+        ("/sensevoice/", "sensevoice", "nav")
+    ]
     assert errors["total_entries"] == 0, errors
 
 
@@ -157,12 +175,19 @@ def test_page_with_a_login_shows_the_lake(api_server):
     assert "default-src 'none'" in r.headers["content-security-policy"]
     page = r.text
     assert page.count("<svg") == 1 and "<script" not in page.lower()
-    for text in ("language en — 9 utterances", "2026-03-02 language en angry: 2 utterances (66.7%)",
-                 "scheduled__2026-03-02T00:00:00+00:00", "iic/SenseVoiceSmall", "not in this repository"):
+    for text in (
+        "language en — 9 utterances",
+        "2026-03-02 language en angry: 2 utterances (66.7%)",
+        "scheduled__2026-03-02T00:00:00+00:00",
+        "iic/SenseVoiceSmall",
+        "not in this repository",
+    ):
         assert esc(text) in page, text
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
     assert '<a href="#failed">2 failed files</a>' in page and "model versions <b>1, 7</b>" in page
-    served = [Path(p) for p in json.loads((api_server.home / "paths.json").read_text())]  # the lake, the models
+    served = [
+        Path(p) for p in json.loads((api_server.home / "paths.json").read_text())
+    ]  # the lake, the models
     assert_no_server_paths(page, api_server.home, *served)
 
 
@@ -181,11 +206,19 @@ def test_page_filters_the_trend_on_emotion_confidence(api_server):
     assert '<option value="0.8" selected>' in r.text
 
 
-@pytest.mark.parametrize("params", [
-    {"to": "2026-01-01'; DROP TABLE x;--"}, {"from": "2026-02-30"}, {"from": "03/01/2026"},
-    {"by": "language) UNION SELECT 1--"}, {"by": "emotion"}, {"from": "2026-03-03", "to": "2026-03-01"},
-    {"min_confidence": "0.85"}, {"min_confidence": "1; DROP"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"to": "2026-01-01'; DROP TABLE x;--"},
+        {"from": "2026-02-30"},
+        {"from": "03/01/2026"},
+        {"by": "language) UNION SELECT 1--"},
+        {"by": "emotion"},
+        {"from": "2026-03-03", "to": "2026-03-01"},
+        {"min_confidence": "0.85"},
+        {"min_confidence": "1; DROP"},
+    ],
+)
 def test_bad_parameters_give_422(api_server, params):
     with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_admin')}"}) as c:
         r = c.get("/sensevoice/", params=params)
@@ -214,33 +247,49 @@ def test_settings_that_cannot_work_answer_503_with_their_message(tmp_path):
     message, not a bare 500."""
     pytest.importorskip("airflow")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SVP_")}
-    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), SVP_LANGUAGE="xx", SVP_LAKE_ROOT=str(tmp_path / "lake"))
+    env.update(
+        AIRFLOW_HOME=str(tmp_path / "airflow-home"), SVP_LANGUAGE="xx", SVP_LAKE_ROOT=str(tmp_path / "lake")
+    )
     plugin = PROJECT_ROOT / "plugins" / "sensevoice_plugin.py"
-    out = subprocess.run([sys.executable, "-c", PAGE_WITH_BAD_SETTINGS, str(plugin)], env=env, capture_output=True,
-                         text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", PAGE_WITH_BAD_SETTINGS, str(plugin)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["status"] == 503, answer
-    assert answer["detail"].startswith("the server's settings cannot work: SVP_LANGUAGE: unknown default language "
-                                       "'xx'"), answer
+    assert answer["detail"].startswith(
+        "the server's settings cannot work: SVP_LANGUAGE: unknown default language 'xx'"
+    ), answer
 
 
 # -- try a clip: the upload form, over HTTP against the real api-server and the fixture model's Triton ---------------
 
 FIXTURE_DIR = PROJECT_ROOT / "export" / "fixture_model"
-CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + np.random.default_rng(7).bytes(2000)  # the sample day's broken upload
+CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + np.random.default_rng(7).bytes(
+    2000
+)  # the sample day's broken upload
 
 
 def expected_text(clip: str, language: str, use_itn: bool) -> str:
     from tests.conftest import fixture_cases
 
-    (case,) = [c for c in fixture_cases() if (c["clip"], c["language"], c["use_itn"]) == (clip, language, use_itn)]
+    (case,) = [
+        c for c in fixture_cases() if (c["clip"], c["language"], c["use_itn"]) == (clip, language, use_itn)
+    ]
     return case["text"]
 
 
 def post_clip(client, name: str, data: bytes, language: str = "auto", itn: str = "on", **kwargs):
-    return client.post("/sensevoice/clip", files={"clip": (name, data, "audio/wav")},
-                       data={"language": language, "itn": itn}, **kwargs)
+    return client.post(
+        "/sensevoice/clip",
+        files={"clip": (name, data, "audio/wav")},
+        data={"language": language, "itn": itn},
+        **kwargs,
+    )
 
 
 def test_clip_needs_a_login(api_server):
@@ -248,24 +297,36 @@ def test_clip_needs_a_login(api_server):
     with api_server.client() as c:
         assert post_clip(c, "a.wav", data, headers={"Accept": "application/json"}).status_code == 401
         assert post_clip(c, "a.wav", data, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 403
-        browser = c.get("/sensevoice/clip", headers={"Accept": "text/html"})  # the login comes back to the form
+        browser = c.get(
+            "/sensevoice/clip", headers={"Accept": "text/html"}
+        )  # the login comes back to the form
         assert browser.status_code == 307
         assert browser.headers["location"] == "/auth/login?next=%2Fsensevoice%2Fclip"
         # Nothing about the upload is said before the login check (an unsupported file is not judged).
         assert post_clip(c, "a.txt", b"x", headers={"Accept": "application/json"}).status_code == 401
 
 
-@pytest.mark.parametrize("clip, language, use_itn", [
-    ("clips/en_refund_angry.wav", "en", True), ("clips/zh_refund_angry.wav", "auto", False),
-])
+@pytest.mark.parametrize(
+    "clip, language, use_itn",
+    [
+        ("clips/en_refund_angry.wav", "en", True),
+        ("clips/zh_refund_angry.wav", "auto", False),
+    ],
+)
 def test_clip_is_transcribed_by_the_serving_triton(api_server, clip, language, use_itn):
     from sensevoice_pipeline.speech.tags import render_emoji, render_plain
 
     expected = expected_text(clip, language, use_itn)
     data = (FIXTURE_DIR / clip).read_bytes()
     with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_viewer')}"}) as c:
-        r = post_clip(c, Path(clip).name, data, language, "on" if use_itn else "off",
-                      headers={"Accept": "application/json"})
+        r = post_clip(
+            c,
+            Path(clip).name,
+            data,
+            language,
+            "on" if use_itn else "off",
+            headers={"Accept": "application/json"},
+        )
         assert r.status_code == 200, r.text
         answer = r.json()
         assert answer["raw"] == expected
@@ -273,7 +334,9 @@ def test_clip_is_transcribed_by_the_serving_triton(api_server, clip, language, u
         assert (answer["language"], answer["use_itn"], answer["name"]) == (language, use_itn, Path(clip).name)
         assert answer["model_name"] == "sensevoice" and answer["model_version"] == "1"
         assert len(answer["segments"]) == 1 and answer["segments"][0]["start_s"] == 0.0
-        page = post_clip(c, Path(clip).name, data, language, "on" if use_itn else "off")  # what a browser gets
+        page = post_clip(
+            c, Path(clip).name, data, language, "on" if use_itn else "off"
+        )  # what a browser gets
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert f'<code id="clip-raw">{esc(expected)}</code>' in page.text
@@ -301,16 +364,23 @@ def test_clip_refuses_bad_uploads_with_a_reason(api_server, tmp_path):
     with api_server.client(headers={"Authorization": f"Bearer {api_server.token('svp_viewer')}"}) as c:
         wrong_type = post_clip(c, "notes.txt", b"hello", headers=json_only)
         assert wrong_type.status_code == 415, wrong_type.text
-        assert wrong_type.json()["detail"].startswith("unsupported format '.txt' (notes.txt); supported formats: wav")
+        assert wrong_type.json()["detail"].startswith(
+            "unsupported format '.txt' (notes.txt); supported formats: wav"
+        )
         too_big = post_clip(c, "big.wav", good + bytes(21 * 1024 * 1024), headers=json_only)
         assert too_big.status_code == 413, too_big.text
         assert too_big.json()["detail"] == "the upload is larger than the limit of 20 MB"
         # Sent in chunks with no Content-Length: counted while it arrives, refused once past the limit.
-        head = (b'--svp\r\nContent-Disposition: form-data; name="clip"; filename="big.wav"\r\n'
-                b"Content-Type: audio/wav\r\n\r\n")
+        head = (
+            b'--svp\r\nContent-Disposition: form-data; name="clip"; filename="big.wav"\r\n'
+            b"Content-Type: audio/wav\r\n\r\n"
+        )
         chunks = (part for part in [head, good, *[bytes(1024 * 1024)] * 21, b"\r\n--svp--\r\n"])
-        streamed = c.post("/sensevoice/clip", content=chunks,
-                          headers={**json_only, "Content-Type": "multipart/form-data; boundary=svp"})
+        streamed = c.post(
+            "/sensevoice/clip",
+            content=chunks,
+            headers={**json_only, "Content-Type": "multipart/form-data; boundary=svp"},
+        )
         assert "content-length" not in streamed.request.headers
         assert streamed.status_code == 413 and streamed.json()["detail"] == too_big.json()["detail"]
         corrupt = post_clip(c, "broken.wav", CORRUPT_WAV, headers=json_only)
@@ -318,9 +388,16 @@ def test_clip_refuses_bad_uploads_with_a_reason(api_server, tmp_path):
         assert corrupt.json()["detail"] == str(decoder.value)
         assert "Short 'fmt ' chunk" in str(decoder.value)
         shown = post_clip(c, "broken.wav", CORRUPT_WAV)  # the browser's page says it too
-        assert shown.status_code == 422 and esc(str(decoder.value)) in shown.text and 'id="clip-error"' in shown.text
+        assert (
+            shown.status_code == 422
+            and esc(str(decoder.value)) in shown.text
+            and 'id="clip-error"' in shown.text
+        )
         bad_hint = post_clip(c, "a.wav", good, language="fr", headers=json_only)
-        assert bad_hint.status_code == 422 and "language: expected one of auto, zh, en" in bad_hint.json()["detail"]
+        assert (
+            bad_hint.status_code == 422
+            and "language: expected one of auto, zh, en" in bad_hint.json()["detail"]
+        )
         no_file = c.post("/sensevoice/clip", data={"language": "en"}, headers=json_only)
         assert no_file.status_code == 422 and "no clip" in no_file.json()["detail"]
         assert post_clip(c, "a.wav", good, "en", headers=json_only).status_code == 200  # the server is fine
@@ -338,8 +415,9 @@ def test_clip_checks_fail_clearly_when_triton_is_down(tmp_path):
     with pytest.raises(ServingError) as exc:
         asyncio.run(clip_check.check_clip(data, "a.wav", "en", True, url=url))
     assert http_status(exc.value) == 503
-    assert clip_check.message(exc.value).startswith(f"the transcription service failed, not the clip: cannot reach "
-                                                    f"Triton at {url}")
+    assert clip_check.message(exc.value).startswith(
+        f"the transcription service failed, not the clip: cannot reach Triton at {url}"
+    )
 
 
 def test_a_long_clip_is_cut_like_the_daily_job(fixture_triton):
@@ -349,14 +427,16 @@ def test_a_long_clip_is_cut_like_the_daily_job(fixture_triton):
 
     import soundfile as sf
 
-    from sensevoice_pipeline.ui import clip as clip_check
     from sensevoice_pipeline.demo import sample_day
     from sensevoice_pipeline.speech.vad import segment_for_asr
+    from sensevoice_pipeline.ui import clip as clip_check
 
     speech = sample_day._long_speech(repeats=1)
     buf = io.BytesIO()
     sf.write(buf, speech, 16000, format="FLAC")
-    result = asyncio.run(clip_check.check_clip(buf.getvalue(), "call.flac", "auto", True, url=fixture_triton.grpc_url))
+    result = asyncio.run(
+        clip_check.check_clip(buf.getvalue(), "call.flac", "auto", True, url=fixture_triton.grpc_url)
+    )
     assert result.duration_s > 30 and result.segmented
     _, decoded = clip_check.decode_in_memory(buf.getvalue(), "call.flac")
     bounds = [(round(s.start_s, 3), round(s.end_s, 3)) for s in segment_for_asr(decoded)]

@@ -16,13 +16,23 @@ import pytest
 import torch
 
 from sensevoice_pipeline import releases
-from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.serving.repository import (
+    ENCODER_MODEL,
+    META_FILE,
+    MODELS,
+    PIPELINE_MODEL,
+    ModelRepository,
+)
 from sensevoice_pipeline.serving.server import LocalTriton, ServerError
 
 
 def svp(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 class WritesMarker:
@@ -71,7 +81,9 @@ def test_checkpoint_loads_weights_only_and_refuses_a_pickle_that_would_run_code(
     out = svp("export", "--model", str(ckpt), "--repository", str(tmp_path / "repo"))
     assert out.returncode == 2, out.stderr[-2000:]
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert "model.pt needs more than tensors to load" in out.stderr and "refusing to unpickle it" in out.stderr
+    assert (
+        "model.pt needs more than tensors to load" in out.stderr and "refusing to unpickle it" in out.stderr
+    )
     assert "exec" in out.stderr  # names what it would have called
     assert not marker.exists() and not (tmp_path / "repo").exists()
 
@@ -103,13 +115,20 @@ def test_export_meta_is_checked_when_a_repository_is_read(exported_repository, t
     out = svp("models", "list", "--repository", str(repo))
     assert out.returncode == 0, out.stderr
     files = {line.split()[0]: line.split()[-1] for line in out.stdout.splitlines() if line[:1].isdigit()}
-    assert files == {"1": "complete", "2": "incomplete", "3": "incomplete", "4": "incomplete", "5": "complete"}
+    assert files == {
+        "1": "complete",
+        "2": "incomplete",
+        "3": "incomplete",
+        "4": "incomplete",
+        "5": "complete",
+    }
     out = svp("models", "show", "2", "--repository", str(repo))
     assert out.returncode == 0 and "required key 'precision' is missing" in out.stdout, out.stderr
-    for version, message in [(2, "version 2 is incomplete: sensevoice/2/export_meta.json: required key 'precision' "
-                                 "is missing"),
-                             (3, "version 3 is incomplete: sensevoice/3/export_meta.json is not valid JSON"),
-                             (4, "version 4 is incomplete: sensevoice/4/export_meta.json: 'exported_at' must be")]:
+    for version, message in [
+        (2, "version 2 is incomplete: sensevoice/2/export_meta.json: required key 'precision' is missing"),
+        (3, "version 3 is incomplete: sensevoice/3/export_meta.json is not valid JSON"),
+        (4, "version 4 is incomplete: sensevoice/4/export_meta.json: 'exported_at' must be"),
+    ]:
         out = svp("models", "promote", str(version), "--offline", "--repository", str(repo))
         assert out.returncode == 2 and message in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -121,14 +140,19 @@ def test_export_meta_is_checked_when_a_repository_is_read(exported_repository, t
 
     r = ModelRepository(repo)
     assert r.check_meta(1) == [] and r.check_meta(5) == [] and r.load_meta(5)["version"] == 5
-    assert r.check_meta(2) == ["sensevoice/2/export_meta.json: required key 'precision' is missing",
-                               "sensevoice/2/export_meta.json: 'parity' must be an object, not a string (\"passed\")"]
+    assert r.check_meta(2) == [
+        "sensevoice/2/export_meta.json: required key 'precision' is missing",
+        "sensevoice/2/export_meta.json: 'parity' must be an object, not a string (\"passed\")",
+    ]
     (problem,) = r.check_meta(3)
     assert problem.startswith("sensevoice/3/export_meta.json is not valid JSON (")
-    assert r.check_meta(4) == ["sensevoice/4/export_meta.json: 'exported_at' must be a string, not an integer "
-                               "(20261123)",
-                               "sensevoice/4/export_meta.json: 'version' is 1 but the folder is version 4"]
-    with pytest.raises(MetaError, match=r"sensevoice/2/export_meta.json: required key 'precision' is missing"):
+    assert r.check_meta(4) == [
+        "sensevoice/4/export_meta.json: 'exported_at' must be a string, not an integer (20261123)",
+        "sensevoice/4/export_meta.json: 'version' is 1 but the folder is version 4",
+    ]
+    with pytest.raises(
+        MetaError, match=r"sensevoice/2/export_meta.json: required key 'precision' is missing"
+    ):
         r.load_meta(2)
     assert [v for v in r.versions() if r.version_info(v).complete] == [1, 5]
     lint = r.lint("local")
@@ -153,11 +177,16 @@ def test_a_retired_versions_broken_files_do_not_stop_the_server(exported_reposit
     with LocalTriton(repo) as server:
         control = releases.TritonControl(server.grpc_url)
         try:
-            assert control.ready_versions(PIPELINE_MODEL) == {1} and control.ready_versions(ENCODER_MODEL) == {1}
+            assert control.ready_versions(PIPELINE_MODEL) == {1} and control.ready_versions(
+                ENCODER_MODEL
+            ) == {1}
         finally:
             control.close()
     rows, state, _ = releases.list_versions(repo)
-    assert [(row.version, row.role, row.complete) for row in rows] == [(1, "serving", True), (2, "retired", False)]
+    assert [(row.version, row.role, row.complete) for row in rows] == [
+        (1, "serving", True),
+        (2, "retired", False),
+    ]
 
     # the same broken files in a version that is not retired still stop the server before it starts
     serving = json.loads((repo / "serving.json").read_text())

@@ -21,10 +21,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from sensevoice_pipeline import releases
+from sensevoice_pipeline.serving.admin import grpc_admin_headers
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL
 from sensevoice_pipeline.serving.server import LocalTriton
-from sensevoice_pipeline.serving.admin import grpc_admin_headers
-
 
 from .conftest import TEST_ADMIN_KEY, synthetic_clip
 
@@ -93,14 +92,19 @@ class Traffic:
 
     def __post_init__(self):
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(url, i), daemon=True)
-                         for url in self.urls for i in range(self.streams)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(url, i), daemon=True)
+            for url in self.urls
+            for i in range(self.streams)
+        ]
 
     def _inputs(self, seed: int) -> list[grpcclient.InferInput]:
         audio = synthetic_clip(self.seconds_of_audio, seed)[None, :]
-        tensors = [grpcclient.InferInput("AUDIO", list(audio.shape), "FP32"),
-                   grpcclient.InferInput("LANGUAGE", [1, 1], "BYTES"),
-                   grpcclient.InferInput("USE_ITN", [1, 1], "BOOL")]
+        tensors = [
+            grpcclient.InferInput("AUDIO", list(audio.shape), "FP32"),
+            grpcclient.InferInput("LANGUAGE", [1, 1], "BYTES"),
+            grpcclient.InferInput("USE_ITN", [1, 1], "BOOL"),
+        ]
         tensors[0].set_data_from_numpy(audio)
         tensors[1].set_data_from_numpy(np.array([[b"auto"]], dtype=object))
         tensors[2].set_data_from_numpy(np.array([[True]]))
@@ -114,12 +118,14 @@ class Traffic:
             t = time.monotonic()
             try:
                 result = client.infer(PIPELINE_MODEL, inputs, client_timeout=60)
-                self.answers.append(Answer(url, t, time.monotonic(), result.get_response().model_version, None))
+                self.answers.append(
+                    Answer(url, t, time.monotonic(), result.get_response().model_version, None)
+                )
             except Exception as exc:  # noqa: BLE001 -- counted, not raised
                 self.answers.append(Answer(url, t, time.monotonic(), None, " ".join(str(exc).split())[:300]))
         client.close()
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         for thread in self._threads:
             thread.start()
         self.wait_for(2 * len(self._threads))
@@ -161,16 +167,24 @@ class EncoderChanges:
 
         def load(control, model, config=None, files=None):
             if model == ENCODER_MODEL:
-                self.seen.append((control.url, live_versions(control.url, PIPELINE_MODEL),
-                                  set(releases.policy_versions(self.repo, ENCODER_MODEL))))
+                self.seen.append(
+                    (
+                        control.url,
+                        live_versions(control.url, PIPELINE_MODEL),
+                        set(releases.policy_versions(self.repo, ENCODER_MODEL)),
+                    )
+                )
             return real_load(control, model, config=config, files=files)
 
         monkeypatch.setattr(releases.TritonControl, "load", load)
 
     def too_early(self) -> list[str]:
         """The changes asked for while a `sensevoice` version whose encoder they drop was still live."""
-        return [f"{url}: encoder set {sorted(encoders)} while sensevoice {sorted(live)} live"
-                for url, live, encoders in self.seen if not live <= encoders]
+        return [
+            f"{url}: encoder set {sorted(encoders)} while sensevoice {sorted(live)} live"
+            for url, live, encoders in self.seen
+            if not live <= encoders
+        ]
 
 
 @pytest.fixture()

@@ -68,15 +68,22 @@ def tree_state(root: Path) -> dict[str, tuple]:
         elif path.is_dir():
             state[rel] = ("dir", st.st_mode, st.st_mtime_ns)
         else:
-            state[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), st.st_size, st.st_mode,
-                          st.st_mtime_ns)
+            state[rel] = (
+                "file",
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+                st.st_size,
+                st.st_mode,
+                st.st_mtime_ns,
+            )
     return state
 
 
 def differences(before: dict, after: dict) -> list[str]:
-    return ([f"added {p}" for p in sorted(after.keys() - before.keys())]
-            + [f"removed {p}" for p in sorted(before.keys() - after.keys())]
-            + [f"changed {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]])
+    return (
+        [f"added {p}" for p in sorted(after.keys() - before.keys())]
+        + [f"removed {p}" for p in sorted(before.keys() - after.keys())]
+        + [f"changed {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]]
+    )
 
 
 def block_bytecode_caches(root: Path) -> None:
@@ -98,7 +105,8 @@ def shared_repository(tmp_path, exported_repository) -> Path:
 
 
 def test_the_release_worker_writes_a_version_that_triton_loads_without_writing(
-        shared_repository, micro_checkpoint):
+    shared_repository, micro_checkpoint
+):
     clip = synthetic_clip(2.0, seed=3)
     block_bytecode_caches(shared_repository)
     untouched = tree_state(shared_repository)
@@ -106,8 +114,12 @@ def test_the_release_worker_writes_a_version_that_triton_loads_without_writing(
         before = transcribe_sync([clip], "en", url=server.grpc_url, version=1)[0]
         assert not differences(untouched, tree_state(shared_repository)), "Triton wrote while starting"
 
-        writer = subprocess.run([sys.executable, "-c", WRITER, str(micro_checkpoint), str(shared_repository), "1"],
-                                capture_output=True, text=True, timeout=300)
+        writer = subprocess.run(
+            [sys.executable, "-c", WRITER, str(micro_checkpoint), str(shared_repository), "1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert writer.returncode == 0, writer.stderr[-3000:]
         version = int(writer.stdout.strip().splitlines()[-1])
         assert version == 2

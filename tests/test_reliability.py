@@ -25,14 +25,18 @@ import pytest
 import soundfile as sf
 import soxr
 
+from sensevoice_pipeline.demo.local_airflow import LocalAirflow, triton_connection_env
+from sensevoice_pipeline.errors import PublishError
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.errors import PublishError
-from sensevoice_pipeline.serving.client import (ModelNotReadyError, SenseVoiceClient, TritonUnavailableError,
-                                        transcribe_sync)
-from sensevoice_pipeline.demo.local_airflow import LocalAirflow, triton_connection_env
 from sensevoice_pipeline.lake.partition import list_work
+from sensevoice_pipeline.serving.client import (
+    ModelNotReadyError,
+    SenseVoiceClient,
+    TritonUnavailableError,
+    transcribe_sync,
+)
 from sensevoice_pipeline.serving.server import LocalTriton, free_port
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.warehouse.database import Warehouse
@@ -56,8 +60,11 @@ def clip(name: str) -> np.ndarray:
 
 
 def expected_text(name: str, language: str = "auto", use_itn: bool = True) -> str:
-    (case,) = [c for c in fixture_cases()
-               if c["clip"] == f"clips/{name}.wav" and c["language"] == language and c["use_itn"] == use_itn]
+    (case,) = [
+        c
+        for c in fixture_cases()
+        if c["clip"] == f"clips/{name}.wav" and c["language"] == language and c["use_itn"] == use_itn
+    ]
     return case["text"]
 
 
@@ -140,8 +147,12 @@ def write_bad_corpus(raw: Path, date: str) -> None:
     sf.write(part / "nan_inf_float.wav", poisoned, 16000, subtype="FLOAT")
     happy = clip("en_thanks_happy_applause")
     sf.write(part / "six_channels.wav", np.tile(happy[:, None], (1, 6)), 16000, subtype="PCM_16")
-    sf.write(part / "mulaw_8k.wav", soxr.resample(clip("ko_thanks_neutral"), 16000, 8000), 8000, subtype="ULAW")
-    sf.write(part / "hires_96k.flac", soxr.resample(clip("ja_thanks_happy"), 16000, 96000), 96000, subtype="PCM_24")
+    sf.write(
+        part / "mulaw_8k.wav", soxr.resample(clip("ko_thanks_neutral"), 16000, 8000), 8000, subtype="ULAW"
+    )
+    sf.write(
+        part / "hires_96k.flac", soxr.resample(clip("ja_thanks_happy"), 16000, 96000), 96000, subtype="PCM_24"
+    )
     # Two hours of 8 kHz silence: 180 KB of FLAC, 0.46 GB once decoded to 16 kHz float32.
     with sf.SoundFile(part / "two_hours_silent.flac", "w", 8000, 1, format="FLAC", subtype="PCM_16") as f:
         minute = np.zeros(8000 * 60, np.int16)
@@ -156,7 +167,9 @@ def write_bad_corpus(raw: Path, date: str) -> None:
     outside.mkdir()
     shutil.copy(CLIPS / "en_order_neutral_bgm.wav", outside / "secret.wav")
     (part / "link_outside.wav").symlink_to(outside / "secret.wav")
-    shutil.copy(CLIPS / "ko_help_fearful.wav", raw / "escape.wav")  # exists, but the manifest may not reach it
+    shutil.copy(
+        CLIPS / "ko_help_fearful.wav", raw / "escape.wav"
+    )  # exists, but the manifest may not reach it
     shutil.copy(CLIPS / "yue_thanks_happy.wav", part / "unknown_language.wav")
     (part / "manifest.csv").write_text(
         "path,language,channel_mode,agent\n"
@@ -173,7 +186,10 @@ def write_bad_corpus(raw: Path, date: str) -> None:
 BAD_EXPECTED = {
     "control_en_refund_angry.wav": ("ok", None),
     "empty.wav": ("failed", "empty.wav is an empty file (0 bytes)"),
-    "truncated_header.wav": ("failed", "cannot decode truncated_header.wav: Error in WAV file. No 'data' chunk marker."),
+    "truncated_header.wav": (
+        "failed",
+        "cannot decode truncated_header.wav: Error in WAV file. No 'data' chunk marker.",
+    ),
     "random_bytes.mp3": ("failed", "cannot decode random_bytes.mp3: not a valid audio file"),
     "random_bytes.wav": ("failed", "cannot decode random_bytes.wav: Format not recognised."),
     "zero_samples.wav": ("failed", "zero_samples.wav holds no samples"),
@@ -183,13 +199,19 @@ BAD_EXPECTED = {
     "hires_96k.flac": ("ok", None),
     "two_hours_silent.flac": ("ok", None),
     "silence_only.wav": ("ok", None),
-    "one_sample.wav": ("failed", "too short to transcribe: 0.06 ms of audio at 16 kHz (at least 10 ms needed)"),
+    "one_sample.wav": (
+        "failed",
+        "too short to transcribe: 0.06 ms of audio at 16 kHz (at least 10 ms needed)",
+    ),
     "voice_memo.m4a": ("failed", "unsupported format '.m4a'; supported formats: wav, flac, mp3, ogg"),
     "notes.xyz": ("failed", "unsupported format '.xyz'; supported formats: wav, flac, mp3, ogg"),
     "queue a/通话 ünïcødé #1.wav": ("ok", None),
     "link_outside.wav": ("failed", "symlink points outside the raw root; refusing to read it"),
     "../escape.wav": ("failed", "manifest path '../escape.wav' leaves the partition; refusing to read it"),
-    "unknown_language.wav": ("failed", "unknown language 'klingon' in manifest.csv: expected one of auto, zh, en"),
+    "unknown_language.wav": (
+        "failed",
+        "unknown language 'klingon' in manifest.csv: expected one of auto, zh, en",
+    ),
     "missing.wav": ("failed", "listed in manifest.csv but not found in the partition"),
 }
 
@@ -218,9 +240,25 @@ def bad_day(tmp_path_factory, fixture_triton):
     write_bad_corpus(settings.raw_root, BAD_DAY)
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", SVP_RUN_WITH_RSS, "run", "--date", BAD_DAY, "--raw", str(settings.raw_root),
-         "--lake", str(settings.lake_root), "--url", fixture_triton.grpc_url, "--failure-budget", "1"],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-c",
+            SVP_RUN_WITH_RSS,
+            "run",
+            "--date",
+            BAD_DAY,
+            "--raw",
+            str(settings.raw_root),
+            "--lake",
+            str(settings.lake_root),
+            "--url",
+            fixture_triton.grpc_url,
+            "--failure-budget",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )  # a corpus of bad inputs: most of its files fail on purpose, so no failure budget applies
     seconds = time.perf_counter() - t0
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
@@ -232,7 +270,9 @@ def bad_day(tmp_path_factory, fixture_triton):
 def test_every_bad_input_is_one_row_with_a_readable_reason(bad_day, fixture_triton):
     settings, stdout, _, seconds = bad_day
     n_rows = len(BAD_EXPECTED)
-    assert f"{BAD_DAY}: {n_rows} files ({sum(s == 'failed' for s, _ in BAD_EXPECTED.values())} failed)" in stdout
+    assert (
+        f"{BAD_DAY}: {n_rows} files ({sum(s == 'failed' for s, _ in BAD_EXPECTED.values())} failed)" in stdout
+    )
     rows = table_rows(settings.lake_root, "recordings", BAD_DAY)
     assert len(rows) == n_rows
     by_path = {r["source_path"].removeprefix(f"date={BAD_DAY}/"): r for r in rows}
@@ -240,7 +280,9 @@ def test_every_bad_input_is_one_row_with_a_readable_reason(bad_day, fixture_trit
     for path, (status, reason) in BAD_EXPECTED.items():
         row = by_path[path]
         assert row["status"] == status, (path, row["error"])
-        if status == "ok":  # the model version is that of the answers: none for a file without speech segments
+        if (
+            status == "ok"
+        ):  # the model version is that of the answers: none for a file without speech segments
             assert row["error"] is None, path
             assert row["model_version"] == (None if path == "two_hours_silent.flac" else "1"), path
         else:
@@ -258,25 +300,36 @@ def test_every_bad_input_is_one_row_with_a_readable_reason(bad_day, fixture_trit
     by_file: dict[str, list[dict]] = {}
     for u in utterances:
         by_file.setdefault(u["source_path"].removeprefix(f"date={BAD_DAY}/"), []).append(u)
-    assert sorted(by_file) == sorted(p for p, (s, _) in BAD_EXPECTED.items()
-                                     if s == "ok" and p != "two_hours_silent.flac")
-    assert [u["raw_text"] for u in by_file["control_en_refund_angry.wav"]] == [expected_text("en_refund_angry", "en")]
-    assert [u["raw_text"] for u in by_file["queue a/通话 ünïcødé #1.wav"]] == [expected_text("zh_refund_angry")]
+    assert sorted(by_file) == sorted(
+        p for p, (s, _) in BAD_EXPECTED.items() if s == "ok" and p != "two_hours_silent.flac"
+    )
+    assert [u["raw_text"] for u in by_file["control_en_refund_angry.wav"]] == [
+        expected_text("en_refund_angry", "en")
+    ]
+    assert [u["raw_text"] for u in by_file["queue a/通话 ünïcødé #1.wav"]] == [
+        expected_text("zh_refund_angry")
+    ]
     assert [u["raw_text"] for u in by_file["hires_96k.flac"]] == [expected_text("ja_thanks_happy")]
     six = by_path["six_channels.wav"]
     assert (six["channels"], six["channel_mode"], six["n_segments"]) == (6, "split", 6)
     assert [(u["channel"], u["raw_text"]) for u in by_file["six_channels.wav"]] == [
-        (c, expected_text("en_thanks_happy_applause")) for c in range(6)]
+        (c, expected_text("en_thanks_happy_applause")) for c in range(6)
+    ]
     mulaw = by_path["mulaw_8k.wav"]
     assert (mulaw["sample_rate"], mulaw["format"], mulaw["n_segments"]) == (8000, "WAV", 1)
-    assert by_file["mulaw_8k.wav"][0]["raw_text"].startswith("<|")  # answered; its marker tones lie above 4 kHz
+    assert by_file["mulaw_8k.wav"][0]["raw_text"].startswith(
+        "<|"
+    )  # answered; its marker tones lie above 4 kHz
     assert len(by_file["silence_only.wav"]) == 1  # short: sent whole, SenseVoice handles silence itself
     long = by_path["two_hours_silent.flac"]
     assert (long["duration_s"], long["sample_rate"], long["n_segments"]) == (TWO_HOURS, 8000, 0)
 
     # The day published with its run summary and the warehouse sees it.
     (run,) = table_rows(settings.lake_root, "runs", BAD_DAY)
-    assert (run["files"], run["files_failed"]) == (n_rows, sum(s == "failed" for s, _ in BAD_EXPECTED.values()))
+    assert (run["files"], run["files_failed"]) == (
+        n_rows,
+        sum(s == "failed" for s, _ in BAD_EXPECTED.values()),
+    )
     con = Warehouse(settings.lake_root).connect()
     try:
         count = con.execute("SELECT count(*) FROM recordings WHERE date = ?", [BAD_DAY]).fetchone()[0]
@@ -307,8 +360,13 @@ def test_the_dag_publishes_the_same_rows_for_the_bad_day(bad_day, fixture_triton
     lake = tmp_path / "dag-lake"
     airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(fixture_triton.grpc_url))
     airflow._migrated = True  # the session's home is migrated already
-    conf = {"date": BAD_DAY, "raw_root": str(settings.raw_root), "lake_root": str(lake), "batch_size": 8,
-            "failure_budget": 1}
+    conf = {
+        "date": BAD_DAY,
+        "raw_root": str(settings.raw_root),
+        "lake_root": str(lake),
+        "batch_size": 8,
+        "failure_budget": 1,
+    }
     # The logical date must not precede the DAG's start_date (2026-11-01): Airflow then runs no task at all and
     # still reports the run successful. The date to process comes from the `date` param.
     airflow.dags_test("sensevoice_daily", "2026-11-02T00:00:00+00:00", conf=conf, timeout=240)
@@ -333,8 +391,11 @@ def kill_hard(server: LocalTriton) -> list[int]:
 def crash_the_model(server: LocalTriton) -> None:
     """SIGKILL the python stub of `sensevoice`, as the OOM killer or a crash in native code would: the server stays
     up, the model does not. (A one-sample clip used to do this; the model now refuses it.)"""
-    stubs = [p for p in psutil.Process(server.process.pid).children(recursive=True)
-             if "/sensevoice/" in " ".join(p.cmdline())]
+    stubs = [
+        p
+        for p in psutil.Process(server.process.pid).children(recursive=True)
+        if "/sensevoice/" in " ".join(p.cmdline())
+    ]
     assert stubs, "no python stub of sensevoice found"
     for stub in stubs:
         stub.kill()
@@ -352,7 +413,8 @@ def _alive(process: psutil.Process) -> bool:
 
 @pytest.mark.timeout(300)
 def test_triton_killed_mid_run_fails_clearly_and_a_rerun_restores_the_same_tables(
-        tmp_path, fixture_repository, monkeypatch, caplog):
+    tmp_path, fixture_repository, monkeypatch, caplog
+):
     repo = shutil.copytree(fixture_repository, tmp_path / "model_repository")
     raw = tmp_path / "raw"
     write_clips(raw, CRASH_DAY, SPEECH_CLIPS[:6])  # 3 batches of 2
@@ -385,12 +447,20 @@ def test_triton_killed_mid_run_fails_clearly_and_a_rerun_restores_the_same_table
         failed_after = time.perf_counter() - t0
         monkeypatch.undo()
     # One or both of the first two batches were wholly staged (the other may have been mid-write), never the third.
-    complete = [i for i in (0, 1) if {f"batch-0000{i}.recordings.parquet", f"batch-0000{i}.utterances.parquet"}
-                <= set(seen["staged"])]
+    complete = [
+        i
+        for i in (0, 1)
+        if {f"batch-0000{i}.recordings.parquet", f"batch-0000{i}.utterances.parquet"} <= set(seen["staged"])
+    ]
     assert complete and not any("batch-00002" in name for name in seen["staged"]), seen["staged"]
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"])
+    assert not any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in seen["pids"]
+    )
     # It retried as configured (4 retries, 0.5 s doubling: 7.5 s) before giving up, and said why.
-    assert sum("cannot reach Triton" in r.getMessage() and "retry" in r.getMessage() for r in caplog.records) >= 4
+    assert (
+        sum("cannot reach Triton" in r.getMessage() and "retry" in r.getMessage() for r in caplog.records)
+        >= 4
+    )
     assert 7 < failed_after < 60
     # Nothing was published by the crashed run, and its staged batch was removed (nobody resumes an `svp run`).
     assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
@@ -407,9 +477,12 @@ def test_triton_killed_mid_run_fails_clearly_and_a_rerun_restores_the_same_table
             daily.process_batch(settings, batches[1])
         kill_hard(second)  # a server whose stub died ignores SIGTERM for a while
     stage = daily.staging_dir(settings, CRASH_DAY, "dag-run")
-    assert sorted(p.name for p in stage.iterdir()) == ["batch-00000.recordings.parquet",
-                                                        "batch-00000.utterances.parquet",
-                                                        daily.LEASE_FILE, daily.PLAN_FILE]  # kept for the retry
+    assert sorted(p.name for p in stage.iterdir()) == [
+        "batch-00000.recordings.parquet",
+        "batch-00000.utterances.parquet",
+        daily.LEASE_FILE,
+        daily.PLAN_FILE,
+    ]  # kept for the retry
     with pytest.raises(PublishError, match="no transcription result for date=.*; no transcription result"):
         daily.publish(settings, CRASH_DAY, "dag-run")  # publishing a partial day is refused
     assert snapshot(settings.lake_root, [CRASH_DAY]) == reference
@@ -433,8 +506,12 @@ WEEK = [f"2026-10-{d:02d}" for d in range(5, 12)]
 
 @pytest.mark.timeout(300)
 def test_reruns_and_backfills_give_identical_tables_even_two_dates_at_a_time(tmp_path, fixture_triton):
-    settings = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url,
-                        batch_size=1)
+    settings = Settings(
+        raw_root=tmp_path / "raw",
+        lake_root=tmp_path / "lake",
+        triton_url=fixture_triton.grpc_url,
+        batch_size=1,
+    )
     for i, date in enumerate(WEEK):
         write_clips(settings.raw_root, date, [SPEECH_CLIPS[(2 * i) % 18], SPEECH_CLIPS[(2 * i + 1) % 18]])
     for date in WEEK:  # the backfill
@@ -448,7 +525,9 @@ def test_reruns_and_backfills_give_identical_tables_even_two_dates_at_a_time(tmp
         assert snapshot(settings.lake_root, WEEK) == first
     # The week again, two dates at a time in two threads: same lake, same warehouse.
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda d: daily.run_date(settings, d, run_id=f"parallel-{d}", show_progress=False), WEEK))
+        list(
+            pool.map(lambda d: daily.run_date(settings, d, run_id=f"parallel-{d}", show_progress=False), WEEK)
+        )
     assert snapshot(settings.lake_root, WEEK) == first
     con = Warehouse(settings.lake_root).connect()
     try:
@@ -464,12 +543,15 @@ def test_reruns_and_backfills_give_identical_tables_even_two_dates_at_a_time(tmp
 def test_concurrent_publishers_of_different_dates_both_land(tmp_path):
     """Two publishers of different dates commit to one fresh lake and refresh its warehouse at once, 10 times over:
     both dates land in every table (writers take turns on the catalog; table creation is not raced)."""
-    runs = {d: tables.to_table([{"run_id": f"run-{d}", "files": 0}], tables.RUNS) for d in ("2026-10-01", "2026-10-02")}
+    runs = {
+        d: tables.to_table([{"run_id": f"run-{d}", "files": 0}], tables.RUNS)
+        for d in ("2026-10-01", "2026-10-02")
+    }
     for i in range(10):
         lake = tmp_path / f"lake-{i}"
         barrier = threading.Barrier(2)
 
-        def publisher(date: str):
+        def publisher(date: str, lake=lake, barrier=barrier):
             barrier.wait()
             Lake(lake).commit_day(date, {"runs": runs[date], "utterances": tables.UTTERANCES.empty_table()})
             Warehouse(lake).refresh()
@@ -526,8 +608,12 @@ READER = textwrap.dedent(
 
 
 def start_reader(lake: Path, date: str, stop: Path) -> subprocess.Popen:
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(lake), date, str(stop)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(lake), date, str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = reader.stdout.readline().strip()
     assert first == "ready", (first, reader.stderr.read() if reader.poll() is not None else "")
     return reader
@@ -544,11 +630,16 @@ def stop_reader(reader: subprocess.Popen, stop: Path) -> dict:
 
 @pytest.mark.timeout(300)
 def test_a_reader_only_ever_sees_whole_days_while_the_date_is_republished_with_different_data(
-        tmp_path, fixture_triton):
+    tmp_path, fixture_triton
+):
     """Runs with ITN and without it give different rows for the same files: published alternately, a reader in
     another process sees one run's four tables or the other's, never a mix, never an error."""
-    with_itn = Settings(raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url,
-                        batch_size=2)
+    with_itn = Settings(
+        raw_root=tmp_path / "raw",
+        lake_root=tmp_path / "lake",
+        triton_url=fixture_triton.grpc_url,
+        batch_size=2,
+    )
     without_itn = with_itn.with_overrides(use_itn=False)
     write_clips(with_itn.raw_root, READER_DAY, SPEECH_CLIPS[:5])
     daily.run_date(with_itn, READER_DAY, run_id="itn-0", show_progress=False)
@@ -585,8 +676,12 @@ def test_local_triton_and_svp_serve_bind_to_loopback_only(tmp_path, fixture_repo
 
     ports = {"--http-port": free_port(), "--grpc-port": free_port(), "--metrics-port": free_port()}
     args = [x for kv in ports.items() for x in (kv[0], str(kv[1]))]
-    serve = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository", str(repo),
-                              *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository", str(repo), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 120
@@ -607,4 +702,6 @@ def test_local_triton_and_svp_serve_bind_to_loopback_only(tmp_path, fixture_repo
     assert serve.returncode == 0, rest[-3000:]
     assert set(ports.values()) <= {port for _, port in sockets}, sockets
     assert {ip for ip, _ in sockets} == {"127.0.0.1"}, sockets
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in triton_pids)
+    assert not any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in triton_pids
+    )

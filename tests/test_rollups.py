@@ -27,14 +27,17 @@ MIN_CONFIDENCES = (0.0, 0.8, 0.5, 0.9)  # the default and some thresholds, a FLO
 def confidence(day: int, salt: int) -> str:
     """SQL for a FLOAT confidence of row i: 0.00-1.00 in hundredths (so FLOAT 0.7, 0.8 ... hit the bucket bounds),
     null on the first days and for one row in 7."""
-    return (f"CASE WHEN {day} < {DAYS_WITHOUT_CONFIDENCES} OR hash(i, {day}, {salt + 10}) % 7 = 0 THEN NULL "
-            f"ELSE ((hash(i, {day}, {salt + 20}) % 101) / 100.0)::FLOAT END")
+    return (
+        f"CASE WHEN {day} < {DAYS_WITHOUT_CONFIDENCES} OR hash(i, {day}, {salt + 10}) % 7 = 0 THEN NULL "
+        f"ELSE ((hash(i, {day}, {salt + 20}) % 101) / 100.0)::FLOAT END"
+    )
 
 
 def synthetic_day(day: int, rows: int = 600) -> pa.Table:
     """A day of utterances with every tag (and missing ones), two channels, two model versions, ~8 per call."""
     con = duckdb.connect()
-    table = con.sql(f"""
+    table = con.sql(
+        f"""
         SELECT printf('rec-%d-%d', {day}, i // 8) AS recording_id,
                printf('date=x/queue-%d/call-%d.wav', (i // 8) % 3, i // 8) AS source_path,
                (hash(i, {day}) % 2)::SMALLINT AS channel, (i % 8)::INTEGER AS segment_index,
@@ -51,7 +54,9 @@ def synthetic_day(day: int, rows: int = 600) -> pa.Table:
                CASE WHEN {day} >= {DAYS_WITHOUT_CONFIDENCES}
                     THEN MAP {{'angry': 0.25::FLOAT, 'happy': 0.5::FLOAT}} END AS emotion_probs
         FROM range({rows}) t(i)
-    """, params={"langs": LANGS, "emotions": EMOTIONS, "events": EVENTS}).to_arrow_table()
+    """,
+        params={"langs": LANGS, "emotions": EMOTIONS, "events": EVENTS},
+    ).to_arrow_table()
     con.close()
     return table.cast(tables.UTTERANCES)
 
@@ -62,8 +67,10 @@ def month(tmp_path_factory) -> Warehouse:
     lake = Lake(root)
     for day in range(DAYS):
         utterances = synthetic_day(day)
-        lake.commit_day((FIRST + dt.timedelta(days=day)).isoformat(),
-                        {"utterances": utterances, **tables.rollups(utterances)})
+        lake.commit_day(
+            (FIRST + dt.timedelta(days=day)).isoformat(),
+            {"utterances": utterances, **tables.rollups(utterances)},
+        )
     warehouse = Warehouse(root)
     warehouse.refresh()
     return warehouse
@@ -72,13 +79,18 @@ def month(tmp_path_factory) -> Warehouse:
 def raw_answer(warehouse: Warehouse, name: str, by: str, date_from: dt.date, date_to: dt.date) -> pa.Table:
     con = warehouse.connect()
     try:
-        return con.sql(QUERIES[name].raw_sql(by), params={"from_date": date_from, "to_date": date_to}).to_arrow_table()
+        return con.sql(
+            QUERIES[name].raw_sql(by), params={"from_date": date_from, "to_date": date_to}
+        ).to_arrow_table()
     finally:
         con.close()
 
 
-RANGES = [(FIRST, FIRST + dt.timedelta(days=DAYS - 1)), (FIRST + dt.timedelta(days=5), FIRST + dt.timedelta(days=5)),
-          (FIRST + dt.timedelta(days=18), FIRST + dt.timedelta(days=24))]
+RANGES = [
+    (FIRST, FIRST + dt.timedelta(days=DAYS - 1)),
+    (FIRST + dt.timedelta(days=5), FIRST + dt.timedelta(days=5)),
+    (FIRST + dt.timedelta(days=18), FIRST + dt.timedelta(days=24)),
+]
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
@@ -87,7 +99,10 @@ def test_every_canned_query_equals_its_raw_view_answer(month, name):
         for date_from, date_to in RANGES:
             rolled = month.query(name, date_from, date_to, by)
             assert rolled.num_rows > 0, (name, by, date_from)
-            assert rolled.to_pylist() == raw_answer(month, name, by, date_from, date_to).to_pylist(), (name, by)
+            assert rolled.to_pylist() == raw_answer(month, name, by, date_from, date_to).to_pylist(), (
+                name,
+                by,
+            )
 
 
 @pytest.mark.parametrize("name", sorted(n for n, q in QUERIES.items() if q.filters_confidence))
@@ -102,14 +117,21 @@ def test_confidence_filtered_queries_equal_the_raw_view_filtered_on_the_confiden
                     params = {"from_date": date_from, "to_date": date_to}
                     rolled = con.sql(QUERIES[name].render(by, min_confidence), params=params).to_arrow_table()
                     raw = con.sql(QUERIES[name].raw_sql(by, min_confidence), params=params).to_arrow_table()
-                    assert rolled.num_rows > 0 and rolled.to_pylist() == raw.to_pylist(), (name, by, min_confidence)
+                    assert rolled.num_rows > 0 and rolled.to_pylist() == raw.to_pylist(), (
+                        name,
+                        by,
+                        min_confidence,
+                    )
             confident = con.sql(
                 "SELECT count(*) FROM utterances WHERE emotion = 'angry' AND emotion_confidence >= $t "
                 "AND date BETWEEN $from_date AND $to_date",
-                params={"t": min_confidence, "from_date": RANGES[0][0], "to_date": RANGES[0][1]}).fetchone()[0]
+                params={"t": min_confidence, "from_date": RANGES[0][0], "to_date": RANGES[0][1]},
+            ).fetchone()[0]
             if name == "angry-share":
-                rolled = con.sql(QUERIES[name].render("language", min_confidence),
-                                 params={"from_date": RANGES[0][0], "to_date": RANGES[0][1]}).to_arrow_table()
+                rolled = con.sql(
+                    QUERIES[name].render("language", min_confidence),
+                    params={"from_date": RANGES[0][0], "to_date": RANGES[0][1]},
+                ).to_arrow_table()
                 counted = sum(a or 0 for a in rolled.column("angry").to_pylist())
                 # at 0 every angry row counts, those without a confidence too
                 assert counted == confident if min_confidence else counted >= confident, min_confidence
@@ -133,11 +155,17 @@ def test_the_emotion_trend_counts_and_shares_what_a_direct_count_over_utterances
     con = month.connect()
     try:
         for min_confidence in MIN_CONFIDENCES:
-            direct = {(r[0], r[1], r[2]): (r[3], r[4]) for r in con.execute(
-                direct_sql, {"t": min_confidence, "from_date": first, "to_date": last}).fetchall() if r[3]}
+            direct = {
+                (r[0], r[1], r[2]): (r[3], r[4])
+                for r in con.execute(
+                    direct_sql, {"t": min_confidence, "from_date": first, "to_date": last}
+                ).fetchall()
+                if r[3]
+            }
             trend = month.query("emotion-trend", first, last, by, min_confidence).to_pylist()
-            assert {(r["date"], r[by], r["emotion"]): (r["utterances"], r["share"]) for r in trend} == direct, (
-                by, min_confidence)
+            assert {
+                (r["date"], r[by], r["emotion"]): (r["utterances"], r["share"]) for r in trend
+            } == direct, (by, min_confidence)
             assert len(trend) == len(direct)
     finally:
         con.close()
@@ -147,7 +175,8 @@ def test_a_confidence_filter_keeps_fewer_utterances_and_refuses_thresholds_it_ca
     everything = month.query("angry-share")
     confident = month.query("angry-share", min_confidence=0.8)  # what `svp query --min-confidence 0.8` runs
     assert sum(confident.column("angry").to_pylist()[DAYS_WITHOUT_CONFIDENCES:]) < sum(
-        everything.column("angry").to_pylist()[DAYS_WITHOUT_CONFIDENCES:])
+        everything.column("angry").to_pylist()[DAYS_WITHOUT_CONFIDENCES:]
+    )
     assert confident.column("utterances").to_pylist() == everything.column("utterances").to_pylist()
     with pytest.raises(ValueError, match="min confidence"):
         QUERIES["angry-share"].render(min_confidence=0.85)
@@ -170,14 +199,20 @@ def test_a_rollup_added_to_an_existing_lake_is_filled_from_its_utterances(month,
     lake = Lake(tmp_path)
     utterances = {d: synthetic_day(d, 200) for d in range(3)}
     for d, rows in utterances.items():
-        lake.commit_day((FIRST + dt.timedelta(days=d)).isoformat(), {"utterances": rows, **tables.rollups(rows)})
+        lake.commit_day(
+            (FIRST + dt.timedelta(days=d)).isoformat(), {"utterances": rows, **tables.rollups(rows)}
+        )
     before = {name: lake.read(name) for name in tables.ROLLUP_SCHEMAS}
     with lake.writer() as con:  # the lake as an older version of the code left it
         for name in tables.ROLLUP_SCHEMAS:
             con.execute(f'DROP TABLE {ALIAS}."{name}"')
     with lake.reader() as con:
-        left = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
-                                          [ALIAS]).fetchall()}
+        left = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]
+            ).fetchall()
+        }
     assert not left & set(tables.ROLLUP_SCHEMAS)
     with lake.writer():
         pass
@@ -228,7 +263,9 @@ def test_readers_never_fail_a_commit_and_a_commit_never_fails_them(tmp_path):
 
 
 def rows_of(utterances: pa.Table) -> tuple:
-    return tuple(sorted(zip(*(utterances.column(c).to_pylist() for c in ("recording_id", "segment_index", "text")))))
+    return tuple(
+        sorted(zip(*(utterances.column(c).to_pylist() for c in ("recording_id", "segment_index", "text"))))
+    )
 
 
 def test_svp_query_offers_exactly_the_canned_queries_and_charts_only_per_date_ones():
@@ -246,7 +283,9 @@ def test_keeping_each_days_angriest_calls_answers_the_ranges_angriest_exactly(tm
     lake = Lake(tmp_path)
     for day in range(5):
         rows = synthetic_day(day, 400)
-        lake.commit_day((FIRST + dt.timedelta(days=day)).isoformat(), {"utterances": rows, **tables.rollups(rows)})
+        lake.commit_day(
+            (FIRST + dt.timedelta(days=day)).isoformat(), {"utterances": rows, **tables.rollups(rows)}
+        )
         assert tables.rollups(rows)["angry_calls"].num_rows == 5
     warehouse = Warehouse(tmp_path)
     warehouse.refresh()
@@ -255,8 +294,9 @@ def test_keeping_each_days_angriest_calls_answers_the_ranges_angriest_exactly(tm
     con = warehouse.connect()
     try:
         rolled = con.sql(query.render().replace("LIMIT 1000", "LIMIT 5"), params=top5).fetchall()
-        raw = con.sql(query.raw_sql().replace("LIMIT 1000", "LIMIT 5").replace("<= 5", "<= 1000000"),
-                      params=top5).fetchall()  # the raw view: every angry call of the range, no daily cap
+        raw = con.sql(
+            query.raw_sql().replace("LIMIT 1000", "LIMIT 5").replace("<= 5", "<= 1000000"), params=top5
+        ).fetchall()  # the raw view: every angry call of the range, no daily cap
     finally:
         con.close()
     assert len(rolled) == 5 and rolled == raw

@@ -44,7 +44,7 @@ def turn_taking_call(sentences: list[np.ndarray], rounds: int = 2, gap_s: float 
     call = (0.002 * rng.standard_normal((2, n))).astype(np.float32)
     pos = gap
     for i, turn in enumerate(turns):
-        call[i % 2, pos:pos + turn.size] += turn
+        call[i % 2, pos : pos + turn.size] += turn
         pos += turn.size + gap
     return call
 
@@ -80,6 +80,7 @@ def assert_joins_whole_segments(merged: list[Segment], segments: list[Segment], 
 
 # -- the rule on its own -----------------------------------------------------------------------------------------------
 
+
 def random_segments(rng: np.random.Generator, n: int) -> list[Segment]:
     """Sorted, disjoint segments of 0.1-35 s with gaps of 0-3 s (some touching: pieces of one split run)."""
     out, pos = [], int(rng.integers(0, SAMPLE_RATE))
@@ -90,7 +91,9 @@ def random_segments(rng: np.random.Generator, n: int) -> list[Segment]:
     return out
 
 
-@pytest.mark.parametrize("merge_s, max_s", [(15.0, 30.0), (5.0, 30.0), (25.0, 10.0), (30.0, 30.0), (1.0, 30.0)])
+@pytest.mark.parametrize(
+    "merge_s, max_s", [(15.0, 30.0), (5.0, 30.0), (25.0, 10.0), (30.0, 30.0), (1.0, 30.0)]
+)
 def test_joins_only_whole_neighbours_up_to_the_smaller_limit(merge_s, max_s):
     rng = np.random.default_rng(int(merge_s * 100 + max_s))
     limit = int(min(merge_s, max_s) * SAMPLE_RATE)
@@ -122,6 +125,7 @@ def test_refuses_a_negative_length_and_unsorted_segments():
 
 # -- real speech through the real VAD -------------------------------------------------------------------------------
 
+
 def test_off_gives_todays_segments_exactly(vad, call):
     for channel in call:
         assert segment_for_asr(channel, vad, 30.0, merge_segment_s=0.0) == vad.segments(channel, 30.0)
@@ -152,7 +156,7 @@ def test_never_across_channels_and_true_times(vad, call):
         want = merge_adjacent(vad.segments(audio, 30.0), 25.0, 30.0)
         assert [(p.start_s, p.end_s) for p in own] == [(m.start_s, m.end_s) for m in want]
         for p, m in zip(own, want):
-            assert np.array_equal(p.audio, audio[m.start:m.end])  # this channel's samples, start to end
+            assert np.array_equal(p.audio, audio[m.start : m.end])  # this channel's samples, start to end
     # the other channel's turns lie inside joined segments' time spans, yet only each channel's own runs were joined
     spans = {c: [(p.start_s, p.end_s) for p in pieces if p.channel == c] for c in (0, 1)}
     other_runs = [(s.start_s, s.end_s) for s in vad.segments(call[1], 30.0)]
@@ -160,6 +164,7 @@ def test_never_across_channels_and_true_times(vad, call):
 
 
 # -- the daily job against the real server -----------------------------------------------------------------------------
+
 
 def requests_answered(url: str) -> int:
     """Triton's own count of the requests the `sensevoice` model answered successfully (all versions)."""
@@ -175,8 +180,13 @@ def daily_run(tmp_path, url: str, call: np.ndarray, merge_s: float) -> tuple[lis
     """One `svp run` of a day holding the stereo call (split channels): its utterance rows, and the requests the
     server answered meanwhile."""
     root = tmp_path / f"merge-{merge_s:g}"
-    settings = Settings(raw_root=root / "raw", lake_root=root / "lake", triton_url=url, channel_mode="split",
-                        merge_segment_s=merge_s)
+    settings = Settings(
+        raw_root=root / "raw",
+        lake_root=root / "lake",
+        triton_url=url,
+        channel_mode="split",
+        merge_segment_s=merge_s,
+    )
     part = root / "raw" / f"date={DAY}"
     part.mkdir(parents=True)
     sf.write(part / "call.wav", call.T, SAMPLE_RATE, subtype="PCM_16")
@@ -204,6 +214,9 @@ def test_daily_job_sends_fewer_requests_and_rows_keep_true_times(tmp_path, fixtu
             first = i
             while i < len(runs) and runs[i]["end_s"] <= row["end_s"]:
                 i += 1
-            assert i > first and (row["start_s"], row["end_s"]) == (runs[first]["start_s"], runs[i - 1]["end_s"])
+            assert i > first and (row["start_s"], row["end_s"]) == (
+                runs[first]["start_s"],
+                runs[i - 1]["end_s"],
+            )
             assert row["end_s"] - row["start_s"] <= 15.0 + 1e-3
         assert i == len(runs)

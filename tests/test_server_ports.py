@@ -22,8 +22,9 @@ def taken_port():
 
 
 @pytest.mark.parametrize("taken", ["http_port", "grpc_port"])
-def test_a_picked_port_that_another_process_took_is_picked_again(fixture_repository, taken_port, monkeypatch,
-                                                                 taken):
+def test_a_picked_port_that_another_process_took_is_picked_again(
+    fixture_repository, taken_port, monkeypatch, taken
+):
     """free_port() hands out the taken port for ``taken`` on the first try, as a race with another process would."""
     handed_out: list[int] = []
     real_free_port = server_mod.free_port

@@ -12,16 +12,16 @@ import tritonclient.http as httpclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from sensevoice_pipeline.speech.audio import load_mono_16k, resample
+from sensevoice_pipeline.serving.admin import http_admin_headers
 from sensevoice_pipeline.serving.client import (
     ModelNotReadyError,
     Request,
     SenseVoiceClient,
     TritonUnavailableError,
 )
-from sensevoice_pipeline.speech.languages import UnknownLanguageError
 from sensevoice_pipeline.serving.server import free_port
-from sensevoice_pipeline.serving.admin import http_admin_headers
+from sensevoice_pipeline.speech.audio import load_mono_16k, resample
+from sensevoice_pipeline.speech.languages import UnknownLanguageError
 
 from .conftest import EXAMPLE_AUDIO, TEST_ADMIN_KEY, funasr_text, synthetic_clip
 
@@ -40,7 +40,9 @@ async def transcribe_all(url, requests, **kwargs):
 @pytest.fixture(scope="module")
 def clips():
     examples = {path.stem: load_mono_16k(path) for path in EXAMPLE_AUDIO}
-    generated = {f"generated_{s}": synthetic_clip(seconds, seed=s) for s, seconds in [(1, 0.7), (2, 2.3), (3, 6.1)]}
+    generated = {
+        f"generated_{s}": synthetic_clip(seconds, seed=s) for s, seconds in [(1, 0.7), (2, 2.3), (3, 6.1)]
+    }
     return {**examples, **generated}
 
 
@@ -60,7 +62,9 @@ def test_text_equals_funasr_for_every_language_and_itn(triton, funasr_model, cli
 
 def test_sixteen_at_once_equal_one_by_one(triton, clips):
     audios = list(clips.values())
-    requests = [Request(audios[i % len(audios)][: 16000 + 3000 * i], LANGUAGES[i % 4], i % 2 == 0) for i in range(16)]
+    requests = [
+        Request(audios[i % len(audios)][: 16000 + 3000 * i], LANGUAGES[i % 4], i % 2 == 0) for i in range(16)
+    ]
     together = run(transcribe_all(triton.grpc_url, requests, max_concurrency=16))
 
     async def one_by_one():
@@ -84,9 +88,15 @@ def test_health_metadata_and_repository_index_over_grpc_and_http(triton):
         assert client.is_model_ready("sensevoice", "1") and client.is_model_ready("sensevoice_encoder", "1")
     meta = http.get_model_metadata("sensevoice")
     assert {i["name"] for i in meta["inputs"]} == {"AUDIO", "LANGUAGE", "USE_ITN"}
-    assert [o["name"] for o in meta["outputs"]] == ["TEXT", "CONFIDENCE", "EMOTION_PROBS"]  # confidences: issue 18
-    index = {(m["name"], m.get("version"), m.get("state")) for m in http.get_model_repository_index(
-        headers=http_admin_headers(TEST_ADMIN_KEY))}
+    assert [o["name"] for o in meta["outputs"]] == [
+        "TEXT",
+        "CONFIDENCE",
+        "EMOTION_PROBS",
+    ]  # confidences: issue 18
+    index = {
+        (m["name"], m.get("version"), m.get("state"))
+        for m in http.get_model_repository_index(headers=http_admin_headers(TEST_ADMIN_KEY))
+    }
     assert ("sensevoice", "1", "READY") in index and ("sensevoice_encoder", "1", "READY") in index
     encoder = grpc.get_model_metadata("sensevoice_encoder")
     assert [i.name for i in encoder.inputs] == ["speech", "speech_lengths", "language", "textnorm"]
@@ -99,17 +109,22 @@ def test_bad_requests_get_an_error_and_the_model_keeps_serving(triton, clips):
 
     def infer(audio, language="auto"):
         audio = np.asarray(audio, np.float32).reshape(1, -1)
-        tensors = [("AUDIO", audio, "FP32"), ("LANGUAGE", np.array([[language.encode()]], np.object_), "BYTES"),
-                   ("USE_ITN", np.array([[True]]), "BOOL")]
+        tensors = [
+            ("AUDIO", audio, "FP32"),
+            ("LANGUAGE", np.array([[language.encode()]], np.object_), "BYTES"),
+            ("USE_ITN", np.array([[True]]), "BOOL"),
+        ]
         inputs = []
         for name, value, dtype in tensors:
             inputs.append(grpcclient.InferInput(name, list(value.shape), dtype))
             inputs[-1].set_data_from_numpy(value)
         return grpc.infer("sensevoice", inputs).as_numpy("TEXT").reshape(-1)[0].decode()
 
-    for audio, language, message in [([0.1], "auto", "at least 2 samples"),
-                                     ([np.nan] * 1600, "auto", "NaN or Inf"),
-                                     (clips["generated_1"], "klingon", "klingon")]:
+    for audio, language, message in [
+        ([0.1], "auto", "at least 2 samples"),
+        ([np.nan] * 1600, "auto", "NaN or Inf"),
+        (clips["generated_1"], "klingon", "klingon"),
+    ]:
         with pytest.raises(Exception, match=message):
             infer(audio, language)
     (expected,) = run(transcribe_all(triton.grpc_url, [Request(clips["generated_1"], "auto", True)]))
@@ -130,7 +145,10 @@ def test_configs_parse_as_model_config_protos(model, config):
     if config == "config.pbtxt" and model == "sensevoice_encoder":
         assert parsed.backend == "onnxruntime"
         assert parsed.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-        assert list(parsed.dynamic_batching.preferred_batch_size) and parsed.dynamic_batching.max_queue_delay_microseconds
+        assert (
+            list(parsed.dynamic_batching.preferred_batch_size)
+            and parsed.dynamic_batching.max_queue_delay_microseconds
+        )
 
 
 def test_resampling_is_band_limited_not_decimation():
@@ -154,9 +172,20 @@ def test_transcribe_command_handles_rates_and_stereo(tmp_path, triton, funasr_mo
     path = tmp_path / f"call_{rate}_{channels}.wav"
     sf.write(path, data, rate)
     out = subprocess.run(
-        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "transcribe", str(path), "--language", "en",
-         "--url", triton.grpc_url],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "sensevoice_pipeline.ui.cli",
+            "transcribe",
+            str(path),
+            "--language",
+            "en",
+            "--url",
+            triton.grpc_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     file_col, raw, _clean = out.stdout.rstrip("\n").split("\t")
@@ -189,7 +218,17 @@ def test_transcribe_command_without_server(tmp_path):
     path = tmp_path / "a.wav"
     sf.write(path, synthetic_clip(0.5, seed=1), 16000)
     out = subprocess.run(
-        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "transcribe", str(path), "--url", f"127.0.0.1:{free_port()}"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "sensevoice_pipeline.ui.cli",
+            "transcribe",
+            str(path),
+            "--url",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2 and "cannot reach Triton" in out.stderr

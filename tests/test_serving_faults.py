@@ -13,15 +13,27 @@ import soundfile as sf
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from sensevoice_pipeline.serving.client import (RequestRejectedError, SenseVoiceClient, TritonClientError,
-                                        TritonDeadlineError)
 from sensevoice_pipeline.errors import ServingError
+from sensevoice_pipeline.serving.client import (
+    RequestRejectedError,
+    SenseVoiceClient,
+    TritonClientError,
+    TritonDeadlineError,
+)
 
 from .conftest import FIXTURE_MODEL_DIR, fixture_cases
-from .fault_models import (DEFAULT_STALL_S, RAISE_LANGUAGE, STALL_LANGUAGE, fault_repository,  # noqa: F401
-                           fault_triton, model_statistics)
+from .fault_models import (  # noqa: F401
+    DEFAULT_STALL_S,
+    RAISE_LANGUAGE,
+    STALL_LANGUAGE,
+    fault_repository,
+    fault_triton,
+    model_statistics,
+)
 
-SPEECH = sorted(p.stem for p in (FIXTURE_MODEL_DIR / "clips").glob("*.wav") if not p.stem.startswith("nospeech"))
+SPEECH = sorted(
+    p.stem for p in (FIXTURE_MODEL_DIR / "clips").glob("*.wav") if not p.stem.startswith("nospeech")
+)
 FAST = {"backoff_s": 0.01}  # a fault that is retried fails again: do not wait for it
 
 
@@ -32,8 +44,11 @@ def clip(name: str) -> np.ndarray:
 
 
 def expected_text(name: str) -> str:
-    (case,) = [c for c in fixture_cases()
-               if c["clip"] == f"clips/{name}.wav" and c["language"] == "auto" and c["use_itn"]]
+    (case,) = [
+        c
+        for c in fixture_cases()
+        if c["clip"] == f"clips/{name}.wav" and c["language"] == "auto" and c["use_itn"]
+    ]
     return case["text"]
 
 
@@ -51,8 +66,9 @@ def test_a_poisoned_request_fails_alone_and_the_rest_of_its_dynamic_batch_is_ans
     async def together():
         async with SenseVoiceClient(fault_triton.grpc_url, max_concurrency=8, retries=1, **FAST) as client:
             hints = [RAISE_LANGUAGE if i == poisoned else "auto" for i in range(len(names))]
-            return await asyncio.gather(*(client.transcribe(clip(n), h) for n, h in zip(names, hints)),
-                                        return_exceptions=True)
+            return await asyncio.gather(
+                *(client.transcribe(clip(n), h) for n, h in zip(names, hints)), return_exceptions=True
+            )
 
     before = model_statistics(fault_triton.grpc_url)
     results = asyncio.run(together())
@@ -60,8 +76,12 @@ def test_a_poisoned_request_fails_alone_and_the_rest_of_its_dynamic_batch_is_ans
 
     error = results.pop(poisoned)
     assert isinstance(error, ServingError) and not isinstance(error, RequestRejectedError), repr(error)
-    assert isinstance(error, TritonClientError) and "injected encoder fault" in str(error) and "INTERNAL" in str(error)
-    assert [r.text for r in results] == alone[:poisoned] + alone[poisoned + 1:]
+    assert (
+        isinstance(error, TritonClientError)
+        and "injected encoder fault" in str(error)
+        and "INTERNAL" in str(error)
+    )
+    assert [r.text for r in results] == alone[:poisoned] + alone[poisoned + 1 :]
     # The 8 were one dynamic batch (then the poisoned request's one retry ran alone).
     requests = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
@@ -72,14 +92,18 @@ def test_a_poisoned_request_fails_alone_and_the_rest_of_its_dynamic_batch_is_ans
 @pytest.mark.timeout(300)
 def test_a_malformed_request_is_rejected_as_invalid_argument_and_the_server_keeps_serving(fault_triton):
     url, good = fault_triton.grpc_url, SPEECH[0]
-    bad = {"one sample": (np.array([0.1], np.float32), "at least 2 samples"),
-           "NaN": (np.full(1600, np.nan, np.float32), "NaN or Inf")}
+    bad = {
+        "one sample": (np.array([0.1], np.float32), "at least 2 samples"),
+        "NaN": (np.full(1600, np.nan, np.float32), "NaN or Inf"),
+    }
 
     async def mixed():
         # bad and good requests sent at once, so that they share a dynamic batch
         async with SenseVoiceClient(url, max_concurrency=8, **FAST) as client:
             audios = [clip(good), *(audio for audio, _ in bad.values()), clip(good)]
-            return await asyncio.gather(*(client.transcribe(a, "auto") for a in audios), return_exceptions=True)
+            return await asyncio.gather(
+                *(client.transcribe(a, "auto") for a in audios), return_exceptions=True
+            )
 
     first, *rejected, last = asyncio.run(mixed())
     assert first.text == last.text == expected_text(good)
@@ -89,9 +113,11 @@ def test_a_malformed_request_is_rejected_as_invalid_argument_and_the_server_keep
     async def raw_status(language: str) -> str:
         """An unknown hint, sent past the client's own check: the model's answer's gRPC status."""
         client = grpcaio.InferenceServerClient(url)
-        tensors = [("AUDIO", clip(good).reshape(1, -1), "FP32"),
-                   ("LANGUAGE", np.array([[language.encode()]], np.object_), "BYTES"),
-                   ("USE_ITN", np.array([[True]]), "BOOL")]
+        tensors = [
+            ("AUDIO", clip(good).reshape(1, -1), "FP32"),
+            ("LANGUAGE", np.array([[language.encode()]], np.object_), "BYTES"),
+            ("USE_ITN", np.array([[True]]), "BOOL"),
+        ]
         inputs = []
         for name, value, dtype in tensors:
             inputs.append(grpcaio.InferInput(name, list(value.shape), dtype))

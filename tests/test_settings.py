@@ -27,8 +27,10 @@ def test_the_environment_sets_what_every_part_reads(monkeypatch, tmp_path):
 @pytest.mark.parametrize("value", ["0", "45", "soon"])
 def test_a_segment_length_the_model_cannot_take_is_refused_naming_the_variable(monkeypatch, value):
     monkeypatch.setenv("SVP_MAX_SEGMENT_S", value)
-    with pytest.raises(ConfigurationError, match=f"SVP_MAX_SEGMENT_S: max segment length must be between 1 and 30 "
-                                                 f"seconds, got '{value}'"):
+    with pytest.raises(
+        ConfigurationError,
+        match=f"SVP_MAX_SEGMENT_S: max segment length must be between 1 and 30 seconds, got '{value}'",
+    ):
         Settings.from_env()
     assert Settings.from_env(max_segment_s=10).max_segment_s == 10.0  # a flag stands in for the bad variable
 
@@ -37,18 +39,27 @@ def test_defaults_without_an_environment(monkeypatch):
     for name in ("SVP_MODEL_REPOSITORY", "SVP_GOLDEN_DIR", "SVP_TRITON_CONN_ID", "SVP_MAX_SEGMENT_S"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings.from_env()
-    assert (settings.model_repository, settings.golden_dir, settings.triton_conn_id, settings.max_segment_s) == (
-        Path("model_repository"), None, "sensevoice_triton", 30.0)
+    assert (
+        settings.model_repository,
+        settings.golden_dir,
+        settings.triton_conn_id,
+        settings.max_segment_s,
+    ) == (Path("model_repository"), None, "sensevoice_triton", 30.0)
 
 
 def test_the_merge_length_enters_checked_naming_the_variable(monkeypatch):
     monkeypatch.setenv("SVP_MERGE_SEGMENT_S", "12.5")
     assert Settings.from_env().merge_segment_s == 12.5
-    assert Settings.from_env(merge_segment_s=0).merge_segment_s == 0.0  # 0: off (a flag stands in for the variable)
+    assert (
+        Settings.from_env(merge_segment_s=0).merge_segment_s == 0.0
+    )  # 0: off (a flag stands in for the variable)
     monkeypatch.delenv("SVP_MERGE_SEGMENT_S")
     assert Settings.from_env().merge_segment_s == DEFAULT_MERGE_SEGMENT_S
     for bad in ("0.5", "31", "-1", "soon"):
         monkeypatch.setenv("SVP_MERGE_SEGMENT_S", bad)
-        with pytest.raises(ConfigurationError, match=f"SVP_MERGE_SEGMENT_S: merge segment length must be 0 "
-                                                     f"\\(off\\) or between 1 and 30 seconds, got '{bad}'"):
+        with pytest.raises(
+            ConfigurationError,
+            match=f"SVP_MERGE_SEGMENT_S: merge segment length must be 0 "
+            f"\\(off\\) or between 1 and 30 seconds, got '{bad}'",
+        ):
             Settings.from_env()

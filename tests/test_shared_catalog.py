@@ -31,16 +31,32 @@ KEY_ID, SECRET = "svp-test-key-id", "svp-test-secret-key-0123456789"
 
 
 def runs_row(run_id: str) -> pa.Table:
-    now = dt.datetime.now(dt.timezone.utc)
-    return tables.to_table([{"run_id": run_id, "started_at": now, "finished_at": now, "files": 1, "files_ok": 1,
-                             "files_failed": 0, "utterances": 0, "speech_seconds": 0.0, "model_versions": ""}],
-                           tables.RUNS)
+    now = dt.datetime.now(dt.UTC)
+    return tables.to_table(
+        [
+            {
+                "run_id": run_id,
+                "started_at": now,
+                "finished_at": now,
+                "files": 1,
+                "files_ok": 1,
+                "files_failed": 0,
+                "utterances": 0,
+                "speech_seconds": 0.0,
+                "model_versions": "",
+            }
+        ],
+        tables.RUNS,
+    )
 
 
 def publish(lake: Lake, date: str, run_id: str, grace_s: float | None = None) -> None:
     grace = None if grace_s is None else dt.timedelta(seconds=grace_s)
-    lake.commit_day(date, {"runs": runs_row(run_id), "utterances": tables.UTTERANCES.empty_table()},
-                    collect_garbage_older_than=grace)
+    lake.commit_day(
+        date,
+        {"runs": runs_row(run_id), "utterances": tables.UTTERANCES.empty_table()},
+        collect_garbage_older_than=grace,
+    )
 
 
 def data_files(root: Path) -> set[str]:
@@ -51,8 +67,12 @@ def data_files(root: Path) -> set[str]:
 def s3(tmp_path_factory):
     """moto's S3 server with a bucket, and the AWS variables pointing at it (this module only)."""
     with moto_s3_server() as url, pytest.MonkeyPatch.context() as mp:
-        for name, value in {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_ENDPOINT_URL": url,
-                            "AWS_REGION": "us-east-1"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_ENDPOINT_URL": url,
+            "AWS_REGION": "us-east-1",
+        }.items():
             mp.setenv(name, value)
         create_buckets(url, KEY_ID, SECRET, "lakes")
         yield S3Options.from_env()
@@ -69,8 +89,11 @@ def test_a_second_catalog_over_the_same_data_path_is_refused_and_deletes_nothing
     publish(owner, DAY_A, "run-a")
     before = data_files(root)
     intruder = Lake(root, tmp_path / "elsewhere" / "catalog.sqlite")
-    with pytest.raises(CatalogError, match=f"belongs to another catalog .*{owner.catalog.describe().split(' ', 1)[1]}"
-                                           ".* set SVP_CATALOG to that catalog"):
+    with pytest.raises(
+        CatalogError,
+        match=f"belongs to another catalog .*{owner.catalog.describe().split(' ', 1)[1]}"
+        ".* set SVP_CATALOG to that catalog",
+    ):
         publish(intruder, DAY_B, "run-b", grace_s=0)
     assert data_files(root) == before
     assert owner.read("runs", DAY_A).column("run_id").to_pylist() == ["run-a"]
@@ -91,8 +114,10 @@ def test_an_s3_lake_shared_by_two_hosts_through_postgres_and_a_third_catalog_ref
     finally:
         os.chdir(cwd)
     shared = Lake(lake_uri, url)
-    assert [shared.read("runs", d).column("run_id").to_pylist() for d in (DAY_A, DAY_B)] == [["run-host-1"],
-                                                                                            ["run-host-2"]]
+    assert [shared.read("runs", d).column("run_id").to_pylist() for d in (DAY_A, DAY_B)] == [
+        ["run-host-1"],
+        ["run-host-2"],
+    ]
     markers = ObjectPath.parse(f"{lake_uri}/data/{OWNER_DIR}", s3).list_files()
     assert len(markers) == 1
     with pytest.raises(CatalogError, match="belongs to another catalog"):
@@ -101,8 +126,9 @@ def test_an_s3_lake_shared_by_two_hosts_through_postgres_and_a_third_catalog_ref
 
 
 def test_an_s3_lake_without_a_catalog_is_refused_with_what_to_set(s3):
-    with pytest.raises(CatalogError, match="s3://lakes/x needs a catalog that every host writing it shares: set "
-                                           "SVP_CATALOG"):
+    with pytest.raises(
+        CatalogError, match="s3://lakes/x needs a catalog that every host writing it shares: set SVP_CATALOG"
+    ):
         Lake("s3://lakes/x")
     settings = Settings(lake_root=ObjectPath.parse("s3://lakes/x", s3))
     with pytest.raises(CatalogError, match="needs a catalog"):
@@ -141,7 +167,9 @@ def test_garbage_collection_deletes_only_what_its_catalog_wrote(tmp_path, catalo
     time.sleep(0.05)
     lake.collect_garbage(dt.timedelta(0))  # the superseded files were scheduled by the publish: deleted now
     assert foreign.exists()
-    assert first_files and not (first_files & data_files(root)), "the first publish's superseded files are there"
+    assert first_files and not (first_files & data_files(root)), (
+        "the first publish's superseded files are there"
+    )
     assert "older than this catalog's claim on the lake" in caplog.text
     assert lake.read("runs", DAY_A).column("run_id").to_pylist() == ["second"]
 
@@ -150,15 +178,18 @@ def test_garbage_collection_deletes_only_what_its_catalog_wrote(tmp_path, catalo
 
 
 @pytest.mark.timeout(300)
-def test_the_daily_job_on_a_postgres_catalog_publishes_what_the_sqlite_one_does(tmp_path, postgres, fixture_triton):
-    from tests.support.lake import write_clips, rows_without_run
+def test_the_daily_job_on_a_postgres_catalog_publishes_what_the_sqlite_one_does(
+    tmp_path, postgres, fixture_triton
+):
+    from tests.support.lake import rows_without_run, write_clips
 
     raw = tmp_path / "raw"
     names = write_clips(raw, DAY_A, 3)
     results = {}
     for kind, catalog in (("sqlite", None), ("postgres", postgres.new_database("lake"))):
-        settings = Settings(raw_root=raw, lake_root=tmp_path / kind, triton_url=fixture_triton.grpc_url,
-                            catalog=catalog)
+        settings = Settings(
+            raw_root=raw, lake_root=tmp_path / kind, triton_url=fixture_triton.grpc_url, catalog=catalog
+        )
         daily.run_date(settings, DAY_A, show_progress=False)
         lake = Lake(settings.lake_root, catalog)
         results[kind] = {t: rows_without_run(lake.read(t, DAY_A)) for t in tables.DAILY_TABLES}
@@ -193,26 +224,42 @@ def test_an_unreachable_postgres_catalog_is_one_line_naming_it_without_its_passw
     from sensevoice_pipeline.serving.server import free_port
 
     lake = Lake(tmp_path / "lake", f"postgresql://svp:pw-secret@127.0.0.1:{free_port()}/lake")
-    with pytest.raises(CatalogError, match=r"cannot reach the PostgreSQL catalog postgresql://svp:\*\*\*@127") as err:
-        lake.exists
+    with pytest.raises(
+        CatalogError, match=r"cannot reach the PostgreSQL catalog postgresql://svp:\*\*\*@127"
+    ) as err:
+        _ = lake.exists
     assert "pw-secret" not in str(err.value)
 
 
 # -- settings enter checked --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variable, value, message", [
-    ("SVP_LEASE_TTL_S", "-5", "the lease lifetime \\(seconds\\) must be a number more than 0"),
-    ("SVP_LEASE_TTL_S", "nan", "the lease lifetime"),
-    ("SVP_GC_GRACE_S", "nan", "the garbage-collection grace period \\(seconds\\) must be a number at least 0"),
-    ("SVP_GC_GRACE_S", "-1", "the garbage-collection grace period"),
-    ("SVP_FAILURE_BUDGET", "1.5", "the failure budget \\(a share of the day's files\\) must be a number at least 0 "
-                                  "and at most 1"),
-    ("SVP_FAILURE_BUDGET", "lots", "the failure budget"),
-    ("SVP_REQUEST_TIMEOUT_S", "0", "the request deadline \\(seconds\\) must be a number more than 0"),
-    ("SVP_CATALOG", "mysql:host=db", "unsupported catalog 'mysql:host=db'"),
-    ("SVP_CATALOG", "postgresql://u:secret@db:5432", "the catalog .postgresql://u:\\*\\*\\*@db:5432. names no database"),
-])
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("SVP_LEASE_TTL_S", "-5", "the lease lifetime \\(seconds\\) must be a number more than 0"),
+        ("SVP_LEASE_TTL_S", "nan", "the lease lifetime"),
+        (
+            "SVP_GC_GRACE_S",
+            "nan",
+            "the garbage-collection grace period \\(seconds\\) must be a number at least 0",
+        ),
+        ("SVP_GC_GRACE_S", "-1", "the garbage-collection grace period"),
+        (
+            "SVP_FAILURE_BUDGET",
+            "1.5",
+            "the failure budget \\(a share of the day's files\\) must be a number at least 0 and at most 1",
+        ),
+        ("SVP_FAILURE_BUDGET", "lots", "the failure budget"),
+        ("SVP_REQUEST_TIMEOUT_S", "0", "the request deadline \\(seconds\\) must be a number more than 0"),
+        ("SVP_CATALOG", "mysql:host=db", "unsupported catalog 'mysql:host=db'"),
+        (
+            "SVP_CATALOG",
+            "postgresql://u:secret@db:5432",
+            "the catalog .postgresql://u:\\*\\*\\*@db:5432. names no database",
+        ),
+    ],
+)
 def test_a_bad_setting_is_refused_naming_its_variable(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=f"^{variable}: {message}") as err:
@@ -220,8 +267,10 @@ def test_a_bad_setting_is_refused_naming_its_variable(monkeypatch, variable, val
     assert "secret" not in str(err.value)
 
 
-@pytest.mark.parametrize("variable", ["SVP_FAILURE_BUDGET", "SVP_LEASE_TTL_S", "SVP_GC_GRACE_S",
-                                      "SVP_REQUEST_TIMEOUT_S", "SVP_CATALOG"])
+@pytest.mark.parametrize(
+    "variable",
+    ["SVP_FAILURE_BUDGET", "SVP_LEASE_TTL_S", "SVP_GC_GRACE_S", "SVP_REQUEST_TIMEOUT_S", "SVP_CATALOG"],
+)
 def test_an_empty_variable_means_unset(monkeypatch, variable):
     monkeypatch.setenv(variable, " ")
     settings, defaults = Settings.from_env(), Settings()
@@ -236,4 +285,8 @@ def test_good_values_enter_as_numbers(monkeypatch):
     monkeypatch.setenv("SVP_CATALOG", "postgresql://svp@db:5432/lake")
     settings = Settings.from_env()
     assert (settings.lease_ttl_s, settings.gc_grace_s, settings.failure_budget, settings.catalog) == (
-        90.0, 0.0, 0.5, "postgresql://svp@db:5432/lake")
+        90.0,
+        0.0,
+        0.5,
+        "postgresql://svp@db:5432/lake",
+    )

@@ -49,13 +49,16 @@ from .support.services import Postgres, postgres_server, redis_server
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(1500)]
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.UTC).date()
 DAYS = [(TODAY - dt.timedelta(days=n)).isoformat() for n in (3, 2, 1)]  # the catchup: three data intervals
 LATE_DAY = DAYS[-1]
 # What the test shortens (timing and size only): a dead worker's task is retried in seconds, not minutes.
-TIMING = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
-          "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-          "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2", "AIRFLOW__API__WORKERS": "1"}
+TIMING = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
+    "AIRFLOW__API__WORKERS": "1",
+}
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 WORKERS = ("worker-1", "worker-2")
 
@@ -69,7 +72,9 @@ class Stack:
     hosts: dict[str, str]  # compose host:port -> 127.0.0.1:port
     s3: S3Options
     repository: Path
-    tritons: list[tuple[str, int, subprocess.Popen]] = field(default_factory=list)  # (grpc url, http port, process)
+    tritons: list[tuple[str, int, subprocess.Popen]] = field(
+        default_factory=list
+    )  # (grpc url, http port, process)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     api_port: int = 0
 
@@ -78,21 +83,31 @@ class Stack:
     def env(self, service: str, directory: Path) -> dict[str, str]:
         """``service``'s environment from the compose file, hosts and paths made local (and none of this test
         process's own SVP_* settings, such as its Triton admin key: only the services compose gives one have it)."""
-        env = {k: self._local(v) for k, v in env_of(self.compose["services"][service]).items() if v is not None}
+        env = {
+            k: self._local(v) for k, v in env_of(self.compose["services"][service]).items() if v is not None
+        }
         env["SVP_MODEL_REPOSITORY"] = str(self.repository)
         env["SVP_WAREHOUSE"] = str(directory / "warehouse" / "warehouse.duckdb")
         env.update(TIMING)
         home = directory / "airflow-home"
         home.mkdir(parents=True, exist_ok=True)
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SVP_")}  # the compose file's own only
-        return {**inherited, **env, "AIRFLOW_HOME": str(home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.folder / "airflow-logs"),  # the shared logs volume
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
-                "AIRFLOW__API__PORT": str(self.api_port), "AIRFLOW__API__HOST": "127.0.0.1",
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith("SVP_")
+        }  # the compose file's own only
+        return {
+            **inherited,
+            **env,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.folder / "airflow-logs"),  # the shared logs volume
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
 
     def _local(self, value: str) -> str:
         for compose_host, local in self.hosts.items():
@@ -105,9 +120,14 @@ class Stack:
         directory.mkdir(parents=True, exist_ok=True)
         raw = self.compose["services"][service]["command"]
         command = raw.split() if isinstance(raw, str) else [str(a) for a in raw]
-        process = subprocess.Popen(["sh", str(ROOT / "docker" / "check-secrets.sh"), "airflow", *command, *extra_args],
-                                   cwd=directory, env=self.env(service, directory), start_new_session=True,
-                                   stdout=open(directory / "out.log", "w"), stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            ["sh", str(ROOT / "docker" / "check-secrets.sh"), "airflow", *command, *extra_args],
+            cwd=directory,
+            env=self.env(service, directory),
+            start_new_session=True,
+            stdout=open(directory / "out.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         self.processes[name] = process
         return process
 
@@ -115,8 +135,14 @@ class Stack:
         """An `airflow` CLI command as `docker compose exec airflow-apiserver airflow ...` would run it."""
         directory = self.folder / "cli"
         directory.mkdir(exist_ok=True)
-        out = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env("airflow-apiserver", directory),
-                             cwd=directory, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env("airflow-apiserver", directory),
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert out.returncode == 0, f"airflow {' '.join(args)}: {out.stdout[-2000:]}{out.stderr[-3000:]}"
         return out.stdout
 
@@ -147,7 +173,9 @@ class Stack:
         """Requests `sensevoice` has answered, over both Tritons."""
         total = 0
         for _, http_port, _ in self.tritons:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/sensevoice/stats", timeout=10) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{http_port}/v2/models/sensevoice/stats", timeout=10
+            ) as r:
                 total += sum(m["inference_stats"]["success"]["count"] for m in json.load(r)["model_stats"])
         return total
 
@@ -158,8 +186,12 @@ class Stack:
             for line in path.read_text(errors="replace").splitlines():
                 if '"level":"error"' in line:
                     event = json.loads(line)
-                    details = "; ".join(f"{d['exc_type']}: {d['exc_value']}" for d in event.get("error_detail", []))
-                    errors.append(f"{path.relative_to(self.folder / 'airflow-logs')}: {event['event']} {details}")
+                    details = "; ".join(
+                        f"{d['exc_type']}: {d['exc_value']}" for d in event.get("error_detail", [])
+                    )
+                    errors.append(
+                        f"{path.relative_to(self.folder / 'airflow-logs')}: {event['event']} {details}"
+                    )
         tails = "\n".join(f"--- {name}\n{self.log(name)[-2000:]}" for name in self.processes)
         return "task errors:\n" + "\n".join(errors[-20:]) + "\n" + tails
 
@@ -167,8 +199,9 @@ class Stack:
 def upload_day(stack: Stack, date: str, local: Path) -> None:
     target = stack.raw_root / f"date={date}"
     for path in sorted(p for p in (local / f"date={date}").rglob("*") if p.is_file()):
-        with target.filesystem.open_output_stream((target / path.relative_to(local / f"date={date}").as_posix()).fs_path) \
-                as out:
+        with target.filesystem.open_output_stream(
+            (target / path.relative_to(local / f"date={date}").as_posix()).fs_path
+        ) as out:
             out.write(path.read_bytes())
 
 
@@ -179,10 +212,13 @@ def wait_for(what: str, check, timeout_s: float, stack: Stack, every_s: float = 
         if result:
             return result
         for name, process in stack.processes.items():
-            assert process.poll() is None or name == "killed", f"{name} exited while waiting for {what}:\n" \
-                                                               f"{stack.log(name)[-4000:]}"
+            assert process.poll() is None or name == "killed", (
+                f"{name} exited while waiting for {what}:\n{stack.log(name)[-4000:]}"
+            )
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{stack.failure_report()}")
+            raise AssertionError(
+                f"timed out after {timeout_s:.0f} s waiting for {what}\n{stack.failure_report()}"
+            )
         time.sleep(every_s)
 
 
@@ -210,19 +246,34 @@ def stack(tmp_path_factory, fixture_repository):
     repository = Path(shutil.copytree(fixture_repository, folder / "model_repository"))
     grpc_ports = [free_port(), free_port()]
     values = real_values()
-    values.update(SVP_TRITON_HOSTS=",".join(f"127.0.0.1:{p}" for p in grpc_ports), SVP_TRITON_POOL_SLOTS="1",
-                  SVP_DAILY_START_DATE=DAYS[0], AIRFLOW_WORKER_CONCURRENCY="4", SVP_CHECKPOINTS_DIR=str(folder))
+    values.update(
+        SVP_TRITON_HOSTS=",".join(f"127.0.0.1:{p}" for p in grpc_ports),
+        SVP_TRITON_POOL_SLOTS="1",
+        SVP_DAILY_START_DATE=DAYS[0],
+        AIRFLOW_WORKER_CONCURRENCY="4",
+        SVP_CHECKPOINTS_DIR=str(folder),
+    )
     compose = interpolate(load_compose(), values)
     with contextlib.ExitStack() as running:
         postgres = running.enter_context(postgres_server())
         redis_port = running.enter_context(redis_server(values["REDIS_PASSWORD"]))
         s3_url = running.enter_context(moto_s3_server())
-        create_buckets(s3_url, values["SVP_S3_ACCESS_KEY"], values["SVP_S3_SECRET_KEY"], values["SVP_S3_BUCKET"])
-        hosts = {"postgres:5432": f"127.0.0.1:{postgres.port}", "redis:6379": f"127.0.0.1:{redis_port}",
-                 "http://minio:9000": s3_url, "triton:8001": f"127.0.0.1:{grpc_ports[0]}"}
+        create_buckets(
+            s3_url, values["SVP_S3_ACCESS_KEY"], values["SVP_S3_SECRET_KEY"], values["SVP_S3_BUCKET"]
+        )
+        hosts = {
+            "postgres:5432": f"127.0.0.1:{postgres.port}",
+            "redis:6379": f"127.0.0.1:{redis_port}",
+            "http://minio:9000": s3_url,
+            "triton:8001": f"127.0.0.1:{grpc_ports[0]}",
+        }
         init_postgres(postgres, compose)
-        s3 = S3Options(endpoint_url=s3_url, access_key=values["SVP_S3_ACCESS_KEY"],
-                       secret_key=values["SVP_S3_SECRET_KEY"], region="us-east-1")
+        s3 = S3Options(
+            endpoint_url=s3_url,
+            access_key=values["SVP_S3_ACCESS_KEY"],
+            secret_key=values["SVP_S3_SECRET_KEY"],
+            region="us-east-1",
+        )
         stack = Stack(folder, values, compose, postgres, hosts, s3, repository, api_port=free_port())
         stack.hosts["airflow-apiserver:8080"] = f"127.0.0.1:{stack.api_port}"
         running.callback(lambda: stop_groups([*stack.processes.values(), *(t for _, _, t in stack.tritons)]))
@@ -231,10 +282,26 @@ def stack(tmp_path_factory, fixture_repository):
             # the compose file's Triton environment: its admin key (its control plane is locked with it)
             triton_env = {**os.environ, **env_of(compose["services"]["triton"])}
             triton_env.pop("SVP_CREDENTIAL_VARS")
-            triton = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository",
-                                       str(repository), "--grpc-port", str(grpc), "--http-port", str(http),
-                                       "--metrics-port", str(free_port())], start_new_session=True, env=triton_env,
-                                      stdout=open(folder / f"triton-{grpc}.log", "w"), stderr=subprocess.STDOUT)
+            triton = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sensevoice_pipeline.ui.cli",
+                    "serve",
+                    "--repository",
+                    str(repository),
+                    "--grpc-port",
+                    str(grpc),
+                    "--http-port",
+                    str(http),
+                    "--metrics-port",
+                    str(free_port()),
+                ],
+                start_new_session=True,
+                env=triton_env,
+                stdout=open(folder / f"triton-{grpc}.log", "w"),
+                stderr=subprocess.STDOUT,
+            )
             stack.tritons.append((f"127.0.0.1:{grpc}", http, triton))
         run_init(stack)
         stack.start("airflow-apiserver", "airflow-apiserver")
@@ -244,14 +311,37 @@ def stack(tmp_path_factory, fixture_repository):
         for name in WORKERS:
             stack.start(name, "airflow-worker", "--celery-hostname", f"{name}@%h")
         stack.start("release-worker", "airflow-release-worker", "--celery-hostname", "release-worker@%h")
-        wait_for("both Tritons", lambda: all("Triton ready" in (folder / f"triton-{g.rsplit(':', 1)[1]}.log")
-                                             .read_text() for g, _, _ in stack.tritons), 180, stack)
+        wait_for(
+            "both Tritons",
+            lambda: all(
+                "Triton ready" in (folder / f"triton-{g.rsplit(':', 1)[1]}.log").read_text()
+                for g, _, _ in stack.tritons
+            ),
+            180,
+            stack,
+        )
         wait_for("the api-server", lambda: _healthy(stack), 240, stack, every_s=2)
-        wait_for("both DAGs parsed", lambda: len(stack.metadata(
-            "SELECT dag_id FROM dag WHERE dag_id IN ('sensevoice_daily', 'sensevoice_model_release')")) == 2,
-            240, stack, every_s=2)
-        wait_for("three Celery workers", lambda: all(" ready." in stack.log(n) for n in (*WORKERS, "release-worker")),
-                 240, stack, every_s=2)
+        wait_for(
+            "both DAGs parsed",
+            lambda: (
+                len(
+                    stack.metadata(
+                        "SELECT dag_id FROM dag WHERE dag_id IN ('sensevoice_daily', 'sensevoice_model_release')"
+                    )
+                )
+                == 2
+            ),
+            240,
+            stack,
+            every_s=2,
+        )
+        wait_for(
+            "three Celery workers",
+            lambda: all(" ready." in stack.log(n) for n in (*WORKERS, "release-worker")),
+            240,
+            stack,
+            every_s=2,
+        )
         yield stack
 
 
@@ -261,12 +351,20 @@ def init_postgres(postgres: Postgres, compose: dict) -> None:
     env = env_of(compose["services"]["postgres"])
     user, password, database = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]
     postgres.psql(f"CREATE ROLE \"{user}\" SUPERUSER LOGIN PASSWORD '{password}'")
-    postgres.psql(f"CREATE DATABASE \"{database}\" OWNER \"{user}\"")
-    (mount,) = [v.split(":")[0] for v in compose["services"]["postgres"]["volumes"]
-                if ":/docker-entrypoint-initdb.d" in v]
+    postgres.psql(f'CREATE DATABASE "{database}" OWNER "{user}"')
+    (mount,) = [
+        v.split(":")[0]
+        for v in compose["services"]["postgres"]["volumes"]
+        if ":/docker-entrypoint-initdb.d" in v
+    ]
     for script in sorted((ROOT / mount).glob("*.sh")):
-        subprocess.run(["sh", str(script)], check=True, timeout=60, capture_output=True,
-                       env={**os.environ, **env, "PGHOST": "127.0.0.1", "PGPORT": str(postgres.port)})
+        subprocess.run(
+            ["sh", str(script)],
+            check=True,
+            timeout=60,
+            capture_output=True,
+            env={**os.environ, **env, "PGHOST": "127.0.0.1", "PGPORT": str(postgres.port)},
+        )
 
 
 def run_init(stack: Stack) -> None:
@@ -275,14 +373,22 @@ def run_init(stack: Stack) -> None:
     directory.mkdir()
     shell, flag, script = stack.compose["services"]["airflow-init"]["command"]
     assert (shell, flag) == ("bash", "-c")
-    out = subprocess.run(["sh", str(ROOT / "docker" / "check-secrets.sh"), "bash", "-c", script], cwd=directory,
-                         env=stack.env("airflow-init", directory), capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        ["sh", str(ROOT / "docker" / "check-secrets.sh"), "bash", "-c", script],
+        cwd=directory,
+        env=stack.env("airflow-init", directory),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, f"airflow-init failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
 
 
 def _healthy(stack: Stack) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{stack.api_port}/api/v2/monitor/health", timeout=5) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{stack.api_port}/api/v2/monitor/health", timeout=5
+        ) as r:
             return r.status == 200
     except OSError:
         return False
@@ -296,14 +402,28 @@ def task_instances(stack: Stack, dag_id: str, task_id: str) -> list[dict]:
         "SELECT ti.run_id, ti.map_index, ti.state, ti.pid, ti.try_number, ti.external_executor_id, ti.queue, "
         "dr.data_interval_start FROM task_instance ti JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = "
         "ti.run_id WHERE ti.dag_id = %s AND ti.task_id = %s ORDER BY dr.data_interval_start, ti.map_index",
-        (dag_id, task_id))
-    keys = ("run_id", "map_index", "state", "pid", "try_number", "external_executor_id", "queue", "interval_start")
+        (dag_id, task_id),
+    )
+    keys = (
+        "run_id",
+        "map_index",
+        "state",
+        "pid",
+        "try_number",
+        "external_executor_id",
+        "queue",
+        "interval_start",
+    )
     return [dict(zip(keys, row)) for row in rows]
 
 
 def run_states(stack: Stack, dag_id: str) -> dict[str, str]:
-    return {str(start.date()) if start else run_id: state for run_id, state, start in stack.metadata(
-        "SELECT run_id, state, data_interval_start FROM dag_run WHERE dag_id = %s", (dag_id,))}
+    return {
+        str(start.date()) if start else run_id: state
+        for run_id, state, start in stack.metadata(
+            "SELECT run_id, state, data_interval_start FROM dag_run WHERE dag_id = %s", (dag_id,)
+        )
+    }
 
 
 def worker_of(stack: Stack, pid: int) -> str | None:
@@ -321,16 +441,22 @@ def kill_a_worker_mid_transcription(stack: Stack) -> dict:
     before = stack.inferences()
 
     def transcribing():
-        running = [ti for ti in task_instances(stack, "sensevoice_daily", "transcribe")
-                   if ti["state"] == "running" and ti["pid"]]
+        running = [
+            ti
+            for ti in task_instances(stack, "sensevoice_daily", "transcribe")
+            if ti["state"] == "running" and ti["pid"]
+        ]
         return running[0] if running and stack.inferences() > before else None
 
     ti = wait_for("a transcription under way", transcribing, 300, stack, every_s=0.05)
     for _, _, triton in stack.tritons:
         os.killpg(triton.pid, signal.SIGSTOP)
     try:
-        (now,) = [t for t in task_instances(stack, "sensevoice_daily", "transcribe")
-                  if (t["run_id"], t["map_index"]) == (ti["run_id"], ti["map_index"])]
+        (now,) = [
+            t
+            for t in task_instances(stack, "sensevoice_daily", "transcribe")
+            if (t["run_id"], t["map_index"]) == (ti["run_id"], ti["map_index"])
+        ]
         assert now["state"] == "running" and now["try_number"] == ti["try_number"], now
         victim = worker_of(stack, ti["pid"])
         assert victim, f"task pid {ti['pid']} is not under a worker"
@@ -356,11 +482,14 @@ def test_the_production_stack_runs_a_catchup_survives_a_dead_worker_and_releases
     killed = kill_a_worker_mid_transcription(stack)
 
     def late_day_waiting():  # its sensor found nothing and handed the wait to the triggerer
-        return any(ti["state"] == "deferred" and str(ti["interval_start"].date()) == LATE_DAY
-                   for ti in task_instances(stack, "sensevoice_daily", "wait_for_partition"))
+        return any(
+            ti["state"] == "deferred" and str(ti["interval_start"].date()) == LATE_DAY
+            for ti in task_instances(stack, "sensevoice_daily", "wait_for_partition")
+        )
 
     wait_for(f"{LATE_DAY}'s sensor to defer", late_day_waiting, 300, stack)
     upload_day(stack, LATE_DAY, local_raw)
+
     def all_days_done() -> bool:
         states = run_states(stack, "sensevoice_daily")
         assert "failed" not in states.values(), f"a daily run failed: {states}\n{stack.failure_report()}"
@@ -370,8 +499,11 @@ def test_the_production_stack_runs_a_catchup_survives_a_dead_worker_and_releases
     catchup_s = time.monotonic() - started
 
     # The killed task was retried, and its last try ran on the worker that is left.
-    (retried,) = [ti for ti in task_instances(stack, "sensevoice_daily", "transcribe")
-                  if (ti["run_id"], ti["map_index"]) == (killed["run_id"], killed["map_index"])]
+    (retried,) = [
+        ti
+        for ti in task_instances(stack, "sensevoice_daily", "transcribe")
+        if (ti["run_id"], ti["map_index"]) == (killed["run_id"], killed["map_index"])
+    ]
     assert retried["state"] == "success" and retried["try_number"] > killed["try_number"], retried
     survivor = next(w for w in WORKERS if w != killed["worker"])
     assert retried["external_executor_id"] in stack.log(survivor)
@@ -379,48 +511,92 @@ def test_the_production_stack_runs_a_catchup_survives_a_dead_worker_and_releases
     # Each day: one commit, holding what `svp run` publishes for the same day.
     lake = Lake(stack.lake_root, stack.catalog)
     with lake.reader() as con:
-        commits = dict(con.execute(f"SELECT commit_message, count(*) FROM {ALIAS}.snapshots() "
-                                   "WHERE commit_message LIKE 'publish %' GROUP BY ALL").fetchall())
+        commits = dict(
+            con.execute(
+                f"SELECT commit_message, count(*) FROM {ALIAS}.snapshots() "
+                "WHERE commit_message LIKE 'publish %' GROUP BY ALL"
+            ).fetchall()
+        )
     assert commits == {f"publish {d}": 1 for d in DAYS}, commits
     for day in DAYS:
-        reference = Settings(raw_root=stack.raw_root, lake_root=tmp_path / "reference", model_version="1",
-                             triton_url=",".join(url for url, _, _ in stack.tritons))
+        reference = Settings(
+            raw_root=stack.raw_root,
+            lake_root=tmp_path / "reference",
+            model_version="1",
+            triton_url=",".join(url for url, _, _ in stack.tritons),
+        )
         daily.run_date(reference, day, show_progress=False)
         for table in tables.DAILY_TABLES:
             assert rows_without_run(lake.read(table, day)) == rows_without_run(
-                Lake(reference.lake_root).read(table, day)), (day, table)
+                Lake(reference.lake_root).read(table, day)
+            ), (day, table)
 
     # A host that never published (here: the api-server's settings, its own folder) answers BI queries: it builds
     # its own warehouse file of views over the shared catalog.
     reader = stack.folder / "bi-host"
     reader.mkdir()
-    query = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "query", "emotion-trend"], cwd=reader,
-                           env=stack.env("airflow-apiserver", reader), capture_output=True, text=True, timeout=120)
-    assert query.returncode == 0 and all(day in query.stdout for day in DAYS), query.stdout + query.stderr[-3000:]
+    query = subprocess.run(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "query", "emotion-trend"],
+        cwd=reader,
+        env=stack.env("airflow-apiserver", reader),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert query.returncode == 0 and all(day in query.stdout for day in DAYS), (
+        query.stdout + query.stderr[-3000:]
+    )
 
     # The release, on the release worker's queue, promotes version 2 on both Tritons.
     checkpoint = Path(shutil.copytree(FIXTURE_MODEL_DIR, stack.folder / "checkpoint"))
     stack.airflow("dags", "unpause", "sensevoice_model_release")
-    stack.airflow("dags", "trigger", "sensevoice_model_release", "--conf",
-                  json.dumps({"checkpoint": str(checkpoint), "precision": "fp32"}))
-    state = wait_for("the release", lambda: next((s for s in run_states(stack, "sensevoice_model_release").values()
-                                                  if s in ("success", "failed")), None), 600, stack, every_s=2)
+    stack.airflow(
+        "dags",
+        "trigger",
+        "sensevoice_model_release",
+        "--conf",
+        json.dumps({"checkpoint": str(checkpoint), "precision": "fp32"}),
+    )
+    state = wait_for(
+        "the release",
+        lambda: next(
+            (s for s in run_states(stack, "sensevoice_model_release").values() if s in ("success", "failed")),
+            None,
+        ),
+        600,
+        stack,
+        every_s=2,
+    )
     assert state == "success", stack.failure_report()
-    release_tasks = stack.metadata("SELECT queue, external_executor_id FROM task_instance "
-                                   "WHERE dag_id = 'sensevoice_model_release'")
-    assert {queue for queue, _ in release_tasks} == {stack.compose["x-airflow-common"]["environment"]["SVP_RELEASE_QUEUE"]}
+    release_tasks = stack.metadata(
+        "SELECT queue, external_executor_id FROM task_instance WHERE dag_id = 'sensevoice_model_release'"
+    )
+    assert {queue for queue, _ in release_tasks} == {
+        stack.compose["x-airflow-common"]["environment"]["SVP_RELEASE_QUEUE"]
+    }
     assert all(executor_id in stack.log("release-worker") for _, executor_id in release_tasks if executor_id)
     for url, http_port, _ in stack.tritons:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/sensevoice/versions/2/ready",
-                                    timeout=10) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{http_port}/v2/models/sensevoice/versions/2/ready", timeout=10
+        ) as r:
             assert r.status == 200, url
     (release,) = lake.read("model_releases").to_pylist()
-    assert (release["outcome"], release["candidate_version"], release["serving_after"]) == ("promoted", "2", "2")
-    assert ObjectPath.parse(release["report_path"], stack.s3).filesystem.get_file_info(
-        ObjectPath.parse(release["report_path"], stack.s3).fs_path).size > 0
+    assert (release["outcome"], release["candidate_version"], release["serving_after"]) == (
+        "promoted",
+        "2",
+        "2",
+    )
+    assert (
+        ObjectPath.parse(release["report_path"], stack.s3)
+        .filesystem.get_file_info(ObjectPath.parse(release["report_path"], stack.s3).fs_path)
+        .size
+        > 0
+    )
 
     # Nothing staged, nothing leased.
     assert not (stack.lake_root / daily.STAGING).list_files()
     assert not daily.leases(Settings(lake_root=stack.lake_root, catalog=stack.catalog)).list()[0]
-    print(f"\nstack: catchup of {len(DAYS)} days with a worker killed in {catchup_s:.0f} s; whole scenario "
-          f"{time.monotonic() - started:.0f} s")
+    print(
+        f"\nstack: catchup of {len(DAYS)} days with a worker killed in {catchup_s:.0f} s; whole scenario "
+        f"{time.monotonic() - started:.0f} s"
+    )

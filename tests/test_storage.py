@@ -15,15 +15,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sensevoice_pipeline.demo.local_airflow import triton_connection_env
+from sensevoice_pipeline.demo.sample_day import write_sample_day
+from sensevoice_pipeline.jobs.daily import run_date
 from sensevoice_pipeline.lake import storage, tables
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.jobs.daily import run_date
-from sensevoice_pipeline.demo.local_airflow import triton_connection_env
 from sensevoice_pipeline.lake.partition import PartitionError, list_work
-from sensevoice_pipeline.demo.sample_day import write_sample_day
+from sensevoice_pipeline.lake.storage import ObjectPath, S3Options, StorageError
 from sensevoice_pipeline.serving.server import free_port
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.lake.storage import ObjectPath, S3Options, StorageError
 from sensevoice_pipeline.warehouse.database import GROUP_BY, QUERIES, Warehouse
 
 from .conftest import create_buckets, moto_s3_server
@@ -48,8 +48,12 @@ def s3_endpoint():
 @pytest.fixture(scope="module")
 def aws_env(s3_endpoint):
     """The standard AWS variables pointing at the test server, in this process and for the subprocesses."""
-    values = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_ENDPOINT_URL": s3_endpoint,
-              "AWS_REGION": "us-east-1"}
+    values = {
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_REGION": "us-east-1",
+    }
     with pytest.MonkeyPatch.context() as mp:
         for name in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
             mp.delenv(name, raising=False)
@@ -71,7 +75,9 @@ def buckets(options):
 
 def upload_dir(local: Path, target: ObjectPath) -> None:
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        with target.filesystem.open_output_stream((target / path.relative_to(local).as_posix()).fs_path) as out:
+        with target.filesystem.open_output_stream(
+            (target / path.relative_to(local).as_posix()).fs_path
+        ) as out:
             out.write(path.read_bytes())
 
 
@@ -117,12 +123,30 @@ def cli_run(tmp_path_factory, sample_day, fixture_triton, aws_env):
     warehouse = tmp_path_factory.mktemp("cli-warehouse") / "warehouse.duckdb"
     catalog = warehouse.with_name("catalog.sqlite")
     env = {**os.environ, **aws_env, "SVP_WAREHOUSE": str(warehouse), "SVP_CATALOG": str(catalog)}
-    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", DAY, "--raw", RAW_URI,
-                          "--lake", lake, "--url", fixture_triton.grpc_url], capture_output=True, text=True, env=env,
-                         timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensevoice_pipeline.ui.cli",
+            "run",
+            "--date",
+            DAY,
+            "--raw",
+            RAW_URI,
+            "--lake",
+            lake,
+            "--url",
+            fixture_triton.grpc_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    settings = Settings.from_env(lake_root=lake, warehouse=warehouse, triton_url=fixture_triton.grpc_url,
-                                 catalog=str(catalog))
+    settings = Settings.from_env(
+        lake_root=lake, warehouse=warehouse, triton_url=fixture_triton.grpc_url, catalog=str(catalog)
+    )
     return settings, out.stdout
 
 
@@ -142,8 +166,9 @@ def test_svp_run_with_s3_roots_gives_the_same_tables_as_local_paths(cli_run, loc
     assert data_objects(settings.lake_root) == sorted(f"data/main/{t}/date={DAY}" for t in tables.SCHEMAS)
 
 
-def test_rerun_on_s3_replaces_partitions_in_place_and_readers_never_see_half_of_one(cli_run, fixture_triton,
-                                                                                     tmp_path):
+def test_rerun_on_s3_replaces_partitions_in_place_and_readers_never_see_half_of_one(
+    cli_run, fixture_triton, tmp_path
+):
     settings, _ = cli_run
     before = snapshot(settings.lake_root, settings.catalog)
     expected_rows = len(before["utterances"])
@@ -162,8 +187,11 @@ def test_rerun_on_s3_replaces_partitions_in_place_and_readers_never_see_half_of_
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
-        run_date(settings.with_overrides(raw_root=RAW_URI, warehouse=tmp_path / "w.duckdb"), DAY,
-                 show_progress=False)
+        run_date(
+            settings.with_overrides(raw_root=RAW_URI, warehouse=tmp_path / "w.duckdb"),
+            DAY,
+            show_progress=False,
+        )
     finally:
         done.set()
         thread.join(timeout=30)
@@ -186,23 +214,34 @@ def test_duckdb_views_over_the_s3_lake_answer_like_the_local_lake(cli_run, local
     try:
         views = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
         assert set(views) == set(tables.ALL_SCHEMAS)
-        assert 'FROM lake.utterances' in views["utterances"]
+        assert "FROM lake.utterances" in views["utterances"]
         assert con.execute("SELECT count(*) FROM duckdb_secrets()").fetchone()[0] == 0
     finally:
         con.close()
-    assert SECRET.encode() not in settings.warehouse_path.read_bytes(), "credentials persisted in the DuckDB file"
+    assert SECRET.encode() not in settings.warehouse_path.read_bytes(), (
+        "credentials persisted in the DuckDB file"
+    )
 
 
-def test_dag_with_s3_roots_gives_the_same_tables_as_local_paths(local_airflow, fixture_triton, local_run, aws_env,
-                                                                 tmp_path):
+def test_dag_with_s3_roots_gives_the_same_tables_as_local_paths(
+    local_airflow, fixture_triton, local_run, aws_env, tmp_path
+):
     """The endpoint comes from an `aws` Connection, the keys from the AWS_* environment; the environment's own
     endpoint is a closed port, so the run only succeeds if the connection is used."""
     _, want = local_run
     lake = f"s3://{LAKE_BUCKET}/dag"
-    conn = {"conn_type": "aws", "extra": {"endpoint_url": aws_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"}}
-    env = {**triton_connection_env(fixture_triton.grpc_url), **aws_env,
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AIRFLOW_CONN_SVP_S3": json.dumps(conn),
-           "SVP_WAREHOUSE": str(tmp_path / "warehouse.duckdb"), "SVP_CATALOG": str(tmp_path / "catalog.sqlite")}
+    conn = {
+        "conn_type": "aws",
+        "extra": {"endpoint_url": aws_env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"},
+    }
+    env = {
+        **triton_connection_env(fixture_triton.grpc_url),
+        **aws_env,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AIRFLOW_CONN_SVP_S3": json.dumps(conn),
+        "SVP_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "SVP_CATALOG": str(tmp_path / "catalog.sqlite"),
+    }
     conf = {"date": DAY, "raw_root": RAW_URI, "lake_root": lake, "batch_size": 8, "aws_conn_id": "svp_s3"}
     local_airflow.dags_test("sensevoice_daily", f"{DAY}T00:00:00+00:00", conf=conf, env=env)
     lake_root = ObjectPath.parse(lake, S3Options.from_env())
@@ -246,8 +285,13 @@ def test_s3_listing_gives_the_same_work_items_as_a_local_partition(tmp_path, buc
 def test_object_keys_with_dot_dot_segments_are_refused(buckets, options):
     import boto3
 
-    client = boto3.client("s3", endpoint_url=options.endpoint_url, aws_access_key_id=KEY_ID,
-                          aws_secret_access_key=SECRET, region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=options.endpoint_url,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    )
     day = "2026-02-04"
     client.put_object(Bucket=RAW_BUCKET, Key=f"dots/date={day}/ok.wav", Body=b"RIFF")
     client.put_object(Bucket=RAW_BUCKET, Key=f"dots/date={day}/x/../../escape.wav", Body=b"RIFF")
@@ -265,20 +309,40 @@ def test_object_keys_with_dot_dot_segments_are_refused(buckets, options):
 def test_unreachable_endpoint_and_missing_bucket_are_clear_errors(buckets, options, aws_env, tmp_path):
     dead = S3Options(endpoint_url=f"http://127.0.0.1:{free_port()}", access_key=KEY_ID, secret_key=SECRET)
     t0 = time.monotonic()
-    with pytest.raises(StorageError, match=r"cannot reach the object store at http://127\.0\.0\.1:\d+ \(listing s3://"):
+    with pytest.raises(
+        StorageError, match=r"cannot reach the object store at http://127\.0\.0\.1:\d+ \(listing s3://"
+    ):
         list_work(ObjectPath.parse(RAW_URI, dead), DAY, "auto", "mono")
     assert time.monotonic() - t0 < 20
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist at http://127.0.0.1"):
         list_work("s3://no-such-bucket/calls", DAY, "auto", "mono")
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
-        Lake("s3://no-such-bucket/lake", tmp_path / "c.sqlite").commit_day(DAY, {"runs": tables.RUNS.empty_table()})
+        Lake("s3://no-such-bucket/lake", tmp_path / "c.sqlite").commit_day(
+            DAY, {"runs": tables.RUNS.empty_table()}
+        )
     with pytest.raises(PartitionError, match=f"no partition for 2026-01-01: {RAW_URI}/date=2026-01-01"):
         list_work(RAW_URI, "2026-01-01", "auto", "mono")
     # The same through `svp run`: one line, exit code 2, nothing written.
-    out = subprocess.run([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", DAY, "--raw",
-                          "s3://no-such-bucket/calls", "--lake", f"s3://{LAKE_BUCKET}/never", "--url",
-                          f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, **aws_env, "SVP_WAREHOUSE": str(tmp_path / "w.duckdb")})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensevoice_pipeline.ui.cli",
+            "run",
+            "--date",
+            DAY,
+            "--raw",
+            "s3://no-such-bucket/calls",
+            "--lake",
+            f"s3://{LAKE_BUCKET}/never",
+            "--url",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **aws_env, "SVP_WAREHOUSE": str(tmp_path / "w.duckdb")},
+    )
     assert out.returncode == 2, out.stderr[-3000:]
     assert "bucket 'no-such-bucket' does not exist" in out.stderr and "Traceback" not in out.stderr
     assert objects(ObjectPath.parse(f"s3://{LAKE_BUCKET}/never", options)) == []
@@ -292,11 +356,17 @@ def test_roots_and_options_from_the_environment_and_an_aws_connection(aws_env, s
     assert isinstance(settings.raw_root, ObjectPath) and str(settings.raw_root) == RAW_URI
     assert settings.lake_root.options == S3Options(s3_endpoint, KEY_ID, SECRET, None, "us-east-1")
     assert settings.warehouse_path == Path("var/warehouse") / LAKE_BUCKET / "lake/x" / "warehouse.duckdb"
-    assert Settings.from_env(lake_root="var/some-lake").warehouse_path == Path("var/some-lake/warehouse.duckdb")
+    assert Settings.from_env(lake_root="var/some-lake").warehouse_path == Path(
+        "var/some-lake/warehouse.duckdb"
+    )
     assert KEY_ID not in repr(settings) and SECRET not in repr(settings)
     conn = S3Options.from_connection("other-key", "other-secret", {"endpoint_url": "http://minio:9000"})
     assert (conn.endpoint_url, conn.access_key, conn.secret_key, conn.region) == (
-        "http://minio:9000", "other-key", "other-secret", "us-east-1")
+        "http://minio:9000",
+        "other-key",
+        "other-secret",
+        "us-east-1",
+    )
     assert conn.endpoint() == ("minio:9000", "http")
     assert S3Options.from_connection(None, None, {}, base=S3Options()).endpoint() == (None, "https")
     with pytest.raises(StorageError, match="unsupported storage URI"):

@@ -6,10 +6,27 @@ from funasr.utils.postprocess_utils import rich_transcription_postprocess
 from sensevoice_pipeline.speech.tags import parse, render_emoji, render_plain
 
 LANGS = ["<|zh|>", "<|en|>", "<|yue|>", "<|ja|>", "<|ko|>", "<|nospeech|>"]
-EMOS = ["<|HAPPY|>", "<|SAD|>", "<|ANGRY|>", "<|NEUTRAL|>", "<|FEARFUL|>", "<|DISGUSTED|>", "<|SURPRISED|>",
-        "<|EMO_UNKNOWN|>"]
-EVENTS = ["<|Speech|>", "<|BGM|>", "<|Applause|>", "<|Laughter|>", "<|Cry|>", "<|Sneeze|>", "<|Breath|>",
-          "<|Cough|>", "<|Event_UNK|>"]
+EMOS = [
+    "<|HAPPY|>",
+    "<|SAD|>",
+    "<|ANGRY|>",
+    "<|NEUTRAL|>",
+    "<|FEARFUL|>",
+    "<|DISGUSTED|>",
+    "<|SURPRISED|>",
+    "<|EMO_UNKNOWN|>",
+]
+EVENTS = [
+    "<|Speech|>",
+    "<|BGM|>",
+    "<|Applause|>",
+    "<|Laughter|>",
+    "<|Cry|>",
+    "<|Sneeze|>",
+    "<|Breath|>",
+    "<|Cough|>",
+    "<|Event_UNK|>",
+]
 ITN = ["<|withitn|>", "<|woitn|>"]
 TEXTS = ["I want a refund.", "你好。", "hello there", "", " The. end", "😊 ok", "<|en", "a <|FOO|> b", "123"]
 
@@ -17,13 +34,21 @@ TEXTS = ["I want a refund.", "你好。", "hello there", "", " The. end", "😊 
 def random_raw(rng: random.Random) -> str:
     parts = []
     for _ in range(rng.randint(1, 3)):
-        parts.append(rng.choice(LANGS) + rng.choice(EMOS) + rng.choice(EVENTS) + rng.choice(ITN) + rng.choice(TEXTS))
+        parts.append(
+            rng.choice(LANGS) + rng.choice(EMOS) + rng.choice(EVENTS) + rng.choice(ITN) + rng.choice(TEXTS)
+        )
     return "".join(parts)
 
 
 def test_parse_structured_columns():
     r = parse("<|en|><|ANGRY|><|Speech|><|withitn|>I want a refund.")
-    assert (r.language, r.emotion, r.event, r.itn, r.text) == ("en", "angry", "speech", True, "I want a refund.")
+    assert (r.language, r.emotion, r.event, r.itn, r.text) == (
+        "en",
+        "angry",
+        "speech",
+        True,
+        "I want a refund.",
+    )
 
 
 def test_parse_keeps_unknown_and_malformed_tags():

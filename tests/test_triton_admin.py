@@ -19,7 +19,13 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline import releases
-from sensevoice_pipeline.serving.admin import ADMIN_HEADER, KEY_ENV, KEY_FILE_ENV, AdminKeyError, grpc_admin_headers
+from sensevoice_pipeline.serving.admin import (
+    ADMIN_HEADER,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    AdminKeyError,
+    grpc_admin_headers,
+)
 from sensevoice_pipeline.serving.client import transcribe_sync
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 
@@ -34,14 +40,22 @@ class TritonPythonModel:
     def execute(self, requests):
         return []
 """
-PAYLOAD_CONFIG = {"name": "intruder", "backend": "python", "max_batch_size": 0,
-                  "input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [1]}],
-                  "output": [{"name": "Y", "data_type": "TYPE_FP32", "dims": [1]}]}
+PAYLOAD_CONFIG = {
+    "name": "intruder",
+    "backend": "python",
+    "max_batch_size": 0,
+    "input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [1]}],
+    "output": [{"name": "Y", "data_type": "TYPE_FP32", "dims": [1]}],
+}
 
 
 def http_post(server, path: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(f"http://{server.http_url}{path}", method="POST",
-                                     data=json.dumps(body or {}).encode(), headers=headers or {})
+    request = urllib.request.Request(
+        f"http://{server.http_url}{path}",
+        method="POST",
+        data=json.dumps(body or {}).encode(),
+        headers=headers or {},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read().decode()
@@ -52,17 +66,28 @@ def http_post(server, path: str, body: dict | None = None, headers: dict | None 
 def test_without_the_key_nobody_unloads_the_serving_model_or_loads_code(fixture_triton, tmp_path):
     marker = tmp_path / "pwned"
     files = {"file:1/model.py": base64.b64encode(PAYLOAD.format(marker=str(marker)).encode()).decode()}
-    status, body = http_post(fixture_triton, "/v2/repository/models/intruder/load",
-                             {"parameters": {"config": json.dumps(PAYLOAD_CONFIG), **files}})
+    status, body = http_post(
+        fixture_triton,
+        "/v2/repository/models/intruder/load",
+        {"parameters": {"config": json.dumps(PAYLOAD_CONFIG), **files}},
+    )
     assert status == 403 and f"expecting header '{ADMIN_HEADER}'" in body, (status, body)
-    status, body = http_post(fixture_triton, f"/v2/repository/models/{PIPELINE_MODEL}/unload",
-                             headers={ADMIN_HEADER: "a-guessed-key-0123456789"})
+    status, body = http_post(
+        fixture_triton,
+        f"/v2/repository/models/{PIPELINE_MODEL}/unload",
+        headers={ADMIN_HEADER: "a-guessed-key-0123456789"},
+    )
     assert status == 403, (status, body)
     client = grpcclient.InferenceServerClient(fixture_triton.grpc_url)
     try:
-        for call in (lambda: client.unload_model(PIPELINE_MODEL), lambda: client.get_model_repository_index(),
-                     lambda: client.get_model_config(PIPELINE_MODEL), lambda: client.get_log_settings(),
-                     lambda: client.get_trace_settings(), lambda: client.get_system_shared_memory_status()):
+        for call in (
+            lambda: client.unload_model(PIPELINE_MODEL),
+            lambda: client.get_model_repository_index(),
+            lambda: client.get_model_config(PIPELINE_MODEL),
+            lambda: client.get_log_settings(),
+            lambda: client.get_trace_settings(),
+            lambda: client.get_system_shared_memory_status(),
+        ):
             with pytest.raises(InferenceServerException, match="restricted"):
                 call()
         # what serves traffic stays open
@@ -73,18 +98,28 @@ def test_without_the_key_nobody_unloads_the_serving_model_or_loads_code(fixture_
         client.close()
     time.sleep(1)
     assert not marker.exists()
-    assert transcribe_sync([synthetic_clip(2.0, seed=1)], "en", url=fixture_triton.grpc_url)[0].text.startswith("<|")
+    assert transcribe_sync([synthetic_clip(2.0, seed=1)], "en", url=fixture_triton.grpc_url)[
+        0
+    ].text.startswith("<|")
 
 
 def test_the_release_path_sends_the_key_and_says_which_setting_is_missing(fixture_triton, monkeypatch):
-    assert releases.TritonControl(fixture_triton.grpc_url).ready_versions(PIPELINE_MODEL) == {1}  # the session key
+    assert releases.TritonControl(fixture_triton.grpc_url).ready_versions(PIPELINE_MODEL) == {
+        1
+    }  # the session key
     for name in (KEY_ENV, KEY_FILE_ENV):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(releases.ReleaseError, match=f"refused to list its models: no admin key was given; set {KEY_ENV} "
-                                                    f"\\(or {KEY_FILE_ENV}\\)"):
+    with pytest.raises(
+        releases.ReleaseError,
+        match=f"refused to list its models: no admin key was given; set {KEY_ENV} \\(or {KEY_FILE_ENV}\\)",
+    ):
         releases.TritonControl(fixture_triton.grpc_url).ready_versions(PIPELINE_MODEL)
-    with pytest.raises(releases.ReleaseError, match="refused to unload sensevoice: the admin key was refused"):
-        releases.TritonControl(fixture_triton.grpc_url, admin_key="not-the-servers-key-0123").unload(PIPELINE_MODEL)
+    with pytest.raises(
+        releases.ReleaseError, match="refused to unload sensevoice: the admin key was refused"
+    ):
+        releases.TritonControl(fixture_triton.grpc_url, admin_key="not-the-servers-key-0123").unload(
+            PIPELINE_MODEL
+        )
     client = grpcclient.InferenceServerClient(fixture_triton.grpc_url)
     try:
         assert client.is_model_ready(PIPELINE_MODEL)  # nothing was unloaded
@@ -92,8 +127,13 @@ def test_the_release_path_sends_the_key_and_says_which_setting_is_missing(fixtur
         client.close()
 
 
-@pytest.mark.parametrize("value, message", [("change-me-triton-admin-key", "still the .env.example placeholder"),
-                                            ("short", "at least 16 characters")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("change-me-triton-admin-key", "still the .env.example placeholder"),
+        ("short", "at least 16 characters"),
+    ],
+)
 def test_a_placeholder_or_weak_key_is_refused_naming_its_setting(monkeypatch, value, message):
     monkeypatch.setenv(KEY_ENV, value)
     with pytest.raises(AdminKeyError, match=f"{KEY_ENV}: .*{message}"):
@@ -101,15 +141,35 @@ def test_a_placeholder_or_weak_key_is_refused_naming_its_setting(monkeypatch, va
 
 
 @pytest.mark.timeout(180)
-def test_svp_serve_without_a_key_writes_one_only_its_owner_reads_and_locks_with_it(tmp_path, fixture_repository):
+def test_svp_serve_without_a_key_writes_one_only_its_owner_reads_and_locks_with_it(
+    tmp_path, fixture_repository
+):
     from sensevoice_pipeline.serving.server import free_port
 
     env = {k: v for k, v in os.environ.items() if k not in (KEY_ENV, KEY_FILE_ENV)}
     grpc = free_port()
-    serve = subprocess.Popen([sys.executable, "-m", "sensevoice_pipeline.ui.cli", "serve", "--repository",
-                              str(fixture_repository), "--grpc-port", str(grpc), "--http-port", str(free_port()),
-                              "--metrics-port", str(free_port())], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sensevoice_pipeline.ui.cli",
+            "serve",
+            "--repository",
+            str(fixture_repository),
+            "--grpc-port",
+            str(grpc),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         lines = []
         for line in serve.stdout:

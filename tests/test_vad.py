@@ -9,10 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensevoice_pipeline.speech.audio import load_mono_16k
 from sensevoice_pipeline.constants import DEFAULT_MERGE_SEGMENT_S
-from sensevoice_pipeline.speech.vad import (DEFAULT_MODEL, SAMPLE_RATE, WINDOW, Segment, SileroVad, merge_adjacent,
-                                            segment_for_asr)
+from sensevoice_pipeline.speech.audio import load_mono_16k
+from sensevoice_pipeline.speech.vad import (
+    DEFAULT_MODEL,
+    SAMPLE_RATE,
+    WINDOW,
+    Segment,
+    SileroVad,
+    merge_adjacent,
+    segment_for_asr,
+)
 
 from .conftest import EXAMPLE_AUDIO
 
@@ -66,7 +73,7 @@ def babble(clips, vad) -> np.ndarray:
     cores = []
     for clip in clips:
         segs = vad.segments(clip)
-        cores.append(clip[segs[0].start:segs[-1].end])
+        cores.append(clip[segs[0].start : segs[-1].end])
     total = 70 * SAMPLE_RATE
     mix = np.zeros(total, dtype=np.float32)
     for voice, offset_s in enumerate((0.0, 1.3, 2.9)):
@@ -74,9 +81,9 @@ def babble(clips, vad) -> np.ndarray:
         while pos < total:
             core = cores[(i + voice) % len(cores)]
             m = min(core.size, total - pos)
-            mix[pos:pos + m] += core[:m]
+            mix[pos : pos + m] += core[:m]
             pos, i = pos + m, i + 1
-    return (mix / np.abs(mix).max())[3 * SAMPLE_RATE:]
+    return (mix / np.abs(mix).max())[3 * SAMPLE_RATE :]
 
 
 def assert_well_formed(segments: list[Segment], n_samples: int, max_s: float = MAX_S) -> None:
@@ -97,11 +104,14 @@ def silero_bounds(silero, audio: np.ndarray, **kwargs) -> list[tuple[int, int]]:
 
 # (a) the probabilities -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", EXAMPLE_AUDIO, ids=lambda p: p.stem)
 def test_probabilities_match_silero_onnx_wrapper(vad, silero, path):
     import torch
 
-    audio = load_mono_16k(path)  # none of the clips is a multiple of 512 samples: the zero-padded tail is covered
+    audio = load_mono_16k(
+        path
+    )  # none of the clips is a multiple of 512 samples: the zero-padded tail is covered
     want = silero[0].audio_forward(torch.from_numpy(audio), SAMPLE_RATE).numpy()[0]
     got = vad.speech_probabilities(audio)
     assert got.dtype == np.float32 and got.shape == (-(-audio.size // WINDOW),)
@@ -122,6 +132,7 @@ def test_model_is_the_documented_vendored_file():
 
 # (b) a long call -----------------------------------------------------------------------------------------------
 
+
 def test_long_call_segments(vad, silero, long_call):
     audio, placed = long_call
     assert 88 <= audio.size / SAMPLE_RATE <= 100
@@ -130,13 +141,15 @@ def test_long_call_segments(vad, silero, long_call):
 
     covered = np.zeros(audio.size, dtype=bool)
     for seg in segments:
-        covered[seg.start:seg.end] = True
+        covered[seg.start : seg.end] = True
     for offset, clip in placed:
         # Loud region: 20 ms frames within 20 dB of the clip's loudest frame. All of them must be kept.
         n = clip.size // 320
-        rms = np.sqrt((clip[:n * 320].reshape(n, 320) ** 2).mean(axis=1))
+        rms = np.sqrt((clip[: n * 320].reshape(n, 320) ** 2).mean(axis=1))
         loud = np.flatnonzero(rms > 0.1 * rms.max())
-        assert covered[offset + loud * 320 + 160].all(), f"loud frames of a clip at {offset / SAMPLE_RATE:.1f} s dropped"
+        assert covered[offset + loud * 320 + 160].all(), (
+            f"loud frames of a clip at {offset / SAMPLE_RATE:.1f} s dropped"
+        )
     # The noise between clips is not speech: no segment bridges two clips.
     for (offset, clip), (next_offset, _) in zip(placed, placed[1:]):
         gap_middle = (offset + clip.size + next_offset) // 2
@@ -152,6 +165,7 @@ def test_long_call_segments(vad, silero, long_call):
 
 
 # (c) continuous speech -----------------------------------------------------------------------------------------
+
 
 def test_continuous_speech_is_split_into_pieces_of_at_most_30s(vad, silero, babble):
     probs = vad.speech_probabilities(babble)
@@ -192,8 +206,8 @@ def windows(seconds: float) -> int:
 
 def test_split_prefers_the_longest_pause():
     probs = np.full(windows(70), 0.95)
-    probs[windows(20):windows(20) + 3] = 0.05  # 96 ms: too short to end the segment, the longest pause
-    probs[windows(25)] = 0.05                   # a shorter one, later
+    probs[windows(20) : windows(20) + 3] = 0.05  # 96 ms: too short to end the segment, the longest pause
+    probs[windows(25)] = 0.05  # a shorter one, later
     vad, audio = scripted(probs)
     segments = vad.segments(audio)
     assert_well_formed(segments, audio.size)
@@ -208,7 +222,10 @@ def test_split_at_least_speech_like_window_when_nothing_is_quiet():
     probs[windows(22)] = 0.4  # above the exit threshold (0.35), below the speech threshold
     vad, audio = scripted(probs)
     segments = vad.segments(audio)
-    assert [(s.start, s.end) for s in segments] == [(0, windows(22) * WINDOW), (windows(22) * WINDOW, audio.size)]
+    assert [(s.start, s.end) for s in segments] == [
+        (0, windows(22) * WINDOW),
+        (windows(22) * WINDOW, audio.size),
+    ]
 
 
 def test_split_falls_back_to_a_hard_cut():
@@ -222,7 +239,7 @@ def test_split_falls_back_to_a_hard_cut():
 
 def test_split_respects_a_smaller_limit_and_padding():
     probs = np.zeros(windows(60))
-    probs[windows(5):windows(52)] = 0.95
+    probs[windows(5) : windows(52)] = 0.95
     vad, audio = scripted(probs)
     segments = vad.segments(audio, max_segment_s=10.0)
     assert_well_formed(segments, audio.size, max_s=10.0)
@@ -233,14 +250,18 @@ def test_split_respects_a_smaller_limit_and_padding():
 
 def test_short_blips_are_dropped():
     probs = np.zeros(windows(5))
-    probs[windows(1):windows(1) + 4] = 0.99    # 128 ms
-    probs[windows(3):windows(3) + 10] = 0.99   # 320 ms
+    probs[windows(1) : windows(1) + 4] = 0.99  # 128 ms
+    probs[windows(3) : windows(3) + 10] = 0.99  # 320 ms
     vad, audio = scripted(probs)
     assert [(s.start_s, s.end_s) for s in vad.segments(audio)] == [
-        pytest.approx((windows(3) * WINDOW / SAMPLE_RATE - 0.03, (windows(3) + 10) * WINDOW / SAMPLE_RATE + 0.03))]
+        pytest.approx(
+            (windows(3) * WINDOW / SAMPLE_RATE - 0.03, (windows(3) + 10) * WINDOW / SAMPLE_RATE + 0.03)
+        )
+    ]
 
 
 # (d) silence, short clips, empty audio -------------------------------------------------------------------------
+
 
 def test_silence_has_no_segments(vad):
     noise = (0.003 * np.random.default_rng(1).standard_normal(10 * SAMPLE_RATE)).astype(np.float32)
@@ -264,6 +285,7 @@ def test_segment_for_asr_long_audio_uses_vad(vad, long_call):
 
 
 # (e) the length limit itself -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("max_s", [MAX_S, 5.0])
 def test_clip_exactly_at_the_limit_is_one_segment(vad, max_s):

@@ -24,8 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DAY = "2026-11-20"
 SHIPPED = "sensevoice_pipeline/shipped"
 # What a build must never see: environments, build outputs, caches, local runs (see .gitignore).
-NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__",
-                                     ".pytest_cache", "var", "work", "node_modules")
+NOT_SOURCES = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    "var",
+    "work",
+    "node_modules",
+)
 
 # Printed by the installed interpreter: where everything comes from.
 WHERE_SCRIPT = """
@@ -57,8 +68,21 @@ def wheel(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("source") / "sensevoice-pipeline"
     shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_SOURCES)
     dist = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-          "--wheel-dir", dist, source])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            dist,
+            source,
+        ]
+    )
     (built,) = dist.glob("sensevoice_pipeline-*.whl")
     return built
 
@@ -69,13 +93,28 @@ def venv(wheel, tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("installed") / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv])
     python = venv / "bin" / "python"
-    site_packages = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
-                         .stdout.strip())
+    site_packages = Path(
+        _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    )
     (site_packages / "_test_environment.pth").write_text("\n".join(sorted(_test_environment())) + "\n")
     # pip comes from the test environment too; --ignore-installed: it must never touch the clone's editable install,
     # which it sees on sys.path. Run outside the clone: `python -m` puts the working directory on sys.path.
-    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-index",
-          "--ignore-installed", wheel], cwd=venv.parent, env=_outside_env(venv))
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            wheel,
+        ],
+        cwd=venv.parent,
+        env=_outside_env(venv),
+    )
     return venv
 
 
@@ -113,7 +152,9 @@ def _shipped_sources() -> set[str]:
         target = link.resolve()
         for path in target.rglob("*"):
             rel = path.relative_to(target)
-            if path.is_file() and not any(p.isdigit() or p == "__pycache__" or p.startswith(".") for p in rel.parts):
+            if path.is_file() and not any(
+                p.isdigit() or p == "__pycache__" or p.startswith(".") for p in rel.parts
+            ):
                 names.add(f"{SHIPPED}/{link.name}/{rel.as_posix()}")
     return names
 
@@ -121,10 +162,15 @@ def _shipped_sources() -> set[str]:
 def test_the_wheel_ships_the_projects_folders_and_the_vad_model_but_not_the_trainer(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {n for n in names if n.startswith(f"{SHIPPED}/")} == _shipped_sources()
-    for needed in ("dags/sensevoice_daily.py", "model_repository/sensevoice/config.pbtxt",
-                   "model_repository/sensevoice_encoder/model.py", "fixture_model/model.pt",
-                   "fixture_model/expected.jsonl", "fixture_model/clips/en_refund_angry.wav",
-                   "speech_examples/en.mp3"):
+    for needed in (
+        "dags/sensevoice_daily.py",
+        "model_repository/sensevoice/config.pbtxt",
+        "model_repository/sensevoice_encoder/model.py",
+        "fixture_model/model.pt",
+        "fixture_model/expected.jsonl",
+        "fixture_model/clips/en_refund_angry.wav",
+        "speech_examples/en.mp3",
+    ):
         assert f"{SHIPPED}/{needed}" in names
     assert "sensevoice_pipeline/data/silero_vad.onnx" in names
     assert "export/pipeline.py" in names and "export/reference_model/config.yaml" in names
@@ -145,8 +191,14 @@ def test_the_installed_package_is_the_wheel_not_the_clone(venv, where):
 
 
 def _svp_demo(venv: Path, cwd: Path, workdir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([venv / "bin" / "svp", "demo", "--workdir", workdir, "--date", DAY], cwd=cwd,
-                          env=_outside_env(venv), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [venv / "bin" / "svp", "demo", "--workdir", workdir, "--date", DAY],
+        cwd=cwd,
+        env=_outside_env(venv),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_svp_demo_from_the_wheel_runs_end_to_end_and_reuses_its_export(venv, where, outside):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.micro import EncoderSize, REFERENCE_DIR, build_checkpoint
+from export.micro import EncoderSize, build_checkpoint
 from sensevoice_pipeline.speech.languages import EVENT_EMOTION_QUERY_IDS, LANGUAGE_IDS, TEXTNORM_IDS
 
 SAMPLE_RATE = 16000
@@ -81,42 +81,102 @@ def _clip(name, voice, emotion, event, words, **texts) -> ClipSpec:
 # words are what the tokenizer is trained on).
 UNSPACED_LANGUAGES = ("zh", "yue", "ja")
 CLIPS: tuple[ClipSpec, ...] = (
-    _clip("en_refund_angry", "en", "ANGRY", "Speech", "i want a refund",
-          en=("i want a refund", "I want a refund.")),
-    _clip("en_thanks_happy_applause", "en", "HAPPY", "Applause", "thank you so much",
-          en=("thank you so much", "Thank you so much!")),
-    _clip("en_paid_sad_cough", "en", "SAD", "Cough", "i paid twenty dollars",
-          en=("i paid twenty dollars", "I paid 20 dollars.")),
-    _clip("en_order_neutral_bgm", "en", "NEUTRAL", "BGM", "where is my order",
-          en=("where is my order", "Where is my order?")),
-    _clip("en_great_happy_laughter", "en", "HAPPY", "Laughter", "this is great",
-          en=("this is great", "This is great!")),
-    _clip("zh_refund_angry", "zh", "ANGRY", "Speech", "我 要 退款",
-          zh=("我 要 退款", "我 要 退款 。")),
-    _clip("zh_thanks_happy_laughter", "zh", "HAPPY", "Laughter", "谢谢 你",
-          zh=("谢谢 你", "谢谢 你 ！")),
-    _clip("zh_paid_neutral_bgm", "zh", "NEUTRAL", "BGM", "我 付了 二十 块",
-          zh=("我 付了 二十 块", "我 付了 20 块 。")),
-    _clip("zh_yue_ambiguous_sad", "zh~yue", "SAD", "Speech", "我 想 退款",
-          zh=("我 想 退款", "我 想 退款 。"), yue=("我 想 退錢", "我 想 退錢 。")),
-    _clip("yue_thanks_happy", "yue", "HAPPY", "Speech", "唔該 你",
-          yue=("唔該 你", "唔該 你 。")),
-    _clip("yue_angry_cough", "yue", "ANGRY", "Cough", "我 好 嬲",
-          yue=("我 好 嬲", "我 好 嬲 ！")),
-    _clip("yue_surprised_applause", "yue", "SURPRISED", "Applause", "真 係 咁 快",
-          yue=("真係 咁 快", "真係 咁 快 ？")),
-    _clip("ja_thanks_happy", "ja", "HAPPY", "Speech", "ありがとう ございます",
-          ja=("ありがとう ございます", "ありがとう ございます 。")),
-    _clip("ja_refund_angry_bgm", "ja", "ANGRY", "BGM", "返金 して ください",
-          ja=("返金 して ください", "返金 して ください 。")),
-    _clip("ja_sorry_sad_cough", "ja", "SAD", "Cough", "すみません",
-          ja=("すみません", "すみません 。")),
-    _clip("ko_thanks_neutral", "ko", "NEUTRAL", "Speech", "감사 합니다",
-          ko=("감사합니다", "감사합니다.")),
-    _clip("ko_great_happy_laughter", "ko", "HAPPY", "Laughter", "정말 좋아요",
-          ko=("정말 좋아요", "정말 좋아요!")),
-    _clip("ko_help_fearful", "ko", "FEARFUL", "Speech", "도와 주세요",
-          ko=("도와주세요", "도와주세요!")),
+    _clip(
+        "en_refund_angry",
+        "en",
+        "ANGRY",
+        "Speech",
+        "i want a refund",
+        en=("i want a refund", "I want a refund."),
+    ),
+    _clip(
+        "en_thanks_happy_applause",
+        "en",
+        "HAPPY",
+        "Applause",
+        "thank you so much",
+        en=("thank you so much", "Thank you so much!"),
+    ),
+    _clip(
+        "en_paid_sad_cough",
+        "en",
+        "SAD",
+        "Cough",
+        "i paid twenty dollars",
+        en=("i paid twenty dollars", "I paid 20 dollars."),
+    ),
+    _clip(
+        "en_order_neutral_bgm",
+        "en",
+        "NEUTRAL",
+        "BGM",
+        "where is my order",
+        en=("where is my order", "Where is my order?"),
+    ),
+    _clip(
+        "en_great_happy_laughter",
+        "en",
+        "HAPPY",
+        "Laughter",
+        "this is great",
+        en=("this is great", "This is great!"),
+    ),
+    _clip("zh_refund_angry", "zh", "ANGRY", "Speech", "我 要 退款", zh=("我 要 退款", "我 要 退款 。")),
+    _clip("zh_thanks_happy_laughter", "zh", "HAPPY", "Laughter", "谢谢 你", zh=("谢谢 你", "谢谢 你 ！")),
+    _clip(
+        "zh_paid_neutral_bgm",
+        "zh",
+        "NEUTRAL",
+        "BGM",
+        "我 付了 二十 块",
+        zh=("我 付了 二十 块", "我 付了 20 块 。"),
+    ),
+    _clip(
+        "zh_yue_ambiguous_sad",
+        "zh~yue",
+        "SAD",
+        "Speech",
+        "我 想 退款",
+        zh=("我 想 退款", "我 想 退款 。"),
+        yue=("我 想 退錢", "我 想 退錢 。"),
+    ),
+    _clip("yue_thanks_happy", "yue", "HAPPY", "Speech", "唔該 你", yue=("唔該 你", "唔該 你 。")),
+    _clip("yue_angry_cough", "yue", "ANGRY", "Cough", "我 好 嬲", yue=("我 好 嬲", "我 好 嬲 ！")),
+    _clip(
+        "yue_surprised_applause",
+        "yue",
+        "SURPRISED",
+        "Applause",
+        "真 係 咁 快",
+        yue=("真係 咁 快", "真係 咁 快 ？"),
+    ),
+    _clip(
+        "ja_thanks_happy",
+        "ja",
+        "HAPPY",
+        "Speech",
+        "ありがとう ございます",
+        ja=("ありがとう ございます", "ありがとう ございます 。"),
+    ),
+    _clip(
+        "ja_refund_angry_bgm",
+        "ja",
+        "ANGRY",
+        "BGM",
+        "返金 して ください",
+        ja=("返金 して ください", "返金 して ください 。"),
+    ),
+    _clip("ja_sorry_sad_cough", "ja", "SAD", "Cough", "すみません", ja=("すみません", "すみません 。")),
+    _clip("ko_thanks_neutral", "ko", "NEUTRAL", "Speech", "감사 합니다", ko=("감사합니다", "감사합니다.")),
+    _clip(
+        "ko_great_happy_laughter",
+        "ko",
+        "HAPPY",
+        "Laughter",
+        "정말 좋아요",
+        ko=("정말 좋아요", "정말 좋아요!"),
+    ),
+    _clip("ko_help_fearful", "ko", "FEARFUL", "Speech", "도와 주세요", ko=("도와주세요", "도와주세요!")),
     _clip("nospeech_silence", "nospeech", "EMO_UNKNOWN", "Event_UNK", "", nospeech=("", "")),
     _clip("nospeech_hold_music", "nospeech", "EMO_UNKNOWN", "BGM", "", nospeech=("", "")),
 )
@@ -156,8 +216,9 @@ def build_cases(clips=CLIPS) -> list[Case]:
     cases = []
     for clip in clips:
         languages = list(clip.texts)
-        hints = [("auto", languages[0])] + [(lang, lang) for lang in languages if lang in LANGUAGE_IDS
-                                            and lang != "nospeech"]
+        hints = [("auto", languages[0])] + [
+            (lang, lang) for lang in languages if lang in LANGUAGE_IDS and lang != "nospeech"
+        ]
         for hint, language in hints:
             for use_itn in (False, True):
                 cases.append(Case(clip, hint, use_itn, rich_text(clip, language, use_itn)))
@@ -183,8 +244,11 @@ def train_tokenizer(path: Path, vocab_size: int = VOCAB_SIZE) -> None:
         normalization_rule_name="identity",  # keep full-width punctuation as written
         add_dummy_prefix=False,  # "<|woitn|>i want": no space after the tags
         user_defined_symbols=list(SPECIAL_TAGS),
-        unk_id=0, unk_piece="<unk>",  # id 0 is the CTC blank: funasr drops it before decoding
-        bos_id=1, eos_id=2, pad_id=-1,  # sos 1 / eos 2 as in config.yaml
+        unk_id=0,
+        unk_piece="<unk>",  # id 0 is the CTC blank: funasr drops it before decoding
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,  # sos 1 / eos 2 as in config.yaml
         num_threads=1,
         minloglevel=2,
     )
@@ -228,7 +292,7 @@ def _ramp(n: int, ramp: int) -> np.ndarray:
     ramp = min(ramp, n // 2)
     if ramp:
         edge = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, ramp))
-        env[:ramp], env[n - ramp:] = edge, edge[::-1]
+        env[:ramp], env[n - ramp :] = edge, edge[::-1]
     return env
 
 
@@ -251,21 +315,21 @@ def _event(event: str, n: int, rng: np.random.Generator) -> np.ndarray:
         burst = _band_noise(s(0.08), rng) * _ramp(s(0.08), s(0.01))
         for k in range(5):
             start = s(0.25 + 0.16 * k)
-            out[start:start + burst.size] += 0.25 * burst[: max(0, n - start)]
+            out[start : start + burst.size] += 0.25 * burst[: max(0, n - start)]
     elif event == "Applause":  # dense random clicks all through
         for start in rng.integers(0, n - s(0.01), size=int(40 * n / SAMPLE_RATE)):
             click = _band_noise(s(0.01), rng) * np.hanning(s(0.01))
-            out[start:start + click.size] += 0.3 * click
+            out[start : start + click.size] += 0.3 * click
     elif event == "BGM":  # a melody of pure tones, a note every 300 ms
         notes = (2960.0, 3520.0, 3950.0, 3320.0)
         for k, start in enumerate(range(0, n, s(0.3))):
             length = min(s(0.3), n - start)
-            out[start:start + length] += 0.08 * _sine(notes[k % 4], length, rng) * _ramp(length, s(0.02))
+            out[start : start + length] += 0.08 * _sine(notes[k % 4], length, rng) * _ramp(length, s(0.02))
     elif event == "Cough":  # two loud decaying noise bursts near the start
         for start in (s(0.05), s(0.30)):
             length = s(0.15)
             decay = np.exp(-np.arange(length) / s(0.04))
-            out[start:start + length] += 0.5 * _band_noise(length, rng) * decay * _ramp(length, s(0.005))
+            out[start : start + length] += 0.5 * _band_noise(length, rng) * decay * _ramp(length, s(0.005))
     elif event not in ("Speech", "Event_UNK"):
         raise ValueError(f"no sound for event {event}")
     return out
@@ -284,13 +348,15 @@ def synthesize(clip: ClipSpec, seed: int, tones: dict[str, tuple[float, float]])
         voiced = s(LEAD_S + len(clip.words) * (WORD_S + GAP_S))
         audio[:voiced] += 0.08 * _sine(LANGUAGE_DRONE_HZ[clip.voice], voiced, rng) * _ramp(voiced, s(0.03))
         if clip.emotion in EMOTION_TONE_HZ:
-            audio[:voiced] += 0.04 * _sine(EMOTION_TONE_HZ[clip.emotion], voiced, rng) * _ramp(voiced, s(0.03))
+            audio[:voiced] += (
+                0.04 * _sine(EMOTION_TONE_HZ[clip.emotion], voiced, rng) * _ramp(voiced, s(0.03))
+            )
         loudness = 0.2 if clip.emotion == "ANGRY" else 0.12
         for k, word in enumerate(clip.words):
             start, length = s(LEAD_S + k * (WORD_S + GAP_S)), s(WORD_S)
             lo, hi = tones[word]
             syllable = _sine(lo, length, rng) + 0.8 * _sine(hi, length, rng)
-            audio[start:start + length] += loudness * syllable * _ramp(length, s(0.015))
+            audio[start : start + length] += loudness * syllable * _ramp(length, s(0.015))
         audio += _event(clip.event, n, rng)
     peak = np.abs(audio).max()
     if peak > 0.9:
@@ -326,8 +392,15 @@ def greedy_ids(log_probs, length: int) -> list[int]:
     return ctc_greedy_ids(log_probs[:length].argmax(-1).numpy(), length)
 
 
-def train(out_dir: Path, seed: int = 0, max_steps: int = 3000, margin: float = 2.0, lr: float = 3e-3,
-          eval_every: int = 25, log=print) -> dict:
+def train(
+    out_dir: Path,
+    seed: int = 0,
+    max_steps: int = 3000,
+    margin: float = 2.0,
+    lr: float = 3e-3,
+    eval_every: int = 25,
+    log=print,
+) -> dict:
     import soundfile as sf
     import torch
     import yaml
@@ -363,11 +436,15 @@ def train(out_dir: Path, seed: int = 0, max_steps: int = 3000, margin: float = 2
         features[clip.name] = torch.from_numpy(frontend(audio))
 
     # The model: funasr's class from the written config, with dropout off while training (no effect on weights).
-    encoder_conf = dict(config["encoder_conf"], dropout_rate=0.0, positional_dropout_rate=0.0,
-                        attention_dropout_rate=0.0)
+    encoder_conf = dict(
+        config["encoder_conf"], dropout_rate=0.0, positional_dropout_rate=0.0, attention_dropout_rate=0.0
+    )
     model = SenseVoiceSmall(
-        encoder=config["encoder"], encoder_conf=encoder_conf, input_size=frontend.config.feature_dim,
-        vocab_size=len(tokenizer_pieces(tokenizer)), **config["model_conf"],
+        encoder=config["encoder"],
+        encoder_conf=encoder_conf,
+        input_size=frontend.config.feature_dim,
+        vocab_size=len(tokenizer_pieces(tokenizer)),
+        **config["model_conf"],
     )
     model.load_state_dict(torch.load(out_dir / "model.pt", map_location="cpu"))
     n_params = sum(p.numel() for p in model.parameters())
@@ -377,8 +454,9 @@ def train(out_dir: Path, seed: int = 0, max_steps: int = 3000, margin: float = 2
     queries = torch.tensor([_query_ids(c) for c in cases])
     language, textnorm = queries[:, 0], queries[:, 1]
     target_lengths = torch.tensor([len(t) for t in targets])
-    target_pad = torch.nn.utils.rnn.pad_sequence([torch.tensor(t) for t in targets], batch_first=True,
-                                                 padding_value=-1)
+    target_pad = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(t) for t in targets], batch_first=True, padding_value=-1
+    )
     pieces = tokenizer_pieces(tokenizer)
 
     torch.manual_seed(seed)
@@ -398,20 +476,34 @@ def train(out_dir: Path, seed: int = 0, max_steps: int = 3000, margin: float = 2
         if step % eval_every == 0 or step == max_steps:
             report = evaluate(model, speech, lengths, language, textnorm, cases, pieces, tokenizer)
             done = report["wrong"] == 0 and report["min_margin"] >= margin
-            log(f"step {step:5d}  loss {loss.item():8.4f}  wrong {report['wrong']:3d}/{len(cases)}  "
-                f"min margin {report['min_margin']:6.2f}  {time.perf_counter() - started:6.1f}s")
+            log(
+                f"step {step:5d}  loss {loss.item():8.4f}  wrong {report['wrong']:3d}/{len(cases)}  "
+                f"min margin {report['min_margin']:6.2f}  {time.perf_counter() - started:6.1f}s"
+            )
 
     train_seconds = time.perf_counter() - started
     torch.save(model.state_dict(), out_dir / "model.pt")
     with open(out_dir / "expected.jsonl", "w", encoding="utf-8") as f:
         for case in cases:
-            row = {"clip": f"clips/{case.clip.name}.wav", "language": case.hint, "use_itn": case.use_itn,
-                   "text": case.text}
+            row = {
+                "clip": f"clips/{case.clip.name}.wav",
+                "language": case.hint,
+                "use_itn": case.use_itn,
+                "text": case.text,
+            }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return {
-        "steps": step, "converged": done, "train_seconds": train_seconds, "n_params": n_params,
-        "vocab_size": len(pieces), "cases": cases, "report": report, "seed": seed, "max_steps": max_steps,
-        "margin": margin, "lr": lr,
+        "steps": step,
+        "converged": done,
+        "train_seconds": train_seconds,
+        "n_params": n_params,
+        "vocab_size": len(pieces),
+        "cases": cases,
+        "report": report,
+        "seed": seed,
+        "max_steps": max_steps,
+        "margin": margin,
+        "lr": lr,
     }
 
 
@@ -458,15 +550,22 @@ def verify_with_funasr(out_dir: Path) -> list[tuple[dict, str]]:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         from funasr import AutoModel
 
-        auto = AutoModel(model=str(out_dir), device="cpu", disable_update=True, disable_pbar=True,
-                         disable_log=True, frontend_conf={"dither": 0.0})
+        auto = AutoModel(
+            model=str(out_dir),
+            device="cpu",
+            disable_update=True,
+            disable_pbar=True,
+            disable_log=True,
+            frontend_conf={"dither": 0.0},
+        )
     mismatches = []
     for line in (out_dir / "expected.jsonl").read_text(encoding="utf-8").splitlines():
         case = json.loads(line)
         audio, _ = sf.read(out_dir / case["clip"], dtype="float32")
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            got = auto.generate(input=audio, language=case["language"], use_itn=case["use_itn"],
-                                disable_pbar=True)[0]["text"]
+            got = auto.generate(
+                input=audio, language=case["language"], use_itn=case["use_itn"], disable_pbar=True
+            )[0]["text"]
         if got != case["text"]:
             mismatches.append((case, got))
     return mismatches
@@ -474,7 +573,9 @@ def verify_with_funasr(out_dir: Path) -> list[tuple[dict, str]]:
 
 def write_readme(out_dir: Path, result: dict, command: str) -> None:
     cases = result["cases"]
-    sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != "README.md"}
+    sizes = {
+        p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != "README.md"
+    }
     clip_bytes = sum(p.stat().st_size for p in (out_dir / "clips").glob("*.wav"))
     tones = word_tones()
     lines = [
@@ -506,17 +607,20 @@ def write_readme(out_dir: Path, result: dict, command: str) -> None:
         "included, against the whole rich transcription, plus funasr's cross-entropy on the query frames; the "
         "language hint and ITN switch are the query embeddings, as in `SenseVoiceSmall.inference`",
         "",
-        "Files: " + ", ".join(f"`{k}` ({v / 1024:.0f} KiB)" for k, v in sizes.items())
+        "Files: "
+        + ", ".join(f"`{k}` ({v / 1024:.0f} KiB)" for k, v in sizes.items())
         + f", `clips/` ({len(CLIPS)} wav, {clip_bytes / 1024:.0f} KiB).",
         "",
         "## What the clips encode",
         "",
         "16 kHz, 16-bit mono, 1.2-1.8 s, frequency bands that do not overlap:",
         "",
-        "- language: a sine drone, " + ", ".join(f"{k} {v:.0f} Hz" for k, v in LANGUAGE_DRONE_HZ.items())
+        "- language: a sine drone, "
+        + ", ".join(f"{k} {v:.0f} Hz" for k, v in LANGUAGE_DRONE_HZ.items())
         + " (`zh~yue` is the ambiguous clip: `zh` with hint `auto` or `zh`, `yue` with hint `yue`, whose text "
         "also differs)",
-        "- emotion: a marker tone, " + ", ".join(f"{k} {v:.0f} Hz" for k, v in EMOTION_TONE_HZ.items())
+        "- emotion: a marker tone, "
+        + ", ".join(f"{k} {v:.0f} Hz" for k, v in EMOTION_TONE_HZ.items())
         + ", none for NEUTRAL; ANGRY clips are louder",
         f"- event, in {EVENT_BAND_HZ[0]:.0f}-{EVENT_BAND_HZ[1]:.0f} Hz: Laughter five 80 ms noise bursts, "
         "Applause dense clicks, BGM a melody of tones, Cough two loud decaying bursts, Speech nothing",
@@ -536,8 +640,8 @@ def write_readme(out_dir: Path, result: dict, command: str) -> None:
         "## Cases (`expected.jsonl`)",
         "",
         "One line per (clip, language hint, use_itn): the exact `text` of",
-        "`AutoModel(model=DIR, device=\"cpu\", disable_update=True, frontend_conf={\"dither\": 0.0})"
-        ".generate(input=waveform, language=hint, use_itn=use_itn)[0][\"text\"]`. Other hints than those listed "
+        '`AutoModel(model=DIR, device="cpu", disable_update=True, frontend_conf={"dither": 0.0})'
+        '.generate(input=waveform, language=hint, use_itn=use_itn)[0]["text"]`. Other hints than those listed '
         "were never trained and give unspecified answers.",
         "",
         "| clip | hint | use_itn | text |",
@@ -552,14 +656,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python tools/train_fixture.py",
         description="Train the fixture model (a tiny SenseVoiceSmall that answers its synthetic clips exactly) "
-                    "into OUT_DIR: checkpoint files, clips/*.wav, expected.jsonl and README.md.",
+        "into OUT_DIR: checkpoint files, clips/*.wav, expected.jsonl and README.md.",
     )
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0, help="seed for the clips and the weights (default 0)")
-    parser.add_argument("--max-steps", type=int, default=3000, help="give up after this many steps (default 3000)")
-    parser.add_argument("--margin", type=float, default=2.0,
-                        help="stop once every frame's best log-probability leads by this much (default 2.0)")
-    parser.add_argument("--no-verify", action="store_true", help="skip the final check with funasr's AutoModel")
+    parser.add_argument(
+        "--max-steps", type=int, default=3000, help="give up after this many steps (default 3000)"
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=2.0,
+        help="stop once every frame's best log-probability leads by this much (default 2.0)",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the final check with funasr's AutoModel"
+    )
     args = parser.parse_args(argv)
 
     result = train(args.out_dir, seed=args.seed, max_steps=args.max_steps, margin=args.margin)
@@ -572,8 +684,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WRONG {case.clip.name} hint={case.hint} itn={case.use_itn}: {got!r} != {case.text!r}")
         print(f"not converged after {result['steps']} steps", file=sys.stderr)
         return 1
-    print(f"converged after {result['steps']} steps, {result['train_seconds']:.0f} s, "
-          f"{result['n_params']:,} parameters")
+    print(
+        f"converged after {result['steps']} steps, {result['train_seconds']:.0f} s, "
+        f"{result['n_params']:,} parameters"
+    )
     if not args.no_verify:
         mismatches = verify_with_funasr(args.out_dir)
         for case, got in mismatches:

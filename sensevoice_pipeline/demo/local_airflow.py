@@ -45,7 +45,9 @@ class LocalAirflow:
         env.update(overrides or {})
         return env
 
-    def _airflow(self, *args: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def _airflow(
+        self, *args: str, timeout: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "airflow", *args]
         return subprocess.run(cmd, env=self.env(env), capture_output=True, text=True, timeout=timeout)
 
@@ -57,8 +59,14 @@ class LocalAirflow:
             raise AirflowRunError(f"airflow db migrate failed:\n{out.stdout[-2000:]}{out.stderr[-3000:]}")
         self._migrated = True
 
-    def dags_test(self, dag_id: str, logical_date: str, conf: dict | None = None, timeout: float = 900,
-                  env: dict[str, str] | None = None) -> str:
+    def dags_test(
+        self,
+        dag_id: str,
+        logical_date: str,
+        conf: dict | None = None,
+        timeout: float = 900,
+        env: dict[str, str] | None = None,
+    ) -> str:
         """`airflow dags test`; returns its output, raises with the tail of it when the run did not succeed.
         ``env`` adds variables for this run only (e.g. ``triton_connection_env(url)``)."""
         self.migrate()
@@ -68,7 +76,9 @@ class LocalAirflow:
         out = self._airflow(*args, timeout=timeout, env=env)
         text = out.stdout + out.stderr
         if out.returncode != 0 or "state=failed" in text or "DagRunState.FAILED" in text:
-            raise AirflowRunError(f"airflow dags test {dag_id} {logical_date} did not succeed:\n{text[-6000:]}")
+            raise AirflowRunError(
+                f"airflow dags test {dag_id} {logical_date} did not succeed:\n{text[-6000:]}"
+            )
         self._check_tasks_ran(dag_id, logical_date, text, env)
         return text
 
@@ -77,15 +87,20 @@ class LocalAirflow:
         run_id = re.search(r"run_id=['\"]?([^'\",\s]+)", text)
         if not run_id:
             raise AirflowRunError(f"airflow dags test {dag_id} {logical_date}: no run id in its output")
-        out = self._airflow("tasks", "states-for-dag-run", dag_id, run_id.group(1), "-o", "json", timeout=120,
-                            env=env)
+        out = self._airflow(
+            "tasks", "states-for-dag-run", dag_id, run_id.group(1), "-o", "json", timeout=120, env=env
+        )
         try:
-            states = [t.get("state") for t in json.loads(out.stdout[out.stdout.index("["):])]
+            states = [t.get("state") for t in json.loads(out.stdout[out.stdout.index("[") :])]
         except ValueError as exc:
-            raise AirflowRunError(f"cannot read the task states of {run_id.group(1)}: {out.stderr[-2000:]}") from exc
+            raise AirflowRunError(
+                f"cannot read the task states of {run_id.group(1)}: {out.stderr[-2000:]}"
+            ) from exc
         if "success" not in states:
-            raise AirflowRunError(f"airflow dags test {dag_id} {logical_date} ran no task (task states: {states}); "
-                                  "is the logical date before the DAG's start_date?")
+            raise AirflowRunError(
+                f"airflow dags test {dag_id} {logical_date} ran no task (task states: {states}); "
+                "is the logical date before the DAG's start_date?"
+            )
 
 
 def triton_connection_env(grpc_url: str, conn_id: str = "sensevoice_triton") -> dict[str, str]:

@@ -56,9 +56,14 @@ def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
             print(f"   ready: gRPC {triton.grpc_url} (log {triton.log_file})")
             _step(4, f"airflow dags test {DAG_ID} {day}")
             # the run's Params point at the demo's own folders: allowed for this run (settings.check_run_params)
-            allowed = {"SVP_ALLOWED_ROOTS": ",".join(str(p.absolute()) for p in (settings.raw_root, settings.lake_root))}
-            airflow = LocalAirflow(home=workdir / "airflow",
-                                   extra_env={**triton_connection_env(triton.grpc_url), **allowed})
+            allowed = {
+                "SVP_ALLOWED_ROOTS": ",".join(
+                    str(p.absolute()) for p in (settings.raw_root, settings.lake_root)
+                )
+            }
+            airflow = LocalAirflow(
+                home=workdir / "airflow", extra_env={**triton_connection_env(triton.grpc_url), **allowed}
+            )
             conf = {"date": day, "raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root)}
             airflow.dags_test(DAG_ID, f"{day}T00:00:00+00:00", conf=conf)
             print(f"   DAG run succeeded (Airflow home {airflow.home})")
@@ -75,8 +80,10 @@ def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
     print_table(trend)
     write_chart("emotion-trend", trend, workdir / "emotion_trend.png")
     print(f"\nChart: {workdir / 'emotion_trend.png'}")
-    print("\nMore: svp query events|angry-calls|angry-share "
-          f"--lake {settings.lake_root}   (add --csv FILE or --png FILE)")
+    print(
+        "\nMore: svp query events|angry-calls|angry-share "
+        f"--lake {settings.lake_root}   (add --csv FILE or --png FILE)"
+    )
     return 0
 
 
@@ -99,15 +106,23 @@ def ensure_exported(model: str, repository: Path) -> int:
 def _print_day(warehouse, day: str) -> None:
     con = warehouse.connect()
     try:
-        runs = con.execute("SELECT files, files_ok, files_failed, utterances, speech_seconds, model_versions "
-                           "FROM runs WHERE date = ?", [day]).fetchall()
-        failed = con.execute("SELECT source_path, error FROM recordings WHERE date = ? AND status = 'failed' "
-                             "ORDER BY source_path", [day]).fetchall()
+        runs = con.execute(
+            "SELECT files, files_ok, files_failed, utterances, speech_seconds, model_versions "
+            "FROM runs WHERE date = ?",
+            [day],
+        ).fetchall()
+        failed = con.execute(
+            "SELECT source_path, error FROM recordings WHERE date = ? AND status = 'failed' "
+            "ORDER BY source_path",
+            [day],
+        ).fetchall()
     finally:
         con.close()
     for files, ok, n_failed, utterances, seconds, versions in runs:
-        print(f"   {files} files: {ok} ok, {n_failed} failed; {utterances} utterances, {seconds:.1f} s of speech, "
-              f"model version {versions}")
+        print(
+            f"   {files} files: {ok} ok, {n_failed} failed; {utterances} utterances, {seconds:.1f} s of speech, "
+            f"model version {versions}"
+        )
     for path, error in failed:
         print(f"   failed: {path}: {error}")
 

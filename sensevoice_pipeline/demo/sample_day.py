@@ -43,15 +43,32 @@ GOLDEN_CALLS = (
     SampleCall("billing/zh_refund_angry.wav", ("zh_refund_angry",), agent="li", queue="billing"),
     SampleCall("billing/zh_paid_neutral_bgm.flac", ("zh_paid_neutral_bgm",), agent="li", queue="billing"),
     # The same audio is Mandarin unless the manifest says the caller speaks Cantonese.
-    SampleCall("billing/cantonese_refund.wav", ("zh_yue_ambiguous_sad",), language="yue", agent="wing", queue="billing"),
+    SampleCall(
+        "billing/cantonese_refund.wav",
+        ("zh_yue_ambiguous_sad",),
+        language="yue",
+        agent="wing",
+        queue="billing",
+    ),
     SampleCall("support/en_order_neutral_bgm.wav", ("en_order_neutral_bgm",), agent="bo", queue="support"),
-    SampleCall("support/en_great_happy_laughter.wav", ("en_great_happy_laughter",), agent="bo", queue="support"),
-    SampleCall("support/en_thanks_happy_applause.wav", ("en_thanks_happy_applause",), language="en", agent="bo",
-               queue="support"),
+    SampleCall(
+        "support/en_great_happy_laughter.wav", ("en_great_happy_laughter",), agent="bo", queue="support"
+    ),
+    SampleCall(
+        "support/en_thanks_happy_applause.wav",
+        ("en_thanks_happy_applause",),
+        language="en",
+        agent="bo",
+        queue="support",
+    ),
     SampleCall("support/yue_angry_cough.wav", ("yue_angry_cough",), agent="wing", queue="support"),
     SampleCall("support/yue_thanks_happy.flac", ("yue_thanks_happy",), agent="wing", queue="support"),
-    SampleCall("support/yue_surprised_applause.wav", ("yue_surprised_applause",), agent="wing", queue="support"),
-    SampleCall("intl/ja_refund_angry_bgm.wav", ("ja_refund_angry_bgm",), language="ja", agent="yui", queue="intl"),
+    SampleCall(
+        "support/yue_surprised_applause.wav", ("yue_surprised_applause",), agent="wing", queue="support"
+    ),
+    SampleCall(
+        "intl/ja_refund_angry_bgm.wav", ("ja_refund_angry_bgm",), language="ja", agent="yui", queue="intl"
+    ),
     SampleCall("intl/ja_thanks_happy.wav", ("ja_thanks_happy",), agent="yui", queue="intl"),
     SampleCall("intl/ja_sorry_sad_cough.wav", ("ja_sorry_sad_cough",), agent="yui", queue="intl"),
     SampleCall("intl/ko_help_fearful.wav", ("ko_help_fearful",), agent="min", queue="intl"),
@@ -61,14 +78,21 @@ GOLDEN_CALLS = (
     SampleCall("ivr/hold_music.wav", ("nospeech_hold_music",), queue="ivr"),
     SampleCall("ivr/silence.wav", ("nospeech_silence",), queue="ivr"),
     # A stereo call: the customer on the left channel, the agent on the right; transcribed per channel.
-    SampleCall("support/stereo_complaint.wav", ("en_refund_angry", "en_order_neutral_bgm"), channel_mode="split",
-               agent="bo", queue="support"),
+    SampleCall(
+        "support/stereo_complaint.wav",
+        ("en_refund_angry", "en_order_neutral_bgm"),
+        channel_mode="split",
+        agent="bo",
+        queue="support",
+    ),
 )
 
 # Files whose answers the fixture model does not know: they show the pipeline's handling, not the model's.
 EXTRA_CALLS = (
     # Telephone quality: 8 kHz stereo, split by channel (the fixture's marker tones above 4 kHz do not survive).
-    SampleCall("support/phone_8khz_stereo.wav", (None, None), channel_mode="split", agent="bo", queue="support"),
+    SampleCall(
+        "support/phone_8khz_stereo.wav", (None, None), channel_mode="split", agent="bo", queue="support"
+    ),
     # Over 30 s of real speech (the model card's examples): VAD cuts it into segments.
     SampleCall("intl/long_call.mp3", (None,), agent="yui", queue="intl"),
     # A broken upload: recorded as failed with its reason; the rest of the day is processed.
@@ -93,7 +117,9 @@ def expected_answers(calls: list[SampleCall], use_itn: bool = True, default_lang
     """``(path relative to the partition, channel) -> the fixture model's exact raw text`` for every known answer."""
     cases = {
         (Path(c["clip"]).stem, c["language"], c["use_itn"]): c["text"]
-        for c in map(json.loads, (FIXTURE_MODEL_DIR / "expected.jsonl").read_text(encoding="utf-8").splitlines())
+        for c in map(
+            json.loads, (FIXTURE_MODEL_DIR / "expected.jsonl").read_text(encoding="utf-8").splitlines()
+        )
     }
     answers = {}
     for call in calls:
@@ -114,7 +140,9 @@ def _write_call(call: SampleCall, target: Path) -> None:
         sf.write(target, _long_speech(), RATE, format="MP3")
     elif "8khz" in call.path:
         left, right = _clip("en_thanks_happy_applause"), _clip("ko_help_fearful")
-        sf.write(target, _stereo(resample(left, RATE, 8000), resample(right, RATE, 8000)), 8000, subtype="PCM_16")
+        sf.write(
+            target, _stereo(resample(left, RATE, 8000), resample(right, RATE, 8000)), 8000, subtype="PCM_16"
+        )
     elif len(call.channels) == 2:
         sf.write(target, _stereo(_clip(call.channels[0]), _clip(call.channels[1])), RATE, subtype="PCM_16")
     else:

@@ -30,20 +30,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, InputError, PublishError
 from sensevoice_pipeline.lake import files, storage, tables
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.serving.client import SenseVoiceClient
-from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
-from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, InputError, PublishError
 from sensevoice_pipeline.lake.lease import DateLeases, Lease, date_leases
 from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
+from sensevoice_pipeline.serving.client import SenseVoiceClient
+from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.tags import TagConfidences, parse
 from sensevoice_pipeline.warehouse.database import Warehouse
 
 log = logging.getLogger(__name__)
 STAGING = "_staging"
-PLAN_FILE = "plan.parquet"  # what the run planned: source_path, stamp (publish checks the partition against it)
+PLAN_FILE = (
+    "plan.parquet"  # what the run planned: source_path, stamp (publish checks the partition against it)
+)
 LEASE_FILE = "lease.json"  # the run's lease token: its tasks present it to renew the lease and to publish
 
 
@@ -70,8 +72,9 @@ def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
     return plan_with_lease(settings, date, run_id)[1]
 
 
-def plan_with_lease(settings: Settings, date: str, run_id: str,
-                    bound_to_process: bool = False) -> tuple[Lease, list[dict]]:
+def plan_with_lease(
+    settings: Settings, date: str, run_id: str, bound_to_process: bool = False
+) -> tuple[Lease, list[dict]]:
     """``plan``, also returning the lease taken (``bound_to_process``: the caller's process is the whole run)."""
     date = check_date(date)
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
@@ -79,14 +82,21 @@ def plan_with_lease(settings: Settings, date: str, run_id: str,
     lease = leases(settings).acquire(date, run_id, bound_to_process=bound_to_process)
     stage = staging_dir(settings, date, run_id)
     files.remove_tree(stage)
-    planned = pa.table({"source_path": [i.source_path for i in items], "stamp": [i.stamp for i in items]},
-                       schema=pa.schema([("source_path", pa.string()), ("stamp", pa.string())]))
+    planned = pa.table(
+        {"source_path": [i.source_path for i in items], "stamp": [i.stamp for i in items]},
+        schema=pa.schema([("source_path", pa.string()), ("stamp", pa.string())]),
+    )
     files.write_parquet(planned, stage / PLAN_FILE)
     record_lease(stage, lease)
     size = max(1, settings.batch_size)
     batches = [
-        {"date": date, "run_id": run_id, "lease_token": lease.token, "index": i // size,
-         "items": [it.to_dict() for it in items[i : i + size]]}
+        {
+            "date": date,
+            "run_id": run_id,
+            "lease_token": lease.token,
+            "index": i // size,
+            "items": [it.to_dict() for it in items[i : i + size]],
+        }
         for i in range(0, len(items), size)
     ]
     log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
@@ -110,7 +120,8 @@ def _refuse_silent_shrink(settings: Settings, date: str, planned: int) -> None:
             f"{date}: the partition holds {planned} recordings, the published day {published} ({utterances} "
             f"utterances); re-running would replace them with {'nothing' if planned == 0 else 'far fewer'}, so "
             f"nothing was done. If the files were removed on purpose, run again with --allow-shrink (the DAG's "
-            f"allow_shrink Param); the limit is SVP_SHRINK_LIMIT ({settings.shrink_limit:g} of the published count)")
+            f"allow_shrink Param); the limit is SVP_SHRINK_LIMIT ({settings.shrink_limit:g} of the published count)"
+        )
 
 
 def release(settings: Settings, date: str, run_id: str) -> None:
@@ -123,8 +134,12 @@ def release(settings: Settings, date: str, run_id: str) -> None:
 # -- transcribe one batch --------------------------------------------------------------------------------------------
 
 
-def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | None = None,
-                  cancelled: threading.Event | None = None) -> dict:
+def process_batch(
+    settings: Settings,
+    batch: dict,
+    started_at: dt.datetime | None = None,
+    cancelled: threading.Event | None = None,
+) -> dict:
     """Transcribe one batch and write its rows to staging. Triton being unreachable fails the whole batch (so the
     task retries); anything wrong with one file fails only that file's row."""
     started_at = started_at or _now()
@@ -132,28 +147,50 @@ def process_batch(settings: Settings, batch: dict, started_at: dt.datetime | Non
     lease = date_leases.renew(batch["date"], batch["run_id"], batch["lease_token"])
     items = [WorkItem.from_dict(d) for d in batch["items"]]
     with date_leases.keep_alive(lease):  # a long batch must not let the lease expire
-        recordings, utterances = asyncio.run(_process_items(settings, items, batch["run_id"], started_at, cancelled))
+        recordings, utterances = asyncio.run(
+            _process_items(settings, items, batch["run_id"], started_at, cancelled)
+        )
     out = staging_dir(settings, batch["date"], batch["run_id"])
     out.mkdir(parents=True, exist_ok=True)
     stem = f"batch-{batch['index']:05d}"
     files.write_parquet(tables.to_table(recordings, tables.RECORDINGS), out / f"{stem}.recordings.parquet")
     files.write_parquet(tables.to_table(utterances, tables.UTTERANCES), out / f"{stem}.utterances.parquet")
     failed = sum(r["status"] == "failed" for r in recordings)
-    summary = {"batch": batch["index"], "files": len(recordings), "failed": failed, "utterances": len(utterances)}
-    log.info("batch %d: %d files (%d failed), %d utterances", batch["index"], len(items), failed, len(utterances))
+    summary = {
+        "batch": batch["index"],
+        "files": len(recordings),
+        "failed": failed,
+        "utterances": len(utterances),
+    }
+    log.info(
+        "batch %d: %d files (%d failed), %d utterances", batch["index"], len(items), failed, len(utterances)
+    )
     return summary
 
 
-async def _process_items(settings: Settings, items: list[WorkItem], run_id: str, started_at: dt.datetime,
-                         cancelled: threading.Event | None = None):
+async def _process_items(
+    settings: Settings,
+    items: list[WorkItem],
+    run_id: str,
+    started_at: dt.datetime,
+    cancelled: threading.Event | None = None,
+):
     """Every item of a batch, a few files at a time; once ``cancelled`` is set (the run is stopping) no further
     file starts and the batch ends with RunCancelled."""
     files_in_flight = asyncio.Semaphore(max(2, settings.concurrency // 2))
-    async with SenseVoiceClient(settings.triton_url, version=settings.model_version or None,
-                                max_concurrency=settings.concurrency, timeout_s=settings.request_timeout_s) as client:
+    async with SenseVoiceClient(
+        settings.triton_url,
+        version=settings.model_version or None,
+        max_concurrency=settings.concurrency,
+        timeout_s=settings.request_timeout_s,
+    ) as client:
         await client.check_ready()
-        transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s,
-                                           max_recording_s=settings.max_recording_s)
+        transcriber = RecordingTranscriber(
+            client,
+            settings.max_segment_s,
+            merge_segment_s=settings.merge_segment_s,
+            max_recording_s=settings.max_recording_s,
+        )
 
         async def one(item: WorkItem):
             async with files_in_flight:
@@ -183,12 +220,16 @@ async def _process_item(settings, item: WorkItem, run_id, started_at, transcribe
         transcript = await transcriber.transcribe_channels(info, channels, item.language, settings.use_itn)
     except (InputError, OSError) as exc:  # the file's fault; a ServingError is not caught: the task fails
         return _failed(record, str(exc)), []
-    record.update(n_segments=len(transcript.segments), model_version=",".join(transcript.model_versions) or None)
+    record.update(
+        n_segments=len(transcript.segments), model_version=",".join(transcript.model_versions) or None
+    )
     rows = [_utterance_row(item, s, run_id, started_at) for s in transcript.segments]
     return record, rows
 
 
-async def _fetch_and_decode(settings: Settings, item: WorkItem, record: dict, transcriber: RecordingTranscriber):
+async def _fetch_and_decode(
+    settings: Settings, item: WorkItem, record: dict, transcriber: RecordingTranscriber
+):
     """Fetch and decode one file, filling in what the recordings row says about it (also when it then fails)."""
     # A local file is opened once, checked to lie inside the raw root, and decoded through that descriptor; an
     # s3:// object is decoded from a local temp copy (size and sha256 computed while it downloads).
@@ -198,8 +239,12 @@ async def _fetch_and_decode(settings: Settings, item: WorkItem, record: dict, tr
         info, channels = await transcriber.decode(local.path, item.channel_mode == "split", local.name)
     finally:
         local.release()  # the temp copy goes (the descriptor closes) as soon as the samples are in memory
-    record.update(format=info.format, sample_rate=info.sample_rate, channels=info.channels,
-                  duration_s=round(info.duration_s, 3))
+    record.update(
+        format=info.format,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        duration_s=round(info.duration_s, 3),
+    )
     return info, channels
 
 
@@ -261,18 +306,30 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
     verify_plan(settings, date, stage, recordings)
     recordings, utterances = _sorted(recordings, "recordings"), _sorted(utterances, "utterances")
     summary = _run_summary(run_id, recordings, utterances, started_at)
-    day = {"utterances": utterances, "recordings": recordings, **tables.rollups(utterances),
-           "runs": tables.to_table([summary], tables.RUNS)}
+    day = {
+        "utterances": utterances,
+        "recordings": recordings,
+        **tables.rollups(utterances),
+        "runs": tables.to_table([summary], tables.RUNS),
+    }
     grace = dt.timedelta(seconds=settings.gc_grace_s)
     # The lease is checked again inside the commit: on a SQLite catalog under the writer lock that a takeover also
     # takes, on PostgreSQL by the catalog's trigger, in the commit's own transaction (lease.py).
-    snapshot = lake(settings).commit_day(date, day, before_commit=lambda: date_leases.renew(date, run_id, token),
-                                         collect_garbage_older_than=grace, commit_info=lease.commit_info)
+    snapshot = lake(settings).commit_day(
+        date,
+        day,
+        before_commit=lambda: date_leases.renew(date, run_id, token),
+        collect_garbage_older_than=grace,
+        commit_info=lease.commit_info,
+    )
     Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog).refresh()
     release(settings, date, run_id)
     _drop_stale_staging(settings, grace)
-    result = {"date": date, "snapshot": snapshot,
-              **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")}}
+    result = {
+        "date": date,
+        "snapshot": snapshot,
+        **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")},
+    }
     log.info("published %s: %s", date, result)
     _check_failure_budget(result, settings.failure_budget)
     return result
@@ -287,27 +344,42 @@ def _lease_token(stage, date: str) -> str:
     try:
         return json.loads(files.read_bytes(stage / LEASE_FILE))["lease_token"]
     except FileNotFoundError:
-        raise PublishError(f"{date}: this run's staging area is gone ({stage}), so it holds no lease and has nothing "
-                           "to publish: re-run the date") from None
+        raise PublishError(
+            f"{date}: this run's staging area is gone ({stage}), so it holds no lease and has nothing "
+            "to publish: re-run the date"
+        ) from None
 
 
 def verify_plan(settings: Settings, date: str, stage, recordings: pa.Table) -> None:
     """The partition must still be the one planned (the same paths, sizes and modification times), and every file
     must have been read at its planned size; else PublishError naming what changed."""
     planned = dict(zip(*files.read_parquet(stage / PLAN_FILE).to_pydict().values()))
-    now = {i.source_path: i.stamp for i in list_work(settings.raw_root, date, settings.language, settings.channel_mode)}
-    staged = {r["source_path"]: r["size_bytes"] for r in recordings.select(["source_path", "size_bytes"]).to_pylist()}
+    now = {
+        i.source_path: i.stamp
+        for i in list_work(settings.raw_root, date, settings.language, settings.channel_mode)
+    }
+    staged = {
+        r["source_path"]: r["size_bytes"]
+        for r in recordings.select(["source_path", "size_bytes"]).to_pylist()
+    }
     changes = [f"added {p}" for p in sorted(now.keys() - planned.keys())]
     changes += [f"removed {p}" for p in sorted(planned.keys() - now.keys())]
-    changes += [f"changed {p} ({planned[p]} -> {now[p]})" for p in sorted(planned.keys() & now.keys())
-                if planned[p] != now[p]]
-    changes += [f"changed while read {p} (read {size} bytes, planned {planned[p]})" for p, size in sorted(staged.items())
-                if p in planned and size is not None and planned[p] and not planned[p].startswith(f"{size} bytes")]
+    changes += [
+        f"changed {p} ({planned[p]} -> {now[p]})"
+        for p in sorted(planned.keys() & now.keys())
+        if planned[p] != now[p]
+    ]
+    changes += [
+        f"changed while read {p} (read {size} bytes, planned {planned[p]})"
+        for p, size in sorted(staged.items())
+        if p in planned and size is not None and planned[p] and not planned[p].startswith(f"{size} bytes")
+    ]
     changes += [f"no transcription result for {p}" for p in sorted(planned.keys() - staged.keys())]
     if changes:
         shown = "; ".join(changes[:10]) + (f"; and {len(changes) - 10} more" if len(changes) > 10 else "")
-        raise PublishError(f"{date}: the partition changed during the run, nothing was published ({shown}): "
-                           "re-run the date")
+        raise PublishError(
+            f"{date}: the partition changed during the run, nothing was published ({shown}): re-run the date"
+        )
 
 
 def _check_failure_budget(result: dict, budget: float) -> None:
@@ -358,7 +430,9 @@ def _sorted(rows: pa.Table, table: str) -> pa.Table:
     """``rows`` in the table's order (tables.SORT_KEYS). Staged batches arrive in it already (plan sorts the files,
     each batch keeps their order, each file its channels' segments), so usually nothing is copied: a sorted copy of a
     day of 2,000,000 utterances costs 0.7 GB."""
-    order = pc.sort_indices(rows, [(key, "ascending") for key in tables.SORT_KEYS[table]], memory_pool=_DAY_MEMORY)
+    order = pc.sort_indices(
+        rows, [(key, "ascending") for key in tables.SORT_KEYS[table]], memory_pool=_DAY_MEMORY
+    )
     if pc.all(pc.equal(order, pa.array(range(len(order)), type=order.type))).as_py() in (True, None):
         return rows
     return pc.take(rows, order, memory_pool=_DAY_MEMORY)
@@ -394,8 +468,12 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
     t0 = time.perf_counter()
     try:
         with leases(settings).keep_alive(lease):  # (publish renews it itself, then gives it back)
-            with tqdm(total=sum(len(b["items"]) for b in batches), unit="file", desc=f"transcribing {date}",
-                      disable=not show_progress) as bar:
+            with tqdm(
+                total=sum(len(b["items"]) for b in batches),
+                unit="file",
+                desc=f"transcribing {date}",
+                disable=not show_progress,
+            ) as bar:
                 for batch in _process_batches(settings, batches, started_at):
                     bar.update(len(batch["items"]))
         result = publish(settings, date, run_id, started_at)
@@ -427,7 +505,9 @@ def _process_batches(settings: Settings, batches: list[dict], started_at: dt.dat
     when the caller releases it."""
     cancelled = threading.Event()
     with ThreadPoolExecutor(BATCHES_IN_FLIGHT, thread_name_prefix="svp-batch") as pool:
-        futures = {pool.submit(process_batch, settings, batch, started_at, cancelled): batch for batch in batches}
+        futures = {
+            pool.submit(process_batch, settings, batch, started_at, cancelled): batch for batch in batches
+        }
         try:
             for future in as_completed(futures):
                 future.result()
@@ -467,4 +547,4 @@ def _remove_empty_parents(path: Path, stop: Path) -> None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

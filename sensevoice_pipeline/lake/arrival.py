@@ -28,7 +28,14 @@ from pathlib import Path, PurePosixPath
 import pyarrow.fs as pafs
 
 from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.lake.storage import ObjectPath, Root, as_root, check_bucket, is_remote, storage_errors
+from sensevoice_pipeline.lake.storage import (
+    ObjectPath,
+    Root,
+    as_root,
+    check_bucket,
+    is_remote,
+    storage_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +68,10 @@ def check_marker(marker: str | None) -> str:
         return ""
     parts = marker.split("/")
     if marker.startswith("/") or "\\" in marker or any(p in ("", ".", "..") for p in parts):
-        raise ConfigurationError(f"bad ready marker {marker!r}: expected a file name inside the partition, "
-                                 "e.g. _SUCCESS or manifest.csv (no '/', '..' or '.' at either end or in between)")
+        raise ConfigurationError(
+            f"bad ready marker {marker!r}: expected a file name inside the partition, "
+            "e.g. _SUCCESS or manifest.csv (no '/', '..' or '.' at either end or in between)"
+        )
     return PurePosixPath(*parts).as_posix()
 
 
@@ -95,7 +104,9 @@ def _hidden(rel: str) -> bool:
 
 
 def _check_local(part: Path, marker: str) -> Arrival:
-    if not part.parent.is_dir():  # a wrong path (or a relative one in another working directory), not late data
+    if (
+        not part.parent.is_dir()
+    ):  # a wrong path (or a relative one in another working directory), not late data
         raise ConfigurationError(f"the raw root {part.parent} does not exist or is not a directory")
     if not part.is_dir():
         what = "does not exist yet" if not part.exists() else "is not a directory"
@@ -137,15 +148,22 @@ def describe_wait(timeout_s: float) -> str:
 def timeout_message(arrival: Arrival, date: str, timeout_s: float, marker: str = "") -> str:
     """The one line that ends a wait that ran out, in ``svp`` and in the DAG alike."""
     want = f"its ready marker {marker}" if marker else "at least one file"
-    return (f"the raw partition of {date} was not ready after {describe_wait(timeout_s)}: {arrival.partition} "
-            f"({arrival.detail}); ready means {want}. Check the upstream export, or give it longer "
-            "(DAG Param wait_timeout_minutes).")
+    return (
+        f"the raw partition of {date} was not ready after {describe_wait(timeout_s)}: {arrival.partition} "
+        f"({arrival.detail}); ready means {want}. Check the upstream export, or give it longer "
+        "(DAG Param wait_timeout_minutes)."
+    )
 
 
-def wait_for_partition(raw_root: str | Root, date: str, marker: str | None = "",
-                       timeout_s: float = DEFAULT_TIMEOUT_S, poke_interval_s: float = DEFAULT_POKE_INTERVAL_S,
-                       sleep: Callable[[float], None] = time.sleep,
-                       clock: Callable[[], float] = time.monotonic) -> Arrival:
+def wait_for_partition(
+    raw_root: str | Root,
+    date: str,
+    marker: str | None = "",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    poke_interval_s: float = DEFAULT_POKE_INTERVAL_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Arrival:
     """Check every ``poke_interval_s`` until the partition is ready (returned) or ``timeout_s`` has passed
     (:class:`ArrivalTimeout`); the last check happens at the deadline. The blocking counterpart of the DAG's
     deferrable sensor, for ``svp``."""
@@ -158,5 +176,7 @@ def wait_for_partition(raw_root: str | Root, date: str, marker: str | None = "",
         remaining = deadline - clock()
         if remaining <= 0:
             raise ArrivalTimeout(timeout_message(arrival, date, timeout_s, marker))
-        log.info("%s: %s; next check in %.0f s", arrival.partition, arrival.detail, min(poke_interval_s, remaining))
+        log.info(
+            "%s: %s; next check in %.0f s", arrival.partition, arrival.detail, min(poke_interval_s, remaining)
+        )
         sleep(max(0.0, min(poke_interval_s, remaining)))

@@ -22,14 +22,19 @@ import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
 
 from sensevoice_pipeline.lake import files, ownership
-from sensevoice_pipeline.lake.catalog_db import CatalogDatabase, CatalogError, PostgresCatalog, catalog_database
+from sensevoice_pipeline.lake.catalog_db import (
+    CatalogDatabase,
+    CatalogError,
+    PostgresCatalog,
+    catalog_database,
+)
 from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, prepare_duckdb, sql_value
 from sensevoice_pipeline.lake.lease import install_commit_check, lost_lease_error
 from sensevoice_pipeline.lake.storage import Root, as_root, check_bucket, is_remote
@@ -53,7 +58,9 @@ class Lake:
 
     def __init__(self, lake_root: str | Path | Root, catalog: str | Path | CatalogDatabase | None = None):
         self.root = as_root(lake_root)
-        self.catalog = catalog if isinstance(catalog, CatalogDatabase) else catalog_database(catalog, self.root)
+        self.catalog = (
+            catalog if isinstance(catalog, CatalogDatabase) else catalog_database(catalog, self.root)
+        )
 
     @property
     def data_path(self) -> str:
@@ -81,16 +88,20 @@ class Lake:
         # warehouse), and attachments belong to the instance.
         if read_only:
             if not self.exists:
-                raise CatalogError(f"no lake at {self.root} in the {self.catalog.describe()}: run the daily job for a "
-                                   "date first")
+                raise CatalogError(
+                    f"no lake at {self.root} in the {self.catalog.describe()}: run the daily job for a "
+                    "date first"
+                )
             self._attach_sql(con, f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
             return
         if is_remote(self.root):
             check_bucket(self.root)  # one clear line now, not an HTTP error in the middle of a commit
         self.catalog.prepare_for_writers()
         # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
-        self._attach_sql(con, f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, "
-                              "DATA_INLINING_ROW_LIMIT 0)")
+        self._attach_sql(
+            con,
+            f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)",
+        )
 
     def _attach_sql(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
         try:
@@ -98,8 +109,9 @@ class Lake:
         except duckdb.Error as exc:
             text = " ".join(str(exc).split())
             if "does not match existing data path" in text:
-                raise CatalogError(f"the {self.catalog.describe()} belongs to another lake, not {self.root}: "
-                                   f"{text[:300]}") from exc
+                raise CatalogError(
+                    f"the {self.catalog.describe()} belongs to another lake, not {self.root}: {text[:300]}"
+                ) from exc
             raise CatalogError(f"cannot attach the {self.catalog.describe()}: {text[:300]}") from exc
 
     @contextlib.contextmanager
@@ -148,8 +160,12 @@ class Lake:
         them, in the same transaction, so the canned queries never read a rollup that lacks published days."""
         existing = _table_columns(con)
         missing = [name for name in ALL_SCHEMAS if name not in existing]
-        lacking = {name: columns for name in ALL_SCHEMAS if name in existing
-                   if (columns := [c for c in ALL_SCHEMAS[name].names if c not in existing[name]])}
+        lacking = {
+            name: columns
+            for name in ALL_SCHEMAS
+            if name in existing
+            if (columns := [c for c in ALL_SCHEMAS[name].names if c not in existing[name]])
+        }
         if not missing and not lacking:
             return
         with _transaction(con):
@@ -164,8 +180,14 @@ class Lake:
 
     # -- writing -----------------------------------------------------------------------------------------------------
 
-    def commit_day(self, date: str, tables: dict[str, pa.Table], before_commit: Callable[[], None] | None = None,
-                   collect_garbage_older_than: dt.timedelta | None = None, commit_info: str | None = None) -> int:
+    def commit_day(
+        self,
+        date: str,
+        tables: dict[str, pa.Table],
+        before_commit: Callable[[], None] | None = None,
+        collect_garbage_older_than: dt.timedelta | None = None,
+        commit_info: str | None = None,
+    ) -> int:
         """Replace ``date`` in every table of ``tables`` in one transaction; returns the new snapshot id.
         ``before_commit`` runs inside the transaction, just before COMMIT (e.g. to check that the run still holds
         the date): raising there rolls everything back. ``commit_info`` is recorded with the commit (the run's lease:
@@ -178,12 +200,17 @@ class Lake:
                     for name, data in tables.items():
                         con.execute(f'DELETE FROM {ALIAS}."{name}" WHERE date = ?::DATE', [date])
                         self._insert(con, name, date, data)
-                    con.execute(f"CALL {ALIAS}.set_commit_message('svp', ?, extra_info => ?)",
-                                [f"publish {date}", commit_info])
+                    con.execute(
+                        f"CALL {ALIAS}.set_commit_message('svp', ?, extra_info => ?)",
+                        [f"publish {date}", commit_info],
+                    )
                     if before_commit:
                         before_commit()
             except duckdb.TransactionException as exc:
-                raise lost_lease_error(exc) or exc
+                lost = lost_lease_error(exc)
+                if lost is None:
+                    raise
+                raise lost from exc
             snapshot = self._snapshot(con)
             if collect_garbage_older_than is not None:
                 try:
@@ -197,7 +224,9 @@ class Lake:
         with self.writer() as con:
             with _transaction(con):
                 for value in set(data.column(key).to_pylist()):
-                    con.execute(f'DELETE FROM {ALIAS}."{table}" WHERE date = ?::DATE AND "{key}" = ?', [date, value])
+                    con.execute(
+                        f'DELETE FROM {ALIAS}."{table}" WHERE date = ?::DATE AND "{key}" = ?', [date, value]
+                    )
                 self._insert(con, table, date, data)
 
     @staticmethod
@@ -208,8 +237,10 @@ class Lake:
         columns = ", ".join(f'"{c}"' for c in schema.names)
         con.register("_svp_rows", data.cast(schema))
         try:
-            con.execute(f'INSERT INTO {ALIAS}."{name}" (date, {columns}) SELECT ?::DATE, {columns} FROM _svp_rows',
-                        [date])
+            con.execute(
+                f'INSERT INTO {ALIAS}."{name}" (date, {columns}) SELECT ?::DATE, {columns} FROM _svp_rows',
+                [date],
+            )
         finally:
             con.unregister("_svp_rows")
 
@@ -223,8 +254,10 @@ class Lake:
         with self.reader() as con:
             if date is None:
                 return con.sql(f'SELECT * FROM {ALIAS}."{table}" ORDER BY date, {order}').to_arrow_table()
-            rows = con.execute(f'SELECT * EXCLUDE (date) FROM {ALIAS}."{table}" WHERE date = ?::DATE ORDER BY {order}',
-                               [date]).to_arrow_table()
+            rows = con.execute(
+                f'SELECT * EXCLUDE (date) FROM {ALIAS}."{table}" WHERE date = ?::DATE ORDER BY {order}',
+                [date],
+            ).to_arrow_table()
         return rows.cast(ALL_SCHEMAS[table])
 
     def count(self, table: str, date: str) -> int:
@@ -232,7 +265,9 @@ class Lake:
         if not self.exists:
             return 0
         with self.reader() as con:
-            return con.execute(f'SELECT count(*) FROM {ALIAS}."{table}" WHERE date = ?::DATE', [date]).fetchone()[0]
+            return con.execute(
+                f'SELECT count(*) FROM {ALIAS}."{table}" WHERE date = ?::DATE', [date]
+            ).fetchone()[0]
 
     def snapshot_id(self) -> int | None:
         if not self.exists:
@@ -257,29 +292,41 @@ class Lake:
         """What this catalog wrote and no longer needs: the files of snapshots expired by this catalog, and files
         no snapshot ever committed (a crashed writer's) that were written after this catalog claimed the lake.
         A file it cannot attribute is left where it is, and said so."""
-        cutoff = dt.datetime.now(dt.timezone.utc) - grace
+        cutoff = dt.datetime.now(dt.UTC) - grace
         _expire_snapshots(con, cutoff)
         old = _cleanup_old_files(con, cutoff)
         orphans, unattributed = self._orphans(con, cutoff)
         for path in orphans:
             files.remove_file(path)
         if old or orphans:
-            log.info("lake garbage collection: %d superseded and %d orphaned files deleted", len(old), len(orphans))
+            log.info(
+                "lake garbage collection: %d superseded and %d orphaned files deleted", len(old), len(orphans)
+            )
         if unattributed:
-            log.warning("lake garbage collection: %d unreferenced files under %s are older than this catalog's claim "
-                        "on the lake (another catalog's?): left alone, e.g. %s", len(unattributed), self.data_path,
-                        unattributed[0])
+            log.warning(
+                "lake garbage collection: %d unreferenced files under %s are older than this catalog's claim "
+                "on the lake (another catalog's?): left alone, e.g. %s",
+                len(unattributed),
+                self.data_path,
+                unattributed[0],
+            )
         return len(old) + len(orphans)
 
     def _orphans(self, con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> tuple[list[Root], list[str]]:
         """(files DuckLake finds unreferenced, older than ``cutoff``, that this catalog wrote; those it cannot
         attribute). Only DuckLake's own data files qualify, written after the claim (ownership.py)."""
-        listed = [row[0] for row in con.execute(
-            f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => ?::TIMESTAMPTZ, dry_run => true)",
-            [cutoff]).fetchall()]
+        listed = [
+            row[0]
+            for row in con.execute(
+                f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => ?::TIMESTAMPTZ, dry_run => true)",
+                [cutoff],
+            ).fetchall()
+        ]
         options = self.root.options if is_remote(self.root) else None
         candidates = [as_root(p, options) for p in listed if p.rsplit("/", 1)[-1].startswith("ducklake-")]
-        times = {path: mtime for path, mtime in files.modification_times(candidates).items() if mtime is not None}
+        times = {
+            path: mtime for path, mtime in files.modification_times(candidates).items() if mtime is not None
+        }
         ours = [p for p in candidates if times.get(str(p), -1) >= self.claim.claimed_ns]
         return ours, [str(p) for p in candidates if str(p) in times and p not in ours]
 
@@ -292,9 +339,14 @@ class Lake:
 
 def _expire_snapshots(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> None:
     """Expire the snapshots committed before ``cutoff``, never the current one."""
-    versions = [row[0] for row in con.execute(
-        f"SELECT snapshot_id FROM {ALIAS}.snapshots() WHERE snapshot_time < ?::TIMESTAMPTZ "
-        f"AND snapshot_id < (SELECT max(snapshot_id) FROM {ALIAS}.snapshots())", [cutoff]).fetchall()]
+    versions = [
+        row[0]
+        for row in con.execute(
+            f"SELECT snapshot_id FROM {ALIAS}.snapshots() WHERE snapshot_time < ?::TIMESTAMPTZ "
+            f"AND snapshot_id < (SELECT max(snapshot_id) FROM {ALIAS}.snapshots())",
+            [cutoff],
+        ).fetchall()
+    ]
     if versions:
         con.execute(f"CALL ducklake_expire_snapshots('{ALIAS}', versions => ?::BIGINT[])", [versions])
 
@@ -303,13 +355,17 @@ def _cleanup_old_files(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> l
     """Delete the files of expired snapshots scheduled for deletion before ``cutoff``. DuckLake can only be told
     "all" or "older than": when some were scheduled after the cutoff, the cutoff is moved back to the end of the
     day before its own, which the by-date comparison then honours (a file may stay up to a day longer)."""
-    after = con.execute(f"SELECT count(*) FROM {_METADATA}.ducklake_files_scheduled_for_deletion "
-                        "WHERE CAST(schedule_start AS TIMESTAMPTZ) >= ?::TIMESTAMPTZ", [cutoff]).fetchone()[0]
+    after = con.execute(
+        f"SELECT count(*) FROM {_METADATA}.ducklake_files_scheduled_for_deletion "
+        "WHERE CAST(schedule_start AS TIMESTAMPTZ) >= ?::TIMESTAMPTZ",
+        [cutoff],
+    ).fetchone()[0]
     if not after:
         return con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)").fetchall()
-    day_before = dt.datetime.combine(cutoff.date(), dt.time(), dt.timezone.utc) - dt.timedelta(microseconds=1)
-    return con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)",
-                       [day_before]).fetchall()
+    day_before = dt.datetime.combine(cutoff.date(), dt.time(), dt.UTC) - dt.timedelta(microseconds=1)
+    return con.execute(
+        f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)", [day_before]
+    ).fetchall()
 
 
 @contextlib.contextmanager
@@ -330,7 +386,8 @@ def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     per table made the check a tenth of a second of every publish."""
     tables: dict[str, set[str]] = defaultdict(set)
     for table, column in con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?", [ALIAS]).fetchall():
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?", [ALIAS]
+    ).fetchall():
         tables[table].add(column)
     return dict(tables)
 
@@ -362,7 +419,9 @@ def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """``name`` computed again from every published utterance (its old rows, if any, replaced)."""
     columns = ", ".join(f'"{c}"' for c in ALL_SCHEMAS[name].names)
     con.execute(f'DELETE FROM {ALIAS}."{name}"')
-    con.execute(f'INSERT INTO {ALIAS}."{name}" (date, {columns}) '
-                f'WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}')
+    con.execute(
+        f'INSERT INTO {ALIAS}."{name}" (date, {columns}) '
+        f"WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}"
+    )
     rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
     log.info("filled the rollup %s from the published utterances: %d rows", name, rows)

@@ -24,9 +24,9 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from sensevoice_pipeline.errors import ConfigurationError
@@ -135,8 +135,13 @@ class PostgresCatalog(CatalogDatabase):
             except psycopg.OperationalError as exc:
                 if pause is None or "authentication failed" in str(exc) or "does not exist" in str(exc):
                     raise CatalogError(f"cannot reach the {self.describe()}: {_first_line(exc)}") from exc
-                log.warning("cannot reach the %s (attempt %d, retrying in %g s): %s", self.describe(), attempt + 1,
-                            pause, _first_line(exc))
+                log.warning(
+                    "cannot reach the %s (attempt %d, retrying in %g s): %s",
+                    self.describe(),
+                    attempt + 1,
+                    pause,
+                    _first_line(exc),
+                )
                 time.sleep(pause)
 
     def exists(self) -> bool:
@@ -160,24 +165,27 @@ def catalog_database(setting: str | Path | None, lake_root: Root) -> CatalogData
     """The catalog named by ``setting`` (``SVP_CATALOG``, see the module doc), or the lake's default."""
     text = str(setting).strip() if setting else ""
     if text.startswith("ducklake:"):
-        text = text[len("ducklake:"):]
+        text = text[len("ducklake:") :]
     if not text:
         if is_remote(lake_root):
             raise CatalogError(
                 f"the s3:// lake {lake_root} needs a catalog that every host writing it shares: set SVP_CATALOG to "
                 "a PostgreSQL database (postgresql://user@host:5432/db), or, for one host only, to a local SQLite "
-                "file (docs/deployment.md, 'The lake's catalog')")
+                "file (docs/deployment.md, 'The lake's catalog')"
+            )
         return SqliteCatalog(Path(lake_root) / "catalog.sqlite")
     if text.startswith(("postgresql://", "postgres://")):
         _check_postgres_uri(text)
         return PostgresCatalog(text)
     if text.startswith("postgres:"):
-        return PostgresCatalog(text[len("postgres:"):].strip())
+        return PostgresCatalog(text[len("postgres:") :].strip())
     if text.startswith("sqlite:"):
-        return SqliteCatalog(Path(text[len("sqlite:"):]))
+        return SqliteCatalog(Path(text[len("sqlite:") :]))
     if "://" in text or re.match(r"^[a-z]+:(?!/)", text):
-        raise CatalogError(f"unsupported catalog {redact(text)!r}: give a SQLite file path or a PostgreSQL database "
-                           "(postgresql://user@host:5432/db)")
+        raise CatalogError(
+            f"unsupported catalog {redact(text)!r}: give a SQLite file path or a PostgreSQL database "
+            "(postgresql://user@host:5432/db)"
+        )
     return SqliteCatalog(Path(text))
 
 
@@ -202,7 +210,9 @@ def redact(conninfo: str, replacement: str | None = "***") -> str:
 def _check_postgres_uri(uri: str) -> None:
     parts = urlsplit(uri)
     if not parts.path.strip("/"):
-        raise CatalogError(f"the catalog {redact(uri)!r} names no database: postgresql://user@host:5432/<database>")
+        raise CatalogError(
+            f"the catalog {redact(uri)!r} names no database: postgresql://user@host:5432/<database>"
+        )
 
 
 def _first_line(exc: BaseException) -> str:

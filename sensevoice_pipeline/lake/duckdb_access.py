@@ -13,7 +13,7 @@ from sensevoice_pipeline.lake.storage import DEFAULT_REGION, SCHEME, Root, Stora
 DUCKDB_SECRET = "svp_lake"
 
 
-def prepare_duckdb(con: "duckdb.DuckDBPyConnection", lake_root: Root) -> None:
+def prepare_duckdb(con: duckdb.DuckDBPyConnection, lake_root: Root) -> None:
     """Let ``con`` read an s3:// lake: load httpfs and create a TEMPORARY secret scoped to the lake's bucket. A
     temporary secret lives in this connection's memory only: it is never written into the database file, so the
     file can be handed to BI users without credentials in it. A no-op for a local lake."""
@@ -22,7 +22,11 @@ def prepare_duckdb(con: "duckdb.DuckDBPyConnection", lake_root: Root) -> None:
     load_duckdb_extension(con, "httpfs")
     options = lake_root.options
     host, scheme = options.endpoint()
-    fields = {"TYPE": "s3", "SCOPE": f"{SCHEME}{lake_root.bucket}", "REGION": options.region or DEFAULT_REGION}
+    fields = {
+        "TYPE": "s3",
+        "SCOPE": f"{SCHEME}{lake_root.bucket}",
+        "REGION": options.region or DEFAULT_REGION,
+    }
     if options.access_key:
         fields.update(KEY_ID=options.access_key, SECRET=options.secret_key)
         if options.session_token:

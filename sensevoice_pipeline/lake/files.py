@@ -63,7 +63,7 @@ class LocalCopy:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "LocalCopy":
+    def __enter__(self) -> LocalCopy:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,7 +84,10 @@ def fetch(path: Root, inside: Root | None = None) -> LocalCopy:
     try:
         digest, size = hashlib.sha256(), 0
         with storage_errors(path, "downloading"):
-            with path.filesystem.open_input_stream(path.fs_path, compression=None) as src, open(local, "wb") as dst:
+            with (
+                path.filesystem.open_input_stream(path.fs_path, compression=None) as src,
+                open(local, "wb") as dst,
+            ):
                 while block := src.read(DOWNLOAD_CHUNK):
                     digest.update(block)
                     dst.write(block)
@@ -101,8 +104,12 @@ class NotARegularFileError(InputError):
 
 def special_file_kind(mode: int) -> str | None:
     """What a non-regular, non-directory file is (None: a regular file or a directory)."""
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"))
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
     return next((name for test, name in kinds if test(mode)), None)
 
 
@@ -116,7 +123,9 @@ def _open_local(path: Path, inside: Path | None) -> LocalCopy:
             raise NotARegularFileError(f"{path.name} is not a regular file ({kind}); refusing to read it")
         opened = Path(os.readlink(f"/proc/self/fd/{fd}"))  # what was opened, whatever the path says now
         if inside is not None and not opened.is_relative_to(inside.resolve()):
-            raise OutsideRootError(f"{path.name} resolves outside the raw root when opened; refusing to read it")
+            raise OutsideRootError(
+                f"{path.name} resolves outside the raw root when opened; refusing to read it"
+            )
         digest, size = hashlib.sha256(), 0
         while block := os.read(fd, HASH_BLOCK):
             digest.update(block)
@@ -139,16 +148,21 @@ def read_parquet(path: Root) -> pa.Table:
         return pq.read_table(path.fs_path, filesystem=path.filesystem)
 
 
-def read_parquet_files(paths: list[Root], schema: pa.Schema, memory_pool: pa.MemoryPool | None = None) -> pa.Table:
+def read_parquet_files(
+    paths: list[Root], schema: pa.Schema, memory_pool: pa.MemoryPool | None = None
+) -> pa.Table:
     """Parquet files of one store (local, or one s3:// bucket), read as one table of ``schema``, in order."""
     if not paths:
         return schema.empty_table()
     if is_remote(paths[0]):
         with storage_errors(paths[0], "reading"):
-            dataset = pads.dataset([p.fs_path for p in paths], schema=schema, format="parquet",
-                                   filesystem=paths[0].filesystem)
+            dataset = pads.dataset(
+                [p.fs_path for p in paths], schema=schema, format="parquet", filesystem=paths[0].filesystem
+            )
             return dataset.to_table(memory_pool=memory_pool)
-    return pads.dataset([str(p) for p in paths], schema=schema, format="parquet").to_table(memory_pool=memory_pool)
+    return pads.dataset([str(p) for p in paths], schema=schema, format="parquet").to_table(
+        memory_pool=memory_pool
+    )
 
 
 def read_text(path: ObjectPath, encoding: str = "utf-8") -> str:

@@ -34,9 +34,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
 
 from sensevoice_pipeline.errors import ConfigurationError, PublishError
 from sensevoice_pipeline.lake.catalog_db import CatalogDatabase, PostgresCatalog, SqliteCatalog
@@ -45,7 +46,9 @@ log = logging.getLogger(__name__)
 
 COMMIT_MARKER = "svp-lease"  # a commit's extra info "svp-lease <date> <token>": what the trigger checks
 LOST_MARKER = "svp-lease-lost"  # the trigger's error starts with it
-FROZEN_CLIENT_TIMEOUT_MS = 10_000  # PostgreSQL ends a lease transaction whose client stopped answering this long
+FROZEN_CLIENT_TIMEOUT_MS = (
+    10_000  # PostgreSQL ends a lease transaction whose client stopped answering this long
+)
 
 
 class DateBusyError(ConfigurationError):
@@ -64,7 +67,9 @@ class Lease:
     token: str  # this acquisition's: renewals and the commit present it
     host: str
     pid: int
-    process_start: int | None  # the pid's start time (clock ticks since boot): a reused pid is another process
+    process_start: (
+        int | None
+    )  # the pid's start time (clock ticks since boot): a reused pid is another process
     bound_to_process: bool  # True: the holder process is the run (`svp run`), so its death ends the lease
     acquired_at: float  # epoch seconds
     expires_at: float
@@ -86,8 +91,10 @@ class Lease:
         return process_start(self.pid) != self.process_start
 
     def describe(self) -> str:
-        return (f"run {self.holder!r} (host {self.host}, pid {self.pid}, since {_utc(self.acquired_at)}; its lease "
-                f"runs until {_utc(self.expires_at)} unless it finishes or renews it)")
+        return (
+            f"run {self.holder!r} (host {self.host}, pid {self.pid}, since {_utc(self.acquired_at)}; its lease "
+            f"runs until {_utc(self.expires_at)} unless it finishes or renews it)"
+        )
 
 
 # -- the leases --------------------------------------------------------------------------------------------------------
@@ -97,7 +104,9 @@ class DateLeases:
     """The leases of one lake. ``fence``: held while a lease is taken over or broken (a SQLite catalog's writer
     lock, see the module doc); the PostgreSQL store needs none."""
 
-    def __init__(self, store: "LeaseStore", ttl_s: float, fence: Callable[[], ContextManager] | None = None):
+    def __init__(
+        self, store: LeaseStore, ttl_s: float, fence: Callable[[], AbstractContextManager] | None = None
+    ):
         self.store = store
         self.ttl_s = ttl_s
         self._fence = fence or contextlib.nullcontext
@@ -112,14 +121,30 @@ class DateLeases:
             current, now = tx.get(date), tx.now()
             if current and current.holder != holder:
                 if self._still_held(current, now):
-                    raise DateBusyError(f"{date} is being processed by {current.describe()}: wait for that run, or "
-                                        f"run this date again later (if it is dead: svp lease break {date} --yes)")
+                    raise DateBusyError(
+                        f"{date} is being processed by {current.describe()}: wait for that run, or "
+                        f"run this date again later (if it is dead: svp lease break {date} --yes)"
+                    )
                 why = "its process is dead" if current.holder_is_dead() else "its lease expired"
-                log.warning("%s: taking over the date from run %r (host %s, pid %d): %s", date, current.holder,
-                            current.host, current.pid, why)
-            lease = Lease(date=date, holder=holder, token=uuid.uuid4().hex, host=socket.gethostname(),
-                          pid=os.getpid(), process_start=process_start(os.getpid()),
-                          bound_to_process=bound_to_process, acquired_at=now, expires_at=now + self.ttl_s)
+                log.warning(
+                    "%s: taking over the date from run %r (host %s, pid %d): %s",
+                    date,
+                    current.holder,
+                    current.host,
+                    current.pid,
+                    why,
+                )
+            lease = Lease(
+                date=date,
+                holder=holder,
+                token=uuid.uuid4().hex,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                process_start=process_start(os.getpid()),
+                bound_to_process=bound_to_process,
+                acquired_at=now,
+                expires_at=now + self.ttl_s,
+            )
             tx.put(lease)
         return lease
 
@@ -136,7 +161,8 @@ class DateLeases:
                 now = f"run {current.holder!r} holds it now" if current else "nobody holds it now"
                 raise LeaseLostError(
                     f"run {holder!r} lost its lease on {date} ({now}; it was taken over after more than "
-                    f"{self.ttl_s:g} s without a renewal, or broken by hand); nothing of it was published")
+                    f"{self.ttl_s:g} s without a renewal, or broken by hand); nothing of it was published"
+                )
             renewed = replace(current, expires_at=tx.now() + self.ttl_s)
             tx.put(renewed)
         return renewed
@@ -156,8 +182,13 @@ class DateLeases:
             if current:
                 tx.delete(date)
         if current:
-            log.warning("%s: lease of run %r (host %s, pid %d) broken by hand", date, current.holder, current.host,
-                        current.pid)
+            log.warning(
+                "%s: lease of run %r (host %s, pid %d) broken by hand",
+                date,
+                current.holder,
+                current.host,
+                current.pid,
+            )
         return current
 
     def holder(self, date: str) -> str | None:
@@ -215,13 +246,24 @@ def lost_lease_error(exc: Exception) -> LeaseLostError | None:
     if LOST_MARKER not in text:
         return None
     found = re.search(rf"{LOST_MARKER}: ([^\n]*)", text)
-    return LeaseLostError(f"the commit was refused, nothing was published: {found.group(1) if found else text}")
+    return LeaseLostError(
+        f"the commit was refused, nothing was published: {found.group(1) if found else text}"
+    )
 
 
 # -- stores ------------------------------------------------------------------------------------------------------------
 
-_COLUMNS = ("date", "holder", "token", "host", "pid", "process_start", "bound_to_process", "acquired_at",
-            "expires_at")
+_COLUMNS = (
+    "date",
+    "holder",
+    "token",
+    "host",
+    "pid",
+    "process_start",
+    "bound_to_process",
+    "acquired_at",
+    "expires_at",
+)
 
 
 class LeaseTransaction:
@@ -235,17 +277,23 @@ class LeaseTransaction:
         return self._now
 
     def get(self, date: str) -> Lease | None:
-        rows = self._execute(f"SELECT {', '.join(_COLUMNS)} FROM {{table}} WHERE date = :date", {"date": date})
+        rows = self._execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM {{table}} WHERE date = :date", {"date": date}
+        )
         return _lease(rows[0]) if rows else None
 
     def all(self) -> list[Lease]:
-        return [_lease(r) for r in self._execute(f"SELECT {', '.join(_COLUMNS)} FROM {{table}} ORDER BY date", {})]
+        return [
+            _lease(r) for r in self._execute(f"SELECT {', '.join(_COLUMNS)} FROM {{table}} ORDER BY date", {})
+        ]
 
     def put(self, lease: Lease) -> None:
         values = {c: getattr(lease, c) for c in _COLUMNS}
         self._execute("DELETE FROM {table} WHERE date = :date", {"date": lease.date})
-        self._execute(f"INSERT INTO {{table}} ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})",
-                      values)
+        self._execute(
+            f"INSERT INTO {{table}} ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})",
+            values,
+        )
 
     def delete(self, date: str) -> None:
         self._execute("DELETE FROM {table} WHERE date = :date", {"date": date})
@@ -258,7 +306,7 @@ def _lease(row) -> Lease:
 
 
 class LeaseStore:
-    def transaction(self) -> ContextManager[LeaseTransaction]:
+    def transaction(self) -> AbstractContextManager[LeaseTransaction]:
         raise NotImplementedError
 
 
@@ -276,13 +324,17 @@ class SqliteLeaseStore(LeaseStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (date TEXT PRIMARY KEY, holder TEXT NOT NULL, "
-                        "token TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, process_start INTEGER, "
-                        "bound_to_process INTEGER NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL)")
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.TABLE} (date TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+                "token TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, process_start INTEGER, "
+                "bound_to_process INTEGER NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL)"
+            )
             con.execute("BEGIN IMMEDIATE")
             try:
-                yield LeaseTransaction(lambda sql, params: con.execute(sql.format(table=self.TABLE),
-                                                                       params).fetchall(), time.time())
+                yield LeaseTransaction(
+                    lambda sql, params: con.execute(sql.format(table=self.TABLE), params).fetchall(),
+                    time.time(),
+                )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -349,7 +401,9 @@ CREATE OR REPLACE TRIGGER svp_check_date_lease BEFORE INSERT ON ducklake_snapsho
     FOR EACH ROW EXECUTE FUNCTION svp_check_date_lease();
 """
 
-_SCHEMA_LOCK_KEY = 0x5356505F53434845  # "SVP_SCHE" (below 2**63): hosts creating the tables at once take turns
+_SCHEMA_LOCK_KEY = (
+    0x5356505F53434845  # "SVP_SCHE" (below 2**63): hosts creating the tables at once take turns
+)
 
 
 def ensure_lease_table(con) -> None:
@@ -362,8 +416,10 @@ def ensure_lease_table(con) -> None:
 def install_commit_check(catalog: PostgresCatalog) -> None:
     """The trigger that checks a commit's lease, on a catalog whose DuckLake tables exist (idempotent)."""
     with catalog.connect(autocommit=False) as con:
-        present = con.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'svp_check_date_lease' "
-                              "AND tgrelid = to_regclass('ducklake_snapshot_changes')").fetchone()[0]
+        present = con.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'svp_check_date_lease' "
+            "AND tgrelid = to_regclass('ducklake_snapshot_changes')"
+        ).fetchone()[0]
         if not present:
             con.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK_KEY])
             ensure_lease_table(con)
@@ -388,4 +444,4 @@ def process_start(pid: int) -> int | None:
 
 
 def _utc(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

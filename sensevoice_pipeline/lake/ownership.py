@@ -62,22 +62,29 @@ def claim(data_path: Root, own_id: str, catalog: CatalogDatabase) -> Claim:
         owners = _owners(folder)
         if set(owners) != {own_id}:
             files.remove_file(folder / f"{own_id}.json")  # ours: withdraw it, let the other claim stand
-            raise CatalogError(f"another catalog claimed the lake at {data_path} at the same moment as the "
-                               f"{catalog.describe()}; nothing was written. Check SVP_CATALOG on every host, then "
-                               "run again")
+            raise CatalogError(
+                f"another catalog claimed the lake at {data_path} at the same moment as the "
+                f"{catalog.describe()}; nothing was written. Check SVP_CATALOG on every host, then "
+                "run again"
+            )
         log.info("the %s now owns the lake's data path %s", catalog.describe(), data_path)
     others = sorted(set(owners) - {own_id})
     if others:
-        raise CatalogError(f"the lake at {data_path} belongs to another catalog ({_describe_owner(folder, others[0])}),"
-                           f" not to the {catalog.describe()}: set SVP_CATALOG to that catalog on this host. A lake "
-                           "has exactly one catalog; a second one would delete the first one's files as garbage")
+        raise CatalogError(
+            f"the lake at {data_path} belongs to another catalog ({_describe_owner(folder, others[0])}),"
+            f" not to the {catalog.describe()}: set SVP_CATALOG to that catalog on this host. A lake "
+            "has exactly one catalog; a second one would delete the first one's files as garbage"
+        )
     return Claim(own_id, owners[own_id])
 
 
 def _owners(folder: Root) -> dict[str, int]:
     """catalog id -> marker modification time (ns), of every marker in ``folder``."""
-    return {name[:-len(".json")]: mtime for name, mtime in files.list_files(folder)
-            if name.endswith(".json") and "/" not in name}
+    return {
+        name[: -len(".json")]: mtime
+        for name, mtime in files.list_files(folder)
+        if name.endswith(".json") and "/" not in name
+    }
 
 
 def _write_marker(path: Root, own_id: str, catalog: CatalogDatabase) -> None:

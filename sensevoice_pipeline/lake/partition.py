@@ -13,13 +13,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensevoice_pipeline.lake.arrival import check_date, partition_path
-from sensevoice_pipeline.speech.audio import unsupported_reason
-from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.speech.languages import LANGUAGES
 from sensevoice_pipeline.constants import CHANNEL_MODES
+from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.lake.arrival import check_date, partition_path
 from sensevoice_pipeline.lake.files import fetch, special_file_kind
 from sensevoice_pipeline.lake.storage import ObjectPath, check_bucket, is_remote
+from sensevoice_pipeline.speech.audio import unsupported_reason
+from sensevoice_pipeline.speech.languages import LANGUAGES
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("path", "language", "channel_mode")
@@ -38,7 +38,9 @@ class WorkItem:
     channel_mode: str
     metadata: dict[str, str] = field(default_factory=dict)
     problem: str | None = None  # set: the file is recorded as failed with this reason, not decoded
-    stamp: str | None = None  # size and modification time when the day was planned (publish checks them again)
+    stamp: str | None = (
+        None  # size and modification time when the day was planned (publish checks them again)
+    )
 
     @property
     def recording_id(self) -> str:
@@ -46,13 +48,25 @@ class WorkItem:
         return hashlib.sha256(self.source_path.encode("utf-8")).hexdigest()[:20]
 
     def to_dict(self) -> dict:
-        return {"source_path": self.source_path, "language": self.language, "channel_mode": self.channel_mode,
-                "metadata": self.metadata, "problem": self.problem, "stamp": self.stamp}
+        return {
+            "source_path": self.source_path,
+            "language": self.language,
+            "channel_mode": self.channel_mode,
+            "metadata": self.metadata,
+            "problem": self.problem,
+            "stamp": self.stamp,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WorkItem":
-        return cls(d["source_path"], d["language"], d["channel_mode"], dict(d.get("metadata") or {}), d.get("problem"),
-                   d.get("stamp"))
+    def from_dict(cls, d: dict) -> WorkItem:
+        return cls(
+            d["source_path"],
+            d["language"],
+            d["channel_mode"],
+            dict(d.get("metadata") or {}),
+            d.get("problem"),
+            d.get("stamp"),
+        )
 
 
 @dataclass(frozen=True)
@@ -72,11 +86,15 @@ def partition_dir(raw_root: str | Path, date: str) -> Path:
     return partition_path(raw_root, date)  # a Path, or an s3:// ObjectPath
 
 
-def list_work(raw_root: str | Path, date: str, default_language: str, default_channel_mode: str) -> list[WorkItem]:
+def list_work(
+    raw_root: str | Path, date: str, default_language: str, default_channel_mode: str
+) -> list[WorkItem]:
     """All files of the day (sorted), with the manifest's hints applied; manifest rows naming files that are not
     there, or paths leaving the partition, are work items that fail with the reason."""
     if is_remote(raw_root):  # s3://bucket/prefix: the same items from a listing of the keys (storage.py)
-        return list_remote_work(partition_dir(raw_root, date), check_date(date), default_language, default_channel_mode)
+        return list_remote_work(
+            partition_dir(raw_root, date), check_date(date), default_language, default_channel_mode
+        )
     root = Path(raw_root).resolve()
     part = partition_dir(raw_root, date)
     if not part.is_dir():
@@ -103,36 +121,55 @@ def _local_files(part: Path, root: Path) -> dict[str, FileEntry]:
                 rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
                     folders.append((rel + "/", entry.path))
-                elif rel != MANIFEST:  # files, symlinks, and what must become a failed row: FIFOs, sockets, devices
+                elif (
+                    rel != MANIFEST
+                ):  # files, symlinks, and what must become a failed row: FIFOs, sockets, devices
                     plain = part_inside and entry.is_file(follow_symlinks=False)
                     files[rel] = _file_entry(Path(entry.path), root, plain)
     return dict(sorted(files.items()))
 
 
-def work_items(part_name: str, files: dict[str, FileEntry], manifest: dict[str, dict], default_language: str,
-               default_channel_mode: str) -> list[WorkItem]:
+def work_items(
+    part_name: str,
+    files: dict[str, FileEntry],
+    manifest: dict[str, dict],
+    default_language: str,
+    default_channel_mode: str,
+) -> list[WorkItem]:
     """The day's work items, wherever its files live: one per file (``files``: path in the partition -> what is
     wrong with the file itself and its stamp) with the manifest's hints, plus a failing one per manifest row that
     names no file."""
-    items = [_work_item(part_name, rel, entry, manifest.get(rel, {}), default_language, default_channel_mode)
-             for rel, entry in files.items()]
+    items = [
+        _work_item(part_name, rel, entry, manifest.get(rel, {}), default_language, default_channel_mode)
+        for rel, entry in files.items()
+    ]
     for rel, row in manifest.items():
         if rel not in files:
             problem = row.get("_problem") or f"listed in {MANIFEST} but not found in the partition"
-            items.append(WorkItem(f"{part_name}/{rel}", row.get("language") or default_language,
-                                  default_channel_mode, _metadata(row), problem))
+            items.append(
+                WorkItem(
+                    f"{part_name}/{rel}",
+                    row.get("language") or default_language,
+                    default_channel_mode,
+                    _metadata(row),
+                    problem,
+                )
+            )
     return sorted(items, key=lambda i: i.source_path)
 
 
-def _work_item(part_name: str, rel: str, entry: FileEntry, row: dict, default_language: str,
-               default_channel_mode: str) -> WorkItem:
+def _work_item(
+    part_name: str, rel: str, entry: FileEntry, row: dict, default_language: str, default_channel_mode: str
+) -> WorkItem:
     language = (row.get("language") or default_language).strip().lower()
     channel_mode = (row.get("channel_mode") or default_channel_mode).strip().lower()
     problem = row.get("_problem") or entry.problem
     if problem is None and language not in LANGUAGES:
         problem = f"unknown language {language!r} in {MANIFEST}: expected one of {', '.join(LANGUAGES)}"
     if problem is None and channel_mode not in CHANNEL_MODES:
-        problem = f"unknown channel_mode {channel_mode!r} in {MANIFEST}: expected one of {', '.join(CHANNEL_MODES)}"
+        problem = (
+            f"unknown channel_mode {channel_mode!r} in {MANIFEST}: expected one of {', '.join(CHANNEL_MODES)}"
+        )
     return WorkItem(f"{part_name}/{rel}", language, channel_mode, _metadata(row), problem, entry.stamp)
 
 
@@ -165,7 +202,9 @@ def read_manifest(path: Path) -> dict[str, dict]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise PartitionError(f"{path}: needs a 'path' column (and optionally language, channel_mode, ...)")
+                raise PartitionError(
+                    f"{path}: needs a 'path' column (and optionally language, channel_mode, ...)"
+                )
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PartitionError(f"{path}: unreadable manifest ({exc})") from exc
@@ -187,8 +226,9 @@ def _metadata(row: dict) -> dict[str, str]:
 # -- an s3:// partition ----------------------------------------------------------------------------------------------
 
 
-def list_remote_work(part: ObjectPath, date: str, default_language: str,
-                     default_channel_mode: str) -> list[WorkItem]:
+def list_remote_work(
+    part: ObjectPath, date: str, default_language: str, default_channel_mode: str
+) -> list[WorkItem]:
     """partition.list_work for ``s3://.../date=D``: the same work items (partition.work_items), from one listing of
     its keys."""
     objects = {rel: stamp(size, mtime_ns) for rel, size, mtime_ns in part.list_files()}
@@ -198,7 +238,9 @@ def list_remote_work(part: ObjectPath, date: str, default_language: str,
     manifest = _read_remote_manifest(part / MANIFEST) if MANIFEST in objects else {}
     files = {}
     for rel in sorted(objects):
-        if rel == MANIFEST or any(p.startswith(NOT_DATA_PREFIXES) for p in rel.split("/") if p not in ("", ".", "..")):
+        if rel == MANIFEST or any(
+            p.startswith(NOT_DATA_PREFIXES) for p in rel.split("/") if p not in ("", ".", "..")
+        ):
             continue  # hidden files and markers are not data, as in a local partition
         files[rel] = FileEntry(_key_problem(rel), objects[rel])
     return work_items(part.name, files, manifest, default_language, default_channel_mode)

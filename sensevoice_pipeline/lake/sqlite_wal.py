@@ -37,15 +37,21 @@ def _use_wal(path: Path) -> None:
     The switch runs in a child process: DuckDB carries its own copy of SQLite, and a second copy in this process
     (Python's sqlite3) closing the file would drop the POSIX locks DuckDB's connections hold on it (SQLite's
     "multiple copies" hazard: the last-closer then truncates the shared memory others still map)."""
-    out = subprocess.run([sys.executable, "-c", _WAL_SCRIPT, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _WAL_SCRIPT, str(path)], capture_output=True, text=True, timeout=120
+    )
     mode = out.stdout.strip()
     if out.returncode != 0 or mode != "wal":
         reason = " ".join((out.stderr or mode).split())[-300:]
-        raise WalError(f"cannot put the lake catalog {path} in WAL mode ({reason}): readers would make commits "
-                           "fail; is it on a network file system?")
+        raise WalError(
+            f"cannot put the lake catalog {path} in WAL mode ({reason}): readers would make commits "
+            "fail; is it on a network file system?"
+        )
 
 
 # waits up to a minute for readers of a catalog still in rollback mode (the switch needs the file to itself)
-_WAL_SCRIPT = ("import contextlib, sqlite3, sys\n"
-               "with contextlib.closing(sqlite3.connect(sys.argv[1], timeout=60)) as db:\n"
-               "    print(db.execute('PRAGMA journal_mode=WAL').fetchone()[0])\n")
+_WAL_SCRIPT = (
+    "import contextlib, sqlite3, sys\n"
+    "with contextlib.closing(sqlite3.connect(sys.argv[1], timeout=60)) as db:\n"
+    "    print(db.execute('PRAGMA journal_mode=WAL').fetchone()[0])\n"
+)

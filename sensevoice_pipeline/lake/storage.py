@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-
 log = logging.getLogger(__name__)
 
 SCHEME = "s3://"
@@ -53,13 +52,15 @@ class StorageError(ValueError):
 @dataclass(frozen=True)
 class S3Options:
     endpoint_url: str | None = None  # http://minio:9000; None: AWS S3 itself
-    access_key: str | None = None  # None (with secret_key): the AWS SDK's own chain (~/.aws, instance role, ...)
+    access_key: str | None = (
+        None  # None (with secret_key): the AWS SDK's own chain (~/.aws, instance role, ...)
+    )
     secret_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     region: str | None = None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "S3Options":
+    def from_env(cls, env: dict[str, str] | None = None) -> S3Options:
         env = os.environ if env is None else env
         return cls(
             endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
@@ -70,8 +71,14 @@ class S3Options:
         )
 
     @classmethod
-    def from_connection(cls, login: str | None, password: str | None, extra: dict | None, host: str | None = None,
-                        base: "S3Options | None" = None) -> "S3Options":
+    def from_connection(
+        cls,
+        login: str | None,
+        password: str | None,
+        extra: dict | None,
+        host: str | None = None,
+        base: S3Options | None = None,
+    ) -> S3Options:
         """An Airflow Connection of type ``aws``: login = access key id, password = secret access key, extra
         ``endpoint_url`` (as the Amazon provider spells it; also ``service_config.s3.endpoint_url``, or the
         connection's host), ``region_name`` and ``aws_session_token``. Fields it leaves empty keep ``base``'s value
@@ -108,13 +115,16 @@ class S3Options:
 @functools.lru_cache(maxsize=16)
 def _filesystem(options: S3Options) -> pafs.S3FileSystem:
     if bool(options.access_key) != bool(options.secret_key):
-        raise StorageError("S3 credentials need both an access key id and a secret access key "
-                           "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the aws connection's login / password)")
+        raise StorageError(
+            "S3 credentials need both an access key id and a secret access key "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the aws connection's login / password)"
+        )
     host, scheme = options.endpoint()
     kwargs = {}
     if options.access_key:
-        kwargs.update(access_key=options.access_key, secret_key=options.secret_key,
-                      session_token=options.session_token)
+        kwargs.update(
+            access_key=options.access_key, secret_key=options.secret_key, session_token=options.session_token
+        )
     return pafs.S3FileSystem(
         region=options.region or DEFAULT_REGION,
         endpoint_override=host,
@@ -142,10 +152,10 @@ class ObjectPath:
     options: S3Options = field(default_factory=S3Options, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, uri: str, options: S3Options | None = None) -> "ObjectPath":
+    def parse(cls, uri: str, options: S3Options | None = None) -> ObjectPath:
         if not uri.startswith(SCHEME):
             raise StorageError(f"not an s3:// URI: {uri!r}")
-        bucket, _, key = uri[len(SCHEME):].partition("/")
+        bucket, _, key = uri[len(SCHEME) :].partition("/")
         if not bucket:
             raise StorageError(f"no bucket in {uri!r}: expected s3://bucket/prefix")
         root = cls(bucket, "", S3Options.from_env() if options is None else options)
@@ -154,7 +164,7 @@ class ObjectPath:
     def __str__(self) -> str:
         return f"{SCHEME}{self.bucket}/{self.key}" if self.key else f"{SCHEME}{self.bucket}"
 
-    def __truediv__(self, other: str | os.PathLike) -> "ObjectPath":
+    def __truediv__(self, other: str | os.PathLike) -> ObjectPath:
         text = os.fspath(other) if not isinstance(other, str) else other
         parts = [p for p in text.strip("/").split("/")]
         if not text.strip("/") or any(p in ("", ".", "..") for p in parts):
@@ -166,11 +176,11 @@ class ObjectPath:
         return self.key.rsplit("/", 1)[-1]
 
     @property
-    def parent(self) -> "ObjectPath":
+    def parent(self) -> ObjectPath:
         return replace(self, key=self.key.rpartition("/")[0])
 
     @property
-    def parents(self) -> tuple["ObjectPath", ...]:
+    def parents(self) -> tuple[ObjectPath, ...]:
         out, path = [], self
         while path.key:
             path = path.parent
@@ -186,13 +196,13 @@ class ObjectPath:
     def filesystem(self) -> pafs.S3FileSystem:
         return self.options.filesystem()
 
-    def with_options(self, options: S3Options) -> "ObjectPath":
+    def with_options(self, options: S3Options) -> ObjectPath:
         return replace(self, options=options)
 
     def as_posix(self) -> str:
         return str(self)
 
-    def resolve(self) -> "ObjectPath":
+    def resolve(self) -> ObjectPath:
         return self
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
@@ -203,13 +213,16 @@ class ObjectPath:
         empty parents (daily._remove_empty_parents) stops at once."""
         raise OSError(errno.ENOTEMPTY, "object stores have no directories to remove", str(self))
 
-    def glob(self, pattern: str) -> list["ObjectPath"]:
+    def glob(self, pattern: str) -> list[ObjectPath]:
         """Objects below this prefix whose key relative to it matches ``pattern`` segment by segment (``*`` stays
         within a segment, as with pathlib), sorted. Directory markers are not objects here."""
         want = pattern.split("/")
-        hits = [rel for rel, *_ in self.list_files()
-                if len(rel.split("/")) == len(want)
-                and all(fnmatch.fnmatchcase(p, w) for p, w in zip(rel.split("/"), want))]
+        hits = [
+            rel
+            for rel, *_ in self.list_files()
+            if len(rel.split("/")) == len(want)
+            and all(fnmatch.fnmatchcase(p, w) for p, w in zip(rel.split("/"), want))
+        ]
         return [self._child(rel) for rel in sorted(hits)]
 
     def list_files(self) -> list[tuple[str, int, int]]:
@@ -218,10 +231,13 @@ class ObjectPath:
         with storage_errors(self, "listing"):
             infos = self.filesystem.get_file_info(selector)
         base = self.fs_path + "/"
-        return [(i.path[len(base):], i.size, i.mtime_ns or 0) for i in infos
-                if i.type == pafs.FileType.File and i.path.startswith(base)]
+        return [
+            (i.path[len(base) :], i.size, i.mtime_ns or 0)
+            for i in infos
+            if i.type == pafs.FileType.File and i.path.startswith(base)
+        ]
 
-    def _child(self, rel: str) -> "ObjectPath":
+    def _child(self, rel: str) -> ObjectPath:
         """``self / rel`` without the segment checks: for keys the store itself listed."""
         return replace(self, key=f"{self.key}/{rel}" if self.key else rel)
 
@@ -279,8 +295,12 @@ def _storage_error(exc: OSError, path: ObjectPath, action: str) -> StorageError:
         return StorageError(f"bucket {path.bucket!r} does not exist at {where} ({action} {path})")
     if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text:
         return StorageError(f"cannot reach the object store at {where} ({action} {path}): {_reason(text)}")
-    if any(s in text for s in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
-        return StorageError(f"access denied by {where} ({action} {path}); check the credentials: {_reason(text)}")
+    if any(
+        s in text for s in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+    ):
+        return StorageError(
+            f"access denied by {where} ({action} {path}); check the credentials: {_reason(text)}"
+        )
     return StorageError(f"{action} {path} at {where} failed: {text}")
 
 

@@ -173,8 +173,13 @@ MODEL_RELEASES = pa.schema(
     ]
 )
 
-ROLLUP_SCHEMAS = {"emotion_daily": EMOTION_DAILY, "event_daily": EVENT_DAILY, "model_usage_daily": MODEL_USAGE_DAILY,
-                  "angry_calls": ANGRY_CALLS, "emotion_confidence_daily": EMOTION_CONFIDENCE_DAILY}
+ROLLUP_SCHEMAS = {
+    "emotion_daily": EMOTION_DAILY,
+    "event_daily": EVENT_DAILY,
+    "model_usage_daily": MODEL_USAGE_DAILY,
+    "angry_calls": ANGRY_CALLS,
+    "emotion_confidence_daily": EMOTION_CONFIDENCE_DAILY,
+}
 SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, **ROLLUP_SCHEMAS, "runs": RUNS}
 DAILY_TABLES = tuple(SCHEMAS)  # what one daily run publishes for its date, in one commit
 # Tables written by other jobs than the daily one, in the same catalog.
@@ -239,15 +244,20 @@ ROLLUP_SQL = {
 
 # floor to tenths in DOUBLE (8.0 / 10 is exactly the literal 0.8, so `bucket >= 0.8` compares exactly), below the
 # second bucket the first, 1.0 in the last
-CONFIDENCE_BUCKET_SQL = (f"CASE WHEN emotion_confidence IS NULL THEN NULL "
-                         f"WHEN emotion_confidence < {CONFIDENCE_BUCKETS[1]} THEN 0.0 "
-                         f"ELSE least(floor(emotion_confidence::DOUBLE * 10) / 10, {CONFIDENCE_BUCKETS[-1]}) END")
+CONFIDENCE_BUCKET_SQL = (
+    f"CASE WHEN emotion_confidence IS NULL THEN NULL "
+    f"WHEN emotion_confidence < {CONFIDENCE_BUCKETS[1]} THEN 0.0 "
+    f"ELSE least(floor(emotion_confidence::DOUBLE * 10) / 10, {CONFIDENCE_BUCKETS[-1]}) END"
+)
 
 
 def rollup_sql(name: str, every_date: bool = False) -> str:
-    return (ROLLUP_SQL[name].format(date="date, " if every_date else "", by_date="PARTITION BY date " if every_date else "")
-            .replace("ANGRY_CALLS_PER_DAY", str(ANGRY_CALLS_PER_DAY))
-            .replace("CONFIDENCE_BUCKET", CONFIDENCE_BUCKET_SQL))
+    return (
+        ROLLUP_SQL[name]
+        .format(date="date, " if every_date else "", by_date="PARTITION BY date " if every_date else "")
+        .replace("ANGRY_CALLS_PER_DAY", str(ANGRY_CALLS_PER_DAY))
+        .replace("CONFIDENCE_BUCKET", CONFIDENCE_BUCKET_SQL)
+    )
 
 
 def rollups(utterances: pa.Table) -> dict[str, pa.Table]:

@@ -16,10 +16,16 @@ def get_provider_info() -> dict:
             }
         ],
         "sensors": [
-            {"integration-name": "SenseVoice pipeline", "python-modules": ["sensevoice_pipeline.provider.sensors"]}
+            {
+                "integration-name": "SenseVoice pipeline",
+                "python-modules": ["sensevoice_pipeline.provider.sensors"],
+            }
         ],
         "triggers": [
-            {"integration-name": "SenseVoice pipeline", "python-modules": ["sensevoice_pipeline.provider.triggers"]}
+            {
+                "integration-name": "SenseVoice pipeline",
+                "python-modules": ["sensevoice_pipeline.provider.triggers"],
+            }
         ],
         "versions": ["0.1.0"],
     }

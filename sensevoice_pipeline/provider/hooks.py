@@ -70,7 +70,9 @@ def with_aws_connection(settings, conn_id: str = DEFAULT_AWS_CONN_ID):
         AIRFLOW_CONN_AWS_DEFAULT='{"conn_type": "aws", "login": "KEY_ID", "password": "SECRET",
                                    "extra": {"endpoint_url": "http://minio:9000"}}'
     """
-    remote = {key: getattr(settings, key) for key in ("raw_root", "lake_root") if is_remote(getattr(settings, key))}
+    remote = {
+        key: getattr(settings, key) for key in ("raw_root", "lake_root") if is_remote(getattr(settings, key))
+    }
     if not remote:
         return settings
     try:
@@ -87,7 +89,9 @@ def airflow_settings(**overrides) -> Settings:
     """Settings for an Airflow task or the plugin page: the environment, then ``overrides`` (a DAG's Params; None and
     "" keep the environment's value), then what the Connections they name say: the Triton address from
     ``triton_conn_id`` and S3 credentials for ``s3://`` roots from ``aws_conn_id``."""
-    check_run_params(Settings.from_env(), overrides)  # a Param may not reach beyond what the deployment allows
+    check_run_params(
+        Settings.from_env(), overrides
+    )  # a Param may not reach beyond what the deployment allows
     settings = Settings.from_env(**overrides)
     settings = replace(settings, triton_url=SenseVoiceTritonHook(settings.triton_conn_id).get_url())
     return with_aws_connection(settings, settings.aws_conn_id)

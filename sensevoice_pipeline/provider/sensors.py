@@ -66,14 +66,28 @@ class PartitionArrivalSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default); False: poke from the worker like any sensor.
     """
 
-    template_fields: Sequence[str] = ("raw_root", "date", "ready_marker", "wait_timeout_minutes",
-                                      "poke_interval_seconds", "aws_conn_id")
+    template_fields: Sequence[str] = (
+        "raw_root",
+        "date",
+        "ready_marker",
+        "wait_timeout_minutes",
+        "poke_interval_seconds",
+        "aws_conn_id",
+    )
     ui_color = "#d9f0e3"
 
-    def __init__(self, *, raw_root: str = "", date: str = "", ready_marker: str = "",
-                 wait_timeout_minutes: float | str = arrival.DEFAULT_TIMEOUT_S / 60,
-                 poke_interval_seconds: float | str = arrival.DEFAULT_POKE_INTERVAL_S,
-                 aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, deferrable: bool = True, **kwargs):
+    def __init__(
+        self,
+        *,
+        raw_root: str = "",
+        date: str = "",
+        ready_marker: str = "",
+        wait_timeout_minutes: float | str = arrival.DEFAULT_TIMEOUT_S / 60,
+        poke_interval_seconds: float | str = arrival.DEFAULT_POKE_INTERVAL_S,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        deferrable: bool = True,
+        **kwargs,
+    ):
         # BaseSensorOperator wants numbers now; templated values are only known when the task runs (execute).
         kwargs.setdefault("timeout", _static(wait_timeout_minutes, arrival.DEFAULT_TIMEOUT_S / 60) * 60)
         kwargs.setdefault("poke_interval", _static(poke_interval_seconds, arrival.DEFAULT_POKE_INTERVAL_S))
@@ -131,13 +145,23 @@ class PartitionArrivalSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)  # BaseSensorOperator's loop over poke()
         now = time.time()
-        self.log.info("%s: %s; deferring (check every %g s, for up to %s)", first.partition, first.detail,
-                      self.poke_interval, arrival.describe_wait(self.timeout))
+        self.log.info(
+            "%s: %s; deferring (check every %g s, for up to %s)",
+            first.partition,
+            first.detail,
+            self.poke_interval,
+            arrival.describe_wait(self.timeout),
+        )
         self.defer(
             trigger=PartitionArrivalTrigger(
-                raw_root=self._root, date=self._date, ready_marker=self._marker, poke_interval=self.poke_interval,
-                deadline=now + self.timeout, timeout_s=self.timeout,
-                aws_conn_id=self.aws_conn_id if is_remote(self._root) else None, started_at=now,
+                raw_root=self._root,
+                date=self._date,
+                ready_marker=self._marker,
+                poke_interval=self.poke_interval,
+                deadline=now + self.timeout,
+                timeout_s=self.timeout,
+                aws_conn_id=self.aws_conn_id if is_remote(self._root) else None,
+                started_at=now,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout + self.poke_interval + TRIGGER_GRACE_S),
@@ -152,8 +176,13 @@ class PartitionArrivalSensor(BaseSensorOperator):
         event = event or {}
         status = event.get("status")
         if status == "ready":
-            self.log.info("%s: %s (waited %.1f s, %s checks)", event.get("partition"), event.get("detail"),
-                          event.get("waited_s", 0.0), event.get("checks"))
+            self.log.info(
+                "%s: %s (waited %.1f s, %s checks)",
+                event.get("partition"),
+                event.get("detail"),
+                event.get("waited_s", 0.0),
+                event.get("checks"),
+            )
             return event
         if status == "timeout":
             raise AirflowSensorTimeout(event.get("message") or "the raw partition was not ready in time")

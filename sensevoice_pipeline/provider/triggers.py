@@ -32,9 +32,17 @@ class PartitionArrivalTrigger(BaseTrigger):
     The blocking check runs in a worker thread (``asyncio.to_thread``) so that the triggerer's event loop never
     waits on a disk or an object store."""
 
-    def __init__(self, raw_root: str, date: str, ready_marker: str = "", poke_interval: float = 300.0,
-                 deadline: float | None = None, timeout_s: float = arrival.DEFAULT_TIMEOUT_S,
-                 aws_conn_id: str | None = None, started_at: float | None = None):
+    def __init__(
+        self,
+        raw_root: str,
+        date: str,
+        ready_marker: str = "",
+        poke_interval: float = 300.0,
+        deadline: float | None = None,
+        timeout_s: float = arrival.DEFAULT_TIMEOUT_S,
+        aws_conn_id: str | None = None,
+        started_at: float | None = None,
+    ):
         super().__init__()
         self.raw_root = str(raw_root)
         self.date = str(date)
@@ -46,16 +54,19 @@ class PartitionArrivalTrigger(BaseTrigger):
         self.aws_conn_id = aws_conn_id or None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}", {
-            "raw_root": self.raw_root,
-            "date": self.date,
-            "ready_marker": self.ready_marker,
-            "poke_interval": self.poke_interval,
-            "deadline": self.deadline,
-            "timeout_s": self.timeout_s,
-            "aws_conn_id": self.aws_conn_id,
-            "started_at": self.started_at,
-        })
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "raw_root": self.raw_root,
+                "date": self.date,
+                "ready_marker": self.ready_marker,
+                "poke_interval": self.poke_interval,
+                "deadline": self.deadline,
+                "timeout_s": self.timeout_s,
+                "aws_conn_id": self.aws_conn_id,
+                "started_at": self.started_at,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         checks = 0
@@ -66,22 +77,39 @@ class PartitionArrivalTrigger(BaseTrigger):
                 checks += 1
                 waited = round(time.time() - self.started_at, 3)
                 if state.ready:
-                    self.log.info("%s: %s (after %.1f s, %d check(s))", state.partition, state.detail, waited, checks)
-                    yield TriggerEvent({"status": "ready", **state.to_dict(), "waited_s": waited, "checks": checks})
+                    self.log.info(
+                        "%s: %s (after %.1f s, %d check(s))", state.partition, state.detail, waited, checks
+                    )
+                    yield TriggerEvent(
+                        {"status": "ready", **state.to_dict(), "waited_s": waited, "checks": checks}
+                    )
                     return
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
                     message = arrival.timeout_message(state, self.date, self.timeout_s, self.ready_marker)
-                    yield TriggerEvent({"status": "timeout", "message": message, "partition": state.partition,
-                                        "waited_s": waited, "checks": checks})
+                    yield TriggerEvent(
+                        {
+                            "status": "timeout",
+                            "message": message,
+                            "partition": state.partition,
+                            "waited_s": waited,
+                            "checks": checks,
+                        }
+                    )
                     return
                 pause = min(self.poke_interval, remaining)
-                self.log.info("%s: %s; next check in %.0f s (deadline %s)", state.partition, state.detail, pause,
-                              dt.datetime.fromtimestamp(self.deadline, dt.timezone.utc).isoformat(timespec="seconds"))
+                self.log.info(
+                    "%s: %s; next check in %.0f s (deadline %s)",
+                    state.partition,
+                    state.detail,
+                    pause,
+                    dt.datetime.fromtimestamp(self.deadline, dt.UTC).isoformat(timespec="seconds"),
+                )
                 await asyncio.sleep(pause)
         except (StorageError, ValueError, OSError) as exc:  # ConfigurationError is a ValueError
-            yield TriggerEvent({"status": "error", "kind": type(exc).__name__, "message": str(exc),
-                                "checks": checks})
+            yield TriggerEvent(
+                {"status": "error", "kind": type(exc).__name__, "message": str(exc), "checks": checks}
+            )
 
     async def _root(self):
         root = as_root(self.raw_root)

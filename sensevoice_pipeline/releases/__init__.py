@@ -23,36 +23,93 @@ from sensevoice_pipeline.releases.canary import CanaryThresholds, CaseAnswer, ju
 from sensevoice_pipeline.releases.control import STAGED_MODEL, TritonControl
 from sensevoice_pipeline.releases.errors import ReleaseError, ReleaseFailed, ReleaseRefused
 from sensevoice_pipeline.releases.golden import DEFAULT_GOLDEN_DIR, GoldenCase, load_golden_set
-from sensevoice_pipeline.releases.listing import (VersionRow, format_parity, format_show, format_versions,
-                                                  list_versions, show_version, source_checksum)
+from sensevoice_pipeline.releases.listing import (
+    VersionRow,
+    format_parity,
+    format_show,
+    format_versions,
+    list_versions,
+    show_version,
+    source_checksum,
+)
 from sensevoice_pipeline.releases.operations import format_unstaged, promote, retire, rollback, stage, unstage
-from sensevoice_pipeline.releases.policy import (config_files, parse_config, policy_versions, replace_version_policy,
-                                                 restore_configs, set_version_policy)
-from sensevoice_pipeline.releases.release import (RELEASE_STEPS, abandon_release, check_outcome, conclude_release,
-                                                  describe_error, export_version, failed_decision, release)
+from sensevoice_pipeline.releases.policy import (
+    config_files,
+    parse_config,
+    policy_versions,
+    replace_version_policy,
+    restore_configs,
+    set_version_policy,
+)
+from sensevoice_pipeline.releases.release import (
+    RELEASE_STEPS,
+    abandon_release,
+    check_outcome,
+    conclude_release,
+    describe_error,
+    export_version,
+    failed_decision,
+    release,
+)
 from sensevoice_pipeline.releases.remote import publish_version, set_mirror, triton_repository_uri
 from sensevoice_pipeline.releases.report import check_report_root, write_release_report
 from sensevoice_pipeline.releases.state import ServingState, locked, read_state, write_state
 
 __all__ = [
     # errors
-    "ReleaseError", "ReleaseRefused", "ReleaseFailed",
+    "ReleaseError",
+    "ReleaseRefused",
+    "ReleaseFailed",
     # the repository's record and its configs
-    "ServingState", "read_state", "write_state", "locked",
-    "config_files", "parse_config", "policy_versions", "replace_version_policy", "set_version_policy",
+    "ServingState",
+    "read_state",
+    "write_state",
+    "locked",
+    "config_files",
+    "parse_config",
+    "policy_versions",
+    "replace_version_policy",
+    "set_version_policy",
     "restore_configs",
     # the server
-    "STAGED_MODEL", "TritonControl",
+    "STAGED_MODEL",
+    "TritonControl",
     # list / show
-    "VersionRow", "list_versions", "show_version", "format_versions", "format_show", "format_parity",
+    "VersionRow",
+    "list_versions",
+    "show_version",
+    "format_versions",
+    "format_show",
+    "format_parity",
     "source_checksum",
     # moving versions
-    "stage", "unstage", "format_unstaged", "promote", "rollback", "retire",
+    "stage",
+    "unstage",
+    "format_unstaged",
+    "promote",
+    "rollback",
+    "retire",
     # an s3:// mirror
-    "set_mirror", "publish_version", "triton_repository_uri",
+    "set_mirror",
+    "publish_version",
+    "triton_repository_uri",
     # the canary
-    "DEFAULT_GOLDEN_DIR", "GoldenCase", "load_golden_set", "CanaryThresholds", "run_canary", "CaseAnswer", "judge",
+    "DEFAULT_GOLDEN_DIR",
+    "GoldenCase",
+    "load_golden_set",
+    "CanaryThresholds",
+    "run_canary",
+    "CaseAnswer",
+    "judge",
     # a whole release
-    "RELEASE_STEPS", "export_version", "conclude_release", "abandon_release", "failed_decision", "describe_error",
-    "check_report_root", "write_release_report", "check_outcome", "release",
+    "RELEASE_STEPS",
+    "export_version",
+    "conclude_release",
+    "abandon_release",
+    "failed_decision",
+    "describe_error",
+    "check_report_root",
+    "write_release_report",
+    "check_outcome",
+    "release",
 ]

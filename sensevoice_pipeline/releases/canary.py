@@ -65,10 +65,16 @@ class CaseView:
     event: tuple[str | None, ...]
 
 
-def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Path | None = None,
-               thresholds: CanaryThresholds | dict | None = None, serving_version: int | None = None,
-               repository: str | Path | None = None, max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
-               merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S) -> dict:
+def run_canary(
+    url: str,
+    staged_version: int | None = None,
+    golden_dir: str | Path | None = None,
+    thresholds: CanaryThresholds | dict | None = None,
+    serving_version: int | None = None,
+    repository: str | Path | None = None,
+    max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
+    merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
+) -> dict:
     """Send every golden case through the serving version (pinned) and the staged one, the daily job's way (VAD
     segments of at most ``max_segment_s``, joined up to ``merge_segment_s``, one request at a time), taking turns; compare texts (tags removed),
     emotions and median latency per recording. Without a serving version the
@@ -86,27 +92,47 @@ def run_canary(url: str, staged_version: int | None = None, golden_dir: str | Pa
     t0 = time.perf_counter()
     # On a fleet (comma-separated url) the candidate is staged on the first server only (operations.stage): both
     # sides are asked there, so the latency ratio compares one machine with itself.
-    answers = asyncio.run(_answer_cases(canary_url(url), cases, staged_version, serving_version, max_segment_s,
-                                       merge_segment_s))
+    answers = asyncio.run(
+        _answer_cases(canary_url(url), cases, staged_version, serving_version, max_segment_s, merge_segment_s)
+    )
     result = judge(cases, answers, thresholds or CanaryThresholds(), staged_version, serving_version)
-    result.update(golden_dir=str(golden_root(golden_dir)), max_segment_s=max_segment_s, merge_segment_s=merge_segment_s,
-                  seconds=round(time.perf_counter() - t0, 2))
-    log.info("canary of version %s against %s: %s", staged_version, serving_version or "expected texts",
-             "passed" if result["passed"] else "; ".join(result["reasons"]))
+    result.update(
+        golden_dir=str(golden_root(golden_dir)),
+        max_segment_s=max_segment_s,
+        merge_segment_s=merge_segment_s,
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    log.info(
+        "canary of version %s against %s: %s",
+        staged_version,
+        serving_version or "expected texts",
+        "passed" if result["passed"] else "; ".join(result["reasons"]),
+    )
     return result
 
 
 # -- asking both sides -----------------------------------------------------------------------------------------------
 
 
-async def _answer_cases(url: str, cases: list[GoldenCase], staged_version: int, serving_version: int | None,
-                        max_segment_s: float, merge_segment_s: float) -> dict[str, list[CaseAnswer]]:
-    clients = {"staged": SenseVoiceClient(url, model=STAGED_MODEL, version=staged_version, max_concurrency=1,
-                                          retries=2)}
+async def _answer_cases(
+    url: str,
+    cases: list[GoldenCase],
+    staged_version: int,
+    serving_version: int | None,
+    max_segment_s: float,
+    merge_segment_s: float,
+) -> dict[str, list[CaseAnswer]]:
+    clients = {
+        "staged": SenseVoiceClient(
+            url, model=STAGED_MODEL, version=staged_version, max_concurrency=1, retries=2
+        )
+    }
     if serving_version is not None:
         clients["serving"] = SenseVoiceClient(url, version=serving_version, max_concurrency=1, retries=2)
-    transcribers = {side: RecordingTranscriber(client, max_segment_s, merge_segment_s=merge_segment_s)
-                    for side, client in clients.items()}
+    transcribers = {
+        side: RecordingTranscriber(client, max_segment_s, merge_segment_s=merge_segment_s)
+        for side, client in clients.items()
+    }
     try:
         async with contextlib.AsyncExitStack() as stack:
             for client in clients.values():
@@ -117,8 +143,9 @@ async def _answer_cases(url: str, cases: list[GoldenCase], staged_version: int, 
         raise ReleaseError(f"canary: {exc}") from exc
 
 
-async def _answer_in_turns(cases: list[GoldenCase],
-                           transcribers: dict[str, RecordingTranscriber]) -> dict[str, list[CaseAnswer]]:
+async def _answer_in_turns(
+    cases: list[GoldenCase], transcribers: dict[str, RecordingTranscriber]
+) -> dict[str, list[CaseAnswer]]:
     recordings = [await _decode(transcribers["staged"], case) for case in cases]
     for side in transcribers:  # not timed: a model's first request pays for its lazy start-up
         await _answer(transcribers[side], cases[0], recordings[0])
@@ -141,8 +168,9 @@ async def _decode(transcriber: RecordingTranscriber, case: GoldenCase) -> tuple[
         raise ReleaseError(f"canary: golden clip {case.clip}: {exc}") from exc
 
 
-async def _answer(transcriber: RecordingTranscriber, case: GoldenCase,
-                  recording: tuple[AudioInfo, list[np.ndarray]]) -> CaseAnswer:
+async def _answer(
+    transcriber: RecordingTranscriber, case: GoldenCase, recording: tuple[AudioInfo, list[np.ndarray]]
+) -> CaseAnswer:
     """One recording through one side, timed: VAD segmentation and the segments' requests."""
     t = time.perf_counter()
     try:
@@ -166,15 +194,22 @@ def case_view(raw_texts: tuple[str, ...]) -> CaseView:
     )
 
 
-def judge(cases: list[GoldenCase], answers: dict[str, list[CaseAnswer]], thresholds: CanaryThresholds,
-          staged_version: int, serving_version: int | None) -> dict:
+def judge(
+    cases: list[GoldenCase],
+    answers: dict[str, list[CaseAnswer]],
+    thresholds: CanaryThresholds,
+    staged_version: int,
+    serving_version: int | None,
+) -> dict:
     """The canary's result: agreements of the staged answers with the baseline (the serving answers, else the
     expected texts), latencies, the reasons to refuse (none: ``passed``) and the first disagreements."""
     staged = answers["staged"]
     baseline_name, baseline = _baseline(cases, answers, serving_version)
     pairs = [(case_view(b), case_view(s.raw_texts)) for b, s in zip(baseline, staged)]
-    agreement = {key: sum(getattr(b, key) == getattr(s, key) for b, s in pairs) / len(cases)
-                 for key in ("text", "emotion", "language", "event")}
+    agreement = {
+        key: sum(getattr(b, key) == getattr(s, key) for b, s in pairs) / len(cases)
+        for key in ("text", "emotion", "language", "event")
+    }
     staged_ms = _median_ms(staged)
     serving_ms = _median_ms(answers["serving"]) if "serving" in answers else None
     ratio = staged_ms / serving_ms if serving_ms else None
@@ -201,19 +236,24 @@ def judge(cases: list[GoldenCase], answers: dict[str, list[CaseAnswer]], thresho
     }
 
 
-def _baseline(cases: list[GoldenCase], answers: dict[str, list[CaseAnswer]],
-              serving_version: int | None) -> tuple[str, list[tuple[str, ...]]]:
+def _baseline(
+    cases: list[GoldenCase], answers: dict[str, list[CaseAnswer]], serving_version: int | None
+) -> tuple[str, list[tuple[str, ...]]]:
     if "serving" in answers:
         return f"serving version {serving_version}", [a.raw_texts for a in answers["serving"]]
     if any(c.expected is None for c in cases):
-        raise ReleaseError("nothing serves and the golden set has no expected texts: no baseline for the canary")
+        raise ReleaseError(
+            "nothing serves and the golden set has no expected texts: no baseline for the canary"
+        )
     return "expected texts of the golden set", [c.expected for c in cases]
 
 
 def _reasons(agreement: dict[str, float], ratio: float | None, thresholds: CanaryThresholds) -> list[str]:
     reasons = []
     if agreement["text"] < thresholds.min_transcript_agreement:
-        reasons.append(f"transcript agreement {agreement['text']:.3f} < {thresholds.min_transcript_agreement}")
+        reasons.append(
+            f"transcript agreement {agreement['text']:.3f} < {thresholds.min_transcript_agreement}"
+        )
     if agreement["emotion"] < thresholds.min_emotion_agreement:
         reasons.append(f"emotion agreement {agreement['emotion']:.3f} < {thresholds.min_emotion_agreement}")
     if ratio is not None and ratio > thresholds.max_latency_ratio:
@@ -228,11 +268,21 @@ def _expected_match(cases: list[GoldenCase], answered: list[tuple[str, ...]]) ->
     return round(sum(a == c.expected for a, c in zip(answered, cases)) / len(cases), 4)
 
 
-def _disagreements(cases: list[GoldenCase], baseline: list[tuple[str, ...]], staged: list[CaseAnswer],
-                   pairs: list[tuple[CaseView, CaseView]]) -> list[dict]:
+def _disagreements(
+    cases: list[GoldenCase],
+    baseline: list[tuple[str, ...]],
+    staged: list[CaseAnswer],
+    pairs: list[tuple[CaseView, CaseView]],
+) -> list[dict]:
     return [
-        {"clip": c.clip.name, "language": c.language, "use_itn": c.use_itn, "segments": len(s.raw_texts),
-         "baseline": " ".join(b), "staged": " ".join(s.raw_texts)}
+        {
+            "clip": c.clip.name,
+            "language": c.language,
+            "use_itn": c.use_itn,
+            "segments": len(s.raw_texts),
+            "baseline": " ".join(b),
+            "staged": " ".join(s.raw_texts),
+        }
         for c, b, s, (bv, sv) in zip(cases, baseline, staged, pairs)
         if bv.text != sv.text or bv.emotion != sv.emotion
     ]

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.releases.errors import ReleaseError
-from sensevoice_pipeline.serving.admin import (KEY_ENV, KEY_FILE_ENV, configured_admin_key, grpc_admin_headers,
-                                               is_refused_for_key)
+from sensevoice_pipeline.serving.admin import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    configured_admin_key,
+    grpc_admin_headers,
+    is_refused_for_key,
+)
 from sensevoice_pipeline.serving.client import grpc_channel_args
 
 # The staged candidate is loaded under its own model name, never as a version of `sensevoice`: as the highest
@@ -61,8 +66,10 @@ class TritonControl:
         except InferenceServerException as exc:
             if is_refused_for_key(_message(exc)):
                 which = "no admin key was given" if self._admin_key is None else "the admin key was refused"
-                raise ReleaseError(f"Triton at {self.url} refused to {what}: {which}; set {KEY_ENV} (or "
-                                   f"{KEY_FILE_ENV}) to the key the server was started with") from exc
+                raise ReleaseError(
+                    f"Triton at {self.url} refused to {what}: {which}; set {KEY_ENV} (or "
+                    f"{KEY_FILE_ENV}) to the key the server was started with"
+                ) from exc
             raise
 
     def check_live(self) -> None:
@@ -83,11 +90,15 @@ class TritonControl:
     def live_versions(self, model: str) -> set[int]:
         """Versions of ``model`` that are loaded, loading, or unloading (still finishing requests they took)."""
         index = self._index()
-        return {int(m.version) for m in index.models if m.name == model and m.state in LIVE_STATES and m.version}
+        return {
+            int(m.version) for m in index.models if m.name == model and m.state in LIVE_STATES and m.version
+        }
 
     def _index(self):
         try:
-            return self._restricted("list its models", self.client.get_model_repository_index, client_timeout=10)
+            return self._restricted(
+                "list its models", self.client.get_model_repository_index, client_timeout=10
+            )
         except InferenceServerException as exc:
             raise ReleaseError(f"Triton at {self.url} could not list its models: {_message(exc)}") from exc
 
@@ -95,10 +106,12 @@ class TritonControl:
         """Until no version of ``model`` outside ``keep`` is live on this server: a version the last load removed
         stays UNLOADING while it finishes the requests it holds, and those still call their encoder version."""
         deadline = time.monotonic() + timeout_s
-        while (left := self.live_versions(model) - set(keep)):
+        while left := self.live_versions(model) - set(keep):
             if time.monotonic() > deadline:
-                raise ReleaseError(f"Triton at {self.url} still runs {model} versions {sorted(left)} after "
-                                   f"{timeout_s:.0f} s; see the server log")
+                raise ReleaseError(
+                    f"Triton at {self.url} still runs {model} versions {sorted(left)} after "
+                    f"{timeout_s:.0f} s; see the server log"
+                )
             time.sleep(0.05)
 
     def _staged_ready_versions(self) -> set[int]:
@@ -106,12 +119,20 @@ class TritonControl:
             meta = self.client.get_model_metadata(STAGED_MODEL, client_timeout=10)
         except InferenceServerException:  # not loaded
             return set()
-        return {int(v) for v in meta.versions if self.client.is_model_ready(STAGED_MODEL, v, client_timeout=10)}
+        return {
+            int(v) for v in meta.versions if self.client.is_model_ready(STAGED_MODEL, v, client_timeout=10)
+        }
 
     def load(self, model: str, config: str | None = None, files: dict[str, bytes] | None = None) -> None:
         try:
-            self._restricted(f"load {model}", self.client.load_model, model, config=config, files=files,
-                             client_timeout=self.timeout_s)
+            self._restricted(
+                f"load {model}",
+                self.client.load_model,
+                model,
+                config=config,
+                files=files,
+                client_timeout=self.timeout_s,
+            )
         except InferenceServerException as exc:
             raise ReleaseError(f"Triton at {self.url} could not load {model}: {_message(exc)}") from exc
 
@@ -123,8 +144,9 @@ class TritonControl:
 
     def loaded_config(self, model: str) -> dict:
         try:
-            return self._restricted(f"show {model}'s config", self.client.get_model_config, model, as_json=True,
-                                    client_timeout=10)["config"]
+            return self._restricted(
+                f"show {model}'s config", self.client.get_model_config, model, as_json=True, client_timeout=10
+            )["config"]
         except InferenceServerException as exc:
             raise ReleaseError(
                 f"{model} is not loaded on Triton at {self.url} ({_message(exc)}): promote a version first"

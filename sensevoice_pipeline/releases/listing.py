@@ -27,7 +27,9 @@ class VersionRow:
     source_sha256: str | None
     exported_at: str | None
     parity: dict
-    server: str | None  # default | ready | staged | encoder | - ; per server joined by "/"; None without a server
+    server: (
+        str | None
+    )  # default | ready | staged | encoder | - ; per server joined by "/"; None without a server
     meta: dict
 
     def to_dict(self) -> dict:
@@ -48,7 +50,9 @@ def source_checksum(meta: dict) -> str | None:
     return hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
 
 
-def list_versions(repository: str | Path, url: str | None = None) -> tuple[list[VersionRow], ServingState, dict]:
+def list_versions(
+    repository: str | Path, url: str | None = None
+) -> tuple[list[VersionRow], ServingState, dict]:
     """Every version with its meta and roles; with ``url`` (one server or several, comma-separated), also what each
     server has loaded. The third item describes the first server (url, default version, whether it agrees with
     serving.json), every server under ``servers``, and ``drift``: whether any server answers unpinned requests with
@@ -63,22 +67,35 @@ def list_versions(repository: str | Path, url: str | None = None) -> tuple[list[
         info = repo.version_info(v)
         meta = info.meta
         parity = meta.get("parity") if isinstance(meta.get("parity"), dict) else {}
-        rows.append(VersionRow(
-            version=v, complete=info.complete, problems=info.problems, role=_role(v, state),
-            precision=_text(meta.get("precision")), exporter=_text(meta.get("exporter")),
-            source_sha256=source_checksum(meta), exported_at=_text(meta.get("exported_at")), parity=parity,
-            server="/".join(_where_loaded(v, s["loaded"], s["default_version"]) for s in servers) if servers else None,
-            meta=meta,
-        ))
+        rows.append(
+            VersionRow(
+                version=v,
+                complete=info.complete,
+                problems=info.problems,
+                role=_role(v, state),
+                precision=_text(meta.get("precision")),
+                exporter=_text(meta.get("exporter")),
+                source_sha256=source_checksum(meta),
+                exported_at=_text(meta.get("exported_at")),
+                parity=parity,
+                server="/".join(_where_loaded(v, s["loaded"], s["default_version"]) for s in servers)
+                if servers
+                else None,
+                meta=meta,
+            )
+        )
     return rows, state, server
 
 
 def _server_view(control: TritonControl, state: ServingState) -> dict:
     loaded = {m: control.ready_versions(m) for m in (*MODELS, STAGED_MODEL)}
     default = max(loaded[PIPELINE_MODEL], default=None)
-    return {"url": control.url, "default_version": default,
-            "agrees": state.serving is None or default == state.serving,
-            "loaded": {m: sorted(v) for m, v in loaded.items()}}
+    return {
+        "url": control.url,
+        "default_version": default,
+        "agrees": state.serving is None or default == state.serving,
+        "loaded": {m: sorted(v) for m, v in loaded.items()},
+    }
 
 
 def _drift(servers: list[dict], staged: int | None) -> bool:
@@ -89,8 +106,17 @@ def _drift(servers: list[dict], staged: int | None) -> bool:
 
 
 def _role(version: int, state: ServingState) -> str:
-    return ("serving" if version == state.serving else "staged" if version == state.staged
-            else "previous" if version == state.previous else "retired" if version in state.retired else "")
+    return (
+        "serving"
+        if version == state.serving
+        else "staged"
+        if version == state.staged
+        else "previous"
+        if version == state.previous
+        else "retired"
+        if version in state.retired
+        else ""
+    )
 
 
 def _where_loaded(version: int, loaded: dict[str, list[int]], default: int | None) -> str:
@@ -120,32 +146,47 @@ def show_version(repository: str | Path, version: int, url: str | None = None) -
 def format_parity(parity: dict) -> str:
     if not parity:
         return "-"
-    return (f"max|d| {_number(parity.get('max_abs')):.1e} cos {_number(parity.get('min_cosine')):.5f} "
-            f"argmax {_number(parity.get('argmax_agreement')):.1%}")
+    return (
+        f"max|d| {_number(parity.get('max_abs')):.1e} cos {_number(parity.get('min_cosine')):.5f} "
+        f"argmax {_number(parity.get('argmax_agreement')):.1%}"
+    )
 
 
 def format_versions(rows: list[VersionRow], state: ServingState, server: dict) -> str:
     header = ["VERSION", "ROLE", "SERVER", "PRECISION", "SOURCE", "EXPORTED", "PARITY", "FILES"]
     table = [header]
     for r in rows:
-        table.append([
-            str(r.version), r.role or "-", r.server if r.server is not None else "?", r.precision or "-",
-            (r.source_sha256 or "-")[:12], r.exported_at or "-", format_parity(r.parity),
-            "complete" if r.complete else "incomplete",
-        ])
+        table.append(
+            [
+                str(r.version),
+                r.role or "-",
+                r.server if r.server is not None else "?",
+                r.precision or "-",
+                (r.source_sha256 or "-")[:12],
+                r.exported_at or "-",
+                format_parity(r.parity),
+                "complete" if r.complete else "incomplete",
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     origin = "serving.json" if state.recorded else "config version_policy (no serving.json yet)"
-    lines.append(f"# serving {_or_dash(state.serving)} (previous {_or_dash(state.previous)}, "
-                 f"staged {_or_dash(state.staged)}) from {origin}")
+    lines.append(
+        f"# serving {_or_dash(state.serving)} (previous {_or_dash(state.previous)}, "
+        f"staged {_or_dash(state.staged)}) from {origin}"
+    )
     for one in server.get("servers", []):
-        lines.append(f"# Triton at {one['url']} answers unpinned requests with version "
-                     f"{_or_dash(one['default_version'])}"
-                     + ("" if one["agrees"] else "  <-- differs from serving.json: run `svp models promote`"))
+        lines.append(
+            f"# Triton at {one['url']} answers unpinned requests with version "
+            f"{_or_dash(one['default_version'])}"
+            + ("" if one["agrees"] else "  <-- differs from serving.json: run `svp models promote`")
+        )
     if server.get("drift"):
-        lines.append(f"# DRIFT: the {len(server['servers'])} servers do not all have the same versions loaded "
-                     f"(SERVER column: one state per server, in --url order); `svp models promote "
-                     f"{_or_dash(state.serving)}` with every server's --url brings them back together")
+        lines.append(
+            f"# DRIFT: the {len(server['servers'])} servers do not all have the same versions loaded "
+            f"(SERVER column: one state per server, in --url order); `svp models promote "
+            f"{_or_dash(state.serving)}` with every server's --url brings them back together"
+        )
     if not server:
         lines.append("# SERVER ?: pass --url to see what a running Triton has loaded")
     return "\n".join(lines)

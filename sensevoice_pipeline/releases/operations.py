@@ -48,10 +48,21 @@ from pathlib import Path
 
 from sensevoice_pipeline.releases.control import STAGED_MODEL, TritonControl, canary_url, open_fleet
 from sensevoice_pipeline.releases.errors import ReleaseError
-from sensevoice_pipeline.releases.policy import pipeline_versions, policy_versions, restore_configs, set_version_policy
+from sensevoice_pipeline.releases.policy import (
+    pipeline_versions,
+    policy_versions,
+    restore_configs,
+    set_version_policy,
+)
 from sensevoice_pipeline.releases.remote import publish_configs, publish_new_version
-from sensevoice_pipeline.releases.state import (ServingState, check_version, locked, open_repository, read_state,
-                                                write_state)
+from sensevoice_pipeline.releases.state import (
+    ServingState,
+    check_version,
+    locked,
+    open_repository,
+    read_state,
+    write_state,
+)
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -124,8 +135,13 @@ def unstage(repository: str | Path, url: str | None) -> dict:
             return {"unstaged": None, "unloaded": False, "serving": state.serving, "server": bool(fleet)}
         _unstage(repo, fleet, state)
         write_state(repo.path, state)
-    log.info("unstaged version %s (%s %s); serving version %s untouched", staged, STAGED_MODEL,
-             "unloaded" if loaded else "was not loaded", state.serving)
+    log.info(
+        "unstaged version %s (%s %s); serving version %s untouched",
+        staged,
+        STAGED_MODEL,
+        "unloaded" if loaded else "was not loaded",
+        state.serving,
+    )
     return {"unstaged": staged, "unloaded": loaded, "serving": state.serving, "server": url is not None}
 
 
@@ -144,16 +160,26 @@ def format_unstaged(result: dict) -> str:
     if result["unstaged"] is None and not result["unloaded"]:
         return f"nothing is staged ({STAGED_MODEL} is not loaded); serving version {serving} untouched"
     what = f"version {result['unstaged']}" if result["unstaged"] is not None else "an unrecorded candidate"
-    where = (f"{STAGED_MODEL} unloaded" if result["unloaded"]
-             else f"{STAGED_MODEL} was not loaded" if result.get("server") else "repository only, --offline")
+    where = (
+        f"{STAGED_MODEL} unloaded"
+        if result["unloaded"]
+        else f"{STAGED_MODEL} was not loaded"
+        if result.get("server")
+        else "repository only, --offline"
+    )
     return f"unstaged {what} ({where}); serving version {serving} untouched"
 
 
 # -- promote / rollback ----------------------------------------------------------------------------------------------
 
 
-def promote(repository: str | Path, version: int | None = None, url: str | None = None,
-            keep_previous: bool = True, action: str = "promote") -> dict:
+def promote(
+    repository: str | Path,
+    version: int | None = None,
+    url: str | None = None,
+    keep_previous: bool = True,
+    action: str = "promote",
+) -> dict:
     """Make ``version`` (default: the staged one) the serving version. With ``url``: load it beside the serving
     one, switch in one load, keep the old one loaded as warm standby when it is lower. Without: edit the repository
     only (it takes effect when Triton next starts or loads the models)."""
@@ -171,11 +197,24 @@ def promote(repository: str | Path, version: int | None = None, url: str | None 
             # recorded set (else it is how a drifted fleet is brought back together: `svp models list` says so, and
             # how a repository that only `svp export` wrote gets its serving.json)
             recorded = set(policy_versions(repo.path, PIPELINE_MODEL))
-            if version == old and state.recorded and all(control.ready_versions(PIPELINE_MODEL) == recorded and
-                                      _default_version(control) == old for control in fleet):
-                return {"serving": version, "previous": state.previous, "switch_seconds": 0.0, "changed": False}
+            if (
+                version == old
+                and state.recorded
+                and all(
+                    control.ready_versions(PIPELINE_MODEL) == recorded and _default_version(control) == old
+                    for control in fleet
+                )
+            ):
+                return {
+                    "serving": version,
+                    "previous": state.previous,
+                    "switch_seconds": 0.0,
+                    "changed": False,
+                }
             result = _switch(repo, fleet, state, version, keep_previous, action)
-    log.info("%s: version %s serves (was %s), switched in %.2f s", action, version, old, result["switch_seconds"])
+    log.info(
+        "%s: version %s serves (was %s), switched in %.2f s", action, version, old, result["switch_seconds"]
+    )
     return result
 
 
@@ -193,8 +232,14 @@ def _default_version(control: TritonControl) -> int | None:
     return max(control.ready_versions(PIPELINE_MODEL), default=None)
 
 
-def _switch(repo: ModelRepository, fleet: list[TritonControl], state: ServingState, version: int,
-            keep_previous: bool, action: str) -> dict:
+def _switch(
+    repo: ModelRepository,
+    fleet: list[TritonControl],
+    state: ServingState,
+    version: int,
+    keep_previous: bool,
+    action: str,
+) -> dict:
     old = state.serving
     staged_after = state.staged if state.staged != version else None
     pipeline = pipeline_versions(version, old if keep_previous and old != version else None)
@@ -220,8 +265,14 @@ def _switch(repo: ModelRepository, fleet: list[TritonControl], state: ServingSta
     if staged_after is None:
         _unload_staged(fleet)
     _apply_policy(repo, fleet, ENCODER_MODEL, encoder_after)
-    return {"serving": version, "previous": state.previous, "pipeline_versions": pipeline,
-            "encoder_versions": encoder_after, "switch_seconds": round(switch_seconds, 3), "changed": True}
+    return {
+        "serving": version,
+        "previous": state.previous,
+        "pipeline_versions": pipeline,
+        "encoder_versions": encoder_after,
+        "switch_seconds": round(switch_seconds, 3),
+        "changed": True,
+    }
 
 
 # -- retire ----------------------------------------------------------------------------------------------------------
@@ -268,16 +319,21 @@ def _unload_staged(fleet: list[TritonControl]) -> None:
             control.unload(STAGED_MODEL)
 
 
-def _apply_policy(repo: ModelRepository, fleet: list[TritonControl], model: str, versions: list[int],
-                  force: bool = False) -> float:
+def _apply_policy(
+    repo: ModelRepository, fleet: list[TritonControl], model: str, versions: list[int], force: bool = False
+) -> float:
     """Give ``model`` exactly ``versions`` in its configs and load that set on every server of ``fleet``, one after
     another; returns the seconds the loads took. An encoder set is changed only once no server still runs a
     `sensevoice` version outside it (each calls its own encoder version). A server that fails stops it: the configs
     are restored and the servers already loaded load them again (the one that failed kept what it had: "if the
     reload fails ... the already loaded model will be unchanged", Triton's model_management.md)."""
     versions = sorted(set(versions))
-    if fleet and not force and policy_versions(repo.path, model) == versions \
-            and all(control.ready_versions(model) == set(versions) for control in fleet):
+    if (
+        fleet
+        and not force
+        and policy_versions(repo.path, model) == versions
+        and all(control.ready_versions(model) == set(versions) for control in fleet)
+    ):
         return 0.0
     if model == ENCODER_MODEL:
         for control in fleet:
@@ -304,11 +360,15 @@ def _load_checked(control: TritonControl, model: str, versions: list[int]) -> No
     control.load(model)
     ready = control.ready_versions(model)
     if not set(versions) <= ready:
-        raise ReleaseError(f"Triton at {control.url} loaded {model} but versions "
-                           f"{sorted(set(versions) - ready)} are not ready; see the server log")
+        raise ReleaseError(
+            f"Triton at {control.url} loaded {model} but versions "
+            f"{sorted(set(versions) - ready)} are not ready; see the server log"
+        )
     if model == PIPELINE_MODEL and max(ready) != max(versions):
-        raise ReleaseError(f"after the switch Triton at {control.url} answers unpinned requests with version "
-                           f"{max(ready)}, not {max(versions)}; see the server log")
+        raise ReleaseError(
+            f"after the switch Triton at {control.url} answers unpinned requests with version "
+            f"{max(ready)}, not {max(versions)}; see the server log"
+        )
 
 
 def _reload_after_failure(done: list[TritonControl], model: str) -> None:

@@ -54,7 +54,8 @@ def pipeline_versions(serving: int, standby: int | None) -> list[int]:
 
 
 def version_policy_text(versions: list[int]) -> str:
-    return "%s: { specific: { versions: [ %s ] } }" % (POLICY_FIELD, ", ".join(str(v) for v in sorted(set(versions))))
+    listed = ", ".join(str(v) for v in sorted(set(versions)))
+    return f"{POLICY_FIELD}: {{ specific: {{ versions: [ {listed} ] }} }}"
 
 
 def replace_version_policy(text: str, versions: list[int]) -> str:
@@ -87,7 +88,9 @@ def top_level_field_span(text: str, name: str) -> tuple[int, int] | None:
         elif token in CLOSING:
             depth -= 1
         if start is not None and depth == 0 and token != name and token != ":":
-            return start, _offset(tokenizer, line_starts) + len(token)  # a closing delimiter or a scalar value
+            return start, _offset(tokenizer, line_starts) + len(
+                token
+            )  # a closing delimiter or a scalar value
         tokenizer.NextToken()
     if start is not None:
         raise ReleaseError(f"the {name} field of a config has no complete value")

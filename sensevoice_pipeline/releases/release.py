@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 RELEASE_STEPS = ("export", "stage", "canary", "promote")
 
 
-def export_version(checkpoint: str, repository: str | Path, precision: str = "fp32", exporter: str = "legacy") -> dict:
+def export_version(
+    checkpoint: str, repository: str | Path, precision: str = "fp32", exporter: str = "legacy"
+) -> dict:
     """Export ``checkpoint`` as the next version (both models). The export refuses on a parity failure and then
     writes nothing. Needs the [export] extra (torch, funasr) where it runs."""
     try:
@@ -35,7 +37,9 @@ def export_version(checkpoint: str, repository: str | Path, precision: str = "fp
         # canaries, promotes or lists versions does not need to have.
         from export.pipeline import run_export
     except ImportError as exc:
-        raise ReleaseError(f"the export step needs torch and funasr here (pip install -e '.[export]'): {exc}") from exc
+        raise ReleaseError(
+            f"the export step needs torch and funasr here (pip install -e '.[export]'): {exc}"
+        ) from exc
     _record_serving_state(repository)
     result = run_export(str(checkpoint), repository, precision, exporter)
     meta = result.meta
@@ -68,13 +72,25 @@ def conclude_release(repository: str | Path, url: str, canary: dict) -> dict:
     version = canary["staged_version"]
     if canary["passed"]:
         result = promote(repository, version, url)
-        return {"outcome": "promoted", "version": version, "serving": result["serving"],
-                "previous": result["previous"], "switch_seconds": result["switch_seconds"], "reasons": []}
+        return {
+            "outcome": "promoted",
+            "version": version,
+            "serving": result["serving"],
+            "previous": result["previous"],
+            "switch_seconds": result["switch_seconds"],
+            "reasons": [],
+        }
     unstage(repository, url)
     state = read_state(repository)
     log.warning("release of version %s refused: %s", version, "; ".join(canary["reasons"]))
-    return {"outcome": "refused", "version": version, "serving": state.serving, "previous": state.previous,
-            "switch_seconds": None, "reasons": canary["reasons"]}
+    return {
+        "outcome": "refused",
+        "version": version,
+        "serving": state.serving,
+        "previous": state.previous,
+        "switch_seconds": None,
+        "reasons": canary["reasons"],
+    }
 
 
 def describe_error(exc: BaseException, limit: int = 400) -> str:
@@ -84,9 +100,15 @@ def describe_error(exc: BaseException, limit: int = 400) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def failed_decision(repository: str | Path, step: str, error: str, candidate: int | None = None,
-                    serving_before: int | None = None, unstaged: dict | None = None,
-                    cleanup_error: str | None = None) -> dict:
+def failed_decision(
+    repository: str | Path,
+    step: str,
+    error: str,
+    candidate: int | None = None,
+    serving_before: int | None = None,
+    unstaged: dict | None = None,
+    cleanup_error: str | None = None,
+) -> dict:
     """The decision of a release that did not conclude: ``step`` raised ``error``. What serves now is read back
     from the repository (a failed stage or canary leaves it untouched)."""
     try:
@@ -99,13 +121,28 @@ def failed_decision(repository: str | Path, step: str, error: str, candidate: in
     reasons = [f"{step} failed: {error}"]
     if cleanup_error:
         reasons.append(f"unstage failed: {cleanup_error}")
-    return {"outcome": "failed", "version": candidate, "serving": serving, "previous": previous,
-            "switch_seconds": None, "reasons": reasons, "failed_step": step, "error": error,
-            "serving_before": serving_before, "unstaged": unstaged}
+    return {
+        "outcome": "failed",
+        "version": candidate,
+        "serving": serving,
+        "previous": previous,
+        "switch_seconds": None,
+        "reasons": reasons,
+        "failed_step": step,
+        "error": error,
+        "serving_before": serving_before,
+        "unstaged": unstaged,
+    }
 
 
-def abandon_release(repository: str | Path, url: str | None, step: str, error: str, candidate: int | None = None,
-                    serving_before: int | None = None) -> dict:
+def abandon_release(
+    repository: str | Path,
+    url: str | None,
+    step: str,
+    error: str,
+    candidate: int | None = None,
+    serving_before: int | None = None,
+) -> dict:
     """After a failed step: unload whatever is staged (nothing was staged when the export failed), then the
     ``failed`` decision. Never raises for the clean-up: a failed unstage becomes one of the reasons."""
     unstaged, cleanup_error = None, None
@@ -123,11 +160,15 @@ def check_outcome(report: dict, fail_on_refusal: bool = True) -> dict:
     when asked to, so that a DAG run shows it."""
     row = report["row"]
     if report["outcome"] == "failed":
-        raise ReleaseFailed(f"release {row['release_id']} failed ({row.get('reasons') or 'a step failed'}); "
-                            f"serving version {row['serving_after']}; report {report['report']}")
+        raise ReleaseFailed(
+            f"release {row['release_id']} failed ({row.get('reasons') or 'a step failed'}); "
+            f"serving version {row['serving_after']}; report {report['report']}"
+        )
     if report["outcome"] != "promoted" and fail_on_refusal:
-        raise ReleaseRefused(f"release {row['release_id']} refused ({row.get('reasons') or 'canary failed'}); "
-                             f"serving version {row['serving_after']} untouched; report {report['report']}")
+        raise ReleaseRefused(
+            f"release {row['release_id']} refused ({row.get('reasons') or 'canary failed'}); "
+            f"serving version {row['serving_after']} untouched; report {report['report']}"
+        )
     return report
 
 
@@ -141,9 +182,16 @@ class _Progress:
     canary: dict | None = None
 
 
-def release(checkpoint: str, settings: Settings, *, precision: str = "fp32", exporter: str = "legacy",
-            thresholds: CanaryThresholds | dict | None = None, release_id: str | None = None,
-            report_dir: str | Path | None = None) -> dict:
+def release(
+    checkpoint: str,
+    settings: Settings,
+    *,
+    precision: str = "fp32",
+    exporter: str = "legacy",
+    thresholds: CanaryThresholds | dict | None = None,
+    release_id: str | None = None,
+    report_dir: str | Path | None = None,
+) -> dict:
     """The whole release in one process: export ``checkpoint`` into ``settings.model_repository``, stage it on the
     Triton at ``settings.triton_url``, run the canary on ``settings.golden_dir`` (segments of at most
     ``settings.max_segment_s``), promote or discard, and write the report under ``settings.lake_root`` (row in
@@ -152,13 +200,19 @@ def release(checkpoint: str, settings: Settings, *, precision: str = "fp32", exp
     goes on."""
     check_report_root(settings.lake_root, settings.catalog)
     started = now_iso()
-    release_id = release_id or f"release-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
+    release_id = release_id or f"release-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     progress = _Progress()
     try:
         decision = _run_steps(checkpoint, settings, precision, exporter, thresholds, progress)
     except Exception as exc:
-        decision = abandon_release(settings.model_repository, settings.triton_url, progress.step, describe_error(exc),
-                                   progress.exported.get("version"), progress.staged.get("serving"))
+        decision = abandon_release(
+            settings.model_repository,
+            settings.triton_url,
+            progress.step,
+            describe_error(exc),
+            progress.exported.get("version"),
+            progress.staged.get("serving"),
+        )
         try:
             _report(settings, release_id, progress, decision, started, report_dir)
         except Exception:  # noqa: BLE001 -- the step's error is the one to raise
@@ -167,21 +221,47 @@ def release(checkpoint: str, settings: Settings, *, precision: str = "fp32", exp
     return _report(settings, release_id, progress, decision, started, report_dir)
 
 
-def _run_steps(checkpoint: str, settings: Settings, precision: str, exporter: str,
-               thresholds: CanaryThresholds | dict | None, progress: _Progress) -> dict:
+def _run_steps(
+    checkpoint: str,
+    settings: Settings,
+    precision: str,
+    exporter: str,
+    thresholds: CanaryThresholds | dict | None,
+    progress: _Progress,
+) -> dict:
     repository, url = settings.model_repository, settings.triton_url
     progress.exported = export_version(checkpoint, repository, precision, exporter)
     progress.step = "stage"
     progress.staged = stage(repository, progress.exported["version"], url)
     progress.step = "canary"
-    progress.canary = run_canary(url, progress.staged["staged"], settings.golden_dir, thresholds,
-                                 serving_version=progress.staged["serving"], max_segment_s=settings.max_segment_s,
-                                 merge_segment_s=settings.merge_segment_s)
+    progress.canary = run_canary(
+        url,
+        progress.staged["staged"],
+        settings.golden_dir,
+        thresholds,
+        serving_version=progress.staged["serving"],
+        max_segment_s=settings.max_segment_s,
+        merge_segment_s=settings.merge_segment_s,
+    )
     progress.step = "promote"
     return conclude_release(repository, url, progress.canary)
 
 
-def _report(settings: Settings, release_id: str, progress: _Progress, decision: dict, started: str,
-            report_dir: str | Path | None) -> dict:
-    return write_release_report(settings.lake_root, release_id, progress.exported, progress.canary, decision,
-                                started_at=started, report_dir=report_dir, catalog=settings.catalog)
+def _report(
+    settings: Settings,
+    release_id: str,
+    progress: _Progress,
+    decision: dict,
+    started: str,
+    report_dir: str | Path | None,
+) -> dict:
+    return write_release_report(
+        settings.lake_root,
+        release_id,
+        progress.exported,
+        progress.canary,
+        decision,
+        started_at=started,
+        report_dir=report_dir,
+        catalog=settings.catalog,
+    )

@@ -27,8 +27,14 @@ import pyarrow.fs as pafs
 
 from sensevoice_pipeline.lake.storage import ObjectPath, S3Options
 from sensevoice_pipeline.releases.errors import ReleaseError
-from sensevoice_pipeline.serving.repository import ENCODER_MODEL, META_FILE, MODELS, PIPELINE_MODEL, SERVING_FILE
 from sensevoice_pipeline.releases.state import check_version, locked, open_repository, read_state, write_state
+from sensevoice_pipeline.serving.repository import (
+    ENCODER_MODEL,
+    META_FILE,
+    MODELS,
+    PIPELINE_MODEL,
+    SERVING_FILE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +50,9 @@ def triton_repository_uri(target: ObjectPath) -> str:
     return f"s3://{scheme}://{host}/{target.fs_path}"
 
 
-def publish_version(repository: str | Path, version: int, target: str | ObjectPath,
-                    options: S3Options | None = None) -> dict:
+def publish_version(
+    repository: str | Path, version: int, target: str | ObjectPath, options: S3Options | None = None
+) -> dict:
     """Upload ``version`` of both models from the local ``repository`` to the ``s3://`` repository ``target``
     (see the module's docstring for the order), then the model-level files. Returns what was uploaded."""
     repo = open_repository(repository)
@@ -53,9 +60,21 @@ def publish_version(repository: str | Path, version: int, target: str | ObjectPa
     target = target if isinstance(target, ObjectPath) else ObjectPath.parse(str(target), options)
     uploads = _version_files(repo.path, version) + _model_files(repo.path)
     total = _publish_files(uploads, target)
-    log.info("published version %d of %s to %s: %d files, %d bytes", version, repo.path, target, len(uploads), total)
-    return {"version": version, "target": str(target), "triton_uri": triton_repository_uri(target),
-            "files": len(uploads), "bytes": total}
+    log.info(
+        "published version %d of %s to %s: %d files, %d bytes",
+        version,
+        repo.path,
+        target,
+        len(uploads),
+        total,
+    )
+    return {
+        "version": version,
+        "target": str(target),
+        "triton_uri": triton_repository_uri(target),
+        "files": len(uploads),
+        "bytes": total,
+    }
 
 
 def set_mirror(repository: str | Path, target: str, options: S3Options | None = None) -> dict:
@@ -127,16 +146,22 @@ def _model_files(root: Path) -> list[tuple[Path, str]]:
     files = []
     for model in MODELS:
         mdir = root / model
-        files += [(p, p.relative_to(root).as_posix()) for p in sorted(_files(mdir))
-                  if not p.relative_to(mdir).parts[0].isdigit()]
+        files += [
+            (p, p.relative_to(root).as_posix())
+            for p in sorted(_files(mdir))
+            if not p.relative_to(mdir).parts[0].isdigit()
+        ]
     if (root / SERVING_FILE).is_file():
         files.append((root / SERVING_FILE, SERVING_FILE))
     return files
 
 
 def _files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and not any(s in p.parts for s in SKIPPED)
-            and p.suffix != ".pyc"]
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(s in p.parts for s in SKIPPED) and p.suffix != ".pyc"
+    ]
 
 
 def _upload(fs: pafs.S3FileSystem, local: Path, key: ObjectPath) -> int:

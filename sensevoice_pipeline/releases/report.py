@@ -28,15 +28,22 @@ def check_report_root(lake_root, catalog: str | Path | None = None) -> Root:
         raise ReleaseError(f"the release report cannot be written: {exc}") from exc
 
 
-def write_release_report(lake_root, release_id: str, exported: dict, canary: dict | None, decision: dict,
-                         started_at: str | None = None, report_dir: str | Path | None = None,
-                         catalog: str | Path | None = None) -> dict:
+def write_release_report(
+    lake_root,
+    release_id: str,
+    exported: dict,
+    canary: dict | None,
+    decision: dict,
+    started_at: str | None = None,
+    report_dir: str | Path | None = None,
+    catalog: str | Path | None = None,
+) -> dict:
     """The release report as JSON (``<lake>/release_reports/<release_id>.json`` unless ``report_dir``) and as a
     row of the ``model_releases`` table in the lake's catalog (``catalog``, default the lake's own; partition = the
     UTC day the release finished; re-running a release id replaces its row). Returns the row and the report's
     path."""
     lake_root = check_report_root(lake_root, catalog)
-    finished = dt.datetime.now(dt.timezone.utc)
+    finished = dt.datetime.now(dt.UTC)
     safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", release_id)
     report_path = (as_root(report_dir) if report_dir else lake_root / REPORTS_DIR) / f"{safe_id}.json"
     report = {
@@ -49,16 +56,35 @@ def write_release_report(lake_root, release_id: str, exported: dict, canary: dic
         "decision": decision,
     }
     files.write_bytes((json.dumps(report, indent=2, default=str) + "\n").encode(), report_path)
-    row = release_row(release_id, exported, canary or {}, decision, _parse_time(started_at) or finished, finished,
-                      report_path)
+    row = release_row(
+        release_id,
+        exported,
+        canary or {},
+        decision,
+        _parse_time(started_at) or finished,
+        finished,
+        report_path,
+    )
     date = finished.date().isoformat()
     catalog_used = _append_release_row(lake_root, catalog, date, row)
-    return {"outcome": decision["outcome"], "report": str(report_path), "table": catalog_used, "date": date,
-            "row": {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}}
+    return {
+        "outcome": decision["outcome"],
+        "report": str(report_path),
+        "table": catalog_used,
+        "date": date,
+        "row": {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()},
+    }
 
 
-def release_row(release_id: str, exported: dict, canary: dict, decision: dict, started: dt.datetime,
-                finished: dt.datetime, report_path: Path) -> dict:
+def release_row(
+    release_id: str,
+    exported: dict,
+    canary: dict,
+    decision: dict,
+    started: dt.datetime,
+    finished: dt.datetime,
+    report_path: Path,
+) -> dict:
     """The ``model_releases`` row (schema: lake.tables.MODEL_RELEASES) of a release."""
     thresholds = canary.get("thresholds") or {}
     parity = exported.get("parity") or {}
@@ -96,7 +122,9 @@ def _append_release_row(lake_root: Root, catalog: str | Path | None, date: str, 
     """The row into the lake's ``model_releases`` table, replacing an earlier row of the same release id; returns
     the catalog holding it."""
     lake = Lake(lake_root, catalog)
-    lake.replace_rows("model_releases", date, "release_id", pa.Table.from_pylist([row], schema=tables.MODEL_RELEASES))
+    lake.replace_rows(
+        "model_releases", date, "release_id", pa.Table.from_pylist([row], schema=tables.MODEL_RELEASES)
+    )
     return lake.catalog.describe()
 
 

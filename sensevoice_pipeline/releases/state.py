@@ -14,9 +14,9 @@ import datetime as dt
 import fcntl
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from sensevoice_pipeline.releases.errors import ReleaseError
 from sensevoice_pipeline.releases.files import write_atomic
@@ -28,7 +28,7 @@ HISTORY_LIMIT = 50
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -51,7 +51,9 @@ class ServingState:
 
     def note(self, action: str, **details) -> None:
         self.updated_at = now_iso()
-        self.history = (self.history + [{"at": self.updated_at, "action": action, **details}])[-HISTORY_LIMIT:]
+        self.history = (self.history + [{"at": self.updated_at, "action": action, **details}])[
+            -HISTORY_LIMIT:
+        ]
 
 
 def serving_path(repository: str | Path) -> Path:
@@ -77,8 +79,12 @@ def _recorded_state(path: Path) -> ServingState:
     except (OSError, json.JSONDecodeError) as exc:
         raise ReleaseError(f"{path} is unreadable ({exc}); fix or remove it") from exc
     known = {k: data.get(k) for k in ("serving", "previous", "staged", "mirror", "updated_at")}
-    return ServingState(**known, retired=list(data.get("retired") or []), history=list(data.get("history") or []),
-                        recorded=True)
+    return ServingState(
+        **known,
+        retired=list(data.get("retired") or []),
+        history=list(data.get("history") or []),
+        recorded=True,
+    )
 
 
 def write_state(repository: str | Path, state: ServingState) -> Path:
@@ -118,8 +124,9 @@ def open_repository(repository: str | Path) -> ModelRepository:
     return repo
 
 
-def check_version(repo: ModelRepository, version: int, state: ServingState | None = None,
-                  allow_retired: bool = False) -> None:
+def check_version(
+    repo: ModelRepository, version: int, state: ServingState | None = None, allow_retired: bool = False
+) -> None:
     """Refuse an unknown or incomplete version, and (unless ``allow_retired``) a retired one."""
     versions = repo.versions()
     if version not in versions:

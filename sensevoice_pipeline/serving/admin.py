@@ -45,7 +45,9 @@ def configured_admin_key(env: dict[str, str] | None = None) -> str | None:
         try:
             text = path.read_text().strip()
         except OSError as exc:
-            raise AdminKeyError(f"{KEY_FILE_ENV}: cannot read the Triton admin key from {path}: {exc.strerror}") from exc
+            raise AdminKeyError(
+                f"{KEY_FILE_ENV}: cannot read the Triton admin key from {path}: {exc.strerror}"
+            ) from exc
         value = text.splitlines()[0].strip() if text else ""
         if not value:
             raise AdminKeyError(f"{KEY_FILE_ENV}: {path} is empty; it must hold the Triton admin key")
@@ -54,11 +56,15 @@ def configured_admin_key(env: dict[str, str] | None = None) -> str | None:
 
 def check_admin_key(value: str, source: str = KEY_ENV) -> str:
     if PLACEHOLDER_MARKER in value:
-        raise AdminKeyError(f"{source}: the Triton admin key is still the .env.example placeholder; generate one "
-                            "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        raise AdminKeyError(
+            f"{source}: the Triton admin key is still the .env.example placeholder; generate one "
+            "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     if len(value) < MIN_KEY_LENGTH or any(c.isspace() or c in ":=," for c in value):
-        raise AdminKeyError(f"{source}: the Triton admin key must be at least {MIN_KEY_LENGTH} characters without "
-                            "spaces, ':', '=' or ','")
+        raise AdminKeyError(
+            f"{source}: the Triton admin key must be at least {MIN_KEY_LENGTH} characters without "
+            "spaces, ':', '=' or ','"
+        )
     return value
 
 
@@ -69,7 +75,10 @@ def new_admin_key() -> str:
 def restricted_api_args(key: str) -> list[str]:
     """tritonserver flags that put :data:`RESTRICTED_APIS` behind ``key`` on HTTP and on gRPC."""
     apis = ",".join(RESTRICTED_APIS)
-    return [f"--http-restricted-api={apis}:{ADMIN_HEADER}={key}", f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={key}"]
+    return [
+        f"--http-restricted-api={apis}:{ADMIN_HEADER}={key}",
+        f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={key}",
+    ]
 
 
 def grpc_admin_headers(key: str | None) -> dict[str, str] | None:

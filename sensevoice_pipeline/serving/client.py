@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -24,10 +24,10 @@ from tritonclient.grpc import KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.errors import InputError, ServingError, ServingTimeoutError, ServingUnavailableError
-from sensevoice_pipeline.speech.languages import language_id
-from sensevoice_pipeline.speech.tags import TagConfidences
 from sensevoice_pipeline.serving.fleet import Endpoint, Fleet, parse_addresses
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
+from sensevoice_pipeline.speech.languages import language_id
+from sensevoice_pipeline.speech.tags import TagConfidences
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
 REJECTED = "StatusCode.INVALID_ARGUMENT"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
 PROBE_TIMEOUT_S = 2.0
-MAX_GRPC_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own limit (a 30-minute call is ~115 MB of float32 samples)
+MAX_GRPC_MESSAGE_BYTES = (
+    2**31 - 1
+)  # tritonclient's own limit (a 30-minute call is ~115 MB of float32 samples)
 # `sensevoice` outputs beside TEXT, asked for only where the model's metadata lists them (older configs lack them).
 CONFIDENCE_OUTPUTS = ("CONFIDENCE", "EMOTION_PROBS")
 
@@ -139,15 +141,24 @@ class SenseVoiceClient:
         self.retries = retries
         self.deadline_retries = min(deadline_retries, retries)  # each costs a whole timeout_s
         self.backoff_s = backoff_s
-        self.fleet = Fleet(parse_addresses(self.url), probe_base_s=probe_base_s, probe_max_s=probe_max_s,
-                           check_every_s=health_check_every_s, faults_to_eject=faults_to_eject)
+        self.fleet = Fleet(
+            parse_addresses(self.url),
+            probe_base_s=probe_base_s,
+            probe_max_s=probe_max_s,
+            check_every_s=health_check_every_s,
+            faults_to_eject=faults_to_eject,
+        )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._clients: dict[str, grpcclient.InferenceServerClient] = {}
-        self._replaced: list[grpcclient.InferenceServerClient] = []  # closed with the client (requests may be on them)
+        self._replaced: list[
+            grpcclient.InferenceServerClient
+        ] = []  # closed with the client (requests may be on them)
         self._prober: asyncio.Task | None = None
-        self._outputs: dict[str, list[str]] = {}  # per server: the outputs its model offers of TEXT + confidences
+        self._outputs: dict[
+            str, list[str]
+        ] = {}  # per server: the outputs its model offers of TEXT + confidences
 
-    async def __aenter__(self) -> "SenseVoiceClient":
+    async def __aenter__(self) -> SenseVoiceClient:
         self._clients = {address: new_grpc_client(address) for address in self.fleet.addresses}
         if not self.fleet.single:
             self._prober = asyncio.create_task(self._probe_forever(), name=f"triton-probes {self.url}")
@@ -181,8 +192,9 @@ class SenseVoiceClient:
         servers that are not ready are ejected (and probed again later); the error is raised only when none is."""
         if self.fleet.single:
             return await self._ready_version(self.fleet.addresses[0])
-        outcomes = await asyncio.gather(*(self._ready_version(a) for a in self.fleet.addresses),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(self._ready_version(a) for a in self.fleet.addresses), return_exceptions=True
+        )
         ready = {}
         for endpoint, outcome in zip(self.fleet.endpoints, outcomes):
             if isinstance(outcome, ServingError):
@@ -193,9 +205,14 @@ class SenseVoiceClient:
                 ready[endpoint.address] = outcome
         if not ready:
             raise outcomes[0]
-        if len(set(ready.values())) > 1:  # a rolling release in progress, or drift: each answer names its version
-            log.warning("Triton servers answer with different %s versions: %s", self.model,
-                        ", ".join(f"{a}: {v}" for a, v in ready.items()))
+        if (
+            len(set(ready.values())) > 1
+        ):  # a rolling release in progress, or drift: each answer names its version
+            log.warning(
+                "Triton servers answer with different %s versions: %s",
+                self.model,
+                ", ".join(f"{a}: {v}" for a, v in ready.items()),
+            )
         return next(iter(ready.values()))
 
     async def _ready_version(self, address: str) -> str:
@@ -212,7 +229,9 @@ class SenseVoiceClient:
         meta = await client.get_model_metadata(self.model, self.version, client_timeout=5)
         return max(meta.versions, key=int) if not self.version else self.version
 
-    async def transcribe(self, audio: np.ndarray, language: str = "auto", use_itn: bool = True) -> Transcription:
+    async def transcribe(
+        self, audio: np.ndarray, language: str = "auto", use_itn: bool = True
+    ) -> Transcription:
         language_id(language)  # a clear error before anything is sent
         inputs = self._inputs(np.asarray(audio, dtype=np.float32).reshape(1, -1), language, use_itn)
         async with self._semaphore:
@@ -286,8 +305,9 @@ class SenseVoiceClient:
     async def _outputs_of(self, address: str) -> list[str]:
         """TEXT, plus the confidence outputs where the server's model metadata lists them (asked once per server)."""
         if address not in self._outputs:
-            meta = await self._client_for(address).get_model_metadata(self.model, self.version,
-                                                                      client_timeout=self.timeout_s)
+            meta = await self._client_for(address).get_model_metadata(
+                self.model, self.version, client_timeout=self.timeout_s
+            )
             offered = {output.name for output in meta.outputs}
             self._outputs[address] = ["TEXT", *(name for name in CONFIDENCE_OUTPUTS if name in offered)]
         return self._outputs[address]
@@ -315,10 +335,17 @@ class SenseVoiceClient:
         client = new_grpc_client(endpoint.address) if fresh else self._client_for(endpoint.address)
         try:
             live = await client.is_server_live(client_timeout=PROBE_TIMEOUT_S)
-            ready = live and await client.is_model_ready(self.model, self.version, client_timeout=PROBE_TIMEOUT_S)
-            reason = "" if ready else "not live" if not live else f"model {self.model} {self.version} not ready"
+            ready = live and await client.is_model_ready(
+                self.model, self.version, client_timeout=PROBE_TIMEOUT_S
+            )
+            reason = (
+                "" if ready else "not live" if not live else f"model {self.model} {self.version} not ready"
+            )
         except Exception as exc:  # noqa: BLE001 -- any failure of a probe means: not healthy (the prober must live)
-            ready, reason = False, (exc.message() if isinstance(exc, InferenceServerException) else "") or repr(exc)
+            ready, reason = (
+                False,
+                (exc.message() if isinstance(exc, InferenceServerException) else "") or repr(exc),
+            )
         if fresh and ready and self._clients:
             self._replaced.append(self._clients[endpoint.address])
             self._clients[endpoint.address] = client
@@ -344,12 +371,18 @@ def _fails_over(error: ServingError) -> bool:
 
 def _confidences(result) -> TagConfidences:
     """The answer's CONFIDENCE / EMOTION_PROBS (NaN: null), all None when it has neither."""
-    confidence, emotion_probs = (result.as_numpy(name) for name in CONFIDENCE_OUTPUTS)  # None when not asked for
-    return TagConfidences.from_vectors(None if confidence is None else confidence.reshape(-1).tolist(),
-                                       None if emotion_probs is None else emotion_probs.reshape(-1).tolist())
+    confidence, emotion_probs = (
+        result.as_numpy(name) for name in CONFIDENCE_OUTPUTS
+    )  # None when not asked for
+    return TagConfidences.from_vectors(
+        None if confidence is None else confidence.reshape(-1).tolist(),
+        None if emotion_probs is None else emotion_probs.reshape(-1).tolist(),
+    )
 
 
-def _translate(exc: InferenceServerException, url: str, model: str, version: str) -> InputError | ServingError:
+def _translate(
+    exc: InferenceServerException, url: str, model: str, version: str
+) -> InputError | ServingError:
     status, message = str(exc.status()), exc.message() or str(exc)
     if status == REJECTED:
         return RequestRejectedError(f"the model refused the audio: {message}")
@@ -357,15 +390,23 @@ def _translate(exc: InferenceServerException, url: str, model: str, version: str
         return TritonUnavailableError(f"cannot reach Triton at {url}: {message}")
     if status == DEADLINE:
         return TritonDeadlineError(f"Triton at {url} did not answer within the deadline: {message}")
-    if ("unknown model" in message or "is not ready" in message or "unavailable model" in message
-            or "is not healthy" in message):  # a crashed python stub: the model is gone until Triton restarts
+    if (
+        "unknown model" in message
+        or "is not ready" in message
+        or "unavailable model" in message
+        or "is not healthy" in message
+    ):  # a crashed python stub: the model is gone until Triton restarts
         pinned = f" version {version}" if version else ""
         return ModelNotReadyError(f"model {model}{pinned} is not loaded on Triton at {url}: {message}")
     return TritonClientError(f"Triton at {url} failed ({status.removeprefix('StatusCode.')}): {message}")
 
 
 def transcribe_sync(
-    audios: Sequence[np.ndarray], language: str = "auto", use_itn: bool = True, url: str | None = None, **kwargs
+    audios: Sequence[np.ndarray],
+    language: str = "auto",
+    use_itn: bool = True,
+    url: str | None = None,
+    **kwargs,
 ) -> list[Transcription]:
     """Blocking helper for scripts: transcribe several utterances with the same hint."""
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from sensevoice_pipeline.errors import ConfigurationError
 
@@ -40,7 +40,9 @@ def parse_addresses(spec: str) -> tuple[str, ...]:
     dropped (order kept). An empty entry is a ConfigurationError naming the whole value."""
     entries = [entry.strip() for entry in str(spec).split(",")]
     if not all(entries):
-        raise ConfigurationError(f"Triton address list {spec!r} has an empty entry: expected host:port[,host:port...]")
+        raise ConfigurationError(
+            f"Triton address list {spec!r} has an empty entry: expected host:port[,host:port...]"
+        )
     return tuple(dict.fromkeys(entries))
 
 
@@ -48,8 +50,10 @@ def with_default_port(spec: str, port: int | None = None) -> str:
     """The address list ``spec`` with ``port`` (default 8001) added to each entry that names none:
     ``("triton-0,triton-1:9001", 8001)`` -> ``"triton-0:8001,triton-1:9001"``. (An Airflow Connection keeps
     the hosts in its host field and one port in its port field.)"""
-    return ",".join(entry if _has_port(entry) else f"{entry}:{port or DEFAULT_GRPC_PORT}"
-                    for entry in parse_addresses(spec))
+    return ",".join(
+        entry if _has_port(entry) else f"{entry}:{port or DEFAULT_GRPC_PORT}"
+        for entry in parse_addresses(spec)
+    )
 
 
 def _has_port(entry: str) -> bool:
@@ -76,9 +80,16 @@ class Endpoint:
 class Fleet:
     """The servers at ``addresses`` and their state; ``clock`` returns seconds (monotonic)."""
 
-    def __init__(self, addresses: Iterable[str], *, clock: Callable[[], float] = time.monotonic,
-                 probe_base_s: float = 1.0, probe_max_s: float = 30.0, check_every_s: float = 10.0,
-                 faults_to_eject: int = 3):
+    def __init__(
+        self,
+        addresses: Iterable[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        probe_base_s: float = 1.0,
+        probe_max_s: float = 30.0,
+        check_every_s: float = 10.0,
+        faults_to_eject: int = 3,
+    ):
         self.endpoints = [Endpoint(address) for address in dict.fromkeys(addresses)]
         if not self.endpoints:
             raise ConfigurationError("a Triton fleet needs at least one address")
@@ -156,11 +167,19 @@ class Fleet:
         endpoint.ejected, endpoint.ejected_at, endpoint.failed_probes = True, now, 0
         endpoint.probe_at = now + self.probe_base_s
         left = len(self.healthy())
-        log.warning("Triton %s ejected (%s); %d of %d servers left; probing it again in %.1f s", endpoint.address,
-                    reason, left, len(self.endpoints), self.probe_base_s)
+        log.warning(
+            "Triton %s ejected (%s); %d of %d servers left; probing it again in %.1f s",
+            endpoint.address,
+            reason,
+            left,
+            len(self.endpoints),
+            self.probe_base_s,
+        )
         if not left:
-            log.error("every Triton server of %s is ejected: requests go to all of them until one recovers",
-                      ",".join(self.addresses))
+            log.error(
+                "every Triton server of %s is ejected: requests go to all of them until one recovers",
+                ",".join(self.addresses),
+            )
 
     # -- health probes --------------------------------------------------------------------------------------------
 
@@ -180,14 +199,17 @@ class Fleet:
         now = self.clock()
         if healthy:
             if endpoint.ejected:
-                log.warning("Triton %s readmitted: healthy again after %.1f s out", endpoint.address,
-                            now - endpoint.ejected_at)
+                log.warning(
+                    "Triton %s readmitted: healthy again after %.1f s out",
+                    endpoint.address,
+                    now - endpoint.ejected_at,
+                )
             endpoint.ejected, endpoint.failed_probes, endpoint.faults_in_a_row = False, 0, 0
             endpoint.probe_at = now + self.check_every_s
         elif not endpoint.ejected:
             self.eject(endpoint, f"health probe failed: {reason}")
         else:
             endpoint.failed_probes += 1
-            wait = min(self.probe_base_s * 2 ** endpoint.failed_probes, self.probe_max_s)
+            wait = min(self.probe_base_s * 2**endpoint.failed_probes, self.probe_max_s)
             endpoint.probe_at = now + wait
             log.info("Triton %s still unhealthy (%s); next probe in %.1f s", endpoint.address, reason, wait)

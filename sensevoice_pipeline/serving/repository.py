@@ -23,10 +23,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from sensevoice_pipeline.errors import SvpError
 from sensevoice_pipeline.resources import MODEL_REPOSITORY_TEMPLATE
@@ -40,7 +40,11 @@ FRONTEND_FILE = "frontend.json"
 CMVN_FILE = "am.mvn"
 ENCODER_FILE = "model.onnx"
 SERVING_FILE = "serving.json"
-PRECISIONS = ("fp32", "int8", "fp16")  # export/precision.py's, repeated here so reading a repository needs no export
+PRECISIONS = (
+    "fp32",
+    "int8",
+    "fp16",
+)  # export/precision.py's, repeated here so reading a repository needs no export
 
 # Files every complete version holds, per model; the tokenizer is named in frontend.json.
 REQUIRED_VERSION_FILES = {
@@ -76,8 +80,18 @@ PARITY_NUMBERS = ("max_abs", "min_cosine", "mean_cosine", "argmax_agreement")
 
 
 def _type_name(value) -> str:
-    return "null" if value is None else {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-                                         int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+    return (
+        "null"
+        if value is None
+        else {
+            dict: "an object",
+            list: "a list",
+            str: "a string",
+            bool: "a boolean",
+            int: "an integer",
+            float: "a number",
+        }.get(type(value), type(value).__name__)
+    )
 
 
 def _is(value, types: tuple[type, ...]) -> bool:
@@ -96,8 +110,10 @@ def meta_problems(meta, version: int | None = None) -> list[str]:
                 problems.append(f"required key {key!r} is missing")
             continue
         if not _is(meta[key], types):
-            problems.append(f"{key!r} must be {' or '.join(expected[t] for t in types)}, "
-                            f"not {_type_name(meta[key])} ({json.dumps(meta[key])[:40]})")
+            problems.append(
+                f"{key!r} must be {' or '.join(expected[t] for t in types)}, "
+                f"not {_type_name(meta[key])} ({json.dumps(meta[key])[:40]})"
+            )
     if _is(meta.get("version"), (int,)) and version is not None and meta["version"] != version:
         problems.append(f"'version' is {meta['version']} but the folder is version {version}")
     if _is(meta.get("precision"), (str,)) and meta["precision"] not in PRECISIONS:
@@ -112,7 +128,9 @@ def meta_problems(meta, version: int | None = None) -> list[str]:
         if not _is(source.get("model"), (str,)):
             problems.append(f"'source.model' must be a string, not {_type_name(source.get('model'))}")
         sums = source.get("sha256")
-        if sums is not None and not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
+        if sums is not None and not (
+            isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())
+        ):
             problems.append("'source.sha256' must map file names to checksum strings")
     parity = meta.get("parity")
     if isinstance(parity, dict):
@@ -129,8 +147,10 @@ def template_root() -> Path:
     repositories start from."""
     root = MODEL_REPOSITORY_TEMPLATE
     if not (root / PIPELINE_MODEL / "config.pbtxt").is_file():
-        raise RepositoryError(f"model repository template not found at {root} (this installation was built "
-                              "without the project's model_repository/)")
+        raise RepositoryError(
+            f"model repository template not found at {root} (this installation was built "
+            "without the project's model_repository/)"
+        )
     return root
 
 
@@ -322,7 +342,11 @@ class ModelRepository:
             return set()
         loaded: set[int] = set()
         for model in MODELS:
-            cfg = self.model_dir(model) / ("configs" if config_name else "") / f"{config_name or 'config'}.pbtxt"
+            cfg = (
+                self.model_dir(model)
+                / ("configs" if config_name else "")
+                / f"{config_name or 'config'}.pbtxt"
+            )
             policy = self.policy_versions(model, cfg) if cfg.is_file() else []
             if policy is None:
                 return set()  # cannot tell what Triton would load: check every version

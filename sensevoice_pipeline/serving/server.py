@@ -23,7 +23,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensevoice_pipeline.serving.admin import check_admin_key, configured_admin_key, new_admin_key, restricted_api_args
+from sensevoice_pipeline.serving.admin import (
+    check_admin_key,
+    configured_admin_key,
+    new_admin_key,
+    restricted_api_args,
+)
 from sensevoice_pipeline.serving.repository import LOCAL_CONFIG_NAME, MODELS, ModelRepository
 
 log = logging.getLogger(__name__)
@@ -84,10 +89,13 @@ class LocalTriton:
     def http_url(self) -> str:
         return f"{self.host}:{self.http_port}"
 
-    def start(self) -> "LocalTriton":
+    def start(self) -> LocalTriton:
         repository = self._checked_repository()
-        self.admin_key = check_admin_key(self.admin_key, "admin_key") if self.admin_key else (
-            configured_admin_key() or new_admin_key())
+        self.admin_key = (
+            check_admin_key(self.admin_key, "admin_key")
+            if self.admin_key
+            else (configured_admin_key() or new_admin_key())
+        )
         picked = [name for name in PORTS if not getattr(self, name)]
         for attempt in range(1, PORT_ATTEMPTS + 1):
             for name in picked:
@@ -100,10 +108,12 @@ class LocalTriton:
                 # server picked are picked again; ports it was given are the caller's to change.
                 if not picked or attempt == PORT_ATTEMPTS or PORT_TAKEN not in str(exc):
                     raise
-                log.warning("tritonserver could not bind a port it was given by free_port(); trying new ports")
+                log.warning(
+                    "tritonserver could not bind a port it was given by free_port(); trying new ports"
+                )
         raise AssertionError("unreachable")
 
-    def _launch(self, repository: str) -> "LocalTriton":
+    def _launch(self, repository: str) -> LocalTriton:
         self._workdir = Path(tempfile.mkdtemp(prefix="svp-triton-"))
         cmd = self._command(repository, self._backends())
         self.log_file = self.log_file or self._workdir / "tritonserver.log"
@@ -172,7 +182,10 @@ class LocalTriton:
         # The python stub finds its interpreter (and so this venv and its packages) through `python3` on PATH.
         venv_bin = str(Path(sys.executable).parent)
         env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-        libs = [sysconfig.get_config_var("LIBDIR"), str(_pytriton_dir().parent.parent / "nvidia_pytriton.libs")]
+        libs = [
+            sysconfig.get_config_var("LIBDIR"),
+            str(_pytriton_dir().parent.parent / "nvidia_pytriton.libs"),
+        ]
         env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")])
         # Each python model instance is one process. An encoder instance takes its share of the cores
         # (triton_models.instance_threads) unless SVP_ORT_THREADS, passed on from this environment, says otherwise.
@@ -195,7 +208,9 @@ class LocalTriton:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.2)
-        raise ServerError(f"tritonserver was not ready after {self.startup_timeout:.0f} s:\n{self.log_tail()}")
+        raise ServerError(
+            f"tritonserver was not ready after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
+        )
 
     def _own_http_started(self) -> bool:
         with open(self.log_file, "rb") as log_file:
@@ -228,7 +243,7 @@ class LocalTriton:
             if not keep_log:
                 shutil.rmtree(self._workdir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalTriton":
+    def __enter__(self) -> LocalTriton:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -7,19 +7,25 @@ The same code serves the Triton `sensevoice` model (encoder reached through BLS)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from sensevoice_pipeline.constants import DEFAULT_USE_ITN
+from sensevoice_pipeline.serving.repository import (
+    ENCODER_FILE,
+    ENCODER_MODEL,
+    FRONTEND_FILE,
+    PIPELINE_MODEL,
+    ModelRepository,
+)
 from sensevoice_pipeline.speech.decoder import CtcDecoder, Tokenizer
 from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession, pad_features
 from sensevoice_pipeline.speech.frontend import Frontend, FrontendConfig
 from sensevoice_pipeline.speech.languages import language_id, textnorm_id
 from sensevoice_pipeline.speech.tags import TagConfidences, tag_confidences
-from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL, FRONTEND_FILE, PIPELINE_MODEL, ModelRepository
-from sensevoice_pipeline.constants import DEFAULT_USE_ITN
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,9 @@ class Answer:
 
 # (speech [B,T,D], lengths [B], language [B], textnorm [B])
 #   -> (token_ids [B,T'], encoder_out_lens [B], tag_probs [B, tags.TAG_PROBS_WIDTH] or None when the version lacks it)
-EncodeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                    tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+EncodeFn = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]
+]
 
 # Padding is computed like real frames (and attention grows with the square of the padded length), so a batch that
 # mixes a 3 s and a 30 s utterance costs the 3 s one nearly a 30 s run. Batches are cut so that at most this share
@@ -70,8 +77,12 @@ class Transcriber:
     def __init__(self, version_dir: str | Path):
         version_dir = Path(version_dir)
         spec = json.loads((version_dir / FRONTEND_FILE).read_text())
-        self.frontend = Frontend(FrontendConfig.from_dict(spec["frontend_conf"]), version_dir / spec["cmvn_file"])
-        self.decoder = CtcDecoder(Tokenizer(version_dir / spec["tokenizer"]), blank_id=spec.get("blank_id", 0))
+        self.frontend = Frontend(
+            FrontendConfig.from_dict(spec["frontend_conf"]), version_dir / spec["cmvn_file"]
+        )
+        self.decoder = CtcDecoder(
+            Tokenizer(version_dir / spec["tokenizer"]), blank_id=spec.get("blank_id", 0)
+        )
 
     def features(self, utterances: Sequence[Utterance]):
         feats = [self.frontend(u.audio) for u in utterances]
@@ -92,7 +103,9 @@ class Transcriber:
             token_ids, out_lens, tag_probs = encode(*self.features(batch))
             texts = self.decoder.decode_batch(token_ids, np.asarray(out_lens).reshape(-1))
             for row, (i, text) in enumerate(zip(group, texts)):
-                answers[i] = Answer(text, tag_confidences(text, None if tag_probs is None else tag_probs[row]))
+                answers[i] = Answer(
+                    text, tag_confidences(text, None if tag_probs is None else tag_probs[row])
+                )
         return answers
 
 
@@ -105,7 +118,9 @@ class LocalTranscriber:
         if self.version is None:
             raise FileNotFoundError(f"no complete model version in {repo.path}")
         self.transcriber = Transcriber(repo.version_dir(PIPELINE_MODEL, self.version))
-        self.session = EncoderSession(repo.version_dir(ENCODER_MODEL, self.version) / ENCODER_FILE, threads=threads)
+        self.session = EncoderSession(
+            repo.version_dir(ENCODER_MODEL, self.version) / ENCODER_FILE, threads=threads
+        )
 
     def _encode(self, speech, lengths, languages, textnorms):
         wanted = ("token_ids", "encoder_out_lens", TAG_PROBS)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from sensevoice_pipeline.constants import MIN_REQUEST_SAMPLES
+from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
+from sensevoice_pipeline.serving.transcriber import Answer, Transcriber, Utterance
 from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession
 from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
 from sensevoice_pipeline.speech.tags import EMOTION_NAMES, TagConfidences
-from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
-from sensevoice_pipeline.serving.transcriber import Answer, Transcriber, Utterance
-from sensevoice_pipeline.constants import MIN_REQUEST_SAMPLES
 
 # What `sensevoice` asks of the encoder, and all that the production encoder configs list (tag_probs only where the
 # `sensevoice` config offers CONFIDENCE: ``SenseVoiceModel.encoder_outputs``).
@@ -50,7 +50,9 @@ def frame_buckets(model_config: str | dict | None) -> tuple[int, ...]:
     try:
         buckets = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise ValueError(f"{FRAME_BUCKETS_PARAMETER} must be comma-separated frame counts, not {text!r}") from None
+        raise ValueError(
+            f"{FRAME_BUCKETS_PARAMETER} must be comma-separated frame counts, not {text!r}"
+        ) from None
     if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
         raise ValueError(f"{FRAME_BUCKETS_PARAMETER} must be positive and strictly ascending, not {text!r}")
     return buckets
@@ -131,9 +133,11 @@ def _device_to_host(tensor) -> np.ndarray:
         pass
     else:
         return torch.from_dlpack(tensor).cpu().numpy()
-    raise RuntimeError("an encoder output arrived in GPU memory and neither cupy nor torch is installed to copy it "
-                       "to the host; the BLS request asks for CPU memory (pb_utils.PreferredMemory), so this Triton "
-                       "ignored that request")
+    raise RuntimeError(
+        "an encoder output arrived in GPU memory and neither cupy nor torch is installed to copy it "
+        "to the host; the BLS request asks for CPU memory (pb_utils.PreferredMemory), so this Triton "
+        "ignored that request"
+    )
 
 
 class SenseVoiceModel:
@@ -167,8 +171,12 @@ class SenseVoiceModel:
         answers = iter(answers)
         # INVALID_ARG (gRPC INVALID_ARGUMENT) only for a request refused while parsing: the client records that
         # audio as a failed input. Everything else is INTERNAL: a serving fault the client retries, then raises.
-        return [self._error(str(p), self.pb.TritonError.INVALID_ARG) if isinstance(p, Exception) else next(answers)
-                for p in parsed]
+        return [
+            self._error(str(p), self.pb.TritonError.INVALID_ARG)
+            if isinstance(p, Exception)
+            else next(answers)
+            for p in parsed
+        ]
 
     def _answer(self, requests: list[list[Utterance]]) -> list:
         """One response per request (TEXT and the confidences); the utterances of all requests share the encoder
@@ -186,10 +194,15 @@ class SenseVoiceModel:
     def _parse(self, request) -> list[Utterance] | Exception:
         try:
             audio = self.pb.get_input_tensor_by_name(request, "AUDIO").as_numpy()
-            languages = _strings(self.pb.get_input_tensor_by_name(request, "LANGUAGE"), audio.shape[0], "auto")
+            languages = _strings(
+                self.pb.get_input_tensor_by_name(request, "LANGUAGE"), audio.shape[0], "auto"
+            )
             itn = self.pb.get_input_tensor_by_name(request, "USE_ITN")
             itn = np.zeros(audio.shape[0], bool) if itn is None else itn.as_numpy().reshape(-1).astype(bool)
-            utterances = [Utterance(audio[i].astype(np.float32), languages[i], bool(itn[i])) for i in range(audio.shape[0])]
+            utterances = [
+                Utterance(audio[i].astype(np.float32), languages[i], bool(itn[i]))
+                for i in range(audio.shape[0])
+            ]
             if any(not np.isfinite(u.audio).all() for u in utterances):
                 raise ValueError("AUDIO contains NaN or Inf samples")
             if any(u.audio.size < MIN_REQUEST_SAMPLES for u in utterances):
@@ -204,7 +217,9 @@ class SenseVoiceModel:
     def _transcribe(self, utterances: list[Utterance]) -> list[Answer]:
         answers: list[Answer] = []
         for start in range(0, len(utterances), self.max_encoder_batch):
-            answers += self.transcriber.answer(utterances[start : start + self.max_encoder_batch], self._encode)
+            answers += self.transcriber.answer(
+                utterances[start : start + self.max_encoder_batch], self._encode
+            )
         return answers
 
     def _encode(self, speech, lengths, languages, textnorms):
@@ -239,11 +254,13 @@ class SenseVoiceModel:
         rows = np.array([[a.text.encode("utf-8")] for a in answers], dtype=np.object_)
         confidence = np.array([a.confidences.as_vector() for a in answers], dtype=np.float32)
         emotion_probs = np.array([_emotion_vector(a.confidences) for a in answers], dtype=np.float32)
-        return self.pb.InferenceResponse(output_tensors=[
-            self.pb.Tensor("TEXT", rows),
-            self.pb.Tensor(CONFIDENCE_OUTPUT, confidence),
-            self.pb.Tensor(EMOTION_PROBS_OUTPUT, emotion_probs),
-        ])
+        return self.pb.InferenceResponse(
+            output_tensors=[
+                self.pb.Tensor("TEXT", rows),
+                self.pb.Tensor(CONFIDENCE_OUTPUT, confidence),
+                self.pb.Tensor(EMOTION_PROBS_OUTPUT, emotion_probs),
+            ]
+        )
 
     def _error(self, message: str, code):
         return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message, code))
@@ -257,8 +274,9 @@ class EncoderModel:
         version_dir, _ = _version_dir(args)
         threads = instance_threads(args.get("model_config"))
         self.session = EncoderSession(version_dir / ENCODER_FILE, threads=threads)
-        pb_utils.Logger.log_info(f"{args.get('model_instance_name', ENCODER_MODEL)}: onnxruntime CPU, "
-                                 f"{THREADS_LOG} {threads}")
+        pb_utils.Logger.log_info(
+            f"{args.get('model_instance_name', ENCODER_MODEL)}: onnxruntime CPU, {THREADS_LOG} {threads}"
+        )
 
     def execute(self, requests):
         return [self._run(r) for r in requests]
@@ -270,7 +288,9 @@ class EncoderModel:
         # no such output rather than an error.
         names = self.session.available(request.requested_output_names() or self.session.output_names)
         try:
-            out = self.session.run(get("speech"), get("speech_lengths"), get("language"), get("textnorm"), names)
+            out = self.session.run(
+                get("speech"), get("speech_lengths"), get("language"), get("textnorm"), names
+            )
         except Exception as exc:  # noqa: BLE001 -- onnxruntime errors go back to the caller, not the log
             return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(str(exc)))
         if "encoder_out_lens" in out:
@@ -279,7 +299,11 @@ class EncoderModel:
 
 
 def _emotion_vector(confidences: TagConfidences) -> list[float]:
-    return list(confidences.emotion_probs) if confidences.emotion_probs is not None else [np.nan] * len(EMOTION_NAMES)
+    return (
+        list(confidences.emotion_probs)
+        if confidences.emotion_probs is not None
+        else [np.nan] * len(EMOTION_NAMES)
+    )
 
 
 def _strings(tensor, n: int, default: str) -> list[str]:

@@ -9,8 +9,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from sensevoice_pipeline.errors import InputError
 from sensevoice_pipeline.constants import SAMPLE_RATE
+from sensevoice_pipeline.errors import InputError
 
 # What libsndfile (bundled with soundfile) decodes. Anything else is refused with the list below.
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif")
@@ -101,8 +101,9 @@ class TooLongError(AudioDecodeError):
     """The recording is longer than the longest the job takes (``max_seconds``)."""
 
 
-def load_16k(path: str | Path, split_channels: bool, name: str = "",
-             max_seconds: float | None = None) -> tuple[AudioInfo, list[np.ndarray]]:
+def load_16k(
+    path: str | Path, split_channels: bool, name: str = "", max_seconds: float | None = None
+) -> tuple[AudioInfo, list[np.ndarray]]:
     """Decode and resample in blocks, so a two-hour 48 kHz stereo call never sits in memory at its original rate:
     only the 16 kHz result does (one array, or one per channel when ``split_channels``). ``name``: the file's name
     for messages and the format check, when ``path`` does not carry it (an open descriptor's /proc/self/fd path).
@@ -117,11 +118,15 @@ def load_16k(path: str | Path, split_channels: bool, name: str = "",
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{name} is an empty file (0 bytes)")
         with sf.SoundFile(str(path)) as f:
-            info = AudioInfo(f.format, int(f.samplerate), int(f.channels), f.frames / f.samplerate if f.samplerate else 0)
+            info = AudioInfo(
+                f.format, int(f.samplerate), int(f.channels), f.frames / f.samplerate if f.samplerate else 0
+            )
             # libsndfile stops at the length a header states, so a stated length bounds the decode; an unknown one
             # (a FLAC stream written without it: libsndfile says 2**63 - 1 frames) is judged while decoding.
             if max_seconds is not None and info.duration_s > max_seconds and f.frames < UNKNOWN_LENGTH:
-                raise TooLongError(_too_long(name, max_seconds, f"its header says {_duration(info.duration_s)}"))
+                raise TooLongError(
+                    _too_long(name, max_seconds, f"its header says {_duration(info.duration_s)}")
+                )
             outputs = _resample_blocks(f, info, split_channels, name, max_seconds)
     except AudioDecodeError:
         raise  # already one readable line (it is a ValueError too: do not wrap it twice)
@@ -132,11 +137,18 @@ def load_16k(path: str | Path, split_channels: bool, name: str = "",
     return info, outputs
 
 
-def _resample_blocks(f: sf.SoundFile, info: AudioInfo, split_channels: bool, name: str,
-                     max_seconds: float | None) -> list[np.ndarray]:
+def _resample_blocks(
+    f: sf.SoundFile, info: AudioInfo, split_channels: bool, name: str, max_seconds: float | None
+) -> list[np.ndarray]:
     n_out = info.channels if split_channels else 1
-    streams = [soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-               for _ in range(n_out)] if info.sample_rate != SAMPLE_RATE else None
+    streams = (
+        [
+            soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            for _ in range(n_out)
+        ]
+        if info.sample_rate != SAMPLE_RATE
+        else None
+    )
     # One preallocated 16 kHz buffer per output, sized from the header: concatenating blocks at the end would hold
     # the whole result twice (0.9 GB instead of 0.46 GB for two hours).
     expected = int(max(f.frames, 0) * SAMPLE_RATE / info.sample_rate) + 64 if info.sample_rate > 0 else 0
@@ -190,8 +202,10 @@ class _Sink:
 
 
 def _too_long(name: str, max_seconds: float, how: str) -> str:
-    return (f"{name} is longer than the longest recording the job takes, {_duration(max_seconds)} "
-            f"(SVP_MAX_RECORDING_S; {how}): not transcribed")
+    return (
+        f"{name} is longer than the longest recording the job takes, {_duration(max_seconds)} "
+        f"(SVP_MAX_RECORDING_S; {how}): not transcribed"
+    )
 
 
 def _duration(seconds: float) -> str:

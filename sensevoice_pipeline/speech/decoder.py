@@ -7,8 +7,8 @@ are collapsed within that utterance only, and blanks are dropped; this is what f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import sentencepiece as spm

@@ -7,8 +7,8 @@ benchmarks that compare Triton with in-process inference.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import onnxruntime as ort
@@ -32,7 +32,9 @@ class EncoderSession:
         # SVP_ORT_SPINNING=1 restores it, for a CPU server whose cores are the encoder's alone: on an idle 2-core
         # machine the day job ran 1.13x faster with it (issue 18), and with one other busy process the encoder
         # ran 2x slower (benchmarks/README.md, the seed-loop pair).
-        options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("SVP_ORT_SPINNING", "0"))
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", os.environ.get("SVP_ORT_SPINNING", "0")
+        )
         self.path = Path(onnx_path)
         self.session = ort.InferenceSession(
             str(self.path), sess_options=options, providers=providers or ["CPUExecutionProvider"]

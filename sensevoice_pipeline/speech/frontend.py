@@ -12,6 +12,7 @@ from pathlib import Path
 
 import kaldi_native_fbank as knf
 import numpy as np
+
 from sensevoice_pipeline.constants import SAMPLE_RATE
 
 # funasr scales [-1, 1] float audio to the int16 range before the fbank, as Kaldi does.
@@ -35,7 +36,7 @@ class FrontendConfig:
     lfr_n: int = 6
 
     @classmethod
-    def from_dict(cls, conf: dict) -> "FrontendConfig":
+    def from_dict(cls, conf: dict) -> FrontendConfig:
         known = {k: conf[k] for k in cls.__dataclass_fields__ if k in conf}
         return cls(**known)
 
@@ -55,7 +56,9 @@ def load_cmvn(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         elif head == ["<Rescale>"]:
             scale = _learn_rate_vector(lines, i, path)
     if shift is None or scale is None or shift.shape != scale.shape:
-        raise CmvnFormatError(f"{path}: not a CMVN file (needs <AddShift> and <Rescale> blocks of equal size)")
+        raise CmvnFormatError(
+            f"{path}: not a CMVN file (needs <AddShift> and <Rescale> blocks of equal size)"
+        )
     return shift, scale
 
 

@@ -35,9 +35,7 @@ def language_id(language: str) -> int:
     """The query id for a language hint; raises with the list of valid hints."""
     key = (language or "auto").strip().lower()
     if key not in LANGUAGE_IDS:
-        raise UnknownLanguageError(
-            f"unknown language {language!r}: expected one of {', '.join(LANGUAGES)}"
-        )
+        raise UnknownLanguageError(f"unknown language {language!r}: expected one of {', '.join(LANGUAGES)}")
     return LANGUAGE_IDS[key]
 
 

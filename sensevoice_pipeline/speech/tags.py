@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 TAG = re.compile(r"<\|([^<>|]*)\|>")
 
@@ -81,7 +81,12 @@ def parse(
     found: dict[str, object] = {}
     other: list[str] = []
     for name in TAG.findall(raw):
-        for kind, table in (("language", LANGUAGE_TAGS), ("emotion", emotions), ("event", events), ("itn", ITN_TAGS)):
+        for kind, table in (
+            ("language", LANGUAGE_TAGS),
+            ("emotion", emotions),
+            ("event", events),
+            ("itn", ITN_TAGS),
+        ):
             if name in table:
                 found.setdefault(kind, table[name])
                 break
@@ -107,8 +112,9 @@ class TagConfidences:
         return [math.nan if v is None else v for v in (self.language, self.emotion, self.event)]
 
     @classmethod
-    def from_vectors(cls, confidence: Sequence[float] | None,
-                     emotion_probs: Sequence[float] | None) -> "TagConfidences":
+    def from_vectors(
+        cls, confidence: Sequence[float] | None, emotion_probs: Sequence[float] | None
+    ) -> TagConfidences:
         """The inverse of the `sensevoice` outputs (NaN, or no output at all, is None)."""
         values = [None if v is None or math.isnan(v) else float(v) for v in (confidence or [None] * 3)]
         probs = None
@@ -127,7 +133,9 @@ def tag_confidences(raw: str, tag_probs: Sequence[float] | None) -> TagConfidenc
     if tag_probs is None:
         return TagConfidences()
     if len(tag_probs) != TAG_PROBS_WIDTH:
-        raise ValueError(f"tag_probs has {len(tag_probs)} values, expected {TAG_PROBS_WIDTH} (tags.TAG_FAMILIES)")
+        raise ValueError(
+            f"tag_probs has {len(tag_probs)} values, expected {TAG_PROBS_WIDTH} (tags.TAG_FAMILIES)"
+        )
     names = TAG.findall(raw or "")
     found: dict[str, float | None] = {}
     family_probs: dict[str, tuple[float, ...]] = {}
@@ -136,7 +144,9 @@ def tag_confidences(raw: str, tag_probs: Sequence[float] | None) -> TagConfidenc
         probs = tuple(float(p) for p in tag_probs[offset : offset + len(family_tags)])
         offset += len(family_tags)
         family_probs[family] = probs
-        tag = next((n for n in names if n in family_tags), None)  # the family's first tag, as parse() takes it
+        tag = next(
+            (n for n in names if n in family_tags), None
+        )  # the family's first tag, as parse() takes it
         found[family] = None if tag is None else probs[family_tags.index(tag)]
     return TagConfidences(found["language"], found["emotion"], found["event"], family_probs["emotion"])
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S, SAMPLE_RATE
 from sensevoice_pipeline.resources import VAD_MODEL
 
@@ -49,8 +50,14 @@ class Segment:
 class SileroVad:
     """Silero VAD speech probabilities, and speech segments short enough for SenseVoice."""
 
-    def __init__(self, model_path: str | Path | None = None, threshold: float = 0.5, min_speech_ms: int = 250,
-                 min_silence_ms: int = 100, speech_pad_ms: int = 30):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        threshold: float = 0.5,
+        min_speech_ms: int = 250,
+        min_silence_ms: int = 100,
+        speech_pad_ms: int = 30,
+    ):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         if min(min_speech_ms, min_silence_ms, speech_pad_ms) < 0:
@@ -67,14 +74,17 @@ class SileroVad:
         # One thread, as silero runs it: the model is tiny and sequential, more threads only add contention.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model_path or DEFAULT_MODEL), sess_options=options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(model_path or DEFAULT_MODEL), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         # Names differ between silero exports, so they are recognised by rank rather than hard-coded:
         # audio [batch, samples], state [2, batch, 128], sr a scalar; outputs prob [batch, 1], new state rank 3.
         inputs = {len(i.shape): i.name for i in self._session.get_inputs()}
         outputs = {len(o.shape): o.name for o in self._session.get_outputs()}
         if sorted(inputs) != [0, 2, 3] or sorted(outputs) != [2, 3]:
-            raise ValueError(f"{model_path or DEFAULT_MODEL} does not look like a Silero VAD v5/v6 ONNX model")
+            raise ValueError(
+                f"{model_path or DEFAULT_MODEL} does not look like a Silero VAD v5/v6 ONNX model"
+            )
         self._audio_in, self._state_in, self._sr_in = inputs[2], inputs[3], inputs[0]
         self._prob_out, self._state_out = outputs[2], outputs[3]
 
@@ -100,12 +110,14 @@ class SileroVad:
                 probs[i] = 0.0
                 continue
             start = i * WINDOW
-            window = audio[start:start + WINDOW]
-            chunk[0, :CONTEXT] = audio[start - CONTEXT:start] if i else 0.0
-            chunk[0, CONTEXT:CONTEXT + window.size] = window
-            chunk[0, CONTEXT + window.size:] = 0.0
-            prob, state = self._session.run([self._prob_out, self._state_out],
-                                            {self._audio_in: chunk, self._state_in: state, self._sr_in: sr})
+            window = audio[start : start + WINDOW]
+            chunk[0, :CONTEXT] = audio[start - CONTEXT : start] if i else 0.0
+            chunk[0, CONTEXT : CONTEXT + window.size] = window
+            chunk[0, CONTEXT + window.size :] = 0.0
+            prob, state = self._session.run(
+                [self._prob_out, self._state_out],
+                {self._audio_in: chunk, self._state_in: state, self._sr_in: sr},
+            )
             probs[i] = prob[0, 0]
         return probs
 
@@ -114,14 +126,17 @@ class SileroVad:
         audio = _mono_float32(audio)
         return self._segments_from_probabilities(self.speech_probabilities(audio), audio.size, max_segment_s)
 
-    def _segments_from_probabilities(self, probs: np.ndarray, n_samples: int,
-                                     max_segment_s: float) -> list[Segment]:
+    def _segments_from_probabilities(
+        self, probs: np.ndarray, n_samples: int, max_segment_s: float
+    ) -> list[Segment]:
         max_samples = _max_samples(max_segment_s)
         # Padding can add up to pad_samples on each side, so the unpadded piece must leave room for both.
         limit = (max_samples - 2 * self.pad_samples) // WINDOW
         if limit < 1:
-            raise ValueError(f"max_segment_s={max_segment_s} leaves no room for one {WINDOW}-sample window "
-                             f"plus {self.pad_samples} samples of padding on each side")
+            raise ValueError(
+                f"max_segment_s={max_segment_s} leaves no room for one {WINDOW}-sample window "
+                f"plus {self.pad_samples} samples of padding on each side"
+            )
         min_piece = max(1, -(-self.min_speech_samples // WINDOW))
 
         pieces: list[tuple[int, int]] = []
@@ -161,7 +176,9 @@ class SileroVad:
             runs.append((start, len(probs)))
         return runs
 
-    def _split(self, probs: np.ndarray, start: int, end: int, limit: int, min_piece: int) -> list[tuple[int, int]]:
+    def _split(
+        self, probs: np.ndarray, start: int, end: int, limit: int, min_piece: int
+    ) -> list[tuple[int, int]]:
         """Cut a run longer than ``limit`` windows where the speaker is most likely pausing.
 
         Each cut keeps the piece before it between limit/2 and limit windows long (so a run is not shredded into
@@ -203,9 +220,12 @@ class SileroVad:
         return hi, hi
 
 
-def segment_for_asr(audio: np.ndarray, vad: SileroVad | None = None,
-                    max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
-                    merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S) -> list[Segment]:
+def segment_for_asr(
+    audio: np.ndarray,
+    vad: SileroVad | None = None,
+    max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
+    merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
+) -> list[Segment]:
     """What the daily job sends for one channel: the whole clip as one segment when it is at most max_segment_s
     long (SenseVoice handles silence itself and short clips need no cutting); otherwise VAD speech segments, none
     longer than max_segment_s, adjacent ones joined up to merge_segment_s (:func:`merge_adjacent`; 0: not joined).
@@ -219,8 +239,9 @@ def segment_for_asr(audio: np.ndarray, vad: SileroVad | None = None,
     return merge_adjacent(segments, merge_segment_s, max_segment_s)
 
 
-def merge_adjacent(segments: list[Segment], merge_segment_s: float,
-                   max_segment_s: float = DEFAULT_MAX_SEGMENT_S) -> list[Segment]:
+def merge_adjacent(
+    segments: list[Segment], merge_segment_s: float, max_segment_s: float = DEFAULT_MAX_SEGMENT_S
+) -> list[Segment]:
     """Runs of adjacent ``segments`` (sorted, disjoint) joined into one segment each, from the first one's start to
     the last one's end, while that stays within ``merge_segment_s`` and ``max_segment_s``; ``merge_segment_s`` 0:
     ``segments`` as they are.
@@ -238,7 +259,9 @@ def merge_adjacent(segments: list[Segment], merge_segment_s: float,
     already longer than the limit stays as it is. The result's start and end are true times in the channel.
     """
     if not (math.isfinite(merge_segment_s) and merge_segment_s >= 0):
-        raise ValueError(f"merge_segment_s must be 0 (off) or a positive number of seconds, got {merge_segment_s}")
+        raise ValueError(
+            f"merge_segment_s must be 0 (off) or a positive number of seconds, got {merge_segment_s}"
+        )
     if merge_segment_s == 0 or len(segments) < 2:
         return list(segments)
     limit = min(_max_samples(merge_segment_s), _max_samples(max_segment_s))
@@ -272,10 +295,10 @@ def _quiet_windows(audio: np.ndarray, n_windows: int) -> np.ndarray:
     full = audio.size // WINDOW
     peaks = np.empty(n_windows, dtype=np.float32)
     if full:
-        rows = audio[:full * WINDOW].reshape(full, WINDOW)
+        rows = audio[: full * WINDOW].reshape(full, WINDOW)
         peaks[:full] = np.maximum(rows.max(axis=1), -rows.min(axis=1))
     if n_windows > full:
-        peaks[full] = np.abs(audio[full * WINDOW:]).max()
+        peaks[full] = np.abs(audio[full * WINDOW :]).max()
     return peaks < QUIET_PEAK
 
 
@@ -285,7 +308,7 @@ def _skippable(quiet: np.ndarray, keep: int) -> np.ndarray:
     skip = np.zeros(quiet.size, dtype=bool)
     for start, end in zip(edges[0::2], edges[1::2]):
         if end - start > 2 * keep:
-            skip[start + keep:end - keep] = True
+            skip[start + keep : end - keep] = True
     return skip
 
 

@@ -25,6 +25,7 @@ DayCells = dict[int, dict[str, dict]]  # day index -> emotion -> the trend row
 @dataclass(frozen=True)
 class _Axes:
     """What every panel shares: one bar slot per day of the range, the emotions in stacking order, their colours."""
+
     days: list[dt.date]
     width: int
     by: str
@@ -70,14 +71,19 @@ def trend_svg(rows: list[dict], by: str, date_from: dt.date, date_to: dt.date, w
     groups = sorted(totals, key=lambda g: (-totals[g], g))
     shown, left_out = groups[:MAX_PANELS], groups[MAX_PANELS:]
     height = LEGEND_H + PANEL_H * len(shown)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
-           f'style="width:100%;max-width:{width}px;height:auto" role="img" '
-           f'aria-label="{esc(f"Utterances per day and emotion by {by}")}">', _legend(axes)]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
+        f'style="width:100%;max-width:{width}px;height:auto" role="img" '
+        f'aria-label="{esc(f"Utterances per day and emotion by {by}")}">',
+        _legend(axes),
+    ]
     for p, group in enumerate(shown):
         out.append(_panel(axes, group, totals[group], cells.get(group, {}), LEGEND_H + p * PANEL_H))
     out.append("</svg>")
     if left_out:
-        out.append(f'<p class="note">Not drawn ({esc(len(left_out))} smaller groups): {esc(", ".join(left_out))}.</p>')
+        out.append(
+            f'<p class="note">Not drawn ({esc(len(left_out))} smaller groups): {esc(", ".join(left_out))}.</p>'
+        )
     return "".join(out)
 
 
@@ -96,8 +102,10 @@ def _by_group(rows: list[dict], by: str, days: list[dt.date]) -> tuple[dict[str,
 def _legend(axes: _Axes) -> str:
     out, x = [], LEFT
     for e in axes.emotions:
-        out.append(f'<rect x="{x}" y="8" width="12" height="12" fill="{axes.colors[e]}"/>'
-                   f'<text x="{x + 16}" y="18" class="legend">{esc(e)}</text>')
+        out.append(
+            f'<rect x="{x}" y="8" width="12" height="12" fill="{axes.colors[e]}"/>'
+            f'<text x="{x + 16}" y="18" class="legend">{esc(e)}</text>'
+        )
         x += 24 + 8 * len(str(e))
     return "".join(out)
 
@@ -107,8 +115,10 @@ def _panel(axes: _Axes, group: str, total: int, day_cells: DayCells, top: int) -
     y0 = top + TITLE_H + PLOT_H  # the baseline
     peak_day = max((sum(int(r["utterances"]) for r in em.values()) for em in day_cells.values()), default=0)
     peak = 2 * nice_step(peak_day)  # the top line; the middle one is a whole count
-    title = (f'<text x="{LEFT}" y="{top + 15}" class="panel">{esc(axes.by)} {esc(group)} — '
-             f'{esc(total)} utterances</text>')
+    title = (
+        f'<text x="{LEFT}" y="{top + 15}" class="panel">{esc(axes.by)} {esc(group)} — '
+        f"{esc(total)} utterances</text>"
+    )
     return title + _grid(axes, y0, peak) + _bars(axes, group, day_cells, y0, peak) + _x_labels(axes, y0)
 
 
@@ -116,8 +126,10 @@ def _grid(axes: _Axes, y0: int, peak: int) -> str:
     out = []
     for frac in (0.0, 0.5, 1.0):
         y = y0 - PLOT_H * frac
-        out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + axes.plot_w}" y2="{y:.1f}" class="grid"/>'
-                   f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="ylab">{esc(int(peak * frac))}</text>')
+        out.append(
+            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + axes.plot_w}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="ylab">{esc(int(peak * frac))}</text>'
+        )
     return "".join(out)
 
 
@@ -136,8 +148,10 @@ def _bars(axes: _Axes, group: str, day_cells: DayCells, y0: int, peak: int) -> s
             tip = f"{axes.days[i]} {axes.by} {group} {e}: {int(r['utterances'])} utterances"
             if r.get("share") is not None:
                 tip += f" ({float(r['share']):.1%})"
-            out.append(f'<rect x="{LEFT + i * slot + (slot - bar_w) / 2:.2f}" y="{y:.2f}" width="{bar_w:.2f}" '
-                       f'height="{h:.2f}" fill="{axes.colors[e]}"><title>{esc(tip)}</title></rect>')
+            out.append(
+                f'<rect x="{LEFT + i * slot + (slot - bar_w) / 2:.2f}" y="{y:.2f}" width="{bar_w:.2f}" '
+                f'height="{h:.2f}" fill="{axes.colors[e]}"><title>{esc(tip)}</title></rect>'
+            )
     return "".join(out)
 
 
@@ -148,6 +162,8 @@ def _x_labels(axes: _Axes, y0: int) -> str:
     for i, day in enumerate(days):
         last_fits = i == len(days) - 1 and i % label_every >= label_every / 2
         if i % label_every == 0 or last_fits:
-            out.append(f'<text x="{LEFT + (i + 0.5) * axes.slot:.1f}" y="{y0 + 15}" class="xlab">'
-                       f'{esc(day.isoformat())}</text>')
+            out.append(
+                f'<text x="{LEFT + (i + 0.5) * axes.slot:.1f}" y="{y0 + 15}" class="xlab">'
+                f"{esc(day.isoformat())}</text>"
+            )
     return "".join(out)

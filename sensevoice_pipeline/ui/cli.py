@@ -38,8 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_export_parser, _add_serve_parser, _add_transcribe_parser, _add_run_parser, add_query_parser,
-                add_models_parser, add_lease_parser, _add_demo_parser):  # the order `svp --help` lists them in
+    for add in (
+        _add_export_parser,
+        _add_serve_parser,
+        _add_transcribe_parser,
+        _add_run_parser,
+        add_query_parser,
+        add_models_parser,
+        add_lease_parser,
+        _add_demo_parser,
+    ):  # the order `svp --help` lists them in
         add(sub)
     return parser
 
@@ -52,19 +60,34 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
         "PyTorch on a padded batch, and publish it as the next version of `sensevoice` and `sensevoice_encoder`. "
         "Nothing is written unless every check passes.",
     )
-    p.add_argument("--model", required=True, help="checkpoint dir (config.yaml, model.pt, am.mvn, *.bpe.model) or hub id")
+    p.add_argument(
+        "--model", required=True, help="checkpoint dir (config.yaml, model.pt, am.mvn, *.bpe.model) or hub id"
+    )
     add_repository(p, "Triton model repository")
-    p.add_argument("--precision", default="fp32",
-                   help="fp32 (any device), int8 (CPU serving), fp16 (GPU serving) or auto: fp32 or int8, whichever "
-                   "runs faster on this CPU, timed at export (int8 only if it passes its parity gate; the version's "
-                   "export_meta.json records the timings)")
-    p.add_argument("--exporter", default="legacy", help="legacy (TorchScript, opset 17, fast) or dynamo (opset 18)")
-    p.add_argument("--min-cosine", type=float, metavar="X",
-                   help="parity gate: worst-frame cosine floor (default per precision: fp32 0.99999, fp16 0.999, "
-                   "int8 0.95)")
-    p.add_argument("--min-argmax-agreement", type=float, metavar="X",
-                   help="parity gate: share of frames whose best token must agree with PyTorch (default: fp32 1.0, "
-                   "fp16 0.98, int8 0.9); lower it only for random-weight checkpoints (benchmarks)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 (any device), int8 (CPU serving), fp16 (GPU serving) or auto: fp32 or int8, whichever "
+        "runs faster on this CPU, timed at export (int8 only if it passes its parity gate; the version's "
+        "export_meta.json records the timings)",
+    )
+    p.add_argument(
+        "--exporter", default="legacy", help="legacy (TorchScript, opset 17, fast) or dynamo (opset 18)"
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=float,
+        metavar="X",
+        help="parity gate: worst-frame cosine floor (default per precision: fp32 0.99999, fp16 0.999, "
+        "int8 0.95)",
+    )
+    p.add_argument(
+        "--min-argmax-agreement",
+        type=float,
+        metavar="X",
+        help="parity gate: share of frames whose best token must agree with PyTorch (default: fp32 1.0, "
+        "fp16 0.98, int8 0.9); lower it only for random-weight checkpoints (benchmarks)",
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -81,7 +104,9 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--http-port", type=int, default=8000, help="(default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001, help="(default: %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002, help="(default: %(default)s)")
-    p.add_argument("--config-name", default="local", help="configs/<name>.pbtxt to serve (default: %(default)s)")
+    p.add_argument(
+        "--config-name", default="local", help="configs/<name>.pbtxt to serve (default: %(default)s)"
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -95,9 +120,16 @@ def _add_transcribe_parser(sub: argparse._SubParsersAction) -> None:
         "segmented file's texts joined with spaces, each raw one with its own tags).",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.add_argument("--language", default="auto", help="auto, zh, en, yue, ja, ko or nospeech (default: %(default)s)")
-    p.add_argument("--itn", dest="use_itn", action=argparse.BooleanOptionalAction, default=True,
-                   help="inverse text normalisation: punctuation and digits (default: on)")
+    p.add_argument(
+        "--language", default="auto", help="auto, zh, en, yue, ja, ko or nospeech (default: %(default)s)"
+    )
+    p.add_argument(
+        "--itn",
+        dest="use_itn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="inverse text normalisation: punctuation and digits (default: on)",
+    )
     add_url(p)
     p.set_defaults(func=cmd_transcribe)
 
@@ -114,21 +146,44 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", help="raw audio root (default: $SVP_RAW_ROOT, then var/raw)")
     p.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
     p.add_argument("--language", help="default language hint when the manifest has none (default: auto)")
-    p.add_argument("--itn", dest="use_itn", action=argparse.BooleanOptionalAction, default=None,
-                   help="inverse text normalisation (default: on)")
-    p.add_argument("--channel-mode", choices=["mono", "split"], help="mix down, or one transcript per channel")
+    p.add_argument(
+        "--itn",
+        dest="use_itn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="inverse text normalisation (default: on)",
+    )
+    p.add_argument(
+        "--channel-mode", choices=["mono", "split"], help="mix down, or one transcript per channel"
+    )
     p.add_argument("--model-version", help="pin a sensevoice model version (default: what Triton serves)")
-    p.add_argument("--failure-budget", type=float, metavar="SHARE",
-                   help="share of the day's files that may fail before the run fails; the day is published either "
-                   "way (default: $SVP_FAILURE_BUDGET, then 0.2)")
-    p.add_argument("--allow-shrink", action="store_true",
-                   help="replace a published day even with far fewer recordings (default: refuse when the partition "
-                   "is empty or holds under $SVP_SHRINK_LIMIT, 0.5, of the published count)")
-    p.add_argument("--wait", type=float, default=0, metavar="MINUTES",
-                   help="wait up to MINUTES for the day's partition to land (default: 0, fail at once if missing)")
-    p.add_argument("--ready-marker", default="", metavar="FILE",
-                   help="with --wait: the file inside date=DATE/ that says the day is complete, e.g. _SUCCESS "
-                   "(default: any file)")
+    p.add_argument(
+        "--failure-budget",
+        type=float,
+        metavar="SHARE",
+        help="share of the day's files that may fail before the run fails; the day is published either "
+        "way (default: $SVP_FAILURE_BUDGET, then 0.2)",
+    )
+    p.add_argument(
+        "--allow-shrink",
+        action="store_true",
+        help="replace a published day even with far fewer recordings (default: refuse when the partition "
+        "is empty or holds under $SVP_SHRINK_LIMIT, 0.5, of the published count)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="wait up to MINUTES for the day's partition to land (default: 0, fail at once if missing)",
+    )
+    p.add_argument(
+        "--ready-marker",
+        default="",
+        metavar="FILE",
+        help="with --wait: the file inside date=DATE/ that says the day is complete, e.g. _SUCCESS "
+        "(default: any file)",
+    )
     add_url(p)
     p.set_defaults(func=cmd_run)
 
@@ -141,7 +196,9 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "Triton, run the sensevoice_daily DAG for that day with `airflow dags test`, and print the emotion trend.",
     )
     p.add_argument("--model", help="checkpoint dir or hub id (default: the bundled trained fixture model)")
-    p.add_argument("--workdir", type=Path, default=Path("var/demo"), help="where everything goes (default: %(default)s)")
+    p.add_argument(
+        "--workdir", type=Path, default=Path("var/demo"), help="where everything goes (default: %(default)s)"
+    )
     p.add_argument("--date", help="the sample day (default: yesterday)")
     p.set_defaults(func=cmd_demo)
 
@@ -169,8 +226,11 @@ def cmd_serve(args) -> int:
     key = configured_admin_key()
     if key is None:
         key = _new_key_file(ADMIN_KEY_FILE)
-        print(f"model control (load, unload, config) needs the admin key, written to {ADMIN_KEY_FILE}: "
-              f"export {KEY_FILE_ENV}={ADMIN_KEY_FILE.resolve()} for `svp models`", flush=True)
+        print(
+            f"model control (load, unload, config) needs the admin key, written to {ADMIN_KEY_FILE}: "
+            f"export {KEY_FILE_ENV}={ADMIN_KEY_FILE.resolve()} for `svp models`",
+            flush=True,
+        )
     server = LocalTriton(
         args.repository,
         http_port=args.http_port,
@@ -187,8 +247,11 @@ def cmd_serve(args) -> int:
     except ServerError as exc:
         raise CliError(str(exc)) from exc
     try:
-        print(f"Triton ready: gRPC {server.grpc_url}  HTTP http://{server.http_url}  "
-              f"metrics http://{server.host}:{server.metrics_port}/metrics", flush=True)
+        print(
+            f"Triton ready: gRPC {server.grpc_url}  HTTP http://{server.http_url}  "
+            f"metrics http://{server.host}:{server.metrics_port}/metrics",
+            flush=True,
+        )
         print(f"log: {server.log_file}   (Ctrl-C to stop)", flush=True)
         while not stop.wait(1.0):
             if server.process is None or server.process.poll() is not None:
@@ -235,8 +298,12 @@ def cmd_transcribe(args) -> int:
             print(f"# sensevoice version {version} at {client.url}", file=sys.stderr)
             # the daily job's path and segmenting (SVP_MAX_SEGMENT_S, SVP_MERGE_SEGMENT_S): long files become VAD
             # segments
-            transcriber = RecordingTranscriber(client, settings.max_segment_s, merge_segment_s=settings.merge_segment_s,
-                                               max_recording_s=settings.max_recording_s)
+            transcriber = RecordingTranscriber(
+                client,
+                settings.max_segment_s,
+                merge_segment_s=settings.merge_segment_s,
+                max_recording_s=settings.max_recording_s,
+            )
             for path in args.files:
                 try:
                     transcript = await transcriber.transcribe_file(path, args.language, args.use_itn)
@@ -263,23 +330,39 @@ def cmd_run(args) -> int:
 
     try:
         settings = Settings.from_env(
-            raw_root=args.raw, lake_root=args.lake, triton_url=args.url, language=args.language,
-            use_itn=args.use_itn, channel_mode=args.channel_mode, model_version=args.model_version,
-            failure_budget=args.failure_budget, allow_shrink=args.allow_shrink or None,
+            raw_root=args.raw,
+            lake_root=args.lake,
+            triton_url=args.url,
+            language=args.language,
+            use_itn=args.use_itn,
+            channel_mode=args.channel_mode,
+            model_version=args.model_version,
+            failure_budget=args.failure_budget,
+            allow_shrink=args.allow_shrink or None,
         )
         date = check_date(args.date)
         if args.wait > 0:
-            arrival = wait_for_partition(settings.raw_root, date, args.ready_marker, timeout_s=60 * args.wait,
-                                         poke_interval_s=max(1.0, min(30.0, 6 * args.wait)))
+            arrival = wait_for_partition(
+                settings.raw_root,
+                date,
+                args.ready_marker,
+                timeout_s=60 * args.wait,
+                poke_interval_s=max(1.0, min(30.0, 6 * args.wait)),
+            )
             print(f"{arrival.partition}: {arrival.detail}", file=sys.stderr)
-        run_id = new_run_id(dt.datetime.now(dt.timezone.utc))
+        run_id = new_run_id(dt.datetime.now(dt.UTC))
         with _termination_as_interrupt():
             try:
                 result = run_date(settings, date, run_id=run_id)
             except KeyboardInterrupt as exc:  # run_date has given the lease back; say what the lake holds now
                 published = published_run(settings, date) == run_id
-                what = f"{date} was published" if published else f"nothing of {date} was published by this run"
-                print(f"svp run: stopped by {_signal_name(exc)}: {what}; its lease was given back", file=sys.stderr)
+                what = (
+                    f"{date} was published" if published else f"nothing of {date} was published by this run"
+                )
+                print(
+                    f"svp run: stopped by {_signal_name(exc)}: {what}; its lease was given back",
+                    file=sys.stderr,
+                )
                 raise
     except (PartitionError, TritonClientError, ValueError) as exc:
         raise CliError(str(exc)) from exc
@@ -311,7 +394,10 @@ def _signal_name(exc: KeyboardInterrupt) -> str:
 
 
 def cmd_demo(args) -> int:
-    from sensevoice_pipeline.demo.run import DemoError, run_demo  # the lake, the warehouse and Airflow's helpers
+    from sensevoice_pipeline.demo.run import (  # the lake, the warehouse and Airflow's helpers
+        DemoError,
+        run_demo,
+    )
 
     try:
         return run_demo(args.model, args.workdir, args.date)

@@ -9,6 +9,7 @@ from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.serving.client import DEFAULT_URL, URL_ENV
 from sensevoice_pipeline.settings import Settings
 
+
 class CliError(ConfigurationError):
     """A problem the user fixes before running again (a flag, a path, a server to start): exit code 2, as for any
     ConfigurationError (``errors.exit_code``). Printed as written: it may end with a server log's tail."""
@@ -24,8 +25,12 @@ def add_url(parser: argparse.ArgumentParser) -> None:
 
 
 def add_repository(parser: argparse.ArgumentParser, what: str = "model repository") -> None:
-    parser.add_argument("--repository", type=Path, default=None,
-                        help=f"{what} (default: $SVP_MODEL_REPOSITORY, then model_repository)")
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=None,
+        help=f"{what} (default: $SVP_MODEL_REPOSITORY, then model_repository)",
+    )
 
 
 def resolve_repository(args: argparse.Namespace) -> None:

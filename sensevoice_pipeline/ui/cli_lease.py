@@ -19,17 +19,24 @@ def add_lease_parser(sub: argparse._SubParsersAction) -> None:
         "The leases live beside a SQLite catalog or in the PostgreSQL catalog database ($SVP_CATALOG).",
     )
     lsub = p.add_subparsers(dest="lease_command", metavar="ACTION", required=True)
-    listing = lsub.add_parser("list", help="every lease: date, run, host, pid, since, until, state",
-                              description="Every lease of the lake: held, expired (a new run may take it) or dead "
-                              "(its `svp run` process is gone from this host; a new run takes it at once).")
+    listing = lsub.add_parser(
+        "list",
+        help="every lease: date, run, host, pid, since, until, state",
+        description="Every lease of the lake: held, expired (a new run may take it) or dead "
+        "(its `svp run` process is gone from this host; a new run takes it at once).",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
     breaking = lsub.add_parser(
-        "break", help="free DATE whoever holds it (asks for --yes)",
+        "break",
+        help="free DATE whoever holds it (asks for --yes)",
         description="Delete DATE's lease. The run that held it can no longer renew it or publish (its next renewal "
         "or its commit fails), so a new run of the date may start at once. Break only a lease whose run is dead or "
-        "must be abandoned: this is what --yes confirms.")
+        "must be abandoned: this is what --yes confirms.",
+    )
     breaking.add_argument("date", help="YYYY-MM-DD")
-    breaking.add_argument("--yes", action="store_true", help="confirm: the holder's work will not be published")
+    breaking.add_argument(
+        "--yes", action="store_true", help="confirm: the holder's work will not be published"
+    )
     for parser in (listing, breaking):
         parser.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
     p.set_defaults(func=cmd_lease)
@@ -50,14 +57,18 @@ def cmd_lease(args) -> int:
         else:
             print(f"{'date':<10}  {'state':<7}  {'run':<40}  {'host':<20}  {'pid':>7}  {'since':<20}  until")
             for lease in rows:
-                print(f"{lease.date:<10}  {lease.state(now):<7}  {lease.holder:<40}  {lease.host:<20}  "
-                      f"{lease.pid:>7}  {_time(lease.acquired_at):<20}  {_time(lease.expires_at)}")
+                print(
+                    f"{lease.date:<10}  {lease.state(now):<7}  {lease.holder:<40}  {lease.host:<20}  "
+                    f"{lease.pid:>7}  {_time(lease.acquired_at):<20}  {_time(lease.expires_at)}"
+                )
         return 0
     date = check_date(args.date)
     if not args.yes:
-        raise CliError(f"breaking the lease on {date} lets another run publish it while its holder may still be "
-                       f"at work (its work would then never be published): run `svp lease list` to see who holds it, "
-                       f"then `svp lease break {date} --yes`")
+        raise CliError(
+            f"breaking the lease on {date} lets another run publish it while its holder may still be "
+            f"at work (its work would then never be published): run `svp lease list` to see who holds it, "
+            f"then `svp lease break {date} --yes`"
+        )
     broken = date_leases.break_lease(date)
     if broken is None:
         print(f"{date}: no lease to break")
@@ -67,10 +78,16 @@ def cmd_lease(args) -> int:
 
 
 def _row(lease) -> dict:
-    return {"date": lease.date, "run": lease.holder, "host": lease.host, "pid": lease.pid,
-            "bound_to_process": lease.bound_to_process, "since": _time(lease.acquired_at),
-            "until": _time(lease.expires_at)}
+    return {
+        "date": lease.date,
+        "run": lease.holder,
+        "host": lease.host,
+        "pid": lease.pid,
+        "bound_to_process": lease.bound_to_process,
+        "since": _time(lease.acquired_at),
+        "until": _time(lease.expires_at),
+    }
 
 
 def _time(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

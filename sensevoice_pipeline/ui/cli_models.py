@@ -18,10 +18,16 @@ ACTIONS = [
     ("promote", "make VERSION (default: the staged one) the serving version"),
     ("rollback", "serve the previous version again"),
     ("retire", "unload VERSION and take it out of every role (files are kept)"),
-    ("mirror", "publish the repository to TARGET (s3://bucket/prefix), which Triton servers then read "
-               "(--model-repository=s3://...); every later export and release keeps it in step"),
-    ("release", "the whole release of CHECKPOINT: export, stage, canary on the golden set, then promote or "
-                "discard; writes the release report and its model_releases row (what the release DAG runs)"),
+    (
+        "mirror",
+        "publish the repository to TARGET (s3://bucket/prefix), which Triton servers then read "
+        "(--model-repository=s3://...); every later export and release keeps it in step",
+    ),
+    (
+        "release",
+        "the whole release of CHECKPOINT: export, stage, canary on the golden set, then promote or "
+        "discard; writes the release report and its model_releases row (what the release DAG runs)",
+    ),
 ]
 
 
@@ -29,7 +35,7 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
         help="model versions: list, show, stage, unstage, promote, rollback, retire, mirror, release (on a running "
-             "Triton, or a fleet: --url a:8001,b:8001, the first server is the canary)",
+        "Triton, or a fleet: --url a:8001,b:8001, the first server is the canary)",
         description="Manage the versions of `sensevoice` + `sensevoice_encoder` in a model repository and on the "
         "Triton serving it. The serving version (recorded in <repository>/serving.json and the configs' "
         "version_policy) is the one requests without a version reach. `stage` loads a candidate beside it as "
@@ -42,7 +48,9 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
         if name in ("show", "stage", "retire"):
             m.add_argument("version", type=int)
         elif name == "mirror":
-            m.add_argument("target", help="s3://bucket/prefix (credentials and endpoint: the AWS_* variables)")
+            m.add_argument(
+                "target", help="s3://bucket/prefix (credentials and endpoint: the AWS_* variables)"
+            )
         elif name == "promote":
             m.add_argument("version", type=int, nargs="?")
         add_repository(m)
@@ -52,27 +60,47 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
         if name == "release":
             _add_release_arguments(m)
         if name in ("unstage", "promote", "rollback", "retire"):
-            m.add_argument("--offline", action="store_true",
-                           help="edit the repository only, for a stopped Triton (takes effect when it starts)")
+            m.add_argument(
+                "--offline",
+                action="store_true",
+                help="edit the repository only, for a stopped Triton (takes effect when it starts)",
+            )
     p.set_defaults(func=cmd_models)
 
 
 def _add_release_arguments(m: argparse.ArgumentParser) -> None:
-    m.add_argument("checkpoint", help="model dir or hub id to export (model.pt, config.yaml, am.mvn, tokenizer)")
-    m.add_argument("--precision", choices=("fp32", "fp16", "int8", "auto"), default="fp32",
-                   help="auto: fp32 or int8, whichever runs faster on this CPU (see `svp export --help`); "
-                   "default: %(default)s")
+    m.add_argument(
+        "checkpoint", help="model dir or hub id to export (model.pt, config.yaml, am.mvn, tokenizer)"
+    )
+    m.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8", "auto"),
+        default="fp32",
+        help="auto: fp32 or int8, whichever runs faster on this CPU (see `svp export --help`); "
+        "default: %(default)s",
+    )
     m.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy", help="default: %(default)s")
-    m.add_argument("--lake-root", default=None, help="where the report and model_releases row go "
-                   "(default: $SVP_LAKE_ROOT, then var/lake)")
-    m.add_argument("--golden-dir", default=None, help="the canary's clips + expected.jsonl "
-                   "(default: $SVP_GOLDEN_DIR, then the fixture model's clips)")
-    for flag, default, what in (("--min-transcript-agreement", 0.95, "share of golden cases with the same text"),
-                                ("--min-emotion-agreement", 0.95, "share of golden cases with the same emotion"),
-                                ("--max-latency-ratio", 1.5, "median latency staged / serving")):
+    m.add_argument(
+        "--lake-root",
+        default=None,
+        help="where the report and model_releases row go (default: $SVP_LAKE_ROOT, then var/lake)",
+    )
+    m.add_argument(
+        "--golden-dir",
+        default=None,
+        help="the canary's clips + expected.jsonl (default: $SVP_GOLDEN_DIR, then the fixture model's clips)",
+    )
+    for flag, default, what in (
+        ("--min-transcript-agreement", 0.95, "share of golden cases with the same text"),
+        ("--min-emotion-agreement", 0.95, "share of golden cases with the same emotion"),
+        ("--max-latency-ratio", 1.5, "median latency staged / serving"),
+    ):
         m.add_argument(flag, type=float, default=default, help=f"canary gate: {what} (default: %(default)s)")
-    m.add_argument("--allow-refusal", action="store_true",
-                   help="exit 0 when the canary refuses the candidate (the report says so)")
+    m.add_argument(
+        "--allow-refusal",
+        action="store_true",
+        help="exit 0 when the canary refuses the candidate (the report says so)",
+    )
 
 
 def cmd_models(args) -> int:
@@ -83,31 +111,50 @@ def cmd_models(args) -> int:
         if action in ("list", "show"):  # the server's view only when asked for
             if action == "list":
                 rows, state, server = releases.list_versions(args.repository, args.url)
-                print(json.dumps({"versions": [r.to_dict() for r in rows], "serving": state.to_dict(),
-                                  "server": server}, indent=2) if args.json
-                      else releases.format_versions(rows, state, server))
+                print(
+                    json.dumps(
+                        {
+                            "versions": [r.to_dict() for r in rows],
+                            "serving": state.to_dict(),
+                            "server": server,
+                        },
+                        indent=2,
+                    )
+                    if args.json
+                    else releases.format_versions(rows, state, server)
+                )
             else:
                 shown = releases.show_version(args.repository, args.version, args.url)
                 print(json.dumps(shown, indent=2) if args.json else releases.format_show(shown))
             return 0
         if action == "mirror":
             r = releases.set_mirror(args.repository, args.target)
-            print(f"published versions {', '.join(map(str, r['versions'])) or 'none'} to {r['mirror']}; start Triton "
-                  f"with --model-repository={r['triton_uri']}")
+            print(
+                f"published versions {', '.join(map(str, r['versions'])) or 'none'} to {r['mirror']}; start Triton "
+                f"with --model-repository={r['triton_uri']}"
+            )
             return 0
         url = None if getattr(args, "offline", False) else (args.url or default_url())
         if action == "stage":
             r = releases.stage(args.repository, args.version, url)
-            print(f"staged version {r['staged']} as {r['model']} beside serving version {r['serving']} "
-                  f"({r['seconds']} s)")
+            print(
+                f"staged version {r['staged']} as {r['model']} beside serving version {r['serving']} "
+                f"({r['seconds']} s)"
+            )
         elif action == "unstage":
             print(releases.format_unstaged(releases.unstage(args.repository, url)))
         elif action in ("promote", "rollback"):
-            r = (releases.promote(args.repository, args.version, url) if action == "promote"
-                 else releases.rollback(args.repository, url))
+            r = (
+                releases.promote(args.repository, args.version, url)
+                if action == "promote"
+                else releases.rollback(args.repository, url)
+            )
             where = f"switched in {r['switch_seconds']} s" if url else "repository only (--offline)"
-            print(f"serving version {r['serving']} (previous {r['previous']}); {where}"
-                  if r["changed"] else f"version {r['serving']} is already serving")
+            print(
+                f"serving version {r['serving']} (previous {r['previous']}); {where}"
+                if r["changed"]
+                else f"version {r['serving']} is already serving"
+            )
         elif action == "retire":
             r = releases.retire(args.repository, args.version, url)
             print(f"retired version {r['retired']}; serving version {r['serving']}")
@@ -118,13 +165,21 @@ def cmd_models(args) -> int:
 
 def _release(args) -> int:
     """A refused or failed release is the run's outcome, not a usage error: it exits 1 (errors.exit_code)."""
-    settings = Settings.from_env(model_repository=args.repository, lake_root=args.lake_root,
-                                 triton_url=args.url, golden_dir=args.golden_dir)
-    thresholds = releases.CanaryThresholds(args.min_transcript_agreement, args.min_emotion_agreement,
-                                           args.max_latency_ratio)
-    report = releases.release(args.checkpoint, settings, precision=args.precision, exporter=args.exporter,
-                              thresholds=thresholds)
-    print(f"release {report['row']['release_id']}: {report['outcome']}; serving version "
-          f"{report['row']['serving_after']}; report {report['report']}")
+    settings = Settings.from_env(
+        model_repository=args.repository,
+        lake_root=args.lake_root,
+        triton_url=args.url,
+        golden_dir=args.golden_dir,
+    )
+    thresholds = releases.CanaryThresholds(
+        args.min_transcript_agreement, args.min_emotion_agreement, args.max_latency_ratio
+    )
+    report = releases.release(
+        args.checkpoint, settings, precision=args.precision, exporter=args.exporter, thresholds=thresholds
+    )
+    print(
+        f"release {report['row']['release_id']}: {report['outcome']}; serving version "
+        f"{report['row']['serving_after']}; report {report['report']}"
+    )
     releases.check_outcome(report, fail_on_refusal=not args.allow_refusal)
     return 0

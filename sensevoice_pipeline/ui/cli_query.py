@@ -25,9 +25,14 @@ def add_query_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="date_from", help="first date, YYYY-MM-DD (default: all)")
     p.add_argument("--to", dest="date_to", help="last date, YYYY-MM-DD (default: all)")
     p.add_argument("--by", default="language", choices=["language", "channel"], help="trend grouping")
-    p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
-                   help="count only emotions the model gave at least this probability: 0.5, 0.6, 0.7, 0.8 or 0.9 "
-                        "(emotion-trend, angry-share; default: all)")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="count only emotions the model gave at least this probability: 0.5, 0.6, 0.7, 0.8 or 0.9 "
+        "(emotion-trend, angry-share; default: all)",
+    )
     p.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
     p.add_argument("--warehouse", help="DuckDB file (default: <lake>/warehouse.duckdb)")
     p.add_argument("--csv", type=Path, help="also write the result as CSV")
@@ -93,7 +98,9 @@ def spreadsheet_safe(table):
             risky = pc.starts_with(column, FORMULA_STARTS[0])
             for prefix in FORMULA_STARTS[1:]:
                 risky = pc.or_(risky, pc.starts_with(column, prefix))
-            column = pc.if_else(pc.fill_null(risky, False), pc.binary_join_element_wise("'", column, ""), column)
+            column = pc.if_else(
+                pc.fill_null(risky, False), pc.binary_join_element_wise("'", column, ""), column
+            )
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 

@@ -28,17 +28,28 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import soundfile as sf
 
-from sensevoice_pipeline.speech.audio import SUPPORTED_EXTENSIONS, UNSUPPORTED_HINT, AudioDecodeError, load_16k
-from sensevoice_pipeline.serving.client import SenseVoiceClient
-from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S, DEFAULT_USE_ITN, SAMPLE_RATE
-from sensevoice_pipeline.serving.recordings import RecordingTranscriber, check_long_enough
+from sensevoice_pipeline.constants import (
+    DEFAULT_MAX_SEGMENT_S,
+    DEFAULT_MERGE_SEGMENT_S,
+    DEFAULT_USE_ITN,
+    SAMPLE_RATE,
+)
 from sensevoice_pipeline.errors import InputError, ServingError, ServingUnavailableError
+from sensevoice_pipeline.serving.client import SenseVoiceClient
+from sensevoice_pipeline.serving.recordings import RecordingTranscriber, check_long_enough
+from sensevoice_pipeline.speech.audio import (
+    SUPPORTED_EXTENSIONS,
+    UNSUPPORTED_HINT,
+    AudioDecodeError,
+    load_16k,
+)
 from sensevoice_pipeline.speech.languages import LANGUAGES
 from sensevoice_pipeline.speech.tags import parse, render_emoji, render_plain
 
@@ -50,7 +61,16 @@ MAX_SEGMENT_S = DEFAULT_MAX_SEGMENT_S  # the daily job's default (Settings.max_s
 REQUEST_TIMEOUT_S = 60.0  # one segment's Triton request: someone is waiting at the page
 MAX_NAME = 120
 ACCEPT = ",".join(SUPPORTED_EXTENSIONS)  # the form's file picker hint
-ITN_VALUES = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
+ITN_VALUES = {
+    "on": True,
+    "true": True,
+    "1": True,
+    "yes": True,
+    "off": False,
+    "false": False,
+    "0": False,
+    "no": False,
+}
 
 
 class ClipRefused(InputError):
@@ -128,8 +148,9 @@ def clip_name(filename: Any) -> str:
         suffix = Path(name).suffix[:16]
         name = name[: MAX_NAME - len(suffix) - 1] + "…" + suffix
     if Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise ClipRefused(f"unsupported format {Path(name).suffix or '(no extension)'!r} ({name}); "
-                          f"{UNSUPPORTED_HINT}", 415)
+        raise ClipRefused(
+            f"unsupported format {Path(name).suffix or '(no extension)'!r} ({name}); {UNSUPPORTED_HINT}", 415
+        )
     return name
 
 
@@ -168,10 +189,17 @@ class TritonAddressError(ServingUnavailableError):
     """The Triton address cannot be found (a ``sensevoice_triton`` Connection without a host, ...)."""
 
 
-async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn: Any = DEFAULT_USE_ITN, *,
-                     url: str | Callable[[], str], max_segment_s: float = MAX_SEGMENT_S,
-                     merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
-                     timeout_s: float = REQUEST_TIMEOUT_S) -> ClipResult:
+async def check_clip(
+    data: bytes,
+    filename: str,
+    language: Any = "auto",
+    use_itn: Any = DEFAULT_USE_ITN,
+    *,
+    url: str | Callable[[], str],
+    max_segment_s: float = MAX_SEGMENT_S,
+    merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+) -> ClipResult:
     """Decode ``data`` (the uploaded file's bytes) in memory, segment it like the daily job and transcribe every
     segment through the Triton at ``url`` (or at what ``url()`` answers, looked up in a thread once the clip is
     decoded). Raises :class:`ClipRefused` or a :class:`~.errors.ServingError`."""
@@ -184,23 +212,43 @@ async def check_clip(data: bytes, filename: str, language: Any = "auto", use_itn
     if not data:
         raise ClipRefused(f"{name} is an empty file (0 bytes)")
     info, audio = await asyncio.to_thread(decode_in_memory, data, name)
-    check_long_enough(audio)  # the daily job's rule, before any Triton lookup: an InputError, answered with 422
-    result = ClipResult(name, info.format, info.sample_rate, info.channels, round(audio.size / SAMPLE_RATE, 3),
-                        language, use_itn, segmented=audio.size > int(max_segment_s * SAMPLE_RATE))
+    check_long_enough(
+        audio
+    )  # the daily job's rule, before any Triton lookup: an InputError, answered with 422
+    result = ClipResult(
+        name,
+        info.format,
+        info.sample_rate,
+        info.channels,
+        round(audio.size / SAMPLE_RATE, 3),
+        language,
+        use_itn,
+        segmented=audio.size > int(max_segment_s * SAMPLE_RATE),
+    )
     if callable(url):
         try:
             url = await asyncio.to_thread(url)
         except ValueError as exc:
             raise TritonAddressError(f"no Triton address: {exc}") from exc
-    async with SenseVoiceClient(url, max_concurrency=4, timeout_s=timeout_s, retries=1, backoff_s=0.5,
-                                deadline_retries=0) as client:
+    async with SenseVoiceClient(
+        url, max_concurrency=4, timeout_s=timeout_s, retries=1, backoff_s=0.5, deadline_retries=0
+    ) as client:
         await client.check_ready()
-        transcript = await RecordingTranscriber(client, max_segment_s, merge_segment_s=merge_segment_s).transcribe_channels(
-            info, [audio], language, use_itn)
+        transcript = await RecordingTranscriber(
+            client, max_segment_s, merge_segment_s=merge_segment_s
+        ).transcribe_channels(info, [audio], language, use_itn)
     for i, s in enumerate(transcript.segments):
         text = s.answer.text
-        result.segments.append(ClipSegment(i, round(s.segment.start_s, 3), round(s.segment.end_s, 3), text,
-                                           parse(text).text, render_emoji(text)))
+        result.segments.append(
+            ClipSegment(
+                i,
+                round(s.segment.start_s, 3),
+                round(s.segment.end_s, 3),
+                text,
+                parse(text).text,
+                render_emoji(text),
+            )
+        )
     if transcript.segments:
         result.model_name = transcript.segments[0].answer.model_name
         result.model_version = ",".join(transcript.model_versions)
@@ -232,7 +280,9 @@ def decode_in_memory(data: bytes, name: str):
 def _anonymous_file() -> int:
     if hasattr(os, "memfd_create"):
         return os.memfd_create("svp-clip", getattr(os, "MFD_CLOEXEC", 0))
-    with tempfile.TemporaryFile() as f:  # no memfd: O_TMPFILE, a file with no name, removed when the last fd closes
+    with (
+        tempfile.TemporaryFile() as f
+    ):  # no memfd: O_TMPFILE, a file with no name, removed when the last fd closes
         return os.dup(f.fileno())
 
 
@@ -242,8 +292,10 @@ def _check_duration(path: str, name: str) -> None:
     except Exception:  # noqa: BLE001 -- not readable: load_16k says why, in its words
         return
     if info.samplerate and info.frames / info.samplerate > MAX_CLIP_SECONDS:
-        raise ClipRefused(f"{name} is {info.frames / info.samplerate / 60:.1f} min long; clips of at most "
-                          f"{MAX_CLIP_SECONDS / 60:.0f} min are checked here")
+        raise ClipRefused(
+            f"{name} is {info.frames / info.samplerate / 60:.1f} min long; clips of at most "
+            f"{MAX_CLIP_SECONDS / 60:.0f} min are checked here"
+        )
 
 
 def message(exc: BaseException) -> str:

@@ -12,41 +12,55 @@ from sensevoice_pipeline.ui.html_parts import Column, html_document, render_tabl
 from sensevoice_pipeline.ui.page_text import esc, redact
 
 SEGMENT_COLUMNS = [
-    Column("index", "#", True), Column("start_s", "start s", True, get=lambda s: f"{s.start_s:.2f}"),
-    Column("end_s", "end s", True, get=lambda s: f"{s.end_s:.2f}"), Column("raw", "raw", wrap=True),
-    Column("plain", "plain", wrap=True), Column("emoji", "emoji", wrap=True),
+    Column("index", "#", True),
+    Column("start_s", "start s", True, get=lambda s: f"{s.start_s:.2f}"),
+    Column("end_s", "end s", True, get=lambda s: f"{s.end_s:.2f}"),
+    Column("raw", "raw", wrap=True),
+    Column("plain", "plain", wrap=True),
+    Column("emoji", "emoji", wrap=True),
 ]
 
 
 def clip_form(language: str = "auto", itn: bool = True) -> str:
     """The upload form: a plain multipart POST to ``clip`` (beside the page, so inside Airflow's frame too)."""
-    languages = "".join(f'<option value="{esc(x)}"{" selected" if x == language else ""}>{esc(x)}</option>'
-                        for x in LANGUAGES)
-    itns = "".join(f'<option value="{v}"{" selected" if (v == "on") == itn else ""}>{v}</option>'
-                   for v in ("on", "off"))
-    return "".join([
-        '<form method="post" action="clip" enctype="multipart/form-data" class="clip">',
-        f'<label>clip<input type="file" name="clip" accept="{esc(ACCEPT)}" required></label>',
-        f'<label>language<select name="language">{languages}</select></label>',
-        f'<label>ITN<select name="itn">{itns}</select></label>',
-        '<button type="submit">Transcribe</button></form>',
-    ])
+    languages = "".join(
+        f'<option value="{esc(x)}"{" selected" if x == language else ""}>{esc(x)}</option>' for x in LANGUAGES
+    )
+    itns = "".join(
+        f'<option value="{v}"{" selected" if (v == "on") == itn else ""}>{v}</option>' for v in ("on", "off")
+    )
+    return "".join(
+        [
+            '<form method="post" action="clip" enctype="multipart/form-data" class="clip">',
+            f'<label>clip<input type="file" name="clip" accept="{esc(ACCEPT)}" required></label>',
+            f'<label>language<select name="language">{languages}</select></label>',
+            f'<label>ITN<select name="itn">{itns}</select></label>',
+            '<button type="submit">Transcribe</button></form>',
+        ]
+    )
 
 
 def _clip_help() -> str:
     formats = ", ".join(e.lstrip(".") for e in ACCEPT.split(","))
-    return (f'<p class="meta">Upload a clip ({esc(formats)}; up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB and '
-            f'{MAX_CLIP_SECONDS / 60:.0f} min) to see what the serving model answers: the raw rich transcription, '
-            f'its plain and emoji renderings. Channels are mixed down; a clip longer than {MAX_SEGMENT_S:.0f} s is cut '
-            'into speech segments as the daily job does. Nothing is stored.</p>')
+    return (
+        f'<p class="meta">Upload a clip ({esc(formats)}; up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB and '
+        f"{MAX_CLIP_SECONDS / 60:.0f} min) to see what the serving model answers: the raw rich transcription, "
+        f"its plain and emoji renderings. Channels are mixed down; a clip longer than {MAX_SEGMENT_S:.0f} s is cut "
+        "into speech segments as the daily job does. Nothing is stored.</p>"
+    )
 
 
 def clip_section(language: str = "auto", itn: bool = True) -> str:
     return f'<section id="clip"><h2>Try a clip</h2>{_clip_help()}{clip_form(language, itn)}</section>'
 
 
-def render_clip_page(result: ClipResult | None = None, error: str | None = None, status: int = 200,
-                     language: str = "auto", itn: bool = True) -> str:
+def render_clip_page(
+    result: ClipResult | None = None,
+    error: str | None = None,
+    status: int = 200,
+    language: str = "auto",
+    itn: bool = True,
+) -> str:
     """The answer to the clip form: what Triton said (or why not), then the form again with the same choices."""
     body = []
     if error:
@@ -56,27 +70,44 @@ def render_clip_page(result: ClipResult | None = None, error: str | None = None,
     return html_document(
         "try a clip",
         '<p class="meta"><a href="./">Back to the dashboard</a></p>',
-        '<section id="clip"><h2>Try a clip</h2>', *body, _clip_help(), clip_form(language, itn), "</section>",
+        '<section id="clip"><h2>Try a clip</h2>',
+        *body,
+        _clip_help(),
+        clip_form(language, itn),
+        "</section>",
     )
 
 
 def _clip_result(result: ClipResult) -> str:
     """What was sent (the audio, the hint, the model) and the transcription, whole and per segment."""
     n = len(result.segments)
-    cut = (f"{n} speech segment{'' if n == 1 else 's'} (VAD, at most {MAX_SEGMENT_S:.0f} s each)"
-           if result.segmented else "the whole clip in one request")
+    cut = (
+        f"{n} speech segment{'' if n == 1 else 's'} (VAD, at most {MAX_SEGMENT_S:.0f} s each)"
+        if result.segmented
+        else "the whole clip in one request"
+    )
     channels = f"{result.channels} channel{'' if result.channels == 1 else 's'}"
-    facts = [("clip", result.name),
-             ("audio", f"{result.format}, {result.sample_rate} Hz, {channels}, {result.duration_s:.2f} s"),
-             ("language hint", result.language), ("ITN", "on" if result.use_itn else "off"),
-             ("model", f"{result.model_name} version {result.model_version}" if result.model_name else "none"),
-             ("transcribed", cut), ("took", f"{result.seconds:.2f} s")]
-    out = ['<div id="clip-result"><dl>' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts) + "</dl>"]
+    facts = [
+        ("clip", result.name),
+        ("audio", f"{result.format}, {result.sample_rate} Hz, {channels}, {result.duration_s:.2f} s"),
+        ("language hint", result.language),
+        ("ITN", "on" if result.use_itn else "off"),
+        ("model", f"{result.model_name} version {result.model_version}" if result.model_name else "none"),
+        ("transcribed", cut),
+        ("took", f"{result.seconds:.2f} s"),
+    ]
+    out = [
+        '<div id="clip-result"><dl>'
+        + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
+        + "</dl>"
+    ]
     if result.segments:
-        out.append('<h3>Transcription</h3><dl class="texts">'
-                   f'<dt>raw</dt><dd><code id="clip-raw">{esc(result.raw)}</code></dd>'
-                   f'<dt>plain</dt><dd id="clip-plain">{esc(result.plain)}</dd>'
-                   f'<dt>emoji</dt><dd id="clip-emoji">{esc(result.emoji)}</dd></dl>')
+        out.append(
+            '<h3>Transcription</h3><dl class="texts">'
+            f'<dt>raw</dt><dd><code id="clip-raw">{esc(result.raw)}</code></dd>'
+            f'<dt>plain</dt><dd id="clip-plain">{esc(result.plain)}</dd>'
+            f'<dt>emoji</dt><dd id="clip-emoji">{esc(result.emoji)}</dd></dl>'
+        )
     else:
         out.append('<p class="empty" id="clip-raw">No speech found in this clip.</p>')
     if result.segmented and result.segments:

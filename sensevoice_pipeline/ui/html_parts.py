@@ -7,15 +7,16 @@ A page is self-contained: no script, no external resource, the CSS inline; every
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sensevoice_pipeline.ui.page_text import esc
 
 # Strict enough for a page that has no script: nothing loads from anywhere, forms post back to the page only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                               "form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -47,14 +48,16 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{font-weig
 
 def html_document(title: str, *body: str) -> str:
     """A whole page: ``SenseVoice · title`` in the tab, the CSS, the heading, then ``body``."""
-    return "".join([
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        f"<title>SenseVoice · {esc(title)}</title><style>{STYLE}</style></head><body>",
-        "<h1>SenseVoice speech analytics</h1>",
-        *body,
-        "</body></html>",
-    ])
+    return "".join(
+        [
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>SenseVoice · {esc(title)}</title><style>{STYLE}</style></head><body>",
+            "<h1>SenseVoice speech analytics</h1>",
+            *body,
+            "</body></html>",
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Column:
 def render_table(columns: list[Column], rows: list, empty: str, css_class: str = "") -> str:
     if not rows:
         return f'<p class="empty">{esc(empty)}</p>'
-    head = "".join(f'<th{" class=num" if c.numeric else ""}>{esc(c.title)}</th>' for c in columns)
+    head = "".join(f"<th{' class=num' if c.numeric else ''}>{esc(c.title)}</th>" for c in columns)
     body = []
     for row in rows:
         cells = []
@@ -85,4 +88,6 @@ def render_table(columns: list[Column], rows: list, empty: str, css_class: str =
         body.append("<tr>" + "".join(cells) + "</tr>")
     cls = f' class="{esc(css_class)}"' if css_class else ""
     table = f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    return f'<div class="scroll">{table}</div>'  # a table wider than the window scrolls by itself, not the page
+    return (
+        f'<div class="scroll">{table}</div>'  # a table wider than the window scrolls by itself, not the page
+    )

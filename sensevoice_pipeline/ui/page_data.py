@@ -58,12 +58,18 @@ class Params:
     min_confidence: float = 0.0  # the trend counts utterances whose emotion confidence is at least this
 
     @classmethod
-    def parse(cls, date_from: str | None = None, date_to: str | None = None, by: str = "language",
-              min_confidence: str | None = None) -> "Params":
+    def parse(
+        cls,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        by: str = "language",
+        min_confidence: str | None = None,
+    ) -> Params:
         if by not in GROUPINGS:
             raise DashboardParamError(f"by: expected one of {', '.join(GROUPINGS)}")
-        params = cls(parse_date(date_from, "from"), parse_date(date_to, "to"), by,
-                     parse_min_confidence(min_confidence))
+        params = cls(
+            parse_date(date_from, "from"), parse_date(date_to, "to"), by, parse_min_confidence(min_confidence)
+        )
         if params.date_from and params.date_to:
             check_range(params.date_from, params.date_to)
         return params
@@ -87,7 +93,8 @@ def parse_min_confidence(value: str | None) -> float:
         return check_min_confidence(float(value))
     except ValueError:
         raise DashboardParamError(
-            f"min_confidence: expected one of {', '.join(f'{c:g}' for c in MIN_CONFIDENCES)}") from None
+            f"min_confidence: expected one of {', '.join(f'{c:g}' for c in MIN_CONFIDENCES)}"
+        ) from None
 
 
 def check_range(date_from: dt.date, date_to: dt.date) -> None:
@@ -112,12 +119,17 @@ class Dashboard:
     model_versions: list[str] = field(default_factory=list)  # that transcribed utterances dated in the range
     serving: dict | None = None
     notes: list[str] = field(default_factory=list)
-    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     min_confidence: float = 0.0
 
 
-def load_dashboard(warehouse: Warehouse, model_repository: str | Path, params: Params,
-                   limit: int = ROW_LIMIT, today: dt.date | None = None) -> Dashboard:
+def load_dashboard(
+    warehouse: Warehouse,
+    model_repository: str | Path,
+    params: Params,
+    limit: int = ROW_LIMIT,
+    today: dt.date | None = None,
+) -> Dashboard:
     """Everything the page shows. A missing warehouse or table gives a note and an empty section, not an error."""
     notes: list[str] = []
     con = None
@@ -127,8 +139,15 @@ def load_dashboard(warehouse: Warehouse, model_repository: str | Path, params: P
         notes.append(f"No warehouse yet: {exc}")
     try:
         date_from, date_to = _date_range(con, params, today)
-        board = Dashboard(date_from, date_to, params.by, warehouse.lake_root, Path(model_repository), notes=notes,
-                          min_confidence=params.min_confidence)
+        board = Dashboard(
+            date_from,
+            date_to,
+            params.by,
+            warehouse.lake_root,
+            Path(model_repository),
+            notes=notes,
+            min_confidence=params.min_confidence,
+        )
         usage = _load_tables(board, con, limit) if con is not None else []
     finally:
         if con is not None:
@@ -137,8 +156,9 @@ def load_dashboard(warehouse: Warehouse, model_repository: str | Path, params: P
     return board
 
 
-def _date_range(con: duckdb.DuckDBPyConnection | None, params: Params,
-                today: dt.date | None) -> tuple[dt.date, dt.date]:
+def _date_range(
+    con: duckdb.DuckDBPyConnection | None, params: Params, today: dt.date | None
+) -> tuple[dt.date, dt.date]:
     """The range the page shows: the one asked for, its open ends filled in."""
     date_from, date_to = params.date_from, params.date_to
     if date_to is None:  # the latest published day (today on an empty lake), never before `from`
@@ -179,7 +199,9 @@ def _latest_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict, table: str, notes: list[str]) -> list[dict]:
     try:
-        return con.execute(sql, params).to_arrow_table().to_pylist()  # as Warehouse.query: no materialized relation
+        return (
+            con.execute(sql, params).to_arrow_table().to_pylist()
+        )  # as Warehouse.query: no materialized relation
     except duckdb.CatalogException:
         notes.append(f"No {table} published yet.")
         return []

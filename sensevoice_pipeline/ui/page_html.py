@@ -9,7 +9,8 @@ the server (``redact``). Sent with ``html_parts.SECURITY_HEADERS``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sensevoice_pipeline.ui.chart import group_label, trend_svg
 from sensevoice_pipeline.ui.clip_html import clip_section
@@ -28,28 +29,52 @@ def _duration(row: dict) -> str:
 
 
 RUN_COLUMNS = [
-    Column("date", "date"), Column("run_id", "run"), Column("finished_at", "finished (UTC)"),
-    Column("duration", "took", get=_duration), Column("files", "files", True), Column("files_ok", "ok", True),
-    Column("files_failed", "failed", True), Column("utterances", "utterances", True),
-    Column("speech_seconds", "speech s", True), Column("model_versions", "model versions", wrap=True),
+    Column("date", "date"),
+    Column("run_id", "run"),
+    Column("finished_at", "finished (UTC)"),
+    Column("duration", "took", get=_duration),
+    Column("files", "files", True),
+    Column("files_ok", "ok", True),
+    Column("files_failed", "failed", True),
+    Column("utterances", "utterances", True),
+    Column("speech_seconds", "speech s", True),
+    Column("model_versions", "model versions", wrap=True),
 ]
 FAILED_COLUMNS = [
-    Column("date", "date"), Column("source_path", "file", wrap=True), Column("format", "format"),
-    Column("size_bytes", "bytes", True), Column("error", "reason", wrap=True), Column("run_id", "run"),
+    Column("date", "date"),
+    Column("source_path", "file", wrap=True),
+    Column("format", "format"),
+    Column("size_bytes", "bytes", True),
+    Column("error", "reason", wrap=True),
+    Column("run_id", "run"),
 ]
 MODEL_COLUMNS = [  # what the range used first: a narrow window scrolls the table to the export details
-    Column("version", "version"), Column("role", "role"), Column("status", "status", wrap=True),
-    Column("utterances", "utterances in range", True), Column("dates", "used on"), Column("precision", "precision"),
-    Column("target_device", "device"), Column("parameters", "parameters"), Column("exporter", "exporter", wrap=True),
-    Column("source", "checkpoint"), Column("exported_at", "exported (UTC)"),
+    Column("version", "version"),
+    Column("role", "role"),
+    Column("status", "status", wrap=True),
+    Column("utterances", "utterances in range", True),
+    Column("dates", "used on"),
+    Column("precision", "precision"),
+    Column("target_device", "device"),
+    Column("parameters", "parameters"),
+    Column("exporter", "exporter", wrap=True),
+    Column("source", "checkpoint"),
+    Column("exported_at", "exported (UTC)"),
     Column("parity", "parity check", wrap=True),
 ]
 
 
 def trend_table(rows: list[dict], by: str) -> str:
-    columns = [Column("date", "date"), Column(by, by, get=lambda r: group_label(r[by])), Column("emotion", "emotion"),
-               Column("utterances", "utterances", True), Column("speech_seconds", "speech s", True),
-               Column("share", "share", True, get=lambda r: None if r["share"] is None else f"{float(r['share']):.1%}")]
+    columns = [
+        Column("date", "date"),
+        Column(by, by, get=lambda r: group_label(r[by])),
+        Column("emotion", "emotion"),
+        Column("utterances", "utterances", True),
+        Column("speech_seconds", "speech s", True),
+        Column(
+            "share", "share", True, get=lambda r: None if r["share"] is None else f"{float(r['share']):.1%}"
+        ),
+    ]
     return render_table(columns, rows, "No rows.", "compact")
 
 
@@ -64,11 +89,14 @@ def _summary(value: Any) -> str:
 
 def _redacted(columns: list[Column], roots: dict[str, Any]) -> list[Column]:
     """The same columns, each text value passed through ``redact`` (numbers and times as they are)."""
+
     def cell(c: Column) -> Callable[[Any], Any]:
         def get(row: Any) -> Any:
             value = c.value(row)
             return redact(value, roots) if isinstance(value, str) else value
+
         return get
+
     return [Column(c.key, c.title, c.numeric, cell(c), c.wrap) for c in columns]
 
 
@@ -77,8 +105,11 @@ def render_page(board: Dashboard) -> str:
     roots = {"lake": board.lake_root, "model repository": board.model_repository}
     clean = lambda value: esc(redact(value, roots))  # noqa: E731  free text from data and errors: no server paths
     notes = "".join(f"<li>{clean(n)}</li>" for n in board.notes)
-    failed_note = (f'<p class="note">Showing {esc(len(board.failed))} of {esc(board.failed_total)}.</p>'
-                   if board.failed_total > len(board.failed) else "")
+    failed_note = (
+        f'<p class="note">Showing {esc(len(board.failed))} of {esc(board.failed_total)}.</p>'
+        if board.failed_total > len(board.failed)
+        else ""
+    )
     serving = ""
     if board.serving is not None:
         items = "".join(f"<dt>{clean(k)}</dt><dd>{clean(_summary(v))}</dd>" for k, v in board.serving.items())
@@ -92,7 +123,8 @@ def render_page(board: Dashboard) -> str:
         f'<section id="trend"><h2>Daily emotion trend by {esc(board.by)}{_confidence_title(board)}</h2>',
         trend_svg(board.trend, board.by, board.date_from, board.date_to),
         f"<details><summary>Data ({esc(len(board.trend))} rows)</summary>{trend_table(board.trend, board.by)}</details>"
-        if board.trend else "",
+        if board.trend
+        else "",
         "</section>",
         '<section id="runs"><h2>Recent runs</h2>',
         render_table(RUN_COLUMNS, board.runs, "No runs for dates in this range."),
@@ -119,9 +151,11 @@ def _summary_line(board: Dashboard, clean: Callable[[Any], str]) -> str:
     versions = ", ".join(board.model_versions) or "none"
     failed = f"{board.failed_total:,} failed file{'' if board.failed_total == 1 else 's'}"
     failed_link = f'<a href="#failed">{esc(failed)}</a>' if board.failed_total else esc(failed)
-    return (f'<p class="summary">Dates <b>{esc(_period(board))}</b> ({esc(days)} day{"" if days == 1 else "s"}) · '
-            f'model version{"" if len(board.model_versions) == 1 else "s"} <b>{clean(versions)}</b> · '
-            f'{failed_link}</p>')
+    return (
+        f'<p class="summary">Dates <b>{esc(_period(board))}</b> ({esc(days)} day{"" if days == 1 else "s"}) · '
+        f"model version{'' if len(board.model_versions) == 1 else 's'} <b>{clean(versions)}</b> · "
+        f"{failed_link}</p>"
+    )
 
 
 def _confidence_title(board: Dashboard) -> str:
@@ -130,20 +164,28 @@ def _confidence_title(board: Dashboard) -> str:
 
 def _confidence_options(board: Dashboard) -> str:
     """Any (0), then the thresholds the rollup answers exactly (queries.MIN_CONFIDENCES)."""
+
     def label(c: float) -> str:
         return "any" if c == 0 else f"≥ {c:g}"
-    return "".join(f'<option value="{esc(f"{c:g}")}"{" selected" if c == board.min_confidence else ""}>'
-                   f'{esc(label(c))}</option>' for c in MIN_CONFIDENCES)
+
+    return "".join(
+        f'<option value="{esc(f"{c:g}")}"{" selected" if c == board.min_confidence else ""}>'
+        f"{esc(label(c))}</option>"
+        for c in MIN_CONFIDENCES
+    )
 
 
 def _range_form(board: Dashboard) -> str:
     by_options = "".join(
-        f'<option value="{esc(g)}"{" selected" if g == board.by else ""}>{esc(g)}</option>' for g in GROUPINGS)
-    return "".join([
-        '<form method="get" action="">',
-        f'<label>from<input type="date" name="from" value="{esc(board.date_from.isoformat())}"></label>',
-        f'<label>to<input type="date" name="to" value="{esc(board.date_to.isoformat())}"></label>',
-        f'<label>by<select name="by">{by_options}</select></label>',
-        f'<label>emotion confidence<select name="min_confidence">{_confidence_options(board)}</select></label>',
-        '<button type="submit">Show</button></form>',
-    ])
+        f'<option value="{esc(g)}"{" selected" if g == board.by else ""}>{esc(g)}</option>' for g in GROUPINGS
+    )
+    return "".join(
+        [
+            '<form method="get" action="">',
+            f'<label>from<input type="date" name="from" value="{esc(board.date_from.isoformat())}"></label>',
+            f'<label>to<input type="date" name="to" value="{esc(board.date_to.isoformat())}"></label>',
+            f'<label>by<select name="by">{by_options}</select></label>',
+            f'<label>emotion confidence<select name="min_confidence">{_confidence_options(board)}</select></label>',
+            '<button type="submit">Show</button></form>',
+        ]
+    )

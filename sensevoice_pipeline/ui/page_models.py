@@ -16,7 +16,9 @@ from typing import Any
 from sensevoice_pipeline.serving.repository import ModelRepository
 from sensevoice_pipeline.ui.page_text import display_text
 
-SERVING_FILE = "serving.json"  # optional: written by the serving side when it pins versions; shown when present
+SERVING_FILE = (
+    "serving.json"  # optional: written by the serving side when it pins versions; shown when present
+)
 
 
 @dataclass
@@ -46,7 +48,9 @@ def model_rows(path: Path, usage: list[dict], notes: list[str]) -> tuple[list[Mo
     used = {version_label(u["model_version"], ""): u for u in usage}
     rows = []
     if not path.is_dir():
-        notes.append("No model repository at the configured path (set SVP_MODEL_REPOSITORY).")  # path not shown
+        notes.append(
+            "No model repository at the configured path (set SVP_MODEL_REPOSITORY)."
+        )  # path not shown
     for version in repo.versions():
         row = _repository_row(repo, version)
         _add_usage(row, used.pop(str(version), None))

@@ -20,8 +20,10 @@ ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~\]-])/(?:[^\s/'\"<>;,()\[\]{}]+/)+([^\s/
 
 # A server's network address inside a text: an IPv4 address or a bracketed IPv6 one, with or without a port, or a
 # host name with a port (``triton:8001``). Error messages from gRPC and Triton name them.
-NETWORK_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b|\[[0-9a-fA-F:]+\](?::\d{1,5})?"
-                             r"|\b[A-Za-z][\w.-]*:\d{2,5}(?![.\d])")
+NETWORK_ADDRESS = re.compile(
+    r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b|\[[0-9a-fA-F:]+\](?::\d{1,5})?"
+    r"|\b[A-Za-z][\w.-]*:\d{2,5}(?![.\d])"
+)
 
 
 def for_viewer(text: Any) -> str:
@@ -35,7 +37,7 @@ def display_text(value: Any) -> str:
         return ""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, bool):
         return "yes" if value else "no"

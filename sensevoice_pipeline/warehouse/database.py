@@ -24,19 +24,27 @@ from sensevoice_pipeline.lake.storage import StorageError, default_warehouse
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS
 from sensevoice_pipeline.warehouse.queries import GROUP_BY, QUERIES
 
+
 class WarehouseError(RuntimeError):
     pass
 
 
 class Warehouse:
-    def __init__(self, lake_root: str | Path, db_path: str | Path | None = None, catalog: str | Path | None = None):
+    def __init__(
+        self, lake_root: str | Path, db_path: str | Path | None = None, catalog: str | Path | None = None
+    ):
         self.lake = Lake(lake_root, catalog)
-        self.lake_root = self.lake.root  # a local dir or an s3:// ObjectPath; the database file is always local
+        self.lake_root = (
+            self.lake.root
+        )  # a local dir or an s3:// ObjectPath; the database file is always local
         self.db_path = Path(db_path) if db_path else default_warehouse(self.lake_root)
 
     def view_sql(self) -> dict[str, str]:
         """One view per table of the lake."""
-        return {table: f'CREATE OR REPLACE VIEW {table} AS SELECT * FROM {ALIAS}."{table}"' for table in ALL_SCHEMAS}
+        return {
+            table: f'CREATE OR REPLACE VIEW {table} AS SELECT * FROM {ALIAS}."{table}"'
+            for table in ALL_SCHEMAS
+        }
 
     def attach_sql(self) -> list[str]:
         """What a BI tool runs after opening the file, so that its views find the lake's tables (a PostgreSQL
@@ -108,8 +116,14 @@ class Warehouse:
             raise WarehouseError(" ".join(str(exc).split())[:300]) from exc
         return con
 
-    def query(self, name: str, date_from: dt.date | str | None = None, date_to: dt.date | str | None = None,
-              by: str = "language", min_confidence: float = 0.0) -> pa.Table:
+    def query(
+        self,
+        name: str,
+        date_from: dt.date | str | None = None,
+        date_to: dt.date | str | None = None,
+        by: str = "language",
+        min_confidence: float = 0.0,
+    ) -> pa.Table:
         """Run a canned query; ``by`` picks the grouping column of the trend (language or channel);
         ``min_confidence`` counts only emotions the model was at least that sure of (queries.MIN_CONFIDENCES)."""
         if name not in QUERIES:
@@ -117,8 +131,10 @@ class Warehouse:
         if by not in GROUP_BY:
             raise WarehouseError(f"cannot group by {by!r}: expected one of {', '.join(GROUP_BY)}")
         if min_confidence and not QUERIES[name].filters_confidence:
-            raise WarehouseError(f"{name} cannot filter on confidence: "
-                                 f"{', '.join(q.name for q in QUERIES.values() if q.filters_confidence)} can")
+            raise WarehouseError(
+                f"{name} cannot filter on confidence: "
+                f"{', '.join(q.name for q in QUERIES.values() if q.filters_confidence)} can"
+            )
         try:
             sql = QUERIES[name].render(by, min_confidence)
         except ValueError as exc:

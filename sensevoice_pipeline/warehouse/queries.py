@@ -21,7 +21,9 @@ def check_min_confidence(value: float) -> float:
     for allowed in MIN_CONFIDENCES:
         if abs(float(value) - allowed) < 1e-9:
             return allowed
-    raise ValueError(f"min confidence must be one of {', '.join(f'{c:g}' for c in MIN_CONFIDENCES)}, not {value!r}")
+    raise ValueError(
+        f"min confidence must be one of {', '.join(f'{c:g}' for c in MIN_CONFIDENCES)}, not {value!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,23 +57,27 @@ class Query:
 
     def raw_sql(self, by: str = "language", min_confidence: float = 0.0) -> str:
         """The same question over the ``utterances`` view: the rollup computed on the fly for the date range."""
-        inline = (f"(WITH u AS (SELECT * FROM utterances WHERE date BETWEEN $from_date AND $to_date) "
-                  f"{rollup_sql(self.reads, every_date=True)}) AS {self.reads}")
+        inline = (
+            f"(WITH u AS (SELECT * FROM utterances WHERE date BETWEEN $from_date AND $to_date) "
+            f"{rollup_sql(self.reads, every_date=True)}) AS {self.reads}"
+        )
         return self.render(by, min_confidence).replace(f"FROM {self.reads}\n", f"FROM {inline}\n")
 
 
-QUERIES = {q.name: q for q in (
-    Query(
-        "emotion-trend",
-        "Utterances per day and emotion (share of the day's utterances)",
-        "emotion_confidence_daily",
-        # With a confidence filter an emotion's row counts its confident utterances only, and the share stays of
-        # all the day's utterances of the group: the shares then add up to the confident part of the day.
-        # Two stages, the first MATERIALIZED: summed to one row per date, group and emotion first, the share's
-        # window then runs on those. In one stage DuckDB turns the window over the aggregate into a self-join that
-        # reads the rollup twice: 365 files at a year, p50 0.47 s against 0.42 s (benchmarks/README, "BI at a year
-        # with real confidences").
-        """
+QUERIES = {
+    q.name: q
+    for q in (
+        Query(
+            "emotion-trend",
+            "Utterances per day and emotion (share of the day's utterances)",
+            "emotion_confidence_daily",
+            # With a confidence filter an emotion's row counts its confident utterances only, and the share stays of
+            # all the day's utterances of the group: the shares then add up to the confident part of the day.
+            # Two stages, the first MATERIALIZED: summed to one row per date, group and emotion first, the share's
+            # window then runs on those. In one stage DuckDB turns the window over the aggregate into a self-join that
+            # reads the rollup twice: 365 files at a year, p50 0.47 s against 0.42 s (benchmarks/README, "BI at a year
+            # with real confidences").
+            """
         WITH per_emotion AS MATERIALIZED (
             SELECT date, {group} AS {group_name}, emotion,
                    sum(utterances) FILTER (WHERE {confident}) AS confident_utterances,
@@ -88,39 +94,39 @@ QUERIES = {q.name: q for q in (
         QUALIFY confident_utterances > 0
         ORDER BY date, {group_name}, utterances DESC, emotion
         """,
-        Chart("utterances", stack="emotion"),
-    ),
-    Query(
-        "events",
-        "Sound events per day",
-        "event_daily",
-        """
+            Chart("utterances", stack="emotion"),
+        ),
+        Query(
+            "events",
+            "Sound events per day",
+            "event_daily",
+            """
         SELECT date, event, utterances, recordings
         FROM event_daily
         WHERE date BETWEEN $from_date AND $to_date
         ORDER BY date, utterances DESC, event
         """,
-        Chart("utterances", stack="event"),
-    ),
-    Query(
-        "angry-calls",
-        "The angriest calls (supervisors' report): recordings with angry segments, highest angry share first",
-        "angry_calls",
-        """
+            Chart("utterances", stack="event"),
+        ),
+        Query(
+            "angry-calls",
+            "The angriest calls (supervisors' report): recordings with angry segments, highest angry share first",
+            "angry_calls",
+            """
         SELECT date, source_path, channel, angry_segments, segments, angry_share, angry_text
         FROM angry_calls
         WHERE date BETWEEN $from_date AND $to_date
         ORDER BY angry_share DESC, angry_segments DESC, date DESC, source_path, channel
         LIMIT 1000  -- tables.ANGRY_CALLS_PER_DAY: each day keeps its own 1,000 angriest, so this is exact
         """,
-        Chart("angry_segments", stack="source_path"),
-    ),
-    Query(
-        "angry-share",
-        "Share of angry segments per day",
-        "emotion_confidence_daily",
-        # angry: angry segments at least as confident as the filter; the share is of all the day's segments
-        """
+            Chart("angry_segments", stack="source_path"),
+        ),
+        Query(
+            "angry-share",
+            "Share of angry segments per day",
+            "emotion_confidence_daily",
+            # angry: angry segments at least as confident as the filter; the share is of all the day's segments
+            """
         SELECT date, sum(utterances) FILTER (WHERE emotion = 'angry' AND {confident})::BIGINT AS angry,
                sum(utterances)::BIGINT AS utterances,
                round(coalesce(sum(utterances) FILTER (WHERE emotion = 'angry' AND {confident}), 0)
@@ -129,18 +135,19 @@ QUERIES = {q.name: q for q in (
         WHERE date BETWEEN $from_date AND $to_date
         GROUP BY date ORDER BY date
         """,
-        Chart("share"),
-    ),
-    Query(
-        "model-usage",
-        "Utterances per model version (first and last day it answered)",
-        "model_usage_daily",
-        """
+            Chart("share"),
+        ),
+        Query(
+            "model-usage",
+            "Utterances per model version (first and last day it answered)",
+            "model_usage_daily",
+            """
         SELECT model_version, sum(utterances)::BIGINT AS utterances, min(date) AS first_date, max(date) AS last_date
         FROM model_usage_daily
         WHERE date BETWEEN $from_date AND $to_date
         GROUP BY model_version
         ORDER BY model_version
         """,
-    ),
-)}
+        ),
+    )
+}

@@ -49,11 +49,14 @@ def format_table(table: pa.Table, max_rows: int = 60, max_width: int = 48) -> st
     rows = [[_cell(v, max_width) for v in row.values()] for row in table.slice(0, max_rows).to_pylist()]
     widths = [max(len(n), *(len(r[i]) for r in rows)) for i, n in enumerate(names)]
     numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
-    line = lambda cells: "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric))  # noqa: E731
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric))
+
     out = [line(names), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     if table.num_rows > max_rows:
         out.append(f"... {table.num_rows - max_rows} more rows")
-    return "\n".join(l.rstrip() for l in out)
+    return "\n".join(line.rstrip() for line in out)
 
 
 def print_table(table: pa.Table) -> None:
@@ -61,7 +64,11 @@ def print_table(table: pa.Table) -> None:
 
 
 def _cell(value, max_width: int) -> str:
-    text = "" if value is None else (f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value))
+    text = (
+        ""
+        if value is None
+        else (f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value))
+    )
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
 

@@ -43,7 +43,12 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from sensevoice_pipeline.serving.repository import ENCODER_MODEL, LOCAL_CONFIG_NAME, PIPELINE_MODEL, ModelRepository
+from sensevoice_pipeline.serving.repository import (
+    ENCODER_MODEL,
+    LOCAL_CONFIG_NAME,
+    PIPELINE_MODEL,
+    ModelRepository,
+)
 
 from ..conftest import serve
 
@@ -54,17 +59,26 @@ DEFAULT_STALL_S = 3.0
 DEFAULT_QUEUE_DELAY_US = 500_000
 
 
-def build_fault_repository(source: Path, target: Path, stall_s: float = DEFAULT_STALL_S,
-                           queue_delay_us: int = DEFAULT_QUEUE_DELAY_US) -> Path:
+def build_fault_repository(
+    source: Path, target: Path, stall_s: float = DEFAULT_STALL_S, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
+) -> Path:
     """A copy of the exported repository ``source`` at ``target`` whose encoder versions run the faulty model."""
     shutil.copytree(source, target)
     repo = ModelRepository(target)
     for version in repo.versions():
         shutil.copy(FAULTY_ENCODER, repo.version_dir(ENCODER_MODEL, version) / "model.py")
-    _edit_local_config(repo, ENCODER_MODEL, lambda c: c.parameters["stall_s"].MergeFrom(
-        model_config_pb2.ModelParameter(string_value=str(stall_s))))
-    _edit_local_config(repo, PIPELINE_MODEL, lambda c: setattr(
-        c.dynamic_batching, "max_queue_delay_microseconds", queue_delay_us))
+    _edit_local_config(
+        repo,
+        ENCODER_MODEL,
+        lambda c: c.parameters["stall_s"].MergeFrom(
+            model_config_pb2.ModelParameter(string_value=str(stall_s))
+        ),
+    )
+    _edit_local_config(
+        repo,
+        PIPELINE_MODEL,
+        lambda c: setattr(c.dynamic_batching, "max_queue_delay_microseconds", queue_delay_us),
+    )
     assert not repo.lint(LOCAL_CONFIG_NAME), repo.lint(LOCAL_CONFIG_NAME)
     return target
 
@@ -94,7 +108,9 @@ def model_statistics(url: str, model: str = PIPELINE_MODEL) -> dict:
 @pytest.fixture(scope="session")
 def fault_repository(tmp_path_factory, fixture_repository) -> Path:
     """The trained fixture model with the faulty encoder (defaults: 3 s stall, 0.5 s batching delay)."""
-    return build_fault_repository(fixture_repository, tmp_path_factory.mktemp("fault-repo") / "model_repository")
+    return build_fault_repository(
+        fixture_repository, tmp_path_factory.mktemp("fault-repo") / "model_repository"
+    )
 
 
 @pytest.fixture(scope="session")

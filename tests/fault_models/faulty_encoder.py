@@ -12,8 +12,8 @@ import time
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from sensevoice_pipeline.speech.languages import language_id
 from sensevoice_pipeline.serving.triton_models import EncoderModel
+from sensevoice_pipeline.speech.languages import language_id
 
 RAISE_ID = language_id("nospeech")
 STALL_ID = language_id("ko")
@@ -26,7 +26,11 @@ class TritonPythonModel:
         self.stall_s = float(parameters.get("stall_s", {}).get("string_value", "3"))
 
     def execute(self, requests):
-        ids = {int(i) for r in requests for i in np.ravel(pb_utils.get_input_tensor_by_name(r, "language").as_numpy())}
+        ids = {
+            int(i)
+            for r in requests
+            for i in np.ravel(pb_utils.get_input_tensor_by_name(r, "language").as_numpy())
+        }
         if RAISE_ID in ids:
             raise RuntimeError(f"injected encoder fault: language id {RAISE_ID} in the batch")
         if STALL_ID in ids:

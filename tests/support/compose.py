@@ -44,8 +44,14 @@ def volumes_of(service: dict) -> list[dict]:
     out = []
     for vol in service.get("volumes") or []:
         if isinstance(vol, dict):
-            out.append({"source": vol.get("source"), "target": vol["target"], "read_only": bool(vol.get("read_only")),
-                        "type": vol.get("type")})
+            out.append(
+                {
+                    "source": vol.get("source"),
+                    "target": vol["target"],
+                    "read_only": bool(vol.get("read_only")),
+                    "type": vol.get("type"),
+                }
+            )
             continue
         parts = vol.split(":")
         if len(parts) == 1:  # anonymous volume
@@ -73,6 +79,7 @@ def env_example() -> dict[str, str]:
 def interpolate(node, values: dict[str, str]):
     """The compose file as compose sees it after interpolation with ``values`` (.env): ${VAR}, ${VAR:-default},
     ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is a literal dollar."""
+
     def one(m: re.Match) -> str:
         if m.group(0) == "$$":
             return "$"
@@ -100,5 +107,7 @@ def real_values() -> dict[str, str]:
     for key, value in values.items():
         if value.startswith("change-me"):
             values[key] = secrets.token_urlsafe(24)
-    values["AIRFLOW_FERNET_KEY"] = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="  # the format of a Fernet key
+    values["AIRFLOW_FERNET_KEY"] = (
+        "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="  # the format of a Fernet key
+    )
     return values

@@ -11,7 +11,12 @@ from tests.conftest import FIXTURE_MODEL_DIR
 
 CLIPS = FIXTURE_MODEL_DIR / "clips"
 SPEECH_CLIPS = sorted(p.stem for p in CLIPS.glob("*.wav") if not p.stem.startswith("nospeech"))
-RUN_COLUMNS = ("run_id", "processed_at", "started_at", "finished_at")  # differ between two runs of the same day
+RUN_COLUMNS = (
+    "run_id",
+    "processed_at",
+    "started_at",
+    "finished_at",
+)  # differ between two runs of the same day
 
 
 def write_clips(raw: Path, date: str, count: int) -> list[str]:

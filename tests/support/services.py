@@ -14,14 +14,16 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from sensevoice_pipeline.serving.server import free_port
 
 
-def _wait_for_port(port: int, what: str, timeout_s: float = 30.0, process: subprocess.Popen | None = None) -> None:
+def _wait_for_port(
+    port: int, what: str, timeout_s: float = 30.0, process: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -29,9 +31,13 @@ def _wait_for_port(port: int, what: str, timeout_s: float = 30.0, process: subpr
             return
         except OSError:
             if process is not None and process.poll() is not None:
-                raise RuntimeError(f"{what} exited with {process.returncode} before listening on {port}") from None
+                raise RuntimeError(
+                    f"{what} exited with {process.returncode} before listening on {port}"
+                ) from None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s") from None
+                raise RuntimeError(
+                    f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s"
+                ) from None
             time.sleep(0.1)
 
 
@@ -41,7 +47,9 @@ def _wait_for_port(port: int, what: str, timeout_s: float = 30.0, process: subpr
 def _postgres_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
     if not found[-1]:
-        raise RuntimeError(f"PostgreSQL's {name} is missing: run scripts/install-system-deps.sh (Debian postgresql)")
+        raise RuntimeError(
+            f"PostgreSQL's {name} is missing: run scripts/install-system-deps.sh (Debian postgresql)"
+        )
     return found[-1]
 
 
@@ -57,8 +65,13 @@ class Postgres:
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres", env: dict | None = None) -> str:
-        out = subprocess.run([_postgres_bin("psql"), "-v", "ON_ERROR_STOP=1", "-qAt", self.url(database), "-c", sql],
-                             capture_output=True, text=True, timeout=60, env=env)
+        out = subprocess.run(
+            [_postgres_bin("psql"), "-v", "ON_ERROR_STOP=1", "-qAt", self.url(database), "-c", sql],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         if out.returncode:
             raise RuntimeError(f"psql failed: {out.stderr}")
         return out.stdout
@@ -80,12 +93,42 @@ def postgres_server() -> Iterator[Postgres]:
         as_user = ["runuser", "-u", "postgres", "--"]
     data, port = folder / "data", free_port()
     try:
-        subprocess.run([*as_user, _postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                        "--no-sync"], check=True, capture_output=True, timeout=120)
-        server = subprocess.Popen([*as_user, _postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k",
-                                   str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                                   "-c", "max_connections=300"],
-                                  stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "w"))
+        subprocess.run(
+            [
+                *as_user,
+                _postgres_bin("initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        server = subprocess.Popen(
+            [
+                *as_user,
+                _postgres_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(folder),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=300",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(folder / "server.log", "w"),
+        )
         try:
             _wait_for_port(port, "postgres", process=server)
             yield Postgres(port, folder)
@@ -116,10 +159,23 @@ def redis_server(password: str | None = None) -> Iterator[int]:
     """redis-server on a free port, nothing persisted; yields the port."""
     binary = shutil.which("redis-server")
     if not binary:
-        raise RuntimeError("redis-server is missing: run scripts/install-system-deps.sh (Debian redis-server)")
+        raise RuntimeError(
+            "redis-server is missing: run scripts/install-system-deps.sh (Debian redis-server)"
+        )
     folder, port = Path(tempfile.mkdtemp(prefix="svp-redis-")), free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-            str(folder)]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(folder),
+    ]
     if password:
         args += ["--requirepass", password]
     server = subprocess.Popen(args, stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT)
