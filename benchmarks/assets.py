@@ -34,9 +34,9 @@ CALL_NAME = "calls/call-long.wav"
 
 def build_models(paths: Paths, model: str) -> dict:
     """Checkpoint + one exported repository per precision, each skipped when already complete."""
-    from export import parity
-    from export.micro import EncoderSize, build_checkpoint
-    from export.pipeline import run_export
+    from sensevoice_export import parity
+    from sensevoice_export.micro import EncoderSize, build_checkpoint
+    from sensevoice_export.pipeline import run_export
     from sensevoice_pipeline.serving.repository import ModelRepository
 
     out: dict = {"model": model}

@@ -44,9 +44,9 @@ VARIANTS = {
 
 def build_variants(checkpoint: Path, folder: Path) -> dict[str, Path]:
     """Every variant's ONNX file under ``folder`` (cached: rebuilt when the checkpoint or export code changes)."""
-    from export import rewrite
-    from export.checkpoint import find_checkpoint_files, load_funasr_model
-    from export.graph import EncoderGraph, export_onnx, tag_token_ids
+    from sensevoice_export import rewrite
+    from sensevoice_export.checkpoint import find_checkpoint_files, load_funasr_model
+    from sensevoice_export.graph import EncoderGraph, export_onnx, tag_token_ids
 
     folder.mkdir(parents=True, exist_ok=True)
     graphs = {"plain": folder / "plain-fp32.onnx", "rewritten": folder / "rewritten-fp32.onnx"}
@@ -68,7 +68,7 @@ def build_variants(checkpoint: Path, folder: Path) -> dict[str, Path]:
 def _converted(source: Path, conversion: str) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from export.precision import INT8_OP_TYPES
+    from sensevoice_export.precision import INT8_OP_TYPES
 
     target = source.with_name(source.name.replace("-fp32", f"-{conversion}"))
     if not target.is_file():
@@ -93,7 +93,7 @@ SERVED_OUTPUTS = (
 
 
 def time_variants(paths: dict[str, Path], shapes, rounds: int, feature_dim: int) -> list[dict]:
-    from export.precision import random_segments
+    from sensevoice_export.precision import random_segments
     from sensevoice_pipeline.speech.encoder import EncoderSession
 
     sessions = {name: EncoderSession(path) for name, path in paths.items()}
@@ -133,7 +133,7 @@ def op_profile(path: Path, frames: int, feature_dim: int, threads: int) -> dict[
     """Share of kernel time per op type (onnxruntime's profiler, 2 runs after a warm-up), top 10."""
     import onnxruntime as ort
 
-    from export.precision import random_segments
+    from sensevoice_export.precision import random_segments
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -162,14 +162,14 @@ def op_profile(path: Path, frames: int, feature_dim: int, threads: int) -> dict[
 
 
 def _feature_dim(checkpoint: Path) -> int:
-    from export.checkpoint import find_checkpoint_files
+    from sensevoice_export.checkpoint import find_checkpoint_files
 
     conf = find_checkpoint_files(checkpoint).config_dict()["frontend_conf"]
     return conf["n_mels"] * conf["lfr_m"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export.precision import time_encoders
+    from sensevoice_export.precision import time_encoders
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="full", choices=("full", "fixture"))

@@ -103,7 +103,7 @@ def step_prepare(cfg: dict) -> dict:
 def step_funasr(cfg: dict) -> dict:
     import torch
 
-    from export.checkpoint import quiet_funasr
+    from sensevoice_export.checkpoint import quiet_funasr
 
     paths, sizes = Paths(Path(cfg["workdir"])), Sizes(**_sizes_args(cfg["sizes"]))
     torch.set_num_threads(cfg["threads"])
@@ -585,14 +585,14 @@ def step_daily(cfg: dict) -> dict:
         sampler.stop()
         server.stop()
     audio_s = sum(f.seconds for f in files)
-    if result.get("files_failed"):
-        raise RuntimeError(f"the daily run failed {result['files_failed']} files: {result}")
+    if result.files_failed:
+        raise RuntimeError(f"the daily run failed {result.files_failed} files: {result}")
     out.update(
         files=len(files),
         audio_s=round(audio_s, 2),
         wall_s=round(wall, 3),
         rtfx=round(rtfx(audio_s, wall), 2),
-        result={k: v for k, v in result.items() if k != "seconds"},
+        result={k: v for k, v in result.to_dict().items() if k != "seconds"},
         client_peak_rss_mb=round(peak_rss_mb(), 1),
         server=server_mem,
         server_largest_process_maxrss_mb=round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1),

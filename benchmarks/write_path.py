@@ -186,9 +186,9 @@ def step(name: str, config: dict) -> dict:
         t0 = time.perf_counter()
         result = daily.publish(settings, DATE, RUN_ID)
         detail = {
-            "files": result["files"],
-            "utterances": result["utterances"],
-            "snapshot": result["snapshot"],
+            "files": result.files,
+            "utterances": result.utterances,
+            "snapshot": result.snapshot,
         }
     elif name == "imports":
         detail = {}

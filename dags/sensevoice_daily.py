@@ -194,7 +194,8 @@ def sensevoice_daily():
     def plan() -> list[dict]:
         context = get_current_context()
         try:
-            return daily.plan(_settings(context["params"]), _partition_date(context), context["run_id"])
+            batches = daily.plan(_settings(context["params"]), _partition_date(context), context["run_id"])
+            return [batch.to_dict() for batch in batches]
         except DateBusyError:
             raise  # another run holds the date: the retries are the wait
         except ConfigurationError as exc:
@@ -206,7 +207,8 @@ def sensevoice_daily():
     def transcribe(batch: dict) -> dict:
         context = get_current_context()
         try:
-            return daily.process_batch(_settings(context["params"]), batch, context["dag_run"].start_date)
+            settings, started = _settings(context["params"]), context["dag_run"].start_date
+            return daily.process_batch(settings, batch, started).to_dict()
         except LeaseLostError as exc:
             raise AirflowFailException(
                 str(exc)
@@ -226,8 +228,8 @@ def sensevoice_daily():
             # Final either way: the day was published but too many files failed (a retry would only find the
             # staging gone), or the partition changed / the lease was lost (re-run the date from plan).
             raise AirflowFailException(str(exc)) from exc
-        context["outlet_events"][UTTERANCES_ASSET].extra = {"date": result["date"], "files": result["files"]}
-        return result
+        context["outlet_events"][UTTERANCES_ASSET].extra = {"date": result.date, "files": result.files}
+        return result.to_dict()
 
     # A teardown without a setup runs once everything upstream is done, whatever its state: also after plan failed
     # having taken the lease. (Were plan its setup, a failed plan would skip it.) It does not decide the run's state.

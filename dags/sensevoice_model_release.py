@@ -9,8 +9,10 @@ and `report` writes the report and the `model_releases` row, with outcome `faile
 the reason when a step raised. `report` then fails the run (ReleaseFailed), so a run whose stage or canary raised
 still ends failed; a refused release fails it too unless `fail_on_refusal` is off.
 
-Every task body is one call into `sensevoice_pipeline.releases` (`svp models ...` and `releases.release()` call the
-same functions).
+Every task drives one step of a `releases.ReleaseRun`, the object `svp models release` (`releases.release()`) drives
+in one process: each task rebuilds the run from the records earlier tasks left in XCom (their `to_dict()` form),
+runs its step, and returns the step's record; a step that raises leaves its `StepFailure` in XCom for the report.
+The export task imports the export step (`sensevoice_export`, the `[export]` extra) and hands it to the run.
 
 Configuration: each task builds its Settings with `provider.hooks.airflow_settings` from the Params below (an empty
 Param keeps the environment's value): `repository` over SVP_MODEL_REPOSITORY (default model_repository), `lake_root`
@@ -35,11 +37,12 @@ from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.provider.hooks import DEFAULT_CONN_ID, airflow_settings
+from sensevoice_pipeline.records import Record
 from sensevoice_pipeline.settings import Settings
 
 # task id -> the release step it runs (releases.RELEASE_STEPS), in order.
 STEP_TASKS = {"export_model": "export", "stage": "stage", "canary": "canary", "promote_or_discard": "promote"}
-ERROR_KEY = "error"  # XCom key under which a failed step leaves its one-line error for the report
+FAILURE_KEY = "failure"  # XCom key under which a failed step leaves its StepFailure for the report
 RELEASE_QUEUE_ENV = "SVP_RELEASE_QUEUE"
 DEFAULT_RELEASE_QUEUE = "releases"
 
@@ -65,12 +68,26 @@ def _thresholds(params: dict) -> dict:
     }
 
 
-def _step(body: Callable[[], dict]) -> dict:
-    """Run a task body; when it raises, leave its error (one line) in XCom for the report task, then fail."""
+def _release_run(context) -> releases.ReleaseRun:
+    """The run as the tasks before this one left it: their records, and the failures they reported."""
+    ti = context["ti"]
+    return releases.ReleaseRun.resume(
+        _settings(context["params"]),
+        context["run_id"],
+        context["dag_run"].start_date.isoformat(),
+        records={step: ti.xcom_pull(task_ids=task) for task, step in STEP_TASKS.items()},
+        failures={step: ti.xcom_pull(task_ids=task, key=FAILURE_KEY) for task, step in STEP_TASKS.items()},
+    )
+
+
+def _run_step(step: Callable[[releases.ReleaseRun], Record]) -> dict:
+    """One step of the run; when it raises, leave its StepFailure in XCom for the report task, then fail."""
+    context = get_current_context()
+    run = _release_run(context)
     try:
-        return body()
-    except Exception as exc:
-        get_current_context()["ti"].xcom_push(key=ERROR_KEY, value=releases.describe_error(exc))
+        return step(run).to_dict()
+    except Exception:
+        context["ti"].xcom_push(key=FAILURE_KEY, value=run.failure.to_dict() if run.failure else None)
         raise
 
 
@@ -140,88 +157,41 @@ def sensevoice_model_release():
     @task
     def export_model() -> dict:
         p = get_current_context()["params"]
-        settings = _settings(p)
-        releases.check_report_root(settings.lake_root, settings.catalog)
-        return _step(
-            lambda: releases.export_version(
-                p["checkpoint"], settings.model_repository, p["precision"], p["exporter"]
-            )
-        )
+
+        def export(run: releases.ReleaseRun) -> releases.Exported:
+            from sensevoice_export.pipeline import run_export  # the [export] extra, on the release worker
+
+            releases.check_report_root(run.settings.lake_root, run.settings.catalog)
+            return run.export(p["checkpoint"], p["precision"], p["exporter"], run_export)
+
+        return _run_step(export)
 
     @task
     def stage(exported: dict) -> dict:
-        settings = _settings(get_current_context()["params"])
-        return _step(
-            lambda: releases.stage(settings.model_repository, exported["version"], settings.triton_url)
-        )
+        return _run_step(lambda run: run.stage())
 
     @task
     def canary(staged: dict) -> dict:
-        p = get_current_context()["params"]
-        settings = _settings(p)
-        return _step(
-            lambda: releases.run_canary(
-                settings.triton_url,
-                staged["staged"],
-                settings.golden_dir,
-                _thresholds(p),
-                serving_version=staged["serving"],
-                max_segment_s=settings.max_segment_s,
-                merge_segment_s=settings.merge_segment_s,
-            )
-        )
+        return _run_step(lambda run: run.run_canary(_thresholds(get_current_context()["params"])))
 
     @task
-    def promote_or_discard(result: dict) -> dict:
-        settings = _settings(get_current_context()["params"])
-        return _step(
-            lambda: releases.conclude_release(settings.model_repository, settings.triton_url, result)
-        )
+    def promote_or_discard(verdict: dict) -> dict:
+        return _run_step(lambda run: run.conclude())
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def unstage_candidate() -> dict:
         """Runs whatever failed upstream: a release that did not conclude leaves no candidate loaded."""
-        context = get_current_context()
-        settings, ti = _settings(context["params"]), context["ti"]
-        if ti.xcom_pull(task_ids="promote_or_discard") is not None:
-            return {"skipped": "the release concluded (promoted, or refused and unstaged)"}
-        if ti.xcom_pull(task_ids="export_model") is None:
-            return {"skipped": "nothing was exported, so nothing was staged"}
-        return _step(lambda: releases.unstage(settings.model_repository, settings.triton_url))
+        return _release_run(get_current_context()).clean_up().to_dict()
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report() -> dict:
         """Runs whatever failed upstream: the report and the model_releases row, then the run's verdict."""
         context = get_current_context()
-        p, ti = context["params"], context["ti"]
-        settings = _settings(p)
-        results = {t: ti.xcom_pull(task_ids=t) for t in (*STEP_TASKS, "unstage_candidate")}
-        exported, staged, result, decision = (results[t] for t in STEP_TASKS)
-        if decision is None:  # a step raised (or never ran because one before it raised)
-            errors = {t: ti.xcom_pull(task_ids=t, key=ERROR_KEY) for t in (*STEP_TASKS, "unstage_candidate")}
-            failed = next((t for t in STEP_TASKS if errors[t]), None) or next(
-                t for t in STEP_TASKS if results[t] is None
-            )
-            decision = releases.failed_decision(
-                settings.model_repository,
-                STEP_TASKS[failed],
-                errors[failed] or f"task {failed} failed (see its log)",
-                candidate=(exported or {}).get("version"),
-                serving_before=(staged or {}).get("serving"),
-                unstaged=results["unstage_candidate"],
-                cleanup_error=errors["unstage_candidate"],
-            )
-        summary = releases.write_release_report(
-            settings.lake_root,
-            context["run_id"],
-            exported or {},
-            result,
-            decision,
-            started_at=context["dag_run"].start_date.isoformat(),
-            report_dir=p["report_dir"] or None,
-            catalog=settings.catalog,
-        )
-        return releases.check_outcome(summary, p["fail_on_refusal"])
+        p, run = context["params"], _release_run(context)
+        clean_up = releases.CleanUp.from_dict(context["ti"].xcom_pull(task_ids="unstage_candidate"))
+        decision = run.decision or run.failed_decision(clean_up)
+        summary = run.report(decision, report_dir=p["report_dir"] or None)
+        return releases.check_outcome(summary, p["fail_on_refusal"]).to_dict()
 
     exported = export_model()
     decision = promote_or_discard(canary(stage(exported)))

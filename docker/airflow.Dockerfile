@@ -66,5 +66,5 @@ COPY --chown=airflow:0 plugins ./plugins
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==2.13.0" \
  && pip install --no-cache-dir "apache-airflow==3.3.2" ".[airflow,export]" \
  && pip install --no-cache-dir --no-deps --force-reinstall . \
- && python -c "import torch, funasr, export.pipeline; from sensevoice_pipeline.serving.repository import template_root; from sensevoice_pipeline.releases.golden import DEFAULT_GOLDEN_DIR; template_root(); assert (DEFAULT_GOLDEN_DIR / 'expected.jsonl').is_file(); assert not torch.cuda.is_available()"
+ && python -c "import torch, funasr, sensevoice_export.pipeline; from sensevoice_pipeline.serving.repository import template_root; from sensevoice_pipeline.releases.golden import DEFAULT_GOLDEN_DIR; template_root(); assert (DEFAULT_GOLDEN_DIR / 'expected.jsonl').is_file(); assert not torch.cuda.is_available()"
 WORKDIR /opt/airflow

@@ -1,6 +1,6 @@
 """The exported encoder graph and its ONNX export.
 
-Inputs and outputs follow the `sensevoice_encoder` contract of DESIGN.md. Besides the CTC log-probabilities the
+Inputs and outputs follow the `sensevoice_encoder` contract (``sensevoice_pipeline.triton_contract``). Besides the CTC log-probabilities the
 graph emits per-frame argmax ids and their log-probabilities, so that a client can ask for [B, T] ids instead of
 [B, T, 25055] floats (Triton only sends the outputs a request names).
 
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
+from sensevoice_pipeline import triton_contract as contract
 from sensevoice_pipeline.speech.decoder import Tokenizer
 from sensevoice_pipeline.speech.languages import EVENT_EMOTION_QUERY_IDS, N_QUERY_FRAMES
 from sensevoice_pipeline.speech.tags import TAG_FAMILIES
 
-INPUT_NAMES = ["speech", "speech_lengths", "language", "textnorm"]
-OUTPUT_NAMES = ["ctc_logits", "encoder_out_lens", "token_ids", "token_scores"]
-TAG_PROBS = "tag_probs"
+INPUT_NAMES = contract.names(contract.ENCODER_INPUTS)
+OUTPUT_NAMES = contract.names(contract.ENCODER_GRAPH_OUTPUTS)
+TAG_PROBS = contract.TAG_PROBS.name
 # The output frame that emits each tag family (see the module docstring).
 TAG_FRAMES = {"language": 0, "emotion": 1, "event": 2}
 DYNAMIC_AXES = {

@@ -35,13 +35,10 @@ from . import parity
 from . import precision as precision_mod
 from . import rewrite as rewrite_mod
 from .checkpoint import CheckpointFiles, find_checkpoint_files, load_funasr_model, resolve_model
+from .errors import ExportError
 
 log = logging.getLogger(__name__)
 STEPS = ("load", "export", "verify", "write")
-
-
-class ExportError(RuntimeError):
-    """The export was refused; the repository was left as it was."""
 
 
 @dataclass(frozen=True)

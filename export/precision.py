@@ -8,6 +8,8 @@ from pathlib import Path
 
 import onnx
 
+from .errors import PrecisionError
+
 PRECISIONS = ("fp32", "int8", "fp16")
 # `svp export --precision auto`: fp32 or int8, whichever the encoder runs faster on this machine's CPU, measured at
 # export (int8 gains 2-3x with AVX-512 VNNI and little on older AVX2 CPUs). The version records the measurement.
@@ -19,10 +21,6 @@ TARGET_DEVICE = {"fp32": "any", "int8": "cpu", "fp16": "gpu"}
 # Ops that must stay fp32 in an fp16 graph: the sinusoidal position encoding computes positions with Range and
 # angles with Sin/Cos, and casts its inputs to float; in half precision onnxruntime refuses the graph.
 FP16_KEEP_FP32_OPS = ("Range", "Sin", "Cos")
-
-
-class PrecisionError(ValueError):
-    pass
 
 
 def check_precision(precision: str, allow_auto: bool = False) -> str:

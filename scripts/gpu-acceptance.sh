@@ -42,4 +42,4 @@ fi
 
 # Nothing from a hub: --model must be a local dir (checked), and huggingface_hub stays offline if anything asks it.
 export HF_HUB_OFFLINE=1
-exec "$PY" -m export.gpu_acceptance "$@"
+exec "$PY" "$(dirname "$0")/../tools/gpu_acceptance.py" "$@"

@@ -17,7 +17,15 @@ from sensevoice_pipeline.constants import (
     DEFAULT_USE_ITN,
 )
 from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.lake.storage import ObjectPath, StorageError, as_root, default_warehouse, is_remote
+from sensevoice_pipeline.lake.storage import (
+    LocalRoot,
+    Root,
+    StorageError,
+    as_root,
+    default_warehouse,
+    local_only,
+    root_text,
+)
 from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
 
@@ -29,13 +37,9 @@ class RootError(ConfigurationError, StorageError):
 
 @dataclass(frozen=True)
 class Settings:
-    # The roots are local dirs or s3://bucket/prefix URIs (storage.ObjectPath; credentials: AWS_* environment).
-    raw_root: Path | ObjectPath = Path(
-        "var/raw"
-    )  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
-    lake_root: Path | ObjectPath = Path(
-        "var/lake"
-    )  # data/main/<table>/date=YYYY-MM-DD/*.parquet (catalog.py)
+    # The roots are local dirs or s3://bucket/prefix URIs (storage.as_root chooses; credentials: AWS_* environment).
+    raw_root: Root = LocalRoot("var/raw")  # raw/date=YYYY-MM-DD/**.{wav,flac,mp3,ogg,...} (+ manifest.csv)
+    lake_root: Root = LocalRoot("var/lake")  # data/main/<table>/date=YYYY-MM-DD/*.parquet (catalog.py)
     # DuckDB file, always on local disk; default <lake_root>/warehouse.duckdb, or for an s3:// lake
     # var/warehouse/<bucket>/<prefix>/warehouse.duckdb (storage.default_warehouse)
     warehouse: Path | None = None
@@ -80,6 +84,11 @@ class Settings:
     # (SVP_ALLOWED_CONNECTIONS). Empty: only the configured roots (and below them) and Connections.
     allowed_roots: tuple[str, ...] = ()
     allowed_connections: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The roots' kind (local or s3://) is chosen here, once: every path derived from them keeps it.
+        for key in ("raw_root", "lake_root"):
+            object.__setattr__(self, key, as_root(getattr(self, key)))
 
     @property
     def warehouse_path(self) -> Path:
@@ -158,8 +167,8 @@ def check_run_params(base: Settings, overrides: dict) -> None:
         if value in (None, ""):
             continue
         own = getattr(base, key)
-        allowed = [_root_text(r) for r in ([own] if own is not None else []) + list(base.allowed_roots)]
-        wanted = _root_text(value)
+        allowed = [root_text(r) for r in ([own] if own is not None else []) + list(base.allowed_roots)]
+        wanted = root_text(value)
         if any(wanted == a or wanted.startswith(a.rstrip("/") + "/") for a in allowed):
             continue
         raise ParamNotAllowedError(
@@ -174,12 +183,6 @@ def check_run_params(base: Settings, overrides: dict) -> None:
                 f"(default {getattr(base, key)}; SVP_ALLOWED_CONNECTIONS="
                 f"{','.join(base.allowed_connections) or 'unset'})"
             )
-
-
-def _root_text(root) -> str:
-    """A root as compared by check_run_params: an s3:// URI as written, a local path made absolute."""
-    text = str(root)
-    return text.rstrip("/") if is_remote(text) else str(Path(text).absolute()).rstrip("/") or "/"
 
 
 def _listed(value: str | None) -> tuple[str, ...]:
@@ -227,6 +230,13 @@ def daily_start_date() -> str:
         raise ConfigurationError(
             f"{DAILY_START_DATE_ENV}: not a date: {value!r} (expected YYYY-MM-DD)"
         ) from exc
+
+
+def _local(value, refusal: str) -> Path:
+    try:
+        return local_only(value, "")
+    except StorageError as exc:
+        raise ConfigurationError(refusal) from exc
 
 
 def _check_duckdb_path(path: Path, where: str) -> Path:
@@ -296,13 +306,13 @@ def _checked(key: str, value, variable: str | None = None):
             root = as_root(value)
         except StorageError as exc:
             raise RootError(f"{where}{exc}") from exc
-        if key == "lake_root" and not is_remote(root):
+        if key == "lake_root" and root.local_path is not None:
             _check_duckdb_path(root, where)  # the catalog and the warehouse file live in it
         return root
     if key == "warehouse":
-        if is_remote(value):
-            raise ConfigurationError(f"{where}the DuckDB warehouse is a local file, not {value}")
-        return _check_duckdb_path(Path(value), where)
+        return _check_duckdb_path(
+            _local(value, f"{where}the DuckDB warehouse is a local file, not {value}"), where
+        )
     if key == "language":
         try:
             language_id(value)
@@ -341,14 +351,12 @@ def _checked(key: str, value, variable: str | None = None):
         )
 
         try:
-            catalog_database(value, Path("."))  # the form only: which lake it serves is checked by Lake
+            catalog_database(value, LocalRoot("."))  # the form only: which lake it serves is checked by Lake
         except CatalogError as exc:
             raise ConfigurationError(f"{where}{exc}") from exc
         return str(value).strip()
     if key in ("model_repository", "golden_dir"):
-        if is_remote(value):
-            raise ConfigurationError(f"{where}{key.replace('_', ' ')} must be a local directory, not {value}")
-        return Path(value)
+        return _local(value, f"{where}{key.replace('_', ' ')} must be a local directory, not {value}")
     if key == "channel_mode":
         mode = str(value).strip().lower()
         if mode not in CHANNEL_MODES:

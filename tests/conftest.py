@@ -29,14 +29,14 @@ os.environ.setdefault("SVP_ALLOWED_CONNECTIONS", "svp_s3")
 
 @pytest.fixture(scope="session")
 def micro_checkpoint(tmp_path_factory) -> Path:
-    from export.micro import build_checkpoint
+    from sensevoice_export.micro import build_checkpoint
 
     return build_checkpoint(tmp_path_factory.mktemp("micro") / "checkpoint", seed=0)
 
 
 def export_fresh_repository(model_dir: Path, repo: Path) -> Path:
     """``model_dir`` exported (fp32, legacy exporter) as version 1 of a new repository at ``repo``."""
-    from export.pipeline import run_export
+    from sensevoice_export.pipeline import run_export
 
     result = run_export(str(model_dir), repo, "fp32", "legacy", progress=lambda *_: None)
     assert result.version == 1
@@ -64,14 +64,14 @@ def triton(exported_repository):
 
 @pytest.fixture(scope="session")
 def funasr_model(micro_checkpoint):
-    from export.checkpoint import find_checkpoint_files, load_funasr_model
+    from sensevoice_export.checkpoint import find_checkpoint_files, load_funasr_model
 
     auto, _ = load_funasr_model(find_checkpoint_files(micro_checkpoint))
     return auto
 
 
 def funasr_text(auto, audio: np.ndarray, language: str, use_itn: bool) -> str:
-    from export.checkpoint import quiet_funasr
+    from sensevoice_export.checkpoint import quiet_funasr
 
     with quiet_funasr():
         return auto.generate(input=audio, language=language, use_itn=use_itn, disable_pbar=True)[0]["text"]

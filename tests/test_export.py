@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from export import parity
-from export.pipeline import ExportError, run_export
+from sensevoice_export import parity
+from sensevoice_export.pipeline import ExportError, run_export
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, ModelRepository, template_root
 
 from .conftest import FIXTURE_MODEL_DIR
@@ -322,7 +322,7 @@ def drifting_int8(monkeypatch, known_checkpoint):
     conversion and before the parity gate sees it."""
     import torch
 
-    from export import precision
+    from sensevoice_export import precision
 
     _, drift = known_vectors(torch.load(known_checkpoint / "model.pt")["ctc.ctc_lo.bias"].numel())
     real_convert = precision.convert
@@ -387,7 +387,7 @@ def test_export_meta_is_json_with_version(exported_repository):
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_full_size_export(tmp_path_factory, precision):
     """The real SenseVoiceSmall size (234 M parameters) with random weights: export time and parity."""
-    from export.micro import EncoderSize, build_checkpoint
+    from sensevoice_export.micro import EncoderSize, build_checkpoint
 
     ckpt = build_checkpoint(tmp_path_factory.mktemp("full") / "ckpt", size=EncoderSize.full(), seed=0)
     lines = []

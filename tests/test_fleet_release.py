@@ -75,7 +75,7 @@ def test_a_fleet_is_staged_on_one_server_promoted_everywhere_and_rolled_back_wit
     every = ",".join(urls)
     with Traffic(urls, streams=1) as traffic:
         staged = releases.stage(repo, 2, every)
-        assert staged["staged"] == 2
+        assert staged.staged == 2
         control = releases.TritonControl(urls[0])
         assert control.ready_versions(releases.STAGED_MODEL) == {2}  # the canary server only
         control.close()

@@ -9,14 +9,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from export import rewrite
+from sensevoice_export import rewrite
 
 
 @pytest.fixture(scope="module")
 def plain_and_rewritten(tmp_path_factory, micro_checkpoint):
     """The micro model's encoder graph as torch.onnx writes it, and the same file rewritten."""
-    from export.checkpoint import find_checkpoint_files, load_funasr_model
-    from export.graph import EncoderGraph, export_onnx, tag_token_ids
+    from sensevoice_export.checkpoint import find_checkpoint_files, load_funasr_model
+    from sensevoice_export.graph import EncoderGraph, export_onnx, tag_token_ids
 
     files = find_checkpoint_files(micro_checkpoint)
     _, model = load_funasr_model(files)

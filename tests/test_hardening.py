@@ -19,9 +19,9 @@ import soundfile as sf
 
 from sensevoice_pipeline.errors import ServingError
 from sensevoice_pipeline.jobs import daily
-from sensevoice_pipeline.lake import files, tables
+from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.lake.files import NotARegularFileError
+from sensevoice_pipeline.lake.storage import LocalRoot, NotARegularFileError
 from sensevoice_pipeline.settings import ParamNotAllowedError, Settings, check_run_params
 from sensevoice_pipeline.speech.audio import TooLongError, load_16k
 from sensevoice_pipeline.ui.page_text import for_viewer
@@ -125,7 +125,7 @@ def test_a_fifo_swapped_in_after_planning_is_refused_without_blocking(tmp_path):
 
     def read():
         try:
-            files.fetch(tmp_path / "call.wav", inside=tmp_path)
+            LocalRoot(tmp_path / "call.wav").fetch(inside=tmp_path)
         except Exception as exc:  # noqa: BLE001 -- looked at below
             caught.append(exc)
         done.set()
@@ -308,13 +308,13 @@ def test_abandoned_staging_is_removed_after_the_grace_period_local_and_s3(tmp_pa
                 lake_root=str(root), gc_grace_s=2, catalog=str(tmp_path / f"{id(root)}.db")
             )
             old = daily.staging_dir(settings, "2026-11-01", "killed-run")
-            files.write_bytes(b"transcripts of a run that died", old / "batch-00000.utterances.parquet")
+            (old / "batch-00000.utterances.parquet").write_atomic(b"transcripts of a run that died")
             time.sleep(2.5)  # older than the grace period now
             fresh = daily.staging_dir(settings, "2026-11-02", "running-run")
-            files.write_bytes(b"a run still at work", fresh / "batch-00000.utterances.parquet")
+            (fresh / "batch-00000.utterances.parquet").write_atomic(b"a run still at work")
             daily._drop_stale_staging(settings, dt.timedelta(seconds=settings.gc_grace_s))
-            assert not files.list_files(old), root
-            assert [name for name, _ in files.list_files(fresh)] == ["batch-00000.utterances.parquet"], root
+            assert not old.list_files(), root
+            assert [name for name, *_ in fresh.list_files()] == ["batch-00000.utterances.parquet"], root
 
 
 # -- Params within what the deployment allows ----------------------------------------------------------------------

@@ -118,13 +118,13 @@ def test_svp_run_transcribes_batches_side_by_side_and_every_file_once(tmp_path, 
     real = daily.process_batch
 
     def process_batch(settings, batch, started_at, cancelled):
-        if batch["index"] < daily.BATCHES_IN_FLIGHT:
+        if batch.index < daily.BATCHES_IN_FLIGHT:
             side_by_side.wait()
         return real(settings, batch, started_at, cancelled)
 
     monkeypatch.setattr(daily, "process_batch", process_batch)
     result = daily.run_date(settings, DAY, run_id="side-by-side", show_progress=False)
-    assert result["files"] == len(names)
+    assert result.files == len(names)
     recordings = Lake(settings.lake_root).read("recordings", DAY).to_pylist()
     assert sorted(r["source_path"] for r in recordings) == sorted(f"date={DAY}/{n}.wav" for n in names)
     assert {r["status"] for r in recordings} == {"ok"}
@@ -144,11 +144,11 @@ def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_runnin
     real = daily.process_batch
 
     def process_batch(settings, batch, started_at, cancelled):
-        started.append(batch["index"])
-        if batch["index"] == 0:
+        started.append(batch.index)
+        if batch.index == 0:
             batch_0_failing.set()
             raise RuntimeError("batch 0 failed")
-        if batch["index"] == 1:
+        if batch.index == 1:
             batch_0_failing.wait(60)
             time.sleep(0.5)  # still transcribing when batch 0's error reaches run_date
         try:
@@ -156,7 +156,7 @@ def test_a_failed_batch_cancels_the_batches_not_started_and_waits_for_the_runnin
                 settings, batch, started_at, cancelled
             )  # stops before its next file: the run is failing
         finally:
-            ended.append(batch["index"])
+            ended.append(batch.index)
 
     monkeypatch.setattr(daily, "process_batch", process_batch)
     with pytest.raises(RuntimeError, match="batch 0 failed"):

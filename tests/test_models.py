@@ -22,6 +22,7 @@ import soundfile as sf
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from sensevoice_export.pipeline import run_export
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.constants import SAMPLE_RATE
 from sensevoice_pipeline.lake.catalog import Lake
@@ -53,7 +54,7 @@ def svp(*args: str) -> subprocess.CompletedProcess:
 
 
 def export(checkpoint, repo: Path, precision: str) -> int:
-    from export.pipeline import run_export
+    from sensevoice_export.pipeline import run_export
 
     return run_export(str(checkpoint), repo, precision, "legacy", progress=lambda *_: None).version
 
@@ -252,11 +253,15 @@ def test_a_version_policy_edit_keeps_every_comment_outside_the_field_and_parses_
 
 def test_the_release_row_goes_to_the_catalog_it_is_given(tmp_path):
     lake, catalog = tmp_path / "lake", tmp_path / "elsewhere" / "catalog.sqlite"
-    decision = releases.failed_decision(tmp_path / "repo", "export", "ExportError: no checkpoint")
-    summary = releases.write_release_report(lake, "release-1", {}, None, decision, catalog=catalog)
-    assert summary["table"] == f"SQLite catalog {catalog}" and catalog.is_file()
+    run = releases.ReleaseRun(
+        Settings(model_repository=tmp_path / "repo"), "release-1", "2026-01-01T00:00:00+00:00"
+    )
+    run.failure = releases.StepFailure("export", "ExportError: no checkpoint")
+    decision = run.failed_decision()
+    summary = releases.write_release_report(lake, "release-1", None, None, decision, catalog=catalog)
+    assert summary.table == f"SQLite catalog {catalog}" and catalog.is_file()
     assert not list(lake.glob("*.sqlite"))  # not the lake's default catalog
-    (row,) = Lake(lake, catalog).read("model_releases", summary["date"]).to_pylist()
+    (row,) = Lake(lake, catalog).read("model_releases", summary.date).to_pylist()
     assert (row["release_id"], row["outcome"], row["reasons"]) == (
         "release-1",
         "failed",
@@ -327,16 +332,16 @@ def test_canary_gates_on_transcripts_emotions_and_latency():
         return releases.judge(cases, {"serving": same, "staged": staged}, thresholds, 2, 1)
 
     ok = judge([answered(CLIP_TEXT, seconds=0.012)] * 10)
-    assert ok["passed"] and ok["transcript_agreement"] == 1.0 and ok["latency_ratio"] == pytest.approx(1.2)
-    assert ok["segments_per_case"] == [1] * 10
+    assert ok.passed and ok.transcript_agreement == 1.0 and ok.latency_ratio == pytest.approx(1.2)
+    assert ok.segments_per_case == [1] * 10
     happy = CLIP_TEXT.replace("ANGRY", "HAPPY")  # same words, another emotion
     result = judge([answered(happy)] * 2 + [answered(CLIP_TEXT)] * 8)
-    assert not result["passed"] and result["reasons"] == ["emotion agreement 0.800 < 0.95"]
-    assert result["transcript_agreement"] == 1.0 and len(result["disagreements"]) == 2
+    assert not result.passed and result.reasons == ["emotion agreement 0.800 < 0.95"]
+    assert result.transcript_agreement == 1.0 and len(result.disagreements) == 2
     other = "<|en|><|ANGRY|><|Speech|><|withitn|>I want a refund now."
     result = judge([answered(other, seconds=0.030)] * 10)
-    assert result["reasons"] == ["transcript agreement 0.000 < 0.95", "latency ratio 3.00 > 1.5"]
-    assert judge([answered(other)] * 10, releases.CanaryThresholds(0.0, 0.95, 1.5))["passed"]
+    assert result.reasons == ["transcript agreement 0.000 < 0.95", "latency ratio 3.00 > 1.5"]
+    assert judge([answered(other)] * 10, releases.CanaryThresholds(0.0, 0.95, 1.5)).passed
     # nothing serving yet: the golden set's expected texts are the baseline, latency is not gated
     first = releases.judge(
         cases,
@@ -345,8 +350,8 @@ def test_canary_gates_on_transcripts_emotions_and_latency():
         1,
         None,
     )
-    assert first["passed"] and first["baseline"] == "expected texts of the golden set"
-    assert first["latency_ratio"] is None and first["expected_match_staged"] == 1.0
+    assert first.passed and first.baseline == "expected texts of the golden set"
+    assert first.latency_ratio is None and first.expected_match_staged == 1.0
 
 
 def test_canary_judges_a_segmented_call_by_its_joined_text_and_each_segments_tags():
@@ -356,14 +361,14 @@ def test_canary_judges_a_segmented_call_by_its_joined_text_and_each_segments_tag
     judge = lambda *staged: releases.judge(  # noqa: E731
         call, {**serving, "staged": [answered(*staged)]}, releases.CanaryThresholds(), 2, 1
     )
-    assert judge(angry + "I want", happy + "a refund.")["passed"]
+    assert judge(angry + "I want", happy + "a refund.").passed
     # the same words in one segment: the text agrees, the emotions (angry, happy) and (angry,) do not
     one_segment = judge(angry + "I want a refund.")
-    assert one_segment["transcript_agreement"] == 1.0 and one_segment["emotion_agreement"] == 0.0
-    assert one_segment["segments_per_case"] == [1]
+    assert one_segment.transcript_agreement == 1.0 and one_segment.emotion_agreement == 0.0
+    assert one_segment.segments_per_case == [1]
     # every segment's emotion counts, not only the first one's
-    assert judge(angry + "I want", angry + "a refund.")["emotion_agreement"] == 0.0
-    assert judge(angry + "I want", happy + "a refund!")["transcript_agreement"] == 0.0
+    assert judge(angry + "I want", angry + "a refund.").emotion_agreement == 0.0
+    assert judge(angry + "I want", happy + "a refund!").transcript_agreement == 0.0
 
 
 # -- a running Triton ------------------------------------------------------------------------------------------------
@@ -375,7 +380,7 @@ def test_stage_promote_rollback_under_steady_traffic(release_repo, release_trito
     with Traffic(url) as traffic:
         t_stage = time.monotonic()
         staged = releases.stage(repo, 2, url)
-        assert staged == {**staged, "staged": 2, "serving": 1, "model": releases.STAGED_MODEL}
+        assert (staged.staged, staged.serving, staged.model) == (2, 1, releases.STAGED_MODEL)
         traffic.wait_for(5)
         rows, state, server = releases.list_versions(repo, url)
         assert [(r.version, r.role, r.server) for r in rows] == [
@@ -480,8 +485,8 @@ def test_the_canary_sends_a_long_call_as_vad_segments_like_the_daily_job(
         }
     finally:
         releases.unstage(repo, url)
-    assert result["cases"] == 3 and result["segments_per_case"] == [1, daily_segments, 1]
-    assert result["answered_versions"] == ["1", "2"] and result["max_segment_s"] == 30.0
+    assert result.cases == 3 and result.segments_per_case == [1, daily_segments, 1]
+    assert result.answered_versions == ["1", "2"] and result.max_segment_s == 30.0
     # each side answered one request per segment, plus the untimed warm-up of the first (short) recording
     for side in ("staged", "serving"):
         assert after[side] - before[side] == 1 + daily_segments + 1 + 1, side
@@ -687,7 +692,9 @@ def test_a_release_whose_canary_raises_unstages_and_reports_the_failure(
         repo, url, tmp_path / "lake", golden_dir=broken_golden_set(tmp_path / "golden")
     )
     with pytest.raises(releases.ReleaseError, match="not a golden case"):
-        releases.release(str(micro_checkpoint), settings, release_id="broken-golden-set")
+        releases.release(
+            str(micro_checkpoint), settings, run_export=run_export, release_id="broken-golden-set"
+        )
     candidate = max(ModelRepository(repo).versions())
     staged_gone(url, candidate)
     state = releases.read_state(repo)
@@ -776,7 +783,9 @@ def test_release_dag_whose_canary_raises_unstages_writes_its_report_and_fails(
 def test_a_release_refuses_an_object_store_lake_without_a_catalog_before_it_exports(tmp_path):
     with pytest.raises(releases.ReleaseError, match="s3://bucket/lake needs a catalog that every host"):
         releases.release(
-            "no-such-checkpoint", release_settings(tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake")
+            "no-such-checkpoint",
+            release_settings(tmp_path / "repo", "127.0.0.1:1", "s3://bucket/lake"),
+            run_export=run_export,
         )
     assert not (tmp_path / "repo").exists()
 
@@ -790,7 +799,7 @@ def test_the_first_release_after_a_plain_export_records_what_serves_before_addin
     uncanaried."""
     repo = Path(shutil.copytree(fixture_repository, tmp_path / "model_repository"))
     assert not releases.read_state(repo).recorded
-    exported = releases.export_version(str(FIXTURE_MODEL_DIR), repo)
+    exported = releases.export_version(str(FIXTURE_MODEL_DIR), repo, run_export=run_export)
     state = releases.read_state(repo)
-    assert (exported["version"], state.serving, state.recorded) == (2, 1, True)
+    assert (exported.version, state.serving, state.recorded) == (2, 1, True)
     assert releases.policy_versions(repo, PIPELINE_MODEL) == [1]  # a restarted Triton still serves version 1

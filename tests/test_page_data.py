@@ -170,7 +170,7 @@ def test_serving_file_is_shown_when_present(lake, tmp_path):
                 "previous": None,
                 "staged": 2,
                 "retired": [],
-                "note": "<i>pinned</i>",
+                "mirror": "<i>pinned</i>",  # shown escaped
                 "history": [{"at": "x"}, {"at": "y"}],
             }
         )

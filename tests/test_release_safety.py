@@ -57,7 +57,7 @@ def booby_trapped_checkpoint(src: Path, dst: Path, marker: Path) -> Path:
 
 
 def test_checkpoint_loads_weights_only_and_refuses_a_pickle_that_would_run_code(micro_checkpoint, tmp_path):
-    from export.checkpoint import CheckpointError, _read_state_dict
+    from sensevoice_export.checkpoint import CheckpointError, _read_state_dict
 
     # a real state-dict checkpoint still loads, every tensor intact
     state = _read_state_dict(micro_checkpoint / "model.pt")

@@ -44,12 +44,13 @@ GRPC_KEY = grpc_admin_headers(TEST_ADMIN_KEY)  # every Triton of the session tak
 WRITER = """
 import sys
 from sensevoice_pipeline import releases
+from sensevoice_export.pipeline import run_export
 from sensevoice_pipeline.releases.policy import set_version_policy
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
 
 
 checkpoint, repository, serving = sys.argv[1], sys.argv[2], int(sys.argv[3])
-version = releases.export_version(checkpoint, repository, "fp32", "legacy")["version"]
+version = releases.export_version(checkpoint, repository, "fp32", "legacy", run_export=run_export).version
 set_version_policy(repository, ENCODER_MODEL, [serving, version])
 set_version_policy(repository, PIPELINE_MODEL, [version])
 print(version)

@@ -41,13 +41,13 @@ NOT_SOURCES = shutil.ignore_patterns(
 # Printed by the installed interpreter: where everything comes from.
 WHERE_SCRIPT = """
 import importlib.util, json, sys
-import export, sensevoice_pipeline
+import sensevoice_export, sensevoice_pipeline
 from sensevoice_pipeline import resources
 print(json.dumps({
     "sys_path": sys.path,
-    "modules": [sensevoice_pipeline.__file__, export.__file__],
+    "modules": [sensevoice_pipeline.__file__, sensevoice_export.__file__],
     "editable_finders": [repr(f) for f in sys.meta_path if "editable" in repr(f).lower()],
-    "trainer": importlib.util.find_spec("export.train_fixture") is not None,
+    "trainer": importlib.util.find_spec("sensevoice_export.train_fixture") is not None,
     "resources": {name: str(getattr(resources, name)) for name in
                   ("VAD_MODEL", "DAGS_DIR", "PLUGINS_DIR", "MODEL_REPOSITORY_TEMPLATE", "FIXTURE_MODEL_DIR",
                    "SPEECH_EXAMPLES_DIR")},
@@ -173,8 +173,15 @@ def test_the_wheel_ships_the_projects_folders_and_the_vad_model_but_not_the_trai
     ):
         assert f"{SHIPPED}/{needed}" in names
     assert "sensevoice_pipeline/data/silero_vad.onnx" in names
-    assert "export/pipeline.py" in names and "export/reference_model/config.yaml" in names
-    assert not [n for n in names if "train_fixture" in n or n.startswith(("tools/", "tests/"))]
+    assert (
+        "sensevoice_export/pipeline.py" in names and "sensevoice_export/reference_model/config.yaml" in names
+    )
+    assert not [n for n in names if n.startswith("export/")]  # the folder ships under its own name only
+    assert not [
+        n
+        for n in names
+        if "train_fixture" in n or "gpu_acceptance" in n or n.startswith(("tools/", "tests/"))
+    ]
 
 
 def test_the_installed_package_is_the_wheel_not_the_clone(venv, where):
@@ -185,7 +192,7 @@ def test_the_installed_package_is_the_wheel_not_the_clone(venv, where):
     into_the_clone = [p for p in where["sys_path"] if p and (Path(p) == ROOT or ROOT in Path(p).parents)]
     assert set(into_the_clone) <= _test_environment(), into_the_clone
     assert not where["editable_finders"]
-    assert not where["trainer"]  # export.train_fixture is a developer tool (tools/), not shipped
+    assert not where["trainer"]  # train_fixture is a developer tool (tools/), not shipped
     for name, path in where["resources"].items():
         assert installed in Path(path).parents and Path(path).exists(), (name, path)
 

@@ -10,7 +10,7 @@ Everything is made here, deterministically from the seed:
 * 16 kHz clips whose frequency bands encode what the model must answer (see ``synthesize``): a low drone for the
   language, a high marker tone for the emotion, a pattern in the 2.8-4.4 kHz band for the event, and one two-tone
   "syllable" per spoken word;
-* the checkpoint dir written by ``export.micro.build_checkpoint`` (config.yaml, model.pt, am.mvn, the tokenizer,
+* the checkpoint dir written by ``sensevoice_export.micro.build_checkpoint`` (config.yaml, model.pt, am.mvn, the tokenizer,
   configuration.json), whose seeded random weights are then trained with funasr's CTC loss over all output frames
   (the four query frames included, as funasr's greedy decoding reads them too) plus funasr's cross-entropy on the
   four query frames, with the language hint and text-normalisation switch given as the query embeddings exactly
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.micro import EncoderSize, build_checkpoint
+from sensevoice_export.micro import EncoderSize, build_checkpoint
 from sensevoice_pipeline.speech.languages import EVENT_EMOTION_QUERY_IDS, LANGUAGE_IDS, TEXTNORM_IDS
 
 SAMPLE_RATE = 16000

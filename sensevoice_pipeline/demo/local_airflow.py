@@ -12,10 +12,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sensevoice_pipeline.errors import SvpError
 from sensevoice_pipeline.resources import DAGS_DIR, PLUGINS_DIR
 
 
-class AirflowRunError(RuntimeError):
+class AirflowRunError(SvpError, RuntimeError):
     pass
 
 

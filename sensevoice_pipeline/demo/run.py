@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
 from sensevoice_pipeline.demo.sample_day import write_sample_day
+from sensevoice_pipeline.errors import SvpError
 from sensevoice_pipeline.resources import FIXTURE_MODEL_DIR
 from sensevoice_pipeline.serving.repository import ModelRepository, RepositoryError
 from sensevoice_pipeline.serving.server import LocalTriton, ServerError
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 DAG_ID = "sensevoice_daily"
 
 
-class DemoError(RuntimeError):
+class DemoError(SvpError, RuntimeError):
     pass
 
 
@@ -89,8 +90,8 @@ def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
 
 def ensure_exported(model: str, repository: Path) -> int:
     """The repository's latest version when it was exported from these very checkpoint files, else a new export."""
-    from export.checkpoint import CheckpointError, find_checkpoint_files, resolve_model
-    from export.pipeline import ExportError, run_export
+    from sensevoice_export.checkpoint import CheckpointError, find_checkpoint_files, resolve_model
+    from sensevoice_export.pipeline import ExportError, run_export
 
     try:
         files = find_checkpoint_files(resolve_model(model))

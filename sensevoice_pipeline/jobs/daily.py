@@ -10,12 +10,13 @@ The rules they keep (docs/architecture.md):
 - one run per date at a time (lease.py), from plan to publish;
 - publish checks that the partition is still the one planned (paths, sizes, modification times, and the size of
   what was actually read), then replaces the date in all four tables in one DuckLake transaction (catalog.py);
-- a raw file is read only if the file actually opened lies inside the raw root (files.fetch).
+- a raw file is read only if the file actually opened lies inside the raw root (its root's ``fetch``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -30,8 +31,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, InputError, PublishError
-from sensevoice_pipeline.lake import files, storage, tables
+from sensevoice_pipeline.errors import (
+    ConfigurationError,
+    FailureBudgetExceeded,
+    InputError,
+    PublishError,
+    SvpError,
+)
+from sensevoice_pipeline.jobs.results import Batch, BatchResult, DayPublished
+from sensevoice_pipeline.lake import storage, tables
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.lake.lease import DateLeases, Lease, date_leases
 from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
@@ -65,38 +73,32 @@ def leases(settings: Settings) -> DateLeases:
     return date_leases(lake(settings).catalog, settings.lease_ttl_s)
 
 
-def plan(settings: Settings, date: str, run_id: str) -> list[dict]:
-    """Take the date's lease, then the day's work items in batches of ``settings.batch_size`` (JSON-serialisable,
-    for XCom). Clears this run's staging area so that a re-run of the same run id starts clean, and records the
+def plan(settings: Settings, date: str, run_id: str) -> list[Batch]:
+    """Take the date's lease, then the day's work items in batches of ``settings.batch_size`` (``to_dict()`` for
+    XCom). Clears this run's staging area so that a re-run of the same run id starts clean, and records the
     plan and the lease token there for publish to check."""
     return plan_with_lease(settings, date, run_id)[1]
 
 
 def plan_with_lease(
     settings: Settings, date: str, run_id: str, bound_to_process: bool = False
-) -> tuple[Lease, list[dict]]:
+) -> tuple[Lease, list[Batch]]:
     """``plan``, also returning the lease taken (``bound_to_process``: the caller's process is the whole run)."""
     date = check_date(date)
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
     _refuse_silent_shrink(settings, date, len(items))
     lease = leases(settings).acquire(date, run_id, bound_to_process=bound_to_process)
     stage = staging_dir(settings, date, run_id)
-    files.remove_tree(stage)
+    stage.remove_tree()
     planned = pa.table(
         {"source_path": [i.source_path for i in items], "stamp": [i.stamp for i in items]},
         schema=pa.schema([("source_path", pa.string()), ("stamp", pa.string())]),
     )
-    files.write_parquet(planned, stage / PLAN_FILE)
+    (stage / PLAN_FILE).write_parquet(planned)
     record_lease(stage, lease)
     size = max(1, settings.batch_size)
     batches = [
-        {
-            "date": date,
-            "run_id": run_id,
-            "lease_token": lease.token,
-            "index": i // size,
-            "items": [it.to_dict() for it in items[i : i + size]],
-        }
+        Batch(date, run_id, lease.token, i // size, [it.to_dict() for it in items[i : i + size]])
         for i in range(0, len(items), size)
     ]
     log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
@@ -136,36 +138,31 @@ def release(settings: Settings, date: str, run_id: str) -> None:
 
 def process_batch(
     settings: Settings,
-    batch: dict,
+    batch: Batch | dict,
     started_at: dt.datetime | None = None,
     cancelled: threading.Event | None = None,
-) -> dict:
+) -> BatchResult:
     """Transcribe one batch and write its rows to staging. Triton being unreachable fails the whole batch (so the
     task retries); anything wrong with one file fails only that file's row."""
+    batch = Batch.from_dict(batch)  # a DAG task gets it from XCom
     started_at = started_at or _now()
     date_leases = leases(settings)
-    lease = date_leases.renew(batch["date"], batch["run_id"], batch["lease_token"])
-    items = [WorkItem.from_dict(d) for d in batch["items"]]
+    lease = date_leases.renew(batch.date, batch.run_id, batch.lease_token)
+    items = [WorkItem.from_dict(d) for d in batch.items]
     with date_leases.keep_alive(lease):  # a long batch must not let the lease expire
         recordings, utterances = asyncio.run(
-            _process_items(settings, items, batch["run_id"], started_at, cancelled)
+            _process_items(settings, items, batch.run_id, started_at, cancelled)
         )
-    out = staging_dir(settings, batch["date"], batch["run_id"])
+    out = staging_dir(settings, batch.date, batch.run_id)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"batch-{batch['index']:05d}"
-    files.write_parquet(tables.to_table(recordings, tables.RECORDINGS), out / f"{stem}.recordings.parquet")
-    files.write_parquet(tables.to_table(utterances, tables.UTTERANCES), out / f"{stem}.utterances.parquet")
+    stem = f"batch-{batch.index:05d}"
+    (out / f"{stem}.recordings.parquet").write_parquet(tables.to_table(recordings, tables.RECORDINGS))
+    (out / f"{stem}.utterances.parquet").write_parquet(tables.to_table(utterances, tables.UTTERANCES))
     failed = sum(r["status"] == "failed" for r in recordings)
-    summary = {
-        "batch": batch["index"],
-        "files": len(recordings),
-        "failed": failed,
-        "utterances": len(utterances),
-    }
     log.info(
-        "batch %d: %d files (%d failed), %d utterances", batch["index"], len(items), failed, len(utterances)
+        "batch %d: %d files (%d failed), %d utterances", batch.index, len(items), failed, len(utterances)
     )
-    return summary
+    return BatchResult(batch.index, len(recordings), failed, len(utterances))
 
 
 async def _process_items(
@@ -233,7 +230,7 @@ async def _fetch_and_decode(
     """Fetch and decode one file, filling in what the recordings row says about it (also when it then fails)."""
     # A local file is opened once, checked to lie inside the raw root, and decoded through that descriptor; an
     # s3:// object is decoded from a local temp copy (size and sha256 computed while it downloads).
-    local = await asyncio.to_thread(files.fetch, settings.raw_root / item.source_path, settings.raw_root)
+    local = await asyncio.to_thread((settings.raw_root / item.source_path).fetch, settings.raw_root)
     try:
         record["size_bytes"], record["sha256"] = local.size, local.sha256
         info, channels = await transcriber.decode(local.path, item.channel_mode == "split", local.name)
@@ -291,7 +288,9 @@ def _failed(record: dict, reason: str) -> dict:
 # -- publish ---------------------------------------------------------------------------------------------------------
 
 
-def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime | None = None) -> dict:
+def publish(
+    settings: Settings, date: str, run_id: str, started_at: dt.datetime | None = None
+) -> DayPublished:
     """Replace the date in every table with this run's staged rows in one commit, update the warehouse, and clear
     the staging area. Re-publishing a date gives the same rows, never duplicates. Raises PublishError (nothing
     published) when the partition changed since it was planned or the run lost its lease, and
@@ -325,11 +324,11 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
     Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog).refresh()
     release(settings, date, run_id)
     _drop_stale_staging(settings, grace)
-    result = {
-        "date": date,
-        "snapshot": snapshot,
+    result = DayPublished(
+        date=date,
+        snapshot=snapshot,
         **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")},
-    }
+    )
     log.info("published %s: %s", date, result)
     _check_failure_budget(result, settings.failure_budget)
     return result
@@ -337,12 +336,12 @@ def publish(settings: Settings, date: str, run_id: str, started_at: dt.datetime 
 
 def record_lease(stage, lease: Lease) -> None:
     """Keep the run's lease token in its staging area, where its tasks (and publish) find it."""
-    files.write_bytes(json.dumps({"lease_token": lease.token}).encode(), stage / LEASE_FILE)
+    (stage / LEASE_FILE).write_atomic(json.dumps({"lease_token": lease.token}))
 
 
 def _lease_token(stage, date: str) -> str:
     try:
-        return json.loads(files.read_bytes(stage / LEASE_FILE))["lease_token"]
+        return json.loads((stage / LEASE_FILE).read_bytes())["lease_token"]
     except FileNotFoundError:
         raise PublishError(
             f"{date}: this run's staging area is gone ({stage}), so it holds no lease and has nothing "
@@ -353,7 +352,7 @@ def _lease_token(stage, date: str) -> str:
 def verify_plan(settings: Settings, date: str, stage, recordings: pa.Table) -> None:
     """The partition must still be the one planned (the same paths, sizes and modification times), and every file
     must have been read at its planned size; else PublishError naming what changed."""
-    planned = dict(zip(*files.read_parquet(stage / PLAN_FILE).to_pydict().values()))
+    planned = dict(zip(*(stage / PLAN_FILE).read_parquet().to_pydict().values()))
     now = {
         i.source_path: i.stamp
         for i in list_work(settings.raw_root, date, settings.language, settings.channel_mode)
@@ -382,11 +381,11 @@ def verify_plan(settings: Settings, date: str, stage, recordings: pa.Table) -> N
         )
 
 
-def _check_failure_budget(result: dict, budget: float) -> None:
-    if result["files"] and result["files_failed"] / result["files"] > budget:
+def _check_failure_budget(result: DayPublished, budget: float) -> None:
+    if result.files and result.files_failed / result.files > budget:
         raise FailureBudgetExceeded(
-            f"{result['date']} was published, but {result['files_failed']} of {result['files']} files failed "
-            f"({result['files_failed'] / result['files']:.0%}, over the failure budget of {budget:.0%}): see the "
+            f"{result.date} was published, but {result.files_failed} of {result.files} files failed "
+            f"({result.files_failed / result.files:.0%}, over the failure budget of {budget:.0%}): see the "
             "`error` column of the recordings table (status = 'failed') for each file's reason"
         )
 
@@ -399,7 +398,7 @@ def _drop_stale_staging(settings: Settings, grace: dt.timedelta) -> None:
     cutoff_ns = (time.time() - grace.total_seconds()) * 1e9
     try:
         newest: dict[str, int] = {}
-        for rel, mtime in files.list_files(root):
+        for rel, _, mtime in root.list_files():
             parts = rel.split("/")
             if len(parts) >= 3 and parts[0].startswith("date=") and parts[1].startswith("run="):
                 run = f"{parts[0]}/{parts[1]}"
@@ -408,7 +407,7 @@ def _drop_stale_staging(settings: Settings, grace: dt.timedelta) -> None:
             if mtime < cutoff_ns:
                 log.info("removing abandoned staging %s", root / run)
                 stage = root / run
-                files.remove_tree(stage)
+                stage.remove_tree()
                 _remove_empty_parents(stage.parent, root)
     except (OSError, storage.StorageError) as exc:  # logged; the next publish tries again
         log.warning("removing abandoned staging skipped: %s", exc)
@@ -423,7 +422,7 @@ def _read_staged(stage: Path, table: str, schema: pa.Schema) -> pa.Table:
     batches = sorted(stage.glob(f"batch-*.{table}.parquet"))
     if not batches:
         return schema.empty_table()
-    return files.read_parquet_files(batches, schema, memory_pool=_DAY_MEMORY)
+    return storage.read_parquet_files(batches, schema, memory_pool=_DAY_MEMORY)
 
 
 def _sorted(rows: pa.Table, table: str) -> pa.Table:
@@ -459,7 +458,9 @@ def _run_summary(run_id: str, recordings: pa.Table, utterances: pa.Table, starte
 # -- one process, no Airflow -----------------------------------------------------------------------------------------
 
 
-def run_date(settings: Settings, date: str, run_id: str | None = None, show_progress: bool = True) -> dict:
+def run_date(
+    settings: Settings, date: str, run_id: str | None = None, show_progress: bool = True
+) -> DayPublished:
     """`svp run`: plan, every batch, publish — the DAG's tasks in one process. The process is the run: its lease is
     bound to it (a re-run on this host takes over at once if it dies) and kept alive while it works."""
     started_at = _now()
@@ -469,21 +470,20 @@ def run_date(settings: Settings, date: str, run_id: str | None = None, show_prog
     try:
         with leases(settings).keep_alive(lease):  # (publish renews it itself, then gives it back)
             with tqdm(
-                total=sum(len(b["items"]) for b in batches),
+                total=sum(len(b.items) for b in batches),
                 unit="file",
                 desc=f"transcribing {date}",
                 disable=not show_progress,
             ) as bar:
                 for batch in _process_batches(settings, batches, started_at):
-                    bar.update(len(batch["items"]))
+                    bar.update(len(batch.items))
         result = publish(settings, date, run_id, started_at)
     except BaseException:
         # Nobody resumes a failed `svp run` (the next one has a new run id): give up the date and the staged
         # batches. A failure before the commit leaves the published tables as they were.
         release(settings, date, run_id)
         raise
-    result["seconds"] = round(time.perf_counter() - t0, 2)
-    return result
+    return dataclasses.replace(result, seconds=round(time.perf_counter() - t0, 2))
 
 
 def published_run(settings: Settings, date: str) -> str | None:
@@ -498,7 +498,7 @@ def published_run(settings: Settings, date: str) -> str | None:
 BATCHES_IN_FLIGHT = 2
 
 
-def _process_batches(settings: Settings, batches: list[dict], started_at: dt.datetime):
+def _process_batches(settings: Settings, batches: list[Batch], started_at: dt.datetime):
     """``process_batch`` over ``batches``, ``BATCHES_IN_FLIGHT`` at a time; yields each batch as it completes. The
     first failure (or an interrupt: Ctrl-C, SIGTERM) cancels the batches not yet started, stops the running ones
     from starting another file, and is raised once they have ended, so nothing is still writing to the staging area
@@ -518,7 +518,7 @@ def _process_batches(settings: Settings, batches: list[dict], started_at: dt.dat
                 future.cancel()  # a no-op for the finished and the running; leaving the pool waits for the running
 
 
-class RunCancelled(Exception):
+class RunCancelled(SvpError):
     """A batch stopped early because its run is stopping (never seen outside `_process_batches`)."""
 
 
@@ -530,7 +530,7 @@ def new_run_id(started_at: dt.datetime) -> str:
 def _drop_staging(settings: Settings, date: str, run_id: str) -> None:
     """Remove the run's staged batches, and the date's staging folder when no other run is using it."""
     stage = staging_dir(settings, date, run_id)
-    files.remove_tree(stage)
+    stage.remove_tree()
     _remove_empty_parents(stage.parent, settings.lake_root / STAGING)
 
 

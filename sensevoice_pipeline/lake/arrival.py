@@ -25,17 +25,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-import pyarrow.fs as pafs
-
 from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.lake.storage import (
-    ObjectPath,
-    Root,
-    as_root,
-    check_bucket,
-    is_remote,
-    storage_errors,
-)
+from sensevoice_pipeline.lake.storage import ObjectPath, Root, as_root
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +85,8 @@ def check_partition(raw_root: str | Root, date: str, marker: str | None = "") ->
     listing; call it from a thread in async code."""
     marker = check_marker(marker)
     part = partition_path(raw_root, date)
-    if is_remote(part):
-        return _check_remote(part, marker)
-    return _check_local(Path(part), marker)
+    folder = part.local_path  # a local folder can exist empty; an object store has only objects
+    return _check_remote(part, marker) if folder is None else _check_local(folder, marker)
 
 
 def _hidden(rel: str) -> bool:
@@ -123,17 +113,14 @@ def _check_local(part: Path, marker: str) -> Arrival:
 
 def _check_remote(part: ObjectPath, marker: str) -> Arrival:
     if marker:
-        target = part / marker
-        with storage_errors(target, "checking"):
-            info = part.filesystem.get_file_info(target.fs_path)
-        if info.type == pafs.FileType.File:
+        if (part / marker).is_file():
             return Arrival(True, str(part), f"ready marker {marker} is present")
-        check_bucket(part)  # a bucket that does not exist is a mistake, not data that is late
+        part.check_reachable()  # a bucket that does not exist is a mistake, not data that is late
         return Arrival(False, str(part), f"waiting for the ready marker {marker}")
     files = sum(1 for entry in part.list_files() if not _hidden(entry[0]))  # (key, size, ...)
     if files:
         return Arrival(True, str(part), f"the partition holds {files} object(s)", files)
-    check_bucket(part)
+    part.check_reachable()
     return Arrival(False, str(part), "no object below the partition's prefix yet", 0)
 
 

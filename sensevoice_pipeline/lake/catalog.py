@@ -28,16 +28,16 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from sensevoice_pipeline.lake import files, ownership
+from sensevoice_pipeline.lake import ownership
 from sensevoice_pipeline.lake.catalog_db import (
     CatalogDatabase,
     CatalogError,
     PostgresCatalog,
     catalog_database,
 )
-from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, prepare_duckdb, sql_value
+from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, sql_value
 from sensevoice_pipeline.lake.lease import install_commit_check, lost_lease_error
-from sensevoice_pipeline.lake.storage import Root, as_root, check_bucket, is_remote
+from sensevoice_pipeline.lake.storage import Root, as_root, modification_times
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, ROLLUP_SCHEMAS, SORT_KEYS, rollup_sql
 
 __all__ = ["ALIAS", "CatalogError", "Lake"]
@@ -64,13 +64,11 @@ class Lake:
 
     @property
     def data_path(self) -> str:
-        if is_remote(self.root):
-            return f"{self.root}/{DATA_DIR}/"
-        return f"{Path(self.root).resolve() / DATA_DIR}/"
+        return f"{self.data_root.duckdb_uri}/"
 
     @property
     def data_root(self) -> Root:
-        return self.root / DATA_DIR if is_remote(self.root) else Path(self.root).resolve() / DATA_DIR
+        return self.root.resolve() / DATA_DIR
 
     @property
     def exists(self) -> bool:
@@ -82,7 +80,7 @@ class Lake:
         """Attach the catalog to ``con`` as ``lake`` (and, for an s3:// lake, give ``con`` a temporary secret)."""
         load_duckdb_extension(con, "ducklake")
         load_duckdb_extension(con, self.catalog.extension)
-        prepare_duckdb(con, self.root)
+        self.root.prepare_duckdb(con)
         target = sql_value(self.catalog.ducklake_uri())
         # IF NOT EXISTS: DuckDB shares one instance between the connections of a process to the same file (the
         # warehouse), and attachments belong to the instance.
@@ -94,8 +92,7 @@ class Lake:
                 )
             self._attach_sql(con, f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
             return
-        if is_remote(self.root):
-            check_bucket(self.root)  # one clear line now, not an HTTP error in the middle of a commit
+        self.root.check_reachable()  # one clear line now, not an HTTP error in the middle of a commit
         self.catalog.prepare_for_writers()
         # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
         self._attach_sql(
@@ -297,7 +294,7 @@ class Lake:
         old = _cleanup_old_files(con, cutoff)
         orphans, unattributed = self._orphans(con, cutoff)
         for path in orphans:
-            files.remove_file(path)
+            path.remove()
         if old or orphans:
             log.info(
                 "lake garbage collection: %d superseded and %d orphaned files deleted", len(old), len(orphans)
@@ -322,11 +319,10 @@ class Lake:
                 [cutoff],
             ).fetchall()
         ]
-        options = self.root.options if is_remote(self.root) else None
-        candidates = [as_root(p, options) for p in listed if p.rsplit("/", 1)[-1].startswith("ducklake-")]
-        times = {
-            path: mtime for path, mtime in files.modification_times(candidates).items() if mtime is not None
-        }
+        candidates = [
+            self.root.path_in_store(p) for p in listed if p.rsplit("/", 1)[-1].startswith("ducklake-")
+        ]
+        times = {path: mtime for path, mtime in modification_times(candidates).items() if mtime is not None}
         ours = [p for p in candidates if times.get(str(p), -1) >= self.claim.claimed_ns]
         return ours, [str(p) for p in candidates if str(p) in times and p not in ours]
 

@@ -30,9 +30,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from sensevoice_pipeline.errors import ConfigurationError
-from sensevoice_pipeline.lake.files import exclusive_lock
 from sensevoice_pipeline.lake.sqlite_wal import ensure_wal
-from sensevoice_pipeline.lake.storage import Root, is_remote
+from sensevoice_pipeline.lake.storage import LocalRoot, Root
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class SqliteCatalog(CatalogDatabase):
     def writer_lock(self):
         """Writers of one catalog take turns (an flock beside the file): commits never conflict, table creation is
         never raced, and a lease is never taken over while its holder commits (lease.py). Readers do not take it."""
-        return exclusive_lock(self.path.with_name(f".{self.path.name}.lock"))
+        return LocalRoot(self.path.with_name(f".{self.path.name}.lock")).lock()
 
     def prepare_for_writers(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,13 +166,13 @@ def catalog_database(setting: str | Path | None, lake_root: Root) -> CatalogData
     if text.startswith("ducklake:"):
         text = text[len("ducklake:") :]
     if not text:
-        if is_remote(lake_root):
+        if lake_root.local_path is None:  # an object store cannot hold the SQLite file
             raise CatalogError(
                 f"the s3:// lake {lake_root} needs a catalog that every host writing it shares: set SVP_CATALOG to "
                 "a PostgreSQL database (postgresql://user@host:5432/db), or, for one host only, to a local SQLite "
                 "file (docs/deployment.md, 'The lake's catalog')"
             )
-        return SqliteCatalog(Path(lake_root) / "catalog.sqlite")
+        return SqliteCatalog(lake_root.local_path / "catalog.sqlite")
     if text.startswith(("postgresql://", "postgres://")):
         _check_postgres_uri(text)
         return PostgresCatalog(text)

@@ -1,5 +1,5 @@
-"""DuckDB's access to the lake: extensions loaded from their PyPI wheels (nothing downloaded at run time) and, for an
-``s3://`` lake, httpfs with a TEMPORARY secret created on each connection (never stored in a database file)."""
+"""DuckDB's extensions, loaded from their PyPI wheels: nothing is downloaded at run time. (An ``s3://`` root sets up
+httpfs and its TEMPORARY secret on a connection itself: ``ObjectPath.prepare_duckdb``.)"""
 
 from __future__ import annotations
 
@@ -8,33 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from sensevoice_pipeline.lake.storage import DEFAULT_REGION, SCHEME, Root, StorageError, is_remote
-
-DUCKDB_SECRET = "svp_lake"
-
-
-def prepare_duckdb(con: duckdb.DuckDBPyConnection, lake_root: Root) -> None:
-    """Let ``con`` read an s3:// lake: load httpfs and create a TEMPORARY secret scoped to the lake's bucket. A
-    temporary secret lives in this connection's memory only: it is never written into the database file, so the
-    file can be handed to BI users without credentials in it. A no-op for a local lake."""
-    if not is_remote(lake_root):
-        return
-    load_duckdb_extension(con, "httpfs")
-    options = lake_root.options
-    host, scheme = options.endpoint()
-    fields = {
-        "TYPE": "s3",
-        "SCOPE": f"{SCHEME}{lake_root.bucket}",
-        "REGION": options.region or DEFAULT_REGION,
-    }
-    if options.access_key:
-        fields.update(KEY_ID=options.access_key, SECRET=options.secret_key)
-        if options.session_token:
-            fields["SESSION_TOKEN"] = options.session_token
-    if host:  # MinIO and other S3-compatible stores: path-style URLs on their own endpoint
-        fields.update(ENDPOINT=host, URL_STYLE="path", USE_SSL=scheme == "https")
-    body = ", ".join(f"{k} {sql_value(v)}" for k, v in fields.items())
-    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {DUCKDB_SECRET} ({body})")
+from sensevoice_pipeline.lake.storage.errors import StorageError
 
 
 def duckdb_extension_path(name: str) -> Path | None:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import duckdb
 
-from sensevoice_pipeline.lake import files
 from sensevoice_pipeline.lake.catalog_db import CatalogDatabase, CatalogError
 from sensevoice_pipeline.lake.storage import Root
 
@@ -61,7 +60,7 @@ def claim(data_path: Root, own_id: str, catalog: CatalogDatabase) -> Claim:
         _write_marker(folder / f"{own_id}.json", own_id, catalog)
         owners = _owners(folder)
         if set(owners) != {own_id}:
-            files.remove_file(folder / f"{own_id}.json")  # ours: withdraw it, let the other claim stand
+            (folder / f"{own_id}.json").remove()  # ours: withdraw it, let the other claim stand
             raise CatalogError(
                 f"another catalog claimed the lake at {data_path} at the same moment as the "
                 f"{catalog.describe()}; nothing was written. Check SVP_CATALOG on every host, then "
@@ -82,18 +81,18 @@ def _owners(folder: Root) -> dict[str, int]:
     """catalog id -> marker modification time (ns), of every marker in ``folder``."""
     return {
         name[: -len(".json")]: mtime
-        for name, mtime in files.list_files(folder)
+        for name, _, mtime in folder.list_files()
         if name.endswith(".json") and "/" not in name
     }
 
 
 def _write_marker(path: Root, own_id: str, catalog: CatalogDatabase) -> None:
     body = {"catalog_id": own_id, "catalog": catalog.describe(), "claimed_by_host": socket.gethostname()}
-    files.write_bytes(json.dumps(body, indent=1).encode(), path)
+    path.write_atomic(json.dumps(body, indent=1))
 
 
 def _describe_owner(folder: Root, owner: str) -> str:
     try:
-        return json.loads(files.read_bytes(folder / f"{owner}.json"))["catalog"]
+        return json.loads((folder / f"{owner}.json").read_bytes())["catalog"]
     except (OSError, ValueError, KeyError):
         return f"catalog id {owner}"

@@ -10,7 +10,7 @@ from dataclasses import replace
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from sensevoice_pipeline.lake.storage import S3Options, is_remote
+from sensevoice_pipeline.lake.storage import S3Options
 from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.serving.fleet import with_default_port
 from sensevoice_pipeline.settings import Settings, check_run_params
@@ -71,7 +71,9 @@ def with_aws_connection(settings, conn_id: str = DEFAULT_AWS_CONN_ID):
                                    "extra": {"endpoint_url": "http://minio:9000"}}'
     """
     remote = {
-        key: getattr(settings, key) for key in ("raw_root", "lake_root") if is_remote(getattr(settings, key))
+        key: getattr(settings, key)
+        for key in ("raw_root", "lake_root")
+        if getattr(settings, key).needs_credentials
     }
     if not remote:
         return settings

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -20,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from sensevoice_pipeline.errors import ConfigurationError
 from sensevoice_pipeline.lake import arrival
-from sensevoice_pipeline.lake.storage import StorageError, as_root, is_remote
+from sensevoice_pipeline.lake.storage import StorageError, as_root
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, with_aws_connection
 from sensevoice_pipeline.provider.triggers import PartitionArrivalTrigger
 from sensevoice_pipeline.settings import Settings, check_run_params
@@ -119,11 +118,11 @@ class PartitionArrivalSensor(BaseSensorOperator):
         paths are resolved here, on the worker, in the environment the other tasks of the run see)."""
         check_run_params(Settings.from_env(), {"raw_root": self.raw_root, "aws_conn_id": self.aws_conn_id})
         root = Settings.from_env(raw_root=self.raw_root or None).raw_root
-        return str(root) if is_remote(root) else str(Path(root).absolute())
+        return str(root.absolute())
 
     def _root_with_credentials(self):
         root = as_root(self._root)
-        if not is_remote(root):
+        if not root.needs_credentials:
             return root
         return with_aws_connection(Settings(raw_root=root), self.aws_conn_id or DEFAULT_AWS_CONN_ID).raw_root
 
@@ -160,7 +159,7 @@ class PartitionArrivalSensor(BaseSensorOperator):
                 poke_interval=self.poke_interval,
                 deadline=now + self.timeout,
                 timeout_s=self.timeout,
-                aws_conn_id=self.aws_conn_id if is_remote(self._root) else None,
+                aws_conn_id=self.aws_conn_id if as_root(self._root).needs_credentials else None,
                 started_at=now,
             ),
             method_name="execute_complete",

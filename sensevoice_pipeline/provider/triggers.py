@@ -16,7 +16,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from sensevoice_pipeline.lake import arrival
-from sensevoice_pipeline.lake.storage import S3Options, StorageError, as_root, is_remote
+from sensevoice_pipeline.lake.storage import S3Options, StorageError, as_root
 
 
 class PartitionArrivalTrigger(BaseTrigger):
@@ -113,7 +113,7 @@ class PartitionArrivalTrigger(BaseTrigger):
 
     async def _root(self):
         root = as_root(self.raw_root)
-        if not is_remote(root) or not self.aws_conn_id:
+        if not root.needs_credentials or not self.aws_conn_id:
             return root
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowNotFoundException

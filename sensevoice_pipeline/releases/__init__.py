@@ -6,7 +6,6 @@ roll back and retire, on a running Triton, without failed requests. Callers impo
 
 Where things live (each module imports only modules above it in this list, so there are no cycles):
   errors.py      ReleaseError (one-line messages), ReleaseRefused, ReleaseFailed
-  files.py       atomic text writes (serving.json, configs, reports)
   policy.py      version_policy in config.pbtxt: read through protobuf's ModelConfig, edited keeping comments
   state.py       serving.json (ServingState: serving / previous / staged / retired), its lock, repository checks
   remote.py      an s3:// mirror of the repository that Triton servers read (`svp models mirror`)
@@ -15,11 +14,12 @@ Where things live (each module imports only modules above it in this list, so th
   operations.py  stage, unstage, promote, rollback, retire; what "serving" means (its docstring)
   golden.py      the canary's golden set (expected.jsonl); DEFAULT_GOLDEN_DIR
   canary.py      the canary: golden set through staged and serving the daily job's way, and the verdict
+  results.py     the records a release's steps return (Exported, Decision, StepFailure, CleanUp, ReleaseSummary)
   report.py      the release report (JSON) and its `model_releases` row
-  release.py     the orchestrator: export → stage → canary → promote / abandon → report (`release()`, the DAG)
+  release.py     ReleaseRun: export → stage → canary → promote / clean up → report (`release()`, the DAG)
 """
 
-from sensevoice_pipeline.releases.canary import CanaryThresholds, CaseAnswer, judge, run_canary
+from sensevoice_pipeline.releases.canary import CanaryThresholds, CanaryVerdict, CaseAnswer, judge, run_canary
 from sensevoice_pipeline.releases.control import STAGED_MODEL, TritonControl
 from sensevoice_pipeline.releases.errors import ReleaseError, ReleaseFailed, ReleaseRefused
 from sensevoice_pipeline.releases.golden import DEFAULT_GOLDEN_DIR, GoldenCase, load_golden_set
@@ -32,7 +32,15 @@ from sensevoice_pipeline.releases.listing import (
     show_version,
     source_checksum,
 )
-from sensevoice_pipeline.releases.operations import format_unstaged, promote, retire, rollback, stage, unstage
+from sensevoice_pipeline.releases.operations import (
+    Staged,
+    format_unstaged,
+    promote,
+    retire,
+    rollback,
+    stage,
+    unstage,
+)
 from sensevoice_pipeline.releases.policy import (
     config_files,
     parse_config,
@@ -42,17 +50,24 @@ from sensevoice_pipeline.releases.policy import (
     set_version_policy,
 )
 from sensevoice_pipeline.releases.release import (
-    RELEASE_STEPS,
-    abandon_release,
+    ReleaseRun,
+    RunExport,
     check_outcome,
     conclude_release,
     describe_error,
     export_version,
-    failed_decision,
     release,
 )
 from sensevoice_pipeline.releases.remote import publish_version, set_mirror, triton_repository_uri
 from sensevoice_pipeline.releases.report import check_report_root, write_release_report
+from sensevoice_pipeline.releases.results import (
+    RELEASE_STEPS,
+    CleanUp,
+    Decision,
+    Exported,
+    ReleaseSummary,
+    StepFailure,
+)
 from sensevoice_pipeline.releases.state import ServingState, locked, read_state, write_state
 
 __all__ = [
@@ -84,6 +99,7 @@ __all__ = [
     "source_checksum",
     # moving versions
     "stage",
+    "Staged",
     "unstage",
     "format_unstaged",
     "promote",
@@ -99,14 +115,20 @@ __all__ = [
     "load_golden_set",
     "CanaryThresholds",
     "run_canary",
+    "CanaryVerdict",
     "CaseAnswer",
     "judge",
     # a whole release
     "RELEASE_STEPS",
+    "ReleaseRun",
+    "RunExport",
+    "Exported",
+    "Decision",
+    "StepFailure",
+    "CleanUp",
+    "ReleaseSummary",
     "export_version",
     "conclude_release",
-    "abandon_release",
-    "failed_decision",
     "describe_error",
     "check_report_root",
     "write_release_report",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import statistics
 import time
@@ -27,6 +28,7 @@ import numpy as np
 
 from sensevoice_pipeline.constants import DEFAULT_MAX_SEGMENT_S, DEFAULT_MERGE_SEGMENT_S
 from sensevoice_pipeline.errors import InputError, ServingError
+from sensevoice_pipeline.records import Record
 from sensevoice_pipeline.releases.control import STAGED_MODEL, canary_url
 from sensevoice_pipeline.releases.errors import ReleaseError
 from sensevoice_pipeline.releases.golden import GoldenCase, golden_root, load_golden_set
@@ -65,6 +67,36 @@ class CaseView:
     event: tuple[str | None, ...]
 
 
+@dataclass(frozen=True)
+class CanaryVerdict(Record):
+    """What the canary found: agreements of the staged answers with the baseline (the serving version's answers,
+    else the golden set's expected texts), median latencies, and the reasons to refuse (none: ``passed``)."""
+
+    passed: bool
+    reasons: list[str]
+    staged_version: int
+    serving_version: int | None
+    baseline: str
+    cases: int
+    segments_per_case: list[int]
+    transcript_agreement: float
+    emotion_agreement: float
+    language_agreement: float
+    event_agreement: float
+    expected_match_staged: float | None
+    expected_match_serving: float | None
+    latency_staged_ms: float
+    latency_serving_ms: float | None
+    latency_ratio: float | None
+    answered_versions: list[str]
+    thresholds: dict
+    disagreements: list[dict]
+    golden_dir: str | None = None
+    max_segment_s: float | None = None
+    merge_segment_s: float | None = None
+    seconds: float | None = None
+
+
 def run_canary(
     url: str,
     staged_version: int | None = None,
@@ -74,7 +106,7 @@ def run_canary(
     repository: str | Path | None = None,
     max_segment_s: float = DEFAULT_MAX_SEGMENT_S,
     merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
-) -> dict:
+) -> CanaryVerdict:
     """Send every golden case through the serving version (pinned) and the staged one, the daily job's way (VAD
     segments of at most ``max_segment_s``, joined up to ``merge_segment_s``, one request at a time), taking turns; compare texts (tags removed),
     emotions and median latency per recording. Without a serving version the
@@ -96,7 +128,8 @@ def run_canary(
         _answer_cases(canary_url(url), cases, staged_version, serving_version, max_segment_s, merge_segment_s)
     )
     result = judge(cases, answers, thresholds or CanaryThresholds(), staged_version, serving_version)
-    result.update(
+    result = dataclasses.replace(
+        result,
         golden_dir=str(golden_root(golden_dir)),
         max_segment_s=max_segment_s,
         merge_segment_s=merge_segment_s,
@@ -106,7 +139,7 @@ def run_canary(
         "canary of version %s against %s: %s",
         staged_version,
         serving_version or "expected texts",
-        "passed" if result["passed"] else "; ".join(result["reasons"]),
+        "passed" if result.passed else "; ".join(result.reasons),
     )
     return result
 
@@ -200,7 +233,7 @@ def judge(
     thresholds: CanaryThresholds,
     staged_version: int,
     serving_version: int | None,
-) -> dict:
+) -> CanaryVerdict:
     """The canary's result: agreements of the staged answers with the baseline (the serving answers, else the
     expected texts), latencies, the reasons to refuse (none: ``passed``) and the first disagreements."""
     staged = answers["staged"]
@@ -213,27 +246,27 @@ def judge(
     staged_ms = _median_ms(staged)
     serving_ms = _median_ms(answers["serving"]) if "serving" in answers else None
     ratio = staged_ms / serving_ms if serving_ms else None
-    return {
-        "passed": not (reasons := _reasons(agreement, ratio, thresholds)),
-        "reasons": reasons,
-        "staged_version": staged_version,
-        "serving_version": serving_version,
-        "baseline": baseline_name,
-        "cases": len(cases),
-        "segments_per_case": [len(s.raw_texts) for s in staged],
-        "transcript_agreement": round(agreement["text"], 4),
-        "emotion_agreement": round(agreement["emotion"], 4),
-        "language_agreement": round(agreement["language"], 4),
-        "event_agreement": round(agreement["event"], 4),
-        "expected_match_staged": _expected_match(cases, [s.raw_texts for s in staged]),
-        "expected_match_serving": _expected_match(cases, baseline) if "serving" in answers else None,
-        "latency_staged_ms": round(staged_ms, 2),
-        "latency_serving_ms": _round(serving_ms, 2),
-        "latency_ratio": _round(ratio, 3),
-        "answered_versions": sorted({v for side in answers.values() for a in side for v in a.model_versions}),
-        "thresholds": asdict(thresholds),
-        "disagreements": _disagreements(cases, baseline, staged, pairs)[:20],
-    }
+    return CanaryVerdict(
+        passed=not (reasons := _reasons(agreement, ratio, thresholds)),
+        reasons=reasons,
+        staged_version=staged_version,
+        serving_version=serving_version,
+        baseline=baseline_name,
+        cases=len(cases),
+        segments_per_case=[len(s.raw_texts) for s in staged],
+        transcript_agreement=round(agreement["text"], 4),
+        emotion_agreement=round(agreement["emotion"], 4),
+        language_agreement=round(agreement["language"], 4),
+        event_agreement=round(agreement["event"], 4),
+        expected_match_staged=_expected_match(cases, [s.raw_texts for s in staged]),
+        expected_match_serving=_expected_match(cases, baseline) if "serving" in answers else None,
+        latency_staged_ms=round(staged_ms, 2),
+        latency_serving_ms=_round(serving_ms, 2),
+        latency_ratio=_round(ratio, 3),
+        answered_versions=sorted({v for side in answers.values() for a in side for v in a.model_versions}),
+        thresholds=asdict(thresholds),
+        disagreements=_disagreements(cases, baseline, staged, pairs)[:20],
+    )
 
 
 def _baseline(

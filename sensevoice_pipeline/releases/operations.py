@@ -44,8 +44,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from sensevoice_pipeline.records import Record
 from sensevoice_pipeline.releases.control import STAGED_MODEL, TritonControl, canary_url, open_fleet
 from sensevoice_pipeline.releases.errors import ReleaseError
 from sensevoice_pipeline.releases.policy import (
@@ -68,10 +70,20 @@ from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Staged(Record):
+    """A candidate loaded beside the serving version: ``staged`` as the model ``model``, in ``seconds``."""
+
+    staged: int
+    serving: int | None
+    model: str
+    seconds: float
+
+
 # -- stage / unstage -------------------------------------------------------------------------------------------------
 
 
-def stage(repository: str | Path, version: int, url: str) -> dict:
+def stage(repository: str | Path, version: int, url: str) -> Staged:
     """Load ``version`` beside the serving one as the model ``sensevoice_staged`` (and its encoder as a version of
     ``sensevoice_encoder``) on the canary server (the first of ``url``'s); the serving version and unpinned traffic
     are untouched."""
@@ -87,7 +99,7 @@ def stage(repository: str | Path, version: int, url: str) -> dict:
             return _stage(repo, control, state, version)
 
 
-def _stage(repo: ModelRepository, control: TritonControl, state: ServingState, version: int) -> dict:
+def _stage(repo: ModelRepository, control: TritonControl, state: ServingState, version: int) -> Staged:
     if state.staged is not None and state.staged != version:
         _unstage(repo, [control], state)
     pipeline = sorted(control.ready_versions(PIPELINE_MODEL)) or policy_versions(repo.path, PIPELINE_MODEL)
@@ -107,7 +119,7 @@ def _stage(repo: ModelRepository, control: TritonControl, state: ServingState, v
     write_state(repo.path, state)
     seconds = time.perf_counter() - t0
     log.info("staged version %d beside serving version %s (%.1f s)", version, state.serving, seconds)
-    return {"staged": version, "serving": state.serving, "model": STAGED_MODEL, "seconds": round(seconds, 2)}
+    return Staged(staged=version, serving=state.serving, model=STAGED_MODEL, seconds=round(seconds, 2))
 
 
 def _version_files(repo: ModelRepository, version: int) -> dict[str, bytes]:

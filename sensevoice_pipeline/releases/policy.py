@@ -13,8 +13,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from sensevoice_pipeline.atomic import write_atomic
 from sensevoice_pipeline.releases.errors import ReleaseError
-from sensevoice_pipeline.releases.files import write_atomic
 from sensevoice_pipeline.serving.repository import ModelRepository, versions_under_policy
 
 POLICY_FIELD = "version_policy"

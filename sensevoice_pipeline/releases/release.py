@@ -1,58 +1,79 @@
 """A whole release: export → stage → canary → promote (or, refused, unstage) → report; a step that raises
 unstages the candidate and is reported as outcome ``failed`` before its error goes on.
 
-:func:`release` runs the steps in one process (`svp models release`). The `sensevoice_model_release` DAG runs the
-same steps as its tasks (``export_version``, ``operations.stage``, ``canary.run_canary``, ``conclude_release``,
-then ``operations.unstage`` and ``write_release_report`` whatever failed) and ends with ``check_outcome``.
+:class:`ReleaseRun` owns the steps, what each returned (typed records, :mod:`.results`) and what happens when one
+raises. :func:`release` drives it in one process (`svp models release`); the `sensevoice_model_release` DAG drives
+the same object one step per task, rebuilding it in each task from the records earlier tasks left in XCom
+(:meth:`ReleaseRun.resume`).
+
+The export step needs torch and funasr (the ``[export]`` extra), which this library never imports: the caller
+passes the export in, as a :data:`RunExport` callable (``sensevoice_export.pipeline.run_export``; the CLI and the
+DAG's export task import it), so a process that only stages, canaries, promotes or lists versions needs neither.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
-from sensevoice_pipeline.releases.canary import CanaryThresholds, run_canary
+from sensevoice_pipeline.releases.canary import CanaryThresholds, CanaryVerdict, run_canary
 from sensevoice_pipeline.releases.errors import ReleaseError, ReleaseFailed, ReleaseRefused
 from sensevoice_pipeline.releases.listing import source_checksum
-from sensevoice_pipeline.releases.operations import promote, stage, unstage
+from sensevoice_pipeline.releases.operations import Staged, promote, stage, unstage
 from sensevoice_pipeline.releases.report import check_report_root, write_release_report
+from sensevoice_pipeline.releases.results import (
+    RELEASE_STEPS,
+    CleanUp,
+    Decision,
+    Exported,
+    ReleaseSummary,
+    StepFailure,
+)
 from sensevoice_pipeline.releases.state import now_iso, read_state
 from sensevoice_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The steps of a release, in order (the DAG's tasks are export_model, stage, canary, promote_or_discard).
-RELEASE_STEPS = ("export", "stage", "canary", "promote")
+T = TypeVar("T")
+
+
+class ExportResultLike(Protocol):
+    version: int
+    repository: Path
+    meta: dict
+
+
+# (checkpoint, repository, precision, exporter) -> the export's result (version, repository, meta)
+RunExport = Callable[[str, Path, str, str], ExportResultLike]
 
 
 def export_version(
-    checkpoint: str, repository: str | Path, precision: str = "fp32", exporter: str = "legacy"
-) -> dict:
-    """Export ``checkpoint`` as the next version (both models). The export refuses on a parity failure and then
-    writes nothing. Needs the [export] extra (torch, funasr) where it runs."""
-    try:
-        # Imported here: the export needs torch and funasr (the [export] extra), which a process that only stages,
-        # canaries, promotes or lists versions does not need to have.
-        from export.pipeline import run_export
-    except ImportError as exc:
-        raise ReleaseError(
-            f"the export step needs torch and funasr here (pip install -e '.[export]'): {exc}"
-        ) from exc
+    checkpoint: str,
+    repository: str | Path,
+    precision: str = "fp32",
+    exporter: str = "legacy",
+    *,
+    run_export: RunExport,
+) -> Exported:
+    """Export ``checkpoint`` as the next version (both models) with ``run_export``. The export refuses on a parity
+    failure and then writes nothing."""
     _record_serving_state(repository)
-    result = run_export(str(checkpoint), repository, precision, exporter)
+    result = run_export(str(checkpoint), Path(repository), precision, exporter)
     meta = result.meta
-    return {
-        "version": result.version,
-        "repository": str(result.repository),
-        "precision": meta["precision"],
-        "exporter": meta["exporter"],
-        "source_model": (meta.get("source") or {}).get("model"),
-        "source_sha256": source_checksum(meta),
-        "exported_at": meta.get("exported_at"),
-        "parity": meta.get("parity") or {},
-    }
+    return Exported(
+        version=result.version,
+        repository=str(result.repository),
+        precision=meta["precision"],
+        exporter=meta["exporter"],
+        source_model=(meta.get("source") or {}).get("model"),
+        source_sha256=source_checksum(meta),
+        exported_at=meta.get("exported_at"),
+        parity=meta.get("parity") or {},
+    )
 
 
 def _record_serving_state(repository: str | Path) -> None:
@@ -67,30 +88,30 @@ def _record_serving_state(repository: str | Path) -> None:
         promote(repository, state.serving, url=None)
 
 
-def conclude_release(repository: str | Path, url: str, canary: dict) -> dict:
+def conclude_release(repository: str | Path, url: str, canary: CanaryVerdict) -> Decision:
     """Promote the staged version when its canary passed; otherwise unload it and leave serving untouched."""
-    version = canary["staged_version"]
-    if canary["passed"]:
+    version = canary.staged_version
+    if canary.passed:
         result = promote(repository, version, url)
-        return {
-            "outcome": "promoted",
-            "version": version,
-            "serving": result["serving"],
-            "previous": result["previous"],
-            "switch_seconds": result["switch_seconds"],
-            "reasons": [],
-        }
+        return Decision(
+            outcome="promoted",
+            version=version,
+            serving=result["serving"],
+            previous=result["previous"],
+            switch_seconds=result["switch_seconds"],
+            reasons=[],
+        )
     unstage(repository, url)
     state = read_state(repository)
-    log.warning("release of version %s refused: %s", version, "; ".join(canary["reasons"]))
-    return {
-        "outcome": "refused",
-        "version": version,
-        "serving": state.serving,
-        "previous": state.previous,
-        "switch_seconds": None,
-        "reasons": canary["reasons"],
-    }
+    log.warning("release of version %s refused: %s", version, "; ".join(canary.reasons))
+    return Decision(
+        outcome="refused",
+        version=version,
+        serving=state.serving,
+        previous=state.previous,
+        switch_seconds=None,
+        reasons=list(canary.reasons),
+    )
 
 
 def describe_error(exc: BaseException, limit: int = 400) -> str:
@@ -100,168 +121,221 @@ def describe_error(exc: BaseException, limit: int = 400) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def failed_decision(
-    repository: str | Path,
-    step: str,
-    error: str,
-    candidate: int | None = None,
-    serving_before: int | None = None,
-    unstaged: dict | None = None,
-    cleanup_error: str | None = None,
-) -> dict:
-    """The decision of a release that did not conclude: ``step`` raised ``error``. What serves now is read back
-    from the repository (a failed stage or canary leaves it untouched)."""
-    try:
-        state = read_state(repository)
-        serving, previous = state.serving, state.previous
-    except (ReleaseError, OSError):
-        serving = previous = None
-    if serving_before is None and step in ("export", "stage", "canary"):
-        serving_before = serving  # those steps never touch the serving version
-    reasons = [f"{step} failed: {error}"]
-    if cleanup_error:
-        reasons.append(f"unstage failed: {cleanup_error}")
-    return {
-        "outcome": "failed",
-        "version": candidate,
-        "serving": serving,
-        "previous": previous,
-        "switch_seconds": None,
-        "reasons": reasons,
-        "failed_step": step,
-        "error": error,
-        "serving_before": serving_before,
-        "unstaged": unstaged,
-    }
+@dataclass
+class ReleaseRun:
+    """One release: the records its steps returned so far, the step that raised (if one did), and the methods that
+    run the next step, clean up after a failure, and write the report."""
 
+    settings: Settings
+    release_id: str
+    started_at: str
+    exported: Exported | None = None
+    staged: Staged | None = None
+    canary: CanaryVerdict | None = None
+    decision: Decision | None = None
+    failure: StepFailure | None = None
 
-def abandon_release(
-    repository: str | Path,
-    url: str | None,
-    step: str,
-    error: str,
-    candidate: int | None = None,
-    serving_before: int | None = None,
-) -> dict:
-    """After a failed step: unload whatever is staged (nothing was staged when the export failed), then the
-    ``failed`` decision. Never raises for the clean-up: a failed unstage becomes one of the reasons."""
-    unstaged, cleanup_error = None, None
-    if step != "export":
+    @classmethod
+    def start(cls, settings: Settings, release_id: str | None = None) -> ReleaseRun:
+        """A new release; refuses at once when its report could not be written (an s3:// lake without a catalog),
+        so a release is never promoted and then left without its report."""
+        check_report_root(settings.lake_root, settings.catalog)
+        release_id = release_id or f"release-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+        return cls(settings, release_id, now_iso())
+
+    @classmethod
+    def resume(
+        cls,
+        settings: Settings,
+        release_id: str,
+        started_at: str,
+        records: dict[str, dict | None],
+        failures: dict[str, dict | None] | None = None,
+    ) -> ReleaseRun:
+        """The run as earlier steps left it in another process: ``records`` maps each step of RELEASE_STEPS to
+        its serialised record (None: not run, or raised), ``failures`` each step to its StepFailure."""
+        failed = [StepFailure.from_dict(f) for f in (failures or {}).values() if f]
+        return cls(
+            settings,
+            release_id,
+            started_at,
+            exported=Exported.from_dict(records.get("export")),
+            staged=Staged.from_dict(records.get("stage")),
+            canary=CanaryVerdict.from_dict(records.get("canary")),
+            decision=Decision.from_dict(records.get("promote")),
+            failure=min(failed, key=lambda f: RELEASE_STEPS.index(f.step), default=None),
+        )
+
+    # -- the steps, in order ----------------------------------------------------------------------------------------
+
+    def export(self, checkpoint: str, precision: str, exporter: str, run_export: RunExport) -> Exported:
+        self.exported = self._step(
+            "export",
+            lambda: export_version(
+                checkpoint, self.settings.model_repository, precision, exporter, run_export=run_export
+            ),
+        )
+        return self.exported
+
+    def stage(self) -> Staged:
+        settings = self.settings
+        self.staged = self._step(
+            "stage",
+            lambda: stage(settings.model_repository, self._needs(self.exported).version, settings.triton_url),
+        )
+        return self.staged
+
+    def run_canary(self, thresholds: CanaryThresholds | dict | None = None) -> CanaryVerdict:
+        settings, staged = self.settings, self._needs(self.staged)
+        self.canary = self._step(
+            "canary",
+            lambda: run_canary(
+                settings.triton_url,
+                staged.staged,
+                settings.golden_dir,
+                thresholds,
+                serving_version=staged.serving,
+                max_segment_s=settings.max_segment_s,
+                merge_segment_s=settings.merge_segment_s,
+            ),
+        )
+        return self.canary
+
+    def conclude(self) -> Decision:
+        settings = self.settings
+        self.decision = self._step(
+            "promote",
+            lambda: conclude_release(
+                settings.model_repository, settings.triton_url, self._needs(self.canary)
+            ),
+        )
+        return self.decision
+
+    def _step(self, name: str, body: Callable[[], T]) -> T:
+        """Run one step; when it raises, remember which step and why (the report says so), then re-raise."""
         try:
-            unstaged = unstage(repository, url)
-        except Exception as exc:  # noqa: BLE001 -- recorded in the report; the step's own error is what is raised
-            cleanup_error = describe_error(exc)
-            log.error("could not unstage after the failed %s: %s", step, cleanup_error)
-    return failed_decision(repository, step, error, candidate, serving_before, unstaged, cleanup_error)
+            return body()
+        except Exception as exc:
+            self.failure = StepFailure(name, describe_error(exc))
+            raise
+
+    @staticmethod
+    def _needs(record: T | None) -> T:
+        if record is None:
+            raise ReleaseError("a step ran before the step it builds on")
+        return record
+
+    # -- after a failure --------------------------------------------------------------------------------------------
+
+    def failed_step(self) -> str:
+        """The step that raised: the one recorded, else (a task that died without saying why) the first step that
+        left no record."""
+        if self.failure:
+            return self.failure.step
+        done = (self.exported, self.staged, self.canary, self.decision)
+        return next((step for step, record in zip(RELEASE_STEPS, done) if record is None), RELEASE_STEPS[-1])
+
+    def clean_up(self) -> CleanUp:
+        """Unload whatever a release that did not conclude left staged. Never raises: a failed unstage is recorded
+        (the report lists it among the reasons); the step's own error is what the caller raises."""
+        if self.decision is not None:
+            return CleanUp(skipped="the release concluded (promoted, or refused and unstaged)")
+        if self.exported is None:
+            return CleanUp(skipped="nothing was exported, so nothing was staged")
+        try:
+            return CleanUp(unstaged=unstage(self.settings.model_repository, self.settings.triton_url))
+        except Exception as exc:  # noqa: BLE001 -- recorded in the report
+            log.error("could not unstage after the failed %s: %s", self.failed_step(), describe_error(exc))
+            return CleanUp(error=describe_error(exc))
+
+    def failed_decision(self, clean_up: CleanUp | None = None) -> Decision:
+        """The ``failed`` decision of a release that did not conclude. What serves now is read back from the
+        repository (a failed export, stage or canary leaves it untouched)."""
+        step = self.failed_step()
+        error = self.failure.error if self.failure else f"{step} failed (see its task's log)"
+        try:
+            state = read_state(self.settings.model_repository)
+            serving, previous = state.serving, state.previous
+        except (ReleaseError, OSError):
+            serving = previous = None
+        serving_before = self.staged.serving if self.staged else None
+        if serving_before is None and step in ("export", "stage", "canary"):
+            serving_before = serving  # those steps never touch the serving version
+        reasons = [f"{step} failed: {error}"]
+        if clean_up and clean_up.error:
+            reasons.append(f"unstage failed: {clean_up.error}")
+        return Decision(
+            outcome="failed",
+            version=self.exported.version if self.exported else None,
+            serving=serving,
+            previous=previous,
+            switch_seconds=None,
+            reasons=reasons,
+            failed_step=step,
+            error=error,
+            serving_before=serving_before,
+            unstaged=clean_up.unstaged if clean_up else None,
+        )
+
+    # -- the report -------------------------------------------------------------------------------------------------
+
+    def report(self, decision: Decision, report_dir: str | Path | None = None) -> ReleaseSummary:
+        return write_release_report(
+            self.settings.lake_root,
+            self.release_id,
+            self.exported,
+            self.canary,
+            decision,
+            started_at=self.started_at,
+            report_dir=report_dir,
+            catalog=self.settings.catalog,
+        )
 
 
-def check_outcome(report: dict, fail_on_refusal: bool = True) -> dict:
+def check_outcome(report: ReleaseSummary, fail_on_refusal: bool = True) -> ReleaseSummary:
     """After the report: raise ReleaseFailed for a failed release (always) and ReleaseRefused for a refused one
     when asked to, so that a DAG run shows it."""
-    row = report["row"]
-    if report["outcome"] == "failed":
+    row = report.row
+    if report.outcome == "failed":
         raise ReleaseFailed(
             f"release {row['release_id']} failed ({row.get('reasons') or 'a step failed'}); "
-            f"serving version {row['serving_after']}; report {report['report']}"
+            f"serving version {row['serving_after']}; report {report.report}"
         )
-    if report["outcome"] != "promoted" and fail_on_refusal:
+    if report.outcome != "promoted" and fail_on_refusal:
         raise ReleaseRefused(
             f"release {row['release_id']} refused ({row.get('reasons') or 'canary failed'}); "
-            f"serving version {row['serving_after']} untouched; report {report['report']}"
+            f"serving version {row['serving_after']} untouched; report {report.report}"
         )
     return report
-
-
-@dataclass
-class _Progress:
-    """How far a release got: the step running, and what the steps before it returned."""
-
-    step: str = RELEASE_STEPS[0]
-    exported: dict = field(default_factory=dict)
-    staged: dict = field(default_factory=dict)
-    canary: dict | None = None
 
 
 def release(
     checkpoint: str,
     settings: Settings,
     *,
+    run_export: RunExport,
     precision: str = "fp32",
     exporter: str = "legacy",
     thresholds: CanaryThresholds | dict | None = None,
     release_id: str | None = None,
     report_dir: str | Path | None = None,
-) -> dict:
-    """The whole release in one process: export ``checkpoint`` into ``settings.model_repository``, stage it on the
-    Triton at ``settings.triton_url``, run the canary on ``settings.golden_dir`` (segments of at most
-    ``settings.max_segment_s``), promote or discard, and write the report under ``settings.lake_root`` (row in
-    ``settings.catalog``). Returns the report summary (see ``write_release_report``). When a step raises, the
-    candidate is unstaged and the report written with outcome ``failed`` (and the step's reason) before the error
-    goes on."""
-    check_report_root(settings.lake_root, settings.catalog)
-    started = now_iso()
-    release_id = release_id or f"release-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
-    progress = _Progress()
+) -> ReleaseSummary:
+    """The whole release in one process: export ``checkpoint`` (with ``run_export``) into
+    ``settings.model_repository``, stage it on the Triton at ``settings.triton_url``, run the canary on
+    ``settings.golden_dir`` (segments of at most ``settings.max_segment_s``), promote or discard, and write the
+    report under ``settings.lake_root`` (row in ``settings.catalog``). When a step raises, the candidate is
+    unstaged and the report written with outcome ``failed`` (and the step's reason) before the error goes on."""
+    run = ReleaseRun.start(settings, release_id)
     try:
-        decision = _run_steps(checkpoint, settings, precision, exporter, thresholds, progress)
-    except Exception as exc:
-        decision = abandon_release(
-            settings.model_repository,
-            settings.triton_url,
-            progress.step,
-            describe_error(exc),
-            progress.exported.get("version"),
-            progress.staged.get("serving"),
-        )
+        run.export(checkpoint, precision, exporter, run_export)
+        run.stage()
+        run.run_canary(thresholds)
+        decision = run.conclude()
+    except Exception:
+        decision = run.failed_decision(run.clean_up())
         try:
-            _report(settings, release_id, progress, decision, started, report_dir)
+            run.report(decision, report_dir)
         except Exception:  # noqa: BLE001 -- the step's error is the one to raise
-            log.exception("could not write the report of the failed release %s", release_id)
+            log.exception("could not write the report of the failed release %s", run.release_id)
         raise
-    return _report(settings, release_id, progress, decision, started, report_dir)
-
-
-def _run_steps(
-    checkpoint: str,
-    settings: Settings,
-    precision: str,
-    exporter: str,
-    thresholds: CanaryThresholds | dict | None,
-    progress: _Progress,
-) -> dict:
-    repository, url = settings.model_repository, settings.triton_url
-    progress.exported = export_version(checkpoint, repository, precision, exporter)
-    progress.step = "stage"
-    progress.staged = stage(repository, progress.exported["version"], url)
-    progress.step = "canary"
-    progress.canary = run_canary(
-        url,
-        progress.staged["staged"],
-        settings.golden_dir,
-        thresholds,
-        serving_version=progress.staged["serving"],
-        max_segment_s=settings.max_segment_s,
-        merge_segment_s=settings.merge_segment_s,
-    )
-    progress.step = "promote"
-    return conclude_release(repository, url, progress.canary)
-
-
-def _report(
-    settings: Settings,
-    release_id: str,
-    progress: _Progress,
-    decision: dict,
-    started: str,
-    report_dir: str | Path | None,
-) -> dict:
-    return write_release_report(
-        settings.lake_root,
-        release_id,
-        progress.exported,
-        progress.canary,
-        decision,
-        started_at=started,
-        report_dir=report_dir,
-        catalog=settings.catalog,
-    )
+    return run.report(decision, report_dir)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sensevoice_pipeline.lake import files, tables
+from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.lake.catalog_db import CatalogError
 from sensevoice_pipeline.lake.storage import Root, as_root
+from sensevoice_pipeline.releases.canary import CanaryVerdict
 from sensevoice_pipeline.releases.errors import ReleaseError
+from sensevoice_pipeline.releases.results import Decision, Exported, ReleaseSummary
 
 REPORTS_DIR = "release_reports"  # under the lake root, unless a release names another folder
 
@@ -31,13 +33,13 @@ def check_report_root(lake_root, catalog: str | Path | None = None) -> Root:
 def write_release_report(
     lake_root,
     release_id: str,
-    exported: dict,
-    canary: dict | None,
-    decision: dict,
+    exported: Exported | None,
+    canary: CanaryVerdict | None,
+    decision: Decision,
     started_at: str | None = None,
     report_dir: str | Path | None = None,
     catalog: str | Path | None = None,
-) -> dict:
+) -> ReleaseSummary:
     """The release report as JSON (``<lake>/release_reports/<release_id>.json`` unless ``report_dir``) and as a
     row of the ``model_releases`` table in the lake's catalog (``catalog``, default the lake's own; partition = the
     UTC day the release finished; re-running a release id replaces its row). Returns the row and the report's
@@ -50,30 +52,30 @@ def write_release_report(
         "release_id": release_id,
         "started_at": started_at,
         "finished_at": finished.isoformat(timespec="seconds"),
-        "outcome": decision["outcome"],
-        "export": exported,
-        "canary": canary,
-        "decision": decision,
+        "outcome": decision.outcome,
+        "export": exported.to_dict() if exported else {},
+        "canary": canary.to_dict() if canary else None,
+        "decision": decision.to_dict(),
     }
-    files.write_bytes((json.dumps(report, indent=2, default=str) + "\n").encode(), report_path)
+    report_path.write_atomic(json.dumps(report, indent=2, default=str) + "\n")
     row = release_row(
         release_id,
-        exported,
-        canary or {},
-        decision,
+        report["export"],
+        report["canary"] or {},
+        report["decision"],
         _parse_time(started_at) or finished,
         finished,
         report_path,
     )
     date = finished.date().isoformat()
     catalog_used = _append_release_row(lake_root, catalog, date, row)
-    return {
-        "outcome": decision["outcome"],
-        "report": str(report_path),
-        "table": catalog_used,
-        "date": date,
-        "row": {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()},
-    }
+    return ReleaseSummary(
+        outcome=decision.outcome,
+        report=str(report_path),
+        table=catalog_used,
+        date=date,
+        row={k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()},
+    )
 
 
 def release_row(
@@ -85,7 +87,8 @@ def release_row(
     finished: dt.datetime,
     report_path: Path,
 ) -> dict:
-    """The ``model_releases`` row (schema: lake.tables.MODEL_RELEASES) of a release."""
+    """The ``model_releases`` row (schema: lake.tables.MODEL_RELEASES) of a release, from the serialised records
+    (an export or canary that never ran is ``{}``)."""
     thresholds = canary.get("thresholds") or {}
     parity = exported.get("parity") or {}
     return {

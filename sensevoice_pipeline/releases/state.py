@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sensevoice_pipeline.atomic import write_atomic
 from sensevoice_pipeline.releases.errors import ReleaseError
-from sensevoice_pipeline.releases.files import write_atomic
 from sensevoice_pipeline.releases.policy import policy_versions
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL, SERVING_FILE, ModelRepository
 

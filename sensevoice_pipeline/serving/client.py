@@ -28,6 +28,7 @@ from sensevoice_pipeline.serving.fleet import Endpoint, Fleet, parse_addresses
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 from sensevoice_pipeline.speech.languages import language_id
 from sensevoice_pipeline.speech.tags import TagConfidences
+from sensevoice_pipeline.triton_contract import AUDIO, CONFIDENCE_OUTPUTS, LANGUAGE, TEXT, USE_ITN
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ PROBE_TIMEOUT_S = 2.0
 MAX_GRPC_MESSAGE_BYTES = (
     2**31 - 1
 )  # tritonclient's own limit (a 30-minute call is ~115 MB of float32 samples)
-# `sensevoice` outputs beside TEXT, asked for only where the model's metadata lists them (older configs lack them).
-CONFIDENCE_OUTPUTS = ("CONFIDENCE", "EMOTION_PROBS")
 
 
 def grpc_channel_args() -> list[tuple[str, int]]:
@@ -236,7 +235,7 @@ class SenseVoiceClient:
         inputs = self._inputs(np.asarray(audio, dtype=np.float32).reshape(1, -1), language, use_itn)
         async with self._semaphore:
             result = await self._infer_with_retries(inputs)
-        text = result.as_numpy("TEXT").reshape(-1)[0]
+        text = result.as_numpy(TEXT.name).reshape(-1)[0]
         response = result.get_response()
         return Transcription(
             text=text.decode("utf-8") if isinstance(text, bytes) else str(text),
@@ -253,11 +252,11 @@ class SenseVoiceClient:
 
     @staticmethod
     def _inputs(audio: np.ndarray, language: str, use_itn: bool) -> list[grpcclient.InferInput]:
-        audio_in = grpcclient.InferInput("AUDIO", list(audio.shape), "FP32")
+        audio_in = grpcclient.InferInput(AUDIO.name, list(audio.shape), AUDIO.dtype)
         audio_in.set_data_from_numpy(audio)
-        lang_in = grpcclient.InferInput("LANGUAGE", [1, 1], "BYTES")
+        lang_in = grpcclient.InferInput(LANGUAGE.name, [1, 1], "BYTES")  # Triton STRING on the wire
         lang_in.set_data_from_numpy(np.array([[language.encode("utf-8")]], dtype=np.object_))
-        itn_in = grpcclient.InferInput("USE_ITN", [1, 1], "BOOL")
+        itn_in = grpcclient.InferInput(USE_ITN.name, [1, 1], USE_ITN.dtype)
         itn_in.set_data_from_numpy(np.array([[use_itn]], dtype=bool))
         return [audio_in, lang_in, itn_in]
 
@@ -309,7 +308,7 @@ class SenseVoiceClient:
                 self.model, self.version, client_timeout=self.timeout_s
             )
             offered = {output.name for output in meta.outputs}
-            self._outputs[address] = ["TEXT", *(name for name in CONFIDENCE_OUTPUTS if name in offered)]
+            self._outputs[address] = [TEXT.name, *(name for name in CONFIDENCE_OUTPUTS if name in offered)]
         return self._outputs[address]
 
     def _judge(self, endpoint: Endpoint, error: ServingError) -> None:

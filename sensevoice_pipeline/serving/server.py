@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sensevoice_pipeline.errors import SvpError
 from sensevoice_pipeline.serving.admin import (
     check_admin_key,
     configured_admin_key,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 PY_TAG = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-class ServerError(RuntimeError):
+class ServerError(SvpError, RuntimeError):
     pass
 
 

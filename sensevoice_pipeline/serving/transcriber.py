@@ -26,6 +26,7 @@ from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession, pad_fe
 from sensevoice_pipeline.speech.frontend import Frontend, FrontendConfig
 from sensevoice_pipeline.speech.languages import language_id, textnorm_id
 from sensevoice_pipeline.speech.tags import TagConfidences, tag_confidences
+from sensevoice_pipeline.triton_contract import DECODE_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,10 @@ class LocalTranscriber:
         )
 
     def _encode(self, speech, lengths, languages, textnorms):
-        wanted = ("token_ids", "encoder_out_lens", TAG_PROBS)
+        wanted = DECODE_OUTPUTS
         out = self.session.run(speech, lengths, languages, textnorms, outputs=self.session.available(wanted))
-        return out["token_ids"], out["encoder_out_lens"], out.get(TAG_PROBS)
+        token_ids, lens, _ = DECODE_OUTPUTS
+        return out[token_ids], out[lens], out.get(TAG_PROBS)
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[str]:
         return self.transcriber.transcribe(utterances, self._encode)

@@ -13,20 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
+from sensevoice_pipeline import triton_contract as contract
 from sensevoice_pipeline.constants import MIN_REQUEST_SAMPLES
 from sensevoice_pipeline.serving.repository import ENCODER_FILE, ENCODER_MODEL
 from sensevoice_pipeline.serving.transcriber import Answer, Transcriber, Utterance
 from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession
 from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
 from sensevoice_pipeline.speech.tags import EMOTION_NAMES, TagConfidences
+from sensevoice_pipeline.triton_contract import DECODE_OUTPUTS
 
 # What `sensevoice` asks of the encoder, and all that the production encoder configs list (tag_probs only where the
-# `sensevoice` config offers CONFIDENCE: ``SenseVoiceModel.encoder_outputs``).
-ENCODER_OUTPUTS = ("token_ids", "encoder_out_lens", TAG_PROBS)
-# `sensevoice` outputs beside TEXT (docs/architecture.md, Triton contract). NaN is null: a tensor has no nulls.
-CONFIDENCE_OUTPUT = "CONFIDENCE"  # FP32 [3]: language, emotion, event probability of the tags TEXT carries
-EMOTION_PROBS_OUTPUT = "EMOTION_PROBS"  # FP32 [8]: the emotion distribution, tags.EMOTION_NAMES order
-CONFIDENCE_OUTPUTS = (CONFIDENCE_OUTPUT, EMOTION_PROBS_OUTPUT)
+# `sensevoice` config offers CONFIDENCE: ``SenseVoiceModel.encoder_outputs``). Names: triton_contract.
+ENCODER_OUTPUTS = DECODE_OUTPUTS
+CONFIDENCE_OUTPUT = contract.CONFIDENCE.name
+EMOTION_PROBS_OUTPUT = contract.EMOTION_PROBS.name
 
 # `parameters { key: "ENCODER_FRAME_BUCKETS" value: { string_value: "32,64,..." } }` in a `sensevoice` config: the
 # encoder input's frame counts that BLS calls are padded up to. Triton's dynamic batcher merges requests only when
@@ -193,11 +193,11 @@ class SenseVoiceModel:
 
     def _parse(self, request) -> list[Utterance] | Exception:
         try:
-            audio = self.pb.get_input_tensor_by_name(request, "AUDIO").as_numpy()
+            audio = self.pb.get_input_tensor_by_name(request, contract.AUDIO.name).as_numpy()
             languages = _strings(
-                self.pb.get_input_tensor_by_name(request, "LANGUAGE"), audio.shape[0], "auto"
+                self.pb.get_input_tensor_by_name(request, contract.LANGUAGE.name), audio.shape[0], "auto"
             )
-            itn = self.pb.get_input_tensor_by_name(request, "USE_ITN")
+            itn = self.pb.get_input_tensor_by_name(request, contract.USE_ITN.name)
             itn = np.zeros(audio.shape[0], bool) if itn is None else itn.as_numpy().reshape(-1).astype(bool)
             utterances = [
                 Utterance(audio[i].astype(np.float32), languages[i], bool(itn[i]))
@@ -226,10 +226,10 @@ class SenseVoiceModel:
         column = lambda a: np.asarray(a, dtype=np.int32).reshape(-1, 1)  # noqa: E731
         speech = pad_frames(speech, bucketed_frames(speech.shape[1], self.frame_buckets))
         inputs = [
-            self.pb.Tensor("speech", speech),
-            self.pb.Tensor("speech_lengths", column(lengths)),
-            self.pb.Tensor("language", column(languages)),
-            self.pb.Tensor("textnorm", column(textnorms)),
+            self.pb.Tensor(contract.SPEECH.name, speech),
+            self.pb.Tensor(contract.SPEECH_LENGTHS.name, column(lengths)),
+            self.pb.Tensor(contract.LANGUAGE_ID.name, column(languages)),
+            self.pb.Tensor(contract.TEXTNORM.name, column(textnorms)),
         ]
         request = self.pb.InferenceRequest(
             model_name=ENCODER_MODEL,
@@ -245,7 +245,9 @@ class SenseVoiceModel:
         if response.has_error():
             raise RuntimeError(f"{ENCODER_MODEL} version {self.version}: {response.error().message()}")
         token_ids = host_array(self.pb.get_output_tensor_by_name(response, "token_ids"))
-        lens = host_array(self.pb.get_output_tensor_by_name(response, "encoder_out_lens")).reshape(-1)
+        lens = host_array(
+            self.pb.get_output_tensor_by_name(response, contract.ENCODER_OUT_LENS.name)
+        ).reshape(-1)
         # Absent from the answer of an encoder version exported before tag_probs (EncoderModel leaves it out).
         tag_probs = self.pb.get_output_tensor_by_name(response, TAG_PROBS)
         return token_ids, lens, None if tag_probs is None else host_array(tag_probs)
@@ -256,7 +258,7 @@ class SenseVoiceModel:
         emotion_probs = np.array([_emotion_vector(a.confidences) for a in answers], dtype=np.float32)
         return self.pb.InferenceResponse(
             output_tensors=[
-                self.pb.Tensor("TEXT", rows),
+                self.pb.Tensor(contract.TEXT.name, rows),
                 self.pb.Tensor(CONFIDENCE_OUTPUT, confidence),
                 self.pb.Tensor(EMOTION_PROBS_OUTPUT, emotion_probs),
             ]
@@ -288,13 +290,12 @@ class EncoderModel:
         # no such output rather than an error.
         names = self.session.available(request.requested_output_names() or self.session.output_names)
         try:
-            out = self.session.run(
-                get("speech"), get("speech_lengths"), get("language"), get("textnorm"), names
-            )
+            out = self.session.run(*(get(name) for name in contract.names(contract.ENCODER_INPUTS)), names)
         except Exception as exc:  # noqa: BLE001 -- onnxruntime errors go back to the caller, not the log
             return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(str(exc)))
-        if "encoder_out_lens" in out:
-            out["encoder_out_lens"] = out["encoder_out_lens"].reshape(-1, 1)  # config dims [1] per batch item
+        lens = contract.ENCODER_OUT_LENS.name
+        if lens in out:
+            out[lens] = out[lens].reshape(-1, 1)  # config dims [1] per batch item
         return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor(n, v) for n, v in out.items()])
 
 

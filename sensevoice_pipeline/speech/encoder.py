@@ -13,10 +13,18 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-INPUTS = ("speech", "speech_lengths", "language", "textnorm")
-# Optional output (export/graph.py): the language / emotion / event tag probabilities. Graphs exported before it
-# existed lack it, and every reader of it must accept that.
-TAG_PROBS = "tag_probs"
+from sensevoice_pipeline.triton_contract import (
+    ENCODER_INPUTS,
+    LANGUAGE_ID,
+    SPEECH,
+    SPEECH_LENGTHS,
+    TEXTNORM,
+    names,
+)
+from sensevoice_pipeline.triton_contract import TAG_PROBS as TAG_PROBS_TENSOR
+
+INPUTS = names(ENCODER_INPUTS)
+TAG_PROBS = TAG_PROBS_TENSOR.name  # optional: graphs exported before it existed lack it (triton_contract)
 
 
 class EncoderSession:
@@ -55,10 +63,10 @@ class EncoderSession:
     ) -> dict[str, np.ndarray]:
         names = list(outputs) if outputs is not None else self.output_names
         feeds = {
-            "speech": np.ascontiguousarray(speech, dtype=np.float32),
-            "speech_lengths": np.asarray(speech_lengths, dtype=np.int32).reshape(-1),
-            "language": np.asarray(language, dtype=np.int32).reshape(-1),
-            "textnorm": np.asarray(textnorm, dtype=np.int32).reshape(-1),
+            SPEECH.name: np.ascontiguousarray(speech, dtype=np.float32),
+            SPEECH_LENGTHS.name: np.asarray(speech_lengths, dtype=np.int32).reshape(-1),
+            LANGUAGE_ID.name: np.asarray(language, dtype=np.int32).reshape(-1),
+            TEXTNORM.name: np.asarray(textnorm, dtype=np.int32).reshape(-1),
         }
         return dict(zip(names, self.session.run(names, feeds)))
 

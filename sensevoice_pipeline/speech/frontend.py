@@ -14,12 +14,13 @@ import kaldi_native_fbank as knf
 import numpy as np
 
 from sensevoice_pipeline.constants import SAMPLE_RATE
+from sensevoice_pipeline.errors import ConfigurationError
 
 # funasr scales [-1, 1] float audio to the int16 range before the fbank, as Kaldi does.
 INT16_SCALE = float(1 << 15)
 
 
-class CmvnFormatError(ValueError):
+class CmvnFormatError(ConfigurationError):
     pass
 
 

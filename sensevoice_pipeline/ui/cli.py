@@ -205,10 +205,10 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args) -> int:
     # onnx, and torch / funasr once a checkpoint loads: seconds to import, so only for this command.
-    from export.checkpoint import CheckpointError
-    from export.parity import thresholds_for
-    from export.pipeline import ExportError, run_export
-    from export.precision import PrecisionError, check_precision
+    from sensevoice_export.checkpoint import CheckpointError
+    from sensevoice_export.parity import thresholds_for
+    from sensevoice_export.pipeline import ExportError, run_export
+    from sensevoice_export.precision import PrecisionError, check_precision
 
     try:
         thresholds = None
@@ -367,9 +367,9 @@ def cmd_run(args) -> int:
     except (PartitionError, TritonClientError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     print(
-        f"{result['date']}: {result['files']} files ({result['files_failed']} failed), "
-        f"{result['utterances']} utterances, {result['speech_seconds']:.1f} s of speech, "
-        f"model version {result['model_versions'] or '-'}, {result['seconds']:.1f} s"
+        f"{result.date}: {result.files} files ({result.files_failed} failed), "
+        f"{result.utterances} utterances, {result.speech_seconds:.1f} s of speech, "
+        f"model version {result.model_versions or '-'}, {result.seconds:.1f} s"
     )
     print(f"tables in {settings.lake_root}, warehouse {settings.warehouse_path}")
     return 0

@@ -138,8 +138,7 @@ def cmd_models(args) -> int:
         if action == "stage":
             r = releases.stage(args.repository, args.version, url)
             print(
-                f"staged version {r['staged']} as {r['model']} beside serving version {r['serving']} "
-                f"({r['seconds']} s)"
+                f"staged version {r.staged} as {r.model} beside serving version {r.serving} ({r.seconds} s)"
             )
         elif action == "unstage":
             print(releases.format_unstaged(releases.unstage(args.repository, url)))
@@ -163,6 +162,13 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _run_export() -> releases.RunExport:
+    """The export step (``sensevoice_export``, the [export] extra), imported only when a release runs."""
+    from sensevoice_export.pipeline import run_export
+
+    return run_export
+
+
 def _release(args) -> int:
     """A refused or failed release is the run's outcome, not a usage error: it exits 1 (errors.exit_code)."""
     settings = Settings.from_env(
@@ -175,11 +181,16 @@ def _release(args) -> int:
         args.min_transcript_agreement, args.min_emotion_agreement, args.max_latency_ratio
     )
     report = releases.release(
-        args.checkpoint, settings, precision=args.precision, exporter=args.exporter, thresholds=thresholds
+        args.checkpoint,
+        settings,
+        run_export=_run_export(),
+        precision=args.precision,
+        exporter=args.exporter,
+        thresholds=thresholds,
     )
     print(
-        f"release {report['row']['release_id']}: {report['outcome']}; serving version "
-        f"{report['row']['serving_after']}; report {report['report']}"
+        f"release {report.row['release_id']}: {report.outcome}; serving version "
+        f"{report.row['serving_after']}; report {report.report}"
     )
     releases.check_outcome(report, fail_on_refusal=not args.allow_refusal)
     return 0

@@ -12,11 +12,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from sensevoice_pipeline.serving.repository import SERVING_FILE
 from sensevoice_pipeline.ui.chart import group_label, trend_svg
 from sensevoice_pipeline.ui.clip_html import clip_section
 from sensevoice_pipeline.ui.html_parts import Column, html_document, render_table
 from sensevoice_pipeline.ui.page_data import GROUPINGS, MIN_CONFIDENCES, Dashboard
-from sensevoice_pipeline.ui.page_models import SERVING_FILE
 from sensevoice_pipeline.ui.page_text import esc, redact
 
 

@@ -8,17 +8,14 @@ but is not in the repository is listed too, so the table accounts for every utte
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sensevoice_pipeline.errors import SvpError
+from sensevoice_pipeline.releases.state import read_state
 from sensevoice_pipeline.serving.repository import ModelRepository
 from sensevoice_pipeline.ui.page_text import display_text
-
-SERVING_FILE = (
-    "serving.json"  # optional: written by the serving side when it pins versions; shown when present
-)
 
 
 @dataclass
@@ -59,7 +56,7 @@ def model_rows(path: Path, usage: list[dict], notes: list[str]) -> tuple[list[Mo
         row = ModelRow(version=version or "(none)", status="not in this repository")
         _add_usage(row, u)
         rows.append(row)
-    serving = read_serving(path / SERVING_FILE)
+    serving = read_serving(path)
     roles = _roles(serving or {})
     for row in rows:
         row.role = roles.get(row.version, "")
@@ -129,13 +126,14 @@ def _add_usage(row: ModelRow, usage: dict | None) -> None:
         row.dates = str(first) if first == last else f"{first} – {last}"
 
 
-def read_serving(path: Path) -> dict | None:
-    """``serving.json`` when another part of the product writes one; its top-level entries, shown as text."""
+def read_serving(repository: Path) -> dict | None:
+    """The repository's ``serving.json`` as the release tooling records it (``releases.state``), shown when there is
+    one; None when there is none or it cannot be read (the page shows the versions without roles then)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        state = read_state(repository)
+    except (SvpError, OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else {"value": data}
+    return state.to_dict() if state.recorded else None
 
 
 def incomplete_status(version: int, problems: list[str]) -> str:

@@ -10,22 +10,21 @@ never blocked.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from sensevoice_pipeline.atomic import replacing
+from sensevoice_pipeline.errors import SvpError
 from sensevoice_pipeline.lake.catalog import ALIAS, CatalogError, Lake
 from sensevoice_pipeline.lake.duckdb_access import duckdb_extension_path
-from sensevoice_pipeline.lake.files import exclusive_lock
-from sensevoice_pipeline.lake.storage import StorageError, default_warehouse
+from sensevoice_pipeline.lake.storage import LocalRoot, StorageError, default_warehouse
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS
 from sensevoice_pipeline.warehouse.queries import GROUP_BY, QUERIES
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(SvpError, RuntimeError):
     pass
 
 
@@ -66,25 +65,23 @@ class Warehouse:
 
     def _refresh_lock(self):
         """An exclusive flock on ``.<db>.lock`` beside the file. Readers never take it."""
-        return exclusive_lock(self.db_path.with_name(f".{self.db_path.name}.lock"))
+        return LocalRoot(self.db_path.with_name(f".{self.db_path.name}.lock")).lock()
 
     def _refresh(self) -> bool:
         wanted = self.view_sql()
         if self.db_path.exists() and self._current_views() == wanted:
             return False
-        tmp = self.db_path.with_name(f".{self.db_path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            con = duckdb.connect(str(tmp))
-            self.lake.attach(con)  # the views are checked against the lake's tables as they are created
-            con.execute("CREATE TABLE _svp_views (name VARCHAR, sql VARCHAR)")
-            for name, sql in wanted.items():
-                con.execute(sql)
-                con.execute("INSERT INTO _svp_views VALUES (?, ?)", [name, sql])
-            con.close()
-            os.replace(tmp, self.db_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-            tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+        with replacing(self.db_path) as tmp:
+            try:
+                con = duckdb.connect(str(tmp))
+                self.lake.attach(con)  # the views are checked against the lake's tables as they are created
+                con.execute("CREATE TABLE _svp_views (name VARCHAR, sql VARCHAR)")
+                for name, sql in wanted.items():
+                    con.execute(sql)
+                    con.execute("INSERT INTO _svp_views VALUES (?, ?)", [name, sql])
+                con.close()
+            finally:
+                tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         return True
 
     def _current_views(self) -> dict[str, str]:

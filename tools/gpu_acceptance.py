@@ -1,10 +1,10 @@
 """The GPU acceptance run (issue 15, item 4): `bash scripts/gpu-acceptance.sh [--model DIR]`.
 
 On one GPU, in well under 10 minutes and with nothing downloaded:
-  (a) the checkpoint: ``--model DIR`` (a real SenseVoiceSmall) or a full-size random one built with ``export.micro``;
+  (a) the checkpoint: ``--model DIR`` (a real SenseVoiceSmall) or a full-size random one built with ``sensevoice_export.micro``;
   (b) ``run_export`` of it in fp32 and fp16 into a fresh repository (each export runs its own CPU parity gate);
   (c) parity of both exports on onnxruntime's CUDA execution provider against PyTorch on the same GPU, judged by
-      ``export.parity.judge`` with the precision's own thresholds;
+      ``sensevoice_export.parity.judge`` with the precision's own thresholds;
   (d) encoder throughput by batch size (onnxruntime fp32 / fp16 on CUDA, PyTorch fp32 on CUDA as the baseline);
   (e) the production Triton image on that repository (docker), the golden clips sent through it.
 Then one markdown table, printed and written to ``<out>/acceptance.md`` (rows also in ``acceptance.json``). Exit
@@ -13,7 +13,8 @@ status: 0 all passed (skipped steps allowed), 1 a step failed, 2 something it ne
 ``--device cpu`` runs the same code on the CPU execution provider with a micro checkpoint and a tiny batch list, so
 that the test suite exercises every step but (e) on every run (tests/test_gpu_acceptance.py).
 
-Lives in ``export/`` because it imports torch and funasr (DESIGN.md: only export/ does).
+A developer's tool, not part of the wheel: it drives the export step (``sensevoice_export``, the ``[export]``
+extra: torch, funasr) and the serving library side by side on a GPU machine.
 """
 
 from __future__ import annotations
@@ -38,14 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sensevoice_export import parity
 from sensevoice_pipeline.serving.repository import (
     ENCODER_FILE,
     ENCODER_MODEL,
     PIPELINE_MODEL,
     ModelRepository,
 )
-
-from . import parity
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRITON_IMAGE = "sensevoice-pipeline/triton:0.1.0"  # docker/triton.Dockerfile, as tagged in docker-compose.yml
@@ -210,11 +210,14 @@ def prepare_checkpoint(model: str | None, out: Path, plan: Plan) -> tuple[Path, 
                 f"--model {model}: not a directory (the acceptance run downloads nothing)"
             )
         return path, f"--model {path}"
-    from .micro import EncoderSize, build_checkpoint
+    from sensevoice_export.micro import EncoderSize, build_checkpoint
 
     size = EncoderSize.full() if plan.full_size else EncoderSize()
     path = build_checkpoint(out / "checkpoint", size=size, seed=0)
-    return path, f"random weights, {'full size' if plan.full_size else 'micro'} (export.micro, seed 0)"
+    return (
+        path,
+        f"random weights, {'full size' if plan.full_size else 'micro'} (sensevoice_export.micro, seed 0)",
+    )
 
 
 # -- (b) the exports ---------------------------------------------------------------------------------------------------
@@ -222,7 +225,7 @@ def prepare_checkpoint(model: str | None, out: Path, plan: Plan) -> tuple[Path, 
 
 def export_all(checkpoint: Path, repo: Path, report: Report) -> dict[str, int]:
     """fp32 and fp16 as consecutive versions of ``repo``; the production configs then serve the last (fp16)."""
-    from .pipeline import run_export
+    from sensevoice_export.pipeline import run_export
 
     versions = {}
     for precision in PRECISIONS:
@@ -245,7 +248,7 @@ def export_all(checkpoint: Path, repo: Path, report: Report) -> dict[str, int]:
 
 def existing_versions(checkpoint: Path, repo: Path) -> dict[str, int]:
     """``--repository``: the newest version of each precision, refused unless exported from ``checkpoint``."""
-    from .checkpoint import find_checkpoint_files
+    from sensevoice_export.checkpoint import find_checkpoint_files
 
     repository = ModelRepository(repo)
     sha = find_checkpoint_files(checkpoint).checksums()
@@ -303,8 +306,8 @@ class Device:
 
 def load_reference(checkpoint: Path, device: Device):
     """funasr's model (its own classes and loading) as the exported graph, in fp32 on ``device``."""
-    from .checkpoint import find_checkpoint_files, load_funasr_model
-    from .graph import EncoderGraph
+    from sensevoice_export.checkpoint import find_checkpoint_files, load_funasr_model
+    from sensevoice_export.graph import EncoderGraph
 
     files = find_checkpoint_files(checkpoint)
     _, model = load_funasr_model(files)

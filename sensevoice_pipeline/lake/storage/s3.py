@@ -1,12 +1,6 @@
-"""Storage roots: a local directory, or an ``s3://bucket/prefix`` URI (AWS S3, MinIO or any S3-compatible store).
-
-The raw root and the lake root (with its ``_staging`` area) may each be either. A local root is a ``pathlib.Path``
-and behaves exactly as before. An ``s3://`` root is an :class:`ObjectPath`: the small part of the ``Path`` interface
-the pipeline uses (``/``, ``name``, ``parent``, ``glob``), with its I/O through ``pyarrow.fs.S3FileSystem``:
-
-What is done with a root lives beside this module: reading audio and writing Parquet (``files.py``), listing a
-day's partition (``partition.py``, local or s3://), DuckDB's access to an s3:// lake (``duckdb_access.py``). The
-warehouse file itself always stays on local disk (:func:`default_warehouse`).
+"""An ``s3://bucket/prefix`` storage root (AWS S3, MinIO or any S3-compatible store): :class:`ObjectPath`, the part
+of the ``Path`` interface the pipeline uses (``/``, ``name``, ``parent``, ``glob``) and the storage operations of a
+root, with its I/O through ``pyarrow.fs.S3FileSystem``.
 
 Connection settings (:class:`S3Options`) come from the standard AWS environment variables: AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (MinIO: ``http://minio:9000``;
@@ -23,27 +17,28 @@ import contextlib
 import errno
 import fnmatch
 import functools
+import hashlib
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from sensevoice_pipeline.lake.storage.errors import StorageError
+from sensevoice_pipeline.lake.storage.local import NOT_DATA_PREFIXES, LocalCopy, ScannedFile
 
 log = logging.getLogger(__name__)
 
 SCHEME = "s3://"
 DEFAULT_REGION = "us-east-1"
-# Where the DuckDB file of an s3:// lake goes by default (SVP_WAREHOUSE overrides it): local disk, relative to the
-# working directory, one file per lake: var/warehouse/<bucket>/<prefix>/warehouse.duckdb.
-LOCAL_WAREHOUSE_DIR = Path("var/warehouse")
-
-
-class StorageError(ValueError):
-    """The object store cannot be used as configured (unreachable endpoint, missing bucket, access denied, bad URI):
-    one readable line. Not an ``OSError`` on purpose: a store that is down fails the whole task (which retries),
-    not the one file being read."""
+DUCKDB_SECRET = "svp_lake"
+DOWNLOAD_CHUNK = 8 << 20  # bytes per read while downloading audio
 
 
 # -- connection settings ---------------------------------------------------------------------------------------------
@@ -237,38 +232,146 @@ class ObjectPath:
             if i.type == pafs.FileType.File and i.path.startswith(base)
         ]
 
+    # -- a storage root ---------------------------------------------------------------------------------------------
+
+    needs_credentials = True  # an aws Connection may supply them (provider.hooks.with_aws_connection)
+    local_path = None  # an object store cannot hold a SQLite catalog or a DuckDB file
+
+    @property
+    def duckdb_uri(self) -> str:
+        return str(self)
+
+    def absolute(self) -> ObjectPath:
+        return self
+
+    def path_in_store(self, text: str) -> ObjectPath:
+        """Another object of this store, as the store (or DuckDB) names it: ``s3://bucket/key``."""
+        return ObjectPath.parse(text, self.options)
+
+    def check_reachable(self) -> None:
+        """A StorageError unless the bucket exists and the store answers (listings of a missing bucket may just
+        come back empty)."""
+        check_bucket(self)
+
+    def prepare_duckdb(self, con) -> None:
+        """Let ``con`` read below this root: load httpfs and create a TEMPORARY secret scoped to the bucket. A
+        temporary secret lives in this connection's memory only: it is never written into the database file, so
+        the file can be handed to BI users without credentials in it."""
+        from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, sql_value
+
+        load_duckdb_extension(con, "httpfs")
+        host, scheme = self.options.endpoint()
+        fields = {
+            "TYPE": "s3",
+            "SCOPE": f"{SCHEME}{self.bucket}",
+            "REGION": self.options.region or DEFAULT_REGION,
+        }
+        if self.options.access_key:
+            fields.update(KEY_ID=self.options.access_key, SECRET=self.options.secret_key)
+            if self.options.session_token:
+                fields["SESSION_TOKEN"] = self.options.session_token
+        if host:  # MinIO and other S3-compatible stores: path-style URLs on their own endpoint
+            fields.update(ENDPOINT=host, URL_STYLE="path", USE_SSL=scheme == "https")
+        body = ", ".join(f"{k} {sql_value(v)}" for k, v in fields.items())
+        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {DUCKDB_SECRET} ({body})")
+
+    def is_file(self) -> bool:
+        with storage_errors(self, "checking"):
+            return self.filesystem.get_file_info(self.fs_path).type == pafs.FileType.File
+
+    def fetch(self, inside: ObjectPath | None = None) -> LocalCopy:
+        """The object downloaded in 8 MiB chunks into a private temp dir, under its own name (decoder messages name
+        the file), and hashed as it arrives: a two-hour call is never held in memory. (``inside``: an object key has
+        no symlinks to leave its root by; its segments are checked when it is listed.) A missing object is a
+        FileNotFoundError; a store that cannot be reached is a StorageError."""
+        tmpdir = tempfile.mkdtemp(prefix="svp-audio-")
+        local = Path(tmpdir) / self.name
+        try:
+            digest, size = hashlib.sha256(), 0
+            with storage_errors(self, "downloading"):
+                with (
+                    self.filesystem.open_input_stream(self.fs_path, compression=None) as src,
+                    open(local, "wb") as dst,
+                ):
+                    while block := src.read(DOWNLOAD_CHUNK):
+                        digest.update(block)
+                        dst.write(block)
+                        size += len(block)
+        except BaseException:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            raise
+        return LocalCopy(local, size, digest.hexdigest(), self.name, _tmpdir=tmpdir)
+
+    def read_bytes(self) -> bytes:
+        with storage_errors(self, "reading"):
+            with self.filesystem.open_input_stream(self.fs_path, compression=None) as f:
+                return f.read()
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def read_parquet(self) -> pa.Table:
+        with storage_errors(self, "reading"):
+            return pq.read_table(self.fs_path, filesystem=self.filesystem)
+
+    def scan(self, inside: ObjectPath | None = None) -> dict[str, ScannedFile] | None:
+        """Every data object below this prefix (hidden and ``_`` segments skipped, as in a local folder), key
+        relative to it -> what is wrong with the key itself (an empty, '.' or '..' segment: the counterpart of a
+        local symlink leading out); None when there is no object below it (object stores have no empty folders)."""
+        objects = self.list_files()
+        if not objects:
+            return None
+        files = {}
+        for rel, size, mtime_ns in sorted(objects):
+            segments = rel.split("/")
+            if any(s.startswith(NOT_DATA_PREFIXES) for s in segments if s not in ("", ".", "..")):
+                continue
+            bad = any(s in ("", ".", "..") for s in segments)
+            problem = "object key has an empty, '.' or '..' segment; refusing to read it" if bad else None
+            files[rel] = ScannedFile(problem, size, mtime_ns)
+        return files
+
+    def write_atomic(self, data: bytes | str) -> ObjectPath:
+        """``data`` as this object in one PUT: readers find the old object or the new one."""
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        with storage_errors(self, "writing"):
+            with self.filesystem.open_output_stream(self.fs_path, compression=None) as out:
+                out.write(data)
+        return self
+
+    def write_parquet(self, table: pa.Table, **write_options) -> ObjectPath:
+        """``table`` as one Parquet object, finished in memory and sent in one upload (one PUT below 5 MB, else one
+        multipart upload that S3 makes visible only when it completes); nothing is deleted first."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **write_options)
+        return self.write_atomic(sink.getvalue().to_pybytes())
+
+    def remove(self) -> None:
+        """Delete this object; a missing one is fine."""
+        try:
+            with storage_errors(self, "removing"):
+                self.filesystem.delete_file(self.fs_path)
+        except FileNotFoundError:
+            pass
+
+    def remove_tree(self) -> None:
+        """Remove every object below this prefix; a missing one is fine, and so (logged) is a failure: cleanup."""
+        try:
+            with storage_errors(self, "removing"):
+                self.filesystem.delete_dir(self.fs_path)
+        except FileNotFoundError:
+            pass
+        except StorageError as exc:
+            log.warning("could not remove %s: %s", self, exc)
+
+    def lock(self):
+        raise StorageError(
+            f"{self}: an object store has no file locks; a lake several hosts write needs a PostgreSQL catalog"
+        )
+
     def _child(self, rel: str) -> ObjectPath:
         """``self / rel`` without the segment checks: for keys the store itself listed."""
         return replace(self, key=f"{self.key}/{rel}" if self.key else rel)
-
-
-Root = Path | ObjectPath
-
-
-def is_remote(path) -> bool:
-    return isinstance(path, ObjectPath) or (isinstance(path, str) and path.startswith(SCHEME))
-
-
-def as_root(value: str | os.PathLike | ObjectPath, options: S3Options | None = None) -> Root:
-    """A root or path as given by a user (CLI flag, DAG Param, environment): ``s3://bucket/prefix`` becomes an
-    :class:`ObjectPath` (options: ``options``, else the AWS_* environment), anything else a local ``Path``."""
-    if isinstance(value, (Path, ObjectPath)):
-        return value
-    text = value if isinstance(value, str) else os.fspath(value)
-    if text.startswith(SCHEME):
-        return ObjectPath.parse(text, options)
-    if "://" in text:
-        raise StorageError(f"unsupported storage URI {text!r}: use a local path or s3://bucket/prefix")
-    return Path(text)
-
-
-def default_warehouse(lake_root: Root) -> Path:
-    """The DuckDB file when SVP_WAREHOUSE is not set: ``<lake>/warehouse.duckdb`` for a local lake; for an s3://
-    lake a local file, ``var/warehouse/<bucket>/<prefix>/warehouse.duckdb`` below the working directory (DuckDB
-    cannot write its database into an object store, and BI tools open it from local disk)."""
-    if is_remote(lake_root):
-        return LOCAL_WAREHOUSE_DIR / lake_root.bucket / lake_root.key / "warehouse.duckdb"
-    return Path(lake_root) / "warehouse.duckdb"
 
 
 # -- errors ----------------------------------------------------------------------------------------------------------
