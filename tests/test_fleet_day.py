@@ -100,9 +100,7 @@ def run_day(root: Path, urls: list[str], before_run: Callable[[], None] = lambda
     before_run()
     result = run_date(settings, DAY, show_progress=False)
     served = [served_since(url, b) for url, b in zip(urls, before)]
-    return DayRun(
-        {t: table_rows(settings.lake_root, t, DAY) for t in tables.SCHEMAS}, served, result.seconds
-    )
+    return DayRun({t: table_rows(settings.lake_root, t, DAY) for t in tables.SCHEMAS}, served, result.seconds)
 
 
 def failed_rows(run: DayRun) -> list[tuple[str, str]]:
