@@ -1,6 +1,6 @@
 """Test-only Triton python model: the real `sensevoice_encoder` (EncoderModel: onnxruntime on this version's
 model.onnx) that fails or stalls when a marker language id reaches it. Copied as `sensevoice_encoder/<N>/model.py`
-into a fault repository by `tests.fault_models.build_fault_repository`; never part of a real repository.
+into a fault repository by `tests.support.fault_models.build_fault_repository`; never part of a real repository.
 
 - language id of "nospeech" in the batch: raise, so the whole encoder batch fails (what a crashing encoder does);
 - language id of "ko" in the batch: sleep `stall_s` (a config parameter), then answer normally.

@@ -1,5 +1,5 @@
 """The small real lake (Parquet + DuckDB through the catalog) and model repository the plugin page's tests read, and
-the checks they share. Its fixtures are imported by the test modules that use them."""
+the checks they share. The fixtures ``lake`` and ``model_repo`` (tests/conftest.py) build them once per module."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-import pytest
+import numpy as np
 
 from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
@@ -16,10 +16,12 @@ from sensevoice_pipeline.ui import page_text
 from sensevoice_pipeline.ui.page_data import Params, load_dashboard
 from sensevoice_pipeline.warehouse.database import Warehouse
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATES = ("2026-03-01", "2026-03-02", "2026-03-03")
 EVIL_ERROR = "decode failed: <script>alert('x')</script> & more"
 EVIL_PATH = "calls/<b>bad</b>&co.mp3"
+CORRUPT_WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + np.random.default_rng(7).bytes(
+    2000
+)  # the sample day's broken upload, which the clip form must refuse with the decoder's reason
 
 
 def utterance_row(date, rec, channel, index, language, emotion, run_id, version="1"):
@@ -147,18 +149,6 @@ def build_model_repository(root: Path) -> Path:
         json.dumps({"version": 2, "precision": "fp16"})
     )
     return root
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lake")
-    build_lake(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def model_repo(tmp_path_factory) -> Path:
-    return build_model_repository(tmp_path_factory.mktemp("models") / "model_repository")
 
 
 def load(lake, model_repo, **params):

@@ -22,15 +22,15 @@ dynamic batcher, as the production config has (the local one runs each request a
 (``queue_delay_us``, 0.5 s by default) so that 8 concurrent requests (the client's and the daily job's default
 concurrency) reliably share one batch. The price: a request sent alone waits that long.
 
-Use, in a test module (session fixtures; pytest registers imported fixtures)::
-
-    from .fault_models import fault_repository, fault_triton  # noqa: F401
+Use, in a test module: the session fixtures ``fault_repository`` and ``fault_triton`` (tests/integration/conftest.py)
+build it with the defaults and serve it::
 
     def test_a_day_with_a_bad_file(fault_triton):
         settings = Settings(..., triton_url=fault_triton.grpc_url)   # manifest: one file with language=nospeech
 
 For other stall lengths or queue delays, build another repository with :func:`build_fault_repository` and serve it
-with ``tests.conftest.serve``. :func:`model_statistics` reads Triton's counters (was a batch really formed?).
+with ``tests.support.triton.serve``. :func:`model_statistics` reads Triton's counters (was a batch really formed?).
+The faulty encoder is this package's ``faulty_encoder.py``, copied into each encoder version as its model.py.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -49,8 +48,6 @@ from sensevoice_pipeline.serving.repository import (
     PIPELINE_MODEL,
     ModelRepository,
 )
-
-from ..conftest import serve
 
 FAULTY_ENCODER = Path(__file__).with_name("faulty_encoder.py")
 RAISE_LANGUAGE = "nospeech"  # the encoder raises
@@ -87,7 +84,9 @@ def _edit_local_config(repo: ModelRepository, model: str, edit) -> None:
     path = repo.model_dir(model) / "configs" / f"{LOCAL_CONFIG_NAME}.pbtxt"
     config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     edit(config)
-    path.write_text(f"# fault harness copy (tests/fault_models)\n{text_format.MessageToString(config)}")
+    path.write_text(
+        f"# fault harness copy (tests/support/fault_models)\n{text_format.MessageToString(config)}"
+    )
 
 
 def model_statistics(url: str, model: str = PIPELINE_MODEL) -> dict:
@@ -103,17 +102,3 @@ def model_statistics(url: str, model: str = PIPELINE_MODEL) -> dict:
         "execution_count": stats.execution_count,
         "batches": {b.batch_size: b.compute_infer.count for b in stats.batch_stats},
     }
-
-
-@pytest.fixture(scope="session")
-def fault_repository(tmp_path_factory, fixture_repository) -> Path:
-    """The trained fixture model with the faulty encoder (defaults: 3 s stall, 0.5 s batching delay)."""
-    return build_fault_repository(
-        fixture_repository, tmp_path_factory.mktemp("fault-repo") / "model_repository"
-    )
-
-
-@pytest.fixture(scope="session")
-def fault_triton(fault_repository):
-    """A real local Triton (127.0.0.1) on :func:`fault_repository`; stopped at the end of the session."""
-    yield from serve(fault_repository)
