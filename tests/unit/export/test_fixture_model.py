@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-FIXTURE_DIR = Path(__file__).resolve().parents[1] / "export" / "fixture_model"
+from tests.support.paths import FIXTURE_MODEL_DIR as FIXTURE_DIR
+
 CASES = [
     json.loads(line) for line in (FIXTURE_DIR / "expected.jsonl").read_text(encoding="utf-8").splitlines()
 ]

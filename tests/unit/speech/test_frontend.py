@@ -13,8 +13,7 @@ from sensevoice_pipeline.speech.frontend import (
     apply_lfr,
     load_cmvn,
 )
-
-from .conftest import synthetic_clip
+from tests.support.audio import synthetic_clip
 
 CMVN = "export/reference_model/am.mvn"
 

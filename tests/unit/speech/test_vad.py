@@ -20,15 +20,9 @@ from sensevoice_pipeline.speech.vad import (
     merge_adjacent,
     segment_for_asr,
 )
-
-from .conftest import EXAMPLE_AUDIO
+from tests.support.paths import EXAMPLE_AUDIO
 
 MAX_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def vad() -> SileroVad:
-    return SileroVad()
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +273,7 @@ def test_segment_for_asr_short_clip_is_one_whole_segment(vad):
 def test_segment_for_asr_long_audio_uses_vad(vad, long_call):
     audio, _ = long_call
     assert segment_for_asr(audio, vad, merge_segment_s=0.0) == vad.segments(audio)
-    # by default, adjacent segments joined as the daily job sends them (tests/test_segment_merging.py)
+    # by default, adjacent segments joined as the daily job sends them (tests/unit/speech/test_vad_merging.py)
     assert segment_for_asr(audio, vad) == merge_adjacent(vad.segments(audio), DEFAULT_MERGE_SEGMENT_S)
     assert segment_for_asr(np.zeros(40 * SAMPLE_RATE, dtype=np.float32), vad) == []
 

@@ -1,5 +1,6 @@
 """The SenseVoice Airflow page's data and HTML over a small real lake (Parquet + DuckDB): parameters, every section,
-the chart and its colours, and no server path anywhere. The page in a real api-server: ``test_plugin.py``."""
+the chart and its colours, the confidence filter, and no server path anywhere. The page in a real api-server:
+tests/integration/airflow/test_plugin.py."""
 
 from __future__ import annotations
 
@@ -16,15 +17,14 @@ from sensevoice_pipeline.ui.chart import nice_step
 from sensevoice_pipeline.ui.page_data import DashboardParamError, Params, load_dashboard
 from sensevoice_pipeline.ui.page_html import render_page
 from sensevoice_pipeline.warehouse.database import Warehouse
-from tests.page_fixtures import (  # noqa: F401  (fixtures)
+from tests.support.lake import confident_utterance as utterance
+from tests.support.page import (
     DATES,
     EVIL_ERROR,
     assert_no_server_paths,
     build_model_repository,
     esc,
-    lake,
     load,
-    model_repo,
     recording_row,
     utterance_row,
 )
@@ -344,3 +344,36 @@ def test_failure_reasons_lose_their_server_paths(lake, model_repo):
         page_text.redact(f"{model_repo}/x and s3://bucket/lake/y", s3_lake)
         == "[model repository]/x and s3://bucket/lake/y"
     )
+
+
+# -- the confidence filter (issue 18) -----------------------------------------------------------------------------
+
+
+def test_the_page_filters_the_trend_on_confidence_and_refuses_other_thresholds(tmp_path):
+    from sensevoice_pipeline.ui.page_data import DashboardParamError, Params, load_dashboard
+    from sensevoice_pipeline.ui.page_html import render_page
+    from sensevoice_pipeline.warehouse.database import Warehouse
+
+    lake = Lake(tmp_path / "lake")
+    day = tables.to_table(
+        [utterance(0, "angry", 0.93), utterance(1, "angry", 0.41), utterance(2, "happy", None)],
+        tables.UTTERANCES,
+    )
+    lake.commit_day("2026-03-01", {"utterances": day, **tables.rollups(day)})
+    warehouse = Warehouse(tmp_path / "lake", tmp_path / "warehouse.duckdb")
+    warehouse.refresh()
+
+    def trend(min_confidence):
+        board = load_dashboard(
+            warehouse, tmp_path / "repo", Params.parse("2026-03-01", "2026-03-01", "language", min_confidence)
+        )
+        return board, {r["emotion"]: r["utterances"] for r in board.trend}
+
+    _, everything = trend(None)
+    board, confident = trend("0.8")
+    assert everything == {"angry": 2, "happy": 1} and confident == {"angry": 1}
+    html = render_page(board)
+    assert 'name="min_confidence"' in html and '<option value="0.8" selected>' in html
+    for bad in ("0.85", "high", "2"):
+        with pytest.raises(DashboardParamError, match="min_confidence"):
+            Params.parse(None, None, "language", bad)
