@@ -35,6 +35,15 @@ def lake_snapshot(lake: Path, dates: list[str]) -> dict:
     return {(t, d): table_rows(lake, t, d) for t in tables.DAILY_TABLES for d in dates}
 
 
+def lake_state(settings) -> tuple:
+    """Everything a reader can see of the lake: the snapshot id and every table's rows."""
+    from sensevoice_pipeline.lake import tables
+    from sensevoice_pipeline.lake.catalog import Lake
+
+    lake = Lake(settings.lake_root)
+    return lake.snapshot_id(), {t: lake.read(t).to_pylist() for t in tables.DAILY_TABLES}
+
+
 def differences(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> list[str]:
     """Readable differences between two snapshots of the tables (row by row, field by field)."""
     out = []

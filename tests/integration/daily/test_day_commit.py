@@ -2,14 +2,14 @@
 
 Real pieces throughout: a Triton whose encoder fails or stalls on a marker (tests/support/fault_models) behind the
 real `sensevoice` model, `daily` runs and `svp run` processes, a publisher SIGKILLed at every point of its commit
-while a reader process checks every look, files renamed and symlinks swapped under a running day. The date lease and
-the lake's garbage collection alone: tests/unit/lake/test_date_lease.py, tests/unit/lake/test_catalog.py.
+while a reader process checks every look, files renamed and symlinks swapped under a running day. A second DAG run's
+plan refused: tests/integration/airflow/test_dag_plan_lease.py; the date lease and the lake's garbage collection
+alone: tests/unit/lake/test_date_lease.py, tests/unit/lake/test_catalog.py.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import signal
@@ -23,24 +23,17 @@ import pytest
 
 from sensevoice_pipeline.errors import FailureBudgetExceeded, PublishError, ServingError
 from sensevoice_pipeline.jobs import daily
-from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.serving.client import TritonClientError, TritonDeadlineError
 from sensevoice_pipeline.settings import Settings
 from tests.support.audio import write_named_clips as write_clips
 from tests.support.fault_models import RAISE_LANGUAGE, STALL_LANGUAGE
 from tests.support.fixture_model import SPEECH_CLIPS
-from tests.support.lake import start_reader, stop_reader
+from tests.support.lake import lake_state, start_reader, stop_reader
 
 pytestmark = pytest.mark.triton
 
 DAY = "2026-09-14"
-
-
-def lake_state(settings: Settings) -> tuple:
-    """Everything a reader can see of the lake: the snapshot id and every table's rows."""
-    lake = Lake(settings.lake_root)
-    return lake.snapshot_id(), {t: lake.read(t).to_pylist() for t in tables.DAILY_TABLES}
 
 
 def write_manifest(part: Path, hints: dict[str, str]) -> None:
@@ -250,37 +243,6 @@ def test_two_svp_runs_of_one_date_started_together_publish_one_run(tmp_path, fix
     assert refused >= 1  # the two really overlapped at least once
     assert not list((settings.lake_root / daily.STAGING).rglob("*.parquet"))
     assert daily.leases(settings).holder(DAY) is None
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.airflow
-def test_the_dags_plan_task_refuses_a_date_another_run_holds(tmp_path, fixture_triton, local_airflow):
-    """A second DAG run of a date (an operator's re-run while the scheduled run is still at work): its `plan` task
-    fails with the holder's name -- its retries are the wait -- and the published day is untouched."""
-    settings = Settings(
-        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=fixture_triton.grpc_url
-    )
-    write_clips(settings.raw_root, DAY, SPEECH_CLIPS[:1])
-    daily.run_date(settings, DAY, run_id="published", show_progress=False)
-    before = lake_state(settings)
-    daily.plan(settings, DAY, "scheduled__2026-09-15T00:00:00+00:00")  # the other run, still at work
-    params = {"date": DAY, "raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root)}
-    out = local_airflow._airflow(
-        "tasks",
-        "test",
-        "sensevoice_daily",
-        "plan",
-        "2026-11-02T00:00:00+00:00",
-        "--task-params",
-        json.dumps(params),
-        timeout=240,
-    )
-    text = out.stdout + out.stderr  # (`tasks test` exits 0 whatever the task did: its log says)
-    assert f"DateBusyError: {DAY} is being processed by run 'scheduled__2026-09-15T00:00:00+00:00'" in text, (
-        text[-3000:]
-    )
-    assert lake_state(settings) == before
-    assert daily.leases(settings).holder(DAY) == "scheduled__2026-09-15T00:00:00+00:00"
 
 
 # -- publish verifies the plan; files are read inside the raw root -----------------------------------------------------
