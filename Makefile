@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv lint format test test-stack test-slow bench gpu-check demo serve clean
+.PHONY: help venv lint format test test-unit test-stack test-slow bench gpu-check demo serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,7 +34,10 @@ format: $(STAMP)  ## ruff: sort imports, fix what is safe, format the tree
 test: lint  ## run the test suite (fast: exports and serves the micro model for real)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-stack: $(STAMP)  ## only the production stack running as processes (tests/test_stack.py, a few minutes)
+test-unit: $(STAMP)  ## the unit tier alone: no process, no network, well under a minute (tests/unit)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-stack: $(STAMP)  ## only the production stack running as processes (tests/integration/stack, a few minutes)
 	$(PY) -m pytest -m stack -s $(PYTEST_ARGS)
 
 test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and int8

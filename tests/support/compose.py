@@ -1,6 +1,7 @@
 """docker-compose.yml as compose reads it: anchors and `<<` merges resolved by PyYAML, `${VAR}` interpolation from
-.env values, each service's environment, command and volumes. tests/test_compose.py checks the file's promises
-with it; tests/test_stack.py runs the Airflow services with exactly these settings (only hosts and ports differ)."""
+.env values, each service's environment, command, volumes and published ports. tests/integration/deployment/ checks
+the file's promises with it; tests/integration/stack/ runs the Airflow services with exactly these settings (only
+hosts and ports differ)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,41 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
+# Compose interpolation: `$$` is a literal dollar (left to the container's shell), `${VAR...}` and `$VAR` are read
+# from the environment / .env.
+INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+# -- what the deployment tests hold the stack to -------------------------------------------------------------------
+
+MODEL_REPOSITORY = ROOT / "model_repository"
+AIRFLOW_LONG_RUNNING = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+RELEASE_WORKER = "airflow-release-worker"
+ONE_SHOT = {"airflow-init", "minio-init"}
+EXPECTED_SERVICES = (
+    {"triton", "prometheus", "minio", "postgres", "redis", RELEASE_WORKER} | AIRFLOW_LONG_RUNNING | ONE_SHOT
+)
+TRITON_MODELS = {"sensevoice", "sensevoice_encoder"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|TOKEN|FERNET", re.IGNORECASE)
+WHOLE_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-?+][^}]*)?\}")
+# The NGC Triton release whose tritonserver the pinned nvidia-pytriton wheel carries (its python stub is reused).
+NGC_RELEASE_OF_PYTRITON = {"0.7.0": "24.10"}  # Triton 2.51
+# schema/compose-spec.json of github.com/compose-spec/compose-spec at commit 170098ba07d9f53c383a41bfd4c5166b0a4529a6
+# (2026-06-23), unchanged. jsonschema comes with apache-airflow (the `airflow` extra) here; pyproject's `dev` extra
+# should name it.
+COMPOSE_SPEC = ROOT / "tests" / "assets" / "compose-spec.json"
+CHECK_SECRETS = ROOT / "docker" / "check-secrets.sh"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "sensevoice-triton.json"
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
+# Airflow's queue for tasks that name none ([operators] default_queue), which a `celery worker` without --queues serves.
+AIRFLOW_DEFAULT_QUEUE = "default"
 
 
 def load_compose() -> dict:
@@ -111,3 +147,44 @@ def real_values() -> dict[str, str]:
         "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="  # the format of a Fernet key
     )
     return values
+
+
+def strings_in(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from strings_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_in(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def referenced_vars(node) -> set[str]:
+    names = set()
+    for text in strings_in(node):
+        for m in INTERPOLATION.finditer(text):
+            if m.group(0) != "$$":
+                names.add(m.group(1) or m.group(2))
+    return names
+
+
+def triton_ports(service: dict) -> dict[str, int]:
+    ports = {"http": 8000, "grpc": 8001, "metrics": 8002}
+    for arg in args_of(service.get("command")):
+        m = re.fullmatch(r"--(http|grpc|metrics)-port=(\d+)", arg)
+        if m:
+            ports[m.group(1)] = int(m.group(2))
+    return ports
+
+
+def published(service: dict, values: dict[str, str]) -> list[tuple[str, str]]:
+    """(host address, container port) of each published port after interpolation; no address means every one."""
+    out = []
+    for spec in interpolate(service.get("ports") or [], values):
+        if isinstance(spec, dict):
+            out.append((spec.get("host_ip") or "0.0.0.0", str(spec["target"])))
+            continue
+        parts = str(spec).split(":")
+        out.append((parts[0] if len(parts) == 3 else "0.0.0.0", parts[-1].split("/")[0]))
+    return out

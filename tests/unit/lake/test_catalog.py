@@ -1,0 +1,72 @@
+"""The lake's catalog (lake/catalog.py) in-process: a commit's garbage is collected past its grace period and a
+failing collection never fails the commit (issue 13). Publishers of different dates at once:
+tests/integration/lake/test_concurrent_publishers.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sensevoice_pipeline.lake import tables
+from sensevoice_pipeline.lake.catalog import Lake
+
+DAY = "2026-09-14"
+
+
+# -- garbage collection ----------------------------------------------------------------------------------------------
+
+
+def runs_row(run_id: str):
+    return tables.to_table(
+        [
+            {
+                "run_id": run_id,
+                "files": 1,
+                "files_ok": 1,
+                "files_failed": 0,
+                "utterances": 1,
+                "speech_seconds": 1.0,
+                "model_versions": "1",
+            }
+        ],
+        tables.RUNS,
+    )
+
+
+def runs_files(lake: Lake) -> set[Path]:
+    return set((Path(lake.data_path) / "main" / "runs").rglob("*.parquet"))
+
+
+def test_garbage_is_collected_after_the_commit_past_its_grace_and_never_fails_the_commit(
+    tmp_path, monkeypatch, caplog
+):
+    """Each commit replaces the date's runs row. A superseded file stays while its snapshot is inside the grace period
+    (a reader may still be on it; DuckLake's own by-date comparison expired it at once), is scheduled once past it
+    and deleted by a later collection; and a failing collection leaves the commit done."""
+    lake = Lake(tmp_path / "lake")
+    lake.commit_day(DAY, {"runs": runs_row("a")})
+    (file_a,) = runs_files(lake)
+    # A grace period reaching back to this UTC day's midnight: "a" is inside it, but on the cutoff's own day, which
+    # DuckLake's comparison on a SQLite catalog counts as older (at any hour of the day).
+    now = dt.datetime.now(dt.UTC)
+    since_midnight = now - dt.datetime.combine(now.date(), dt.time(), dt.UTC)
+    lake.commit_day(DAY, {"runs": runs_row("b")}, collect_garbage_older_than=since_midnight)
+    assert (
+        file_a in runs_files(lake) and len(runs_files(lake)) == 2
+    )  # "a" superseded, inside the grace period
+    lake.commit_day(DAY, {"runs": runs_row("c")}, collect_garbage_older_than=dt.timedelta(0))
+    assert (
+        len(runs_files(lake)) == 3
+    )  # "a" and "b" expired: scheduled for deletion now, deleted past the grace
+    assert lake.collect_garbage(dt.timedelta(0)) == 2
+    assert len(runs_files(lake)) == 1 and file_a not in runs_files(lake)
+    assert lake.read("runs", DAY).column("run_id").to_pylist() == ["c"]
+
+    def failing(con, grace):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(Lake, "_collect_garbage", staticmethod(failing))
+    snapshot = lake.commit_day(DAY, {"runs": runs_row("d")}, collect_garbage_older_than=dt.timedelta(0))
+    assert snapshot == lake.snapshot_id()
+    assert lake.read("runs", DAY).column("run_id").to_pylist() == ["d"]
+    assert "lake garbage collection skipped: disk gone" in caplog.text
