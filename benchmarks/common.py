@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -192,6 +193,10 @@ class Timers:
 class _Timed:
     def __init__(self, timers: Timers, name: str, fn):
         self._timers, self._name, self._fn = timers, name, fn
+
+    def __get__(self, obj, owner=None):
+        """Set on a class (a method such as ``LocalRoot.fetch``), it binds to the instance like the method did."""
+        return self if obj is None else functools.partial(self, obj)
 
     def __call__(self, *args, **kwargs):
         t0 = time.perf_counter()

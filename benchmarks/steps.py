@@ -601,7 +601,7 @@ def step_daily(cfg: dict) -> dict:
         out["profile"] = _profile_to(paths.profile_dir / "daily", profiler)
     log(
         f"(d) daily run_date: {len(files)} files, {audio_s:.0f} s in {wall:.1f} s = {rtfx(audio_s, wall):.1f}x, "
-        f"{result.get('utterances')} utterances"
+        f"{result.utterances} utterances"
     )
     return out
 

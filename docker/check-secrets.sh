@@ -4,7 +4,7 @@
 #
 # Which variables: the names in $SVP_CREDENTIAL_VARS (space-separated), set per service in docker-compose.yml.
 # A value is refused when it is unset or empty, or contains the placeholder marker `change-me` that every secret
-# placeholder of .env.example carries (tests/test_compose.py holds .env.example to that). A value that is a URL with
+# placeholder of .env.example carries (tests/integration/deployment/ holds .env.example to that). A value that is a URL with
 # credentials (scheme://user:password@host/...) is judged by its password, so a connection string built from an
 # empty or placeholder password is refused too. An empty $SVP_CREDENTIAL_VARS is refused as well: a service that
 # forgot to name its secrets must not pass silently.

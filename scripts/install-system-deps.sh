@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages the project needs, from Debian: python3.11 with venv (the Triton Python stub is built for 3.11),
-# chromium (tests/test_page_browser.py drives it headless through Playwright; no browser download), and the servers
+# chromium (tests/integration/page/test_page_browser.py drives it headless through Playwright; no browser download), and the servers
 # the production-shaped stack runs on, which the tests start themselves on free loopback ports (tests/support/
 # services.py): postgresql (Airflow's metadata database and the lake's shared catalog) and redis-server (the Celery
 # broker). Installs only what is missing.

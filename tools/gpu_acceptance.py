@@ -11,7 +11,7 @@ Then one markdown table, printed and written to ``<out>/acceptance.md`` (rows al
 status: 0 all passed (skipped steps allowed), 1 a step failed, 2 something it needs is not installed.
 
 ``--device cpu`` runs the same code on the CPU execution provider with a micro checkpoint and a tiny batch list, so
-that the test suite exercises every step but (e) on every run (tests/test_gpu_acceptance.py).
+that the test suite exercises every step but (e) on every run (tests/integration/export/test_gpu_acceptance.py).
 
 A developer's tool, not part of the wheel: it drives the export step (``sensevoice_export``, the ``[export]``
 extra: torch, funasr) and the serving library side by side on a GPU machine.

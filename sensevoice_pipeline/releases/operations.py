@@ -18,7 +18,7 @@ keeps it equal to the one recorded in the repository's serving.json (state.py):
   `sensevoice` set returned while the old version was still UNLOADING with requests queued, each about to call its
   encoder. So every change of the encoder set first waits, on every server, until the repository index shows no
   live (READY / LOADING / UNLOADING) `sensevoice` version outside the new set (``_apply_policy``;
-  tests/test_release_switch.py).
+  tests/integration/releases/test_release_switch.py).
 * A staged candidate is *not* loaded as a version of `sensevoice` (it would be the highest ready version and take
   the unpinned traffic at once). It is loaded as the model ``sensevoice_staged`` through Triton's load API with a
   config and files override: the same python model, config and files as ``sensevoice/<N>/``, calling
@@ -36,7 +36,7 @@ every server then loads. A candidate is staged (and canaried, canary.py) on the 
 first loads the encoder versions it needs on every server, then switches the servers one after another (the canary
 server first); a server that cannot switch stops it, every server already switched is switched back (the configs
 restored and reloaded, as Triton keeps the old set when a load fails), and the encoder set returns to what it was,
-so the fleet serves the previous version and the error names the server (tests/test_fleet_release.py).
+so the fleet serves the previous version and the error names the server (tests/integration/fleet/test_fleet_release.py).
 """
 
 from __future__ import annotations

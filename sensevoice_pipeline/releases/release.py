@@ -80,7 +80,7 @@ def _record_serving_state(repository: str | Path) -> None:
     """Before the first release adds a version to a repository that only `svp export` wrote (no serving.json), pin
     what Triton serves now: otherwise the configs' default policy (the latest version) would make the new export
     look served already, refusing its stage, and a Triton restart would serve it uncanaried. (Found by the running
-    stack, tests/test_stack.py: the first release after the initial export failed with "version 2 is already
+    stack, tests/integration/stack/test_stack.py: the first release after the initial export failed with "version 2 is already
     serving".)"""
     state = read_state(repository)
     if not state.recorded and state.serving is not None:

@@ -15,7 +15,7 @@ there yet, and every version_policy edit publishes the configs before any server
 The local folder stays the one the release worker writes and locks; Triton servers read the mirror. Retired or
 removed versions are not deleted from the mirror (Triton loads only what the version_policy lists).
 
-A shared *folder* needs none of this: every server is started with the same path (tests/test_fleet_release.py).
+A shared *folder* needs none of this: every server is started with the same path (tests/integration/fleet/test_fleet_release.py).
 """
 
 from __future__ import annotations

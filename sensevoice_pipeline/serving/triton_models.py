@@ -99,7 +99,7 @@ def bucketed_frames(frames: int, buckets: Sequence[int]) -> int:
 
 def pad_frames(speech: np.ndarray, frames: int) -> np.ndarray:
     """``speech`` [B, T, D] zero-padded along T to ``frames``. The encoder masks frames past each utterance's
-    ``speech_lengths``, so the padding changes no answer (tests/test_gpu_serving.py checks the token ids)."""
+    ``speech_lengths``, so the padding changes no answer (tests/unit/serving/test_model_configs.py checks the token ids)."""
     extra = frames - speech.shape[1]
     return speech if extra <= 0 else np.pad(speech, ((0, 0), (0, extra), (0, 0)))
 

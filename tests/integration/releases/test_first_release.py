@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sensevoice_export.pipeline import run_export
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 from tests.support.paths import FIXTURE_MODEL_DIR
@@ -24,7 +25,7 @@ def test_the_first_release_after_a_plain_export_records_what_serves_before_addin
     serve it uncanaried."""
     repo = Path(shutil.copytree(fixture_repository, tmp_path / "model_repository"))
     assert not releases.read_state(repo).recorded
-    exported = releases.export_version(str(FIXTURE_MODEL_DIR), repo)
+    exported = releases.export_version(str(FIXTURE_MODEL_DIR), repo, run_export=run_export)
     state = releases.read_state(repo)
-    assert (exported["version"], state.serving, state.recorded) == (2, 1, True)
+    assert (exported.version, state.serving, state.recorded) == (2, 1, True)
     assert releases.policy_versions(repo, PIPELINE_MODEL) == [1]  # a restarted Triton still serves version 1
