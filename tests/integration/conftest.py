@@ -12,7 +12,7 @@ import pytest
 from tests.support.paths import FIXTURE_MODEL_DIR
 from tests.support.triton import export_fresh_repository, serve
 
-# -- the micro checkpoint (random weights, built with funasr's classes) -------------------------------------------------
+# -- the micro checkpoint (random weights, built with funasr's classes) ------------------------------------------------
 
 
 @pytest.fixture(scope="session")
