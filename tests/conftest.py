@@ -1,11 +1,10 @@
-"""What every test of the suite shares: the environment defaults of a test session, and the few fixtures both tiers
-use (the plugin page's small lake and model repository, the example clips as speech). The fixtures that build
-exported models and start servers are tests/integration/conftest.py's; helpers are in tests/support/."""
+"""What every test of the suite shares: the environment defaults of a test session, and the one fixture both tiers
+use (the example clips as speech). The integration tests' shared fixtures (exported models, servers, the plugin
+page's small lake) are tests/integration/conftest.py's; helpers are in tests/support/."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,25 +20,6 @@ os.environ.setdefault("SVP_TRITON_ADMIN_KEY", TEST_ADMIN_KEY)
 # what the deployment does not allow; tests/unit/test_settings.py checks that with its own settings).
 os.environ.setdefault("SVP_ALLOWED_ROOTS", "/,s3://")
 os.environ.setdefault("SVP_ALLOWED_CONNECTIONS", "svp_s3")
-
-
-# -- the plugin page's small lake (tests/support/page.py): its data tests, the api-server, the browser ---------------
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory) -> Path:
-    from tests.support.page import build_lake
-
-    root = tmp_path_factory.mktemp("lake")
-    build_lake(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def model_repo(tmp_path_factory) -> Path:
-    from tests.support.page import build_model_repository
-
-    return build_model_repository(tmp_path_factory.mktemp("models") / "model_repository")
 
 
 # -- real speech -------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Session fixtures several integration features share: the micro checkpoint and the trained fixture model, each
-exported for real and served by a real local Triton; the faulty-encoder Triton; a migrated Airflow home; the plugin
-in a real Airflow api-server. Each is built once per test process (with `pytest -n 2 --dist loadfile`, once per
-worker that needs it)."""
+"""Fixtures several integration features share. Session: the micro checkpoint and the trained fixture model, each
+exported for real and served by a real local Triton; the faulty-encoder Triton; a migrated Airflow home; each built
+once per test process (with `pytest -n 2 --dist loadfile`, once per worker that needs it). Module: the plugin page's
+small lake and model repository, and the plugin in a real Airflow api-server over them (page/, airflow/)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from tests.support.paths import FIXTURE_MODEL_DIR
 from tests.support.triton import export_fresh_repository, serve
 
-# -- the micro checkpoint (random weights, built with funasr's classes) -------------------------------------------------
+# -- the micro checkpoint (random weights, built with funasr's classes) ------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +75,25 @@ def fault_repository(tmp_path_factory, fixture_repository) -> Path:
 def fault_triton(fault_repository):
     """A real local Triton (127.0.0.1) on :func:`fault_repository`; stopped at the end of the session."""
     yield from serve(fault_repository)
+
+
+# -- the plugin page's small lake (tests/support/page.py): its data tests, the api-server, the browser --------------
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Path:
+    from tests.support.page import build_lake
+
+    root = tmp_path_factory.mktemp("lake")
+    build_lake(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_repo(tmp_path_factory) -> Path:
+    from tests.support.page import build_model_repository
+
+    return build_model_repository(tmp_path_factory.mktemp("models") / "model_repository")
 
 
 # -- Airflow -----------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The small real lake (Parquet + DuckDB through the catalog) and model repository the plugin page's tests read, and
-the checks they share. The fixtures ``lake`` and ``model_repo`` (tests/conftest.py) build them once per module."""
+the checks they share. The fixtures ``lake`` and ``model_repo`` (tests/integration/conftest.py) build them once per
+module."""
 
 from __future__ import annotations
 

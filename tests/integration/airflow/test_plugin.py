@@ -1,6 +1,7 @@
 """The SenseVoice Airflow plugin in a real Airflow api-server over the small lake of tests/support/page.py: login,
 validation, the page's values, the status of each kind of failure, and "Try a clip" against the fixture model's
-Triton. The page's data and HTML alone: tests/unit/ui/test_page_data.py; in a real browser: tests/integration/page/."""
+Triton. The page's data and HTML alone: tests/integration/page/test_page_data.py; in a real browser:
+tests/integration/page/test_page_browser.py."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def test_a_day_with_an_endless_file_and_fifos_is_published_with_them_as_failed_r
     )
 
 
-# -- no silent shrink ---------------------------------------------------------------------------------------------------
+# -- no silent shrink --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(300)

@@ -1,9 +1,9 @@
 """Airflow in the production-shaped stack: scalable workers, the pipeline's settings (object store, the catalog's
 Postgres, Triton), the init's migration and Triton connection, the bucket; one Airflow image carrying the plugin and
 the DAGs with everything they import; the release worker on its own queue, alone writing the model repository, and
-the DAGs parsed by Airflow with the compose environment. The compose file and the Dockerfiles are parsed by tests/support/compose.py and tests/support/dockerfile.py;
-the fixtures `compose`, `services` and `pyproject` are tests/integration/deployment/conftest.py's. No Docker engine is
-needed."""
+the DAGs parsed by Airflow with the compose environment. The compose file and the Dockerfiles are parsed by
+tests/support/compose.py and tests/support/dockerfile.py; the fixtures `compose`, `services` and `pyproject` are
+tests/integration/deployment/conftest.py's. No Docker engine is needed."""
 
 from __future__ import annotations
 

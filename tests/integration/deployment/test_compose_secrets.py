@@ -1,9 +1,9 @@
 """Volumes and secrets in the production-shaped stack: named volumes declared, no inline secrets, every variable in
 .env.example, the compose file valid against the compose-spec JSON schema (tests/assets/compose-spec.json), every
 port published on 127.0.0.1 unless switched, and docker/check-secrets.sh (run for real under bash and sh) refusing
-placeholders, so that every service with a secret checks it before it starts. The compose file and the Dockerfiles are parsed by tests/support/compose.py and tests/support/dockerfile.py;
-the fixtures `compose`, `services` and `pyproject` are tests/integration/deployment/conftest.py's. No Docker engine is
-needed."""
+placeholders, so that every service with a secret checks it before it starts. The compose file and the Dockerfiles
+are parsed by tests/support/compose.py and tests/support/dockerfile.py; the fixtures `compose`, `services` and
+`pyproject` are tests/integration/deployment/conftest.py's. No Docker engine is needed."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The production-shaped stack's services (docker-compose.yml, docker/*.Dockerfile), checked by structure: every
 service there, the Airflow services on one anchor, every image pinned, the Triton image with the python 3.11 stub,
 each image installing only what its side needs, COPY sources in the build context, healthchecks and restart
-policies, depends_on with conditions. The compose file and the Dockerfiles are parsed by tests/support/compose.py and tests/support/dockerfile.py;
-the fixtures `compose`, `services` and `pyproject` are tests/integration/deployment/conftest.py's. No Docker engine is
-needed."""
+policies, depends_on with conditions. The compose file and the Dockerfiles are parsed by tests/support/compose.py
+and tests/support/dockerfile.py; the fixtures `compose`, `services` and `pyproject` are
+tests/integration/deployment/conftest.py's. No Docker engine is needed."""
 
 from __future__ import annotations
 

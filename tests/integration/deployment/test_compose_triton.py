@@ -2,9 +2,9 @@
 explicitly with production configs, a readiness healthcheck; Prometheus scraping it with the shipped config, the
 documented queries and the dashboard's using metric names a real local Triton exports; the TensorRT timing cache
 volume; its control plane locked with a key only the release worker holds (issue 28). The release worker's write /
-Triton's read-only load, for real: tests/integration/releases/test_release_worker.py. The compose file and the Dockerfiles are parsed by tests/support/compose.py and tests/support/dockerfile.py;
-the fixtures `compose`, `services` and `pyproject` are tests/integration/deployment/conftest.py's. No Docker engine is
-needed."""
+Triton's read-only load, for real: tests/integration/releases/test_release_worker.py. The compose file and the
+Dockerfiles are parsed by tests/support/compose.py and tests/support/dockerfile.py; the fixtures `compose`,
+`services` and `pyproject` are tests/integration/deployment/conftest.py's. No Docker engine is needed."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from sensevoice_pipeline.serving.client import (
 from sensevoice_pipeline.serving.server import LocalTriton, free_port
 from tests.support.audio import synthetic_clip
 
-# -- real servers -------------------------------------------------------------------------------------------------------
+# -- real servers ------------------------------------------------------------------------------------------------------
 
 CLIPS = [synthetic_clip(0.6 + 0.1 * (i % 5), seed=i) for i in range(24)]
 
@@ -202,7 +202,7 @@ def test_a_server_killed_mid_run_costs_no_request_and_is_readmitted_once_restart
     assert "sending the request to" in logged  # requests in flight on the killed server went to the other one
 
 
-# -- Airflow: the Connection's host list, the DAG's pool ----------------------------------------------------------------
+# -- Airflow: the Connection's host list, the DAG's pool ---------------------------------------------------------------
 
 AIRFLOW_SCRIPT = textwrap.dedent("""
     from airflow.dag_processing.dagbag import DagBag

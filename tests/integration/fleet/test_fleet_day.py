@@ -9,8 +9,8 @@ sample day, sent to a fleet of two real local Triton servers serving the trained
   tables, and no `failed` row but the corrupt upload's (an input fault, failed in the single-server run too).
   Restarted on the same ports, it is readmitted: the next run through the same fleet address sends it its share.
 
-tests/integration/fleet/test_fleet.py checks the same behaviour request by request; here the proof is the published lake.
-"""
+tests/integration/fleet/test_fleet.py checks the same behaviour request by request; here the proof is the published
+lake."""
 
 from __future__ import annotations
 

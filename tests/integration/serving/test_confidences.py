@@ -1,7 +1,7 @@
 """Tag confidences (issue 18, item 3) through a real Triton: the `sensevoice` outputs CONFIDENCE and EMOTION_PROBS,
 the daily job's confidence columns, and an encoder exported before them (it still serves; its day gets null
 confidences). The graph itself: tests/integration/export/test_tag_probs.py; the lake's new columns and the page's
-confidence filter: tests/unit/lake/test_confidence_columns.py, tests/unit/ui/test_page_data.py."""
+confidence filter: tests/integration/lake/test_confidence_columns.py, tests/integration/page/test_page_data.py."""
 
 from __future__ import annotations
 

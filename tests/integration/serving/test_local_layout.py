@@ -4,8 +4,8 @@ at a time.
 
 Real pieces: a local Triton on the micro export whose own log says what each encoder instance took, and
 `daily.run_date` against the fixture Triton (``process_batch`` is wrapped to observe and to fail a batch; the
-library has no fault switch). How many instances and threads a config asks for: tests/unit/serving/test_triton_models.py.
-"""
+library has no fault switch). How many instances and threads a config asks for:
+tests/unit/serving/test_triton_models.py."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def fleet_of(n: int, **kwargs) -> tuple[Fleet, FakeClock]:
     return Fleet([f"t{i}:8001" for i in range(n)], clock=clock, **kwargs), clock
 
 
-# -- the policy, on a fake clock ----------------------------------------------------------------------------------------
+# -- the policy, on a fake clock ---------------------------------------------------------------------------------------
 
 
 def test_addresses_are_comma_separated_and_a_connection_port_fills_the_entries_without_one():

@@ -1,6 +1,7 @@
 """A lake written before tag confidences existed (issue 18, item 3): the first writer adds the confidence columns
 and fills the confidence rollup from the utterances, and the canned angry-share answers a confidence filter for old
-and new days alike."""
+and new days alike. In-process DuckDB/DuckLake, no server: not in tests/unit only because the upgrade's commits,
+reopenings and warehouse refresh take seconds."""
 
 from __future__ import annotations
 
