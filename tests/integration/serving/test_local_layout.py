@@ -71,9 +71,20 @@ def test_the_local_triton_sends_each_utterance_to_the_encoder_on_its_own(fixture
         async with SenseVoiceClient(url, max_concurrency=len(names)) as client:
             return await asyncio.gather(*(client.transcribe(clip(n), "auto") for n in names))
 
+    def settled_statistics(expected_requests: dict[str, int]) -> dict:
+        """Triton records an execution's statistics after its response has gone out: under load the last one can
+        land a moment after the client has its answer, so wait (briefly) until every request is counted."""
+        deadline = time.monotonic() + 10
+        while True:
+            stats = {m: model_statistics(url, m) for m in (PIPELINE_MODEL, ENCODER_MODEL)}
+            counted = all(stats[m]["inference_count"] >= n for m, n in expected_requests.items())
+            if counted or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.1)
+
     before = {m: model_statistics(url, m) for m in (PIPELINE_MODEL, ENCODER_MODEL)}
     answers = asyncio.run(at_once())
-    after = {m: model_statistics(url, m) for m in (PIPELINE_MODEL, ENCODER_MODEL)}
+    after = settled_statistics({m: before[m]["inference_count"] + len(names) for m in before})
     assert all(a.text for a in answers)
     for model in (PIPELINE_MODEL, ENCODER_MODEL):
         requests = after[model]["inference_count"] - before[model]["inference_count"]
