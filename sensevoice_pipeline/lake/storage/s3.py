@@ -331,7 +331,7 @@ class ObjectPath:
             files[rel] = ScannedFile(problem, size, mtime_ns)
         return files
 
-    def write_atomic(self, data: bytes | str) -> ObjectPath:
+    def write_atomic(self, data: bytes | str | pa.Buffer) -> ObjectPath:
         """``data`` as this object in one PUT: readers find the old object or the new one."""
         data = data.encode("utf-8") if isinstance(data, str) else data
         with storage_errors(self, "writing"):
@@ -344,7 +344,7 @@ class ObjectPath:
         multipart upload that S3 makes visible only when it completes); nothing is deleted first."""
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, **write_options)
-        return self.write_atomic(sink.getvalue().to_pybytes())
+        return self.write_atomic(sink.getvalue())  # the buffer itself: no second copy of the file in memory
 
     def remove(self) -> None:
         """Delete this object; a missing one is fine."""
