@@ -88,16 +88,6 @@ def long_call_golden_set(root: Path) -> Path:
     return root
 
 
-def requests_answered(url: str, model: str, version: int) -> int:
-    """Triton's own count of the requests ``model`` version ``version`` answered successfully."""
-    control = releases.TritonControl(url)
-    try:
-        stats = control.client.get_inference_statistics(model, str(version), client_timeout=10)
-        return sum(s.inference_stats.success.count for s in stats.model_stats)
-    finally:
-        control.close()
-
-
 def staged_gone(url: str, candidate: int | None = None) -> None:
     """Triton's own view: no READY ``sensevoice_staged`` in its model index, and ``candidate`` loaded nowhere."""
     control = releases.TritonControl(url)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +38,34 @@ def funasr_text(auto, audio: np.ndarray, language: str, use_itn: bool) -> str:
 
     with quiet_funasr():
         return auto.generate(input=audio, language=language, use_itn=use_itn, disable_pbar=True)[0]["text"]
+
+
+T = TypeVar("T")
+
+
+def requests_answered(url: str, model: str = "sensevoice", version: str = "") -> int:
+    """Triton's own count of the requests ``model`` (``version``, or all versions) answered successfully."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(model, str(version), client_timeout=10)
+        return sum(s.inference_stats.success.count for s in stats.model_stats)
+    finally:
+        client.close()
+
+
+def counted(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 10.0) -> T:
+    """``read()`` once ``done`` holds for it (or after ``timeout_s``, for the caller's assertion to show).
+
+    Triton records an execution's statistics after its response has gone out: under load the last request of a burst
+    can be counted a moment after the client has its answer, so a count read straight after the answers is short."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 LIVE_STATES = {"READY", "LOADING", "UNLOADING"}  # a version in these still runs (or will run) requests

@@ -2,9 +2,8 @@
 holder's name (its retries are the wait), and the published day is untouched; `airflow tasks test` against the
 fixture Triton.
 
-Its `tasks test` on logical date 2026-11-02 must come before the other tests that run the daily DAG on that date in
-the session's Airflow home (test_dags.py, tests/integration/daily/test_bad_inputs.py): a later `tasks test` reuses
-their DAG run and its Params. The module's name sorts it first, as test_day_commit.py once sorted before them."""
+Its `tasks test` runs on a logical date of its own: on a date another test of the worker's Airflow home has run the
+DAG for, `tasks test` reuses that DAG run and its Params instead of the ones given here."""
 
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ def test_the_dags_plan_task_refuses_a_date_another_run_holds(tmp_path, fixture_t
         "test",
         "sensevoice_daily",
         "plan",
-        "2026-11-02T00:00:00+00:00",
+        "2031-01-13T00:00:00+00:00",  # a logical date no other test runs (see above)
         "--task-params",
         json.dumps(params),
         timeout=240,

@@ -106,7 +106,7 @@ def test_the_dags_plan_refuses_params_beyond_the_allow_list(tmp_path, local_airf
         "test",
         "sensevoice_daily",
         "plan",
-        "2026-11-02T00:00:00+00:00",
+        "2031-01-14T00:00:00+00:00",  # its own date: `tasks test` reuses any DAG run of its date
         "--task-params",
         json.dumps(params),
         timeout=240,

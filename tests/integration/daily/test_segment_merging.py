@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sensevoice_pipeline import releases
 from sensevoice_pipeline.constants import SAMPLE_RATE
 from sensevoice_pipeline.jobs.daily import run_date
 from sensevoice_pipeline.lake.catalog import Lake
-from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 from sensevoice_pipeline.settings import Settings
 from tests.support.audio import turn_taking_call
+from tests.support.triton import counted, requests_answered
 
 pytestmark = pytest.mark.triton
 
@@ -22,16 +21,6 @@ DAY = "2026-11-25"
 
 
 # -- the daily job against the real server -----------------------------------------------------------------------------
-
-
-def requests_answered(url: str) -> int:
-    """Triton's own count of the requests the `sensevoice` model answered successfully (all versions)."""
-    control = releases.TritonControl(url)
-    try:
-        stats = control.client.get_inference_statistics(PIPELINE_MODEL, "", client_timeout=10)
-        return sum(s.inference_stats.success.count for s in stats.model_stats)
-    finally:
-        control.close()
 
 
 def daily_run(tmp_path, url: str, call: np.ndarray, merge_s: float) -> tuple[list[dict], int]:
@@ -50,8 +39,8 @@ def daily_run(tmp_path, url: str, call: np.ndarray, merge_s: float) -> tuple[lis
     sf.write(part / "call.wav", call.T, SAMPLE_RATE, subtype="PCM_16")
     before = requests_answered(url)
     run_date(settings, DAY, show_progress=False)
-    answered = requests_answered(url) - before
     rows = Lake(settings.lake_root).read("utterances", DAY).to_pylist()
+    answered = counted(lambda: requests_answered(url) - before, lambda n: n >= len(rows))
     return sorted(rows, key=lambda r: (r["channel"], r["segment_index"])), answered
 
 

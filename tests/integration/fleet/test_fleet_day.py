@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sensevoice_pipeline.demo.sample_day import write_sample_day
@@ -34,6 +33,7 @@ from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
 from sensevoice_pipeline.serving.server import LocalTriton
 from sensevoice_pipeline.settings import Settings
 from tests.support.lake import differences, table_rows
+from tests.support.triton import counted, requests_answered
 
 pytestmark = pytest.mark.triton
 
@@ -45,16 +45,6 @@ KILL_AFTER = 3  # requests of the day the victim has answered before it is kille
 
 
 # -- what each server says about itself --------------------------------------------------------------------------------
-
-
-def requests_served(url: str) -> int:
-    """Triton's own count of the `sensevoice` requests the server at ``url`` answered successfully (all versions)."""
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        stats = client.get_inference_statistics(PIPELINE_MODEL, "", client_timeout=10)
-        return sum(s.inference_stats.success.count for s in stats.model_stats)
-    finally:
-        client.close()
 
 
 def queue_and_answers(server: LocalTriton) -> tuple[int, int]:
@@ -74,7 +64,7 @@ def queue_and_answers(server: LocalTriton) -> tuple[int, int]:
 
 def served_since(url: str, before: int) -> int | None:
     try:
-        return requests_served(url) - before
+        return requests_answered(url) - before
     except InferenceServerException:  # a server killed during the run has no statistics left to read
         return None
 
@@ -97,11 +87,15 @@ def run_day(root: Path, urls: list[str], before_run: Callable[[], None] = lambda
         raw_root=root / "raw", lake_root=root / "lake", triton_url=",".join(urls), batch_size=BATCH_SIZE
     )
     write_sample_day(settings.raw_root, DAY)
-    before = [requests_served(url) for url in urls]
+    before = [requests_answered(url) for url in urls]
     before_run()
     result = run_date(settings, DAY, show_progress=False)
-    served = [served_since(url, b) for url, b in zip(urls, before)]
-    return DayRun({t: table_rows(settings.lake_root, t, DAY) for t in tables.SCHEMAS}, served, result.seconds)
+    rows = {t: table_rows(settings.lake_root, t, DAY) for t in tables.SCHEMAS}
+    served = counted(  # (a server killed during the run answers None: its count is gone, nothing to wait for)
+        lambda: [served_since(url, b) for url, b in zip(urls, before)],
+        lambda now: None in now or sum(now) >= len(rows["utterances"]),
+    )
+    return DayRun(rows, served, result.seconds)
 
 
 def failed_rows(run: DayRun) -> list[tuple[str, str]]:
@@ -152,7 +146,7 @@ class KillWhenBusy(threading.Thread):
         super().__init__(daemon=True, name="kill-when-busy")
         self.victim, self.survivor_url, self.after = victim, survivor_url, after
         self.wait_for_queue_s = wait_for_queue_s
-        self.baseline = (queue_and_answers(victim)[1], requests_served(survivor_url))
+        self.baseline = (queue_and_answers(victim)[1], requests_answered(survivor_url))
         self.run_over = threading.Event()
         self.at_kill: tuple[int, int] | None = (
             None  # (victim, survivor): requests answered in the run at the kill
@@ -176,7 +170,7 @@ class KillWhenBusy(threading.Thread):
         os.killpg(self.victim.process.pid, signal.SIGKILL)
         self.killed_after_s = time.monotonic() - started
         self.caught_queued = waiting > 0
-        self.at_kill = (answered - self.baseline[0], requests_served(self.survivor_url) - self.baseline[1])
+        self.at_kill = (answered - self.baseline[0], requests_answered(self.survivor_url) - self.baseline[1])
 
 
 @pytest.mark.timeout(300)

@@ -24,13 +24,13 @@ from tests.support.paths import FIXTURE_MODEL_DIR
 from tests.support.releases import (
     all_policies,
     long_call_golden_set,
-    requests_answered,
     serve,
     staged_gone,
     unpinned_version,
 )
 from tests.support.svp import svp
 from tests.support.traffic import ClientTraffic as Traffic
+from tests.support.triton import counted, requests_answered
 
 pytestmark = pytest.mark.triton
 
@@ -168,17 +168,21 @@ def test_the_canary_sends_a_long_call_as_vad_segments_like_the_daily_job(
             "serving": requests_answered(url, PIPELINE_MODEL, 1),
         }
         result = releases.run_canary(url, 2, golden, {"max_latency_ratio": 100.0}, serving_version=1)
-        after = {
-            "staged": requests_answered(url, releases.STAGED_MODEL, 2),
-            "serving": requests_answered(url, PIPELINE_MODEL, 1),
-        }
+        expected = 1 + daily_segments + 1 + 1
+        after = counted(
+            lambda: {
+                "staged": requests_answered(url, releases.STAGED_MODEL, 2),
+                "serving": requests_answered(url, PIPELINE_MODEL, 1),
+            },
+            lambda now: all(now[side] - before[side] >= expected for side in now),
+        )
     finally:
         releases.unstage(repo, url)
     assert result.cases == 3 and result.segments_per_case == [1, daily_segments, 1]
     assert result.answered_versions == ["1", "2"] and result.max_segment_s == 30.0
     # each side answered one request per segment, plus the untimed warm-up of the first (short) recording
     for side in ("staged", "serving"):
-        assert after[side] - before[side] == 1 + daily_segments + 1 + 1, side
+        assert after[side] - before[side] == expected, side
 
 
 def test_daily_job_records_and_pins_the_answering_version(release_repo, release_triton, tmp_path):
