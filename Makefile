@@ -40,7 +40,7 @@ test-unit: $(STAMP)  ## the unit tier alone: no process, no network, well under 
 test-stack: $(STAMP)  ## only the production stack running as processes (tests/integration/stack, a few minutes)
 	$(PY) -m pytest -m stack -s $(PYTEST_ARGS)
 
-test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and int8
+test-slow: $(STAMP)  ## the slow tests too: full-size (234 M) export in fp32 and int8, the benchmarks' quick run
 	$(PY) -m pytest -m slow -s $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## benchmarks (issue 8): full-size throughput vs funasr, Triton overhead, BI latency, memory

@@ -5,7 +5,10 @@ about performance, and no timing is asserted. The full benchmark is `make bench`
 idle 2-core machine (76 s with four other test runs on it). It leaves out the funasr-onnx peer and the seed-loop
 pairs (benchmarks/run.py NOT_IN_QUICK: funasr-onnx's own export of the fixture took ~50 s on a loaded machine, the
 pairs a dozen whole processes); the pairs' summary is checked on hand-made runs in tests/unit/benchmarks/.
-"""
+
+Marked slow like the benchmarks themselves (`make test-slow`): under the default run's load it took ~3 minutes of a
+worker, and it covers the benchmark harness, not a part of the product (every part it drives is run for real by the
+default tests)."""
 
 import json
 import math
@@ -16,7 +19,7 @@ import pytest
 
 from tests.support.paths import ROOT as REPO
 
-pytestmark = pytest.mark.triton
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 THROUGHPUT_IDS = {
     "a",

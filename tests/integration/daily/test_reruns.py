@@ -25,7 +25,7 @@ DAILY_TABLES = tables.DAILY_TABLES
 
 # -- 3. re-runs, a backfilled week, two dates at once ------------------------------------------------------------------
 
-WEEK = [f"2026-10-{d:02d}" for d in range(5, 12)]
+WEEK = [f"2026-10-{d:02d}" for d in range(5, 9)]  # four days: two at a time still overlap twice
 
 
 @pytest.mark.timeout(300)
@@ -44,8 +44,8 @@ def test_reruns_and_backfills_give_identical_tables_even_two_dates_at_a_time(tmp
     for date in WEEK:
         assert_complete(settings, date)
         assert len(first[("utterances", date)]) == 2
-    for attempt in range(3):
-        daily.run_date(settings, WEEK[3], run_id=f"rerun-{attempt}", show_progress=False)
+    for attempt in range(2):
+        daily.run_date(settings, WEEK[2], run_id=f"rerun-{attempt}", show_progress=False)
         assert snapshot(settings.lake_root, WEEK) == first
     # The week again, two dates at a time in two threads: same lake, same warehouse.
     with ThreadPoolExecutor(2) as pool:
