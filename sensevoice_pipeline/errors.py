@@ -1,4 +1,4 @@
-"""The project's errors: one base, three kinds, each handled in one way everywhere.
+"""The project's errors: one base, a few kinds, each handled in one way everywhere.
 
 - :class:`InputError` -- something is wrong with one input file (cannot decode, too short, bad language hint,
   outside the raw root, unsupported format, refused by the model as invalid). The daily job records the file as a
@@ -6,32 +6,42 @@
 - :class:`ServingError` -- the serving side failed (unreachable, model not ready, deadline exceeded, internal
   error, anything the server says about itself). Never data: the request is retried with backoff, then the batch
   task fails, nothing of the run is published, and the previously published day stays as it was.
-- :class:`ConfigurationError` -- the settings, flags or Params cannot work (unknown language, bad URL scheme,
-  missing partition, a date being processed by another run). One line for the user: exit code 2 on the command
-  line, a failed task with that message in Airflow.
+- :class:`UnavailableError` -- another service the command needs cannot be used now (the object store, the catalog
+  database): like a serving fault, the task fails and retries.
+- :class:`RetryLaterError` -- nothing is wrong, but not now: the date is being processed by another run, the day's
+  audio has not (fully) arrived.
+- :class:`ConfigurationError` -- the settings, flags or Params cannot work (unknown language, bad URL scheme, a
+  catalog that belongs to another lake). One line for the user, who fixes them and runs again.
+- :class:`FailureBudgetExceeded` -- the day was published, but more of its files failed than the run allows.
 
 Everything else (:class:`SvpError` subclasses such as :class:`PublishError`) fails the run with its message.
 
-What each kind answers is decided here and nowhere else: :func:`exit_code` for ``svp``, :func:`http_status` for the
-plugin page (its dashboard and its "Try a clip" form). An error is answered as its most specific kind (the first
-class of its MRO that the table names):
+What each kind answers is decided here and nowhere else: :func:`exit_code` for ``svp`` (the sysexits.h codes that
+cron wrappers, systemd and Kubernetes jobs know), :func:`http_status` for the plugin page (its dashboard and its
+"Try a clip" form). An error is answered as its most specific kind (the first class of its MRO the table names):
 
-=========================================================  =========  ==========================================
-kind                                                       exit code  HTTP status
-=========================================================  =========  ==========================================
-InputError (a file, the clip, a request parameter)         2          422; the clip's own 413 (too large) and
-                                                                      415 (unsupported format) are kept
-ConfigurationError (settings, flags; ``svp``'s CliError)   2          503: the server's settings cannot work
-ServingError: unreachable, model not ready, no address     2          503
-ServingError: deadline exceeded                            2          504
-ServingError: any other fault of the serving side          2          502
-any other SvpError (PublishError, FailureBudgetExceeded,   1          500
-ReleaseError, ...): the run itself failed
-KeyboardInterrupt (Ctrl-C); SIGTERM (``Interrupted``)     130; 143   --
-anything else (a bug: ``svp`` shows its traceback)         1          500
-=========================================================  =========  ==========================================
+===================================================  ==============  ==========================================
+kind                                                 exit code       HTTP status
+===================================================  ==============  ==========================================
+ConfigurationError (settings, flags, Params;         64 EX_USAGE     503: the server's settings cannot work
+``svp``'s CliError; argparse's usage errors);
+StorageError (no such bucket, access denied)
+InputError (a file, the clip, a request parameter)   65 EX_DATAERR   422; the clip's own 413 (too large) and
+                                                                     415 (unsupported format) are kept
+FailureBudgetExceeded (published; too many failed)   65 EX_DATAERR   500
+ServingError: unreachable, model not ready           69              503
+ServingError: deadline exceeded                      69              504
+ServingError: any other fault of the serving side    69              502
+UnavailableError (object store, catalog database)    69              503
+RetryLaterError (date busy, audio not arrived)       75 EX_TEMPFAIL  503
+any other SvpError (PublishError, ReleaseError,      1               500
+...): the run itself failed
+KeyboardInterrupt (Ctrl-C); SIGTERM (``Interrupted``) 130; 143       --
+anything else (a bug: ``svp`` shows its traceback)   1               500
+===================================================  ==============  ==========================================
 
-Exit code 2: the user fixes an input, the settings or the server and runs again; 1: the run failed.
+64: fix the command or the settings; 65: look at the data (the failed rows say why); 69: a service is down, run
+again once it is back; 75: run again later as it is; 1: the run failed.
 """
 
 from __future__ import annotations
@@ -57,8 +67,25 @@ class ServingTimeoutError(ServingError):
     """The serving side did not answer within the deadline."""
 
 
+class UnavailableError(SvpError):
+    """A service other than Triton cannot be used now (the object store, the catalog database): retried like a
+    serving fault; exit code 69."""
+
+
+class RetryLaterError(SvpError):
+    """Nothing to fix, but not now: the date is being processed by another run, the day's audio has not arrived.
+    Exit code 75: run the same command again later."""
+
+
 class ConfigurationError(SvpError, ValueError):
     """Settings, flags or Params that cannot work; the user fixes them and runs again."""
+
+
+class StorageError(SvpError, ValueError):
+    """The object store cannot be used as configured (unreachable endpoint, missing bucket, access denied, bad URI):
+    one readable line (exit code 64; :class:`~.lake.storage.errors.StoreUnreachableError` when it did not answer:
+    69). Not an ``OSError`` on purpose: a store that is down fails the whole task (which retries), not the one file
+    being read; not a ConfigurationError either, for the same reason (a sensor fails at once on those)."""
 
 
 class PublishError(SvpError):
@@ -75,17 +102,30 @@ class Interrupted(KeyboardInterrupt):
 
 
 class FailureBudgetExceeded(SvpError):
-    """A day was published (its rows are real) but more of its files failed than the run allows."""
+    """A day was published (its rows are real) but more of its files failed than the run allows. ``result``: what
+    was published (the daily job's DayPublished), for a caller that reports it all the same."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
-FIX_AND_RUN_AGAIN = 2
+# sysexits.h
+EX_USAGE = 64  # the command line or the settings cannot work
+EX_DATAERR = 65  # the input data is bad
+EX_UNAVAILABLE = 69  # a service it needs is unavailable
+EX_TEMPFAIL = 75  # temporary: run again later
 RUN_FAILED = 1
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 EXIT_CODES: dict[type[BaseException], int] = {
-    InputError: FIX_AND_RUN_AGAIN,
-    ConfigurationError: FIX_AND_RUN_AGAIN,
-    ServingError: FIX_AND_RUN_AGAIN,
+    ConfigurationError: EX_USAGE,
+    StorageError: EX_USAGE,
+    InputError: EX_DATAERR,
+    FailureBudgetExceeded: EX_DATAERR,
+    ServingError: EX_UNAVAILABLE,
+    UnavailableError: EX_UNAVAILABLE,
+    RetryLaterError: EX_TEMPFAIL,
     SvpError: RUN_FAILED,
     KeyboardInterrupt: INTERRUPTED,
 }
@@ -95,6 +135,9 @@ HTTP_STATUSES: dict[type[BaseException], int] = {
     ServingUnavailableError: 503,
     ServingTimeoutError: 504,
     ConfigurationError: 503,  # not the request's fault, and nothing the page can do until the settings are fixed
+    UnavailableError: 503,
+    RetryLaterError: 503,
+    StorageError: 503,
     ServingError: 502,
     SvpError: 500,
 }

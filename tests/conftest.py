@@ -32,3 +32,22 @@ def sentences() -> list[np.ndarray]:
     from tests.support.paths import EXAMPLE_AUDIO
 
     return [load_mono_16k(p) for p in EXAMPLE_AUDIO]
+
+
+# -- logging -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _svp_logging_left_as_found():
+    """`svp`'s main, run in-process, puts its stderr handler on the root logger (logs.configure_logging), as a
+    command should; the tests after it must not inherit it (their stderr would carry every INFO line)."""
+    import logging
+
+    from sensevoice_pipeline.logs import StderrHandler
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+        root.removeHandler(handler)
+    root.setLevel(level)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
@@ -81,11 +83,33 @@ def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
     print_table(trend)
     write_chart("emotion-trend", trend, workdir / "emotion_trend.png")
     print(f"\nChart: {workdir / 'emotion_trend.png'}")
-    print(
-        "\nMore: svp query events|angry-calls|angry-share "
-        f"--lake {settings.lake_root}   (add --csv FILE or --png FILE)"
-    )
+    print(next_steps(svp_command(), settings.lake_root))
     return 0
+
+
+def svp_command() -> str:
+    """How to run `svp` from here: its name when the shell finds this very `svp` on PATH, else its full path (the
+    hints below must work when pasted, also from a virtualenv that is not activated)."""
+    installed = Path(sys.executable).parent / "svp"
+    on_path = shutil.which("svp")
+    if on_path and Path(on_path).resolve() == installed.resolve():
+        return "svp"
+    return str(installed) if installed.is_file() else f"{sys.executable} -m sensevoice_pipeline.ui.cli"
+
+
+def next_steps(svp: str, lake_root) -> str:
+    """Commands to try next, one per line, each complete."""
+    lake = shlex.quote(str(lake_root))
+    return "\n".join(
+        [
+            "\nNext (paste any line):",
+            f"  {svp} query events --lake {lake}",
+            f"  {svp} query angry-calls --lake {lake} --csv angry-calls.csv",
+            f"  {svp} query angry-share --lake {lake} --png angry-share.png",
+            f"  {svp} sql --lake {lake} --query 'SELECT language, count(*) FROM utterances GROUP BY ALL'",
+            f"  {svp} bi --lake {lake}        # the SQL that opens this lake in any DuckDB / BI tool",
+        ]
+    )
 
 
 def ensure_exported(model: str, repository: Path) -> int:

@@ -386,7 +386,8 @@ def _check_failure_budget(result: DayPublished, budget: float) -> None:
         raise FailureBudgetExceeded(
             f"{result.date} was published, but {result.files_failed} of {result.files} files failed "
             f"({result.files_failed / result.files:.0%}, over the failure budget of {budget:.0%}): see the "
-            "`error` column of the recordings table (status = 'failed') for each file's reason"
+            "`error` column of the recordings table (status = 'failed') for each file's reason",
+            result,
         )
 
 

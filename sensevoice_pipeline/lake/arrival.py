@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.errors import ConfigurationError, RetryLaterError
 from sensevoice_pipeline.lake.storage import ObjectPath, Root, as_root
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,8 @@ DEFAULT_TIMEOUT_S = 6 * 3600.0
 DEFAULT_POKE_INTERVAL_S = 300.0
 
 
-class ArrivalTimeout(ConfigurationError):
-    """The partition was not ready within the time allowed (exit code 2 on the command line)."""
+class ArrivalTimeout(RetryLaterError):
+    """The partition was not ready within the time allowed (exit code 75 on the command line: try later)."""
 
 
 @dataclass(frozen=True)

@@ -388,10 +388,16 @@ def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return dict(tables)
 
 
-def _create_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
+    """The lake table ``name``'s columns and their DuckDB types, as it is created: the partition column ``date``
+    first, then its schema's (tables.ALL_SCHEMAS)."""
     schema = ALL_SCHEMAS[name]
-    columns = ", ".join(f'"{c}" {t}' for c, t in zip(schema.names, _duckdb_types(con, schema)))
-    con.execute(f'CREATE TABLE {ALIAS}."{name}" (date DATE, {columns})')
+    return [("date", "DATE"), *zip(schema.names, _duckdb_types(con, schema))]
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    columns = ", ".join(f'"{c}" {t}' for c, t in table_columns(con, name))
+    con.execute(f'CREATE TABLE {ALIAS}."{name}" ({columns})')
     con.execute(f'ALTER TABLE {ALIAS}."{name}" SET PARTITIONED BY (date)')
     log.info("created table %s in the lake catalog", name)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.errors import ConfigurationError, UnavailableError
 from sensevoice_pipeline.lake.sqlite_wal import ensure_wal
 from sensevoice_pipeline.lake.storage import LocalRoot, Root
 
@@ -45,6 +45,10 @@ CONNECT_RETRY_PAUSES_S = (1.0, 2.0)
 class CatalogError(ConfigurationError):
     """The catalog cannot be used as configured (unsupported kind, missing catalog for a reader, another catalog
     owns the lake, unreachable database)."""
+
+
+class CatalogUnreachableError(UnavailableError, CatalogError):
+    """The catalog database did not answer (down, failing over): exit code 69, retried by the task."""
 
 
 class CatalogDatabase:
@@ -133,7 +137,9 @@ class PostgresCatalog(CatalogDatabase):
                 return psycopg.connect(self.conninfo, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
             except psycopg.OperationalError as exc:
                 if pause is None or "authentication failed" in str(exc) or "does not exist" in str(exc):
-                    raise CatalogError(f"cannot reach the {self.describe()}: {_first_line(exc)}") from exc
+                    raise CatalogUnreachableError(
+                        f"cannot reach the {self.describe()}: {_first_line(exc)}"
+                    ) from exc
                 log.warning(
                     "cannot reach the %s (attempt %d, retrying in %g s): %s",
                     self.describe(),

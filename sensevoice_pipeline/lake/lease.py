@@ -39,7 +39,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sensevoice_pipeline.errors import ConfigurationError, PublishError
+from sensevoice_pipeline.errors import PublishError, RetryLaterError
 from sensevoice_pipeline.lake.catalog_db import CatalogDatabase, PostgresCatalog, SqliteCatalog
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ FROZEN_CLIENT_TIMEOUT_MS = (
 )
 
 
-class DateBusyError(ConfigurationError):
-    """Another run holds the date."""
+class DateBusyError(RetryLaterError):
+    """Another run holds the date: try again once it is done (exit code 75)."""
 
 
 class LeaseLostError(PublishError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sensevoice_pipeline.constants import CHANNEL_MODES
-from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.errors import ConfigurationError, RetryLaterError
 from sensevoice_pipeline.lake.arrival import check_date, partition_path
 from sensevoice_pipeline.lake.storage import Root, ScannedFile, as_root
 from sensevoice_pipeline.speech.audio import unsupported_reason
@@ -27,6 +27,10 @@ MANIFEST_COLUMNS = ("path", "language", "channel_mode")
 
 class PartitionError(ConfigurationError):
     """The day's partition cannot be planned (missing, unreadable manifest); a ValueError too."""
+
+
+class PartitionMissingError(RetryLaterError, PartitionError):
+    """The day's partition is not there (yet): late data, exit code 75."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def list_work(
     scanned = part.scan(root)
     if scanned is None:
         part.check_reachable()  # an s3:// bucket that does not exist is a mistake, not a missing day
-        raise PartitionError(f"no partition for {check_date(date)}: {part} does not exist")
+        raise PartitionMissingError(f"no partition for {check_date(date)}: {part} does not exist")
     manifest = _read_manifest_at(part / MANIFEST) if MANIFEST in scanned else {}
     files = {rel: _file_entry(rel, f) for rel, f in scanned.items() if rel != MANIFEST}
     return work_items(part.name, files, manifest, default_language, default_channel_mode)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from sensevoice_pipeline.releases.errors import ReleaseError
+from sensevoice_pipeline.releases.errors import ReleaseError, TritonUnreachable
 from sensevoice_pipeline.serving.admin import (
     KEY_ENV,
     KEY_FILE_ENV,
@@ -76,9 +76,9 @@ class TritonControl:
         try:
             live = self.client.is_server_live(client_timeout=5)
         except InferenceServerException as exc:
-            raise ReleaseError(f"cannot reach Triton at {self.url}: {_message(exc)}") from exc
+            raise TritonUnreachable(f"cannot reach Triton at {self.url}: {_message(exc)}") from exc
         if not live:
-            raise ReleaseError(f"Triton at {self.url} is not live")
+            raise TritonUnreachable(f"Triton at {self.url} is not live")
 
     def ready_versions(self, model: str) -> set[int]:
         """Versions of ``model`` in READY state (the staged model, loaded by override, is asked directly)."""

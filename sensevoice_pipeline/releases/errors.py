@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sensevoice_pipeline.errors import SvpError
+from sensevoice_pipeline.errors import SvpError, UnavailableError
 
 
 class ReleaseError(SvpError, RuntimeError):
@@ -16,3 +16,7 @@ class ReleaseRefused(ReleaseError):
 class ReleaseFailed(ReleaseError):
     """A step of the release raised (export, stage, canary or promote); the candidate was unstaged and the report
     written with outcome ``failed``."""
+
+
+class TritonUnreachable(UnavailableError, ReleaseError):
+    """The Triton server a release operation needs did not answer (or is not live): exit code 69, try again."""

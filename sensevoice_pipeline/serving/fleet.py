@@ -35,25 +35,30 @@ log = logging.getLogger(__name__)
 DEFAULT_GRPC_PORT = 8001
 
 
-def parse_addresses(spec: str) -> tuple[str, ...]:
-    """``"a:8001, b:8001"`` -> ``("a:8001", "b:8001")``: comma-separated, blanks around entries ignored, duplicates
-    dropped (order kept). An empty entry is a ConfigurationError naming the whole value."""
+def parse_addresses(spec: str, default_port: int = DEFAULT_GRPC_PORT) -> tuple[str, ...]:
+    """``"a:8001, b"`` -> ``("a:8001", "b:8001")``: comma-separated, blanks around entries ignored, ``default_port``
+    added to an entry that names none, duplicates dropped (order kept). An empty entry, or one written as a URL
+    (``http://h:8000``: these are gRPC addresses, not HTTP ones), is a ConfigurationError naming the value."""
     entries = [entry.strip() for entry in str(spec).split(",")]
     if not all(entries):
         raise ConfigurationError(
             f"Triton address list {spec!r} has an empty entry: expected host:port[,host:port...]"
         )
-    return tuple(dict.fromkeys(entries))
+    for entry in entries:
+        if "://" in entry:
+            bare = entry.split("://", 1)[1].rstrip("/")
+            raise ConfigurationError(
+                f"Triton address {entry!r} has a scheme: give the gRPC host:port alone, e.g. "
+                f"{bare.rsplit(':', 1)[0] or 'localhost'}:{DEFAULT_GRPC_PORT} (the default port, not HTTP's 8000)"
+            )
+    return tuple(dict.fromkeys(entry if _has_port(entry) else f"{entry}:{default_port}" for entry in entries))
 
 
 def with_default_port(spec: str, port: int | None = None) -> str:
     """The address list ``spec`` with ``port`` (default 8001) added to each entry that names none:
     ``("triton-0,triton-1:9001", 8001)`` -> ``"triton-0:8001,triton-1:9001"``. (An Airflow Connection keeps
     the hosts in its host field and one port in its port field.)"""
-    return ",".join(
-        entry if _has_port(entry) else f"{entry}:{port or DEFAULT_GRPC_PORT}"
-        for entry in parse_addresses(spec)
-    )
+    return ",".join(parse_addresses(spec, port or DEFAULT_GRPC_PORT))
 
 
 def _has_port(entry: str) -> bool:

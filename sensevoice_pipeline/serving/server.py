@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -51,6 +52,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already holds ``host:port`` (tritonserver would start, print its whole option table, then
+    exit on it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT does not count
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+# tritonserver's log lines are glog's: "E1207 13:26:42.477755 17582 main.cc:257] "failed to start ..."".
+_GLOG_ERROR = re.compile(r'^E\d{4} [\d:.]+\s+\d+ [^\]]+\] "?(?P<message>.*?)"?\s*$')
+
+
+def startup_cause(log_text: str) -> str | None:
+    """The last error line of a tritonserver log, without glog's prefix: why a server that exited did."""
+    causes = [m.group("message").strip() for m in map(_GLOG_ERROR.match, log_text.splitlines()) if m]
+    return causes[-1] if causes else None
 
 
 def _pytriton_dir() -> Path:
@@ -197,9 +220,7 @@ class LocalTriton:
         url = f"http://{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(
-                    f"tritonserver exited with code {self.process.returncode} while starting:\n{self.log_tail()}"
-                )
+                raise ServerError(self._exit_message())
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
                     # 200 from this port is this server's only once its log says it listens there: another
@@ -211,6 +232,17 @@ class LocalTriton:
             time.sleep(0.2)
         raise ServerError(
             f"tritonserver was not ready after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
+        )
+
+    def _exit_message(self) -> str:
+        """Why the server exited first (its last error line), then where the log is and its last lines: the
+        option table it prints before failing is in the log, not in front of the cause."""
+        tail = self.log_tail(200)
+        cause = startup_cause(tail) or "see its log"
+        last = [line for line in tail.splitlines() if not line.startswith(("|", "+"))][-8:]
+        return (
+            f"tritonserver exited with code {self.process.returncode} while starting: {cause}\n"
+            f"(log {self.log_file}, last lines:)\n" + "\n".join(last)
         )
 
     def _own_http_started(self) -> bool:

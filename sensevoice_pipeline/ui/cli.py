@@ -1,8 +1,10 @@
 """`svp`: the command line of the SenseVoice pipeline. Run `svp --help` or `svp COMMAND --help`.
 
 This module has the parser, the export / serve / transcribe / run / demo commands and ``main``; `svp query` lives in
-``cli_query``, `svp models` in ``cli_models``. A command's failure is an :class:`~..errors.SvpError` (``CliError``
-for what the command line itself refuses): one line on stderr, and the exit code ``errors.exit_code`` gives its kind.
+``cli_query``, `svp bi` and `svp sql` in ``cli_bi``, `svp models` in ``cli_models``. A command's failure is an
+:class:`~..errors.SvpError` (``CliError`` for what the command line itself refuses): one line on stderr (and, with
+``--json``, an ``{error, kind, exit_code}`` object on stdout), and the exit code ``errors.exit_code`` gives its kind:
+64 fix the command or settings, 65 bad input data, 69 a service is unavailable, 75 try again later, 1 the run failed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -18,25 +19,46 @@ import threading
 from pathlib import Path
 
 from sensevoice_pipeline import __version__
-from sensevoice_pipeline.errors import Interrupted, SvpError, exit_code
+from sensevoice_pipeline.errors import EX_DATAERR, Interrupted, SvpError, exit_code
+from sensevoice_pipeline.logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging
 from sensevoice_pipeline.serving.admin import KEY_FILE_ENV, configured_admin_key, new_admin_key
-from sensevoice_pipeline.serving.client import TritonClientError
 from sensevoice_pipeline.serving.repository import RepositoryError
-from sensevoice_pipeline.serving.server import LocalTriton, ServerError
-from sensevoice_pipeline.ui.cli_common import CliError, add_repository, add_url, resolve_repository
+from sensevoice_pipeline.serving.server import LocalTriton, ServerError, port_in_use
+from sensevoice_pipeline.ui.cli_bi import add_bi_parser, add_sql_parser
+from sensevoice_pipeline.ui.cli_common import (
+    DEMO_WORKDIR,
+    CliError,
+    SvpParser,
+    add_json,
+    add_repository,
+    add_url,
+    emit,
+    resolve_repository,
+    to_json,
+)
 from sensevoice_pipeline.ui.cli_lease import add_lease_parser
 from sensevoice_pipeline.ui.cli_models import add_models_parser
 from sensevoice_pipeline.ui.cli_query import add_query_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SvpParser(
         prog="svp",
         description="SenseVoice speech analytics: export SenseVoiceSmall to ONNX, serve it with Triton, "
-        "transcribe audio with language hints.",
+        "transcribe audio with language hints, publish daily tables and query them.",
+        epilog="Exit codes: 0 done; 64 fix the command or the settings; 65 bad input data (a file; a day published "
+        "over its failure budget); 69 a service is unavailable (Triton, the object store, the catalog database); 75 "
+        "try again later (the date is busy, the day's audio has not arrived); 1 the run failed; 130/143 stopped by "
+        "Ctrl-C / SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get(LOG_FORMAT_ENV) or "text",
+        help=f"text, or json: one JSON object per log line on stderr (default: ${LOG_FORMAT_ENV}, then text)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (
         _add_export_parser,
@@ -44,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_transcribe_parser,
         _add_run_parser,
         add_query_parser,
+        add_bi_parser,
+        add_sql_parser,
         add_models_parser,
         add_lease_parser,
         _add_demo_parser,
@@ -131,6 +155,7 @@ def _add_transcribe_parser(sub: argparse._SubParsersAction) -> None:
         help="inverse text normalisation: punctuation and digits (default: on)",
     )
     add_url(p)
+    add_json(p)
     p.set_defaults(func=cmd_transcribe)
 
 
@@ -185,6 +210,7 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
         "(default: any file)",
     )
     add_url(p)
+    add_json(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -197,7 +223,7 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="checkpoint dir or hub id (default: the bundled trained fixture model)")
     p.add_argument(
-        "--workdir", type=Path, default=Path("var/demo"), help="where everything goes (default: %(default)s)"
+        "--workdir", type=Path, default=DEMO_WORKDIR, help="where everything goes (default: %(default)s)"
     )
     p.add_argument("--date", help="the sample day (default: yesterday)")
     p.set_defaults(func=cmd_demo)
@@ -223,6 +249,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    ports = {
+        "--http-port": args.http_port,
+        "--grpc-port": args.grpc_port,
+        "--metrics-port": args.metrics_port,
+    }
+    for flag, port in ports.items():
+        if port_in_use("127.0.0.1", port):
+            raise CliError(
+                f"port {port} ({flag}) is already in use on 127.0.0.1: stop what holds it "
+                f"(`ss -ltnp 'sport = :{port}'` names it) or pick another with {flag}"
+            )
     key = configured_admin_key()
     if key is None:
         key = _new_key_file(ADMIN_KEY_FILE)
@@ -295,7 +332,7 @@ def cmd_transcribe(args) -> int:
         failures = 0
         async with SenseVoiceClient(args.url) as client:
             version = await client.check_ready()
-            print(f"# sensevoice version {version} at {client.url}", file=sys.stderr)
+            print(f"# sensevoice version {version} at {client.url}", file=sys.stderr, flush=True)
             # the daily job's path and segmenting (SVP_MAX_SEGMENT_S, SVP_MERGE_SEGMENT_S): long files become VAD
             # segments
             transcriber = RecordingTranscriber(
@@ -309,38 +346,66 @@ def cmd_transcribe(args) -> int:
                     transcript = await transcriber.transcribe_file(path, args.language, args.use_itn)
                 except (InputError, FileNotFoundError) as exc:
                     print(f"{path}\terror: {exc}", file=sys.stderr)
+                    if args.json:
+                        print(to_json({"file": str(path), "error": str(exc)}, indent=None), flush=True)
                     failures += 1
                     continue
-                raw = " ".join(transcript.raw_texts)
-                clean = " ".join(parse(text).text for text in transcript.raw_texts)
-                print(f"{path}\t{raw}\t{clean}")
-        return 1 if failures else 0
+                parsed = [parse(text) for text in transcript.raw_texts]
+                raw, clean = " ".join(transcript.raw_texts), " ".join(p.text for p in parsed)
+                line = f"{path}\t{raw}\t{clean}"
+                if args.json:  # one object per file (JSON Lines), as each file is done
+                    line = to_json(_transcript_json(path, transcript, parsed), indent=None)
+                print(line, flush=True)
+        return EX_DATAERR if failures else 0
 
     return asyncio.run(run())
+
+
+def _transcript_json(path: Path, transcript, parsed) -> dict:
+    return {
+        "file": str(path),
+        "text": " ".join(p.text for p in parsed),
+        "model_versions": transcript.model_versions,
+        "segments": [
+            {
+                "channel": answer.segment.channel,
+                "start_s": round(answer.segment.start_s, 3),
+                "end_s": round(answer.segment.end_s, 3),
+                "raw": tags.raw,
+                "text": tags.text,
+                "language": tags.language,
+                "emotion": tags.emotion,
+                "event": tags.event,
+            }
+            for answer, tags in zip(transcript.segments, parsed)
+        ],
+    }
 
 
 def cmd_run(args) -> int:
     # The lake and the warehouse (pyarrow, DuckDB): too slow to import for `svp --help`.
     import datetime as dt
 
-    from sensevoice_pipeline.jobs.daily import new_run_id, published_run, run_date
+    from sensevoice_pipeline.errors import FailureBudgetExceeded
+    from sensevoice_pipeline.jobs.daily import new_run_id, run_date
     from sensevoice_pipeline.lake.arrival import check_date, wait_for_partition
-    from sensevoice_pipeline.lake.partition import PartitionError
     from sensevoice_pipeline.settings import Settings
 
-    try:
-        settings = Settings.from_env(
-            raw_root=args.raw,
-            lake_root=args.lake,
-            triton_url=args.url,
-            language=args.language,
-            use_itn=args.use_itn,
-            channel_mode=args.channel_mode,
-            model_version=args.model_version,
-            failure_budget=args.failure_budget,
-            allow_shrink=args.allow_shrink or None,
-        )
-        date = check_date(args.date)
+    settings = _settings_from_flags(
+        Settings.from_env,
+        raw_root=args.raw,
+        lake_root=args.lake,
+        triton_url=args.url,
+        language=args.language,
+        use_itn=args.use_itn,
+        channel_mode=args.channel_mode,
+        model_version=args.model_version,
+        failure_budget=args.failure_budget,
+        allow_shrink=args.allow_shrink or None,
+    )
+    date = check_date(args.date)
+    run_id = new_run_id(dt.datetime.now(dt.UTC))
+    with _termination_as_interrupt(), _interrupt_reported(settings, date, run_id):
         if args.wait > 0:
             arrival = wait_for_partition(
                 settings.raw_root,
@@ -350,29 +415,69 @@ def cmd_run(args) -> int:
                 poke_interval_s=max(1.0, min(30.0, 6 * args.wait)),
             )
             print(f"{arrival.partition}: {arrival.detail}", file=sys.stderr)
-        run_id = new_run_id(dt.datetime.now(dt.UTC))
-        with _termination_as_interrupt():
-            try:
-                result = run_date(settings, date, run_id=run_id)
-            except KeyboardInterrupt as exc:  # run_date has given the lease back; say what the lake holds now
-                published = published_run(settings, date) == run_id
-                what = (
-                    f"{date} was published" if published else f"nothing of {date} was published by this run"
-                )
-                print(
-                    f"svp run: stopped by {_signal_name(exc)}: {what}; its lease was given back",
-                    file=sys.stderr,
-                )
-                raise
-    except (PartitionError, TritonClientError, ValueError) as exc:
+        try:
+            result = run_date(settings, date, run_id=run_id, show_progress=_progress_wanted(args))
+        except FailureBudgetExceeded as exc:  # published all the same: say what, then exit 65
+            if exc.result is not None:
+                _report_day(args, settings, exc.result)
+            raise
+    _report_day(args, settings, result)
+    return 0
+
+
+def _settings_from_flags(make, **flags):
+    """Settings from the environment and the flags; a value neither can hold is a usage error (exit 64)."""
+    try:
+        return make(**flags)
+    except SvpError:
+        raise
+    except ValueError as exc:
         raise CliError(str(exc)) from exc
-    print(
+
+
+def _progress_wanted(args) -> bool:
+    """A progress bar only for a person watching: on a terminal, and not when the output is JSON for a program."""
+    return sys.stderr.isatty() and not getattr(args, "json", False)
+
+
+def _report_day(args, settings, result) -> None:
+    emit(
+        args,
+        {**result.to_dict(), "lake": str(settings.lake_root), "warehouse": str(settings.warehouse_path)},
         f"{result.date}: {result.files} files ({result.files_failed} failed), "
         f"{result.utterances} utterances, {result.speech_seconds:.1f} s of speech, "
-        f"model version {result.model_versions or '-'}, {result.seconds:.1f} s"
+        f"model version {result.model_versions or '-'}"
+        + (f", {result.seconds:.1f} s" if result.seconds is not None else "")
+        + "\n"
+        f"tables in {settings.lake_root}, warehouse {settings.warehouse_path}",
     )
-    print(f"tables in {settings.lake_root}, warehouse {settings.warehouse_path}")
-    return 0
+
+
+@contextlib.contextmanager
+def _interrupt_reported(settings, date: str, run_id: str):
+    """Ctrl-C or SIGTERM anywhere in `svp run` (waiting, planning, transcribing, publishing): one line saying what
+    the lake holds now. The run has given its lease back by then (run_date releases it on the way out)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        print(
+            f"svp run: stopped by {_signal_name(exc)}: {_what_was_published(settings, date, run_id)}",
+            file=sys.stderr,
+        )
+        raise
+
+
+def _what_was_published(settings, date: str, run_id: str) -> str:
+    from sensevoice_pipeline.jobs.daily import published_run
+
+    try:
+        published = published_run(settings, date)
+    except SvpError:  # e.g. no lake yet: nothing was ever published there
+        published = None
+    if published == run_id:
+        return f"{date} was published by this run; its lease was given back"
+    before = f" (the lake still holds run {published}'s rows)" if published else ""
+    return f"nothing of {date} was published by this run{before}; its lease was given back"
 
 
 @contextlib.contextmanager
@@ -407,27 +512,28 @@ def cmd_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    configure_logging(args.verbose, args.log_format)
     try:
         resolve_repository(args)
         return args.func(args)
     except SvpError as exc:  # raised on purpose (CliError included): its message, never a traceback
-        print(f"svp {args.command}: {_error_text(exc)}", file=sys.stderr)
-        return exit_code(exc)
+        return _failed(args, exc, _error_text(exc))
     except KeyboardInterrupt as exc:
-        return exit_code(exc)
+        return _failed(args, exc, "") if getattr(args, "json", False) else exit_code(exc)
     except BrokenPipeError:  # `svp query ... | head`: the reader left; not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _failed(args, exc: BaseException, message: str) -> int:
+    """One line on stderr; with --json, the same as an object on stdout for the program reading it."""
+    code = exit_code(exc)
+    if message:
+        print(f"svp {args.command}: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        text = message or f"stopped by {_signal_name(exc)}"
+        print(to_json({"error": text, "kind": type(exc).__name__, "exit_code": code}), flush=True)
+    return code
 
 
 def _error_text(exc: SvpError) -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from sensevoice_pipeline import releases
+from sensevoice_pipeline.errors import UnavailableError
 from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.ui.cli_common import CliError, add_repository, add_url
+from sensevoice_pipeline.ui.cli_common import CliError, add_json, add_repository, add_url, emit
 
 ACTIONS = [
     ("list", "every version: role, server state, precision, source checksum, export time, parity, files"),
@@ -55,8 +55,7 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
             m.add_argument("version", type=int, nargs="?")
         add_repository(m)
         add_url(m)
-        if name in ("list", "show"):
-            m.add_argument("--json", action="store_true", help="print JSON")
+        add_json(m)
         if name == "release":
             _add_release_arguments(m)
         if name in ("unstage", "promote", "rollback", "retire"):
@@ -108,58 +107,58 @@ def cmd_models(args) -> int:
     if action == "release":
         return _release(args)
     try:
-        if action in ("list", "show"):  # the server's view only when asked for
-            if action == "list":
-                rows, state, server = releases.list_versions(args.repository, args.url)
-                print(
-                    json.dumps(
-                        {
-                            "versions": [r.to_dict() for r in rows],
-                            "serving": state.to_dict(),
-                            "server": server,
-                        },
-                        indent=2,
-                    )
-                    if args.json
-                    else releases.format_versions(rows, state, server)
-                )
-            else:
-                shown = releases.show_version(args.repository, args.version, args.url)
-                print(json.dumps(shown, indent=2) if args.json else releases.format_show(shown))
-            return 0
-        if action == "mirror":
-            r = releases.set_mirror(args.repository, args.target)
-            print(
-                f"published versions {', '.join(map(str, r['versions'])) or 'none'} to {r['mirror']}; start Triton "
-                f"with --model-repository={r['triton_uri']}"
-            )
-            return 0
-        url = None if getattr(args, "offline", False) else (args.url or default_url())
-        if action == "stage":
-            r = releases.stage(args.repository, args.version, url)
-            print(
-                f"staged version {r.staged} as {r.model} beside serving version {r.serving} ({r.seconds} s)"
-            )
-        elif action == "unstage":
-            print(releases.format_unstaged(releases.unstage(args.repository, url)))
-        elif action in ("promote", "rollback"):
-            r = (
-                releases.promote(args.repository, args.version, url)
-                if action == "promote"
-                else releases.rollback(args.repository, url)
-            )
-            where = f"switched in {r['switch_seconds']} s" if url else "repository only (--offline)"
-            print(
-                f"serving version {r['serving']} (previous {r['previous']}); {where}"
-                if r["changed"]
-                else f"version {r['serving']} is already serving"
-            )
-        elif action == "retire":
-            r = releases.retire(args.repository, args.version, url)
-            print(f"retired version {r['retired']}; serving version {r['serving']}")
+        _run_action(args, action)
+    except UnavailableError:  # Triton did not answer: exit 69, not a mistake in the command
+        raise
     except releases.ReleaseError as exc:
         raise CliError(str(exc)) from exc
     return 0
+
+
+def _run_action(args, action: str) -> None:
+    if action == "list":  # the server's view only when asked for
+        rows, state, server = releases.list_versions(args.repository, args.url)
+        result = {"versions": rows, "serving": state, "server": server}
+        emit(args, result, releases.format_versions(rows, state, server))
+    elif action == "show":
+        shown = releases.show_version(args.repository, args.version, args.url)
+        emit(args, shown, releases.format_show(shown))
+    elif action == "mirror":
+        r = releases.set_mirror(args.repository, args.target)
+        emit(
+            args,
+            r,
+            f"published versions {', '.join(map(str, r['versions'])) or 'none'} to {r['mirror']}; start Triton "
+            f"with --model-repository={r['triton_uri']}",
+        )
+    else:
+        _switch(args, action, None if getattr(args, "offline", False) else (args.url or default_url()))
+
+
+def _switch(args, action: str, url: str | None) -> None:
+    """stage, unstage, promote, rollback, retire: on the server at ``url`` (None: the repository only)."""
+    if action == "stage":
+        r = releases.stage(args.repository, args.version, url)
+        text = f"staged version {r.staged} as {r.model} beside serving version {r.serving} ({r.seconds} s)"
+    elif action == "unstage":
+        r = releases.unstage(args.repository, url)
+        text = releases.format_unstaged(r)
+    elif action in ("promote", "rollback"):
+        r = (
+            releases.promote(args.repository, args.version, url)
+            if action == "promote"
+            else releases.rollback(args.repository, url)
+        )
+        where = f"switched in {r['switch_seconds']} s" if url else "repository only (--offline)"
+        text = (
+            f"serving version {r['serving']} (previous {r['previous']}); {where}"
+            if r["changed"]
+            else f"version {r['serving']} is already serving"
+        )
+    else:
+        r = releases.retire(args.repository, args.version, url)
+        text = f"retired version {r['retired']}; serving version {r['serving']}"
+    emit(args, r, text)
 
 
 def _run_export() -> releases.RunExport:
@@ -188,9 +187,11 @@ def _release(args) -> int:
         exporter=args.exporter,
         thresholds=thresholds,
     )
-    print(
+    emit(
+        args,
+        report,
         f"release {report.row['release_id']}: {report.outcome}; serving version "
-        f"{report.row['serving_after']}; report {report.report}"
+        f"{report.row['serving_after']}; report {report.report}",
     )
     releases.check_outcome(report, fail_on_refusal=not args.allow_refusal)
     return 0

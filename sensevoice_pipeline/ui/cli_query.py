@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from sensevoice_pipeline.ui.cli_common import CliError
+from sensevoice_pipeline.errors import SvpError
+from sensevoice_pipeline.ui.cli_common import CliError, add_json, checked_lake, emit
 
 # warehouse.queries.QUERIES's names, spelled out so that `svp --help` needs neither pyarrow nor DuckDB (a test keeps
 # the two equal)
@@ -37,6 +38,7 @@ def add_query_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warehouse", help="DuckDB file (default: <lake>/warehouse.duckdb)")
     p.add_argument("--csv", type=Path, help="also write the result as CSV")
     p.add_argument("--png", type=Path, help="also draw the result as a chart")
+    add_json(p)
     p.set_defaults(func=cmd_query)
 
 
@@ -58,25 +60,32 @@ def cmd_query(args) -> int:
         _check_output(flag, path)
     try:
         settings = Settings.from_env(lake_root=args.lake, warehouse=args.warehouse)
-    except ValueError as exc:  # ConfigurationError, or a storage URI that cannot work
+    except SvpError:
+        raise
+    except ValueError as exc:  # a storage URI that cannot work
         raise CliError(str(exc)) from exc
+    checked_lake(args.lake, settings)
     try:
         warehouse = Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog)
         table = warehouse.query(args.name, date_from, date_to, args.by, args.min_confidence)
     except WarehouseError as exc:
         raise CliError(str(exc)) from exc
-    print(f"# {QUERIES[args.name].title}")
-    print_table(table)
+    if args.json:
+        emit(args, table.to_pylist(), "")
+    else:
+        print(f"# {QUERIES[args.name].title}")
+        print_table(table)
     for flag, path in outputs:
         if flag == "--csv":
-            _write_output(flag, path, lambda target: _write_csv(table, target))
+            _write_output(flag, path, lambda target: write_csv(table, target))
         else:
             _write_output(flag, path, lambda target: write_chart(args.name, table, target, by=args.by))
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
-def _write_csv(table, target: Path) -> None:
+def write_csv(table, target: Path) -> None:
+    """``table`` as CSV, every cell a spreadsheet would run as a formula defused (spreadsheet_safe)."""
     import pyarrow.csv as pacsv  # pyarrow: see cmd_query
 
     pacsv.write_csv(spreadsheet_safe(table), target)

@@ -1,10 +1,12 @@
-"""The DuckDB warehouse: one database file whose views read the lake's tables; runs the canned queries (queries.py).
+"""The DuckDB warehouse: the lake's tables in a DuckDB session; runs the canned queries (queries.py).
 
-The views read the DuckLake catalog attached as ``lake`` (catalog.py): DuckDB does not keep attachments in a file,
-so whoever opens the file attaches the catalog first -- :meth:`Warehouse.connect` does; a BI tool runs the two lines
-that :meth:`Warehouse.attach_sql` prints (README, "Query"). Publishing a day needs no write to this file. It is
-rebuilt (in a temp file, then renamed over the old one) only when its views change, so BI tools holding it open are
-never blocked.
+A session reads the DuckLake catalog attached as ``lake`` (catalog.py) with ``USE lake``, so every table answers by
+its own name. DuckDB does not keep attachments in a file, so whoever opens a session attaches the catalog first:
+:meth:`Warehouse.connect` does; any other DuckDB runs the setup SQL that `svp bi` prints (warehouse/bi.py). The
+warehouse file (``warehouse.duckdb``) holds one view per table with the table's columns that fails with that
+instruction when it is queried without the lake attached -- instead of DuckDB's bare "Catalog lake does not exist".
+Publishing a day needs no write to this file. It is rebuilt (in a temp file, then renamed over the old one) only
+when its views change, so BI tools holding it open are never blocked.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import pyarrow as pa
 
 from sensevoice_pipeline.atomic import replacing
 from sensevoice_pipeline.errors import SvpError
-from sensevoice_pipeline.lake.catalog import ALIAS, CatalogError, Lake
-from sensevoice_pipeline.lake.duckdb_access import duckdb_extension_path
+from sensevoice_pipeline.lake.catalog import ALIAS, CatalogError, Lake, table_columns
+from sensevoice_pipeline.lake.duckdb_access import sql_value
 from sensevoice_pipeline.lake.storage import LocalRoot, StorageError, default_warehouse
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS
 from sensevoice_pipeline.warehouse.queries import GROUP_BY, QUERIES
@@ -38,21 +40,27 @@ class Warehouse:
         )  # a local dir or an s3:// ObjectPath; the database file is always local
         self.db_path = Path(db_path) if db_path else default_warehouse(self.lake_root)
 
-    def view_sql(self) -> dict[str, str]:
-        """One view per table of the lake."""
-        return {
-            table: f'CREATE OR REPLACE VIEW {table} AS SELECT * FROM {ALIAS}."{table}"'
-            for table in ALL_SCHEMAS
-        }
+    def not_attached_message(self) -> str:
+        return (
+            f"the lake is not attached to this DuckDB session: run the SQL that `svp bi --lake {self.lake_root}` "
+            "prints first (docs/bi.md)"
+        )
 
-    def attach_sql(self) -> list[str]:
-        """What a BI tool runs after opening the file, so that its views find the lake's tables (a PostgreSQL
-        catalog's password from the tool's PGPASSWORD or ~/.pgpass: never printed)."""
-        loads = []
-        for name in ("ducklake", self.lake.catalog.extension):
-            path = duckdb_extension_path(name)
-            loads.append(f"LOAD '{path}'" if path else f"INSTALL {name}; LOAD {name}")
-        return [*loads, f"ATTACH '{self.lake.catalog.shareable_uri()}' AS {ALIAS} (READ_ONLY)"]
+    def view_sql(self) -> dict[str, str]:
+        """One view per table of the lake, with the table's columns, that fails saying what to run: a session that
+        attached the lake (``USE lake``) reads the lake's own tables by these names instead."""
+        con = duckdb.connect()
+        try:
+            views = {}
+            for table in ALL_SCHEMAS:
+                columns = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in table_columns(con, table))
+                views[table] = (
+                    f'CREATE OR REPLACE VIEW "{table}" AS SELECT {columns} FROM range(1) '
+                    f"WHERE error({sql_value(self.not_attached_message())}) IS NULL"
+                )
+            return views
+        finally:
+            con.close()
 
     def refresh(self) -> bool:
         """(Re)build the database file if its views differ from the lake's tables; returns whether it did.
@@ -74,7 +82,6 @@ class Warehouse:
         with replacing(self.db_path) as tmp:
             try:
                 con = duckdb.connect(str(tmp))
-                self.lake.attach(con)  # the views are checked against the lake's tables as they are created
                 con.execute("CREATE TABLE _svp_views (name VARCHAR, sql VARCHAR)")
                 for name, sql in wanted.items():
                     con.execute(sql)
@@ -95,8 +102,9 @@ class Warehouse:
             return {}
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """The warehouse file, read-only, with the lake attached. A host that never published (the api-server, a
-        worker of a lake in S3) builds its own file of views the first time: the file is local and derived."""
+        """The warehouse file, read-only, with the lake attached and in use (``USE lake``): the tables answer by
+        their own names. A host that never published (the api-server, a worker of a lake in S3) builds its own file
+        the first time: the file is local and derived."""
         if not self.db_path.exists():
             try:
                 published = self.lake.exists
@@ -105,9 +113,15 @@ class Warehouse:
             if not published:
                 raise WarehouseError(f"no warehouse at {self.db_path}: run the daily job for a date first")
             self.refresh()
-        con = duckdb.connect(str(self.db_path), read_only=True)
+        try:
+            con = duckdb.connect(str(self.db_path), read_only=True)
+        except duckdb.Error as exc:  # e.g. --warehouse names a file that is not a DuckDB database
+            raise WarehouseError(
+                f"cannot open the warehouse {self.db_path}: {' '.join(str(exc).split())[:200]}"
+            ) from exc
         try:  # s3:// lake: httpfs and a TEMPORARY secret for this connection (never stored in the file)
             self.lake.attach(con)
+            con.execute(f"USE {ALIAS}")
         except (StorageError, CatalogError, duckdb.Error) as exc:
             con.close()
             raise WarehouseError(" ".join(str(exc).split())[:300]) from exc

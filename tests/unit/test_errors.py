@@ -12,7 +12,11 @@ import sensevoice_export
 import sensevoice_pipeline
 from sensevoice_pipeline import errors
 from sensevoice_pipeline.errors import Interrupted, SvpError, exit_code, http_status
+from sensevoice_pipeline.lake.arrival import ArrivalTimeout
+from sensevoice_pipeline.lake.catalog_db import CatalogError, CatalogUnreachableError
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
+from sensevoice_pipeline.lake.partition import PartitionError, PartitionMissingError
+from sensevoice_pipeline.lake.storage.errors import StoreUnreachableError
 from sensevoice_pipeline.serving.client import (
     ModelNotReadyError,
     RequestRejectedError,
@@ -29,29 +33,37 @@ from sensevoice_pipeline.ui.page_data import DashboardParamError
 @pytest.mark.parametrize(
     "error,code,status",
     [
-        # input faults: a file, the clip, a request parameter
-        (errors.InputError("call.wav: cannot decode"), 2, 422),
-        (AudioDecodeError("call.wav: Format not recognised"), 2, 422),
-        (RequestRejectedError("the model refused the audio"), 2, 422),
-        (DashboardParamError("from: expected a date YYYY-MM-DD"), 2, 422),
-        (ClipRefused("no clip"), 2, 422),
-        (ClipRefused("unsupported format '.txt'", 415), 2, 415),
-        (UploadTooLarge(), 2, 413),
-        # settings, flags: the user (or the operator of the page) fixes them
-        (errors.ConfigurationError("SVP_LANGUAGE: unknown default language 'xx'"), 2, 503),
-        (DateBusyError("date 2026-01-01 is being processed by run r1"), 2, 503),
-        (CliError("--from 2026-02-01 is after --to 2026-01-31"), 2, 503),
-        # the serving side
-        (TritonUnavailableError("cannot reach Triton at 127.0.0.1:1"), 2, 503),
-        (ModelNotReadyError("sensevoice is not ready"), 2, 503),
-        (TritonAddressError("no Triton address: the Connection has no host"), 2, 503),
-        (TritonDeadlineError("deadline exceeded"), 2, 504),
-        (TritonClientError("internal error"), 2, 502),
-        (errors.ServingError("the server said no"), 2, 502),
-        # the run itself failed
+        # input faults: a file, the clip, a request parameter -- 65 EX_DATAERR
+        (errors.InputError("call.wav: cannot decode"), 65, 422),
+        (AudioDecodeError("call.wav: Format not recognised"), 65, 422),
+        (RequestRejectedError("the model refused the audio"), 65, 422),
+        (DashboardParamError("from: expected a date YYYY-MM-DD"), 65, 422),
+        (ClipRefused("no clip"), 65, 422),
+        (ClipRefused("unsupported format '.txt'", 415), 65, 415),
+        (UploadTooLarge(), 65, 413),
+        # a day published with more failed files than allowed: look at the data -- 65
+        (errors.FailureBudgetExceeded("published 2026-01-01, but 3 of 4 files failed"), 65, 500),
+        # settings, flags: the user (or the operator of the page) fixes them -- 64 EX_USAGE
+        (errors.ConfigurationError("SVP_LANGUAGE: unknown default language 'xx'"), 64, 503),
+        (CliError("--from 2026-02-01 is after --to 2026-01-31"), 64, 503),
+        (CatalogError("the SQLite catalog belongs to another lake"), 64, 503),
+        (PartitionError("manifest.csv: no header"), 64, 503),
+        # the serving side, and the other services a run needs -- 69 EX_UNAVAILABLE
+        (TritonUnavailableError("cannot reach Triton at 127.0.0.1:1"), 69, 503),
+        (ModelNotReadyError("sensevoice is not ready"), 69, 503),
+        (TritonAddressError("no Triton address: the Connection has no host"), 69, 503),
+        (TritonDeadlineError("deadline exceeded"), 69, 504),
+        (TritonClientError("internal error"), 69, 502),
+        (errors.ServingError("the server said no"), 69, 502),
+        (CatalogUnreachableError("cannot reach the PostgreSQL catalog"), 69, 503),
+        (StoreUnreachableError("cannot reach the object store at http://127.0.0.1:1"), 69, 503),
+        # nothing wrong, but not now: the same command later -- 75 EX_TEMPFAIL
+        (DateBusyError("date 2026-01-01 is being processed by run r1"), 75, 503),
+        (PartitionMissingError("no partition for 2026-01-01"), 75, 503),
+        (ArrivalTimeout("date=2026-01-01 did not arrive within 60 s"), 75, 503),
+        # the run itself failed -- 1
         (errors.PublishError("the partition changed during the run"), 1, 500),
         (LeaseLostError("the lease was lost"), 1, 500),
-        (errors.FailureBudgetExceeded("published 2026-01-01, but 3 of 4 files failed"), 1, 500),
         (errors.SvpError("anything else raised on purpose"), 1, 500),
         # not raised on purpose
         (RuntimeError("a bug"), 1, 500),

@@ -1,11 +1,12 @@
-"""The storage error, apart so that both roots raise it without importing each other."""
+"""The storage errors, apart so that both roots raise them without importing each other. ``StorageError`` itself is
+one of the project's error kinds (errors.py)."""
 
 from __future__ import annotations
 
-from sensevoice_pipeline.errors import SvpError
+from sensevoice_pipeline.errors import StorageError, UnavailableError
+
+__all__ = ["StorageError", "StoreUnreachableError"]
 
 
-class StorageError(SvpError, ValueError):
-    """The object store cannot be used as configured (unreachable endpoint, missing bucket, access denied, bad URI):
-    one readable line. Not an ``OSError`` on purpose: a store that is down fails the whole task (which retries),
-    not the one file being read."""
+class StoreUnreachableError(UnavailableError, StorageError):
+    """The object store did not answer (network, endpoint down): retried like any unavailable service."""

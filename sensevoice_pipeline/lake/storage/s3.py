@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sensevoice_pipeline.lake.storage.errors import StorageError
+from sensevoice_pipeline.lake.storage.errors import StorageError, StoreUnreachableError
 from sensevoice_pipeline.lake.storage.local import NOT_DATA_PREFIXES, LocalCopy, ScannedFile
 
 log = logging.getLogger(__name__)
@@ -257,23 +257,31 @@ class ObjectPath:
         """Let ``con`` read below this root: load httpfs and create a TEMPORARY secret scoped to the bucket. A
         temporary secret lives in this connection's memory only: it is never written into the database file, so
         the file can be handed to BI users without credentials in it."""
-        from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, sql_value
+        from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension
 
         load_duckdb_extension(con, "httpfs")
+        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {DUCKDB_SECRET} ({self.duckdb_secret_fields()})")
+
+    def duckdb_secret_fields(self, placeholders: bool = False) -> str:
+        """The body of DuckDB's ``CREATE SECRET`` for this bucket: scope, region, endpoint, and the credentials --
+        or, with ``placeholders``, ``<...>`` where they go (what `svp bi` prints: secrets are never printed)."""
+        from sensevoice_pipeline.lake.duckdb_access import sql_value
+
         host, scheme = self.options.endpoint()
         fields = {
             "TYPE": "s3",
             "SCOPE": f"{SCHEME}{self.bucket}",
             "REGION": self.options.region or DEFAULT_REGION,
         }
-        if self.options.access_key:
+        if placeholders:
+            fields.update(KEY_ID="<your access key id>", SECRET="<your secret access key>")
+        elif self.options.access_key:
             fields.update(KEY_ID=self.options.access_key, SECRET=self.options.secret_key)
             if self.options.session_token:
                 fields["SESSION_TOKEN"] = self.options.session_token
         if host:  # MinIO and other S3-compatible stores: path-style URLs on their own endpoint
             fields.update(ENDPOINT=host, URL_STYLE="path", USE_SSL=scheme == "https")
-        body = ", ".join(f"{k} {sql_value(v)}" for k, v in fields.items())
-        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {DUCKDB_SECRET} ({body})")
+        return ", ".join(f"{k} {sql_value(v)}" for k, v in fields.items())
 
     def is_file(self) -> bool:
         with storage_errors(self, "checking"):
@@ -397,7 +405,9 @@ def _storage_error(exc: OSError, path: ObjectPath, action: str) -> StorageError:
     if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text:
         return StorageError(f"bucket {path.bucket!r} does not exist at {where} ({action} {path})")
     if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text:
-        return StorageError(f"cannot reach the object store at {where} ({action} {path}): {_reason(text)}")
+        return StoreUnreachableError(
+            f"cannot reach the object store at {where} ({action} {path}): {_reason(text)}"
+        )
     if any(
         s in text for s in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
     ):

@@ -248,7 +248,7 @@ def test_svp_lease_lists_and_breaks_only_with_yes(tmp_path, catalog_setting):
     assert listed.returncode == 0, listed.stderr
     assert DAY in listed.stdout and "held" in listed.stdout and lease.holder in listed.stdout
     refused = svp("lease", "break", DAY, "--lake", str(settings.lake_root), env=env)
-    assert refused.returncode == 2 and f"svp lease break {DAY} --yes" in refused.stderr
+    assert refused.returncode == 64 and f"svp lease break {DAY} --yes" in refused.stderr
     assert daily.leases(settings).holder(DAY) == lease.holder
     broken = svp("lease", "break", DAY, "--yes", "--lake", str(settings.lake_root), env=env)
     assert broken.returncode == 0 and f"broke the lease of run {lease.holder!r}" in broken.stdout

@@ -50,12 +50,12 @@ def test_transcribe_segments_like_the_daily_job_so_it_reads_the_segment_settings
         timeout=120,
         env=env,
     )
-    assert out.returncode == 2 and "SVP_MERGE_SEGMENT_S" in out.stderr, out.stderr
+    assert out.returncode == 64 and "SVP_MERGE_SEGMENT_S" in out.stderr, out.stderr
 
 
 def test_serve_refuses_an_empty_repository(tmp_path):
     out = svp("serve", "--repository", str(tmp_path))
-    assert out.returncode == 2 and "not ready" in out.stderr and "svp export" in out.stderr
+    assert out.returncode == 64 and "not ready" in out.stderr and "svp export" in out.stderr
 
 
 @pytest.mark.triton
@@ -119,10 +119,11 @@ def run_svp(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedPr
     )
 
 
-def assert_one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Exit code 2 and exactly one non-empty line on stderr, naming the command and each of ``fragments``."""
+def assert_one_line_error(out: subprocess.CompletedProcess, *fragments: str, code: int = 64) -> str:
+    """Exit code ``code`` (default 64: fix the command) and exactly one non-empty line on stderr, naming the command
+    and each of ``fragments``."""
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.returncode == code, (out.returncode, out.stderr)
     assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
     assert lines[0].startswith("svp "), lines[0]
     for fragment in fragments:
@@ -159,7 +160,7 @@ def test_a_lake_path_with_glob_characters_works(tmp_path, lake):
     from sensevoice_pipeline.warehouse.database import Warehouse
 
     assert_one_line_error(
-        run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path), "run the daily job"
+        run_svp("query", "emotion-trend", "--lake", lake, cwd=tmp_path), "publish a day first"
     )
     root = tmp_path / lake
     Lake(root).commit_day(
@@ -280,7 +281,7 @@ def test_a_flag_stands_in_for_a_bad_environment_variable(tmp_path):
         cwd=tmp_path,
         env={"SVP_LANGUAGE": "xx"},
     )
-    line = assert_one_line_error(out, "no partition for 2026-01-01")
+    line = assert_one_line_error(out, "no partition for 2026-01-01", code=75)  # late data: try again later
     assert "SVP_LANGUAGE" not in line
 
 
@@ -307,7 +308,7 @@ def test_svp_run_waits_for_a_late_partition_and_says_when_it_never_came(tmp_path
         unreachable(),
         cwd=tmp_path,
     )
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 75 and "Traceback" not in out.stderr, out.stderr  # not arrived: try again later
     last = out.stderr.strip().splitlines()[-1]  # after one progress line per check
     assert last.startswith("svp run: ") and "was not ready after" in last and "_SUCCESS" in last, last
     # The partition lands (marker last) while the run waits: it goes on, and then finds no Triton.
@@ -332,5 +333,5 @@ def test_svp_run_waits_for_a_late_partition_and_says_when_it_never_came(tmp_path
         )
     finally:
         late.cancel()
-    assert out.returncode == 2 and "cannot reach Triton" in out.stderr.strip().splitlines()[-1], out.stderr
+    assert out.returncode == 69 and "cannot reach Triton" in out.stderr.strip().splitlines()[-1], out.stderr
     assert "_SUCCESS" in out.stderr  # it said what it found before going on

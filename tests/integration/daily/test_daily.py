@@ -156,7 +156,7 @@ def test_svp_query_prints_writes_csv_and_draws(demo_day, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "angry" in out.stdout and png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = svp("query", "emotion-trend", "--from", "yesterday", "--lake", str(settings.lake_root))
-    assert out.returncode == 2 and "not a date" in out.stderr
+    assert out.returncode == 64 and "not a date" in out.stderr
 
 
 def test_partition_files_are_parquet_with_the_design_schema(demo_day):

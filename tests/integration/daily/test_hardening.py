@@ -89,7 +89,7 @@ def test_a_re_run_never_silently_replaces_a_published_day_with_much_less(tmp_pat
         fixture_triton.grpc_url,
     )
     refused = svp(*args)
-    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.returncode == 64, refused.stderr[-2000:]
     assert (
         f"{DAY}: the partition holds 0 recordings, the published day 3 (3 utterances); re-running would "
         "replace them with nothing, so nothing was done"

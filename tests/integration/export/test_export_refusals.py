@@ -14,7 +14,7 @@ def test_truncated_weights(tmp_path, micro_checkpoint):
     data = (ckpt / "model.pt").read_bytes()
     (ckpt / "model.pt").write_bytes(data[: len(data) // 3])
     out = svp("export", "--model", str(ckpt), "--repository", str(tmp_path / "repo"))
-    assert out.returncode == 2
+    assert out.returncode == 64
     assert "model.pt is corrupt" in out.stderr
     assert out.stderr.strip().count("\n") == 0, out.stderr  # one line
     assert not (tmp_path / "repo").exists()
@@ -24,14 +24,14 @@ def test_missing_cmvn(tmp_path, micro_checkpoint):
     ckpt = broken_copy(micro_checkpoint, tmp_path / "ckpt")
     (ckpt / "am.mvn").unlink()
     out = svp("export", "--model", str(ckpt), "--repository", str(tmp_path / "repo"))
-    assert out.returncode == 2
+    assert out.returncode == 64
     assert "incomplete checkpoint dir" in out.stderr and "am.mvn" in out.stderr
     assert not (tmp_path / "repo").exists()
 
 
 def test_missing_model_dir(tmp_path):
     out = svp("export", "--model", str(tmp_path / "nope"), "--repository", str(tmp_path / "repo"))
-    assert out.returncode == 2 and "does not exist" in out.stderr
+    assert out.returncode == 64 and "does not exist" in out.stderr
     assert not (tmp_path / "repo").exists()
 
 
@@ -45,7 +45,7 @@ def test_unknown_precision(tmp_path, micro_checkpoint):
         "--precision",
         "int4",
     )
-    assert out.returncode == 2 and "unknown precision 'int4'" in out.stderr
+    assert out.returncode == 64 and "unknown precision 'int4'" in out.stderr
     assert not (tmp_path / "repo").exists()
 
 
@@ -54,5 +54,5 @@ def test_not_a_model_repository(tmp_path, micro_checkpoint):
     elsewhere.mkdir()
     (elsewhere / "notes.txt").write_text("keep me")
     out = svp("export", "--model", str(micro_checkpoint), "--repository", str(elsewhere))
-    assert out.returncode == 2 and "is not a SenseVoice model repository" in out.stderr
+    assert out.returncode == 64 and "is not a SenseVoice model repository" in out.stderr
     assert snapshot(elsewhere) == ["notes.txt"]

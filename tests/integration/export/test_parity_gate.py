@@ -138,4 +138,4 @@ def test_int8_gate_refuses_a_broken_candidate_unless_the_floors_are_lowered(
     assert ModelRepository(repo).versions() == [1]
 
     out = svp("export", "--model", str(known_checkpoint), "--repository", str(repo), "--min-cosine", "2")
-    assert out.returncode == 2 and "min_cosine must be between 0 and 1" in out.stderr
+    assert out.returncode == 64 and "min_cosine must be between 0 and 1" in out.stderr

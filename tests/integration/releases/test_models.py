@@ -74,17 +74,22 @@ def test_list_and_show_reflect_versions_meta_and_roles(release_repo, tmp_path):
     assert releases.read_state(repo).retired == [2] and releases.read_state(repo).previous is None
 
     # one-line errors: unknown version, incomplete version, server down, ...
-    for args, message in [
-        (("show", "7"), "unknown version 7 (the repository has: 1, 2, 9)"),
-        (("promote", "9", "--offline"), "version 9 is incomplete: sensevoice/9/export_meta.json is missing"),
-        (("promote", "1", "--url", f"127.0.0.1:{free_port()}"), "cannot reach Triton at 127.0.0.1:"),
-        (("list", "--url", f"127.0.0.1:{free_port()}"), "cannot reach Triton at 127.0.0.1:"),
-        (("promote", "2", "--offline"), "version 2 is retired"),
-        (("rollback", "--offline"), "no previous version to roll back to"),
-        (("retire", "1", "--offline"), "version 1 is serving"),
+    # (exit 64: fix the command; 69: the server is down, try again once it is up)
+    for args, message, code in [
+        (("show", "7"), "unknown version 7 (the repository has: 1, 2, 9)", 64),
+        (
+            ("promote", "9", "--offline"),
+            "version 9 is incomplete: sensevoice/9/export_meta.json is missing",
+            64,
+        ),
+        (("promote", "1", "--url", f"127.0.0.1:{free_port()}"), "cannot reach Triton at 127.0.0.1:", 69),
+        (("list", "--url", f"127.0.0.1:{free_port()}"), "cannot reach Triton at 127.0.0.1:", 69),
+        (("promote", "2", "--offline"), "version 2 is retired", 64),
+        (("rollback", "--offline"), "no previous version to roll back to", 64),
+        (("retire", "1", "--offline"), "version 1 is serving", 64),
     ]:
         out = svp("models", *args, "--repository", str(repo))
-        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+        assert out.returncode == code and message in out.stderr, (args, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert releases.read_state(repo).serving == 1  # nothing changed
 
@@ -217,7 +222,7 @@ def test_daily_job_records_and_pins_the_answering_version(release_repo, release_
     assert out.returncode == 0, out.stderr[-2000:]
     assert versions(tmp_path / "unpinned") == ({"2"}, {"2"}, "2")
     out = svp(*common, "--lake", str(tmp_path / "missing"), "--model-version", "5")
-    assert out.returncode == 2 and "sensevoice version 5 is not loaded" in out.stderr
+    assert out.returncode == 69 and "sensevoice version 5 is not loaded" in out.stderr
 
 
 def test_unstage_unloads_the_staged_candidate_and_says_when_nothing_is_staged(release_repo, release_triton):
@@ -248,5 +253,5 @@ def test_unstage_unloads_the_staged_candidate_and_says_when_nothing_is_staged(re
     out = svp("models", "unstage", *common)
     assert out.returncode == 0 and out.stdout.startswith("nothing is staged"), out.stderr
     out = svp("models", "unstage", "--repository", str(repo), "--url", f"127.0.0.1:{free_port()}")
-    assert out.returncode == 2 and "cannot reach Triton at 127.0.0.1:" in out.stderr, out.stderr
+    assert out.returncode == 69 and "cannot reach Triton at 127.0.0.1:" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -71,7 +71,7 @@ def test_checkpoint_loads_weights_only_and_refuses_a_pickle_that_would_run_code(
     assert not marker.exists()
     assert type(refused.value).__name__ == "UnsafeCheckpointError" and "\n" not in str(refused.value)
     out = svp("export", "--model", str(ckpt), "--repository", str(tmp_path / "repo"))
-    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.returncode == 64, out.stderr[-2000:]
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert (
         "model.pt needs more than tensors to load" in out.stderr and "refusing to unpickle it" in out.stderr
@@ -124,7 +124,7 @@ def test_export_meta_is_checked_when_a_repository_is_read(exported_repository, t
         (4, "version 4 is incomplete: sensevoice/4/export_meta.json: 'exported_at' must be"),
     ]:
         out = svp("models", "promote", str(version), "--offline", "--repository", str(repo))
-        assert out.returncode == 2 and message in out.stderr, out.stderr
+        assert out.returncode == 64 and message in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     out = svp("models", "promote", "5", "--offline", "--repository", str(repo))
     assert out.returncode == 0 and releases.read_state(repo).serving == 5, out.stderr

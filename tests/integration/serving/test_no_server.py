@@ -46,4 +46,4 @@ def test_transcribe_command_without_server(tmp_path):
         text=True,
         timeout=60,
     )
-    assert out.returncode == 2 and "cannot reach Triton" in out.stderr
+    assert out.returncode == 69 and "cannot reach Triton" in out.stderr

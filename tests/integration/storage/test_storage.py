@@ -308,7 +308,7 @@ def test_unreachable_endpoint_and_missing_bucket_are_clear_errors(buckets, optio
         timeout=120,
         env={**os.environ, **aws_env, "SVP_WAREHOUSE": str(tmp_path / "w.duckdb")},
     )
-    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.returncode == 64, out.stderr[-3000:]
     assert "bucket 'no-such-bucket' does not exist" in out.stderr and "Traceback" not in out.stderr
     assert objects(ObjectPath.parse(f"s3://{LAKE_BUCKET}/never", options)) == []
 

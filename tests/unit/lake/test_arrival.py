@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from sensevoice_pipeline.errors import ConfigurationError
+from sensevoice_pipeline.errors import ConfigurationError, exit_code
 from sensevoice_pipeline.lake import arrival, partition
 
 DAY = "2026-11-22"
@@ -82,7 +82,7 @@ def test_wait_times_out_with_a_message_that_says_what_is_missing(tmp_path):
         "marker _SUCCESS); ready means its ready marker _SUCCESS. Check the upstream export, or give it longer "
         "(DAG Param wait_timeout_minutes)."
     )
-    assert isinstance(err.value, ConfigurationError)  # exit code 2 in svp
+    assert exit_code(err.value) == 75  # svp: not arrived yet, try again later
 
 
 def test_wait_returns_as_soon_as_the_marker_lands(tmp_path):

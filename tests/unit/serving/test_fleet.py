@@ -34,6 +34,16 @@ def test_addresses_are_comma_separated_and_a_connection_port_fills_the_entries_w
         parse_addresses("a:8001,,b:8001")
 
 
+def test_an_address_without_a_port_takes_grpcs_8001_and_one_with_a_scheme_is_refused_in_one_line():
+    assert parse_addresses("localhost") == ("localhost:8001",)  # was grpc's default, port 443
+    assert parse_addresses("localhost,b:9001,[::1]") == ("localhost:8001", "b:9001", "[::1]:8001")
+    for url in ("http://triton:8000", "grpc://triton:8001/"):
+        with pytest.raises(
+            ConfigurationError, match="has a scheme: give the gRPC host:port alone, e.g. triton:8001"
+        ):
+            parse_addresses(url)
+
+
 def test_least_outstanding_requests_win_and_ties_go_round_robin():
     fleet, _ = fleet_of(3)
     assert [fleet.pick().address for _ in range(6)] == ["t0:8001", "t1:8001", "t2:8001"] * 2
