@@ -27,8 +27,15 @@ def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys)
 
         def query(self, name, date_from=None, date_to=None, by="language", min_confidence=0.0):
             asked.append((name, date_from, date_to, by))
-            return pa.table(
-                {"date": pa.array([dt.date(2026, 1, 1)]), "source_path": ["a.wav"], "angry_segments": [2]}
+            return pa.table(  # angry-calls' columns that its chart reads
+                {
+                    "date": pa.array([dt.date(2026, 1, 1)]),
+                    "source_path": ["a.wav"],
+                    "channel": [0],
+                    "angry_segments": [2],
+                    "segments": [4],
+                    "angry_share": [0.5],
+                }
             )
 
     monkeypatch.setattr(warehouse, "Warehouse", FakeWarehouse)
@@ -53,8 +60,8 @@ def test_query_creates_the_folders_of_its_outputs(tmp_path, monkeypatch, capsys)
     )
     assert asked == [("angry-calls", dt.date(2026, 1, 1), dt.date(2026, 1, 1), "language")]
     assert csv_path.read_text().splitlines() == [
-        '"date","source_path","angry_segments"',
-        '2026-01-01,"a.wav",2',
+        '"date","source_path","channel","angry_segments","segments","angry_share"',
+        '2026-01-01,"a.wav",0,2,4,0.5',
     ]
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {csv_path}" in capsys.readouterr().err
