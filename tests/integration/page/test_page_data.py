@@ -120,7 +120,8 @@ def test_render_page_by_channel_and_empty_range(lake, model_repo):
     page = render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-01", by="channel"))
     assert "channel 0 — 5 utterances" in page and "channel 1 — 2 utterances" in page
     empty = render_page(load(lake, model_repo, date_from="2025-01-01", date_to="2025-01-31"))
-    assert "<svg" not in empty and "No utterances in this date range." in empty
+    assert "<svg" not in empty
+    assert esc("No data for the emotion trend by language, 2025-01-01 – 2025-01-31.") in empty
     assert "No runs for dates in this range." in empty and "No failed recordings in this range." in empty
 
 
