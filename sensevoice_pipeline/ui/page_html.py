@@ -21,8 +21,15 @@ from sensevoice_pipeline.ui.page_text import esc, redact
 
 
 def _duration(row: dict) -> str:
+    """How long the run took: from its own start to its finish. Blank when unknown, and for a start exactly at a
+    UTC midnight, to the microsecond: that is a logical date, not a clock reading. `airflow dags test` gives its
+    DagRun the logical date as its start_date (the demo's: the row's own date, 00:00; without a `date` Param: the
+    data interval's end), and rows written before the DAG recorded the run's own start (daily.airflow_run_start)
+    hold it: the demo's one-minute run showed as "took 1760.3 min"."""
     start, end = row.get("started_at"), row.get("finished_at")
     if not (isinstance(start, dt.datetime) and isinstance(end, dt.datetime)):
+        return ""
+    if start.tzinfo and start.astimezone(dt.UTC).time() == dt.time():
         return ""
     seconds = max(0.0, (end - start).total_seconds())
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
