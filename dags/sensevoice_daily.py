@@ -90,6 +90,11 @@ def _partition_date(context) -> str:
     return partition_date(context)
 
 
+def _run_start(context):
+    """The run's own start (not the logical date `airflow dags test` gives it): daily.airflow_run_start."""
+    return daily.airflow_run_start(context["dag_run"].start_date, context["dag_run"].run_after)
+
+
 # plan's retries double as the wait for the date's lease (see the doc above): pauses of about 2, 4, 8 and 16 minutes
 # (exponential, with jitter), then 20: 70-90 minutes in all.
 LEASE_WAIT = {
@@ -207,7 +212,7 @@ def sensevoice_daily():
     def transcribe(batch: dict) -> dict:
         context = get_current_context()
         try:
-            settings, started = _settings(context["params"]), context["dag_run"].start_date
+            settings, started = _settings(context["params"]), _run_start(context)
             return daily.process_batch(settings, batch, started).to_dict()
         except LeaseLostError as exc:
             raise AirflowFailException(
@@ -222,7 +227,7 @@ def sensevoice_daily():
                 _settings(context["params"]),
                 _partition_date(context),
                 context["run_id"],
-                context["dag_run"].start_date,
+                _run_start(context),
             )
         except (FailureBudgetExceeded, PublishError) as exc:
             # Final either way: the day was published but too many files failed (a retry would only find the

@@ -81,7 +81,7 @@ def run_demo(model: str | None, workdir: Path, date: str | None = None) -> int:
     print(f"\n# Emotion trend by language, {day}")
     trend = warehouse.query("emotion-trend", day, day, "language")
     print_table(trend)
-    write_chart("emotion-trend", trend, workdir / "emotion_trend.png")
+    write_chart("emotion-trend", trend, workdir / "emotion_trend.png", date_from=day, date_to=day)
     print(f"\nChart: {workdir / 'emotion_trend.png'}")
     print(next_steps(svp_command(), settings.lake_root))
     return 0

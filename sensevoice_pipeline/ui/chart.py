@@ -1,19 +1,26 @@
 """The plugin page's emotion-trend chart: an inline SVG (the page loads nothing, so no image file and no script).
 
 Stacked bars of utterances per day and emotion, one panel per language (or channel), in the PNG charts' emotion
-colours (``report.EMOTION_COLORS``), so angry is the same red on the page and in ``svp query --png``.
+colours (``report.EMOTION_COLORS``), so angry is the same red on the page and in ``svp query --png``. The PNG charts'
+rules hold here too: the caption states every filter (``trend_caption``), every day of the range has its slot, at
+most ``report.MAX_PANELS`` panels, and an empty range says there is no data for those filters instead of drawing
+empty axes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from sensevoice_pipeline.ui.page_text import esc
-from sensevoice_pipeline.warehouse.report import emotion_colors, emotion_order
+from sensevoice_pipeline.warehouse.report import (
+    MAX_PANELS,  # chart panels (one per language / channel); the rest are listed as left out
+    date_range_text,
+    emotion_colors,
+    emotion_order,
+    group_label,
+)
 
-MAX_PANELS = 8  # chart panels (one per language / channel); the rest are listed as left out
 LEFT, RIGHT = 64, 36  # room for the y labels on the left, for the last x label on the right
 LEGEND_H, TITLE_H, PLOT_H, AXIS_H, GAP = 30, 22, 120, 22, 14
 PANEL_H = TITLE_H + PLOT_H + AXIS_H + GAP
@@ -45,8 +52,10 @@ class _Axes:
         return max(self.slot * 0.78, 0.8)
 
 
-def group_label(value: Any) -> str:
-    return "(none)" if value is None else str(value)
+def trend_caption(by: str, date_from: dt.date, date_to: dt.date, min_confidence: float = 0.0) -> str:
+    """Every filter of the trend: "by language, 2026-03-01 – 2026-03-07, emotion confidence ≥ 0.8"."""
+    confidence = f", emotion confidence ≥ {min_confidence:g}" if min_confidence else ""
+    return f"by {by}, {date_range_text(date_from, date_to)}{confidence}"
 
 
 def nice_step(peak: int) -> int:
@@ -59,11 +68,20 @@ def nice_step(peak: int) -> int:
     return next(int(m * mag) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * mag >= half)
 
 
-def trend_svg(rows: list[dict], by: str, date_from: dt.date, date_to: dt.date, width: int = 1160) -> str:
+def trend_svg(
+    rows: list[dict],
+    by: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    min_confidence: float = 0.0,
+    width: int = 1160,
+) -> str:
     """Stacked bars of utterances per day and emotion, one panel per language (or channel), every day of the range
-    on the x axis (days without data stay empty). Each bar segment has a tooltip with its count and share."""
+    on the x axis (days without data stay empty). Each bar segment has a tooltip with its count and share. No rows:
+    a sentence naming the filters, no axes."""
+    caption = trend_caption(by, date_from, date_to, min_confidence)
     if not rows:
-        return '<p class="empty">No utterances in this date range.</p>'
+        return f'<p class="empty">No data for the emotion trend {esc(caption)}.</p>'
     days = [date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)]
     emotions = emotion_order(r["emotion"] for r in rows)
     axes = _Axes(days, width, by, emotions, emotion_colors(emotions))
@@ -74,7 +92,7 @@ def trend_svg(rows: list[dict], by: str, date_from: dt.date, date_to: dt.date, w
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
         f'style="width:100%;max-width:{width}px;height:auto" role="img" '
-        f'aria-label="{esc(f"Utterances per day and emotion by {by}")}">',
+        f'aria-label="{esc(f"Utterances per day and emotion {caption}")}">',
         _legend(axes),
     ]
     for p, group in enumerate(shown):

@@ -79,7 +79,19 @@ def cmd_query(args) -> int:
         if flag == "--csv":
             _write_output(flag, path, lambda target: write_csv(table, target))
         else:
-            _write_output(flag, path, lambda target: write_chart(args.name, table, target, by=args.by))
+            _write_output(
+                flag,
+                path,
+                lambda target: write_chart(
+                    args.name,
+                    table,
+                    target,
+                    by=args.by,
+                    date_from=date_from,
+                    date_to=date_to,
+                    min_confidence=args.min_confidence,
+                ),
+            )
         print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sensevoice_pipeline.serving.repository import SERVING_FILE
-from sensevoice_pipeline.ui.chart import group_label, trend_svg
+from sensevoice_pipeline.ui.chart import group_label, trend_caption, trend_svg
 from sensevoice_pipeline.ui.clip_html import clip_section
 from sensevoice_pipeline.ui.html_parts import Column, html_document, render_table
 from sensevoice_pipeline.ui.page_data import GROUPINGS, MIN_CONFIDENCES, Dashboard
@@ -21,8 +21,15 @@ from sensevoice_pipeline.ui.page_text import esc, redact
 
 
 def _duration(row: dict) -> str:
+    """How long the run took: from its own start to its finish. Blank when unknown, and for a start exactly at a
+    UTC midnight, to the microsecond: that is a logical date, not a clock reading. `airflow dags test` gives its
+    DagRun the logical date as its start_date (the demo's: the row's own date, 00:00; without a `date` Param: the
+    data interval's end), and rows written before the DAG recorded the run's own start (daily.airflow_run_start)
+    hold it: the demo's one-minute run showed as "took 1760.3 min"."""
     start, end = row.get("started_at"), row.get("finished_at")
     if not (isinstance(start, dt.datetime) and isinstance(end, dt.datetime)):
+        return ""
+    if start.tzinfo and start.astimezone(dt.UTC).time() == dt.time():
         return ""
     seconds = max(0.0, (end - start).total_seconds())
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
@@ -120,8 +127,8 @@ def render_page(board: Dashboard) -> str:
         f'<p class="meta">Generated {esc(board.generated_at)} UTC</p>',
         _range_form(board),
         f'<ul class="notes">{notes}</ul>' if notes else "",
-        f'<section id="trend"><h2>Daily emotion trend by {esc(board.by)}{_confidence_title(board)}</h2>',
-        trend_svg(board.trend, board.by, board.date_from, board.date_to),
+        f'<section id="trend"><h2>Daily emotion trend {esc(_trend_caption(board))}</h2>',
+        trend_svg(board.trend, board.by, board.date_from, board.date_to, board.min_confidence),
         f"<details><summary>Data ({esc(len(board.trend))} rows)</summary>{trend_table(board.trend, board.by)}</details>"
         if board.trend
         else "",
@@ -158,8 +165,8 @@ def _summary_line(board: Dashboard, clean: Callable[[Any], str]) -> str:
     )
 
 
-def _confidence_title(board: Dashboard) -> str:
-    return f", emotion confidence ≥ {esc(f'{board.min_confidence:g}')}" if board.min_confidence else ""
+def _trend_caption(board: Dashboard) -> str:
+    return trend_caption(board.by, board.date_from, board.date_to, board.min_confidence)
 
 
 def _confidence_options(board: Dashboard) -> str:

@@ -28,8 +28,13 @@ def check_min_confidence(value: float) -> float:
 
 @dataclass(frozen=True)
 class Chart:
+    """What `--png` draws (warehouse/report.py): bars of ``value`` per date, stacked by ``stack`` (None: one bar per
+    date), one panel per group when the query groups; with ``ranked``, one horizontal bar of ``value`` per row
+    instead, the highest first, the top ones drawn and the others counted."""
+
     value: str
     stack: str | None = None
+    ranked: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,12 @@ class Query:
     # placeholders: {group} / {group_name} (the grouping), {confident} (the emotion confidence filter: a SQL condition
     # on the rollup row), $from_date / $to_date (inclusive)
     sql: str
-    # The chart `--png` draws: bars of `value` per date, stacked by `stack` (None: one bar); no chart when None.
-    chart: Chart | None = None
+    chart: Chart | None = None  # what `--png` draws; None: no chart (the rows are not per date)
+
+    @property
+    def groups(self) -> bool:
+        """Whether the answer is per group (``by``: language or channel)."""
+        return "{group}" in self.sql
 
     @property
     def filters_confidence(self) -> bool:
@@ -119,7 +128,7 @@ QUERIES = {
         ORDER BY angry_share DESC, angry_segments DESC, date DESC, source_path, channel
         LIMIT 1000  -- tables.ANGRY_CALLS_PER_DAY: each day keeps its own 1,000 angriest, so this is exact
         """,
-            Chart("angry_segments", stack="source_path"),
+            Chart("angry_share", ranked=True),
         ),
         Query(
             "angry-share",

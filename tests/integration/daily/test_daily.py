@@ -4,6 +4,7 @@ over the day it published. `svp run` and its function: test_svp_run.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from sensevoice_pipeline.demo.local_airflow import triton_connection_env
 from sensevoice_pipeline.demo.sample_day import expected_answers, write_sample_day
 from sensevoice_pipeline.lake import tables
+from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.settings import Settings
 from sensevoice_pipeline.speech.tags import parse
 from sensevoice_pipeline.warehouse.database import Warehouse
@@ -109,6 +111,11 @@ def test_rollup_runs_and_warehouse(demo_day):
     assert sum(r["utterances"] for r in rollup) == len(utterances)
     (run,) = table_rows(settings.lake_root, "runs", DEMO_DAY)
     assert (run["files"], run["files_failed"], run["utterances"]) == (len(calls), 1, len(utterances))
+    # the run's own start, not the logical date `airflow dags test` gives its DagRun (weeks before the test ran)
+    (times,) = (
+        Lake(settings.lake_root).read("runs", DEMO_DAY).select(["started_at", "finished_at"]).to_pylist()
+    )
+    assert dt.timedelta(0) < times["finished_at"] - times["started_at"] < dt.timedelta(minutes=30)
     con = Warehouse(settings.lake_root).connect()
     try:
         assert con.execute("SELECT count(*) FROM utterances WHERE date = ?", [DEMO_DAY]).fetchone()[0] == len(

@@ -120,7 +120,8 @@ def test_render_page_by_channel_and_empty_range(lake, model_repo):
     page = render_page(load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-01", by="channel"))
     assert "channel 0 — 5 utterances" in page and "channel 1 — 2 utterances" in page
     empty = render_page(load(lake, model_repo, date_from="2025-01-01", date_to="2025-01-31"))
-    assert "<svg" not in empty and "No utterances in this date range." in empty
+    assert "<svg" not in empty
+    assert esc("No data for the emotion trend by language, 2025-01-01 – 2025-01-31.") in empty
     assert "No runs for dates in this range." in empty and "No failed recordings in this range." in empty
 
 
@@ -155,41 +156,32 @@ def test_serving_file_is_shown_when_present(lake, tmp_path):
 # -- emotion colours: one mapping for the PNG charts and the page ------------------------------------------------------
 
 
-def test_png_chart_and_page_use_the_same_emotion_colours(lake, model_repo, tmp_path, monkeypatch):
-    import matplotlib
-
-    matplotlib.use("Agg")
+def test_png_chart_and_page_use_the_same_emotion_colours(lake, model_repo, tmp_path):
     import matplotlib.colors as mcolors
     import matplotlib.image as mimage
-    import matplotlib.pyplot as plt
     import pyarrow as pa
 
-    from sensevoice_pipeline.warehouse.report import EMOTION_COLORS, write_chart
+    from sensevoice_pipeline.warehouse.report import EMOTION_COLORS, figure_for, write_chart
 
     table = Warehouse(lake).query("emotion-trend", dt.date(2026, 3, 1), dt.date(2026, 3, 3))
+    columns = ["date", "language", "emotion", "utterances"]
     extra = pa.table(
         {
             "date": [dt.date(2026, 3, 3)] * 3,
+            "language": ["en"] * 3,
             "emotion": ["fearful", "disgusted", "unknown"],
             "utterances": [1, 1, 1],
         }
     )  # the emotions the small lake lacks
-    table = pa.concat_tables([table.select(["date", "emotion", "utterances"]), extra])
-    figures = []
-    monkeypatch.setattr(
-        plt, "close", lambda fig=None: figures.append(fig)
-    )  # keep the figure to read its bars
-    png = tmp_path / "trend.png"
-    write_chart("emotion-trend", table, png)
-    (fig,) = figures
+    table = pa.concat_tables([table.select(columns), extra.cast(table.select(columns).schema)])
+    fig = figure_for("emotion-trend", table)  # the figure write_chart saves, to read its bars
     bars = {c.get_label(): mcolors.to_hex(c.patches[0].get_facecolor()) for c in fig.axes[0].containers}
     assert bars == EMOTION_COLORS  # every emotion, each in its colour (angry red, neutral grey, ...)
     assert list(bars)[:2] == ["neutral", "happy"]  # stacked in the mapping's order: neutral at the bottom
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(bars)[
-        ::-1
-    ]  # read like the stack
-    plt.close(fig)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(bars)  # the page's legend order
     # The rendered pixels carry those colours too (each bar's inside is drawn in its exact colour).
+    png = tmp_path / "trend.png"
+    write_chart("emotion-trend", table, png)
     pixels = {mcolors.to_hex(tuple(p[:3])) for p in mimage.imread(png).reshape(-1, 4)}
     assert set(EMOTION_COLORS.values()) <= pixels
     assert "#1f77b4" not in pixels  # matplotlib's first default colour (which made angry blue) is not used
