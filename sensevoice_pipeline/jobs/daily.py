@@ -16,6 +16,7 @@ The rules they keep (docs/architecture.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -30,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sensevoice_pipeline.errors import (
     ConfigurationError,
@@ -481,12 +483,16 @@ def run_date(
     t0 = time.perf_counter()
     try:
         with leases(settings).keep_alive(lease):  # (publish renews it itself, then gives it back)
-            with tqdm(
-                total=sum(len(b.items) for b in batches),
-                unit="file",
-                desc=f"transcribing {date}",
-                disable=not show_progress,
-            ) as bar:
+            with (
+                tqdm(
+                    total=sum(len(b.items) for b in batches),
+                    unit="file",
+                    desc=f"transcribing {date}",
+                    disable=not show_progress,
+                ) as bar,
+                # log lines printed above the bar, not through it
+                logging_redirect_tqdm() if show_progress else contextlib.nullcontext(),
+            ):
                 for batch in _process_batches(settings, batches, started_at):
                     bar.update(len(batch.items))
         result = publish(settings, date, run_id, started_at)

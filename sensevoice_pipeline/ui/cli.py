@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -52,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C / SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default=os.environ.get(LOG_FORMAT_ENV) or "text",
-        help=f"text, or json: one JSON object per log line on stderr (default: ${LOG_FORMAT_ENV}, then text)",
-    )
+    _add_logging_flags(parser, os.environ.get(LOG_FORMAT_ENV) or "text")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (
         _add_export_parser,
@@ -73,7 +68,37 @@ def build_parser() -> argparse.ArgumentParser:
         _add_demo_parser,
     ):  # the order `svp --help` lists them in
         add(sub)
+    for command in _all_subparsers(
+        parser
+    ):  # `svp run ... --log-format json` as well as `svp --log-format json run`
+        _add_logging_flags(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_logging_flags(parser: argparse.ArgumentParser, default) -> None:
+    """-v and --log-format, on the top parser and again on every command (SUPPRESS there: given nowhere, the top
+    parser's default stands)."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
+        help="debug logging",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default,
+        help=f"text, or json: one JSON object per log line on stderr (default: ${LOG_FORMAT_ENV}, then text)",
+    )
+
+
+def _all_subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # (aliases repeat a parser)
+                yield child
+                yield from _all_subparsers(child)
 
 
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
@@ -418,7 +443,7 @@ def cmd_run(args) -> int:
         try:
             result = run_date(settings, date, run_id=run_id, show_progress=_progress_wanted(args))
         except FailureBudgetExceeded as exc:  # published all the same: say what, then exit 65
-            if exc.result is not None:
+            if exc.result is not None and not args.json:  # (--json: the error object carries the result)
                 _report_day(args, settings, exc.result)
             raise
     _report_day(args, settings, result)
@@ -528,11 +553,16 @@ def main(argv: list[str] | None = None) -> int:
 def _failed(args, exc: BaseException, message: str) -> int:
     """One line on stderr; with --json, the same as an object on stdout for the program reading it."""
     code = exit_code(exc)
-    if message:
+    if message and args.log_format == "json":  # a log shipper reads stderr: the error is one of its lines
+        logging.getLogger("sensevoice_pipeline.ui.cli").error("svp %s: %s", args.command, message)
+    elif message:
         print(f"svp {args.command}: {message}", file=sys.stderr)
     if getattr(args, "json", False):
         text = message or f"stopped by {_signal_name(exc)}"
-        print(to_json({"error": text, "kind": type(exc).__name__, "exit_code": code}), flush=True)
+        error = {"error": text, "kind": type(exc).__name__, "exit_code": code}
+        if getattr(exc, "result", None) is not None:  # e.g. the day published over its failure budget
+            error["result"] = exc.result
+        print(to_json(error), flush=True)
     return code
 
 

@@ -107,3 +107,25 @@ def test_every_hint_the_demo_prints_runs_when_pasted(lake, tmp_path):
         )
         assert out.returncode == 0, (command, out.stderr[-2000:])
     assert {p.name for p in tmp_path.iterdir()} == {"angry-calls.csv", "angry-share.png"}
+
+
+def test_a_sqlalchemy_engine_reads_the_lake_as_docs_bi_says(lake, tmp_path):
+    """docs/bi.md's Superset recipe: duckdb_engine on :memory:, the setup SQL run on every new connection."""
+    from sqlalchemy import create_engine, event, text
+
+    init, extensions = tmp_path / "lake.sql", tmp_path / "extensions"
+    out = svp("bi", "--lake", str(lake), "--init", str(init), "--extension-directory", str(extensions))
+    assert out.returncode == 0, out.stderr
+    setup = init.read_text()
+    engine = create_engine(
+        "duckdb:///:memory:", connect_args={"config": {"extension_directory": str(extensions)}}
+    )
+
+    @event.listens_for(engine, "connect")
+    def attach_lake(dbapi_connection, _record):
+        dbapi_connection.execute(setup)
+
+    with engine.connect() as con:
+        assert con.execute(text("SELECT count(*) FROM utterances")).scalar() == 17
+        assert con.execute(text("SELECT count(DISTINCT date) FROM emotion_daily")).scalar() == len(DATES)
+    engine.dispose()

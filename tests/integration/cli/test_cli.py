@@ -1,5 +1,5 @@
 """`svp` as a user runs it, as a subprocess: help, `svp serve` in the foreground, and user errors that are one line
-on stderr with exit code 2 and never a traceback. What the command line does in-process: tests/unit/ui/test_cli.py."""
+on stderr with the exit code of their kind (64 for a usage error) and never a traceback. What the command line does in-process: tests/unit/ui/test_cli.py."""
 
 import os
 import subprocess
@@ -335,3 +335,59 @@ def test_svp_run_waits_for_a_late_partition_and_says_when_it_never_came(tmp_path
         late.cancel()
     assert out.returncode == 69 and "cannot reach Triton" in out.stderr.strip().splitlines()[-1], out.stderr
     assert "_SUCCESS" in out.stderr  # it said what it found before going on
+
+
+# -- issue 30: the first five minutes ----------------------------------------------------------------------------------
+
+
+def test_ctrl_c_while_waiting_for_the_partition_says_what_was_published(tmp_path):
+    """Interrupted before any lease or lake (waiting for a day that has not arrived): one line, exit 130."""
+    import signal
+    import time
+
+    (tmp_path / "raw").mkdir()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "sensevoice_pipeline.ui.cli", "run", "--date", "2026-01-03"]
+        + ["--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake"), "--wait", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    time.sleep(4)  # imports, then the first check of the partition
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        "svp run: stopped by SIGINT: nothing of 2026-01-03 was published by this run; its lease was given back"
+    ), err[-2000:]
+    assert "Traceback" not in err
+
+
+def test_serve_on_a_busy_port_names_the_port_first(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        out = run_svp("serve", "--repository", str(tmp_path), "--grpc-port", str(port), cwd=tmp_path)
+    assert_one_line_error(out, f"port {port} (--grpc-port) is already in use on 127.0.0.1")
+    assert not (tmp_path / "var").exists()  # refused before writing a key
+
+
+@pytest.mark.parametrize(
+    "url,fragment",
+    [
+        ("http://triton:8000", "has a scheme: give the gRPC host:port alone, e.g. triton:8001"),
+        ("a:8001,,b:8001", "has an empty entry"),
+    ],
+)
+def test_a_url_that_is_not_host_port_is_one_line(tmp_path, url, fragment):
+    clip = tmp_path / "clip.wav"
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 8000)
+    assert_one_line_error(run_svp("transcribe", str(clip), "--url", url, cwd=tmp_path), fragment)

@@ -74,3 +74,50 @@ def test_svp_run_reports_a_missing_partition_and_a_server_that_is_down(tmp_path)
     )
     assert out.returncode == 69 and "cannot reach Triton" in out.stderr
     assert not Lake(tmp_path / "lake").exists  # nothing was committed
+
+
+@pytest.mark.triton
+@pytest.mark.subprocess
+def test_svp_run_json_is_one_object_and_a_day_over_its_budget_exits_65(tmp_path, fixture_triton):
+    """For automation: with --json, stdout is one JSON object (the published day, inside the error when the day went
+    over its failure budget), the exit code 65 says "look at the data", and no progress bar reaches a log."""
+    import json
+
+    write_sample_day(tmp_path / "raw", GOLDEN_DAY)  # with its corrupt upload: 1 of the day's files fails
+    args = ["run", "--date", GOLDEN_DAY, "--raw", str(tmp_path / "raw"), "--lake", str(tmp_path / "lake")]
+    out = svp(*args, "--url", fixture_triton.grpc_url, "--json", "--failure-budget", "0")
+    assert out.returncode == 65, out.stderr[-2000:]
+    answer = json.loads(out.stdout)
+    assert answer["kind"] == "FailureBudgetExceeded" and answer["exit_code"] == 65
+    day = answer["result"]
+    assert (
+        day["date"] == GOLDEN_DAY and day["files_failed"] == 1 and day["files"] > 1 and day["utterances"] > 0
+    )
+    assert "\r" not in out.stderr and "transcribing" not in out.stderr  # not a terminal: no progress bar
+    assert Lake(tmp_path / "lake").exists  # published all the same
+
+    out = svp(*args, "--url", fixture_triton.grpc_url, "--json", "--log-format", "json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["files_failed"] == 1
+    # (libsndfile's mpg123 writes its own complaints about the sample day's MP3 straight to stderr: not log lines)
+    logs = [json.loads(line) for line in out.stderr.splitlines() if not line.startswith("[src/libmpg123")]
+    assert logs and {"time", "level", "logger", "message"} <= set(logs[0])
+    assert any(f"{GOLDEN_DAY}: 24 files" in entry["message"] for entry in logs), logs
+
+
+@pytest.mark.triton
+@pytest.mark.subprocess
+def test_svp_transcribe_json_is_one_object_per_file_and_a_bad_file_exits_65(tmp_path, fixture_triton):
+    import json
+
+    calls = write_sample_day(tmp_path / "raw", GOLDEN_DAY)
+    part = tmp_path / "raw" / f"date={GOLDEN_DAY}"
+    good = next(part / c.path for c in calls if c.path.endswith(".wav") and "corrupt" not in c.path)
+    bad = next(part / c.path for c in calls if "corrupt" in c.path)
+    out = svp("transcribe", str(good), str(bad), "--url", fixture_triton.grpc_url, "--json")
+    assert out.returncode == 65, out.stderr[-2000:]
+    first, second = (json.loads(line) for line in out.stdout.splitlines())
+    assert first["file"] == str(good) and first["text"] and first["model_versions"] == ["1"]
+    segment = first["segments"][0]
+    assert segment["raw"].startswith("<|") and segment["emotion"] and segment["language"]
+    assert second["file"] == str(bad) and "cannot decode" in second["error"]

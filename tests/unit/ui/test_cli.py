@@ -74,6 +74,9 @@ def test_with_json_an_error_is_also_an_object_on_stdout(monkeypatch, capsys):
         "exit_code": 75,
     }
     assert out.err.startswith("svp query: date 2026-01-01 is being processed")
+    assert cli.main(["query", "events", "--log-format", "json"]) == 75  # the error as a JSON log line
+    (line,) = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["message"] == "svp query: date 2026-01-01 is being processed by run r1"
 
 
 def test_a_flag_argparse_cannot_parse_exits_64_like_every_usage_error(capsys):
