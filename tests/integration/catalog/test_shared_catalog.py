@@ -21,6 +21,7 @@ from sensevoice_pipeline.lake.catalog_db import CatalogError, PostgresCatalog, c
 from sensevoice_pipeline.lake.ownership import OWNER_DIR
 from sensevoice_pipeline.lake.storage import ObjectPath, S3Options
 from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.warehouse.bi import setup_sql
 from sensevoice_pipeline.warehouse.database import Warehouse
 from tests.support.audio import write_clips
 from tests.support.lake import rows_without_run
@@ -219,9 +220,9 @@ def test_the_bi_attach_lines_never_carry_the_catalogs_password(tmp_path, postgre
     url = postgres.new_database("lake").replace("postgres@", "bi_reader:hunter2-secret@")
     catalog = catalog_database(url, tmp_path)
     assert isinstance(catalog, PostgresCatalog)
-    lines = Warehouse(tmp_path / "lake", catalog=url).attach_sql()
-    assert not any("hunter2" in line for line in lines)
-    assert "ATTACH 'ducklake:postgres:postgresql://bi_reader@127.0.0.1" in lines[-1]
+    sql = setup_sql(Lake(tmp_path / "lake", url))
+    assert "hunter2" not in sql
+    assert "ATTACH IF NOT EXISTS 'ducklake:postgres:postgresql://bi_reader@127.0.0.1" in sql
     assert "hunter2" not in catalog.describe() and "hunter2" not in redact("host=h password=hunter2 dbname=d")
 
 
