@@ -35,6 +35,10 @@ teardown `release`.
   scheduler never starts a task whose pool does not exist (it logs "Tasks using non-existent pool ... will not be
   scheduled"); `airflow dags test` runs tasks without looking at pools.
 
+- **Lineage.** With Airflow's OpenLineage provider configured (`[openlineage] transport`), `publish`'s COMPLETE
+  event names the raw partition as input and every table of the lake, with its schema, as outputs
+  (`provider/lineage.py`).
+
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address, or several
 comma-separated: balanced, with failover), $SVP_TRITON_POOL, and the
 environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE, SVP_LEASE_TTL_S,
@@ -58,14 +62,15 @@ from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
+from sensevoice_pipeline.provider import lineage
+from sensevoice_pipeline.provider.decorators import lineage_task, report_lineage
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.settings import Settings, batch_timeout_s, daily_start_date, triton_pool
 from sensevoice_pipeline.speech.languages import LANGUAGES
 
-UTTERANCES_ASSET = Asset(
-    "sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"}
-)
+# Updated when a day is published (downstream DAGs schedule on it); its extra lists every table of the day's commit.
+UTTERANCES_ASSET = Asset(lineage.LAKE_ASSET_URI, extra=lineage.lake_asset_extra())
 
 
 def _settings(params: dict) -> Settings:
@@ -214,16 +219,13 @@ def sensevoice_daily():
                 str(exc)
             ) from exc  # another run has the date now: retrying cannot help
 
-    @task(outlets=[UTTERANCES_ASSET], trigger_rule="none_failed")  # an empty day still publishes
+    @lineage_task(outlets=[UTTERANCES_ASSET], trigger_rule="none_failed")  # an empty day still publishes
     def publish(summaries: list[dict]) -> dict:
         context = get_current_context()
+        settings, date = _settings(context["params"]), _partition_date(context)
+        report_lineage(context, lambda: lineage.daily_publish_lineage(settings, date))  # for OpenLineage
         try:
-            result = daily.publish(
-                _settings(context["params"]),
-                _partition_date(context),
-                context["run_id"],
-                context["dag_run"].start_date,
-            )
+            result = daily.publish(settings, date, context["run_id"], context["dag_run"].start_date)
         except (FailureBudgetExceeded, PublishError) as exc:
             # Final either way: the day was published but too many files failed (a retry would only find the
             # staging gone), or the partition changed / the lease was lost (re-run the date from plan).
