@@ -35,9 +35,11 @@ teardown `release`.
   scheduler never starts a task whose pool does not exist (it logs "Tasks using non-existent pool ... will not be
   scheduled"); `airflow dags test` runs tasks without looking at pools.
 
-- **Lineage.** With Airflow's OpenLineage provider configured (`[openlineage] transport`), `publish`'s COMPLETE
-  event names the raw partition as input and every table of the lake, with its schema, as outputs
-  (`provider/lineage.py`).
+- **Lineage and metrics.** With Airflow's OpenLineage provider configured (`[openlineage] transport`), `publish`'s
+  COMPLETE event names the raw partition as input and every table of the lake, with its schema, as outputs
+  (`provider/lineage.py`). `plan`, `transcribe` and `publish` send their timings, and `publish` the day's counters
+  (files, failed files, utterances, speech seconds), through Airflow's metrics (`[metrics] statsd_on`;
+  `provider/metrics.py`, docs/deployment.md).
 
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address, or several
 comma-separated: balanced, with failover), $SVP_TRITON_POOL, and the
@@ -62,7 +64,7 @@ from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
-from sensevoice_pipeline.provider import lineage
+from sensevoice_pipeline.provider import lineage, metrics
 from sensevoice_pipeline.provider.decorators import lineage_task, report_lineage
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
@@ -199,7 +201,10 @@ def sensevoice_daily():
     def plan() -> list[dict]:
         context = get_current_context()
         try:
-            batches = daily.plan(_settings(context["params"]), _partition_date(context), context["run_id"])
+            with metrics.stage("plan"):
+                batches = daily.plan(
+                    _settings(context["params"]), _partition_date(context), context["run_id"]
+                )
             return [batch.to_dict() for batch in batches]
         except DateBusyError:
             raise  # another run holds the date: the retries are the wait
@@ -213,7 +218,8 @@ def sensevoice_daily():
         context = get_current_context()
         try:
             settings, started = _settings(context["params"]), context["dag_run"].start_date
-            return daily.process_batch(settings, batch, started).to_dict()
+            with metrics.stage("transcribe"):
+                return daily.process_batch(settings, batch, started).to_dict()
         except LeaseLostError as exc:
             raise AirflowFailException(
                 str(exc)
@@ -225,7 +231,14 @@ def sensevoice_daily():
         settings, date = _settings(context["params"]), _partition_date(context)
         report_lineage(context, lambda: lineage.daily_publish_lineage(settings, date))  # for OpenLineage
         try:
-            result = daily.publish(settings, date, context["run_id"], context["dag_run"].start_date)
+            with metrics.stage("publish"):
+                result = daily.publish(
+                    settings,
+                    date,
+                    context["run_id"],
+                    context["dag_run"].start_date,
+                    on_published=metrics.day_published,
+                )
         except (FailureBudgetExceeded, PublishError) as exc:
             # Final either way: the day was published but too many files failed (a retry would only find the
             # staging gone), or the partition changed / the lease was lost (re-run the date from plan).
