@@ -3,8 +3,8 @@ Parquet tables (utterances, recordings, emotion_daily, runs) -> DuckDB views for
 
 Every task body is one call into the `sensevoice_pipeline` library (`svp run` calls the same functions).
 
-Tasks: `wait_for_partition` -> `plan` -> `transcribe` (mapped, one task per batch of files) -> `publish`, and the
-teardown `release`.
+Tasks: `check_pool` -> `wait_for_partition` -> `plan` -> `transcribe` (mapped, one task per batch of files) ->
+`publish`, and the teardown `release`.
 
 - **Late data.** `wait_for_partition` is a deferrable sensor: until the day's partition
   `<raw_root>/date=YYYY-MM-DD/` is ready it waits in the triggerer, holding no worker slot. Ready means: the file
@@ -33,7 +33,11 @@ teardown `release`.
   your GPUs). Create it before the
   first run: `airflow pools set sensevoice_triton <slots> "Triton fleet: servers x per-server concurrency"`. A
   scheduler never starts a task whose pool does not exist (it logs "Tasks using non-existent pool ... will not be
-  scheduled"); `airflow dags test` runs tasks without looking at pools.
+  scheduled"); `airflow dags test` runs tasks without looking at pools. So the first task, `check_pool`, asks the
+  api-server whether the pool exists (and has slots) and fails at once, naming that command, when it does not. Tasks
+  cannot read pools in Airflow 3 other than through the public REST API, so it needs the `sensevoice_airflow_api`
+  Connection (the api-server's address and a user allowed to read pools); without it, it logs a warning and
+  lets the run go on (`provider/pools.py`).
 
 - **Lineage and metrics.** With Airflow's OpenLineage provider configured (`[openlineage] transport`), `publish`'s
   COMPLETE event names the raw partition as input and every table of the lake, with its schema, as outputs
@@ -64,7 +68,7 @@ from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
-from sensevoice_pipeline.provider import lineage, metrics
+from sensevoice_pipeline.provider import lineage, metrics, pools
 from sensevoice_pipeline.provider.decorators import lineage_task, report_lineage
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
@@ -187,6 +191,14 @@ LEASE_WAIT = {
     doc_md=__doc__,
 )
 def sensevoice_daily():
+    @task
+    def check_pool() -> None:
+        """A missing pool would leave the transcription tasks unscheduled and the run running forever."""
+        try:
+            pools.check_pool(triton_pool())
+        except ConfigurationError as exc:
+            raise AirflowFailException(str(exc)) from exc  # a retry would not create it
+
     wait_for_partition = PartitionArrivalSensor(
         task_id="wait_for_partition",
         raw_root="{{ params.raw_root }}",  # empty: $SVP_RAW_ROOT
@@ -255,7 +267,7 @@ def sensevoice_daily():
 
     planned = plan()
     published = publish(transcribe.expand(batch=planned))
-    wait_for_partition >> planned
+    check_pool() >> wait_for_partition >> planned
     [planned, published] >> release()
 
 

@@ -25,7 +25,7 @@ def _task_events(observed, task_id: str) -> dict[str, dict]:
 
 def test_every_task_of_the_run_emits_start_and_complete(observed_day):
     assert observed_day.events, "the OpenLineage provider wrote no event"
-    for task_id in ("wait_for_partition", "plan", "publish", "release"):
+    for task_id in ("check_pool", "wait_for_partition", "plan", "publish", "release"):
         assert {"START", "COMPLETE"} <= set(_task_events(observed_day, task_id)), task_id
 
 
