@@ -1,6 +1,9 @@
 """The daily job's own metrics, sent through Airflow's metrics API (``airflow.sdk.observability.stats``, what the
 Task SDK gives task code): to StatsD when ``[metrics] statsd_on`` is set (every name behind ``[metrics]
-statsd_prefix``, default ``airflow``), to OpenTelemetry when ``otel_on`` is, nowhere otherwise.
+statsd_prefix``, default ``airflow``), to OpenTelemetry when ``otel_on`` is, nowhere otherwise. In the compose stack
+a statsd-exporter turns them into Prometheus series (deploy/statsd/mapping.yml: ``sensevoice.daily.files`` ->
+``sensevoice_daily_files_total``, the timers -> ``sensevoice_daily_<stage>_seconds`` histograms; docs/deployment.md,
+"Pipeline metrics").
 
 Counters, once per published day (``publish``; a day published over its failure budget counts too, since its rows
 are in the lake), with the day's totals:
