@@ -3,8 +3,8 @@ Parquet tables (utterances, recordings, emotion_daily, runs) -> DuckDB views for
 
 Every task body is one call into the `sensevoice_pipeline` library (`svp run` calls the same functions).
 
-Tasks: `wait_for_partition` -> `plan` -> `transcribe` (mapped, one task per batch of files) -> `publish`, and the
-teardown `release`.
+Tasks: `check_pool` -> `wait_for_partition` -> `plan` -> `transcribe` (mapped, one task per batch of files) ->
+`publish`, and the teardown `release`.
 
 - **Late data.** `wait_for_partition` is a deferrable sensor: until the day's partition
   `<raw_root>/date=YYYY-MM-DD/` is ready it waits in the triggerer, holding no worker slot. Ready means: the file
@@ -33,7 +33,17 @@ teardown `release`.
   your GPUs). Create it before the
   first run: `airflow pools set sensevoice_triton <slots> "Triton fleet: servers x per-server concurrency"`. A
   scheduler never starts a task whose pool does not exist (it logs "Tasks using non-existent pool ... will not be
-  scheduled"); `airflow dags test` runs tasks without looking at pools.
+  scheduled"); `airflow dags test` runs tasks without looking at pools. So the first task, `check_pool`, asks the
+  api-server whether the pool exists (and has slots) and fails at once, naming that command, when it does not. Tasks
+  cannot read pools in Airflow 3 other than through the public REST API, so it needs the `sensevoice_airflow_api`
+  Connection (the api-server's address and a user allowed to read pools); without it, it logs a warning and
+  lets the run go on (`provider/pools.py`).
+
+- **Lineage and metrics.** With Airflow's OpenLineage provider configured (`[openlineage] transport`), `publish`'s
+  COMPLETE event names the raw partition as input and every table of the lake, with its schema, as outputs
+  (`provider/lineage.py`). `plan`, `transcribe` and `publish` send their timings, and `publish` the day's counters
+  (files, failed files, utterances, speech seconds), through Airflow's metrics (`[metrics] statsd_on`;
+  `provider/metrics.py`, docs/deployment.md).
 
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address, or several
 comma-separated: balanced, with failover), $SVP_TRITON_POOL, and the
@@ -58,14 +68,15 @@ from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
+from sensevoice_pipeline.provider import lineage, metrics, pools
+from sensevoice_pipeline.provider.decorators import lineage_task, report_lineage
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
 from sensevoice_pipeline.settings import Settings, batch_timeout_s, daily_start_date, triton_pool
 from sensevoice_pipeline.speech.languages import LANGUAGES
 
-UTTERANCES_ASSET = Asset(
-    "sensevoice://lake/utterances", extra={"tables": "utterances,recordings,emotion_daily"}
-)
+# Updated when a day is published (downstream DAGs schedule on it); its extra lists every table of the day's commit.
+UTTERANCES_ASSET = Asset(lineage.LAKE_ASSET_URI, extra=lineage.lake_asset_extra())
 
 
 def _settings(params: dict) -> Settings:
@@ -185,6 +196,14 @@ LEASE_WAIT = {
     doc_md=__doc__,
 )
 def sensevoice_daily():
+    @task
+    def check_pool() -> None:
+        """A missing pool would leave the transcription tasks unscheduled and the run running forever."""
+        try:
+            pools.check_pool(triton_pool())
+        except ConfigurationError as exc:
+            raise AirflowFailException(str(exc)) from exc  # a retry would not create it
+
     wait_for_partition = PartitionArrivalSensor(
         task_id="wait_for_partition",
         raw_root="{{ params.raw_root }}",  # empty: $SVP_RAW_ROOT
@@ -199,7 +218,10 @@ def sensevoice_daily():
     def plan() -> list[dict]:
         context = get_current_context()
         try:
-            batches = daily.plan(_settings(context["params"]), _partition_date(context), context["run_id"])
+            with metrics.stage("plan"):
+                batches = daily.plan(
+                    _settings(context["params"]), _partition_date(context), context["run_id"]
+                )
             return [batch.to_dict() for batch in batches]
         except DateBusyError:
             raise  # another run holds the date: the retries are the wait
@@ -213,22 +235,27 @@ def sensevoice_daily():
         context = get_current_context()
         try:
             settings, started = _settings(context["params"]), _run_start(context)
-            return daily.process_batch(settings, batch, started).to_dict()
+            with metrics.stage("transcribe"):
+                return daily.process_batch(settings, batch, started).to_dict()
         except LeaseLostError as exc:
             raise AirflowFailException(
                 str(exc)
             ) from exc  # another run has the date now: retrying cannot help
 
-    @task(outlets=[UTTERANCES_ASSET], trigger_rule="none_failed")  # an empty day still publishes
+    @lineage_task(outlets=[UTTERANCES_ASSET], trigger_rule="none_failed")  # an empty day still publishes
     def publish(summaries: list[dict]) -> dict:
         context = get_current_context()
+        settings, date = _settings(context["params"]), _partition_date(context)
+        report_lineage(context, lambda: lineage.daily_publish_lineage(settings, date))  # for OpenLineage
         try:
-            result = daily.publish(
-                _settings(context["params"]),
-                _partition_date(context),
-                context["run_id"],
-                _run_start(context),
-            )
+            with metrics.stage("publish"):
+                result = daily.publish(
+                    settings,
+                    date,
+                    context["run_id"],
+                    _run_start(context),
+                    on_published=metrics.day_published,
+                )
         except (FailureBudgetExceeded, PublishError) as exc:
             # Final either way: the day was published but too many files failed (a retry would only find the
             # staging gone), or the partition changed / the lease was lost (re-run the date from plan).
@@ -245,7 +272,7 @@ def sensevoice_daily():
 
     planned = plan()
     published = publish(transcribe.expand(batch=planned))
-    wait_for_partition >> planned
+    check_pool() >> wait_for_partition >> planned
     [planned, published] >> release()
 
 

@@ -20,6 +20,9 @@ over SVP_LAKE_ROOT (default var/lake), `golden_dir` over SVP_GOLDEN_DIR (default
 Triton address from the Connection named by `triton_conn_id`; the `model_releases` row goes to the lake's catalog
 (SVP_CATALOG). The export task needs the `[export]` extra (torch, funasr) on the worker that runs it.
 
+Lineage: with Airflow's OpenLineage provider configured, `report`'s COMPLETE (or FAIL) event names the
+`model_releases` table, with its schema, as its output (`provider/lineage.py`).
+
 Where the tasks run: every task goes to the Celery queue named by $SVP_RELEASE_QUEUE (default `releases`), read
 when this file is parsed (a task's queue is not templated, so no Param can choose it). In docker-compose.yml only
 `airflow-release-worker` consumes it: the image with the `[export]` extra, the one container that mounts the model
@@ -36,6 +39,8 @@ import pendulum
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
 from sensevoice_pipeline import releases
+from sensevoice_pipeline.provider import lineage
+from sensevoice_pipeline.provider.decorators import lineage_task, report_lineage
 from sensevoice_pipeline.provider.hooks import DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.records import Record
 from sensevoice_pipeline.settings import Settings
@@ -183,11 +188,12 @@ def sensevoice_model_release():
         """Runs whatever failed upstream: a release that did not conclude leaves no candidate loaded."""
         return _release_run(get_current_context()).clean_up().to_dict()
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @lineage_task(trigger_rule=TriggerRule.ALL_DONE)
     def report() -> dict:
         """Runs whatever failed upstream: the report and the model_releases row, then the run's verdict."""
         context = get_current_context()
         p, run = context["params"], _release_run(context)
+        report_lineage(context, lambda: lineage.release_report_lineage(run.settings))  # for OpenLineage
         clean_up = releases.CleanUp.from_dict(context["ti"].xcom_pull(task_ids="unstage_candidate"))
         decision = run.decision or run.failed_decision(clean_up)
         summary = run.report(decision, report_dir=p["report_dir"] or None)

@@ -32,9 +32,10 @@ USER airflow
 WORKDIR /opt/svp/src
 COPY --chown=airflow:0 pyproject.toml README.m[d] ./
 COPY --chown=airflow:0 sensevoice_pipeline ./sensevoice_pipeline
-# Re-state the image's Airflow version so pip never up- or downgrades it while resolving the project's pins.
+# Re-state the image's Airflow version so pip never up- or downgrades it while resolving the project's pins (the
+# extra's OpenLineage provider and StatsD client replace the image's own versions of them).
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" ".[airflow]" \
- && python -c "import numpy, sensevoice_pipeline.jobs.daily, sensevoice_pipeline.provider; assert numpy.__version__.startswith('1.')"
+ && python -c "import numpy, statsd, sensevoice_pipeline.jobs.daily, sensevoice_pipeline.provider.lineage, sensevoice_pipeline.provider.decorators, sensevoice_pipeline.provider.metrics; assert numpy.__version__.startswith('1.')"
 
 # DAGs and the plugin are baked into the image so every container, on any host, runs the same code. The plugin
 # goes to Airflow's plugins_folder ($AIRFLOW_HOME/plugins, AIRFLOW_HOME=/opt/airflow in the official image); the

@@ -25,6 +25,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -291,12 +292,17 @@ def _failed(record: dict, reason: str) -> dict:
 
 
 def publish(
-    settings: Settings, date: str, run_id: str, started_at: dt.datetime | None = None
+    settings: Settings,
+    date: str,
+    run_id: str,
+    started_at: dt.datetime | None = None,
+    on_published: Callable[[DayPublished], None] | None = None,
 ) -> DayPublished:
     """Replace the date in every table with this run's staged rows in one commit, update the warehouse, and clear
     the staging area. Re-publishing a date gives the same rows, never duplicates. Raises PublishError (nothing
     published) when the partition changed since it was planned or the run lost its lease, and
-    FailureBudgetExceeded (after publishing) when too many files failed."""
+    FailureBudgetExceeded (after publishing) when too many files failed. ``on_published`` is called with what was
+    published once it is, before the failure budget is checked (the DAG's metrics count a day over its budget)."""
     date = check_date(date)
     stage = staging_dir(settings, date, run_id)
     token = _lease_token(stage, date)
@@ -332,6 +338,8 @@ def publish(
         **{k: v for k, v in summary.items() if k not in ("started_at", "finished_at")},
     )
     log.info("published %s: %s", date, result)
+    if on_published is not None:
+        on_published(result)
     _check_failure_budget(result, settings.failure_budget)
     return result
 

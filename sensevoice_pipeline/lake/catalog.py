@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 ALIAS = "lake"  # the name the catalog is attached under, in our connections and in the warehouse's views
 DATA_DIR = "data"  # <lake>/data/main/<table>/date=YYYY-MM-DD/ducklake-<uuid>.parquet
+SCHEMA = "main"  # DuckLake's default schema: it writes each table's files under <data path>/main/<table>/
 _METADATA = f"__ducklake_metadata_{ALIAS}"  # DuckLake attaches the catalog database itself under this name
 
 # What this process has already checked, per (catalog, data path): the ownership claim, the PostgreSQL lease check.
@@ -69,6 +70,10 @@ class Lake:
     @property
     def data_root(self) -> Root:
         return self.root.resolve() / DATA_DIR
+
+    def table_root(self, name: str) -> Root:
+        """The folder that holds table ``name``'s Parquet files (its ``date=`` partitions): where lineage names it."""
+        return self.data_root / SCHEMA / name
 
     @property
     def exists(self) -> bool:
@@ -410,6 +415,13 @@ def _add_columns(con: duckdb.DuckDBPyConnection, name: str, columns: list[str]) 
     for column, column_type in zip(columns, _duckdb_types(con, fields)):
         con.execute(f'ALTER TABLE {ALIAS}."{name}" ADD COLUMN "{column}" {column_type}')
     log.info("added %s to table %s in the lake catalog", ", ".join(columns), name)
+
+
+def table_columns(name: str) -> list[tuple[str, str]]:
+    """Table ``name``'s columns as the catalog declares them, ``date`` first: (column, DuckDB type) each."""
+    schema = ALL_SCHEMAS[name]
+    with duckdb.connect() as con:
+        return [("date", "DATE"), *zip(schema.names, _duckdb_types(con, schema))]
 
 
 def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str]:

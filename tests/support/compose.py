@@ -33,7 +33,9 @@ AIRFLOW_LONG_RUNNING = {
 RELEASE_WORKER = "airflow-release-worker"
 ONE_SHOT = {"airflow-init", "minio-init"}
 EXPECTED_SERVICES = (
-    {"triton", "prometheus", "minio", "postgres", "redis", RELEASE_WORKER} | AIRFLOW_LONG_RUNNING | ONE_SHOT
+    {"triton", "prometheus", "statsd-exporter", "minio", "postgres", "redis", RELEASE_WORKER}
+    | AIRFLOW_LONG_RUNNING
+    | ONE_SHOT
 )
 TRITON_MODELS = {"sensevoice", "sensevoice_encoder"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|TOKEN|FERNET", re.IGNORECASE)
@@ -46,6 +48,7 @@ NGC_RELEASE_OF_PYTRITON = {"0.7.0": "24.10"}  # Triton 2.51
 COMPOSE_SPEC = ROOT / "tests" / "assets" / "compose-spec.json"
 CHECK_SECRETS = ROOT / "docker" / "check-secrets.sh"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+STATSD_MAPPING = ROOT / "deploy" / "statsd" / "mapping.yml"
 GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "sensevoice-triton.json"
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 # Airflow's queue for tasks that name none ([operators] default_queue), which a `celery worker` without --queues serves.

@@ -23,6 +23,7 @@ import pytest
 
 from sensevoice_pipeline.demo.local_airflow import AirflowRunError, LocalAirflow, triton_connection_env
 from sensevoice_pipeline.lake.catalog import Lake
+from tests.integration.airflow.conftest import StatsdListener
 from tests.support.paths import ASSETS
 
 pytestmark = pytest.mark.airflow
@@ -252,6 +253,7 @@ def test_daily_dag_waits_for_a_partition_that_lands_after_the_run_started(
         )
     }
     assert {task: s[0] for task, s in states.items()} == {
+        "check_pool": "success",  # no sensevoice_airflow_api Connection: not checked, a warning
         "wait_for_partition": "success",
         "plan": "success",
         "transcribe": "success",
@@ -274,7 +276,8 @@ def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(
     fixture_triton, local_airflow, tmp_path
 ):
     """The failure_budget Param reaches Settings; FailureBudgetExceeded ends publish without retries (a retry
-    would only find the staging gone); the teardown runs after the failure and the date's lease is free."""
+    would only find the staging gone); the teardown runs after the failure and the date's lease is free. The day's
+    metrics are sent all the same: its rows are in the lake."""
     day = "2026-11-21"
     raw, lake = tmp_path / "raw", tmp_path / "lake"
     part = raw / f"date={day}"
@@ -283,14 +286,18 @@ def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(
         shutil.copy(ASSETS / "audio" / name, part / name)
     (part / "broken.wav").write_bytes(b"RIFF, but not audio")
     conf = {"date": day, "raw_root": str(raw), "lake_root": str(lake), "failure_budget": 0.25}
-    with pytest.raises(AirflowRunError) as err:
+    with StatsdListener() as statsd, pytest.raises(AirflowRunError) as err:
         local_airflow.dags_test(
             "sensevoice_daily",
             f"{day}T00:00:00+00:00",
             conf=conf,
-            env=triton_connection_env(fixture_triton.grpc_url),
+            env={**triton_connection_env(fixture_triton.grpc_url), **statsd.env()},
         )
     output = str(err.value)
+    ours = [p for p in statsd.packets if p.startswith("airflow.sensevoice.daily.")]
+    for packet in ("files:3|c", "files_failed:1|c", "files_ok:2|c", "days:1|c"):
+        assert f"airflow.sensevoice.daily.{packet}" in ours, ours
+    assert any(p.startswith("airflow.sensevoice.daily.publish:") and p.endswith("|ms") for p in ours), ours
     assert (
         f"AirflowFailException: {day} was published, but 1 of 3 files failed (33%, over the failure budget of "
         "25%)" in output
@@ -304,6 +311,7 @@ def test_a_run_over_its_failure_budget_publishes_fails_once_and_still_releases(
         )
     }
     assert states == {
+        "check_pool": ("success", 1),
         "wait_for_partition": ("success", 1),
         "plan": ("success", 1),
         "transcribe": ("success", 1),

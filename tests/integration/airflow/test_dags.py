@@ -1,7 +1,7 @@
 """The project's DAGs as Airflow parses them: they import without errors, and the sensevoice_daily DAG has the
-shape its tasks rely on (a deferrable sensor first, the lease wait's retries, the teardown that releases the date,
-the Params' schemas, the transcription tasks' execution timeout); its plan task refuses Params beyond the
-deployment's allow-list (issue 28)."""
+shape its tasks rely on (the pool check first, then a deferrable sensor, the lease wait's retries, the teardown
+that releases the date, the Params' schemas, the transcription tasks' execution timeout); its plan task refuses
+Params beyond the deployment's allow-list (issue 28)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,8 @@ def test_daily_dag_shape(local_airflow):
     assert (
         tasks["plan"]["upstream"] == ["wait_for_partition"] and tasks["plan"]["retries"] >= 5
     )  # the lease wait
+    # first of all, the check that the transcription tasks' pool exists (provider/pools.py)
+    assert tasks["check_pool"]["upstream"] == [] and tasks["wait_for_partition"]["upstream"] == ["check_pool"]
     assert tasks["release"] == {
         "type": "_PythonDecoratedOperator",
         "upstream": ["plan", "publish"],

@@ -17,13 +17,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from tests.support.compose import (
     AIRFLOW_DEFAULT_QUEUE,
     AIRFLOW_LONG_RUNNING,
     MODEL_REPOSITORY,
+    PROMETHEUS_CONFIG,
     RELEASE_WORKER,
     ROOT,
+    STATSD_MAPPING,
     args_of,
     env_example,
     env_of,
@@ -78,6 +81,43 @@ def test_airflow_services_get_the_pipeline_settings(services):
         assert urlsplit(env["AIRFLOW__CELERY__BROKER_URL"]).hostname == "redis"
         assert urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).hostname == "postgres"
         assert urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]).hostname in services
+
+
+def test_airflow_sends_its_metrics_to_the_statsd_exporter_that_prometheus_scrapes(services):
+    """Every Airflow container sends StatsD (the daily job's own metrics among Airflow's) to statsd-exporter, on the
+    port it listens on, with the mapping the docs' queries rely on; Prometheus scrapes the exporter on a network
+    the two share, and Airflow starts after it (a StatsD client resolves its host once)."""
+    exporter, prom = services["statsd-exporter"], services["prometheus"]
+    assert exporter["image"].startswith("prom/statsd-exporter:v") and is_pinned(exporter["image"])
+    args = dict(a.split("=", 1) for a in args_of(exporter["command"]))
+    udp_port = args["--statsd.listen-udp"].rsplit(":", 1)[1]
+    web_port = args["--web.listen-address"].rsplit(":", 1)[1]
+    mount = next(v for v in volumes_of(exporter) if v["target"] == args["--statsd.mapping-config"])
+    assert (
+        mount["type"] == "bind"
+        and mount["read_only"]
+        and (ROOT / mount["source"]).resolve() == STATSD_MAPPING
+    )
+    for name in AIRFLOW_LONG_RUNNING | {RELEASE_WORKER}:
+        env = env_of(services[name])
+        assert env["AIRFLOW__METRICS__STATSD_ON"] == "true", name
+        assert (env["AIRFLOW__METRICS__STATSD_HOST"], env["AIRFLOW__METRICS__STATSD_PORT"]) == (
+            "statsd-exporter",
+            udp_port,
+        ), name
+        assert env["AIRFLOW__METRICS__STATSD_PREFIX"] == "airflow", (
+            name
+        )  # the mapping matches airflow.sensevoice.*
+        assert services[name]["depends_on"]["statsd-exporter"]["condition"] == "service_healthy", name
+    assert all(
+        m["match"].startswith("airflow.") for m in yaml.safe_load(STATSD_MAPPING.read_text())["mappings"]
+    )
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "airflow"]
+    assert [t for sc in job["static_configs"] for t in sc["targets"]] == [f"statsd-exporter:{web_port}"]
+    assert set(prom["networks"]) & set(exporter["networks"]), "Prometheus cannot reach statsd-exporter"
+    assert "default" in exporter["networks"], "the Airflow containers cannot reach statsd-exporter"
+    assert "statsd-exporter" in prom["depends_on"]
 
 
 def test_postgres_creates_the_lake_catalogs_own_database_and_role(services):

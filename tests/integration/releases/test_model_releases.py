@@ -1,7 +1,8 @@
 """Whole releases on a running Triton (issue 6): `svp models release` of a candidate that disagrees is refused with
-serving untouched, the sensevoice_model_release DAG promotes a good export and writes its report, and a release
-whose canary raises unstages its candidate and reports the failure (as a function and as a DAG run). A private
-LocalTriton on a private repository (tests/integration/releases/conftest.py), these tests in this order on it."""
+serving untouched, the sensevoice_model_release DAG promotes a good export and writes its report (and its
+OpenLineage events name the model_releases table it wrote), and a release whose canary raises unstages its
+candidate and reports the failure (as a function and as a DAG run). A private LocalTriton on a private repository
+(tests/integration/releases/conftest.py), these tests in this order on it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from sensevoice_export.pipeline import run_export
 from sensevoice_pipeline import releases
+from sensevoice_pipeline.lake import tables
 from sensevoice_pipeline.serving.client import ModelNotReadyError, SenseVoiceClient
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL, ModelRepository
 from sensevoice_pipeline.ui import cli
@@ -109,8 +111,26 @@ def test_release_dag_promotes_a_good_export_and_writes_its_report(
         "min_emotion_agreement": 0.95,
         "max_latency_ratio": 100.0,
     }
-    airflow = LocalAirflow(home=local_airflow.home, extra_env=triton_connection_env(url))
+    events = tmp_path / "openlineage.jsonl"  # the OpenLineage provider's file transport
+    transport = {"type": "file", "log_file_path": str(events), "append": True}
+    airflow = LocalAirflow(
+        home=local_airflow.home,
+        extra_env={**triton_connection_env(url), "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)},
+    )
     airflow.dags_test("sensevoice_model_release", "2026-11-23T00:00:00+00:00", conf=conf)
+
+    # lineage: the report task's COMPLETE event names the model_releases table, with its schema, as its output
+    (complete,) = [
+        e
+        for e in map(json.loads, events.read_text().splitlines())
+        if e["job"]["name"] == "sensevoice_model_release.report" and e["eventType"] == "COMPLETE"
+    ]
+    (output,) = complete["outputs"]
+    assert (output["namespace"], output["name"]) == (
+        "file",
+        str(lake.resolve() / "data" / "main" / "model_releases"),
+    )
+    assert [f["name"] for f in output["facets"]["schema"]["fields"]] == ["date", *tables.MODEL_RELEASES.names]
 
     new = max(ModelRepository(repo).versions())
     state = releases.read_state(repo)
