@@ -393,15 +393,18 @@ def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return dict(tables)
 
 
-def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
+def table_columns(name: str, con: duckdb.DuckDBPyConnection | None = None) -> list[tuple[str, str]]:
     """The lake table ``name``'s columns and their DuckDB types, as it is created: the partition column ``date``
-    first, then its schema's (tables.ALL_SCHEMAS)."""
+    first, then its schema's (tables.ALL_SCHEMAS). ``con``: a connection to ask DuckDB on (else a new one)."""
     schema = ALL_SCHEMAS[name]
+    if con is None:
+        with duckdb.connect() as own:
+            return table_columns(name, own)
     return [("date", "DATE"), *zip(schema.names, _duckdb_types(con, schema))]
 
 
 def _create_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    columns = ", ".join(f'"{c}" {t}' for c, t in table_columns(con, name))
+    columns = ", ".join(f'"{c}" {t}' for c, t in table_columns(name, con))
     con.execute(f'CREATE TABLE {ALIAS}."{name}" ({columns})')
     con.execute(f'ALTER TABLE {ALIAS}."{name}" SET PARTITIONED BY (date)')
     log.info("created table %s in the lake catalog", name)
@@ -415,13 +418,6 @@ def _add_columns(con: duckdb.DuckDBPyConnection, name: str, columns: list[str]) 
     for column, column_type in zip(columns, _duckdb_types(con, fields)):
         con.execute(f'ALTER TABLE {ALIAS}."{name}" ADD COLUMN "{column}" {column_type}')
     log.info("added %s to table %s in the lake catalog", ", ".join(columns), name)
-
-
-def table_columns(name: str) -> list[tuple[str, str]]:
-    """Table ``name``'s columns as the catalog declares them, ``date`` first: (column, DuckDB type) each."""
-    schema = ALL_SCHEMAS[name]
-    with duckdb.connect() as con:
-        return [("date", "DATE"), *zip(schema.names, _duckdb_types(con, schema))]
 
 
 def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str]:

@@ -53,7 +53,7 @@ class Warehouse:
         try:
             views = {}
             for table in ALL_SCHEMAS:
-                columns = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in table_columns(con, table))
+                columns = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in table_columns(table, con))
                 views[table] = (
                     f'CREATE OR REPLACE VIEW "{table}" AS SELECT {columns} FROM range(1) '
                     f"WHERE error({sql_value(self.not_attached_message())}) IS NULL"
