@@ -100,7 +100,7 @@ def test_serve_runs_in_the_foreground_until_sigterm(exported_repository):
             assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
-# -- user errors: one line on stderr, exit code 2, never a traceback -------------------------------------------------
+# -- user errors: one line on stderr, exit code 64, never a traceback ------------------------------------------------
 
 SVP_EXECUTABLE = Path(sys.executable).with_name("svp")  # the installed console script, as a user runs it
 

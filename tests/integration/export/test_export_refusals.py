@@ -1,5 +1,5 @@
 """`svp export` refuses a broken checkpoint, a missing folder, an unknown precision and a folder that is not a model
-repository: one line on stderr, exit code 2, nothing written."""
+repository: one line on stderr, exit code 64, nothing written."""
 
 import pytest
 

@@ -18,6 +18,6 @@ def test_importing_the_export_step_without_the_extra_says_what_to_install(monkey
     monkeypatch.setitem(sys.modules, missing, None)  # what a blocked or absent module looks like to import
     with pytest.raises(SvpError) as refused:
         importlib.import_module("sensevoice_export.pipeline")
-    assert isinstance(refused.value, ConfigurationError)  # svp: exit 2, fix the installation
+    assert isinstance(refused.value, ConfigurationError)  # svp: exit 64, fix the installation
     assert f"needs {missing}" in str(refused.value) and "[export]" in str(refused.value)
     assert "\n" not in str(refused.value)
