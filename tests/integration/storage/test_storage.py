@@ -177,7 +177,9 @@ def test_duckdb_views_over_the_s3_lake_answer_like_the_local_lake(cli_run, local
     try:
         views = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
         assert set(views) == set(tables.ALL_SCHEMAS)
-        assert "the lake is not attached to this DuckDB session" in views["utterances"]  # svp bi's SQL reads it
+        assert (
+            "the lake is not attached to this DuckDB session" in views["utterances"]
+        )  # svp bi's SQL reads it
         assert con.execute("SELECT count(*) FROM duckdb_secrets()").fetchone()[0] == 0
     finally:
         con.close()
