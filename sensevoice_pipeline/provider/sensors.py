@@ -187,7 +187,9 @@ class PartitionArrivalSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(event.get("message") or "the raw partition was not ready in time")
         if status == "error":
             message = event.get("message") or "the partition check failed"
-            if event.get("kind") == "StorageError":
+            if (
+                event.get("storage") or event.get("kind") == "StorageError"
+            ):  # (kind: an event from before "storage")
                 raise StorageError(message)  # the store may come back: the task's retries apply
             raise AirflowFailException(message)
         raise AirflowFailException(f"unexpected event from PartitionArrivalTrigger: {event!r}")

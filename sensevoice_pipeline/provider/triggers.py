@@ -108,7 +108,15 @@ class PartitionArrivalTrigger(BaseTrigger):
                 await asyncio.sleep(pause)
         except (StorageError, ValueError, OSError) as exc:  # ConfigurationError is a ValueError
             yield TriggerEvent(
-                {"status": "error", "kind": type(exc).__name__, "message": str(exc), "checks": checks}
+                {
+                    "status": "error",
+                    "kind": type(exc).__name__,
+                    "storage": isinstance(
+                        exc, StorageError
+                    ),  # the store may come back: worth the task's retries
+                    "message": str(exc),
+                    "checks": checks,
+                }
             )
 
     async def _root(self):

@@ -134,5 +134,6 @@ def test_trigger_is_serialisable_and_reports_ready_timeout_and_errors(tmp_path, 
     )
 
     assert s3_ready["status"] == "ready" and s3_ready["partition"] == f"{root}/date={DAY}"
-    assert s3_down["status"] == "error" and s3_down["kind"] == "StorageError"
+    assert s3_down["status"] == "error" and s3_down["kind"] == "StoreUnreachableError"
+    assert s3_down["storage"]  # the sensor leaves it to the task's retries
     assert "cannot reach the object store at http://127.0.0.1:9" in s3_down["message"]
