@@ -40,6 +40,10 @@ UTTERANCES = pa.schema(
         # the emotion distribution (EMOTION_PROBS), keyed like the emotion column (happy, sad, angry, ...); null
         # like the confidences
         ("emotion_probs", pa.map_(pa.string(), pa.float32())),
+        # How many PII findings (cards, phone numbers, e-mail addresses, long digit runs) were redacted from the
+        # segment's text before it was written (speech/redact.py, SVP_REDACT); 0 under `off`; null for rows
+        # written before redaction existed. Last, like the confidences, so an older lake gets it appended.
+        ("redactions", pa.int32()),
     ]
 )
 

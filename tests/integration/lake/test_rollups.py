@@ -54,7 +54,8 @@ def synthetic_day(day: int, rows: int = 600) -> pa.Table:
                {confidence(day, 1)} AS language_confidence, {confidence(day, 2)} AS emotion_confidence,
                {confidence(day, 3)} AS event_confidence,
                CASE WHEN {day} >= {DAYS_WITHOUT_CONFIDENCES}
-                    THEN MAP {{'angry': 0.25::FLOAT, 'happy': 0.5::FLOAT}} END AS emotion_probs
+                    THEN MAP {{'angry': 0.25::FLOAT, 'happy': 0.5::FLOAT}} END AS emotion_probs,
+               0::INTEGER AS redactions
         FROM range({rows}) t(i)
     """,
         params={"langs": LANGS, "emotions": EMOTIONS, "events": EVENTS},
