@@ -276,7 +276,8 @@ ROLLUP_SQL = {
     # docs/call-analytics.md: each channel's segments merged into turns (gaps and islands: a segment starting after
     # every earlier one of its channel ended opens a new turn), the same for its angry segments; overtalk and
     # interruptions from the pairs of overlapping channel-0 and channel-1 turns (a channel's turns never overlap, so
-    # the pairs' overlaps add up exactly). Recordings: the day's ok ones, and any recording the utterances name that
+    # the pairs' overlaps add up exactly; sums rounded to the microsecond, so that their order, which a parallel
+    # sum does not fix, never changes a row). Recordings: the day's ok ones, and any recording the utterances name that
     # the recordings lack (no duration, no metadata then).
     "calls": """
         WITH s AS (
@@ -313,14 +314,14 @@ ROLLUP_SQL = {
             WHERE a.channel = 0 AND b.channel = 1 AND a.start_s < b.end_s AND b.start_s < a.end_s
         ),
         cross_talk AS (
-            SELECT {date}recording_id, sum(overlap) AS overtalk_s,
+            SELECT {date}recording_id, round(sum(overlap), 6) AS overtalk_s,
                    count(*) FILTER (WHERE b_start < a_start AND overlap >= MIN_OVERLAP) AS ch0_interruptions,
                    count(*) FILTER (WHERE a_start < b_start AND overlap >= MIN_OVERLAP) AS ch1_interruptions
             FROM pairs GROUP BY {date}recording_id
         ),
         spoken AS (
-            SELECT {date}recording_id, channel, sum(end_s - start_s) FILTER (WHERE kind = 'talk') AS talk_s,
-                   coalesce(sum(end_s - start_s) FILTER (WHERE kind = 'angry'), 0) AS angry_s
+            SELECT {date}recording_id, channel, round(sum(end_s - start_s) FILTER (WHERE kind = 'talk'), 6) AS talk_s,
+                   coalesce(round(sum(end_s - start_s) FILTER (WHERE kind = 'angry'), 6), 0) AS angry_s
             FROM merged GROUP BY {date}recording_id, channel
         ),
         per_channel AS (

@@ -203,3 +203,41 @@ def test_a_day_commits_its_calls_and_a_lake_without_the_table_gets_it_filled(tmp
 def test_tokens_are_cjk_characters_and_other_words(text, tokens):
     rows = [seg("t", 0, 0, 0.0, 60.0, "neutral", text)]
     assert calls(rows, [recording("t", 60.0, mode="mono")])["t"]["ch0_tokens"] == tokens
+
+
+def test_the_canned_call_queries_answer_from_the_calls_rollup(tmp_path):
+    from sensevoice_pipeline.warehouse.database import Warehouse
+
+    # a third call: the customer angry from start to end (ended angry, no escalation), agent bo
+    hot = [seg("hot", 0, 0, 0.0, 2.0, "neutral", "hello"), seg("hot", 1, 0, 2.0, 6.0, "angry", "no no")]
+    utterances = tables.to_table(SPLIT + MONO + hot, tables.UTTERANCES)
+    recordings = tables.to_table([*RECORDINGS, recording("hot", 10.0, agent="bo")], tables.RECORDINGS)
+    Lake(tmp_path).commit_day(
+        DATE, {"utterances": utterances, "recordings": recordings, **tables.rollups(utterances, recordings)}
+    )
+    warehouse = Warehouse(tmp_path)
+    warehouse.refresh()
+    ended = warehouse.query("ended-angry").to_pylist()
+    assert [(r["source_path"], r["agent"], r["customer_first_angry_s"]) for r in ended] == [
+        ("calls/hot.wav", "bo", 2.0),
+        ("calls/split.wav", "bo", 11.5),
+    ]
+    escalations = warehouse.query("escalations").to_pylist()
+    assert [(r["source_path"], r["customer_first_emotion"], r["onset_s"]) for r in escalations] == [
+        ("calls/split.wav", "neutral", 11.5)
+    ]
+    by_agent = {r["agent"]: r for r in warehouse.query("talk-by-agent").to_pylist()}
+    assert set(by_agent) == {"bo", "wing"}
+    bo = by_agent["bo"]  # split (20 s), silent (5 s), hot (10 s): 35 s
+    assert (bo["calls"], bo["split_calls"], bo["ended_angry"]) == (3, 3, 2)
+    assert bo["talk_share"] == round((12.0 + 0 + 6.0) / 35, 3)
+    assert bo["silence_share"] == round((8.0 + 5.0 + 4.0) / 35, 3)
+    assert bo["overtalk_share"] == round(2.75 / 35, 3)
+    assert (bo["agent_interruptions"], bo["customer_interruptions"]) == (1, 2)
+    assert bo["agent_tokens_per_min"] == round((14 + 1) * 60 / (8.0 + 2.0), 1)
+    wing = by_agent["wing"]
+    assert (wing["calls"], wing["split_calls"], wing["ended_angry"], wing["silence_share"]) == (1, 0, 0, 0.7)
+    trend = warehouse.query("silence-trend").to_pylist()
+    assert [(str(r["date"]), r["calls"], r["non_talk_share"]) for r in trend] == [
+        (DATE, 4, round((8.0 + 7.0 + 5.0 + 4.0) / 45, 3))
+    ]
