@@ -324,7 +324,7 @@ def publish(
     day = {
         "utterances": utterances,
         "recordings": recordings,
-        **tables.rollups(utterances),
+        **tables.rollups(utterances, recordings),
         "runs": tables.to_table([summary], tables.RUNS),
     }
     grace = dt.timedelta(seconds=settings.gc_grace_s)
