@@ -178,7 +178,8 @@ def _template_sql(rows: int, seed: int, date: str) -> str:
             {_tag_confidence_sql(seed, "language")}::FLOAT AS language_confidence,
             confidence::FLOAT AS emotion_confidence,
             {_tag_confidence_sql(seed, "event")}::FLOAT AS event_confidence,
-            {EMOTION_PROBS_SQL} AS emotion_probs
+            {EMOTION_PROBS_SQL} AS emotion_probs,
+            0::INTEGER AS redactions
         FROM spread, phr
     """
 

@@ -156,6 +156,7 @@ def utterances_batch(
         "emotion_confidence": confidence,
         "event_confidence": confidence,
         "emotion_probs": [[(e, float(c))] for e, c in zip(emotion, confidence)],
+        "redactions": [0] * n,
     }
     return _table(columns, schema, n)
 

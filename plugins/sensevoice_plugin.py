@@ -142,6 +142,7 @@ async def check_clip(request: Request):
                 url=SenseVoiceTritonHook().get_url,
                 max_segment_s=settings.max_segment_s,
                 merge_segment_s=settings.merge_segment_s,
+                redact=settings.redact,  # shown as the daily job would store it (SVP_REDACT)
             )
         finally:
             await form.close()

@@ -28,6 +28,7 @@ from sensevoice_pipeline.lake.storage import (
 )
 from sensevoice_pipeline.serving.client import default_url
 from sensevoice_pipeline.speech.languages import LANGUAGES, UnknownLanguageError, language_id
+from sensevoice_pipeline.speech.redact import DEFAULT_REDACT, REDACT_POLICIES
 
 
 class RootError(ConfigurationError, StorageError):
@@ -84,6 +85,10 @@ class Settings:
     # (SVP_ALLOWED_CONNECTIONS). Empty: only the configured roots (and below them) and Connections.
     allowed_roots: tuple[str, ...] = ()
     allowed_connections: tuple[str, ...] = ()
+    # PII in transcripts (SVP_REDACT; speech/redact.py), applied before any row is written: off, mask (each card,
+    # phone number, e-mail address or long digit run becomes [CARD] / [PHONE] / [EMAIL] / [NUMBER]) or drop (a text
+    # with any of them becomes [REDACTED]).
+    redact: str = DEFAULT_REDACT
 
     def __post_init__(self) -> None:
         # The roots' kind (local or s3://) is chosen here, once: every path derived from them keeps it.
@@ -123,6 +128,7 @@ class Settings:
             catalog=checked_env("catalog", "SVP_CATALOG", None),
             lease_ttl_s=checked_env("lease_ttl_s", "SVP_LEASE_TTL_S", cls.lease_ttl_s),
             gc_grace_s=checked_env("gc_grace_s", "SVP_GC_GRACE_S", cls.gc_grace_s),
+            redact=checked_env("redact", "SVP_REDACT", cls.redact),
             model_repository=Path(env.get("SVP_MODEL_REPOSITORY") or cls.model_repository),
             golden_dir=Path(env["SVP_GOLDEN_DIR"]) if env.get("SVP_GOLDEN_DIR") else None,
             triton_conn_id=env.get("SVP_TRITON_CONN_ID") or cls.triton_conn_id,
@@ -266,6 +272,7 @@ _CHECKED = (
     "catalog",
     "max_recording_s",
     "shrink_limit",
+    "redact",
 )
 
 # Numeric knobs: (what it is, lowest, highest, whether the lowest itself is allowed); finite always.
@@ -357,6 +364,13 @@ def _checked(key: str, value, variable: str | None = None):
         return str(value).strip()
     if key in ("model_repository", "golden_dir"):
         return _local(value, f"{where}{key.replace('_', ' ')} must be a local directory, not {value}")
+    if key == "redact":
+        policy = str(value).strip().lower()
+        if policy not in REDACT_POLICIES:
+            raise ConfigurationError(
+                f"{where}unknown redaction policy {value!r}: expected one of {', '.join(REDACT_POLICIES)}"
+            )
+        return policy
     if key == "channel_mode":
         mode = str(value).strip().lower()
         if mode not in CHANNEL_MODES:

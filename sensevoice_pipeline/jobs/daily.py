@@ -49,6 +49,7 @@ from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
 from sensevoice_pipeline.serving.client import SenseVoiceClient
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
 from sensevoice_pipeline.settings import Settings
+from sensevoice_pipeline.speech.redact import DEFAULT_REDACT, redact_raw
 from sensevoice_pipeline.speech.tags import TagConfidences, parse
 from sensevoice_pipeline.warehouse.database import Warehouse
 
@@ -223,7 +224,7 @@ async def _process_item(settings, item: WorkItem, run_id, started_at, transcribe
     record.update(
         n_segments=len(transcript.segments), model_version=",".join(transcript.model_versions) or None
     )
-    rows = [_utterance_row(item, s, run_id, started_at) for s in transcript.segments]
+    rows = [_utterance_row(item, s, run_id, started_at, settings.redact) for s in transcript.segments]
     return record, rows
 
 
@@ -248,9 +249,15 @@ async def _fetch_and_decode(
     return info, channels
 
 
-def _utterance_row(item: WorkItem, segment: SegmentAnswer, run_id: str, started_at) -> dict:
+def _utterance_row(
+    item: WorkItem, segment: SegmentAnswer, run_id: str, started_at, redact: str = DEFAULT_REDACT
+) -> dict:
+    """One segment's answer as an utterances row. PII is redacted here, under the ``redact`` policy, before the row
+    exists: ``raw_text`` keeps its tags with only the text redacted, ``text`` is made from that, and every table
+    derived from utterances (staging, rollups, exports) only ever sees the redacted text."""
     seg, answer = segment.segment, segment.answer
-    tags = parse(answer.text)
+    redaction = redact_raw(answer.text, redact)
+    tags = parse(redaction.text)
     return {
         "recording_id": item.recording_id,
         "source_path": item.source_path,
@@ -264,12 +271,13 @@ def _utterance_row(item: WorkItem, segment: SegmentAnswer, run_id: str, started_
         "event": tags.event,
         "itn": tags.itn,
         "text": tags.text,
-        "raw_text": answer.text,
+        "raw_text": redaction.text,
         "model_name": answer.model_name,
         "model_version": answer.model_version,
         "run_id": run_id,
         "processed_at": started_at,
         **_confidence_columns(answer.confidences),
+        "redactions": redaction.count,
     }
 
 
@@ -316,7 +324,7 @@ def publish(
     day = {
         "utterances": utterances,
         "recordings": recordings,
-        **tables.rollups(utterances),
+        **tables.rollups(utterances, recordings),
         "runs": tables.to_table([summary], tables.RUNS),
     }
     grace = dt.timedelta(seconds=settings.gc_grace_s)

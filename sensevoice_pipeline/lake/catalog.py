@@ -426,12 +426,13 @@ def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str
 
 
 def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """``name`` computed again from every published utterance (its old rows, if any, replaced)."""
+    """``name`` computed again from every published utterance and recording (its old rows, if any, replaced)."""
     columns = ", ".join(f'"{c}"' for c in ALL_SCHEMAS[name].names)
     con.execute(f'DELETE FROM {ALIAS}."{name}"')
     con.execute(
         f'INSERT INTO {ALIAS}."{name}" (date, {columns}) '
-        f"WITH u AS (SELECT * FROM {ALIAS}.utterances) {rollup_sql(name, every_date=True)}"
+        f"WITH u AS (SELECT * FROM {ALIAS}.utterances), r AS (SELECT * FROM {ALIAS}.recordings) "
+        f"SELECT * FROM ({rollup_sql(name, every_date=True)})"  # a rollup's SQL may have its own WITH
     )
     rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
     log.info("filled the rollup %s from the published utterances: %d rows", name, rows)

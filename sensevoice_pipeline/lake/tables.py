@@ -40,6 +40,10 @@ UTTERANCES = pa.schema(
         # the emotion distribution (EMOTION_PROBS), keyed like the emotion column (happy, sad, angry, ...); null
         # like the confidences
         ("emotion_probs", pa.map_(pa.string(), pa.float32())),
+        # How many PII findings (cards, phone numbers, e-mail addresses, long digit runs) were redacted from the
+        # segment's text before it was written (speech/redact.py, SVP_REDACT); 0 under `off`; null for rows
+        # written before redaction existed. Last, like the confidences, so an older lake gets it appended.
+        ("redactions", pa.int32()),
     ]
 )
 
@@ -127,6 +131,38 @@ ANGRY_CALLS = pa.schema(
     ]
 )
 
+# One row per recording of the day (docs/call-analytics.md defines every column): who spoke when, computed from
+# the day's utterances and recordings. Channel 0 and channel 1 each have a column set (ch0_*, ch1_*): by the
+# project's convention a split call has the agent on channel 0 and the customer on channel 1; a mono call has only
+# channel 0 (its ch1_* columns are null). Channels beyond 1 are not counted.
+CALL_CHANNEL_COLUMNS = [
+    ("talk_s", pa.float64()),
+    ("segments", pa.int64()),
+    ("tokens", pa.int64()),
+    ("tokens_per_min", pa.float64()),
+    ("interruptions", pa.int64()),
+    ("first_emotion", pa.string()),
+    ("last_emotion", pa.string()),
+    ("first_angry_s", pa.float64()),
+    ("angry_s", pa.float64()),
+    ("angry_share", pa.float64()),
+]
+CALLS = pa.schema(
+    [
+        ("recording_id", pa.string()),
+        ("source_path", pa.string()),
+        ("channels", pa.int16()),
+        ("duration_s", pa.float64()),
+        ("talk_s", pa.float64()),
+        ("non_talk_s", pa.float64()),
+        ("overtalk_s", pa.float64()),
+        *[(f"ch{channel}_{name}", kind) for channel in (0, 1) for name, kind in CALL_CHANNEL_COLUMNS],
+        ("metadata", pa.map_(pa.string(), pa.string())),
+    ]
+)
+# An interruption: a channel's turn starting inside the other channel's turn and overlapping it this long at least.
+INTERRUPTION_MIN_OVERLAP_S = 0.5
+
 RUNS = pa.schema(
     [
         ("run_id", pa.string()),
@@ -179,6 +215,7 @@ ROLLUP_SCHEMAS = {
     "model_usage_daily": MODEL_USAGE_DAILY,
     "angry_calls": ANGRY_CALLS,
     "emotion_confidence_daily": EMOTION_CONFIDENCE_DAILY,
+    "calls": CALLS,
 }
 SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, **ROLLUP_SCHEMAS, "runs": RUNS}
 DAILY_TABLES = tuple(SCHEMAS)  # what one daily run publishes for its date, in one commit
@@ -194,6 +231,7 @@ SORT_KEYS = {
     "event_daily": ("event",),
     "model_usage_daily": ("model_version",),
     "angry_calls": ("source_path", "channel"),
+    "calls": ("source_path",),
     "runs": ("run_id",),
     "model_releases": ("finished_at", "release_id"),
 }
@@ -239,6 +277,100 @@ ROLLUP_SQL = {
                 <= ANGRY_CALLS_PER_DAY
         ORDER BY {date}source_path, channel
     """,
+    # docs/call-analytics.md: each channel's segments merged into turns (gaps and islands: a segment starting after
+    # every earlier one of its channel ended opens a new turn), the same for its angry segments; overtalk and
+    # interruptions from the pairs of overlapping channel-0 and channel-1 turns (a channel's turns never overlap, so
+    # the pairs' overlaps add up exactly; sums rounded to the microsecond, so that their order, which a parallel
+    # sum does not fix, never changes a row). Recordings: the day's ok ones, and any recording the utterances name that
+    # the recordings lack (no duration, no metadata then).
+    "calls": """
+        WITH s AS (
+            SELECT {date}recording_id, channel, segment_index, start_s, end_s,
+                   coalesce(emotion, 'unknown') AS emotion, TOKENS AS tokens
+            FROM u WHERE channel IN (0, 1)
+        ),
+        spans AS (
+            SELECT {date}recording_id, channel, 'talk' AS kind, start_s, end_s FROM s WHERE end_s > start_s
+            UNION ALL
+            SELECT {date}recording_id, channel, 'angry' AS kind, start_s, end_s
+            FROM s WHERE end_s > start_s AND emotion = 'angry'
+        ),
+        reach AS (
+            SELECT *, max(end_s) OVER (PARTITION BY {date}recording_id, channel, kind ORDER BY start_s, end_s
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
+            FROM spans
+        ),
+        islands AS (
+            SELECT *, sum(CASE WHEN reached IS NULL OR start_s > reached THEN 1 ELSE 0 END)
+                      OVER (PARTITION BY {date}recording_id, channel, kind ORDER BY start_s, end_s
+                            ROWS UNBOUNDED PRECEDING) AS island
+            FROM reach
+        ),
+        merged AS (
+            SELECT {date}recording_id, channel, kind, min(start_s) AS start_s, max(end_s) AS end_s
+            FROM islands GROUP BY {date}recording_id, channel, kind, island
+        ),
+        turns AS (SELECT * FROM merged WHERE kind = 'talk'),
+        pairs AS (
+            SELECT {date}recording_id, a.start_s AS a_start, b.start_s AS b_start,
+                   least(a.end_s, b.end_s) - greatest(a.start_s, b.start_s) AS overlap
+            FROM turns a JOIN turns b USING ({date}recording_id)
+            WHERE a.channel = 0 AND b.channel = 1 AND a.start_s < b.end_s AND b.start_s < a.end_s
+        ),
+        cross_talk AS (
+            SELECT {date}recording_id, round(sum(overlap), 6) AS overtalk_s,
+                   count(*) FILTER (WHERE b_start < a_start AND overlap >= MIN_OVERLAP) AS ch0_interruptions,
+                   count(*) FILTER (WHERE a_start < b_start AND overlap >= MIN_OVERLAP) AS ch1_interruptions
+            FROM pairs GROUP BY {date}recording_id
+        ),
+        spoken AS (
+            SELECT {date}recording_id, channel, round(sum(end_s - start_s) FILTER (WHERE kind = 'talk'), 6) AS talk_s,
+                   coalesce(round(sum(end_s - start_s) FILTER (WHERE kind = 'angry'), 6), 0) AS angry_s
+            FROM merged GROUP BY {date}recording_id, channel
+        ),
+        per_channel AS (
+            SELECT {date}recording_id, channel, count(*) AS segments, sum(tokens) AS tokens,
+                   first(emotion ORDER BY start_s, segment_index) AS first_emotion,
+                   last(emotion ORDER BY start_s, segment_index) AS last_emotion,
+                   min(start_s) FILTER (WHERE emotion = 'angry') AS first_angry_s
+            FROM s GROUP BY {date}recording_id, channel
+        ),
+        ch AS (
+            SELECT {date}recording_id, channel, segments, tokens, first_emotion, last_emotion, first_angry_s,
+                   coalesce(talk_s, 0) AS talk_s, coalesce(angry_s, 0) AS angry_s
+            FROM per_channel LEFT JOIN spoken USING ({date}recording_id, channel)
+        ),
+        calls AS (
+            SELECT {date}recording_id, source_path,
+                   CASE WHEN channel_mode = 'split' AND channels >= 2 THEN 2 ELSE 1 END AS channels,
+                   duration_s, metadata
+            FROM r WHERE status = 'ok'
+            UNION ALL
+            SELECT {date}recording_id, any_value(source_path) AS source_path,
+                   CASE WHEN max(channel) >= 1 THEN 2 ELSE 1 END AS channels,
+                   NULL::DOUBLE AS duration_s, NULL::MAP(VARCHAR, VARCHAR) AS metadata
+            FROM u ANTI JOIN (SELECT {date}recording_id FROM r WHERE status = 'ok') USING ({date}recording_id)
+            GROUP BY {date}recording_id
+        ),
+        spread AS (
+            SELECT c.*, coalesce(c0.talk_s, 0) AS t0, coalesce(c1.talk_s, 0) AS t1,
+                   CASE WHEN c.channels = 2 THEN coalesce(x.overtalk_s, 0) ELSE 0 END AS overtalk,
+                   CHANNEL_PICKS,
+                   x.ch0_interruptions AS x0, x.ch1_interruptions AS x1
+            FROM calls c
+            LEFT JOIN (SELECT * FROM ch WHERE channel = 0) c0 USING ({date}recording_id)
+            LEFT JOIN (SELECT * FROM ch WHERE channel = 1) c1 USING ({date}recording_id)
+            LEFT JOIN cross_talk x USING ({date}recording_id)
+        )
+        SELECT {date}recording_id, source_path, channels::SMALLINT AS channels, duration_s,
+               t0 + CASE WHEN channels = 2 THEN t1 - overtalk ELSE 0 END AS talk_s,
+               greatest(duration_s - (t0 + CASE WHEN channels = 2 THEN t1 - overtalk ELSE 0 END), 0)
+                   + duration_s * 0 AS non_talk_s,  -- greatest() skips a null: no duration, no non-talk
+               overtalk AS overtalk_s,
+               CHANNEL_COLUMNS,
+               metadata
+        FROM spread ORDER BY {date}source_path
+    """,
 }
 
 
@@ -251,20 +383,59 @@ CONFIDENCE_BUCKET_SQL = (
 )
 
 
+# A text's tokens (docs/call-analytics.md): each Han, Hiragana or Katakana character is one, and so is each
+# whitespace-separated word (with a letter or digit) of what remains; Korean is written with spaces: words.
+CJK = r"\p{Han}\p{Hiragana}\p{Katakana}"
+TOKENS_SQL = (
+    f"(length(regexp_replace(coalesce(text, ''), '[^{CJK}]', '', 'g')) "
+    f"+ len(regexp_extract_all(regexp_replace(coalesce(text, ''), '[{CJK}]', ' ', 'g'), "
+    r"'[^\s]*[\p{L}\p{N}][^\s]*')))"
+)
+_PICKED = ("talk_s", "segments", "tokens", "first_emotion", "last_emotion", "first_angry_s", "angry_s")
+
+
+def _channel_columns(n: int) -> str:
+    """calls' ch{n}_* columns from the spread row (null for a channel the call does not have)."""
+    talk = f"coalesce(c{n}_talk_s, 0)"
+    expressions = {
+        "talk_s": talk,
+        "segments": f"coalesce(c{n}_segments, 0)",
+        "tokens": f"coalesce(c{n}_tokens, 0)",
+        "tokens_per_min": f"CASE WHEN {talk} > 0 THEN coalesce(c{n}_tokens, 0) * 60 / {talk} END",
+        "interruptions": f"CASE WHEN channels = 2 THEN coalesce(x{n}, 0) ELSE 0 END",
+        "first_emotion": f"c{n}_first_emotion",
+        "last_emotion": f"c{n}_last_emotion",
+        "first_angry_s": f"c{n}_first_angry_s",
+        "angry_s": f"coalesce(c{n}_angry_s, 0)",
+        "angry_share": f"CASE WHEN {talk} > 0 THEN coalesce(c{n}_angry_s, 0) / {talk} END",
+    }
+    assert list(expressions) == [name for name, _ in CALL_CHANNEL_COLUMNS]
+    return ", ".join(
+        f"{e if n == 0 else f'CASE WHEN channels > {n} THEN {e} END'} AS ch{n}_{name}"
+        for name, e in expressions.items()
+    )
+
+
 def rollup_sql(name: str, every_date: bool = False) -> str:
     return (
         ROLLUP_SQL[name]
         .format(date="date, " if every_date else "", by_date="PARTITION BY date " if every_date else "")
         .replace("ANGRY_CALLS_PER_DAY", str(ANGRY_CALLS_PER_DAY))
         .replace("CONFIDENCE_BUCKET", CONFIDENCE_BUCKET_SQL)
+        .replace("TOKENS", TOKENS_SQL)
+        .replace("MIN_OVERLAP", repr(float(INTERRUPTION_MIN_OVERLAP_S)))
+        .replace("CHANNEL_PICKS", ", ".join(f"c{n}.{c} AS c{n}_{c}" for n in (0, 1) for c in _PICKED))
+        .replace("CHANNEL_COLUMNS", ", ".join(_channel_columns(n) for n in (0, 1)))
     )
 
 
-def rollups(utterances: pa.Table) -> dict[str, pa.Table]:
-    """Every rollup of one day's utterances, by table name."""
+def rollups(utterances: pa.Table, recordings: pa.Table | None = None) -> dict[str, pa.Table]:
+    """Every rollup of one day's utterances (and its recordings: ``calls`` takes their duration, channel mode and
+    metadata; without them a call has no duration), by table name."""
     con = duckdb.connect()
     try:
         con.register("u", utterances)
+        con.register("r", RECORDINGS.empty_table() if recordings is None else recordings)
         out = {}
         for name, schema in ROLLUP_SCHEMAS.items():
             result = con.sql(rollup_sql(name)).to_arrow_table()

@@ -166,7 +166,8 @@ def _add_transcribe_parser(sub: argparse._SubParsersAction) -> None:
         description="Decode each file (wav, flac, mp3, ogg; any rate; stereo is mixed down), resample to 16 kHz, "
         "cut it into VAD speech segments when it is longer than 30 s (as the daily job does), send each segment to "
         "the `sensevoice` model and print FILE, the raw rich transcription and its clean text, tab-separated (a "
-        "segmented file's texts joined with spaces, each raw one with its own tags).",
+        "segmented file's texts joined with spaces, each raw one with its own tags). The texts are redacted "
+        "under SVP_REDACT (off, mask, drop; default mask) as the daily job stores them.",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument(
@@ -345,6 +346,7 @@ def cmd_transcribe(args) -> int:
     from sensevoice_pipeline.serving.recordings import RecordingTranscriber
     from sensevoice_pipeline.settings import Settings
     from sensevoice_pipeline.speech.languages import UnknownLanguageError, language_id
+    from sensevoice_pipeline.speech.redact import redact_raw
     from sensevoice_pipeline.speech.tags import parse
 
     try:
@@ -375,18 +377,20 @@ def cmd_transcribe(args) -> int:
                         print(to_json({"file": str(path), "error": str(exc)}, indent=None), flush=True)
                     failures += 1
                     continue
-                parsed = [parse(text) for text in transcript.raw_texts]
-                raw, clean = " ".join(transcript.raw_texts), " ".join(p.text for p in parsed)
+                # the same policy as the daily job (SVP_REDACT): what a terminal shows is what the lake would hold
+                redacted = [redact_raw(text, settings.redact) for text in transcript.raw_texts]
+                parsed = [parse(r.text) for r in redacted]
+                raw, clean = " ".join(p.raw for p in parsed), " ".join(p.text for p in parsed)
                 line = f"{path}\t{raw}\t{clean}"
                 if args.json:  # one object per file (JSON Lines), as each file is done
-                    line = to_json(_transcript_json(path, transcript, parsed), indent=None)
+                    line = to_json(_transcript_json(path, transcript, parsed, redacted), indent=None)
                 print(line, flush=True)
         return EX_DATAERR if failures else 0
 
     return asyncio.run(run())
 
 
-def _transcript_json(path: Path, transcript, parsed) -> dict:
+def _transcript_json(path: Path, transcript, parsed, redacted) -> dict:
     return {
         "file": str(path),
         "text": " ".join(p.text for p in parsed),
@@ -401,8 +405,9 @@ def _transcript_json(path: Path, transcript, parsed) -> dict:
                 "language": tags.language,
                 "emotion": tags.emotion,
                 "event": tags.event,
+                "redactions": r.count,
             }
-            for answer, tags in zip(transcript.segments, parsed)
+            for answer, tags, r in zip(transcript.segments, parsed, redacted)
         ],
     }
 

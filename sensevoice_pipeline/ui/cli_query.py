@@ -13,7 +13,17 @@ from sensevoice_pipeline.ui.cli_common import CliError, add_json, checked_lake, 
 
 # warehouse.queries.QUERIES's names, spelled out so that `svp --help` needs neither pyarrow nor DuckDB (a test keeps
 # the two equal)
-QUERY_NAMES = ["emotion-trend", "events", "angry-calls", "angry-share", "model-usage"]
+QUERY_NAMES = [
+    "emotion-trend",
+    "events",
+    "angry-calls",
+    "angry-share",
+    "model-usage",
+    "ended-angry",
+    "escalations",
+    "talk-by-agent",
+    "silence-trend",
+]
 
 
 def add_query_parser(sub: argparse._SubParsersAction) -> None:

@@ -43,7 +43,7 @@ from sensevoice_pipeline.constants import (
 )
 from sensevoice_pipeline.errors import InputError, ServingError, ServingUnavailableError
 from sensevoice_pipeline.serving.client import SenseVoiceClient
-from sensevoice_pipeline.serving.recordings import RecordingTranscriber, check_long_enough
+from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer, check_long_enough
 from sensevoice_pipeline.speech.audio import (
     SUPPORTED_EXTENSIONS,
     UNSUPPORTED_HINT,
@@ -51,6 +51,7 @@ from sensevoice_pipeline.speech.audio import (
     load_16k,
 )
 from sensevoice_pipeline.speech.languages import LANGUAGES
+from sensevoice_pipeline.speech.redact import DEFAULT_REDACT, redact_raw
 from sensevoice_pipeline.speech.tags import parse, render_emoji, render_plain
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the clip itself
@@ -113,6 +114,11 @@ class ClipResult:
     segments: list[ClipSegment] = field(default_factory=list)
     segmented: bool = False  # longer than max_segment_s: cut into VAD speech segments
     seconds: float = 0.0  # how long the check took
+    # the texts are shown as the daily job would store them: under this redaction policy (SVP_REDACT), with this
+    # many findings masked (or, under drop, texts replaced by the marker)
+    redact: str = DEFAULT_REDACT
+    redactions: int = 0
+    redacted_kinds: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,10 +205,12 @@ async def check_clip(
     max_segment_s: float = MAX_SEGMENT_S,
     merge_segment_s: float = DEFAULT_MERGE_SEGMENT_S,
     timeout_s: float = REQUEST_TIMEOUT_S,
+    redact: str = DEFAULT_REDACT,
 ) -> ClipResult:
     """Decode ``data`` (the uploaded file's bytes) in memory, segment it like the daily job and transcribe every
     segment through the Triton at ``url`` (or at what ``url()`` answers, looked up in a thread once the clip is
-    decoded). Raises :class:`ClipRefused` or a :class:`~.errors.ServingError`."""
+    decoded). The texts are redacted under ``redact`` as the daily job stores them (``fill_texts``). Raises
+    :class:`ClipRefused` or a :class:`~.errors.ServingError`."""
     started = time.perf_counter()
     language = parse_language(language)
     use_itn = parse_itn(use_itn) if not isinstance(use_itn, bool) else use_itn
@@ -237,8 +245,23 @@ async def check_clip(
         transcript = await RecordingTranscriber(
             client, max_segment_s, merge_segment_s=merge_segment_s
         ).transcribe_channels(info, [audio], language, use_itn)
-    for i, s in enumerate(transcript.segments):
-        text = s.answer.text
+    fill_texts(result, transcript.segments, redact)
+    if transcript.segments:
+        result.model_name = transcript.segments[0].answer.model_name
+        result.model_version = ",".join(transcript.model_versions)
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def fill_texts(result: ClipResult, answers: list[SegmentAnswer], redact: str = DEFAULT_REDACT) -> ClipResult:
+    """``result``'s texts, whole and per segment, from the segments' answers, each redacted under ``redact`` as the
+    daily job redacts a row (jobs.daily._utterance_row), with the count of findings."""
+    kinds: list[str] = []
+    for i, s in enumerate(answers):
+        redaction = redact_raw(s.answer.text, redact)
+        text = redaction.text
+        kinds += redaction.kinds
+        result.redactions += redaction.count
         result.segments.append(
             ClipSegment(
                 i,
@@ -249,13 +272,11 @@ async def check_clip(
                 render_emoji(text),
             )
         )
-    if transcript.segments:
-        result.model_name = transcript.segments[0].answer.model_name
-        result.model_version = ",".join(transcript.model_versions)
+    result.redact = redact
+    result.redacted_kinds = tuple(kinds)
     result.raw = "".join(s.raw for s in result.segments)
     result.plain = render_plain(result.raw)
     result.emoji = render_emoji(result.raw) if result.raw else ""
-    result.seconds = round(time.perf_counter() - started, 2)
     return result
 
 

@@ -7,6 +7,7 @@ The form is a plain multipart POST to ``clip``, beside the page, so it works ins
 from __future__ import annotations
 
 from sensevoice_pipeline.speech.languages import LANGUAGES
+from sensevoice_pipeline.speech.redact import DROPPED
 from sensevoice_pipeline.ui.clip import ACCEPT, MAX_CLIP_SECONDS, MAX_SEGMENT_S, MAX_UPLOAD_BYTES, ClipResult
 from sensevoice_pipeline.ui.html_parts import Column, html_document, render_table
 from sensevoice_pipeline.ui.page_text import esc, redact
@@ -45,8 +46,9 @@ def _clip_help() -> str:
     return (
         f'<p class="meta">Upload a clip ({esc(formats)}; up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB and '
         f"{MAX_CLIP_SECONDS / 60:.0f} min) to see what the serving model answers: the raw rich transcription, "
-        f"its plain and emoji renderings. Channels are mixed down; a clip longer than {MAX_SEGMENT_S:.0f} s is cut "
-        "into speech segments as the daily job does. Nothing is stored.</p>"
+        "its plain and emoji renderings, with card and phone numbers, e-mail addresses and long digit runs "
+        "redacted as the daily job stores them (SVP_REDACT). Channels are mixed down; a clip longer than "
+        f"{MAX_SEGMENT_S:.0f} s is cut into speech segments as the daily job does. Nothing is stored.</p>"
     )
 
 
@@ -78,6 +80,22 @@ def render_clip_page(
     )
 
 
+def _redacted(result: ClipResult) -> str:
+    """What the redaction policy (SVP_REDACT) did to the texts shown, as the daily job stores them."""
+    if result.redact == "off":
+        return "off (SVP_REDACT=off): texts as the model said them"
+    if not result.redactions:
+        return f"nothing found to redact ({result.redact})"
+    counts: dict[str, int] = {}
+    for kind in result.redacted_kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    what = ", ".join(f"{n} {kind}{'' if n == 1 else 's'}" for kind, n in counts.items())
+    n = result.redactions
+    if result.redact == "mask":
+        return f"{n} item{'' if n == 1 else 's'} masked: {what}"
+    return f"{n} item{'' if n == 1 else 's'} dropped: {what} (each text holding any is replaced by {DROPPED})"
+
+
 def _clip_result(result: ClipResult) -> str:
     """What was sent (the audio, the hint, the model) and the transcription, whole and per segment."""
     n = len(result.segments)
@@ -95,6 +113,7 @@ def _clip_result(result: ClipResult) -> str:
         ("model", f"{result.model_name} version {result.model_version}" if result.model_name else "none"),
         ("transcribed", cut),
         ("took", f"{result.seconds:.2f} s"),
+        ("redacted", _redacted(result)),
     ]
     out = [
         '<div id="clip-result"><dl>'

@@ -12,6 +12,14 @@ from dataclasses import dataclass
 from sensevoice_pipeline.lake.tables import CONFIDENCE_BUCKETS, rollup_sql
 
 GROUP_BY = {"language": "language", "channel": "channel"}  # the trend's grouping column, by name
+# The calls queries' customer channel (docs/call-analytics.md): channel 1 of a split call, the only one of a mono call.
+CUSTOMER = "CASE WHEN channels = 2 THEN ch1_{0} ELSE ch0_{0} END"
+
+
+def customer(column: str) -> str:
+    return CUSTOMER.format(column)
+
+
 # The emotion confidence thresholds a query can filter on: the rollup's bucket bounds, so the answer is exact.
 MIN_CONFIDENCES = CONFIDENCE_BUCKETS
 
@@ -67,8 +75,9 @@ class Query:
     def raw_sql(self, by: str = "language", min_confidence: float = 0.0) -> str:
         """The same question over the ``utterances`` view: the rollup computed on the fly for the date range."""
         inline = (
-            f"(WITH u AS (SELECT * FROM utterances WHERE date BETWEEN $from_date AND $to_date) "
-            f"{rollup_sql(self.reads, every_date=True)}) AS {self.reads}"
+            f"(WITH u AS (SELECT * FROM utterances WHERE date BETWEEN $from_date AND $to_date), "
+            f"r AS (SELECT * FROM recordings WHERE date BETWEEN $from_date AND $to_date) "
+            f"SELECT * FROM ({rollup_sql(self.reads, every_date=True)})) AS {self.reads}"
         )
         return self.render(by, min_confidence).replace(f"FROM {self.reads}\n", f"FROM {inline}\n")
 
@@ -157,6 +166,73 @@ QUERIES = {
         GROUP BY model_version
         ORDER BY model_version
         """,
+        ),
+        Query(
+            "ended-angry",
+            "Calls whose customer ended angry (last customer segment angry)",
+            "calls",
+            f"""
+        SELECT source_path, date, metadata['agent'] AS agent, metadata['queue'] AS queue,
+               {customer("first_emotion")} AS customer_first_emotion,
+               {customer("first_angry_s")} AS customer_first_angry_s,
+               round({customer("angry_share")}, 3) AS customer_angry_share, round(duration_s, 1) AS duration_s
+        FROM calls
+        WHERE date BETWEEN $from_date AND $to_date AND {customer("last_emotion")} = 'angry'
+        ORDER BY date DESC, source_path
+        """,
+        ),
+        Query(
+            "escalations",
+            "Escalations: calls whose customer started calm (not angry) and ended angry, with the onset",
+            "calls",
+            f"""
+        SELECT source_path, date, metadata['agent'] AS agent, metadata['queue'] AS queue,
+               {customer("first_emotion")} AS customer_first_emotion, {customer("first_angry_s")} AS onset_s,
+               round({customer("angry_share")}, 3) AS customer_angry_share, round(duration_s, 1) AS duration_s
+        FROM calls
+        WHERE date BETWEEN $from_date AND $to_date AND {customer("last_emotion")} = 'angry'
+              AND {customer("first_emotion")} <> 'angry'
+        ORDER BY date DESC, source_path
+        """,
+        ),
+        Query(
+            "talk-by-agent",
+            "Talk metrics per agent (manifest column agent): talk, silence and overtalk shares, interruptions, speed",
+            "calls",
+            # agent: channel 0 of split calls; customer: channel 1 of split calls, the only channel of mono ones
+            f"""
+        SELECT metadata['agent'] AS agent, count(*)::BIGINT AS calls,
+               count(*) FILTER (WHERE channels = 2)::BIGINT AS split_calls,
+               round(sum(duration_s) / 60, 1) AS minutes,
+               round(sum(talk_s) / sum(duration_s), 3) AS talk_share,
+               round(sum(non_talk_s) / sum(duration_s), 3) AS silence_share,
+               round(sum(overtalk_s) / sum(duration_s), 3) AS overtalk_share,
+               round(sum(ch0_talk_s) FILTER (WHERE channels = 2)
+                     / sum(talk_s + overtalk_s) FILTER (WHERE channels = 2), 3) AS agent_talk_share,
+               sum(ch0_interruptions) FILTER (WHERE channels = 2)::BIGINT AS agent_interruptions,
+               sum(ch1_interruptions) FILTER (WHERE channels = 2)::BIGINT AS customer_interruptions,
+               round(sum(ch0_tokens) FILTER (WHERE channels = 2) * 60
+                     / sum(ch0_talk_s) FILTER (WHERE channels = 2), 1) AS agent_tokens_per_min,
+               count(*) FILTER (WHERE {customer("last_emotion")} = 'angry')::BIGINT AS ended_angry
+        FROM calls
+        WHERE date BETWEEN $from_date AND $to_date
+        GROUP BY agent
+        ORDER BY agent NULLS LAST
+        """,
+        ),
+        Query(
+            "silence-trend",
+            "Share of call time without speech (non-talk) per day",
+            "calls",
+            """
+        SELECT date, count(*)::BIGINT AS calls, round(sum(duration_s) / 60, 1) AS minutes,
+               round(sum(non_talk_s) / sum(duration_s), 3) AS non_talk_share,
+               round(sum(overtalk_s) / sum(duration_s), 3) AS overtalk_share
+        FROM calls
+        WHERE date BETWEEN $from_date AND $to_date
+        GROUP BY date ORDER BY date
+        """,
+            Chart("non_talk_share"),
         ),
     )
 }

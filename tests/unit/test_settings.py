@@ -160,3 +160,17 @@ def test_good_values_enter_as_numbers(monkeypatch):
         0.5,
         "postgresql://svp@db:5432/lake",
     )
+
+
+def test_the_redaction_policy_enters_checked_naming_the_variable(monkeypatch):
+    assert Settings().redact == "mask" and Settings.from_env().redact == "mask"  # the default: mask
+    monkeypatch.setenv("SVP_REDACT", " DROP ")
+    assert Settings.from_env().redact == "drop"
+    assert Settings.from_env(redact="off").redact == "off"  # an explicit argument wins
+    monkeypatch.setenv("SVP_REDACT", "hide")
+    with pytest.raises(
+        ConfigurationError, match="^SVP_REDACT: unknown redaction policy 'hide': expected one of"
+    ):
+        Settings.from_env()
+    with pytest.raises(ConfigurationError, match="unknown redaction policy 'none'"):
+        Settings().with_overrides(redact="none")

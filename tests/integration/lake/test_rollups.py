@@ -54,7 +54,8 @@ def synthetic_day(day: int, rows: int = 600) -> pa.Table:
                {confidence(day, 1)} AS language_confidence, {confidence(day, 2)} AS emotion_confidence,
                {confidence(day, 3)} AS event_confidence,
                CASE WHEN {day} >= {DAYS_WITHOUT_CONFIDENCES}
-                    THEN MAP {{'angry': 0.25::FLOAT, 'happy': 0.5::FLOAT}} END AS emotion_probs
+                    THEN MAP {{'angry': 0.25::FLOAT, 'happy': 0.5::FLOAT}} END AS emotion_probs,
+               0::INTEGER AS redactions
         FROM range({rows}) t(i)
     """,
         params={"langs": LANGS, "emotions": EMOTIONS, "events": EVENTS},
@@ -63,15 +64,32 @@ def synthetic_day(day: int, rows: int = 600) -> pa.Table:
     return table.cast(tables.UTTERANCES)
 
 
+def synthetic_recordings(day: int, rows: int = 600) -> pa.Table:
+    """synthetic_day's recordings: 45 s each, split and mono, three agents (one call in 7 without one)."""
+    con = duckdb.connect()
+    table = con.sql(
+        f"""
+        SELECT printf('rec-%d-%d', {day}, k) AS recording_id,
+               printf('date=x/queue-%d/call-%d.wav', k % 3, k) AS source_path, 2::SMALLINT AS channels,
+               45.0::DOUBLE AS duration_s, 'ok' AS status, CASE WHEN k % 4 = 0 THEN 'mono' ELSE 'split' END AS channel_mode,
+               CASE WHEN k % 7 = 0 THEN MAP {{'queue': 'q'}}
+                    ELSE MAP {{'agent': printf('agent-%d', k % 3), 'queue': 'q'}} END AS metadata
+        FROM range({rows // 8}) t(k)
+    """
+    ).to_arrow_table()
+    con.close()
+    return pa.Table.from_pylist(table.to_pylist(), schema=tables.RECORDINGS)
+
+
 @pytest.fixture(scope="module")
 def month(tmp_path_factory) -> Warehouse:
     root = tmp_path_factory.mktemp("rollup-lake")
     lake = Lake(root)
     for day in range(DAYS):
-        utterances = synthetic_day(day)
+        utterances, recordings = synthetic_day(day), synthetic_recordings(day)
         lake.commit_day(
             (FIRST + dt.timedelta(days=day)).isoformat(),
-            {"utterances": utterances, **tables.rollups(utterances)},
+            {"utterances": utterances, "recordings": recordings, **tables.rollups(utterances, recordings)},
         )
     warehouse = Warehouse(root)
     warehouse.refresh()

@@ -68,6 +68,7 @@ def test_a_whole_clip_result_lists_what_was_sent_and_the_escaped_transcription()
         "model": "sensevoice version 3",
         "transcribed": "the whole clip in one request",
         "took": "0.25 s",
+        "redacted": "nothing found to redact (mask)",
     }
     assert '<code id="clip-raw">&lt;|en|&gt;&lt;|ANGRY|&gt;&lt;|Speech|&gt;&lt;|withitn|&gt;Where' in page
     assert '<dd id="clip-emoji">😡 Where is my refund?</dd>' in page
