@@ -18,8 +18,17 @@ def sensor() -> PartitionArrivalSensor:
 @pytest.mark.parametrize(
     "event",
     [
-        {"status": "error", "kind": "StoreUnreachableError", "storage": True, "message": "cannot reach the store"},
-        {"status": "error", "kind": "StorageError", "message": "cannot reach the store"},  # an older trigger's
+        {
+            "status": "error",
+            "kind": "StoreUnreachableError",
+            "storage": True,
+            "message": "cannot reach the store",
+        },
+        {
+            "status": "error",
+            "kind": "StorageError",
+            "message": "cannot reach the store",
+        },  # an older trigger's
     ],
 )
 def test_a_store_that_cannot_be_reached_is_left_to_the_tasks_retries(event):
