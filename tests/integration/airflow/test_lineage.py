@@ -39,7 +39,7 @@ def test_publish_completes_with_every_lake_table_as_output_and_the_raw_partition
     ]
     outputs = {d["name"]: d for d in complete["outputs"]}
     want = {str(lake.table_root(t).resolve()): t for t in tables.DAILY_TABLES}
-    assert sorted(outputs) == sorted(want) and len(want) == 8
+    assert sorted(outputs) == sorted(want) and len(want) == 9
     for name, table in want.items():
         assert outputs[name]["namespace"] == "file"
         # the name is where the lake really keeps the table: the day's partition is there
@@ -68,7 +68,7 @@ def test_each_output_carries_the_schema_the_lake_has(observed_day):
 
 
 def test_the_lake_asset_names_every_table_of_the_days_commit(observed_day):
-    """The Airflow Asset the publish task updates lists the eight tables (it named three), as the provider's airflow
+    """The Airflow Asset the publish task updates lists the nine tables of a day (it named three), as the provider's airflow
     facet shows the task's outlets (a Python repr)."""
     complete = _task_events(observed_day, "publish")["COMPLETE"]
     outlets = ast.literal_eval(complete["run"]["facets"]["airflow"]["task"]["outlets"])
