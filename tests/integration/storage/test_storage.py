@@ -172,7 +172,8 @@ def test_duckdb_views_over_the_s3_lake_answer_like_the_local_lake(cli_run, local
     for name in QUERIES:
         for by in GROUP_BY:
             got, want = s3_house.query(name, by=by), local_house.query(name, by=by)
-            assert got.num_rows > 0 and got.equals(want), (name, by)
+            # (the sample day has no call that starts calm and ends angry: escalations is empty on both)
+            assert got.equals(want) and (got.num_rows > 0 or name == "escalations"), (name, by)
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         views = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
