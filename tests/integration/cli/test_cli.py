@@ -354,9 +354,18 @@ def test_ctrl_c_while_waiting_for_the_partition_says_what_was_published(tmp_path
         text=True,
         cwd=tmp_path,
     )
-    time.sleep(4)  # imports, then the first check of the partition
+    # Interrupt once it waits (its first check's log line), not while it is still importing (under load that takes
+    # seconds, and Ctrl-C there is Python's own traceback).
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any("next check in" in line for line in seen):
+        line = run.stderr.readline()
+        if not line:  # it ended on its own: the assertions below say how
+            break
+        seen.append(line)
     run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=60)
+    _, rest = run.communicate(timeout=60)
+    err = "".join(seen) + rest
     assert run.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == (
         "svp run: stopped by SIGINT: nothing of 2026-01-03 was published by this run; its lease was given back"
