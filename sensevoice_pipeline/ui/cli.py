@@ -35,6 +35,7 @@ from sensevoice_pipeline.ui.cli_common import (
     add_url,
     emit,
     resolve_repository,
+    settings_from_flags,
     to_json,
 )
 from sensevoice_pipeline.ui.cli_lease import add_lease_parser
@@ -419,10 +420,8 @@ def cmd_run(args) -> int:
     from sensevoice_pipeline.errors import FailureBudgetExceeded
     from sensevoice_pipeline.jobs.daily import new_run_id, run_date
     from sensevoice_pipeline.lake.arrival import check_date, wait_for_partition
-    from sensevoice_pipeline.settings import Settings
 
-    settings = _settings_from_flags(
-        Settings.from_env,
+    settings = settings_from_flags(
         raw_root=args.raw,
         lake_root=args.lake,
         triton_url=args.url,
@@ -453,16 +452,6 @@ def cmd_run(args) -> int:
             raise
     _report_day(args, settings, result)
     return 0
-
-
-def _settings_from_flags(make, **flags):
-    """Settings from the environment and the flags; a value neither can hold is a usage error (exit 64)."""
-    try:
-        return make(**flags)
-    except SvpError:
-        raise
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
 
 
 def _progress_wanted(args) -> bool:

@@ -9,8 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sensevoice_pipeline.errors import SvpError
-from sensevoice_pipeline.ui.cli_common import CliError, add_json, checked_lake, emit
+from sensevoice_pipeline.ui.cli_common import CliError, add_json, checked_lake, emit, settings_from_flags
 
 DUCKDB_SHELL = "duckdb"  # the DuckDB CLI (the duckdb-cli wheel, in the [bi] extra)
 
@@ -64,14 +63,8 @@ def add_sql_parser(sub: argparse._SubParsersAction) -> None:
 def _lake(args):
     """The lake the flags and environment name; it must exist (one line saying how to get one, else)."""
     from sensevoice_pipeline.lake.catalog import Lake
-    from sensevoice_pipeline.settings import Settings
 
-    try:
-        settings = Settings.from_env(lake_root=args.lake, catalog=args.catalog)
-    except SvpError:
-        raise
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
+    settings = settings_from_flags(lake_root=args.lake, catalog=args.catalog)
     checked_lake(args.lake, settings)
     return Lake(settings.lake_root, settings.catalog)
 

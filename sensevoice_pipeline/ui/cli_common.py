@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sensevoice_pipeline.errors import EX_USAGE, ConfigurationError
+from sensevoice_pipeline.errors import EX_USAGE, ConfigurationError, SvpError
 from sensevoice_pipeline.serving.client import DEFAULT_URL, URL_ENV
 from sensevoice_pipeline.settings import Settings
 
@@ -106,6 +106,17 @@ def add_repository(parser: argparse.ArgumentParser, what: str = "model repositor
         default=None,
         help=f"{what} (default: $SVP_MODEL_REPOSITORY, then model_repository)",
     )
+
+
+def settings_from_flags(**flags) -> Settings:
+    """Settings from the environment and the flags (``Settings.from_env``); a value neither can hold that is not
+    already one of the project's errors (a storage URI that cannot work) is a usage error: exit 64."""
+    try:
+        return Settings.from_env(**flags)
+    except SvpError:
+        raise
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def resolve_repository(args: argparse.Namespace) -> None:

@@ -8,8 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from sensevoice_pipeline.errors import SvpError
-from sensevoice_pipeline.ui.cli_common import CliError, add_json, checked_lake, emit
+from sensevoice_pipeline.ui.cli_common import CliError, add_json, checked_lake, emit, settings_from_flags
 
 # warehouse.queries.QUERIES's names, spelled out so that `svp --help` needs neither pyarrow nor DuckDB (a test keeps
 # the two equal)
@@ -54,7 +53,6 @@ def add_query_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_query(args) -> int:
     # pyarrow and DuckDB take longer to import than `svp --help` takes to answer: only when a query runs.
-    from sensevoice_pipeline.settings import Settings
     from sensevoice_pipeline.warehouse.database import Warehouse, WarehouseError
     from sensevoice_pipeline.warehouse.queries import QUERIES
     from sensevoice_pipeline.warehouse.report import print_table, write_chart
@@ -68,12 +66,7 @@ def cmd_query(args) -> int:
     outputs = [(flag, path) for flag, path in (("--csv", args.csv), ("--png", args.png)) if path]
     for flag, path in outputs:
         _check_output(flag, path)
-    try:
-        settings = Settings.from_env(lake_root=args.lake, warehouse=args.warehouse)
-    except SvpError:
-        raise
-    except ValueError as exc:  # a storage URI that cannot work
-        raise CliError(str(exc)) from exc
+    settings = settings_from_flags(lake_root=args.lake, warehouse=args.warehouse)
     checked_lake(args.lake, settings)
     try:
         warehouse = Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog)
