@@ -144,7 +144,9 @@ def test_sensor_defers_and_resumes_when_the_partition_lands(probe_airflow, tmp_p
     waited = re.search(r"ARRIVED .*\('checks', (\d+)\).*\('waited_s', ([\d.]+)\)", output)
     assert waited, output[-3000:]
     checks, waited_s = int(waited.group(1)), float(waited.group(2))
-    assert checks >= 5 and waited_s >= 4.5  # 2 s before the folder, 2.5 s of the partial upload
+    # By construction: the folder lands 2 s after the deferral and stays partial 2.5 s; and at least one check saw
+    # each state (missing, partial, ready). How many more checks fit in is up to the machine's load.
+    assert checks >= 3 and waited_s >= 4.5
     ((state, try_number, end),) = _query(
         probe_airflow,
         "SELECT state, try_number, end_date FROM task_instance WHERE run_id = ? AND task_id = ?",

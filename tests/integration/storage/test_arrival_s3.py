@@ -121,7 +121,8 @@ def test_trigger_is_serialisable_and_reports_ready_timeout_and_errors(tmp_path, 
     assert ready["classpath"] == TRIGGER_CLASS
     assert ready["status"] == "ready" and ready["files"] == 1 and ready["checks"] == 1
 
-    assert late["status"] == "timeout" and late["checks"] >= 5 and 1 <= late["seconds"] < 10
+    # at least the first check and one at the deadline; how many 0.2 s pauses fit in between depends on the load
+    assert late["status"] == "timeout" and late["checks"] >= 2 and 1 <= late["seconds"] < 10
     assert late["message"].startswith(
         f"the raw partition of {DAY} was not ready after 1 s: {raw / f'date={DAY}'} "
         "(waiting for the ready marker _SUCCESS)"
