@@ -5,7 +5,7 @@
 config.pbtxt files against it.
 
 ``sensevoice`` (what callers use): AUDIO, LANGUAGE, USE_ITN in; TEXT, and where the config offers them CONFIDENCE
-and EMOTION_PROBS (NaN is null: a tensor has no nulls), out. ``sensevoice_encoder`` (the exported ONNX graph):
+and EMOTION_PROBS (NaN is null: a tensor has no nulls) and WORDS (word times), out. ``sensevoice_encoder`` (the exported ONNX graph):
 speech, speech_lengths, language, textnorm in; ctc_logits, encoder_out_lens, token_ids, token_scores and the
 optional tag_probs (graphs exported before it existed lack it; every reader must accept that) out.
 """
@@ -32,8 +32,11 @@ CONFIDENCE = Tensor(
 )  # language, emotion, event probability of the tags TEXT carries
 EMOTION_PROBS = Tensor("EMOTION_PROBS", "FP32", (8,))  # the emotion distribution, tags.EMOTION_NAMES order
 PIPELINE_INPUTS = (AUDIO, LANGUAGE, USE_ITN)
-PIPELINE_OUTPUTS = (TEXT, CONFIDENCE, EMOTION_PROBS)
+# [[word, start_s, end_s], ...] as JSON, times from the start of AUDIO (speech/alignment.py)
+WORDS = Tensor("WORDS", "STRING", (1,))
+PIPELINE_OUTPUTS = (TEXT, CONFIDENCE, EMOTION_PROBS, WORDS)
 CONFIDENCE_OUTPUTS = (CONFIDENCE.name, EMOTION_PROBS.name)  # optional: asked for where a model offers them
+OPTIONAL_OUTPUTS = (*CONFIDENCE_OUTPUTS, WORDS.name)  # what a config written before them lacks
 
 # -- sensevoice_encoder: the exported graph --------------------------------------------------------------------------
 SPEECH = Tensor("speech", "FP32", (-1, 560))  # LFR features (7 x 80 fbank), CMVN applied

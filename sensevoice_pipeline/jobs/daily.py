@@ -49,7 +49,7 @@ from sensevoice_pipeline.lake.partition import WorkItem, check_date, list_work
 from sensevoice_pipeline.serving.client import SenseVoiceClient
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber, SegmentAnswer
 from sensevoice_pipeline.settings import Settings
-from sensevoice_pipeline.speech.redact import DEFAULT_REDACT, redact_raw
+from sensevoice_pipeline.speech.redact import DEFAULT_REDACT, redact_raw, redact_words
 from sensevoice_pipeline.speech.tags import TagConfidences, parse
 from sensevoice_pipeline.warehouse.database import Warehouse
 
@@ -278,7 +278,16 @@ def _utterance_row(
         "processed_at": started_at,
         **_confidence_columns(answer.confidences),
         "redactions": redaction.count,
+        "words": _word_rows(answer, seg.start_s, redact),
     }
+
+
+def _word_rows(answer, offset_s: float, redact: str) -> list[dict] | None:
+    """The segment's word times from the start of the recording, redacted like its text; None without WORDS."""
+    if answer.words is None:
+        return None
+    words = (w.shifted(offset_s) for w in redact_words(parse(answer.text).text, answer.words, redact))
+    return [{"word": w.word, "start_s": w.start_s, "end_s": w.end_s} for w in words]
 
 
 def _confidence_columns(confidences: TagConfidences) -> dict:

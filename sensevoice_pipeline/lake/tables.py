@@ -11,6 +11,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+WORDS_TYPE = pa.list_(pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64())]))
+
 UTTERANCES = pa.schema(
     [
         ("recording_id", pa.string()),
@@ -44,6 +46,10 @@ UTTERANCES = pa.schema(
         # segment's text before it was written (speech/redact.py, SVP_REDACT); 0 under `off`; null for rows
         # written before redaction existed. Last, like the confidences, so an older lake gets it appended.
         ("redactions", pa.int32()),
+        # Word times (speech/alignment.py: funasr's output_timestamp), in seconds from the start of the recording,
+        # redacted like the text (a masked finding is one word, its mask); null where the model version's server
+        # offered no WORDS or the row was written before them. Last, like the columns above.
+        ("words", WORDS_TYPE),
     ]
 )
 

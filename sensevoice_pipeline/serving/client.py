@@ -13,6 +13,7 @@ A refused request is never sent elsewhere."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -26,9 +27,18 @@ from tritonclient.utils import InferenceServerException
 from sensevoice_pipeline.errors import InputError, ServingError, ServingTimeoutError, ServingUnavailableError
 from sensevoice_pipeline.serving.fleet import Endpoint, Fleet, parse_addresses
 from sensevoice_pipeline.serving.repository import PIPELINE_MODEL
+from sensevoice_pipeline.speech.alignment import WordTime
 from sensevoice_pipeline.speech.languages import language_id
 from sensevoice_pipeline.speech.tags import TagConfidences
-from sensevoice_pipeline.triton_contract import AUDIO, CONFIDENCE_OUTPUTS, LANGUAGE, TEXT, USE_ITN
+from sensevoice_pipeline.triton_contract import (
+    AUDIO,
+    CONFIDENCE_OUTPUTS,
+    LANGUAGE,
+    OPTIONAL_OUTPUTS,
+    TEXT,
+    USE_ITN,
+    WORDS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +109,8 @@ class Transcription:
     model_version: str
     # all None when the server offers no confidences or the answering version's encoder had none
     confidences: TagConfidences = TagConfidences()
+    # word times from the start of the request's audio; None when the server's model offers no WORDS
+    words: tuple[WordTime, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,7 @@ class SenseVoiceClient:
             model_name=response.model_name,
             model_version=response.model_version,  # the version of the server that answered
             confidences=_confidences(result),
+            words=_words(result),
         )
 
     async def transcribe_many(self, requests: Iterable[Request]) -> list[Transcription]:
@@ -302,13 +315,14 @@ class SenseVoiceClient:
             endpoint = self.fleet.pick()
 
     async def _outputs_of(self, address: str) -> list[str]:
-        """TEXT, plus the confidence outputs where the server's model metadata lists them (asked once per server)."""
+        """TEXT, plus the optional outputs (confidences, WORDS) the server's model metadata lists (asked once per
+        server)."""
         if address not in self._outputs:
             meta = await self._client_for(address).get_model_metadata(
                 self.model, self.version, client_timeout=self.timeout_s
             )
             offered = {output.name for output in meta.outputs}
-            self._outputs[address] = [TEXT.name, *(name for name in CONFIDENCE_OUTPUTS if name in offered)]
+            self._outputs[address] = [TEXT.name, *(name for name in OPTIONAL_OUTPUTS if name in offered)]
         return self._outputs[address]
 
     def _judge(self, endpoint: Endpoint, error: ServingError) -> None:
@@ -377,6 +391,16 @@ def _confidences(result) -> TagConfidences:
         None if confidence is None else confidence.reshape(-1).tolist(),
         None if emotion_probs is None else emotion_probs.reshape(-1).tolist(),
     )
+
+
+def _words(result) -> tuple[WordTime, ...] | None:
+    """The answer's WORDS (``[[word, start_s, end_s], ...]``), None when it has none."""
+    value = result.as_numpy(WORDS.name)
+    if value is None:
+        return None
+    raw = value.reshape(-1)[0]
+    items = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    return tuple(WordTime(str(word), float(start), float(end)) for word, start, end in items)
 
 
 def _translate(

@@ -21,12 +21,14 @@ from sensevoice_pipeline.serving.repository import (
     PIPELINE_MODEL,
     ModelRepository,
 )
-from sensevoice_pipeline.speech.decoder import CtcDecoder, Tokenizer
+from sensevoice_pipeline.speech import alignment
+from sensevoice_pipeline.speech.alignment import WordTime
+from sensevoice_pipeline.speech.decoder import CtcDecoder, Tokenizer, ctc_greedy_ids
 from sensevoice_pipeline.speech.encoder import TAG_PROBS, EncoderSession, pad_features
 from sensevoice_pipeline.speech.frontend import Frontend, FrontendConfig
 from sensevoice_pipeline.speech.languages import language_id, textnorm_id
 from sensevoice_pipeline.speech.tags import TagConfidences, tag_confidences
-from sensevoice_pipeline.triton_contract import DECODE_OUTPUTS
+from sensevoice_pipeline.triton_contract import CTC_LOGITS, DECODE_OUTPUTS, ENCODER_OUT_LENS
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,12 @@ class Utterance:
 class Answer:
     text: str  # the rich transcription (the `sensevoice` TEXT)
     confidences: TagConfidences  # all None for an encoder version exported without tag probabilities
+    words: tuple[
+        WordTime, ...
+    ] = ()  # word times from the start of the utterance's audio (speech/alignment.py)
+    # False where the text re-tokenises into other tokens than the model emitted and no log-probabilities were
+    # available to align those: the words' times are then those of the emitted tokens
+    words_aligned: bool = True
 
 
 # (speech [B,T,D], lengths [B], language [B], textnorm [B])
@@ -47,6 +55,9 @@ class Answer:
 EncodeFn = Callable[
     [np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]
 ]
+# The same inputs -> (ctc_logits [B, T', V] (log-probabilities), encoder_out_lens [B]): asked only for the utterances whose words need a
+# forced alignment (alignment.needs_emission); None where the serving path must not move them (the GPU encoder).
+LogitsFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 # Padding is computed like real frames (and attention grows with the square of the padded length), so a batch that
 # mixes a 3 s and a 30 s utterance costs the 3 s one nearly a 30 s run. Batches are cut so that at most this share
@@ -96,18 +107,61 @@ class Transcriber:
         """Texts in the order given; the encoder sees the utterances in batches of similar length."""
         return [answer.text for answer in self.answer(utterances, encode)]
 
-    def answer(self, utterances: Sequence[Utterance], encode: EncodeFn) -> list[Answer]:
-        """Texts and tag confidences in the order given (batched like ``transcribe``)."""
+    def answer(
+        self, utterances: Sequence[Utterance], encode: EncodeFn, logits: LogitsFn | None = None
+    ) -> list[Answer]:
+        """Texts, tag confidences and word times in the order given (batched like ``transcribe``)."""
         answers: list[Answer | None] = [None] * len(utterances)
         for group in length_groups([u.audio.size for u in utterances]):
             batch = [utterances[i] for i in group]
             token_ids, out_lens, tag_probs = encode(*self.features(batch))
-            texts = self.decoder.decode_batch(token_ids, np.asarray(out_lens).reshape(-1))
+            out_lens = np.asarray(out_lens).reshape(-1)
+            texts = self.decoder.decode_batch(token_ids, out_lens)
+            words = self._word_times(batch, texts, token_ids, out_lens, logits)
             for row, (i, text) in enumerate(zip(group, texts)):
                 answers[i] = Answer(
-                    text, tag_confidences(text, None if tag_probs is None else tag_probs[row])
+                    text,
+                    tag_confidences(text, None if tag_probs is None else tag_probs[row]),
+                    *words[row],
                 )
         return answers
+
+    def _word_times(self, batch, texts, token_ids, out_lens, logits: LogitsFn | None):
+        """(words, aligned) per row: from the argmax path where the text re-tokenises into the emitted tokens; from a
+        forced alignment on the logits, asked for those rows only, where it does not and ``logits`` is given."""
+        tokenizer, blank = self.decoder.tokenizer, self.decoder.blank_id
+        speech = [alignment.speech_frame_ids(token_ids[row], out_lens[row]) for row in range(len(texts))]
+        targets = [alignment.alignment_targets(tokenizer, text) for text in texts]
+        paths = list(speech)
+        aligned = [True] * len(texts)
+        slow = [
+            row for row in range(len(texts)) if alignment.needs_emission(targets[row], speech[row], blank)
+        ]
+        if slow and logits is not None:
+            emissions = self._emissions(
+                [batch[row] for row in slow], [targets[row].ids for row in slow], logits
+            )
+            for row, emission in zip(slow, emissions):
+                paths[row] = alignment.forced_align(emission, targets[row].ids, speech[row], blank)
+        elif slow:
+            for row in slow:  # the emitted tokens' own times
+                emitted = ctc_greedy_ids(speech[row], speech[row].size, blank)
+                targets[row] = alignment.Targets(tokenizer.id_pieces(emitted), emitted)
+                aligned[row] = False
+        return [
+            (tuple(alignment.word_times(targets[row], paths[row], blank)), aligned[row])
+            for row in range(len(texts))
+        ]
+
+    def _emissions(self, batch, targets: list[list[int]], logits: LogitsFn) -> list[np.ndarray]:
+        """The blank's and each target's log-probabilities at each speech frame of each utterance of ``batch``."""
+        log_probs, out_lens = logits(*self.features(batch))
+        out_lens = np.asarray(out_lens).reshape(-1)
+        columns = [[self.decoder.blank_id, *ids] for ids in targets]
+        return [
+            np.asarray(log_probs[row, alignment.QUERY_FRAMES : out_lens[row]][:, columns[row]])
+            for row in range(len(batch))
+        ]
 
 
 class LocalTranscriber:
@@ -129,8 +183,13 @@ class LocalTranscriber:
         token_ids, lens, _ = DECODE_OUTPUTS
         return out[token_ids], out[lens], out.get(TAG_PROBS)
 
+    def _logits(self, speech, lengths, languages, textnorms):
+        names = [CTC_LOGITS.name, ENCODER_OUT_LENS.name]
+        out = self.session.run(speech, lengths, languages, textnorms, outputs=names)
+        return out[names[0]], out[names[1]]
+
     def transcribe(self, utterances: Sequence[Utterance]) -> list[str]:
         return self.transcriber.transcribe(utterances, self._encode)
 
     def answer(self, utterances: Sequence[Utterance]) -> list[Answer]:
-        return self.transcriber.answer(utterances, self._encode)
+        return self.transcriber.answer(utterances, self._encode, self._logits)

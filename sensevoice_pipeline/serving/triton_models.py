@@ -27,6 +27,10 @@ from sensevoice_pipeline.triton_contract import DECODE_OUTPUTS
 ENCODER_OUTPUTS = DECODE_OUTPUTS
 CONFIDENCE_OUTPUT = contract.CONFIDENCE.name
 EMOTION_PROBS_OUTPUT = contract.EMOTION_PROBS.name
+WORDS_OUTPUT = contract.WORDS.name
+# `parameters { key: "ALIGN_WITH_LOGITS" value: { string_value: "true" } }`: the encoder's config lists ctc_logits,
+# so a text whose words need a forced alignment gets one (speech/alignment.py); the local config only.
+ALIGN_WITH_LOGITS_PARAMETER = "ALIGN_WITH_LOGITS"
 
 # `parameters { key: "ENCODER_FRAME_BUCKETS" value: { string_value: "32,64,..." } }` in a `sensevoice` config: the
 # encoder input's frame counts that BLS calls are padded up to. Triton's dynamic batcher merges requests only when
@@ -83,6 +87,13 @@ def threads_per_instance(instances: int, cores: int | None = None) -> int:
         return explicit
     cores = cores or len(os.sched_getaffinity(0))
     return max(1, cores // max(1, instances))
+
+
+def config_flag(model_config: str | dict | None, key: str) -> bool:
+    """Whether a model config's string parameter ``key`` is "true"."""
+    config = json.loads(model_config) if isinstance(model_config, str) else (model_config or {})
+    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
+    return value.strip().lower() == "true"
 
 
 def config_outputs(model_config: str | dict | None) -> tuple[str, ...]:
@@ -153,8 +164,13 @@ class SenseVoiceModel:
         self.frame_buckets = frame_buckets(args.get("model_config"))
         # A repository's two configs ship together: one whose `sensevoice` offers CONFIDENCE has an encoder config
         # listing tag_probs; an older pair has neither, and Triton would refuse a request for an unlisted output.
-        offers_confidences = CONFIDENCE_OUTPUT in config_outputs(args.get("model_config"))
+        outputs = config_outputs(args.get("model_config"))
+        offers_confidences = CONFIDENCE_OUTPUT in outputs
         self.encoder_outputs = [n for n in ENCODER_OUTPUTS if n != TAG_PROBS or offers_confidences]
+        self.offers_words = WORDS_OUTPUT in outputs  # a config written before WORDS would refuse the tensor
+        self.logits = (
+            self._logits if config_flag(args.get("model_config"), ALIGN_WITH_LOGITS_PARAMETER) else None
+        )
 
     def execute(self, requests):
         parsed: list[list[Utterance] | Exception] = [self._parse(r) for r in requests]
@@ -218,11 +234,28 @@ class SenseVoiceModel:
         answers: list[Answer] = []
         for start in range(0, len(utterances), self.max_encoder_batch):
             answers += self.transcriber.answer(
-                utterances[start : start + self.max_encoder_batch], self._encode
+                utterances[start : start + self.max_encoder_batch], self._encode, self.logits
             )
         return answers
 
     def _encode(self, speech, lengths, languages, textnorms):
+        response = self._encoder_call((speech, lengths, languages, textnorms), self.encoder_outputs)
+        token_ids = host_array(self.pb.get_output_tensor_by_name(response, "token_ids"))
+        lens = host_array(
+            self.pb.get_output_tensor_by_name(response, contract.ENCODER_OUT_LENS.name)
+        ).reshape(-1)
+        # Absent from the answer of an encoder version exported before tag_probs (EncoderModel leaves it out).
+        tag_probs = self.pb.get_output_tensor_by_name(response, TAG_PROBS)
+        return token_ids, lens, None if tag_probs is None else host_array(tag_probs)
+
+    def _logits(self, speech, lengths, languages, textnorms):
+        names = [contract.CTC_LOGITS.name, contract.ENCODER_OUT_LENS.name]
+        response = self._encoder_call((speech, lengths, languages, textnorms), names)
+        logits, lens = (host_array(self.pb.get_output_tensor_by_name(response, n)) for n in names)
+        return logits, lens.reshape(-1)
+
+    def _encoder_call(self, features, outputs: list[str]):
+        speech, lengths, languages, textnorms = features
         column = lambda a: np.asarray(a, dtype=np.int32).reshape(-1, 1)  # noqa: E731
         speech = pad_frames(speech, bucketed_frames(speech.shape[1], self.frame_buckets))
         inputs = [
@@ -234,7 +267,7 @@ class SenseVoiceModel:
         request = self.pb.InferenceRequest(
             model_name=ENCODER_MODEL,
             model_version=self.version,
-            requested_output_names=self.encoder_outputs,
+            requested_output_names=outputs,
             inputs=inputs,
             # On a KIND_GPU encoder instance the onnxruntime backend's outputs are GPU memory, and a BLS result
             # stays where the producer put it unless the request says otherwise (python_backend README, "Using BLS
@@ -244,25 +277,21 @@ class SenseVoiceModel:
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"{ENCODER_MODEL} version {self.version}: {response.error().message()}")
-        token_ids = host_array(self.pb.get_output_tensor_by_name(response, "token_ids"))
-        lens = host_array(
-            self.pb.get_output_tensor_by_name(response, contract.ENCODER_OUT_LENS.name)
-        ).reshape(-1)
-        # Absent from the answer of an encoder version exported before tag_probs (EncoderModel leaves it out).
-        tag_probs = self.pb.get_output_tensor_by_name(response, TAG_PROBS)
-        return token_ids, lens, None if tag_probs is None else host_array(tag_probs)
+        return response
 
     def _response(self, answers: list[Answer]):
         rows = np.array([[a.text.encode("utf-8")] for a in answers], dtype=np.object_)
         confidence = np.array([a.confidences.as_vector() for a in answers], dtype=np.float32)
         emotion_probs = np.array([_emotion_vector(a.confidences) for a in answers], dtype=np.float32)
-        return self.pb.InferenceResponse(
-            output_tensors=[
-                self.pb.Tensor(contract.TEXT.name, rows),
-                self.pb.Tensor(CONFIDENCE_OUTPUT, confidence),
-                self.pb.Tensor(EMOTION_PROBS_OUTPUT, emotion_probs),
-            ]
-        )
+        tensors = [
+            self.pb.Tensor(contract.TEXT.name, rows),
+            self.pb.Tensor(CONFIDENCE_OUTPUT, confidence),
+            self.pb.Tensor(EMOTION_PROBS_OUTPUT, emotion_probs),
+        ]
+        if self.offers_words:
+            words = [[words_json(a.words).encode("utf-8")] for a in answers]
+            tensors.append(self.pb.Tensor(WORDS_OUTPUT, np.array(words, dtype=np.object_)))
+        return self.pb.InferenceResponse(output_tensors=tensors)
 
     def _error(self, message: str, code):
         return self.pb.InferenceResponse(output_tensors=[], error=self.pb.TritonError(message, code))
@@ -297,6 +326,11 @@ class EncoderModel:
         if lens in out:
             out[lens] = out[lens].reshape(-1, 1)  # config dims [1] per batch item
         return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor(n, v) for n, v in out.items()])
+
+
+def words_json(words) -> str:
+    """WORDS: ``[[word, start_s, end_s], ...]``, compact JSON (speech/alignment.WordTime)."""
+    return json.dumps([w.as_list() for w in words], ensure_ascii=False, separators=(",", ":"))
 
 
 def _emotion_vector(confidences: TagConfidences) -> list[float]:

@@ -43,6 +43,17 @@ class Tokenizer:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self._sp.DecodeIds(list(token_ids))
 
+    def pieces(self, text: str) -> list[str]:
+        """``text`` segmented into the tokenizer's pieces (sentencepiece's canonical segmentation)."""
+        return self._sp.EncodeAsPieces(text)
+
+    def ids_of_pieces(self, pieces: Sequence[str]) -> list[list[int]]:
+        """Each piece encoded on its own, as funasr's ``tokens2ids`` does (a piece may give several ids, or none)."""
+        return self._sp.EncodeAsIds(list(pieces))
+
+    def id_pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self._sp.IdToPiece(int(i)) for i in ids]
+
     def piece_id(self, piece: str) -> int:
         """The id of a piece such as ``<|ANGRY|>``; -1 when the vocabulary lacks it (tags are looked up by piece,
         never by number, since their ids differ between tokenizers)."""

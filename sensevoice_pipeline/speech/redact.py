@@ -22,14 +22,17 @@ What is found (``find``):
   than 7 digits (``3 items``, ``2026``), amounts written with thousands commas (``1,000,000``).
 
 Rich text (``redact_raw``): the ``<|..|>`` tags stay, only the text between them is redacted, so the tag columns
-parse as before.
+parse as before. Word times (``redact_words``): the words a finding covers become one word, its mask, spanning their
+times; under ``drop`` a segment with any finding keeps one ``[REDACTED]`` word over all of its words.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sensevoice_pipeline.speech.alignment import WordTime
 from sensevoice_pipeline.speech.tags import TAG
 
 REDACT_POLICIES = ("off", "mask", "drop")
@@ -170,3 +173,46 @@ def redact_raw(raw: str, policy: str = DEFAULT_REDACT) -> Redaction:
     for tag, r in zip(tags, done[1:]):
         out += [tag, r.text]
     return Redaction("".join(out), count, kinds)
+
+
+def redact_words(text: str, words: Sequence[WordTime], policy: str = DEFAULT_REDACT) -> list[WordTime]:
+    """The word times of the plain ``text`` (tags removed, not yet redacted) under ``policy``: each run of words a
+    finding touches becomes one word, the finding's mask, from the first one's start to the last one's end. Words
+    that cannot be placed in ``text`` (the tokenizer normalised them) are all dropped behind one marker when the text
+    has a finding: nothing a finding covers may survive as a word."""
+    policy = check_policy(policy)
+    found = find(text) if policy != "off" else []
+    if not found or not words:
+        return list(words)
+    everything = [WordTime(DROPPED, words[0].start_s, words[-1].end_s)]
+    spans = _word_spans(text, words)
+    if policy == "drop" or spans is None:
+        return everything
+    out: list[WordTime] = []
+    covering = [_finding_at(found, span) for span in spans]
+    for i, word in enumerate(words):
+        finding = covering[i]
+        if finding is None:
+            out.append(word)
+        elif i > 0 and covering[i - 1] == finding:
+            out[-1] = WordTime(out[-1].word, out[-1].start_s, word.end_s)
+        else:
+            out.append(WordTime(MASKS[found[finding][2]], word.start_s, word.end_s))
+    return out
+
+
+def _word_spans(text: str, words: Sequence[WordTime]) -> list[tuple[int, int]] | None:
+    """Each word's (start, end) in ``text``, found left to right; None when one is not there."""
+    spans, cursor = [], 0
+    for word in words:
+        at = text.find(word.word, cursor)
+        if at < 0 or not word.word:
+            return None
+        spans.append((at, at + len(word.word)))
+        cursor = at + len(word.word)
+    return spans
+
+
+def _finding_at(found: list[tuple[int, int, str]], span: tuple[int, int]) -> int | None:
+    """The index of the finding that overlaps the word at ``span``, if any."""
+    return next((k for k, (start, end, _) in enumerate(found) if start < span[1] and span[0] < end), None)

@@ -95,6 +95,10 @@ def test_utterance_rows_have_sane_segments_and_parsed_tags(demo_day):
             tags.text,
         )
         assert u["model_name"] == "sensevoice" and u["model_version"] == "1"
+        # word times from the start of the recording, inside their segment (a frame of slack at its edges)
+        assert u["words"] is not None
+        assert all(u["start_s"] - 0.06 <= w["start_s"] <= w["end_s"] <= u["end_s"] + 0.06 for w in u["words"])
+    assert sum(len(u["words"]) for u in utterances) > 10  # the fixture model speaks: words, not empty lists
     long_call = sorted(
         (u for u in utterances if u["source_path"].endswith("long_call.mp3")),
         key=lambda u: u["segment_index"],

@@ -20,6 +20,8 @@ from sensevoice_pipeline.lake.catalog import Lake
 from sensevoice_pipeline.lake.partition import WorkItem
 from sensevoice_pipeline.serving.client import Transcription
 from sensevoice_pipeline.serving.recordings import SegmentAnswer, SpeechSegment
+from sensevoice_pipeline.speech.alignment import WordTime
+from sensevoice_pipeline.speech.tags import parse
 from sensevoice_pipeline.ui import cli
 from sensevoice_pipeline.ui.clip import ClipResult, fill_texts
 from sensevoice_pipeline.ui.clip_html import render_clip_page
@@ -48,14 +50,25 @@ SECRETS = [
 ]
 
 
+def _words(text: str) -> tuple[WordTime, ...]:
+    """Word times shaped like the model's (speech/alignment.py): ASCII words, digit groups and every other character
+    each a word; word k at 0.1 k s from the start of the segment."""
+    words = re.findall(r"[A-Za-z@.]+|[0-9\uff10-\uff19]+|[^\sA-Za-z0-9\uff10-\uff19]", parse(text).text)
+    return tuple(WordTime(w, round(0.1 * k, 3), round(0.1 * k + 0.08, 3)) for k, w in enumerate(words))
+
+
 def _answers() -> list[SegmentAnswer]:
     return [
         SegmentAnswer(
             SpeechSegment(0, i, 3.0 * i, 3.0 * i + 2.5, np.zeros(16, np.float32)),
-            Transcription(text, "sensevoice", "1"),
+            Transcription(text, "sensevoice", "1", words=_words(text)),
         )
         for i, text in enumerate(ANSWERS)
     ]
+
+
+def _said(words: list[dict]) -> str:
+    return " ".join(w["word"] for w in words)
 
 
 def _rows(policy: str) -> list[dict]:
@@ -108,9 +121,22 @@ def test_under_mask_no_pii_reaches_staging_parquet_the_rollup_or_a_csv_export(tm
     assert [r["language"] for r in rows] == ["en", "zh", "yue", "ja", "ko", "en"]  # the tags still parse
     assert [r["emotion"] for r in rows] == ["angry"] * 5 + ["neutral"]
 
+    # the word times: each finding one masked word over the words it covered, times from the recording's start
+    assert (
+        _leaks([_said(_words_of(text)) for text in ANSWERS])
+        and _leaks([_said(r["words"]) for r in rows]) == []
+    )
+    card = [w for w in rows[0]["words"] if w["word"] == "[CARD]"]
+    assert card == [{"word": "[CARD]", "start_s": 0.3, "end_s": 0.68}]  # "4111 1111 1111 1111": words 3 to 6
+    assert _said(rows[1]["words"]).count("[PHONE]") == 1 and "[EMAIL]" in _said(rows[1]["words"])
+    assert rows[5]["words"] == _words_of(ANSWERS[5], offset_s=15.0)
+    for row in rows:
+        assert all(row["start_s"] <= w["start_s"] <= w["end_s"] <= row["end_s"] for w in row["words"])
+
     staged = pq.read_table(tmp_path / "staging" / "batch-00000.utterances.parquet")
     assert staged.column("redactions").type == pa.int32()
     assert _leaks(_strings(staged)) == []
+    assert _leaks([_said(words) for words in staged.column("words").to_pylist()]) == []
     files = sorted((tmp_path / "lake").rglob("*.parquet"))
     assert any("utterances" in str(f) for f in files) and any("angry_calls" in str(f) for f in files)
     for f in files:
@@ -118,6 +144,7 @@ def test_under_mask_no_pii_reaches_staging_parquet_the_rollup_or_a_csv_export(tm
 
     stored = lake.read("utterances", DAY)
     assert stored.column("redactions").to_pylist() == [1, 2, 2, 1, 2, 0]
+    assert stored.column("words").to_pylist() == [r["words"] for r in rows]
     angry = lake.read("angry_calls", DAY).to_pylist()
     assert len(angry) == 1 and angry[0]["angry_segments"] == 5
     assert "[CARD]" in angry[0]["angry_text"] and "[PHONE]" in angry[0]["angry_text"]
@@ -130,9 +157,18 @@ def test_under_mask_no_pii_reaches_staging_parquet_the_rollup_or_a_csv_export(tm
     assert _leaks(cells) == []
 
 
+def _words_of(text: str, offset_s: float = 0.0) -> list[dict]:
+    return [
+        {"word": w.word, "start_s": s.start_s, "end_s": s.end_s}
+        for w in _words(text)
+        for s in [w.shifted(offset_s)]
+    ]
+
+
 def test_off_keeps_the_text_as_the_model_said_it(tmp_path):
     lake, rows = _write(tmp_path, "off")
     assert [r["raw_text"] for r in rows] == ANSWERS
+    assert [r["words"] for r in rows] == [_words_of(t, 3.0 * i) for i, t in enumerate(ANSWERS)]
     assert [r["redactions"] for r in rows] == [0] * 6
     angry = lake.read("angry_calls", DAY).to_pylist()[0]["angry_text"]
     assert "4111 1111 1111 1111" in angry and "wang@example.com" in angry
@@ -142,6 +178,8 @@ def test_drop_keeps_only_the_marker(tmp_path):
     lake, rows = _write(tmp_path, "drop")
     assert [r["text"] for r in rows] == ["[REDACTED]"] * 5 + ["I bought 3 items on 2026-11-23."]
     assert rows[2]["raw_text"] == "<|yue|><|ANGRY|><|Speech|><|withitn|>[REDACTED]"
+    assert [len(r["words"]) for r in rows[:5]] == [1] * 5 and rows[0]["words"][0]["word"] == "[REDACTED]"
+    assert rows[0]["words"][0]["start_s"] == 0.0 and rows[5]["words"] == _words_of(ANSWERS[5], 15.0)
     assert [r["redactions"] for r in rows] == [1, 2, 2, 1, 2, 0]
     angry = lake.read("angry_calls", DAY).to_pylist()[0]["angry_text"]
     assert angry == " / ".join(["[REDACTED]"] * 5)

@@ -85,11 +85,8 @@ def test_health_metadata_and_repository_index_over_grpc_and_http(triton):
         assert client.is_model_ready("sensevoice", "1") and client.is_model_ready("sensevoice_encoder", "1")
     meta = http.get_model_metadata("sensevoice")
     assert {i["name"] for i in meta["inputs"]} == {"AUDIO", "LANGUAGE", "USE_ITN"}
-    assert [o["name"] for o in meta["outputs"]] == [
-        "TEXT",
-        "CONFIDENCE",
-        "EMOTION_PROBS",
-    ]  # confidences: issue 18
+    # confidences: issue 18; word times: issue 31
+    assert [o["name"] for o in meta["outputs"]] == ["TEXT", "CONFIDENCE", "EMOTION_PROBS", "WORDS"]
     index = {
         (m["name"], m.get("version"), m.get("state"))
         for m in http.get_model_repository_index(headers=http_admin_headers(TEST_ADMIN_KEY))

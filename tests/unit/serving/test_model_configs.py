@@ -14,8 +14,10 @@ from tritonclient.grpc import model_config_pb2
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
 from sensevoice_pipeline.serving.triton_models import (
     ENCODER_OUTPUTS,
+    ALIGN_WITH_LOGITS_PARAMETER,
     FRAME_BUCKETS_PARAMETER,
     bucketed_frames,
+    config_flag,
     frame_buckets,
     pad_frames,
 )
@@ -117,8 +119,13 @@ def test_pipeline_configs_batch_on_the_gpu_and_run_each_request_alone_on_the_cpu
     production, local = config(PIPELINE_MODEL), config(PIPELINE_MODEL, "local")
     for parsed in (production, local):
         assert parsed.backend == "python" and [g.kind for g in parsed.instance_group] == [CPU]
-        # TEXT, then the tag confidences (issue 18)
-        assert [o.name for o in parsed.output] == ["TEXT", "CONFIDENCE", "EMOTION_PROBS"]
+        # TEXT, then the tag confidences (issue 18), then the word times (issue 31)
+        assert [o.name for o in parsed.output] == ["TEXT", "CONFIDENCE", "EMOTION_PROBS", "WORDS"]
+    # only the local encoder lists ctc_logits: only there may a forced alignment ask for them (speech/alignment.py)
+    assert config_flag(triton_json(local), ALIGN_WITH_LOGITS_PARAMETER)
+    assert not config_flag(triton_json(production), ALIGN_WITH_LOGITS_PARAMETER)
+    assert "ctc_logits" in [o.name for o in config(ENCODER_MODEL, "local").output]
+    assert "ctc_logits" not in [o.name for o in config(ENCODER_MODEL).output]
     # the GPU batches; locally each request runs alone, one utterance per encoder call (issue 18)
     assert production.HasField("dynamic_batching") and not local.HasField("dynamic_batching")
     # several instances: while one waits on its encoder call the others compute features or decode
