@@ -13,8 +13,8 @@ from tritonclient.grpc import model_config_pb2
 
 from sensevoice_pipeline.serving.repository import ENCODER_MODEL, PIPELINE_MODEL
 from sensevoice_pipeline.serving.triton_models import (
-    ENCODER_OUTPUTS,
     ALIGN_WITH_LOGITS_PARAMETER,
+    ENCODER_OUTPUTS,
     FRAME_BUCKETS_PARAMETER,
     bucketed_frames,
     config_flag,
