@@ -561,6 +561,7 @@ def build_results(meta: dict, raw: dict) -> dict:
         "merging": raw.get("merging"),
         "encoder": raw.get("encoder"),
         "write_path": raw.get("write_path"),
+        "word_times": raw.get("word_times"),
         "memory": memory,
         "limits": limits(raw),
         "paired": paired_rows(raw),
@@ -781,6 +782,10 @@ def render(results: dict) -> str:
         out.append(render_merging(results["merging"]))
     if results.get("encoder"):
         out.append(render_encoder(results["encoder"]))
+    if results.get("word_times"):
+        from .word_times import render as render_word_times
+
+        out.append("\n4d. " + render_word_times(results["word_times"]))
 
     lim = results["limits"]
     out.append("\n5. Where the time goes")

@@ -47,6 +47,7 @@ ALL_STEPS = (
     "encoder",
     "bi",
     "write-path",
+    "word-times",
 )
 # --quick leaves these out unless --only names them: funasr-onnx exports its own graph with funasr (the fixture's
 # alone took ~20 s here), and the pairs start a dozen whole processes: each would double the smoke run in CI
@@ -193,6 +194,12 @@ def run_encoder(args, sizes, workdir: Path, env: dict) -> dict:
     )
 
 
+def run_word_times(args, workdir: Path, env: dict) -> dict:
+    """What the WORDS output costs per request (benchmarks/word_times.py)."""
+    rounds = ["--rounds", "1"] if args.quick else []
+    return _run_module("word times", "word_times", rounds, workdir, env, "word_times.json")
+
+
 def run_write_path(args, workdir: Path, env: dict) -> dict:
     """The write path at scale (benchmarks/write_path.py): plan and publish of one day, SQLite and PostgreSQL."""
     days = ["--days", "1000"] if args.quick else []
@@ -323,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         raw["bi"] = run_step("bi", "BI", cfg, workdir, env)["bi"]
     if "write-path" in steps:
         raw["write_path"] = run_write_path(args, workdir, env)
+    if "word-times" in steps:
+        raw["word_times"] = run_word_times(args, workdir, env)
     meta["load_after"] = load_average()
     meta["gflops_after"] = machine_speed()
     meta["wall_s"] = round(time.perf_counter() - started, 1)

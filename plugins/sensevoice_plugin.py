@@ -14,6 +14,10 @@ the ``sensevoice_triton`` Connection (``SenseVoiceTritonHook``; $SVP_TRITON_URL 
 (JSON for a client that asks for ``application/json`` only) with 200, or 413 / 415 / 422 for the clip or the form,
 503 / 504 / 502 when the serving side fails. ``GET /sensevoice/clip`` shows the empty form (where a login comes back).
 
+``GET /sensevoice/call?date=YYYY-MM-DD&recording=ID`` (a call's timeline, linked from the page's angriest calls and
+failed files): the same login; ``ui.timeline`` checks the parameters and reads the rows, ``ui.timeline_html`` draws
+them. A bad parameter (422) or an unknown recording (404) gets an HTML page with the reason and the form to ask again.
+
 Every failure's status is ``errors.http_status`` (the one table of what each kind of error answers).
 """
 
@@ -38,6 +42,8 @@ from sensevoice_pipeline.ui.html_parts import SECURITY_HEADERS
 from sensevoice_pipeline.ui.page_data import DATE_PATTERN, Params, load_dashboard
 from sensevoice_pipeline.ui.page_html import render_page
 from sensevoice_pipeline.ui.page_text import for_viewer, redact
+from sensevoice_pipeline.ui.timeline import MAX_RECORDING_CHARS, TimelineParams, load_timeline
+from sensevoice_pipeline.ui.timeline_html import render_timeline, render_timeline_error
 from sensevoice_pipeline.warehouse.database import Warehouse
 
 URL_PREFIX = "/sensevoice"
@@ -78,6 +84,28 @@ def page(
     except SvpError as exc:  # a parameter refused (422), settings that cannot work (503), ...
         raise HTTPException(status_code=http_status(exc), detail=_page_error(exc)) from None
     return HTMLResponse(render_page(board), headers=SECURITY_HEADERS)
+
+
+@app.get(
+    "/call", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))]
+)
+def call_timeline(
+    date: Annotated[str | None, Query(max_length=10, description="YYYY-MM-DD")] = None,
+    recording: Annotated[
+        str | None, Query(max_length=MAX_RECORDING_CHARS, description="recording id or source path")
+    ] = None,
+) -> HTMLResponse:
+    """Checked by ``TimelineParams`` (not a Query pattern), so a person who followed a bad link reads why in HTML."""
+    try:
+        params = TimelineParams.parse(date, recording)
+        settings = Settings.from_env()
+        timeline = load_timeline(
+            Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog), params
+        )
+    except SvpError as exc:  # 422 bad parameter, 404 no such recording, 503 settings that cannot work
+        page = render_timeline_error(_page_error(exc), date or "", recording or "")
+        return HTMLResponse(page, status_code=http_status(exc), headers=SECURITY_HEADERS)
+    return HTMLResponse(render_timeline(timeline), headers=SECURITY_HEADERS)
 
 
 def _page_error(exc: SvpError) -> str:

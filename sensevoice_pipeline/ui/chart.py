@@ -118,10 +118,16 @@ def _by_group(rows: list[dict], by: str, days: list[dt.date]) -> tuple[dict[str,
 
 
 def _legend(axes: _Axes) -> str:
-    out, x = [], LEFT
-    for e in axes.emotions:
+    return legend_svg(axes.emotions, axes.colors)
+
+
+def legend_svg(emotions: list[str], colors: dict[str, str], x: int = LEFT) -> str:
+    """A row of coloured squares with the emotions' names, at the top of an SVG (the trend's and a call timeline's,
+    so the two read alike)."""
+    out = []
+    for e in emotions:
         out.append(
-            f'<rect x="{x}" y="8" width="12" height="12" fill="{axes.colors[e]}"/>'
+            f'<rect x="{x}" y="8" width="12" height="12" fill="{colors[e]}"/>'
             f'<text x="{x + 16}" y="18" class="legend">{esc(e)}</text>'
         )
         x += 24 + 8 * len(str(e))

@@ -21,6 +21,7 @@ QUERY_NAMES = [
     "ended-angry",
     "escalations",
     "talk-by-agent",
+    "talk-by-queue",
     "silence-trend",
 ]
 

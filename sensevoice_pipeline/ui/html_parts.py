@@ -1,5 +1,5 @@
-"""What both HTML pages of the plugin (the dashboard, "Try a clip") are made of: the document around them, its CSS,
-the headers they are sent with, and tables.
+"""What the HTML pages of the plugin (the dashboard, "Try a clip", a call's timeline) are made of: the document
+around them, its CSS, the headers they are sent with, and tables.
 
 A page is self-contained: no script, no external resource, the CSS inline; every value from data goes through
 ``page_text.esc``.
@@ -39,6 +39,7 @@ table.compact td,table.compact th{padding:2px 6px}
 .chart text{font-size:11px;fill:#52606d}.chart .panel{font-size:13px;font-weight:600;fill:#1f2933}
 .chart .legend{font-size:12px;fill:#1f2933}.chart .ylab{text-anchor:end}.chart .xlab{text-anchor:middle}
 .chart .grid{stroke:#e4e7eb;stroke-width:1}
+.chart .lane{fill:#f5f7fa}.chart .lane-label{font-size:12px;font-weight:600;fill:#1f2933;text-anchor:end}
 .notes{background:#fffbea;border:1px solid #f7d070;padding:6px 10px;border-radius:6px}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{font-weight:600}dd{margin:0}
 .error{background:#fdecea;border:1px solid #e0a4a0;padding:6px 10px;border-radius:6px;color:#8a1c14}
@@ -67,12 +68,21 @@ class Column:
     numeric: bool = False
     get: Callable[[Any], Any] | None = None
     wrap: bool = False  # long free text (a reason, a status) wraps; every other cell stays on one line
+    # the row's URL (relative to the page; None for no link): the cell links there
+    link: Callable[[Any], str | None] | None = None
 
     def value(self, row: Any) -> Any:
         """This column's value in ``row`` (a dict or an object): ``get(row)``, else the field named ``key``."""
         if self.get:
             return self.get(row)
         return row.get(self.key) if isinstance(row, dict) else getattr(row, self.key)
+
+
+def _cell(column: Column, row: Any) -> str:
+    """A cell's HTML: its value escaped, inside a link when the column has one for the row (the URL escaped too)."""
+    text = esc(column.value(row))
+    href = column.link(row) if column.link else None
+    return f'<a href="{esc(href)}">{text}</a>' if href else text
 
 
 def render_table(columns: list[Column], rows: list, empty: str, css_class: str = "") -> str:
@@ -84,7 +94,7 @@ def render_table(columns: list[Column], rows: list, empty: str, css_class: str =
         cells = []
         for c in columns:
             cls = " class=num" if c.numeric else " class=wrap" if c.wrap else ""
-            cells.append(f"<td{cls}>{esc(c.value(row))}</td>")
+            cells.append(f"<td{cls}>{_cell(c, row)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cls = f' class="{esc(css_class)}"' if css_class else ""
     table = f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -1,8 +1,9 @@
 """The plugin page's data: its request parameters, checked, and everything it shows for them (``load_dashboard``).
 
 Data comes from the lake's DuckDB warehouse, on one connection: the canned emotion-trend and model-usage queries
-(``warehouse.queries``, reading rollups), the recent runs and the failed recordings, all with bound parameters and from the model
-repository (``page_models``). The HTML is ``page_html``'s. No Airflow import here: ``plugins/sensevoice_plugin.py``
+(``warehouse.queries``, reading rollups), the recent runs, the angriest calls and the failed recordings (these two
+link to a call's timeline, ``timeline``), all with bound parameters; and from the model repository
+(``page_models``). The HTML is ``page_html``'s. No Airflow import here: ``plugins/sensevoice_plugin.py``
 mounts the page in the api-server and adds the login.
 """
 
@@ -35,11 +36,23 @@ ORDER BY finished_at DESC NULLS LAST, date DESC, run_id
 LIMIT $limit
 """
 
+# recording_id: each row links to its timeline (ui/timeline.py) by the recording's id, not its path
 FAILED_RECORDINGS_SQL = """
-SELECT date, source_path, format, size_bytes, error, run_id, processed_at, count(*) OVER () AS total
+SELECT date, recording_id, source_path, format, size_bytes, error, run_id, processed_at,
+       count(*) OVER () AS total
 FROM recordings
 WHERE status = 'failed' AND date BETWEEN $from_date AND $to_date
 ORDER BY date DESC, source_path
+LIMIT $limit
+"""
+
+# The canned angry-calls question's order (warehouse/queries.py), with the recording's id for the timeline link
+ANGRY_CALLS_SQL = """
+SELECT date, recording_id, source_path, channel, angry_segments, segments, angry_share, angry_text,
+       count(*) OVER () AS total
+FROM angry_calls
+WHERE date BETWEEN $from_date AND $to_date
+ORDER BY angry_share DESC, angry_segments DESC, date DESC, source_path, channel
 LIMIT $limit
 """
 
@@ -115,6 +128,9 @@ class Dashboard:
     runs: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
     failed_total: int = 0
+    # the angriest calls x channels (the angry_calls rollup), each linking to its timeline
+    angry: list[dict] = field(default_factory=list)
+    angry_total: int = 0
     models: list[ModelRow] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)  # that transcribed utterances dated in the range
     serving: dict | None = None
@@ -181,6 +197,8 @@ def _load_tables(board: Dashboard, con: duckdb.DuckDBPyConnection, limit: int) -
     board.runs = _rows(con, RECENT_RUNS_SQL, {**bounds, "limit": limit}, "runs", notes)
     board.failed = _rows(con, FAILED_RECORDINGS_SQL, {**bounds, "limit": limit}, "recordings", notes)
     board.failed_total = int(board.failed[0]["total"]) if board.failed else 0
+    board.angry = _rows(con, ANGRY_CALLS_SQL, {**bounds, "limit": limit}, "angry calls", notes)
+    board.angry_total = int(board.angry[0]["total"]) if board.angry else 0
     usage = _rows(con, QUERIES["model-usage"].render(), bounds, "model usage rollups", notes)
     board.model_versions = [version_label(u["model_version"]) for u in usage]
     return usage

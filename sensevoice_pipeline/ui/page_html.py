@@ -3,11 +3,13 @@
 An inline SVG chart (``chart``), tables, a GET form for the dates, and the "Try a clip" form (``clip_html``); no
 script, no external resource; every value from data goes through ``esc``. It says what it shows (the dates, the
 model versions that transcribed them, the failed files with a link to their reasons) and never a filesystem path of
-the server (``redact``). Sent with ``html_parts.SECURITY_HEADERS``.
+the server (``redact``). The angriest calls and the failed files link to each call's timeline (``timeline_html``).
+Sent with ``html_parts.SECURITY_HEADERS``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +20,7 @@ from sensevoice_pipeline.ui.clip_html import clip_section
 from sensevoice_pipeline.ui.html_parts import Column, html_document, render_table
 from sensevoice_pipeline.ui.page_data import GROUPINGS, MIN_CONFIDENCES, Dashboard
 from sensevoice_pipeline.ui.page_text import esc, redact
+from sensevoice_pipeline.ui.timeline import row_href
 
 
 def _duration(row: dict) -> str:
@@ -47,9 +50,30 @@ RUN_COLUMNS = [
     Column("speech_seconds", "speech s", True),
     Column("model_versions", "model versions", wrap=True),
 ]
+
+
+def _share(row: dict) -> str | None:
+    return None if row.get("angry_share") is None else f"{float(row['angry_share']):.0%}"
+
+
+def _excerpt(row: dict, limit: int = 160) -> str | None:
+    """The start of a call's angry texts: a long call's would make its row a page tall; the timeline has them all."""
+    text = row.get("angry_text")
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+ANGRY_COLUMNS = [  # the file links to the call's timeline, where its angry moments are seen in context
+    Column("date", "date"),
+    Column("source_path", "call", wrap=True, link=row_href),
+    Column("channel", "channel", True),
+    Column("angry_segments", "angry", True),
+    Column("segments", "segments", True),
+    Column("angry_share", "angry share", True, get=_share),
+    Column("angry_text", "angry text", get=_excerpt, wrap=True),
+]
 FAILED_COLUMNS = [
     Column("date", "date"),
-    Column("source_path", "file", wrap=True),
+    Column("source_path", "file", wrap=True, link=row_href),  # the timeline page says why, in full
     Column("format", "format"),
     Column("size_bytes", "bytes", True),
     Column("error", "reason", wrap=True),
@@ -104,7 +128,7 @@ def _redacted(columns: list[Column], roots: dict[str, Any]) -> list[Column]:
 
         return get
 
-    return [Column(c.key, c.title, c.numeric, cell(c), c.wrap) for c in columns]
+    return [dataclasses.replace(c, get=cell(c)) for c in columns]
 
 
 def render_page(board: Dashboard) -> str:
@@ -112,11 +136,6 @@ def render_page(board: Dashboard) -> str:
     roots = {"lake": board.lake_root, "model repository": board.model_repository}
     clean = lambda value: esc(redact(value, roots))  # noqa: E731  free text from data and errors: no server paths
     notes = "".join(f"<li>{clean(n)}</li>" for n in board.notes)
-    failed_note = (
-        f'<p class="note">Showing {esc(len(board.failed))} of {esc(board.failed_total)}.</p>'
-        if board.failed_total > len(board.failed)
-        else ""
-    )
     serving = ""
     if board.serving is not None:
         items = "".join(f"<dt>{clean(k)}</dt><dd>{clean(_summary(v))}</dd>" for k, v in board.serving.items())
@@ -133,12 +152,16 @@ def render_page(board: Dashboard) -> str:
         if board.trend
         else "",
         "</section>",
+        f'<section id="angry"><h2>Angriest calls ({esc(board.angry_total)})</h2>',
+        render_table(_redacted(ANGRY_COLUMNS, roots), board.angry, "No angry calls in this range."),
+        _showing(len(board.angry), board.angry_total),
+        "</section>",
         '<section id="runs"><h2>Recent runs</h2>',
         render_table(RUN_COLUMNS, board.runs, "No runs for dates in this range."),
         "</section>",
         f'<section id="failed"><h2>Failed recordings ({esc(board.failed_total)})</h2>',
         render_table(_redacted(FAILED_COLUMNS, roots), board.failed, "No failed recordings in this range."),
-        failed_note,
+        _showing(len(board.failed), board.failed_total),
         "</section>",
         '<section id="models"><h2>Model versions</h2>',
         render_table(_redacted(MODEL_COLUMNS, roots), board.models, "No model versions found.", "compact"),
@@ -146,6 +169,10 @@ def render_page(board: Dashboard) -> str:
         "</section>",
         clip_section(),
     )
+
+
+def _showing(shown: int, total: int) -> str:
+    return f'<p class="note">Showing {esc(shown)} of {esc(total)}.</p>' if total > shown else ""
 
 
 def _period(board: Dashboard) -> str:

@@ -82,6 +82,36 @@ class Query:
         return self.render(by, min_confidence).replace(f"FROM {self.reads}\n", f"FROM {inline}\n")
 
 
+def _talk_by(key: str) -> Query:
+    """Talk metrics grouped by the manifest column ``key`` (agent, queue): talk, silence and overtalk shares,
+    interruptions and speed. Agent: channel 0 of split calls; customer: channel 1 of split calls, the only channel of
+    mono ones (docs/call-analytics.md)."""
+    return Query(
+        f"talk-by-{key}",
+        f"Talk metrics per {key} (manifest column {key}): talk, silence and overtalk shares, interruptions, speed",
+        "calls",
+        f"""
+        SELECT metadata['{key}'] AS {key}, count(*)::BIGINT AS calls,
+               count(*) FILTER (WHERE channels = 2)::BIGINT AS split_calls,
+               round(sum(duration_s) / 60, 1) AS minutes,
+               round(sum(talk_s) / sum(duration_s), 3) AS talk_share,
+               round(sum(non_talk_s) / sum(duration_s), 3) AS silence_share,
+               round(sum(overtalk_s) / sum(duration_s), 3) AS overtalk_share,
+               round(sum(ch0_talk_s) FILTER (WHERE channels = 2)
+                     / sum(talk_s + overtalk_s) FILTER (WHERE channels = 2), 3) AS agent_talk_share,
+               sum(ch0_interruptions) FILTER (WHERE channels = 2)::BIGINT AS agent_interruptions,
+               sum(ch1_interruptions) FILTER (WHERE channels = 2)::BIGINT AS customer_interruptions,
+               round(sum(ch0_tokens) FILTER (WHERE channels = 2) * 60
+                     / sum(ch0_talk_s) FILTER (WHERE channels = 2), 1) AS agent_tokens_per_min,
+               count(*) FILTER (WHERE {customer("last_emotion")} = 'angry')::BIGINT AS ended_angry
+        FROM calls
+        WHERE date BETWEEN $from_date AND $to_date
+        GROUP BY {key}
+        ORDER BY {key} NULLS LAST
+        """,
+    )
+
+
 QUERIES = {
     q.name: q
     for q in (
@@ -195,31 +225,7 @@ QUERIES = {
         ORDER BY date DESC, source_path
         """,
         ),
-        Query(
-            "talk-by-agent",
-            "Talk metrics per agent (manifest column agent): talk, silence and overtalk shares, interruptions, speed",
-            "calls",
-            # agent: channel 0 of split calls; customer: channel 1 of split calls, the only channel of mono ones
-            f"""
-        SELECT metadata['agent'] AS agent, count(*)::BIGINT AS calls,
-               count(*) FILTER (WHERE channels = 2)::BIGINT AS split_calls,
-               round(sum(duration_s) / 60, 1) AS minutes,
-               round(sum(talk_s) / sum(duration_s), 3) AS talk_share,
-               round(sum(non_talk_s) / sum(duration_s), 3) AS silence_share,
-               round(sum(overtalk_s) / sum(duration_s), 3) AS overtalk_share,
-               round(sum(ch0_talk_s) FILTER (WHERE channels = 2)
-                     / sum(talk_s + overtalk_s) FILTER (WHERE channels = 2), 3) AS agent_talk_share,
-               sum(ch0_interruptions) FILTER (WHERE channels = 2)::BIGINT AS agent_interruptions,
-               sum(ch1_interruptions) FILTER (WHERE channels = 2)::BIGINT AS customer_interruptions,
-               round(sum(ch0_tokens) FILTER (WHERE channels = 2) * 60
-                     / sum(ch0_talk_s) FILTER (WHERE channels = 2), 1) AS agent_tokens_per_min,
-               count(*) FILTER (WHERE {customer("last_emotion")} = 'angry')::BIGINT AS ended_angry
-        FROM calls
-        WHERE date BETWEEN $from_date AND $to_date
-        GROUP BY agent
-        ORDER BY agent NULLS LAST
-        """,
-        ),
+        *(_talk_by(key) for key in ("agent", "queue")),
         Query(
             "silence-trend",
             "Share of call time without speech (non-talk) per day",

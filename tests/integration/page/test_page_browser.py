@@ -2,19 +2,22 @@
 Playwright (the ``dev`` extra; no browser download), on the page a real Airflow api-server serves after a login.
 
 Checks what an HTTP test cannot: the page renders with no console error and no Content-Security-Policy violation,
-the chart's SVG is visible and drawn in the emotion colours, the "failed files" link jumps to the failed recordings.
-A full-page screenshot is saved under the test's tmp folder (its path is printed: ``pytest -s`` shows it).
+the chart's SVG is visible and drawn in the emotion colours, the "failed files" link jumps to the failed recordings,
+a link of the angriest calls opens that call's timeline. A full-page screenshot is saved under the test's tmp folder
+(its path is printed: ``pytest -s`` shows it); the timeline's is copied to /tmp/charts/call_timeline.png.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from sensevoice_pipeline.warehouse.report import EMOTION_COLORS
 from tests.support.fixture_model import expected_text
-from tests.support.page import CORRUPT_WAV
+from tests.support.page import CORRUPT_WAV, EVIL_ERROR
 from tests.support.paths import FIXTURE_MODEL_DIR as FIXTURE_DIR
 
 pytestmark = pytest.mark.browser
@@ -103,6 +106,97 @@ def test_page_in_a_real_browser(api_server, browser, tmp_path):
     assert problems == [], problems
     assert errors == [] and failed_requests == [], (errors, failed_requests)
     assert not list(Path(tmp_path).glob("profile/**/Crashpad/pending/*.dmp"))
+
+
+CHARTS_DIR = Path("/tmp/charts")  # where the lead looks at the screenshots of the page's charts
+
+
+@pytest.mark.airflow
+@pytest.mark.triton
+def test_call_timeline_in_a_real_browser(api_server, browser, tmp_path):
+    """From the angriest calls to a call's timeline (issue 31, item 2): a lane per speaker, a bar per segment where
+    its times put it and in its emotion's colour; the failed files' link shows the reason; an unknown call a 404
+    page that says so. The screenshot is copied to /tmp/charts/call_timeline.png."""
+    from playwright.sync_api import expect
+
+    host = api_server.url.split("//", 1)[1].split(":")[0]
+    browser.add_cookies(
+        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
+    )
+    browser.add_init_script(RECORD_VIOLATIONS)
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    console, errors = [], []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    dashboard = f"{api_server.url}/sensevoice/?from=2026-03-01&to=2026-03-03"
+    assert page.goto(dashboard, wait_until="load").status == 200
+
+    with page.expect_navigation(wait_until="load") as navigation:
+        page.locator("#angry").get_by_role("link", name="calls/2026-03-01-en.wav").click()
+    assert navigation.value.status == 200
+    assert page.url == f"{api_server.url}/sensevoice/call?date=2026-03-01&recording=2026-03-01-en"
+    svg = page.locator("svg.timeline")
+    expect(svg).to_be_visible()
+    expect(page.locator("svg.timeline .lane-label")).to_have_text(["agent", "customer"])
+    svg_box = svg.bounding_box()
+    assert svg_box and svg_box["width"] > 600, svg_box
+    # The five segments of the small lake's call: 2.5 s each, 3 s apart (agent 0-8.5 s, customer 9-14.5 s).
+    bars = page.locator("svg.timeline rect.seg")
+    expect(bars).to_have_count(5)
+    boxes = [bars.nth(i).bounding_box() for i in range(5)]
+    widths = [b["width"] for b in boxes]
+    assert widths[0] > 20 and max(widths) - min(widths) < 0.5, boxes  # equal lengths, equal widths
+    starts = [b["x"] for b in boxes]
+    assert starts == sorted(starts) and all(
+        svg_box["x"] < x < svg_box["x"] + svg_box["width"] for x in starts
+    )
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert max(gaps) - min(gaps) < 0.5, gaps  # 3 s apart: the same distance each time
+    assert boxes[3]["y"] > boxes[2]["y"]  # the customer's lane is below the agent's
+    customer = page.locator("svg.timeline g.lane-row[data-channel='1'] rect.seg")
+    assert [_hex(customer.nth(i).evaluate("e => getComputedStyle(e).fill")) for i in range(2)] == [
+        EMOTION_COLORS["angry"],
+        EMOTION_COLORS["neutral"],
+    ]
+    expect(customer.first.locator("title")).to_have_text("customer 0:09.0–0:11.5 angry: segment 3")
+    expect(page.locator("#metrics")).to_contain_text("customer 0:09.0")
+    screenshot = tmp_path / "call-timeline.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    CHARTS_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(screenshot, CHARTS_DIR / "call_timeline.png")
+    print(f"\nscreenshot: {screenshot} (and {CHARTS_DIR / 'call_timeline.png'})")
+    assert page.evaluate("window.__cspViolations") == []
+
+    # A failed file's link: its reason, no timeline.
+    page.goto(dashboard, wait_until="load")
+    with page.expect_navigation(wait_until="load") as navigation:
+        page.locator("#failed a").first.click()
+    assert navigation.value.status == 200 and "recording=2026-03-03-bad" in page.url
+    expect(page.locator("#timeline-failed")).to_have_text(f"This file failed: {EVIL_ERROR}")
+    expect(page.locator("svg")).to_have_count(0)
+
+    # An unknown call and a bad date: the reason on a page, with the form to ask again.
+    unknown = page.goto(f"{api_server.url}/sensevoice/call?date=2026-03-01&recording=nope", wait_until="load")
+    assert unknown.status == 404
+    expect(page.locator("#timeline-error")).to_contain_text("No recording 'nope' on 2026-03-01")
+    bad = page.goto(f"{api_server.url}/sensevoice/call?date=2026-02-30&recording=x", wait_until="load")
+    assert bad.status == 422
+    expect(page.locator("#timeline-error")).to_contain_text("date: not a calendar date")
+
+    # Without a login: the login page for a browser, 401 for anything else (before the parameters are looked at).
+    with api_server.client() as c:
+        call = "/sensevoice/call?date=2026-03-01&recording=2026-03-01-en"
+        assert (
+            c.get(call, headers={"Accept": "text/html"}).headers["location"].startswith("/auth/login?next=")
+        )
+        assert c.get(call, headers={"Accept": "application/json"}).status_code == 401
+        assert c.get("/sensevoice/call?date=bad", headers={"Accept": "application/json"}).status_code == 401
+
+    assert page.evaluate("window.__cspViolations") == []
+    problems = [
+        (t, m) for t, m in console if t in ("error", "warning") and not re.search(r"\b(404|422)\b", m)
+    ]
+    assert problems == [] and errors == [], (problems, errors)
 
 
 def test_the_csp_violation_recorder_works(browser):

@@ -293,3 +293,43 @@ def test_the_page_filters_the_trend_on_confidence_and_refuses_other_thresholds(t
     for bad in ("0.85", "high", "2"):
         with pytest.raises(DashboardParamError, match="min_confidence"):
             Params.parse(None, None, "language", bad)
+
+
+# -- a call's timeline (issue 31, item 2) ----------------------------------------------------------------------------
+
+
+def test_the_angriest_calls_and_the_failed_files_link_to_their_timelines(lake, model_repo):
+    board = load(lake, model_repo, date_from="2026-03-01", date_to="2026-03-03")
+    assert [(str(r["date"]), r["recording_id"], r["channel"]) for r in board.angry] == [
+        ("2026-03-02", "2026-03-02-en", 0),  # 2 of 3 angry
+        ("2026-03-01", "2026-03-01-en", 1),  # 1 of 2
+    ]
+    page = render_page(board)
+    assert '<section id="angry"><h2>Angriest calls (2)</h2>' in page
+    assert '<a href="call?date=2026-03-01&amp;recording=2026-03-01-en">calls/2026-03-01-en.wav</a>' in page
+    failed = '<a href="call?date=2026-03-02&amp;recording=2026-03-02-bad">calls/&lt;b&gt;bad&lt;/b&gt;&amp;co.mp3</a>'
+    assert failed in page
+
+
+def test_a_timeline_over_the_lake(lake):
+    from sensevoice_pipeline.ui.timeline import TimelineNotFound, TimelineParams, load_timeline
+    from sensevoice_pipeline.ui.timeline_html import render_timeline
+
+    timeline = load_timeline(Warehouse(lake), TimelineParams.parse("2026-03-01", "calls/2026-03-01-en.wav"))
+    assert timeline.recording_id == "2026-03-01-en" and timeline.split and timeline.notes == []
+    assert [
+        (lane.label, [(s.start_s, s.end_s, s.emotion) for s in lane.segments]) for lane in timeline.lanes
+    ] == [
+        ("agent", [(0.0, 2.5, "neutral"), (3.0, 5.5, "neutral"), (6.0, 8.5, "happy")]),
+        ("customer", [(9.0, 11.5, "angry"), (12.0, 14.5, "neutral")]),
+    ]
+    assert timeline.call["ch1_first_angry_s"] == 9.0 and timeline.call["talk_s"] == 12.5
+    page = render_timeline(timeline)
+    assert page.count('<rect class="seg"') == 5 and "customer 0:09.0–0:11.5 angry: segment 3" in page
+    assert_no_server_paths(page, lake, lake.parent)
+    failed = render_timeline(
+        load_timeline(Warehouse(lake), TimelineParams.parse("2026-03-03", "2026-03-03-bad"))
+    )
+    assert f"This file failed: {esc(EVIL_ERROR)}" in failed and "<svg" not in failed
+    with pytest.raises(TimelineNotFound, match="No recording 'calls/2026-03-01-en.wav' on 2026-03-02"):
+        load_timeline(Warehouse(lake), TimelineParams.parse("2026-03-02", "calls/2026-03-01-en.wav"))

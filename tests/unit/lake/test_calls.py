@@ -237,6 +237,11 @@ def test_the_canned_call_queries_answer_from_the_calls_rollup(tmp_path):
     assert bo["agent_tokens_per_min"] == round((14 + 1) * 60 / (8.0 + 2.0), 1)
     wing = by_agent["wing"]
     assert (wing["calls"], wing["split_calls"], wing["ended_angry"], wing["silence_share"]) == (1, 0, 0, 0.7)
+    by_queue = {r["queue"]: r for r in warehouse.query("talk-by-queue").to_pylist()}
+    assert set(by_queue) == {"billing", None}  # only split names a queue
+    assert (by_queue["billing"]["calls"], by_queue["billing"]["ended_angry"]) == (1, 1)
+    assert by_queue["billing"]["silence_share"] == round(8.0 / 20, 3)
+    assert by_queue[None]["calls"] == 3
     trend = warehouse.query("silence-trend").to_pylist()
     assert [(str(r["date"]), r["calls"], r["non_talk_share"]) for r in trend] == [
         (DATE, 4, round((8.0 + 7.0 + 5.0 + 4.0) / 45, 3))
