@@ -122,8 +122,7 @@ class LocalTriton:
         )
         picked = [name for name in PORTS if not getattr(self, name)]
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            for name in picked:
-                setattr(self, name, free_port())
+            self._pick_ports(picked)
             try:
                 return self._launch(repository)
             except ServerError as exc:
@@ -136,6 +135,20 @@ class LocalTriton:
                     "tritonserver could not bind a port it was given by free_port(); trying new ports"
                 )
         raise AssertionError("unreachable")
+
+    def _pick_ports(self, names: list[str]) -> None:
+        """A free port for each of ``names``, none the same as another port of this server: free_port() releases
+        the port it found, so two calls in a row can hand out the same one (Triton then refuses to listen to HTTP
+        and gRPC on one port)."""
+        for name in names:
+            taken = {getattr(self, other) for other in PORTS if other != name and other not in names}
+            taken |= {getattr(self, other) for other in names[: names.index(name)]}
+            port = free_port()
+            for _ in range(20):
+                if port not in taken:
+                    break
+                port = free_port()
+            setattr(self, name, port)
 
     def _launch(self, repository: str) -> LocalTriton:
         self._workdir = Path(tempfile.mkdtemp(prefix="svp-triton-"))

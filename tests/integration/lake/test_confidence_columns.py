@@ -21,13 +21,14 @@ def test_a_lake_from_before_confidences_gets_the_columns_on_first_writer_open(tm
     lake = Lake(tmp_path)
     old_day = tables.to_table([utterance(0, "angry", None), utterance(1, "happy", None)], tables.UTTERANCES)
     lake.commit_day("2026-01-01", {"utterances": old_day, **tables.rollups(old_day)})
-    # the lake from before confidences had no redactions count either (issue 31), which comes after them
+    # the lake from before confidences had no redactions count nor word times either (issue 31), which come after
     new_columns = [
         "language_confidence",
         "emotion_confidence",
         "event_confidence",
         "emotion_probs",
         "redactions",
+        "words",
     ]
     with lake.writer() as con:  # the lake as the previous version of the code left it
         for column in new_columns:

@@ -55,7 +55,8 @@ def synthetic_day(day: int, rows: int = 600) -> pa.Table:
                {confidence(day, 3)} AS event_confidence,
                CASE WHEN {day} >= {DAYS_WITHOUT_CONFIDENCES}
                     THEN MAP {{'angry': 0.25::FLOAT, 'happy': 0.5::FLOAT}} END AS emotion_probs,
-               0::INTEGER AS redactions
+               0::INTEGER AS redactions,
+               NULL::STRUCT(word VARCHAR, start_s DOUBLE, end_s DOUBLE)[] AS words
         FROM range({rows}) t(i)
     """,
         params={"langs": LANGS, "emotions": EMOTIONS, "events": EVENTS},

@@ -40,7 +40,8 @@ def test_a_picked_port_that_another_process_took_is_picked_again(
         assert taken_port not in (server.http_port, server.grpc_port, server.metrics_port)
         with urllib.request.urlopen(f"http://{server.http_url}/v2/health/ready", timeout=5) as resp:
             assert resp.status == 200
-    assert handed_out[PORTS.index(taken)] == taken_port and len(handed_out) == 2 * len(PORTS)  # a second try
+    # a second try (and more ports where free_port() handed out one this server already had)
+    assert handed_out[PORTS.index(taken)] == taken_port and len(handed_out) >= 2 * len(PORTS)
 
 
 def test_a_port_the_caller_gave_is_not_changed(fixture_repository, taken_port):

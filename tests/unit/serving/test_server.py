@@ -40,3 +40,13 @@ def test_a_port_that_is_bound_is_in_use_and_a_released_one_is_not():
         port = holder.getsockname()[1]
         assert port_in_use("127.0.0.1", port)
     assert not port_in_use("127.0.0.1", port)
+
+
+def test_ports_picked_for_one_server_are_distinct_even_when_free_port_repeats_itself(monkeypatch):
+    from sensevoice_pipeline.serving import server as server_mod
+
+    handed = iter([5001, 5001, 5002, 5001, 5003])  # the OS hands a just-released port out again
+    monkeypatch.setattr(server_mod, "free_port", lambda: next(handed))
+    triton = server_mod.LocalTriton("repo", metrics_port=5002)  # a port the caller gave is kept and avoided
+    triton._pick_ports(["http_port", "grpc_port"])
+    assert (triton.http_port, triton.grpc_port, triton.metrics_port) == (5001, 5003, 5002)
