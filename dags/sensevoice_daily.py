@@ -68,7 +68,7 @@ from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded
 from sensevoice_pipeline.jobs import daily
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
-from sensevoice_pipeline.provider import lineage, metrics, pools
+from sensevoice_pipeline.provider import lineage, metrics, notify, pools
 from sensevoice_pipeline.provider.decorators import lineage_task, report_lineage
 from sensevoice_pipeline.provider.hooks import DEFAULT_AWS_CONN_ID, DEFAULT_CONN_ID, airflow_settings
 from sensevoice_pipeline.provider.sensors import PartitionArrivalSensor, partition_date
@@ -212,6 +212,7 @@ def sensevoice_daily():
         wait_timeout_minutes="{{ params.wait_timeout_minutes }}",
         poke_interval_seconds="{{ params.poke_interval_seconds }}",
         aws_conn_id="{{ params.aws_conn_id }}",
+        on_failure_callback=notify.partition_late,  # a day whose audio never came is told (docs/alerts.md)
     )
 
     @task(**LEASE_WAIT)

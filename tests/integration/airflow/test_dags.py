@@ -46,7 +46,11 @@ DAG_SHAPE = textwrap.dedent("""
         "tasks": {{t.task_id: {{"type": type(t).__name__, "upstream": sorted(t.upstream_task_ids),
                               "teardown": t.is_teardown, "retries": t.retries,
                               "rule": getattr(t.trigger_rule, "value", t.trigger_rule),
-                              "deferrable": getattr(t, "deferrable", None)}} for t in dag.tasks}},
+                              "deferrable": getattr(t, "deferrable", None),
+                              "on_failure": [getattr(c, "__name__", repr(c)) for c in
+                                             (t.on_failure_callback if isinstance(t.on_failure_callback, list)
+                                              else [t.on_failure_callback] if t.on_failure_callback else [])]}}
+                  for t in dag.tasks}},
     }}))
 """)
 
@@ -63,6 +67,8 @@ def test_daily_dag_shape(local_airflow):
         tasks["wait_for_partition"]["type"] == "PartitionArrivalSensor"
         and tasks["wait_for_partition"]["deferrable"]
     )
+    # a day whose audio never arrives is notified (provider/notify.py; tests/integration/airflow/test_alerts.py)
+    assert tasks["wait_for_partition"]["on_failure"] == ["partition_late"]
     assert (
         tasks["plan"]["upstream"] == ["wait_for_partition"] and tasks["plan"]["retries"] >= 5
     )  # the lease wait
@@ -75,6 +81,7 @@ def test_daily_dag_shape(local_airflow):
         "retries": 2,
         "rule": "all_done_setup_success",
         "deferrable": None,
+        "on_failure": [],
     }
     assert shape["max_active_runs"] == 2  # different dates; one date is serialised by the lease
     params = shape["params"]
