@@ -33,9 +33,9 @@ WORKDIR /opt/svp/src
 COPY --chown=airflow:0 pyproject.toml README.m[d] ./
 COPY --chown=airflow:0 sensevoice_pipeline ./sensevoice_pipeline
 # Re-state the image's Airflow version so pip never up- or downgrades it while resolving the project's pins (the
-# extra's OpenLineage provider and StatsD client replace the image's own versions of them).
+# extra's OpenLineage and HTTP providers and StatsD client replace the image's own versions of them).
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" ".[airflow]" \
- && python -c "import numpy, statsd, sensevoice_pipeline.jobs.daily, sensevoice_pipeline.provider.lineage, sensevoice_pipeline.provider.decorators, sensevoice_pipeline.provider.metrics; assert numpy.__version__.startswith('1.')"
+ && python -c "import numpy, statsd, sensevoice_pipeline.jobs.daily, sensevoice_pipeline.provider.lineage, sensevoice_pipeline.provider.decorators, sensevoice_pipeline.provider.metrics, sensevoice_pipeline.provider.notify, airflow.providers.http.notifications.http; assert numpy.__version__.startswith('1.')"
 
 # DAGs and the plugin are baked into the image so every container, on any host, runs the same code. The plugin
 # goes to Airflow's plugins_folder ($AIRFLOW_HOME/plugins, AIRFLOW_HOME=/opt/airflow in the official image); the
@@ -43,7 +43,7 @@ RUN pip install --no-cache-dir "apache-airflow==3.3.2" ".[airflow]" \
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 # Fail the build, not the first page view, when the plugin or a DAG cannot be imported with what is installed.
-RUN python -c "import sys; sys.path[:0] = ['/opt/airflow/plugins', '/opt/airflow/dags']; import sensevoice_plugin, sensevoice_daily, sensevoice_model_release"
+RUN python -c "import sys; sys.path[:0] = ['/opt/airflow/plugins', '/opt/airflow/dags']; import sensevoice_plugin, sensevoice_daily, sensevoice_model_release, sensevoice_alerts"
 
 WORKDIR /opt/airflow
 # The official image's entrypoint (dumb-init, then /entrypoint), with the secrets check in between. The command
