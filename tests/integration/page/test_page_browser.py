@@ -31,6 +31,24 @@ document.addEventListener('securitypolicyviolation', e => window.__cspViolations
 """
 
 
+def sign_in_as_viewer(api_server, browser) -> None:
+    """The viewer's session cookie for the api-server's host, and the CSP violation recorder on every page."""
+    host = api_server.url.split("//", 1)[1].split(":")[0]
+    browser.add_cookies(
+        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
+    )
+    browser.add_init_script(RECORD_VIOLATIONS)
+
+
+def watched_page(browser):
+    """The browser's page, and the lists its console messages and uncaught errors are collected in."""
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    console, errors = [], []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, console, errors
+
+
 def _hex(css_color: str) -> str:
     """``rgb(214, 69, 65)`` (a computed style) as ``#d64541``."""
     parts = css_color[css_color.index("(") + 1 : css_color.index(")")].split(",")
@@ -42,15 +60,9 @@ def _hex(css_color: str) -> str:
 def test_page_in_a_real_browser(api_server, browser, tmp_path):
     from playwright.sync_api import expect
 
-    host = api_server.url.split("//", 1)[1].split(":")[0]
-    browser.add_cookies(
-        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
-    )
-    browser.add_init_script(RECORD_VIOLATIONS)
-    page = browser.pages[0] if browser.pages else browser.new_page()
-    console, errors, failed_requests = [], [], []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    sign_in_as_viewer(api_server, browser)
+    page, console, errors = watched_page(browser)
+    failed_requests = []
     page.on("requestfailed", lambda r: failed_requests.append((r.url, r.failure)))
 
     response = page.goto(f"{api_server.url}/sensevoice/?from=2026-03-01&to=2026-03-03", wait_until="load")
@@ -119,15 +131,8 @@ def test_call_timeline_in_a_real_browser(api_server, browser, tmp_path):
     page that says so. The screenshot is copied to /tmp/charts/call_timeline.png."""
     from playwright.sync_api import expect
 
-    host = api_server.url.split("//", 1)[1].split(":")[0]
-    browser.add_cookies(
-        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
-    )
-    browser.add_init_script(RECORD_VIOLATIONS)
-    page = browser.pages[0] if browser.pages else browser.new_page()
-    console, errors = [], []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    sign_in_as_viewer(api_server, browser)
+    page, console, errors = watched_page(browser)
     dashboard = f"{api_server.url}/sensevoice/?from=2026-03-01&to=2026-03-03"
     assert page.goto(dashboard, wait_until="load").status == 200
 
@@ -227,11 +232,7 @@ def test_page_inside_the_airflow_ui(api_server, browser, tmp_path):
     """Browse → SenseVoice shows the page in Airflow's own frame: the CSP's frame-ancestors lets it, the chart draws."""
     from playwright.sync_api import expect
 
-    host = api_server.url.split("//", 1)[1].split(":")[0]
-    browser.add_cookies(
-        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
-    )
-    browser.add_init_script(RECORD_VIOLATIONS)
+    sign_in_as_viewer(api_server, browser)
     page = browser.new_page()
     console = []
     page.on("console", lambda m: console.append((m.type, m.text)))
@@ -263,15 +264,8 @@ def test_try_a_clip_in_a_real_browser(api_server, browser, tmp_path):
     from sensevoice_pipeline.speech.tags import render_emoji, render_plain
 
     expected = expected_text("en_refund_angry", "en", True)
-    host = api_server.url.split("//", 1)[1].split(":")[0]
-    browser.add_cookies(
-        [{"name": "_token", "value": api_server.token("svp_viewer"), "domain": host, "path": "/"}]
-    )
-    browser.add_init_script(RECORD_VIOLATIONS)
-    page = browser.pages[0] if browser.pages else browser.new_page()
-    console, errors = [], []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    sign_in_as_viewer(api_server, browser)
+    page, console, errors = watched_page(browser)
 
     assert page.goto(f"{api_server.url}/sensevoice/", wait_until="load").status == 200
     assert page.evaluate("window.__cspViolations") == []
