@@ -113,11 +113,11 @@ class Transcriber:
         """Texts, tag confidences and word times in the order given (batched like ``transcribe``)."""
         answers: list[Answer | None] = [None] * len(utterances)
         for group in length_groups([u.audio.size for u in utterances]):
-            batch = [utterances[i] for i in group]
-            token_ids, out_lens, tag_probs = encode(*self.features(batch))
+            features = self.features([utterances[i] for i in group])
+            token_ids, out_lens, tag_probs = encode(*features)
             out_lens = np.asarray(out_lens).reshape(-1)
             texts = self.decoder.decode_batch(token_ids, out_lens)
-            words = self._word_times(batch, texts, token_ids, out_lens, logits)
+            words = self._word_times(features, texts, token_ids, out_lens, logits)
             for row, (i, text) in enumerate(zip(group, texts)):
                 answers[i] = Answer(
                     text,
@@ -126,7 +126,7 @@ class Transcriber:
                 )
         return answers
 
-    def _word_times(self, batch, texts, token_ids, out_lens, logits: LogitsFn | None):
+    def _word_times(self, features, texts, token_ids, out_lens, logits: LogitsFn | None):
         """(words, aligned) per row: from the argmax path where the text re-tokenises into the emitted tokens; from a
         forced alignment on the logits, asked for those rows only, where it does not and ``logits`` is given."""
         tokenizer, blank = self.decoder.tokenizer, self.decoder.blank_id
@@ -138,9 +138,7 @@ class Transcriber:
             row for row in range(len(texts)) if alignment.needs_emission(targets[row], speech[row], blank)
         ]
         if slow and logits is not None:
-            emissions = self._emissions(
-                [batch[row] for row in slow], [targets[row].ids for row in slow], logits
-            )
+            emissions = self._emissions(features, slow, [targets[row].ids for row in slow], logits)
             for row, emission in zip(slow, emissions):
                 paths[row] = alignment.forced_align(emission, targets[row].ids, speech[row], blank)
         elif slow:
@@ -153,14 +151,19 @@ class Transcriber:
             for row in range(len(texts))
         ]
 
-    def _emissions(self, batch, targets: list[list[int]], logits: LogitsFn) -> list[np.ndarray]:
-        """The blank's and each target's log-probabilities at each speech frame of each utterance of ``batch``."""
-        log_probs, out_lens = logits(*self.features(batch))
+    def _emissions(
+        self, features, rows: list[int], targets: list[list[int]], logits: LogitsFn
+    ) -> list[np.ndarray]:
+        """The blank's and each target's log-probabilities at each speech frame of the batch's ``rows``, from the
+        batch's own features (those rows only, padded to the longest of them as ``features`` would pad them)."""
+        speech, lengths, languages, textnorms = features
+        frames = int(lengths[rows].max())
+        log_probs, out_lens = logits(speech[rows, :frames], lengths[rows], languages[rows], textnorms[rows])
         out_lens = np.asarray(out_lens).reshape(-1)
         columns = [[self.decoder.blank_id, *ids] for ids in targets]
         return [
-            np.asarray(log_probs[row, alignment.QUERY_FRAMES : out_lens[row]][:, columns[row]])
-            for row in range(len(batch))
+            np.asarray(log_probs[k, alignment.QUERY_FRAMES : out_lens[k]][:, columns[k]])
+            for k in range(len(rows))
         ]
 
 
