@@ -77,14 +77,21 @@ def with_aws_connection(settings, conn_id: str = DEFAULT_AWS_CONN_ID):
     }
     if not remote:
         return settings
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
+    conn = optional_connection(conn_id)
+    if conn is None:
         log.info("no connection %r; s3:// roots use the AWS_* environment", conn_id)
         return settings
     options = S3Options.from_connection(conn.login, conn.password, conn.extra_dejson, conn.host)
     log.info("s3:// roots use connection %r (endpoint %s)", conn_id, options.describe())
     return replace(settings, **{key: root.with_options(options) for key, root in remote.items()})
+
+
+def optional_connection(conn_id: str):
+    """The Airflow Connection ``conn_id``, or None where none is defined (a deployment without it)."""
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
 
 
 def airflow_settings(**overrides) -> Settings:

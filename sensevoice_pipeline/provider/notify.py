@@ -19,8 +19,7 @@ import html
 import logging
 import os
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
+from sensevoice_pipeline.provider.hooks import optional_connection
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +34,6 @@ def smtp_conn_id() -> str:
 
 def webhook_conn_id() -> str:
     return os.environ.get("SVP_ALERT_WEBHOOK_CONN_ID") or WEBHOOK_CONN_ID
-
-
-def _connection(conn_id: str):
-    try:
-        return BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return None
 
 
 def _inert(value):
@@ -59,11 +51,11 @@ def send_alert(context, kind: str, subject: str, text: str, date: str, details) 
     """Notify every configured channel; returns the channels that were sent to ("smtp", "webhook")."""
     subject, text, details = _inert(subject), _inert(text), _inert(details)
     sent = []
-    smtp = _connection(smtp_conn_id())
+    smtp = optional_connection(smtp_conn_id())
     if smtp is not None:
         _email(context, smtp, subject, text)
         sent.append("smtp")
-    if _connection(webhook_conn_id()) is not None:
+    if optional_connection(webhook_conn_id()) is not None:
         _webhook(context, {"kind": kind, "subject": subject, "text": text, "date": date, "details": details})
         sent.append("webhook")
     if sent:
