@@ -92,6 +92,22 @@ def plan_with_lease(
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
     _refuse_silent_shrink(settings, date, len(items))
     lease = leases(settings).acquire(date, run_id, bound_to_process=bound_to_process)
+    try:
+        _stage_plan(settings, date, run_id, items, lease)
+    except BaseException:  # a Ctrl-C or a full disk while staging the plan must not keep the date
+        release(settings, date, run_id)
+        raise
+    size = max(1, settings.batch_size)
+    batches = [
+        Batch(date, run_id, lease.token, i // size, [it.to_dict() for it in items[i : i + size]])
+        for i in range(0, len(items), size)
+    ]
+    log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
+    return lease, batches
+
+
+def _stage_plan(settings: Settings, date: str, run_id: str, items: list[WorkItem], lease: Lease) -> None:
+    """This run's staging area, cleared, holding the plan and the lease token that publish checks."""
     stage = staging_dir(settings, date, run_id)
     stage.remove_tree()
     planned = pa.table(
@@ -100,13 +116,6 @@ def plan_with_lease(
     )
     (stage / PLAN_FILE).write_parquet(planned)
     record_lease(stage, lease)
-    size = max(1, settings.batch_size)
-    batches = [
-        Batch(date, run_id, lease.token, i // size, [it.to_dict() for it in items[i : i + size]])
-        for i in range(0, len(items), size)
-    ]
-    log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
-    return lease, batches
 
 
 class ShrinkRefused(ConfigurationError):
@@ -504,9 +513,11 @@ def run_date(
     bound to it (a re-run on this host takes over at once if it dies) and kept alive while it works."""
     started_at = _now()
     run_id = run_id or new_run_id(started_at)
-    lease, batches = plan_with_lease(settings, date, run_id, bound_to_process=True)
     t0 = time.perf_counter()
-    try:
+    lease, batches = plan_with_lease(
+        settings, date, run_id, bound_to_process=True
+    )  # (gives it back if stopped)
+    try:  # nothing between the plan and this guard: a Ctrl-C there would keep the date
         with leases(settings).keep_alive(lease):  # (publish renews it itself, then gives it back)
             with (
                 tqdm(

@@ -24,6 +24,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -40,7 +41,7 @@ from sensevoice_pipeline.lake.lease import install_commit_check, lost_lease_erro
 from sensevoice_pipeline.lake.storage import Root, as_root, modification_times
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, ROLLUP_SCHEMAS, SORT_KEYS, rollup_sql
 
-__all__ = ["ALIAS", "CatalogError", "Lake"]
+__all__ = ["ALIAS", "CatalogError", "Lake", "LakeNotCreatedError"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,13 @@ ALIAS = "lake"  # the name the catalog is attached under, in our connections and
 DATA_DIR = "data"  # <lake>/data/main/<table>/date=YYYY-MM-DD/ducklake-<uuid>.parquet
 SCHEMA = "main"  # DuckLake's default schema: it writes each table's files under <data path>/main/<table>/
 _METADATA = f"__ducklake_metadata_{ALIAS}"  # DuckLake attaches the catalog database itself under this name
+
+T = TypeVar("T")
+
+
+class LakeNotCreatedError(CatalogError):
+    """A reader found no lake: no catalog yet, or one that its first writer has not yet set up."""
+
 
 # What this process has already checked, per (catalog, data path): the ownership claim, the PostgreSQL lease check.
 _CLAIMS: dict[tuple[str, str], ownership.Claim] = {}
@@ -91,10 +99,7 @@ class Lake:
         # warehouse), and attachments belong to the instance.
         if read_only:
             if not self.exists:
-                raise CatalogError(
-                    f"no lake at {self.root} in the {self.catalog.describe()}: run the daily job for a "
-                    "date first"
-                )
+                raise self._not_created()
             self._attach_sql(con, f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
             return
         self.root.check_reachable()  # one clear line now, not an HTTP error in the middle of a commit
@@ -105,11 +110,18 @@ class Lake:
             f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)",
         )
 
+    def _not_created(self) -> LakeNotCreatedError:
+        return LakeNotCreatedError(
+            f"no lake at {self.root} in the {self.catalog.describe()}: run the daily job for a date first"
+        )
+
     def _attach_sql(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
         try:
             con.execute(sql)
         except duckdb.Error as exc:
             text = " ".join(str(exc).split())
+            if "creating a new DuckLake is explicitly disabled" in text:  # its first writer is setting it up
+                raise self._not_created() from exc
             if "does not match existing data path" in text:
                 raise CatalogError(
                     f"the {self.catalog.describe()} belongs to another lake, not {self.root}: {text[:300]}"
@@ -250,32 +262,49 @@ class Lake:
 
     def read(self, table: str, date: str | None = None) -> pa.Table:
         """``table``'s rows (for ``date``, without the date column; else all, with it) in a stable order."""
-        if not self.exists:
-            return ALL_SCHEMAS[table].empty_table()
         order = ", ".join(f'"{c}"' for c in SORT_KEYS[table])
-        with self.reader() as con:
+
+        def rows(con: duckdb.DuckDBPyConnection) -> pa.Table:
             if date is None:
                 return con.sql(f'SELECT * FROM {ALIAS}."{table}" ORDER BY date, {order}').to_arrow_table()
-            rows = con.execute(
+            return con.execute(
                 f'SELECT * EXCLUDE (date) FROM {ALIAS}."{table}" WHERE date = ?::DATE ORDER BY {order}',
                 [date],
             ).to_arrow_table()
-        return rows.cast(ALL_SCHEMAS[table])
+
+        found = self._read_table(table, rows, ALL_SCHEMAS[table].empty_table())
+        return found if date is None else found.cast(ALL_SCHEMAS[table])
 
     def count(self, table: str, date: str) -> int:
         """How many rows ``table`` holds for ``date`` (0 before the lake exists)."""
-        if not self.exists:
-            return 0
-        with self.reader() as con:
-            return con.execute(
+        return self._read_table(
+            table,
+            lambda con: con.execute(
                 f'SELECT count(*) FROM {ALIAS}."{table}" WHERE date = ?::DATE', [date]
-            ).fetchone()[0]
+            ).fetchone()[0],
+            0,
+        )
+
+    def _read_table(self, table: str, query: Callable[[duckdb.DuckDBPyConnection], T], empty: T) -> T:
+        """``query`` on a reader, or ``empty`` while the lake holds no ``table`` yet. A reader may race the lake's
+        first commit (a second `svp run` of the date checking what was published): the catalog file can exist
+        before DuckLake has set it up, and DuckLake's metadata before the first writer has created the tables."""
+        if not self.exists:
+            return empty
+        try:
+            with self.reader() as con:
+                return query(con) if _has_table(con, table) else empty
+        except LakeNotCreatedError:
+            return empty
 
     def snapshot_id(self) -> int | None:
         if not self.exists:
             return None
-        with self.reader() as con:
-            return self._snapshot(con)
+        try:
+            with self.reader() as con:
+                return self._snapshot(con)
+        except LakeNotCreatedError:  # its first writer is setting it up (see _read_table)
+            return None
 
     @staticmethod
     def _snapshot(con: duckdb.DuckDBPyConnection) -> int:
@@ -367,6 +396,14 @@ def _cleanup_old_files(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> l
     return con.execute(
         f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)", [day_before]
     ).fetchall()
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?", [ALIAS, table]
+        ).fetchone()[0]
+    )
 
 
 @contextlib.contextmanager

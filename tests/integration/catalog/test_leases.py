@@ -236,6 +236,23 @@ def test_sigterm_and_ctrl_c_give_the_date_back_and_say_nothing_was_published(tmp
     assert not list((settings.lake_root / daily.STAGING).rglob("*.parquet"))
 
 
+def test_a_stop_while_the_plan_is_staged_gives_the_date_back(tmp_path, monkeypatch):
+    """The window the SIGINT test above hits only by chance (CI, 2026-12-07): the lease is taken, the plan not yet
+    staged. A Ctrl-C there must give the date back like one during the batches."""
+    settings = settings_for(tmp_path, str(tmp_path / "catalog.sqlite"))
+    write_clips(settings.raw_root, DAY, 1)
+
+    def ctrl_c_while_staging(stage, lease):
+        assert daily.leases(settings).holder(DAY) == "stopped"  # the lease is taken by then
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(daily, "record_lease", ctrl_c_while_staging)
+    with pytest.raises(KeyboardInterrupt):
+        daily.run_date(settings, DAY, run_id="stopped", show_progress=False)
+    assert daily.leases(settings).list()[0] == []
+    assert not list((settings.lake_root / daily.STAGING).rglob("*"))
+
+
 # -- svp lease ---------------------------------------------------------------------------------------------------------
 
 

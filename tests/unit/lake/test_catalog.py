@@ -7,8 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
+import pytest
+
 from sensevoice_pipeline.lake import tables
-from sensevoice_pipeline.lake.catalog import Lake
+from sensevoice_pipeline.lake.catalog import Lake, LakeNotCreatedError
 
 DAY = "2026-09-14"
 
@@ -70,3 +73,30 @@ def test_garbage_is_collected_after_the_commit_past_its_grace_and_never_fails_th
     assert snapshot == lake.snapshot_id()
     assert lake.read("runs", DAY).column("run_id").to_pylist() == ["d"]
     assert "lake garbage collection skipped: disk gone" in caplog.text
+
+
+# -- a reader racing the lake's first commit --------------------------------------------------------------------------
+
+
+def test_a_lake_its_first_writer_is_still_setting_up_reads_as_empty(tmp_path):
+    """The states a reader can meet while the first commit runs (CI, 2026-12-07: a second `svp run` of the date
+    checking what was published died with a traceback): the catalog file made but not yet a DuckLake, then a
+    DuckLake without the tables. Each reads as a lake with no rows, as before the file existed; afterwards the
+    commit's rows are read."""
+    lake = Lake(tmp_path / "lake")
+    lake.catalog.prepare_for_writers()  # the SQLite file, in WAL mode, before DuckLake has set it up
+    assert lake.exists
+    assert (
+        lake.count("runs", DAY) == 0 and lake.read("runs", DAY).num_rows == 0 and lake.snapshot_id() is None
+    )
+    with pytest.raises(LakeNotCreatedError, match="run the daily job for a date first"):
+        with lake.reader():
+            pass
+
+    con = duckdb.connect()
+    lake.attach(con, read_only=False)  # DuckLake's metadata, none of the tables yet
+    con.close()
+    assert lake.count("runs", DAY) == 0 and lake.read("runs").num_rows == 0 and lake.snapshot_id() is not None
+
+    lake.commit_day(DAY, {"runs": runs_row("first")})
+    assert lake.count("runs", DAY) == 1 and lake.read("runs", DAY).column("run_id").to_pylist() == ["first"]
