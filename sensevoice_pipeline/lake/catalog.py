@@ -463,13 +463,16 @@ def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[str
 
 
 def _fill_rollup(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """``name`` computed again from every published utterance and recording (its old rows, if any, replaced)."""
+    """``name`` computed again from every published utterance and recording (its old rows, if any, replaced).
+    calls_daily sums the lake's calls table instead (filled first where it was missing too): at a year a few
+    seconds against half an hour for the calls of 18 M recordings computed again."""
     columns = ", ".join(f'"{c}"' for c in ALL_SCHEMAS[name].names)
     con.execute(f'DELETE FROM {ALIAS}."{name}"')
     con.execute(
         f'INSERT INTO {ALIAS}."{name}" (date, {columns}) '
         f"WITH u AS (SELECT * FROM {ALIAS}.utterances), r AS (SELECT * FROM {ALIAS}.recordings) "
-        f"SELECT * FROM ({rollup_sql(name, every_date=True)})"  # a rollup's SQL may have its own WITH
+        # a rollup's SQL may have its own WITH
+        f"SELECT * FROM ({rollup_sql(name, every_date=True, calls=f'{ALIAS}.calls')})"
     )
     rows = con.execute(f'SELECT count(*) FROM {ALIAS}."{name}"').fetchone()[0]
     log.info("filled the rollup %s from the published utterances: %d rows", name, rows)

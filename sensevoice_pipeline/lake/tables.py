@@ -166,6 +166,29 @@ CALLS = pa.schema(
         ("metadata", pa.map_(pa.string(), pa.string())),
     ]
 )
+# calls summed per day, agent, queue (the manifest's columns) and channel count: what the talk metrics and the
+# silence trend read, so that a year is ~365 x agents x queues rows instead of every call (docs/call-analytics.md).
+# Sums of calls' columns; ended_angry counts the calls whose customer's last segment was angry.
+CALLS_DAILY = pa.schema(
+    [
+        ("agent", pa.string()),
+        ("queue", pa.string()),
+        ("channels", pa.int16()),
+        ("calls", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("talk_s", pa.float64()),
+        ("non_talk_s", pa.float64()),
+        ("overtalk_s", pa.float64()),
+        ("ch0_talk_s", pa.float64()),
+        ("ch0_tokens", pa.int64()),
+        ("ch0_interruptions", pa.int64()),
+        ("ch1_interruptions", pa.int64()),
+        ("ended_angry", pa.int64()),
+    ]
+)
+# The customer's channel (docs/call-analytics.md): channel 1 of a split call, the only one of a mono call.
+CUSTOMER_COLUMN = "CASE WHEN channels = 2 THEN ch1_{0} ELSE ch0_{0} END"
+
 # An interruption: a channel's turn starting inside the other channel's turn and overlapping it this long at least.
 INTERRUPTION_MIN_OVERLAP_S = 0.5
 
@@ -222,6 +245,7 @@ ROLLUP_SCHEMAS = {
     "angry_calls": ANGRY_CALLS,
     "emotion_confidence_daily": EMOTION_CONFIDENCE_DAILY,
     "calls": CALLS,
+    "calls_daily": CALLS_DAILY,
 }
 SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, **ROLLUP_SCHEMAS, "runs": RUNS}
 DAILY_TABLES = tuple(SCHEMAS)  # what one daily run publishes for its date, in one commit
@@ -238,6 +262,7 @@ SORT_KEYS = {
     "model_usage_daily": ("model_version",),
     "angry_calls": ("source_path", "channel"),
     "calls": ("source_path",),
+    "calls_daily": ("agent", "queue", "channels"),
     "runs": ("run_id",),
     "model_releases": ("finished_at", "release_id"),
 }
@@ -377,6 +402,17 @@ ROLLUP_SQL = {
                metadata
         FROM spread ORDER BY {date}source_path
     """,
+    # calls summed (CALLS_OF_THE_DAY: the calls table, or its SQL above inlined); sums rounded as there
+    "calls_daily": """
+        SELECT {date}metadata['agent'] AS agent, metadata['queue'] AS queue, channels, count(*)::BIGINT AS calls,
+               round(sum(duration_s), 6) AS duration_s, round(sum(talk_s), 6) AS talk_s,
+               round(sum(non_talk_s), 6) AS non_talk_s, round(sum(overtalk_s), 6) AS overtalk_s,
+               round(sum(ch0_talk_s), 6) AS ch0_talk_s, sum(ch0_tokens)::BIGINT AS ch0_tokens,
+               sum(ch0_interruptions)::BIGINT AS ch0_interruptions,
+               coalesce(sum(ch1_interruptions), 0)::BIGINT AS ch1_interruptions,
+               count(*) FILTER (WHERE CUSTOMER_LAST_EMOTION = 'angry')::BIGINT AS ended_angry
+        FROM (CALLS_OF_THE_DAY) GROUP BY ALL ORDER BY {date}agent NULLS LAST, queue NULLS LAST, channels
+    """,
 }
 
 
@@ -422,9 +458,14 @@ def _channel_columns(n: int) -> str:
     )
 
 
-def rollup_sql(name: str, every_date: bool = False) -> str:
+def rollup_sql(name: str, every_date: bool = False, calls: str | None = None) -> str:
+    """Rollup ``name``'s SQL over ``u`` and ``r`` (``every_date``: with a date column, for every date they hold).
+    ``calls`` names a relation that already holds the calls rows for ``calls_daily`` to sum (the publish step's
+    own, the lake's table when the rollup is filled); without it the calls SQL is inlined (the raw view)."""
     return (
         ROLLUP_SQL[name]
+        .replace("CALLS_OF_THE_DAY", f"SELECT * FROM {calls}" if calls else ROLLUP_SQL["calls"])
+        .replace("CUSTOMER_LAST_EMOTION", CUSTOMER_COLUMN.format("last_emotion"))
         .format(date="date, " if every_date else "", by_date="PARTITION BY date " if every_date else "")
         .replace("ANGRY_CALLS_PER_DAY", str(ANGRY_CALLS_PER_DAY))
         .replace("CONFIDENCE_BUCKET", CONFIDENCE_BUCKET_SQL)
@@ -443,8 +484,10 @@ def rollups(utterances: pa.Table, recordings: pa.Table | None = None) -> dict[st
         con.register("u", utterances)
         con.register("r", RECORDINGS.empty_table() if recordings is None else recordings)
         out = {}
-        for name, schema in ROLLUP_SCHEMAS.items():
-            result = con.sql(rollup_sql(name)).to_arrow_table()
+        for name, schema in ROLLUP_SCHEMAS.items():  # (calls comes before calls_daily, which sums it)
+            if "calls" in out:
+                con.register("day_calls", out["calls"])
+            result = con.sql(rollup_sql(name, calls="day_calls" if "calls" in out else None)).to_arrow_table()
             out[name] = result.cast(schema) if result.num_rows else schema.empty_table()
         return out
     finally:

@@ -47,6 +47,7 @@ DESCRIPTIONS = {
     "model_usage_daily": "Utterances and recordings per model version",
     "angry_calls": "The day's 1,000 angriest recordings x channels",
     "calls": "One row per recording: talk, non-talk, overtalk, interruptions, talk speed, emotions per channel",
+    "calls_daily": "calls summed per agent, queue and channel count: talk, silence, overtalk, ended angry",
     "runs": "The run that published the day: files, failures, utterances, speech seconds, model versions",
     "model_releases": "One row per model release: outcome, versions, canary agreement and latency",
 }

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sensevoice_pipeline.lake.tables import CONFIDENCE_BUCKETS, rollup_sql
+from sensevoice_pipeline.lake.tables import CONFIDENCE_BUCKETS, CUSTOMER_COLUMN, rollup_sql
 
 GROUP_BY = {"language": "language", "channel": "channel"}  # the trend's grouping column, by name
-# The calls queries' customer channel (docs/call-analytics.md): channel 1 of a split call, the only one of a mono call.
-CUSTOMER = "CASE WHEN channels = 2 THEN ch1_{0} ELSE ch0_{0} END"
+
+
+# The call lists (ended-angry, escalations) stop at the most recent this many: a year holds hundreds of thousands,
+# and reading them all costs seconds; how many there were per agent or queue is talk-by-*'s ended_angry.
+CALL_LIST_LIMIT = 1000
 
 
 def customer(column: str) -> str:
-    return CUSTOMER.format(column)
+    """The calls table's column of the customer's channel (channel 1 of a split call, the only one of a mono)."""
+    return CUSTOMER_COLUMN.format(column)
 
 
 # The emotion confidence thresholds a query can filter on: the rollup's bucket bounds, so the answer is exact.
@@ -89,10 +93,10 @@ def _talk_by(key: str) -> Query:
     return Query(
         f"talk-by-{key}",
         f"Talk metrics per {key} (manifest column {key}): talk, silence and overtalk shares, interruptions, speed",
-        "calls",
+        "calls_daily",
         f"""
-        SELECT metadata['{key}'] AS {key}, count(*)::BIGINT AS calls,
-               count(*) FILTER (WHERE channels = 2)::BIGINT AS split_calls,
+        SELECT {key}, sum(calls)::BIGINT AS calls,
+               coalesce(sum(calls) FILTER (WHERE channels = 2), 0)::BIGINT AS split_calls,
                round(sum(duration_s) / 60, 1) AS minutes,
                round(sum(talk_s) / sum(duration_s), 3) AS talk_share,
                round(sum(non_talk_s) / sum(duration_s), 3) AS silence_share,
@@ -103,8 +107,8 @@ def _talk_by(key: str) -> Query:
                sum(ch1_interruptions) FILTER (WHERE channels = 2)::BIGINT AS customer_interruptions,
                round(sum(ch0_tokens) FILTER (WHERE channels = 2) * 60
                      / sum(ch0_talk_s) FILTER (WHERE channels = 2), 1) AS agent_tokens_per_min,
-               count(*) FILTER (WHERE {customer("last_emotion")} = 'angry')::BIGINT AS ended_angry
-        FROM calls
+               sum(ended_angry)::BIGINT AS ended_angry
+        FROM calls_daily
         WHERE date BETWEEN $from_date AND $to_date
         GROUP BY {key}
         ORDER BY {key} NULLS LAST
@@ -199,7 +203,7 @@ QUERIES = {
         ),
         Query(
             "ended-angry",
-            "Calls whose customer ended angry (last customer segment angry)",
+            "Calls whose customer ended angry (last customer segment angry), the 1,000 most recent",
             "calls",
             f"""
         SELECT source_path, date, metadata['agent'] AS agent, metadata['queue'] AS queue,
@@ -209,11 +213,13 @@ QUERIES = {
         FROM calls
         WHERE date BETWEEN $from_date AND $to_date AND {customer("last_emotion")} = 'angry'
         ORDER BY date DESC, source_path
+        LIMIT {CALL_LIST_LIMIT}
         """,
         ),
         Query(
             "escalations",
-            "Escalations: calls whose customer started calm (not angry) and ended angry, with the onset",
+            "Escalations: calls whose customer started calm (not angry) and ended angry, with the onset, the 1,000 "
+            "most recent",
             "calls",
             f"""
         SELECT source_path, date, metadata['agent'] AS agent, metadata['queue'] AS queue,
@@ -223,18 +229,19 @@ QUERIES = {
         WHERE date BETWEEN $from_date AND $to_date AND {customer("last_emotion")} = 'angry'
               AND {customer("first_emotion")} <> 'angry'
         ORDER BY date DESC, source_path
+        LIMIT {CALL_LIST_LIMIT}
         """,
         ),
         *(_talk_by(key) for key in ("agent", "queue")),
         Query(
             "silence-trend",
             "Share of call time without speech (non-talk) per day",
-            "calls",
+            "calls_daily",
             """
-        SELECT date, count(*)::BIGINT AS calls, round(sum(duration_s) / 60, 1) AS minutes,
+        SELECT date, sum(calls)::BIGINT AS calls, round(sum(duration_s) / 60, 1) AS minutes,
                round(sum(non_talk_s) / sum(duration_s), 3) AS non_talk_share,
                round(sum(overtalk_s) / sum(duration_s), 3) AS overtalk_share
-        FROM calls
+        FROM calls_daily
         WHERE date BETWEEN $from_date AND $to_date
         GROUP BY date ORDER BY date
         """,

@@ -24,17 +24,17 @@ def generated():
 
 @pytest.fixture(scope="module")
 def day(generated):
-    """A connection with the day's utterances ``u``, recordings ``r`` and their calls rollup ``calls``."""
+    """A connection with the day's utterances ``u``, recordings ``r`` and their rollups ``calls``, ``calls_daily``."""
     from sensevoice_pipeline.lake import tables
 
     utterances, recordings = generated
     con = duckdb.connect()
     con.register("u", utterances)
     con.register("r", recordings)
-    con.register("day_calls", tables.rollups(utterances, recordings)["calls"])
-    con.execute(
-        "CREATE VIEW calls AS SELECT DATE '2025-01-03' AS date, * FROM day_calls"
-    )  # as the lake has it
+    rolled = tables.rollups(utterances, recordings)
+    for name in ("calls", "calls_daily"):  # as the lake has them
+        con.register(f"day_{name}", rolled[name])
+        con.execute(f"CREATE VIEW {name} AS SELECT DATE '2025-01-03' AS date, * FROM day_{name}")
     yield con
     con.close()
 

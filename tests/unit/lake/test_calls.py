@@ -170,7 +170,7 @@ def test_without_recordings_a_call_still_has_its_talk_but_no_duration():
     assert calls(recordings=None)["mono"]["channels"] == 1
 
 
-def test_a_day_commits_its_calls_and_a_lake_without_the_table_gets_it_filled(tmp_path):
+def test_a_day_commits_its_calls_and_a_lake_without_the_tables_gets_them_filled(tmp_path):
     utterances = tables.to_table(SPLIT + MONO, tables.UTTERANCES)
     recordings = tables.to_table(RECORDINGS, tables.RECORDINGS)
     lake = Lake(tmp_path)
@@ -181,11 +181,20 @@ def test_a_day_commits_its_calls_and_a_lake_without_the_table_gets_it_filled(tmp
     committed = lake.read("calls", DATE).to_pylist()
     assert [r["recording_id"] for r in committed] == ["mono", "silent", "split"]
     assert committed[2] == calls()["split"]
-    with lake.writer() as con:  # the lake as a version of the code before the calls table left it
+    summed = lake.read("calls_daily", DATE).to_pylist()
+    assert len(summed) == 3
+    with lake.writer() as con:  # the lake as a version of the code before calls_daily left it
+        con.execute(f'DROP TABLE {ALIAS}."calls_daily"')
+    with lake.writer():  # (summed from the lake's calls)
+        pass
+    assert lake.read("calls_daily", DATE).to_pylist() == summed
+    with lake.writer() as con:  # ... and before the calls table
         con.execute(f'DROP TABLE {ALIAS}."calls"')
+        con.execute(f'DROP TABLE {ALIAS}."calls_daily"')
     with lake.writer():
         pass
     assert lake.read("calls", DATE).to_pylist() == committed
+    assert lake.read("calls_daily", DATE).to_pylist() == summed
 
 
 @pytest.mark.parametrize(
@@ -246,3 +255,50 @@ def test_the_canned_call_queries_answer_from_the_calls_rollup(tmp_path):
     assert [(str(r["date"]), r["calls"], r["non_talk_share"]) for r in trend] == [
         (DATE, 4, round((8.0 + 7.0 + 5.0 + 4.0) / 45, 3))
     ]
+
+
+def test_calls_daily_sums_the_days_calls_per_agent_queue_and_channel_count():
+    rolled = tables.rollups(
+        tables.to_table(SPLIT + MONO, tables.UTTERANCES), tables.to_table(RECORDINGS, tables.RECORDINGS)
+    )
+    assert rolled["calls_daily"].schema == tables.CALLS_DAILY
+    rows = {(r["agent"], r["queue"], r["channels"]): r for r in rolled["calls_daily"].to_pylist()}
+    assert list(rows) == [("bo", "billing", 2), ("bo", None, 2), ("wing", None, 1)]
+    columns = ("calls", "duration_s", "talk_s", "non_talk_s", "overtalk_s", "ch0_talk_s", "ch0_tokens")
+    counts = ("ch0_interruptions", "ch1_interruptions", "ended_angry")
+    assert [rows["bo", "billing", 2][c] for c in columns + counts] == [
+        1,
+        20.0,
+        12.0,
+        8.0,
+        2.75,
+        8.0,
+        14,
+        1,
+        2,
+        1,
+    ]
+    assert [rows["bo", None, 2][c] for c in columns + counts] == [1, 5.0, 0.0, 5.0, 0.0, 0.0, 0, 0, 0, 0]
+    # mono: one turn 1-4; its customer (channel 0) ends neutral (the angry segment starts first)
+    assert [rows["wing", None, 1][c] for c in columns + counts] == [1, 10.0, 3.0, 7.0, 0.0, 3.0, 3, 0, 0, 0]
+
+
+def test_the_call_lists_stop_at_the_most_recent_limit_and_the_counts_do_not(tmp_path):
+    from sensevoice_pipeline.warehouse.database import Warehouse
+    from sensevoice_pipeline.warehouse.queries import CALL_LIST_LIMIT
+
+    angry = [seg(f"c{i:04d}", 0, 0, 0.0, 1.0, "angry", "no") for i in range(CALL_LIST_LIMIT + 1)]
+    utterances = tables.to_table(angry, tables.UTTERANCES)
+    recordings = tables.to_table(
+        [recording(f"c{i:04d}", 2.0, mode="mono", agent="bo") for i in range(CALL_LIST_LIMIT + 1)],
+        tables.RECORDINGS,
+    )
+    Lake(tmp_path).commit_day(
+        DATE, {"utterances": utterances, "recordings": recordings, **tables.rollups(utterances, recordings)}
+    )
+    warehouse = Warehouse(tmp_path)
+    warehouse.refresh()
+    ended = warehouse.query("ended-angry").column("source_path").to_pylist()
+    assert ended == [f"calls/c{i:04d}.wav" for i in range(CALL_LIST_LIMIT)]
+    (bo,) = warehouse.query("talk-by-agent").to_pylist()
+    assert bo["ended_angry"] == bo["calls"] == CALL_LIST_LIMIT + 1

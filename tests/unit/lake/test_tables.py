@@ -64,6 +64,7 @@ def test_every_schema_leaves_the_date_to_the_partition_and_sorts_by_its_own_colu
         "angry_calls",
         "emotion_confidence_daily",
         "calls",
+        "calls_daily",
         "runs",
     )
     assert set(tables.SORT_KEYS) == set(tables.ALL_SCHEMAS)

@@ -34,7 +34,7 @@ def test_publishing_a_day_reads_its_partition_and_writes_every_daily_table(tmp_p
     ]
     assert all(isinstance(d, OutputDataset) and d.namespace == "file" for d in outputs)
     assert [d.name for d in outputs] == [str(tmp_path / "lake" / "data" / "main" / t) for t in tables.SCHEMAS]
-    assert len(outputs) == len(tables.SCHEMAS) == 9
+    assert len(outputs) == len(tables.SCHEMAS) == 10
 
 
 def test_each_output_has_its_tables_schema_date_first_with_the_catalogs_types(tmp_path):
@@ -74,7 +74,7 @@ def test_a_release_writes_the_model_releases_table(tmp_path):
 def test_every_table_is_described_and_the_asset_lists_every_daily_table():
     assert set(lineage.DESCRIPTIONS) == set(tables.ALL_SCHEMAS)
     assert lineage.lake_asset_extra() == {"tables": ",".join(tables.DAILY_TABLES)}
-    assert len(tables.DAILY_TABLES) == 9
+    assert len(tables.DAILY_TABLES) == 10
 
 
 @pytest.mark.parametrize("table", sorted(tables.ALL_SCHEMAS))
