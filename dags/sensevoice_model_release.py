@@ -32,6 +32,7 @@ LocalExecutor of `svp demo`) ignore it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -67,9 +68,11 @@ def _settings(params: dict) -> Settings:
 
 
 def _thresholds(params: dict) -> dict:
+    """The canary's gates from the run's Params (each CanaryThresholds field is a Param of the same name)."""
+    gates = releases.CanaryThresholds()
     return {
-        k: float(params[k])
-        for k in ("min_transcript_agreement", "min_emotion_agreement", "max_latency_ratio")
+        f.name: type(getattr(gates, f.name))(params[f.name])
+        for f in dataclasses.fields(releases.CanaryThresholds)
     }
 
 
@@ -143,6 +146,32 @@ def _run_step(step: Callable[[releases.ReleaseRun], Record]) -> dict:
         ),
         "max_latency_ratio": Param(
             1.5, type="number", exclusiveMinimum=0, description="Largest median latency of staged / serving"
+        ),
+        "shadow_sample_size": Param(
+            releases.CanaryThresholds.shadow_sample_size,
+            type="integer",
+            minimum=0,
+            description="Shadow canary: recent published recordings sent to the candidate, stratified by "
+            "language hint and channel mode (0: off)",
+        ),
+        "shadow_look_back_days": Param(
+            releases.CanaryThresholds.shadow_look_back_days,
+            type="integer",
+            minimum=1,
+            description="Shadow canary: sample from the last this many published days",
+        ),
+        "max_angry_share_shift": Param(
+            releases.CanaryThresholds.max_angry_share_shift,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Shadow canary: largest change of the angry share of the sample's segments",
+        ),
+        "max_shadow_cer": Param(
+            releases.CanaryThresholds.max_shadow_cer,
+            type="number",
+            minimum=0,
+            description="Shadow canary: largest character error rate against the published texts",
         ),
         "fail_on_refusal": Param(
             True, type="boolean", description="Fail the run (after the report) when refused"

@@ -39,7 +39,13 @@ from sensevoice_pipeline.lake.catalog_db import (
 from sensevoice_pipeline.lake.duckdb_access import load_duckdb_extension, sql_value
 from sensevoice_pipeline.lake.lease import install_commit_check, lost_lease_error
 from sensevoice_pipeline.lake.storage import Root, as_root, modification_times
-from sensevoice_pipeline.lake.tables import ALL_SCHEMAS, ROLLUP_SCHEMAS, SORT_KEYS, rollup_sql
+from sensevoice_pipeline.lake.tables import (
+    ALL_SCHEMAS,
+    KEPT_SNAPSHOTS,
+    ROLLUP_SCHEMAS,
+    SORT_KEYS,
+    rollup_sql,
+)
 
 __all__ = ["ALIAS", "CatalogError", "Lake", "LakeNotCreatedError"]
 
@@ -89,19 +95,29 @@ class Lake:
 
     # -- connections -------------------------------------------------------------------------------------------------
 
-    def attach(self, con: duckdb.DuckDBPyConnection, read_only: bool = True) -> None:
-        """Attach the catalog to ``con`` as ``lake`` (and, for an s3:// lake, give ``con`` a temporary secret)."""
+    def attach(
+        self, con: duckdb.DuckDBPyConnection, read_only: bool = True, snapshot: int | None = None
+    ) -> str:
+        """Attach the catalog to ``con`` as ``lake`` (and, for an s3:// lake, give ``con`` a temporary secret);
+        ``snapshot``: read-only as of that snapshot, as ``lake_at_<snapshot>``. Returns the name attached."""
         load_duckdb_extension(con, "ducklake")
         load_duckdb_extension(con, self.catalog.extension)
         self.root.prepare_duckdb(con)
         target = sql_value(self.catalog.ducklake_uri())
         # IF NOT EXISTS: DuckDB shares one instance between the connections of a process to the same file (the
-        # warehouse), and attachments belong to the instance.
+        # warehouse), and attachments belong to the instance: an older snapshot gets a name of its own.
         if read_only:
             if not self.exists:
                 raise self._not_created()
+            if snapshot is not None:
+                alias = snapshot_alias(snapshot)
+                self._attach_sql(
+                    con,
+                    f"ATTACH IF NOT EXISTS {target} AS {alias} (READ_ONLY, SNAPSHOT_VERSION {int(snapshot)})",
+                )
+                return alias
             self._attach_sql(con, f"ATTACH IF NOT EXISTS {target} AS {ALIAS} (READ_ONLY)")
-            return
+            return ALIAS
         self.root.check_reachable()  # one clear line now, not an HTTP error in the middle of a commit
         self.catalog.prepare_for_writers()
         # Rows go to Parquet files, never into the catalog (DuckLake inlines small inserts by default).
@@ -109,6 +125,7 @@ class Lake:
             con,
             f"ATTACH {target} AS {ALIAS} (DATA_PATH {sql_value(self.data_path)}, DATA_INLINING_ROW_LIMIT 0)",
         )
+        return ALIAS
 
     def _not_created(self) -> LakeNotCreatedError:
         return LakeNotCreatedError(
@@ -310,6 +327,45 @@ class Lake:
     def _snapshot(con: duckdb.DuckDBPyConnection) -> int:
         return int(con.execute(f"SELECT max(snapshot_id) FROM {ALIAS}.snapshots()").fetchone()[0])
 
+    # -- kept snapshots ----------------------------------------------------------------------------------------------
+
+    def keep_snapshot(
+        self,
+        name: str,
+        model_versions: str,
+        from_date: str,
+        to_date: str,
+        keep_for: dt.timedelta,
+        reason: str,
+    ) -> int:
+        """Name the current snapshot and keep it (its files too) for ``keep_for`` past the garbage-collection grace;
+        returns its id. The row goes in the kept_snapshots table, in a commit of its own (after the kept one)."""
+        with self.writer() as con:
+            snapshot = self._snapshot(con)
+            now = dt.datetime.now(dt.UTC)
+            row = {
+                "name": name,
+                "snapshot_id": snapshot,
+                "model_versions": model_versions,
+                "from_date": dt.date.fromisoformat(from_date),
+                "to_date": dt.date.fromisoformat(to_date),
+                "created_at": now,
+                "kept_until": now + keep_for,
+                "reason": reason,
+            }
+            with _transaction(con):
+                self._insert(
+                    con, "kept_snapshots", now.date().isoformat(), pa.Table.from_pylist([row], KEPT_SNAPSHOTS)
+                )
+        log.info("kept snapshot %d as %r (versions %s, %s..%s) until %s", snapshot, name, model_versions,
+                 from_date, to_date, row["kept_until"].isoformat(timespec="seconds"))  # fmt: skip
+        return snapshot
+
+    def kept_snapshots(self) -> list[dict]:
+        """The kept snapshots, newest first (expired ones included: their ``kept_until`` says so)."""
+        rows = self.read("kept_snapshots").to_pylist()
+        return sorted(rows, key=lambda r: (r["created_at"], r["snapshot_id"]), reverse=True)
+
     # -- garbage -----------------------------------------------------------------------------------------------------
 
     def collect_garbage(self, grace: dt.timedelta) -> int:
@@ -368,12 +424,13 @@ class Lake:
 
 
 def _expire_snapshots(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> None:
-    """Expire the snapshots committed before ``cutoff``, never the current one."""
+    """Expire the snapshots committed before ``cutoff``, never the current one nor one kept (keep_snapshot)."""
     versions = [
         row[0]
         for row in con.execute(
             f"SELECT snapshot_id FROM {ALIAS}.snapshots() WHERE snapshot_time < ?::TIMESTAMPTZ "
-            f"AND snapshot_id < (SELECT max(snapshot_id) FROM {ALIAS}.snapshots())",
+            f"AND snapshot_id < (SELECT max(snapshot_id) FROM {ALIAS}.snapshots()) "
+            f"AND snapshot_id NOT IN (SELECT snapshot_id FROM {ALIAS}.kept_snapshots WHERE kept_until > now())",
             [cutoff],
         ).fetchall()
     ]
@@ -396,6 +453,11 @@ def _cleanup_old_files(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> l
     return con.execute(
         f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => ?::TIMESTAMPTZ)", [day_before]
     ).fetchall()
+
+
+def snapshot_alias(snapshot: int) -> str:
+    """The name a snapshot of the lake is attached under (Lake.attach)."""
+    return f"{ALIAS}_at_{int(snapshot)}"
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -235,6 +235,14 @@ MODEL_RELEASES = pa.schema(
         ("switch_seconds", pa.float64()),
         ("reasons", pa.string()),
         ("report_path", pa.string()),
+        # the shadow canary (releases/shadow.py): recent published recordings through the candidate
+        ("shadow_recordings", pa.int64()),
+        ("shadow_skipped", pa.int64()),
+        ("shadow_cer", pa.float64()),
+        ("shadow_emotion_agreement", pa.float64()),
+        ("shadow_angry_share_shift", pa.float64()),
+        ("shadow_unknown_rate_shift", pa.float64()),
+        ("max_angry_share_shift", pa.float64()),
     ]
 )
 
@@ -250,7 +258,22 @@ ROLLUP_SCHEMAS = {
 SCHEMAS = {"utterances": UTTERANCES, "recordings": RECORDINGS, **ROLLUP_SCHEMAS, "runs": RUNS}
 DAILY_TABLES = tuple(SCHEMAS)  # what one daily run publishes for its date, in one commit
 # Tables written by other jobs than the daily one, in the same catalog.
-OTHER_SCHEMAS = {"model_releases": MODEL_RELEASES}
+# Snapshots kept past the garbage-collection grace (Lake.keep_snapshot): the lake as it was before `svp rescore`
+# replaced a range of days with another model version's answers, so `svp query --as-of` / `--model-version` and
+# model-compare read the old version's rows. Partition = the UTC day it was named.
+KEPT_SNAPSHOTS = pa.schema(
+    [
+        ("name", pa.string()),
+        ("snapshot_id", pa.int64()),
+        ("model_versions", pa.string()),  # the versions that scored the range's days in that snapshot
+        ("from_date", pa.date32()),
+        ("to_date", pa.date32()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("kept_until", pa.timestamp("us", tz="UTC")),
+        ("reason", pa.string()),
+    ]
+)
+OTHER_SCHEMAS = {"model_releases": MODEL_RELEASES, "kept_snapshots": KEPT_SNAPSHOTS}
 ALL_SCHEMAS = {**SCHEMAS, **OTHER_SCHEMAS}
 # A stable row order within a date, for readers that compare tables.
 SORT_KEYS = {
@@ -265,6 +288,7 @@ SORT_KEYS = {
     "calls_daily": ("agent", "queue", "channels"),
     "runs": ("run_id",),
     "model_releases": ("finished_at", "release_id"),
+    "kept_snapshots": ("created_at", "name"),
 }
 
 

@@ -50,6 +50,7 @@ DESCRIPTIONS = {
     "calls_daily": "calls summed per agent, queue and channel count: talk, silence, overtalk, ended angry",
     "runs": "The run that published the day: files, failures, utterances, speech seconds, model versions",
     "model_releases": "One row per model release: outcome, versions, canary agreement and latency",
+    "kept_snapshots": "Lake snapshots kept past the grace period: the rows of a model version before a re-score",
 }
 
 
@@ -110,4 +111,4 @@ def daily_publish_lineage(settings: Settings, date: str) -> tuple[list[InputData
 def release_report_lineage(settings: Settings) -> tuple[list[InputDataset], list[OutputDataset]]:
     """What a release's report writes: its row of ``model_releases``."""
     lake = Lake(settings.lake_root, settings.catalog)
-    return [], [table_dataset(lake, name) for name in tables.OTHER_SCHEMAS]
+    return [], [table_dataset(lake, "model_releases")]

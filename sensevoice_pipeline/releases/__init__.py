@@ -68,6 +68,7 @@ from sensevoice_pipeline.releases.results import (
     ReleaseSummary,
     StepFailure,
 )
+from sensevoice_pipeline.releases.shadow import ShadowThresholds, ShadowVerdict, run_shadow_canary
 from sensevoice_pipeline.releases.state import ServingState, locked, read_state, write_state
 
 __all__ = [
@@ -114,6 +115,9 @@ __all__ = [
     "GoldenCase",
     "load_golden_set",
     "CanaryThresholds",
+    "ShadowThresholds",
+    "ShadowVerdict",
+    "run_shadow_canary",
     "run_canary",
     "CanaryVerdict",
     "CaseAnswer",

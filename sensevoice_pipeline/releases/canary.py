@@ -32,6 +32,7 @@ from sensevoice_pipeline.records import Record
 from sensevoice_pipeline.releases.control import STAGED_MODEL, canary_url
 from sensevoice_pipeline.releases.errors import ReleaseError
 from sensevoice_pipeline.releases.golden import GoldenCase, golden_root, load_golden_set
+from sensevoice_pipeline.releases.shadow import ShadowThresholds, ShadowVerdict
 from sensevoice_pipeline.releases.state import read_state
 from sensevoice_pipeline.serving.client import SenseVoiceClient
 from sensevoice_pipeline.serving.recordings import RecordingTranscriber
@@ -46,6 +47,23 @@ class CanaryThresholds:
     min_transcript_agreement: float = 0.95  # share of golden cases whose text (tags removed) is the same
     min_emotion_agreement: float = 0.95  # share of golden cases with the same emotion tags
     max_latency_ratio: float = 1.5  # median latency staged / serving, per recording
+    # the shadow canary on recent published recordings (shadow.py)
+    shadow_sample_size: int = ShadowThresholds.sample_size
+    shadow_look_back_days: int = ShadowThresholds.look_back_days
+    max_angry_share_shift: float = ShadowThresholds.max_angry_share_shift
+    max_shadow_cer: float = ShadowThresholds.max_cer
+
+    @classmethod
+    def of(cls, thresholds: CanaryThresholds | dict | None) -> CanaryThresholds:
+        return CanaryThresholds(**thresholds) if isinstance(thresholds, dict) else thresholds or cls()
+
+    def shadow(self) -> ShadowThresholds:
+        return ShadowThresholds(
+            int(self.shadow_sample_size),
+            int(self.shadow_look_back_days),
+            self.max_angry_share_shift,
+            self.max_shadow_cer,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,19 @@ class CanaryVerdict(Record):
     max_segment_s: float | None = None
     merge_segment_s: float | None = None
     seconds: float | None = None
+    shadow: dict | None = None  # the shadow canary's ShadowVerdict (None: not run)
+
+
+def with_shadow(golden: CanaryVerdict, shadow: ShadowVerdict | None) -> CanaryVerdict:
+    """The canary's verdict: the golden part's, refused also for the shadow part's reasons."""
+    if shadow is None:
+        return golden
+    return dataclasses.replace(
+        golden,
+        passed=golden.passed and shadow.passed,
+        reasons=[*golden.reasons, *shadow.reasons],
+        shadow=shadow.to_dict(),
+    )
 
 
 def run_canary(
@@ -112,8 +143,7 @@ def run_canary(
     emotions and median latency per recording. Without a serving version the
     golden set's expected texts are the baseline. ``repository``: read the staged and serving versions not given
     from its serving.json. Returns a JSON-serialisable result with ``passed``."""
-    if isinstance(thresholds, dict):
-        thresholds = CanaryThresholds(**thresholds)
+    thresholds = CanaryThresholds.of(thresholds)
     if repository is not None and (staged_version is None or serving_version is None):
         state = read_state(repository)
         staged_version = staged_version if staged_version is not None else state.staged
@@ -127,7 +157,7 @@ def run_canary(
     answers = asyncio.run(
         _answer_cases(canary_url(url), cases, staged_version, serving_version, max_segment_s, merge_segment_s)
     )
-    result = judge(cases, answers, thresholds or CanaryThresholds(), staged_version, serving_version)
+    result = judge(cases, answers, thresholds, staged_version, serving_version)
     result = dataclasses.replace(
         result,
         golden_dir=str(golden_root(golden_dir)),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from sensevoice_pipeline.releases.canary import CanaryThresholds, CanaryVerdict, run_canary
+from sensevoice_pipeline.releases.canary import CanaryThresholds, CanaryVerdict, run_canary, with_shadow
 from sensevoice_pipeline.releases.errors import ReleaseError, ReleaseFailed, ReleaseRefused
 from sensevoice_pipeline.releases.listing import source_checksum
 from sensevoice_pipeline.releases.operations import Staged, promote, stage, unstage
@@ -33,6 +33,7 @@ from sensevoice_pipeline.releases.results import (
     ReleaseSummary,
     StepFailure,
 )
+from sensevoice_pipeline.releases.shadow import run_shadow_canary
 from sensevoice_pipeline.releases.state import now_iso, read_state
 from sensevoice_pipeline.settings import Settings
 
@@ -186,10 +187,13 @@ class ReleaseRun:
         return self.staged
 
     def run_canary(self, thresholds: CanaryThresholds | dict | None = None) -> CanaryVerdict:
+        """The golden set through both sides, then the shadow canary: recent published recordings through the
+        candidate (a refusal of either refuses the release)."""
         settings, staged = self.settings, self._needs(self.staged)
-        self.canary = self._step(
-            "canary",
-            lambda: run_canary(
+        thresholds = CanaryThresholds.of(thresholds)
+
+        def both() -> CanaryVerdict:
+            golden = run_canary(
                 settings.triton_url,
                 staged.staged,
                 settings.golden_dir,
@@ -197,8 +201,10 @@ class ReleaseRun:
                 serving_version=staged.serving,
                 max_segment_s=settings.max_segment_s,
                 merge_segment_s=settings.merge_segment_s,
-            ),
-        )
+            )
+            return with_shadow(golden, run_shadow_canary(settings, staged.staged, thresholds.shadow()))
+
+        self.canary = self._step("canary", both)
         return self.canary
 
     def conclude(self) -> Decision:

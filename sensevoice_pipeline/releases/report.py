@@ -115,10 +115,30 @@ def release_row(
         "min_transcript_agreement": thresholds.get("min_transcript_agreement"),
         "min_emotion_agreement": thresholds.get("min_emotion_agreement"),
         "max_latency_ratio": thresholds.get("max_latency_ratio"),
+        **_shadow_columns(canary.get("shadow") or {}, thresholds),
         "switch_seconds": decision.get("switch_seconds"),
         "reasons": "; ".join(decision.get("reasons") or []) or None,
         "report_path": str(report_path),
     }
+
+
+def _shadow_columns(shadow: dict, thresholds: dict) -> dict:
+    """The shadow canary's figures in the row (null where it did not run)."""
+    return {
+        "shadow_recordings": shadow.get("answered"),
+        "shadow_skipped": shadow.get("skipped_missing"),
+        "shadow_cer": shadow.get("cer"),
+        "shadow_emotion_agreement": shadow.get("emotion_agreement"),
+        "shadow_angry_share_shift": shadow.get("angry_share_shift"),
+        "shadow_unknown_rate_shift": _difference(
+            shadow.get("unknown_rate_staged"), shadow.get("unknown_rate_published")
+        ),
+        "max_angry_share_shift": thresholds.get("max_angry_share_shift"),
+    }
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 4)
 
 
 def _append_release_row(lake_root: Root, catalog: str | Path | None, date: str, row: dict) -> str:

@@ -41,6 +41,7 @@ from sensevoice_pipeline.ui.cli_common import (
 from sensevoice_pipeline.ui.cli_lease import add_lease_parser
 from sensevoice_pipeline.ui.cli_models import add_models_parser
 from sensevoice_pipeline.ui.cli_query import add_query_parser
+from sensevoice_pipeline.ui.cli_rescore import add_rescore_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_serve_parser,
         _add_transcribe_parser,
         _add_run_parser,
+        add_rescore_parser,
         add_query_parser,
         add_bi_parser,
         add_sql_parser,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from sensevoice_pipeline import releases
 from sensevoice_pipeline.errors import UnavailableError
@@ -89,12 +90,22 @@ def _add_release_arguments(m: argparse.ArgumentParser) -> None:
         default=None,
         help="the canary's clips + expected.jsonl (default: $SVP_GOLDEN_DIR, then the fixture model's clips)",
     )
-    for flag, default, what in (
-        ("--min-transcript-agreement", 0.95, "share of golden cases with the same text"),
-        ("--min-emotion-agreement", 0.95, "share of golden cases with the same emotion"),
-        ("--max-latency-ratio", 1.5, "median latency staged / serving"),
+    gates = releases.CanaryThresholds()
+    for flag, kind, what in (
+        ("--min-transcript-agreement", float, "share of golden cases with the same text"),
+        ("--min-emotion-agreement", float, "share of golden cases with the same emotion"),
+        ("--max-latency-ratio", float, "median latency staged / serving"),
+        (
+            "--shadow-sample-size",
+            int,
+            "shadow canary: recent published recordings sent to the candidate (0: off)",
+        ),
+        ("--shadow-look-back-days", int, "shadow canary: sample from the last this many published days"),
+        ("--max-angry-share-shift", float, "shadow canary: largest change of the angry share of segments"),
+        ("--max-shadow-cer", float, "shadow canary: character error rate against the published texts"),
     ):
-        m.add_argument(flag, type=float, default=default, help=f"canary gate: {what} (default: %(default)s)")
+        default = getattr(gates, flag.removeprefix("--").replace("-", "_"))
+        m.add_argument(flag, type=kind, default=default, help=f"canary gate: {what} (default: %(default)s)")
     m.add_argument(
         "--allow-refusal",
         action="store_true",
@@ -177,7 +188,7 @@ def _release(args) -> int:
         golden_dir=args.golden_dir,
     )
     thresholds = releases.CanaryThresholds(
-        args.min_transcript_agreement, args.min_emotion_agreement, args.max_latency_ratio
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(releases.CanaryThresholds)}
     )
     report = releases.release(
         args.checkpoint,

@@ -24,6 +24,10 @@ QUERY_NAMES = [
     "talk-by-queue",
     "silence-trend",
 ]
+# Not a canned query over one snapshot: each emotion's share per model version, over the current lake and the kept
+# snapshots (warehouse/versions.py)
+MODEL_COMPARE = "model-compare"
+MODEL_COMPARE_TITLE = "Each emotion's share per model version, over the dates every version scored"
 
 
 def add_query_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +36,7 @@ def add_query_parser(sub: argparse._SubParsersAction) -> None:
         help="canned BI queries over the DuckDB warehouse",
         description="Print a canned query as a table; --csv writes it to a file, --png draws it.",
     )
-    p.add_argument("name", choices=QUERY_NAMES)
+    p.add_argument("name", choices=[*QUERY_NAMES, MODEL_COMPARE])
     p.add_argument("--from", dest="date_from", help="first date, YYYY-MM-DD (default: all)")
     p.add_argument("--to", dest="date_to", help="last date, YYYY-MM-DD (default: all)")
     p.add_argument("--by", default="language", choices=["language", "channel"], help="trend grouping")
@@ -43,6 +47,17 @@ def add_query_parser(sub: argparse._SubParsersAction) -> None:
         metavar="P",
         help="count only emotions the model gave at least this probability: 0.5, 0.6, 0.7, 0.8 or 0.9 "
         "(emotion-trend, angry-share; default: all)",
+    )
+    p.add_argument(
+        "--as-of",
+        metavar="SNAPSHOT",
+        help="answer from an older snapshot of the lake: its id, or the name `svp rescore` kept it under",
+    )
+    p.add_argument(
+        "--model-version",
+        metavar="N",
+        help="answer from the lake as model version N scored it (a snapshot kept by `svp rescore`, else the "
+        "current lake)",
     )
     p.add_argument("--lake", help="table root (default: $SVP_LAKE_ROOT, then var/lake)")
     p.add_argument("--warehouse", help="DuckDB file (default: <lake>/warehouse.duckdb)")
@@ -57,13 +72,19 @@ def cmd_query(args) -> int:
     from sensevoice_pipeline.warehouse.database import Warehouse, WarehouseError
     from sensevoice_pipeline.warehouse.queries import QUERIES
     from sensevoice_pipeline.warehouse.report import print_table, write_chart
+    from sensevoice_pipeline.warehouse.versions import model_compare, resolve_snapshot
 
     # Everything the user typed is checked before the warehouse is opened (a slow s3:// lake included).
     date_from, date_to = _date_flag("--from", args.date_from), _date_flag("--to", args.date_to)
     if date_from and date_to and date_from > date_to:
         raise CliError(f"--from {date_from} is after --to {date_to}: no date can match")
-    if args.png and QUERIES[args.name].chart is None:
+    compare = args.name == MODEL_COMPARE
+    if args.png and (compare or QUERIES[args.name].chart is None):
         raise CliError(f"{args.name} has no chart (its rows are not per date): use --csv")
+    if compare and (args.as_of or args.model_version):
+        raise CliError(
+            "model-compare reads every kept snapshot itself: leave out --as-of and --model-version"
+        )
     outputs = [(flag, path) for flag, path in (("--csv", args.csv), ("--png", args.png)) if path]
     for flag, path in outputs:
         _check_output(flag, path)
@@ -71,13 +92,17 @@ def cmd_query(args) -> int:
     checked_lake(args.lake, settings)
     try:
         warehouse = Warehouse(settings.lake_root, settings.warehouse_path, settings.catalog)
-        table = warehouse.query(args.name, date_from, date_to, args.by, args.min_confidence)
+        if compare:
+            table = model_compare(warehouse, date_from, date_to)
+        else:
+            snapshot = resolve_snapshot(warehouse, args.as_of, args.model_version)
+            table = warehouse.query(args.name, date_from, date_to, args.by, args.min_confidence, snapshot)
     except WarehouseError as exc:
         raise CliError(str(exc)) from exc
     if args.json:
         emit(args, table.to_pylist(), "")
     else:
-        print(f"# {QUERIES[args.name].title}")
+        print(f"# {MODEL_COMPARE_TITLE if compare else QUERIES[args.name].title}")
         print_table(table)
     for flag, path in outputs:
         if flag == "--csv":

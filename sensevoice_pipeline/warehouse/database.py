@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from sensevoice_pipeline.atomic import replacing
 from sensevoice_pipeline.errors import SvpError
-from sensevoice_pipeline.lake.catalog import ALIAS, CatalogError, Lake, table_columns
+from sensevoice_pipeline.lake.catalog import CatalogError, Lake, table_columns
 from sensevoice_pipeline.lake.duckdb_access import sql_value
 from sensevoice_pipeline.lake.storage import LocalRoot, StorageError, default_warehouse
 from sensevoice_pipeline.lake.tables import ALL_SCHEMAS
@@ -101,10 +101,11 @@ class Warehouse:
         except duckdb.Error:
             return {}
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
         """The warehouse file, read-only, with the lake attached and in use (``USE lake``): the tables answer by
         their own names. A host that never published (the api-server, a worker of a lake in S3) builds its own file
-        the first time: the file is local and derived."""
+        the first time: the file is local and derived. ``snapshot``: the lake as of that snapshot instead (a kept
+        one: Lake.keep_snapshot)."""
         if not self.db_path.exists():
             try:
                 published = self.lake.exists
@@ -120,8 +121,7 @@ class Warehouse:
                 f"cannot open the warehouse {self.db_path}: {' '.join(str(exc).split())[:200]}"
             ) from exc
         try:  # s3:// lake: httpfs and a TEMPORARY secret for this connection (never stored in the file)
-            self.lake.attach(con)
-            con.execute(f"USE {ALIAS}")
+            con.execute(f"USE {self.lake.attach(con, snapshot=snapshot)}")
         except (StorageError, CatalogError, duckdb.Error) as exc:
             con.close()
             raise WarehouseError(" ".join(str(exc).split())[:300]) from exc
@@ -134,9 +134,11 @@ class Warehouse:
         date_to: dt.date | str | None = None,
         by: str = "language",
         min_confidence: float = 0.0,
+        snapshot: int | None = None,
     ) -> pa.Table:
         """Run a canned query; ``by`` picks the grouping column of the trend (language or channel);
-        ``min_confidence`` counts only emotions the model was at least that sure of (queries.MIN_CONFIDENCES)."""
+        ``min_confidence`` counts only emotions the model was at least that sure of (queries.MIN_CONFIDENCES);
+        ``snapshot``: answer from that snapshot of the lake (versions.resolve_snapshot) instead of the current."""
         if name not in QUERIES:
             raise WarehouseError(f"unknown query {name!r}: expected one of {', '.join(QUERIES)}")
         if by not in GROUP_BY:
@@ -150,8 +152,8 @@ class Warehouse:
             sql = QUERIES[name].render(by, min_confidence)
         except ValueError as exc:
             raise WarehouseError(str(exc)) from None
-        params = {"from_date": _as_date(date_from, dt.date.min), "to_date": _as_date(date_to, dt.date.max)}
-        con = self.connect()
+        params = {"from_date": as_date(date_from, dt.date.min), "to_date": as_date(date_to, dt.date.max)}
+        con = self.connect(snapshot)
         try:
             # execute, not sql: a relation materializes the whole result before Arrow reads it back (0.05 s of
             # the year-long emotion trend's 0.42 s; benchmarks/README.md, "BI at a year")
@@ -165,7 +167,7 @@ class Warehouse:
             con.close()
 
 
-def _as_date(value, default: dt.date) -> dt.date:
+def as_date(value, default: dt.date) -> dt.date:
     if value in (None, ""):
         return default
     if isinstance(value, dt.date):

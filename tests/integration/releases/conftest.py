@@ -4,14 +4,19 @@ and serves its own, so that no module depends on what another did to the reposit
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from sensevoice_pipeline import releases
+from sensevoice_pipeline.releases.policy import config_files
+from sensevoice_pipeline.serving.repository import MODELS, SERVING_FILE
 from sensevoice_pipeline.serving.server import LocalTriton
+from tests.support.fault_models import add_angry_version
 from tests.support.paths import FIXTURE_MODEL_DIR
 from tests.support.releases import export
+from tests.support.triton import serve
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +33,25 @@ def release_repo(tmp_path_factory) -> Path:
 def release_triton(release_repo):
     with LocalTriton(release_repo) as server:
         yield server
+
+
+# -- the angry candidate (tests/support/fault_models: add_angry_version): test_shadow_canary.py, test_rescore.py ------
+
+
+@pytest.fixture(scope="module")
+def angry_repo(tmp_path_factory, fixture_repository):
+    repo = shutil.copytree(fixture_repository, tmp_path_factory.mktemp("angry") / "model_repository")
+    releases.promote(
+        repo, 1, url=None
+    )  # pin version 1: the export's `latest` policy would serve the candidate
+    before = {p: p.read_text() for m in MODELS for p in config_files(repo, m)}
+    state = (repo / SERVING_FILE).read_text()
+    assert add_angry_version(repo) == 2
+    assert {p: p.read_text() for m in MODELS for p in config_files(repo, m)} == before
+    assert (repo / SERVING_FILE).read_text() == state
+    return repo
+
+
+@pytest.fixture(scope="module")
+def angry_triton(angry_repo):
+    yield from serve(angry_repo)

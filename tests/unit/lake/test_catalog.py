@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from sensevoice_pipeline.lake import tables
-from sensevoice_pipeline.lake.catalog import Lake, LakeNotCreatedError
+from sensevoice_pipeline.lake.catalog import CatalogError, Lake, LakeNotCreatedError
 
 DAY = "2026-09-14"
 
@@ -100,3 +100,39 @@ def test_a_lake_its_first_writer_is_still_setting_up_reads_as_empty(tmp_path):
 
     lake.commit_day(DAY, {"runs": runs_row("first")})
     assert lake.count("runs", DAY) == 1 and lake.read("runs", DAY).column("run_id").to_pylist() == ["first"]
+
+
+# -- kept snapshots ----------------------------------------------------------------------------------------------------
+
+
+def test_a_kept_snapshot_outlives_garbage_collection_until_its_time_and_reads_as_it_was(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    lake.commit_day(DAY, {"runs": runs_row("old")})
+    kept = lake.keep_snapshot("before", "1", DAY, DAY, dt.timedelta(days=1), "a test")
+    lake.commit_day(DAY, {"runs": runs_row("new")})
+    lake.commit_day(DAY, {"runs": runs_row("newer")})
+    lake.collect_garbage(dt.timedelta(0))
+
+    def runs_at(snapshot: int) -> list[str]:
+        con = duckdb.connect()
+        try:
+            alias = lake.attach(con, snapshot=snapshot)
+            return [r[0] for r in con.execute(f"SELECT run_id FROM {alias}.runs").fetchall()]
+        finally:
+            con.close()
+
+    assert runs_at(kept) == ["old"] and lake.read("runs", DAY).column("run_id").to_pylist() == ["newer"]
+    (row,) = lake.kept_snapshots()
+    assert (row["name"], row["snapshot_id"], row["model_versions"], str(row["from_date"])) == (
+        "before",
+        kept,
+        "1",
+        DAY,
+    )
+    with lake.writer() as con:  # "new"'s snapshot was not kept: expired
+        snapshots = [r[0] for r in con.execute("SELECT snapshot_id FROM lake.snapshots()").fetchall()]
+        assert kept in snapshots and len(snapshots) == 2  # the kept one and the current one
+        con.execute("UPDATE lake.kept_snapshots SET kept_until = now() - INTERVAL 1 MINUTE")  # its time is up
+    lake.collect_garbage(dt.timedelta(0))
+    with pytest.raises(CatalogError):
+        runs_at(kept)
