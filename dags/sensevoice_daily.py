@@ -45,6 +45,13 @@ Tasks: `check_pool` -> `wait_for_partition` -> `plan` -> `transcribe` (mapped, o
   (files, failed files, utterances, speech seconds), through Airflow's metrics (`[metrics] statsd_on`;
   `provider/metrics.py`, docs/deployment.md).
 
+- **Re-scoring history after a promote.** A backfill with the version pinned and a snapshot name, e.g.
+  `airflow backfill create --dag-id sensevoice_daily --from-date 2026-11-01 --to-date 2026-11-30
+  --reprocess-behavior completed --dag-run-conf '{"model_version": "2", "keep_snapshot_as": "before-v2"}'`:
+  each run's `plan` first keeps the lake as it was under that name (only the first run keeps it; the others find it
+  kept: `jobs/rescore.keep_before_rescore`), then re-publishes its day with version 2. `svp query NAME --as-of
+  before-v2` and `svp query model-compare` read the old version's rows. `svp rescore` does the same in one process.
+
 Configuration: Params below (per run), the `sensevoice_triton` Connection (the Triton gRPC address, or several
 comma-separated: balanced, with failover), $SVP_TRITON_POOL, and the
 environment: SVP_RAW_ROOT (default var/raw), SVP_LAKE_ROOT (default var/lake), SVP_WAREHOUSE, SVP_LEASE_TTL_S,
@@ -66,6 +73,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from sensevoice_pipeline.constants import CHANNEL_MODES
 from sensevoice_pipeline.errors import ConfigurationError, FailureBudgetExceeded, PublishError
 from sensevoice_pipeline.jobs import daily
+from sensevoice_pipeline.jobs.rescore import DEFAULT_KEEP_DAYS, keep_before_rescore
 from sensevoice_pipeline.lake.arrival import DEFAULT_POKE_INTERVAL_S, DEFAULT_TIMEOUT_S
 from sensevoice_pipeline.lake.lease import DateBusyError, LeaseLostError
 from sensevoice_pipeline.provider import lineage, metrics, notify, pools
@@ -140,6 +148,20 @@ LEASE_WAIT = {
         ),
         "model_version": Param(
             "", type="string", description="Pin a `sensevoice` version for reproducible re-runs"
+        ),
+        "keep_snapshot_as": Param(
+            "",
+            type="string",
+            pattern=r"^[A-Za-z0-9._-]{0,100}$",
+            description="Re-scoring a range (a backfill with model_version pinned): keep the lake as it was "
+            "before, under this name (give every run of the backfill the same one: only the first keeps it), "
+            "for svp query --as-of NAME and model-compare",
+        ),
+        "keep_snapshot_days": Param(
+            DEFAULT_KEEP_DAYS,
+            type="number",
+            exclusiveMinimum=0,
+            description="How long the snapshot named by keep_snapshot_as is kept (days)",
         ),
         "batch_size": Param(16, type="integer", minimum=1, description="Files per mapped transcription task"),
         "failure_budget": Param(
@@ -218,11 +240,19 @@ def sensevoice_daily():
     @task(**LEASE_WAIT)
     def plan() -> list[dict]:
         context = get_current_context()
+        params = context["params"]
         try:
-            with metrics.stage("plan"):
-                batches = daily.plan(
-                    _settings(context["params"]), _partition_date(context), context["run_id"]
+            if params.get(
+                "keep_snapshot_as"
+            ):  # a re-score: the lake as it was, kept before anything publishes
+                keep_before_rescore(
+                    _settings(params),
+                    params["keep_snapshot_as"],
+                    float(params["keep_snapshot_days"]),
+                    f"re-score by backfill with model version {params.get('model_version') or 'serving'}",
                 )
+            with metrics.stage("plan"):
+                batches = daily.plan(_settings(params), _partition_date(context), context["run_id"])
             return [batch.to_dict() for batch in batches]
         except DateBusyError:
             raise  # another run holds the date: the retries are the wait

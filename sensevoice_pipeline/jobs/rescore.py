@@ -87,6 +87,23 @@ def rescore(
     return Rescored(model_version, kept, name, versions, days, failed)
 
 
+def keep_before_rescore(settings: Settings, name: str, keep_days: float, reason: str) -> int | None:
+    """The DAG's re-score path (sensevoice_daily's ``keep_snapshot_as`` Param, given to every run of a backfill):
+    keep the lake's current snapshot under ``name`` once, before the first of those runs publishes. None: the lake
+    has nothing published yet, so there is nothing to keep."""
+    lake = daily.lake(settings)
+    if not lake.exists:
+        return None
+    with lake.reader() as con:
+        first, last, versions = con.execute(
+            f"SELECT min(date)::VARCHAR, max(date)::VARCHAR, "
+            f"string_agg(DISTINCT model_version, ',' ORDER BY model_version) FROM {ALIAS}.model_usage_daily"
+        ).fetchone()
+    if first is None:
+        return None
+    return lake.keep_snapshot(name, versions, first, last, dt.timedelta(days=keep_days), reason)
+
+
 def _published(lake, date_from: str, date_to: str) -> tuple[list[str], str]:
     """The published dates of the range and the model versions that scored them (comma-separated)."""
     if not lake.exists:

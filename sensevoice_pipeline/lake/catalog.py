@@ -339,8 +339,16 @@ class Lake:
         reason: str,
     ) -> int:
         """Name the current snapshot and keep it (its files too) for ``keep_for`` past the garbage-collection grace;
-        returns its id. The row goes in the kept_snapshots table, in a commit of its own (after the kept one)."""
+        returns its id. The row goes in the kept_snapshots table, in a commit of its own (after the kept one). A
+        name already kept is not kept again: its snapshot's id is returned (under the writer lock, so of the runs of
+        a backfill that all name one snapshot, only the first keeps, before any of them has published)."""
         with self.writer() as con:
+            kept = con.execute(
+                f"SELECT snapshot_id FROM {ALIAS}.kept_snapshots WHERE name = ? ORDER BY created_at LIMIT 1",
+                [name],
+            ).fetchone()
+            if kept:
+                return int(kept[0])
             snapshot = self._snapshot(con)
             now = dt.datetime.now(dt.UTC)
             row = {

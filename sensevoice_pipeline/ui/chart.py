@@ -38,6 +38,7 @@ class _Axes:
     by: str
     emotions: list[str]
     colors: dict[str, str]
+    versions: dict[int, str]  # day index -> the model version(s) that scored it
 
     @property
     def plot_w(self) -> int:
@@ -75,16 +76,20 @@ def trend_svg(
     date_to: dt.date,
     min_confidence: float = 0.0,
     width: int = 1160,
+    day_versions: dict[dt.date, str] | None = None,
 ) -> str:
     """Stacked bars of utterances per day and emotion, one panel per language (or channel), every day of the range
-    on the x axis (days without data stay empty). Each bar segment has a tooltip with its count and share. No rows:
-    a sentence naming the filters, no axes."""
+    on the x axis (days without data stay empty). Each bar segment has a tooltip with its count and share, and the
+    model version that scored its day (``day_versions``); where that version changes (a promote, a re-scored range)
+    a dashed line marks the first day of the new one. No rows: a sentence naming the filters, no axes."""
     caption = trend_caption(by, date_from, date_to, min_confidence)
     if not rows:
         return f'<p class="empty">No data for the emotion trend {esc(caption)}.</p>'
     days = [date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)]
     emotions = emotion_order(r["emotion"] for r in rows)
-    axes = _Axes(days, width, by, emotions, emotion_colors(emotions))
+    index = {d: i for i, d in enumerate(days)}
+    versions = {index[d]: v for d, v in (day_versions or {}).items() if d in index}
+    axes = _Axes(days, width, by, emotions, emotion_colors(emotions), versions)
     totals, cells = _by_group(rows, by, days)
     groups = sorted(totals, key=lambda g: (-totals[g], g))
     shown, left_out = groups[:MAX_PANELS], groups[MAX_PANELS:]
@@ -143,7 +148,13 @@ def _panel(axes: _Axes, group: str, total: int, day_cells: DayCells, top: int) -
         f'<text x="{LEFT}" y="{top + 15}" class="panel">{esc(axes.by)} {esc(group)} — '
         f"{esc(total)} utterances</text>"
     )
-    return title + _grid(axes, y0, peak) + _bars(axes, group, day_cells, y0, peak) + _x_labels(axes, y0)
+    return (
+        title
+        + _grid(axes, y0, peak)
+        + _bars(axes, group, day_cells, y0, peak)
+        + _version_changes(axes, top + TITLE_H, y0)
+        + _x_labels(axes, y0)
+    )
 
 
 def _grid(axes: _Axes, y0: int, peak: int) -> str:
@@ -172,11 +183,43 @@ def _bars(axes: _Axes, group: str, day_cells: DayCells, y0: int, peak: int) -> s
             tip = f"{axes.days[i]} {axes.by} {group} {e}: {int(r['utterances'])} utterances"
             if r.get("share") is not None:
                 tip += f" ({float(r['share']):.1%})"
+            if i in axes.versions:
+                tip += f", scored by model version {axes.versions[i]}"
             out.append(
                 f'<rect x="{LEFT + i * slot + (slot - bar_w) / 2:.2f}" y="{y:.2f}" width="{bar_w:.2f}" '
                 f'height="{h:.2f}" fill="{axes.colors[e]}"><title>{esc(tip)}</title></rect>'
             )
     return "".join(out)
+
+
+def version_changes(versions: dict[int, str]) -> list[int]:
+    """The day indexes whose model version differs from the previous scored day's."""
+    days = sorted(versions)
+    return [i for before, i in zip(days, days[1:]) if versions[i] != versions[before]]
+
+
+def _version_changes(axes: _Axes, top: float, y0: int) -> str:
+    """A dashed line before each day whose model version is not the previous scored day's, labelled with it."""
+    out = []
+    for i in version_changes(axes.versions):
+        x = LEFT + i * axes.slot
+        out.append(
+            f'<line x1="{x:.2f}" y1="{top:.1f}" x2="{x:.2f}" y2="{y0}" class="promote">'
+            f"<title>{esc(f'from {axes.days[i]}: model version {axes.versions[i]}')}</title></line>"
+            f'<text x="{x + 3:.2f}" y="{top + 10:.1f}" class="promote">version {esc(axes.versions[i])}</text>'
+        )
+    return "".join(out)
+
+
+def scored_by_text(day_versions: dict[dt.date, str]) -> str:
+    """Which version scored which days: "version 1 2026-11-01 – 2026-11-19, version 2 2026-11-20 – 2026-11-21"."""
+    runs: list[list] = []  # [version, first day, last day]
+    for day in sorted(day_versions):
+        if runs and runs[-1][0] == day_versions[day]:
+            runs[-1][2] = day
+        else:
+            runs.append([day_versions[day], day, day])
+    return ", ".join(f"version {v} {date_range_text(a, b)}" for v, a, b in runs)
 
 
 def _x_labels(axes: _Axes, y0: int) -> str:

@@ -39,6 +39,7 @@ table.compact td,table.compact th{padding:2px 6px}
 .chart text{font-size:11px;fill:#52606d}.chart .panel{font-size:13px;font-weight:600;fill:#1f2933}
 .chart .legend{font-size:12px;fill:#1f2933}.chart .ylab{text-anchor:end}.chart .xlab{text-anchor:middle}
 .chart .grid{stroke:#e4e7eb;stroke-width:1}
+.chart line.promote{stroke:#1f2933;stroke-width:1.5;stroke-dasharray:5 3}.chart text.promote{font-size:11px;fill:#1f2933}
 .chart .lane{fill:#f5f7fa}.chart .lane-label{font-size:12px;font-weight:600;fill:#1f2933;text-anchor:end}
 .notes{background:#fffbea;border:1px solid #f7d070;padding:6px 10px;border-radius:6px}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{font-weight:600}dd{margin:0}

@@ -56,6 +56,11 @@ ORDER BY angry_share DESC, angry_segments DESC, date DESC, source_path, channel
 LIMIT $limit
 """
 
+# Which model version scored each day (a re-scored range changes it; several on a day: a partial re-run)
+DAY_VERSIONS_SQL = """
+    SELECT date, string_agg(DISTINCT model_version, ',' ORDER BY model_version) AS versions
+    FROM model_usage_daily WHERE date BETWEEN $from_date AND $to_date GROUP BY date ORDER BY date
+"""
 LATEST_DATE_SQL = "SELECT max(date) FROM {table}"  # table names come from a fixed tuple, never from a request
 
 
@@ -133,6 +138,7 @@ class Dashboard:
     angry_total: int = 0
     models: list[ModelRow] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)  # that transcribed utterances dated in the range
+    day_versions: dict = field(default_factory=dict)  # date -> the version(s) that scored it, comma-separated
     serving: dict | None = None
     notes: list[str] = field(default_factory=list)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -201,6 +207,9 @@ def _load_tables(board: Dashboard, con: duckdb.DuckDBPyConnection, limit: int) -
     board.angry_total = int(board.angry[0]["total"]) if board.angry else 0
     usage = _rows(con, QUERIES["model-usage"].render(), bounds, "model usage rollups", notes)
     board.model_versions = [version_label(u["model_version"]) for u in usage]
+    board.day_versions = {
+        r["date"]: r["versions"] for r in _rows(con, DAY_VERSIONS_SQL, bounds, "model usage", [])
+    }
     return usage
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sensevoice_pipeline.serving.repository import SERVING_FILE
-from sensevoice_pipeline.ui.chart import group_label, trend_caption, trend_svg
+from sensevoice_pipeline.ui.chart import group_label, scored_by_text, trend_caption, trend_svg
 from sensevoice_pipeline.ui.clip_html import clip_section
 from sensevoice_pipeline.ui.html_parts import Column, html_document, render_table
 from sensevoice_pipeline.ui.page_data import GROUPINGS, MIN_CONFIDENCES, Dashboard
@@ -147,7 +147,14 @@ def render_page(board: Dashboard) -> str:
         _range_form(board),
         f'<ul class="notes">{notes}</ul>' if notes else "",
         f'<section id="trend"><h2>Daily emotion trend {esc(_trend_caption(board))}</h2>',
-        trend_svg(board.trend, board.by, board.date_from, board.date_to, board.min_confidence),
+        trend_svg(
+            board.trend,
+            board.by,
+            board.date_from,
+            board.date_to,
+            board.min_confidence,
+            day_versions=board.day_versions,
+        ),
         f"<details><summary>Data ({esc(len(board.trend))} rows)</summary>{trend_table(board.trend, board.by)}</details>"
         if board.trend
         else "",
@@ -185,10 +192,11 @@ def _summary_line(board: Dashboard, clean: Callable[[Any], str]) -> str:
     versions = ", ".join(board.model_versions) or "none"
     failed = f"{board.failed_total:,} failed file{'' if board.failed_total == 1 else 's'}"
     failed_link = f'<a href="#failed">{esc(failed)}</a>' if board.failed_total else esc(failed)
+    scored = scored_by_text(board.day_versions)
     return (
         f'<p class="summary">Dates <b>{esc(_period(board))}</b> ({esc(days)} day{"" if days == 1 else "s"}) · '
-        f"model version{'' if len(board.model_versions) == 1 else 's'} <b>{clean(versions)}</b> · "
-        f"{failed_link}</p>"
+        f"model version{'' if len(board.model_versions) == 1 else 's'} <b>{clean(versions)}</b>"
+        f"{f' ({clean(scored)})' if len(board.model_versions) > 1 else ''} · {failed_link}</p>"
     )
 
 

@@ -75,3 +75,38 @@ def test_a_rescored_range_answers_both_versions_side_by_side(tmp_path, angry_rep
     assert (
         missing.returncode != 0 and "no rows of model version 7" in missing.stderr and name in missing.stderr
     )
+
+
+@pytest.mark.airflow
+@pytest.mark.timeout(900)
+def test_the_daily_dag_rescores_with_the_version_pinned_and_keeps_the_lake_before_once(
+    tmp_path, angry_repo, angry_triton, local_airflow
+):
+    """The DAG path: what `airflow backfill create --dag-id sensevoice_daily ... --dag-run-conf '{"model_version":
+    "2", "keep_snapshot_as": NAME}'` runs for each date, here one `airflow dags test` per date with that conf."""
+    from sensevoice_pipeline.demo.local_airflow import triton_connection_env
+
+    url = angry_triton.grpc_url
+    releases.promote(angry_repo, 2, url)  # (already, when the test above ran first)
+    settings = Settings(
+        raw_root=tmp_path / "raw", lake_root=tmp_path / "lake", triton_url=url, model_version="1"
+    )
+    for day in DAYS:
+        write_cantonese_and_english_day(settings.raw_root, day)
+        assert daily.run_date(settings, day, show_progress=False).model_versions == "1"  # pinned: 2 serves
+    conf = {"raw_root": str(settings.raw_root), "lake_root": str(settings.lake_root), "model_version": "2",
+            "keep_snapshot_as": "before-v2", "keep_snapshot_days": 30}  # fmt: skip
+    for day in DAYS:
+        local_airflow.dags_test(
+            "sensevoice_daily",
+            f"{day}T00:00:00+00:00",
+            conf={**conf, "date": day},
+            env=triton_connection_env(url),
+        )
+    (kept,) = Lake(settings.lake_root).kept_snapshots()  # the second run found the name kept: not kept again
+    assert (kept["name"], kept["model_versions"], str(kept["to_date"])) == ("before-v2", "1", DAYS[1])
+    assert kept["kept_until"] - kept["created_at"] == dt.timedelta(days=30)
+    assert angry_shares(query(settings, "angry-share")) == [0.5, 0.5]
+    assert angry_shares(query(settings, "angry-share", "--as-of", "before-v2")) == [0.0, 0.0]
+    compared = query(settings, "model-compare")
+    assert {r["model_version"] for r in compared} == {"1", "2"} and {r["days"] for r in compared} == {2}

@@ -123,3 +123,20 @@ def test_long_runs_are_shown_in_minutes(tmp_path):
     start = dt.datetime(2026, 3, 2, 0, 0, 5, tzinfo=UTC)
     runs = [run_row(start, start + dt.timedelta(minutes=42, seconds=30)), run_row(start, None)]
     assert took(render_page(board(tmp_path, runs=runs))) == ["42.5 min", ""]
+
+
+def test_the_trend_marks_where_the_scoring_version_changes_and_the_summary_says_which_scored_which_days(
+    tmp_path,
+):
+    # D1 scored by version 1, D2 (no trend data) and D3 by version 2: one marker, before D2, the first day of 2
+    versions = {D1: "1", D2: "2", D3: "2"}
+    page = render_page(board(tmp_path, TREND, day_versions=versions, model_versions=["1", "2"]))
+    markers = re.findall(r'<line x1="([\d.]+)"[^>]*class="promote"><title>([^<]*)</title>', page)
+    assert [title for _, title in markers] == [
+        "from 2026-03-02: model version 2"
+    ] * 2  # one per panel (channels)
+    assert 'class="promote">version 2</text>' in page
+    assert "scored by model version 1" in page and "scored by model version 2" in page  # the bars' tooltips
+    assert f"({esc('version 1 2026-03-01, version 2 2026-03-02 – 2026-03-03')})" in page
+    one = render_page(board(tmp_path, TREND, day_versions={D1: "1", D3: "1"}, model_versions=["1"]))
+    assert 'class="promote"' not in one and "version 1 2026-03-01" not in one
