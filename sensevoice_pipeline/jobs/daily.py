@@ -91,18 +91,21 @@ def plan_with_lease(
     date = check_date(date)
     items = list_work(settings.raw_root, date, settings.language, settings.channel_mode)
     _refuse_silent_shrink(settings, date, len(items))
-    lease = leases(settings).acquire(date, run_id, bound_to_process=bound_to_process)
+    # From the lease on, anything that stops the plan (a Ctrl-C or SIGTERM, a full disk) gives the date back: the
+    # caller's own guard starts only once this returns. (release gives back only this run's lease and staging, so
+    # a date another run holds is left as it is.)
     try:
+        lease = leases(settings).acquire(date, run_id, bound_to_process=bound_to_process)
         _stage_plan(settings, date, run_id, items, lease)
-    except BaseException:  # a Ctrl-C or a full disk while staging the plan must not keep the date
+        size = max(1, settings.batch_size)
+        batches = [
+            Batch(date, run_id, lease.token, i // size, [it.to_dict() for it in items[i : i + size]])
+            for i in range(0, len(items), size)
+        ]
+        log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
+    except BaseException:
         release(settings, date, run_id)
         raise
-    size = max(1, settings.batch_size)
-    batches = [
-        Batch(date, run_id, lease.token, i // size, [it.to_dict() for it in items[i : i + size]])
-        for i in range(0, len(items), size)
-    ]
-    log.info("%s: %d files in %d batches (run %s)", date, len(items), len(batches), run_id)
     return lease, batches
 
 

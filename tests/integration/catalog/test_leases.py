@@ -8,6 +8,7 @@ stopped, killed or terminated. SQLite's writer lock as the fence, in-process: te
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import signal
 import subprocess
@@ -236,19 +237,38 @@ def test_sigterm_and_ctrl_c_give_the_date_back_and_say_nothing_was_published(tmp
     assert not list((settings.lake_root / daily.STAGING).rglob("*.parquet"))
 
 
-def test_a_stop_while_the_plan_is_staged_gives_the_date_back(tmp_path, monkeypatch):
-    """The window the SIGINT test above hits only by chance (CI, 2026-12-07): the lease is taken, the plan not yet
-    staged. A Ctrl-C there must give the date back like one during the batches."""
+class _StopWhenPlanned(logging.Handler):
+    """Raises KeyboardInterrupt when the plan's "N files in M batches" line is logged: the last step of planning."""
+
+    def emit(self, record):
+        if "batches (run" in record.getMessage():
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["staging the plan", "after the plan is staged"])
+def test_a_stop_while_planning_gives_the_date_back(tmp_path, monkeypatch, where):
+    """The windows the SIGINT/SIGTERM test above hits only by chance (CI, 2026-12-07, twice): the lease is taken and
+    the plan being staged, or staged (its lease token written: the test signals then) but the batches not yet
+    handed to the run. A stop there must give the date back like one during the batches."""
     settings = settings_for(tmp_path, str(tmp_path / "catalog.sqlite"))
     write_clips(settings.raw_root, DAY, 1)
+    if where == "staging the plan":
 
-    def ctrl_c_while_staging(stage, lease):
-        assert daily.leases(settings).holder(DAY) == "stopped"  # the lease is taken by then
-        raise KeyboardInterrupt
+        def ctrl_c_while_staging(stage, lease):
+            assert daily.leases(settings).holder(DAY) == "stopped"  # the lease is taken by then
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(daily, "record_lease", ctrl_c_while_staging)
-    with pytest.raises(KeyboardInterrupt):
-        daily.run_date(settings, DAY, run_id="stopped", show_progress=False)
+        monkeypatch.setattr(daily, "record_lease", ctrl_c_while_staging)
+    else:
+        handler = _StopWhenPlanned()
+        monkeypatch.setattr(daily.log, "level", logging.INFO)
+        daily.log.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            daily.run_date(settings, DAY, run_id="stopped", show_progress=False)
+    finally:
+        if where != "staging the plan":
+            daily.log.removeHandler(handler)
     assert daily.leases(settings).list()[0] == []
     assert not list((settings.lake_root / daily.STAGING).rglob("*"))
 
