@@ -20,6 +20,7 @@ from sensevoice_pipeline.errors import InputError
 from sensevoice_pipeline.ui.page_models import ModelRow, model_rows, version_label
 from sensevoice_pipeline.warehouse.database import Warehouse, WarehouseError
 from sensevoice_pipeline.warehouse.queries import GROUP_BY, MIN_CONFIDENCES, QUERIES, check_min_confidence
+from sensevoice_pipeline.warehouse.versions import DAY_VERSIONS_SQL
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 GROUPINGS = tuple(GROUP_BY)  # language, channel
@@ -56,11 +57,6 @@ ORDER BY angry_share DESC, angry_segments DESC, date DESC, source_path, channel
 LIMIT $limit
 """
 
-# Which model version scored each day (a re-scored range changes it; several on a day: a partial re-run)
-DAY_VERSIONS_SQL = """
-    SELECT date, string_agg(DISTINCT model_version, ',' ORDER BY model_version) AS versions
-    FROM model_usage_daily WHERE date BETWEEN $from_date AND $to_date GROUP BY date ORDER BY date
-"""
 LATEST_DATE_SQL = "SELECT max(date) FROM {table}"  # table names come from a fixed tuple, never from a request
 
 
@@ -207,9 +203,8 @@ def _load_tables(board: Dashboard, con: duckdb.DuckDBPyConnection, limit: int) -
     board.angry_total = int(board.angry[0]["total"]) if board.angry else 0
     usage = _rows(con, QUERIES["model-usage"].render(), bounds, "model usage rollups", notes)
     board.model_versions = [version_label(u["model_version"]) for u in usage]
-    board.day_versions = {
-        r["date"]: r["versions"] for r in _rows(con, DAY_VERSIONS_SQL, bounds, "model usage", [])
-    }
+    day_versions = _rows(con, DAY_VERSIONS_SQL, bounds, "model usage", [])
+    board.day_versions = {r["date"]: r["model_version"] for r in day_versions}
     return usage
 
 

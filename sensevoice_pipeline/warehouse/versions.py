@@ -16,13 +16,15 @@ import pyarrow as pa
 
 from sensevoice_pipeline.warehouse.database import Warehouse, WarehouseError, as_date
 
-# One source's (the current lake's, or a kept snapshot's) utterances per date, model version and emotion; a date
-# scored by several versions (a partial re-run) has them joined with commas, as model_usage_daily lists them.
-_PER_DATE_SQL = """
-    WITH days AS (
-        SELECT date, string_agg(DISTINCT model_version, ',' ORDER BY model_version) AS model_version
-        FROM model_usage_daily WHERE date BETWEEN $from_date AND $to_date GROUP BY date
-    )
+# Which model version scored each date of the range; a date scored by several (a partial re-run) has them joined
+# with commas. The page's trend marker reads it too.
+DAY_VERSIONS_SQL = """
+    SELECT date, string_agg(DISTINCT model_version, ',' ORDER BY model_version) AS model_version
+    FROM model_usage_daily WHERE date BETWEEN $from_date AND $to_date GROUP BY date ORDER BY date
+"""
+# One source's (the current lake's, or a kept snapshot's) utterances per date, model version and emotion.
+_PER_DATE_SQL = f"""
+    WITH days AS ({DAY_VERSIONS_SQL})
     SELECT e.date, d.model_version, e.emotion, sum(e.utterances)::BIGINT AS utterances
     FROM emotion_daily e JOIN days d USING (date)
     WHERE e.date BETWEEN $from_date AND $to_date
@@ -73,10 +75,11 @@ def resolve_snapshot(
         for snapshot in kept:
             if version in snapshot["model_versions"].split(","):
                 return snapshot["snapshot_id"]
-        if version in _current_versions(warehouse):
+        current = _current_versions(warehouse)
+        if version in current:
             return None
         raise WarehouseError(
-            f"no rows of model version {version}: the lake holds {', '.join(_current_versions(warehouse)) or 'none'}"
+            f"no rows of model version {version}: the lake holds {', '.join(current) or 'none'}"
             f"; kept snapshots: {_listed(kept)}"
         )
     return None
